@@ -1,0 +1,505 @@
+"""YAML configuration -> frozen dataclasses with defaults; every error names its key path.
+
+The schema *is* the dataclasses below: field types drive parsing (durations, nested sections,
+lists, literals), `__post_init__`-free validation lives in `_validate_*` hooks, and unknown keys
+are refused. `aura.example.yml` documents every key and a test keeps it loadable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; `str()` is `path: problem` lines, one per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class Duration(float):
+    """Seconds, parsed from Prometheus duration strings such as `30s`, `1h30m`, `2d`."""
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+def parse_duration(text: str) -> float:
+    """Parse a Prometheus duration (`90s`, `1h30m`); raise ValueError when malformed."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    for match in _DURATION_RE.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 2h, 1h30m)")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Format seconds as the shortest Prometheus duration (`7200` -> `2h`)."""
+    seconds = int(round(seconds))
+    if seconds == 0:
+        return "0s"
+    out = ""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out += f"{seconds // size}{unit}"
+            seconds %= size
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+
+
+SIGNAL_KINDS = ("resource", "latency", "errors", "network", "saturation", "other")
+AGENT_NAMES = ("topology", "forecast", "capacity", "network", "stability")
+
+
+@dataclass(frozen=True)
+class Authorization:
+    type: str = "Bearer"
+    credentials_file: str | None = None
+
+
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str = ""
+    password_file: str | None = None
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name: str | None = None
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True)
+class OAuth2:
+    client_id: str = ""
+    client_secret_file: str | None = None
+    token_url: str = ""
+    scopes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where PromQL goes: any Prometheus-compatible query API (Prometheus, Thanos, Mimir)."""
+
+    url: str = "http://127.0.0.1:9090"
+    timeout: Duration = Duration(30)
+    authorization: Authorization | None = None
+    basic_auth: BasicAuth | None = None
+    tls_config: TLSConfig = TLSConfig()
+    oauth2: OAuth2 | None = None
+    max_concurrency: int = 4
+    retries: int = 2
+    # Late samples: incremental fetches re-read this much before the last fetched step.
+    overlap: Duration = Duration(120)
+
+
+@dataclass(frozen=True)
+class SignalConfig:
+    name: str
+    query: str = ""
+    capacity: float | None = None
+    kind: Literal["resource", "latency", "errors", "network", "saturation", "other"] = "other"
+    # Which direction is bad: "up" (usage, latency, errors) or "down" (free space, credits).
+    direction: Literal["up", "down"] = "up"
+
+
+@dataclass(frozen=True)
+class TopologyConfig:
+    embedding_dimension: int = 1
+    embedding_delay: int = 1
+    max_points: int = 120
+    baseline_size: int = 32
+    baseline_every: Duration = Duration(1800)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    name: str
+    preset: str | None = None
+    entity_labels: tuple[str, ...] = ("instance",)
+    window: Duration = Duration(7200)
+    step: Duration = Duration(60)
+    horizons: tuple[Duration, ...] = (Duration(3600), Duration(7200), Duration(14400))
+    max_entities: int = 5000
+    signals: tuple[SignalConfig, ...] = ()
+    topology: TopologyConfig = TopologyConfig()
+
+    @property
+    def steps(self) -> int:
+        """Samples per entity window."""
+        return int(round(self.window / self.step))
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    enabled: bool = True
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ConsensusConfig:
+    warning_risk: float = 0.5
+    critical_risk: float = 0.8
+    # Below this many voting agents an entity's risk is reported as undecided, never healthy.
+    min_voters: int = 3
+
+
+@dataclass(frozen=True)
+class AgentsConfig:
+    topology: AgentConfig = AgentConfig()
+    forecast: AgentConfig = AgentConfig()
+    capacity: AgentConfig = AgentConfig()
+    network: AgentConfig = AgentConfig()
+    stability: AgentConfig = AgentConfig()
+    consensus: ConsensusConfig = ConsensusConfig()
+
+
+@dataclass(frozen=True)
+class ExpositionConfig:
+    detail: Literal["summary", "full"] = "summary"
+    top_k_details: int = 50
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "models/default"
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    """Thresholds and `for:` durations of the generated alert rules (and backtest alerts)."""
+
+    failure_predicted_for: Duration = Duration(600)
+    failure_risk_for: Duration = Duration(900)
+    topology_anomaly_threshold: float = 0.95
+    topology_anomaly_for: Duration = Duration(1800)
+    selector: str = ""
+    runbook_url: str = "https://github.com/aura-exporter/aura/blob/main/docs/runbooks/{alertname}.md"
+
+
+@dataclass(frozen=True)
+class IncidentsConfig:
+    """Alertmanager alert names recorded as real incidents by `POST /api/v1/alerts`."""
+
+    alertnames: tuple[str, ...] = ("NodeDown", "KubePodCrashLooping", "TargetDown", "InstanceDown")
+    max_payload_bytes: int = 1_048_576
+
+
+@dataclass(frozen=True)
+class Config:
+    source: SourceConfig = SourceConfig()
+    interval: Duration = Duration(60)
+    # Results older than this are dropped from /metrics rather than served as current.
+    stale_after: Duration | None = None
+    state_dir: str | None = None
+    analyses: tuple[AnalysisConfig, ...] = ()
+    agents: AgentsConfig = AgentsConfig()
+    exposition: ExpositionConfig = ExpositionConfig()
+    model: ModelConfig = ModelConfig()
+    rules: RulesConfig = RulesConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
+
+    @property
+    def stale_seconds(self) -> float:
+        return float(self.stale_after) if self.stale_after is not None else 3 * float(self.interval)
+
+    def analysis(self, name: str | None = None) -> AnalysisConfig:
+        """The analysis called `name` (the first when None)."""
+        if not self.analyses:
+            raise ConfigError(["analyses: no analysis configured"])
+        if name is None:
+            return self.analyses[0]
+        for a in self.analyses:
+            if a.name == name:
+                return a
+        raise ConfigError([f"analyses: no analysis named {name!r}"])
+
+
+# --------------------------------------------------------------------------------------------
+# Generic loader
+
+
+def _type_name(tp: Any) -> str:
+    if tp is Duration:
+        return "a duration (e.g. 30s, 2h)"
+    if tp in (int, float):
+        return "a number" if tp is float else "an integer"
+    if tp is bool:
+        return "true or false"
+    if tp is str:
+        return "a string"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _parse_value(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _parse_value(args[0], value, path, problems)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            problems.append(f"{path}: expected one of {', '.join(map(str, allowed))}, got {value!r}")
+        return value
+    if origin is tuple:
+        item_tp = typing.get_args(tp)[0]
+        if isinstance(value, str | int | float) and item_tp is str:
+            value = [value]
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {value!r}")
+            return ()
+        return tuple(_parse_value(item_tp, v, f"{path}[{i}]", problems) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        return _parse_dataclass(tp, value, path, problems)
+    if tp is Duration:
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            return Duration(0)
+        if isinstance(value, int | float):
+            return Duration(value)
+        try:
+            return Duration(parse_duration(value))
+        except ValueError as err:
+            problems.append(f"{path}: {err}")
+            return Duration(0)
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.append(f"{path}: expected true or false, got {value!r}")
+        return bool(value)
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+            tp is int and not float(value).is_integer()
+        ):
+            problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
+            return tp(0)
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, str):
+            problems.append(f"{path}: expected a string, got {value!r}")
+            return str(value)
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _parse_dataclass(cls: Any, data: Any, path: str, problems: list[str]) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        problems.append(f"{path or '<top>'}: expected a mapping, got {data!r}")
+        data = {}
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            problems.append(f"{_join(path, key)}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        sub = _join(path, f.name)
+        if f.name in data:
+            kwargs[f.name] = _parse_value(hints[f.name], data[f.name], sub, problems)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            problems.append(f"{sub}: required key missing")
+            kwargs[f.name] = _placeholder(hints[f.name])
+    obj = cls(**kwargs)
+    hook = _VALIDATORS.get(cls)
+    if hook:
+        hook(obj, path, problems)
+    return obj
+
+
+def _placeholder(tp: Any) -> Any:
+    return "" if tp is str else None
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _validate_positive(obj: Any, path: str, problems: list[str], *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        already = any(p.startswith(f"{_join(path, name)}:") for p in problems)
+        if value is not None and value <= 0 and not already:
+            problems.append(f"{_join(path, name)}: must be > 0, got {value!r}")
+
+
+def _validate_source(obj: SourceConfig, path: str, problems: list[str]) -> None:
+    if not re.match(r"^https?://[^\s/]+", obj.url):
+        problems.append(f"{_join(path, 'url')}: expected an http(s) URL, got {obj.url!r}")
+    _validate_positive(obj, path, problems, "timeout", "max_concurrency")
+    if obj.retries < 0:
+        problems.append(f"{_join(path, 'retries')}: must be >= 0, got {obj.retries}")
+    if obj.basic_auth and obj.authorization:
+        problems.append(f"{path}: at most one of basic_auth and authorization")
+
+
+def _validate_signal(obj: SignalConfig, path: str, problems: list[str]) -> None:
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", obj.name or ""):
+        problems.append(f"{_join(path, 'name')}: must match [a-zA-Z_][a-zA-Z0-9_]*, got {obj.name!r}")
+    _validate_positive(obj, path, problems, "capacity")
+
+
+def _validate_analysis(obj: AnalysisConfig, path: str, problems: list[str]) -> None:
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_\-]*", obj.name or ""):
+        problems.append(f"{_join(path, 'name')}: must be a simple name, got {obj.name!r}")
+    _validate_positive(obj, path, problems, "window", "step", "max_entities")
+    for i, h in enumerate(obj.horizons):
+        if h <= 0:
+            problems.append(f"{path}.horizons[{i}]: must be > 0")
+    if obj.step > 0 and obj.window > 0 and obj.window / obj.step < 8:
+        problems.append(f"{_join(path, 'window')}: must hold at least 8 steps")
+    if not obj.entity_labels:
+        problems.append(f"{_join(path, 'entity_labels')}: at least one label is needed")
+    reserved = {"analysis", "horizon", "dimension", "agent", "signal", "stage", "action"}
+    for i, label in enumerate(obj.entity_labels):
+        if label in reserved or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label):
+            problems.append(f"{path}.entity_labels[{i}]: {label!r} is not a usable label name")
+    names = [s.name for s in obj.signals]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append(f"{path}.signals[{i}].name: duplicate signal {name!r}")
+
+
+def _validate_consensus(obj: ConsensusConfig, path: str, problems: list[str]) -> None:
+    for name in ("warning_risk", "critical_risk"):
+        value = getattr(obj, name)
+        if not 0 < value <= 1:
+            problems.append(f"{_join(path, name)}: must be in (0, 1], got {value}")
+    if obj.critical_risk < obj.warning_risk:
+        problems.append(f"{_join(path, 'critical_risk')}: must be >= warning_risk")
+    if obj.min_voters < 1:
+        problems.append(f"{_join(path, 'min_voters')}: must be >= 1")
+
+
+def _validate_agents(obj: AgentsConfig, path: str, problems: list[str]) -> None:
+    enabled = [n for n in AGENT_NAMES if getattr(obj, n).enabled]
+    for n in AGENT_NAMES:
+        if getattr(obj, n).weight < 0:
+            problems.append(f"{path}.{n}.weight: must be >= 0")
+    # Byzantine tolerance: a level needs 2f+1 agreeing agents among n >= 3f+1 voters.
+    if len(enabled) < obj.consensus.min_voters:
+        problems.append(
+            f"{path}: {len(enabled)} agents enabled but consensus.min_voters is "
+            f"{obj.consensus.min_voters}; consensus could never be reached"
+        )
+
+
+def _validate_exposition(obj: ExpositionConfig, path: str, problems: list[str]) -> None:
+    if obj.top_k_details < 0:
+        problems.append(f"{_join(path, 'top_k_details')}: must be >= 0")
+
+
+def _validate_config(obj: Config, path: str, problems: list[str]) -> None:
+    _validate_positive(obj, path, problems, "interval", "stale_after")
+    names = [a.name for a in obj.analyses]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            problems.append(f"analyses[{i}].name: duplicate analysis {name!r}")
+
+
+_VALIDATORS: dict[type, Callable[[Any, str, list[str]], None]] = {
+    SourceConfig: _validate_source,
+    SignalConfig: _validate_signal,
+    AnalysisConfig: _validate_analysis,
+    ConsensusConfig: _validate_consensus,
+    AgentsConfig: _validate_agents,
+    ExpositionConfig: _validate_exposition,
+    Config: _validate_config,
+}
+
+
+def _expand_presets(data: Any, problems: list[str]) -> Any:
+    """Replace `preset:` signal lists by the preset's signals (user signals override by name)."""
+    from exporter.presets import PRESETS
+
+    if not isinstance(data, Mapping) or not isinstance(data.get("analyses"), list):
+        return data
+    analyses = []
+    for i, raw in enumerate(data["analyses"]):
+        if isinstance(raw, Mapping) and raw.get("preset") is not None:
+            preset = PRESETS.get(raw["preset"])
+            if preset is None:
+                problems.append(
+                    f"analyses[{i}].preset: unknown preset {raw['preset']!r} "
+                    f"(known: {', '.join(sorted(PRESETS))})"
+                )
+            else:
+                own = list(raw.get("signals") or [])
+                own_names = {s.get("name") for s in own if isinstance(s, Mapping)}
+                # User signals first so their key paths match the file they wrote.
+                merged = own + [s for s in preset["signals"] if s["name"] not in own_names]
+                raw = {**{k: v for k, v in preset.items() if k != "signals"}, **raw, "signals": merged}
+        analyses.append(raw)
+    return {**data, "analyses": analyses}
+
+
+def parse_config(data: Any) -> Config:
+    """Build a Config from parsed YAML; raise ConfigError listing every problem."""
+    problems: list[str] = []
+    data = _expand_presets(data, problems)
+    cfg = _parse_dataclass(Config, data, "", problems)
+    for i, a in enumerate(cfg.analyses):
+        if not a.signals:
+            problems.append(f"analyses[{i}].signals: no signals (set a preset or list signals)")
+        for j, s in enumerate(a.signals):
+            if not s.query:
+                problems.append(f"analyses[{i}].signals[{j}].query: required key missing")
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError([f"{path}: invalid YAML: {err}"]) from err
+    return parse_config(data or {})
+
+
+def replace(obj: Any, **changes: Any) -> Any:
+    """dataclasses.replace, re-exported so callers need not import dataclasses."""
+    return dataclasses.replace(obj, **changes)
+
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "AnalysisConfig",
+    "SignalConfig",
+    "SourceConfig",
+    "Duration",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "format_duration",
+]

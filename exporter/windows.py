@@ -1,0 +1,225 @@
+"""Aligned per-entity windows: the step grid, gaps as NaN, ring buffers that grow incrementally.
+
+A `Window` is what every later stage reads: values[entity, signal, step] on a regular grid.
+A `WindowBuffer` keeps one analysis' windows between cycles so a live cycle only fetches the
+newest steps; it handles entity churn and the `max_entities` cardinality guard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EntityKey = tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """Samples of one analysis on a step grid.
+
+    Attributes
+    ----------
+    label_names: the analysis' entity labels, in configured order.
+    entities: one tuple of label values per entity (row of `values`).
+    signals: signal names (axis 1 of `values`).
+    timestamps: [T] grid timestamps in Unix seconds, ascending, evenly spaced by the step.
+    values: [E, S, T] float64, NaN where a sample is missing.
+    """
+
+    analysis: str
+    label_names: tuple[str, ...]
+    entities: tuple[EntityKey, ...]
+    signals: tuple[str, ...]
+    timestamps: np.ndarray
+    values: np.ndarray
+
+    @property
+    def end(self) -> float:
+        return float(self.timestamps[-1]) if len(self.timestamps) else float("nan")
+
+    def select(self, rows: np.ndarray) -> Window:
+        """The window restricted to the entity rows given (bool mask or indices)."""
+        idx = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return Window(
+            self.analysis,
+            self.label_names,
+            tuple(self.entities[i] for i in idx),
+            self.signals,
+            self.timestamps,
+            self.values[idx],
+        )
+
+
+def grid(start: float, end: float, step: float) -> np.ndarray:
+    """Grid timestamps k*step within [start, end] (aligned to multiples of the step)."""
+    first = np.ceil(start / step - 1e-9) * step
+    count = int(np.floor((end - first) / step + 1e-9)) + 1
+    return first + step * np.arange(max(count, 0), dtype=np.float64)
+
+
+def empty_window(analysis: str, label_names: tuple[str, ...], signals: tuple[str, ...],
+                 timestamps: np.ndarray) -> Window:
+    return Window(analysis, label_names, (), signals, timestamps,
+                  np.empty((0, len(signals), len(timestamps))))
+
+
+def shard_of(entity: EntityKey, count: int) -> int:
+    """Stable shard of an entity (md5 of its label values, like Prometheus' hashmod)."""
+    digest = hashlib.md5("\xff".join(entity).encode()).digest()
+    return int.from_bytes(digest[8:], "big") % count
+
+
+@dataclass
+class WindowBuffer:
+    """Ring buffer of one analysis' entity windows on the step grid.
+
+    Parameters
+    ----------
+    analysis, label_names, signals: as in `Window`.
+    step: grid step in seconds.
+    steps: window length in steps.
+    max_entities: cardinality guard; entities beyond it are refused and counted.
+    """
+
+    analysis: str
+    label_names: tuple[str, ...]
+    signals: tuple[str, ...]
+    step: float
+    steps: int
+    max_entities: int = 5000
+    entities: list[EntityKey] = field(default_factory=list)
+    values: np.ndarray = field(init=False)
+    end: float = float("nan")  # last grid timestamp held
+    dropped_total: int = 0
+
+    def __post_init__(self) -> None:
+        self.values = np.full((0, len(self.signals), self.steps), np.nan)
+        self._index: dict[EntityKey, int] = {}
+
+    @property
+    def empty(self) -> bool:
+        return not np.isfinite(self.end)
+
+    def fetch_start(self, now: float, overlap: float) -> float:
+        """Where the next fetch should start: the whole window first, then only new steps."""
+        full = now - (self.steps - 1) * self.step
+        if self.empty or self.end < full:
+            return full
+        return max(full, self.end - overlap)
+
+    def update(self, block: Window) -> None:
+        """Merge a fetched block (same signals, grid-aligned timestamps) into the buffer."""
+        if block.signals != self.signals:
+            block = _reorder_signals(block, self.signals)
+        if len(block.timestamps) == 0:
+            return
+        new_end = float(block.timestamps[-1])
+        if self.empty:
+            self.end = new_end
+        elif new_end > self.end:
+            shift = int(round((new_end - self.end) / self.step))
+            if shift >= self.steps:
+                self.values[:] = np.nan
+            elif shift > 0:
+                self.values[:, :, :-shift] = self.values[:, :, shift:]
+                self.values[:, :, -shift:] = np.nan
+            self.end = new_end
+        rows = self._rows_for(block.entities)
+        cols = np.rint((block.timestamps - self.end) / self.step).astype(int) + self.steps - 1
+        keep_t = (cols >= 0) & (cols < self.steps)
+        keep_e = rows >= 0
+        if keep_t.any() and keep_e.any():
+            src = block.values[np.ix_(keep_e, np.arange(len(self.signals)), keep_t)]
+            dst_rows, dst_cols = rows[keep_e], cols[keep_t]
+            current = self.values[np.ix_(dst_rows, np.arange(len(self.signals)), dst_cols)]
+            # A missing sample in a later fetch never erases one we already hold.
+            self.values[np.ix_(dst_rows, np.arange(len(self.signals)), dst_cols)] = np.where(
+                np.isnan(src), current, src
+            )
+        self._expire()
+
+    def _rows_for(self, entities: tuple[EntityKey, ...]) -> np.ndarray:
+        rows = np.empty(len(entities), dtype=int)
+        new: list[EntityKey] = []
+        for i, key in enumerate(entities):
+            row = self._index.get(key)
+            if row is None:
+                if len(self.entities) + len(new) >= self.max_entities:
+                    self.dropped_total += 1
+                    rows[i] = -1
+                    continue
+                row = len(self.entities) + len(new)
+                new.append(key)
+                self._index[key] = row
+            rows[i] = row
+        if new:
+            self.entities.extend(new)
+            pad = np.full((len(new), len(self.signals), self.steps), np.nan)
+            self.values = np.concatenate([self.values, pad])
+        return rows
+
+    def _expire(self) -> None:
+        """Forget entities with no sample left in the window (they vanished from the source)."""
+        alive = ~np.isnan(self.values).all(axis=(1, 2))
+        if alive.all():
+            return
+        self.entities = [e for e, a in zip(self.entities, alive, strict=True) if a]
+        self.values = self.values[alive]
+        self._index = {e: i for i, e in enumerate(self.entities)}
+
+    def timestamps(self) -> np.ndarray:
+        return self.end - self.step * np.arange(self.steps - 1, -1, -1, dtype=np.float64)
+
+    def window(self) -> Window:
+        """A copy of the current windows, safe to hand to later stages."""
+        return Window(
+            self.analysis,
+            self.label_names,
+            tuple(self.entities),
+            self.signals,
+            self.timestamps(),
+            self.values.copy(),
+        )
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays to persist (see exporter.state)."""
+        return {
+            "entities": np.array(["\xff".join(e) for e in self.entities], dtype=object).astype(str)
+            if self.entities else np.array([], dtype=str),
+            "values": self.values,
+            "end": np.array([self.end]),
+            "signals": np.array(self.signals, dtype=str),
+            "label_names": np.array(self.label_names, dtype=str),
+            "step": np.array([self.step]),
+            "dropped_total": np.array([self.dropped_total]),
+        }
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load persisted arrays; raise ValueError when they do not fit this buffer's shape."""
+        if (
+            tuple(arrays["signals"].tolist()) != self.signals
+            or tuple(arrays["label_names"].tolist()) != self.label_names
+            or float(arrays["step"][0]) != self.step
+            or arrays["values"].shape[1:] != (len(self.signals), self.steps)
+        ):
+            raise ValueError("saved buffer has other signals, labels, step or window")
+        ents = [tuple(str(s).split("\xff")) for s in arrays["entities"].tolist()]
+        values = np.asarray(arrays["values"], dtype=np.float64)
+        if len(ents) != len(values):
+            raise ValueError("saved buffer is inconsistent")
+        self.entities = ents
+        self.values = values.copy()
+        self._index = {e: i for i, e in enumerate(ents)}
+        self.end = float(arrays["end"][0])
+        self.dropped_total = int(arrays["dropped_total"][0])
+
+
+def _reorder_signals(block: Window, signals: tuple[str, ...]) -> Window:
+    values = np.full((len(block.entities), len(signals), len(block.timestamps)), np.nan)
+    for j, name in enumerate(signals):
+        if name in block.signals:
+            values[:, j] = block.values[:, block.signals.index(name)]
+    return Window(block.analysis, block.label_names, block.entities, signals, block.timestamps,
+                  values)
