@@ -64,7 +64,8 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only `command`'s module is imported to add its flags (None: all)."""
     parser = argparse.ArgumentParser(
         prog="aura",
         description="AURA: predictive monitoring for Prometheus users.",
@@ -78,12 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log.format", dest="log_format", default="logfmt",
                        choices=["logfmt", "json"], help="log line format")
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        if command is None or command == name:
+            importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in COMMANDS), "")
+    args = build_parser(command).parse_args(argv)
     configure_logging("warning" if args.log_level == "warn" else args.log_level, args.log_format)
     module = importlib.import_module(args._module)
     try:

@@ -197,6 +197,12 @@ class RulesConfig:
     topology_anomaly_for: Duration = Duration(1800)
     selector: str = ""
     runbook_url: str = "https://github.com/aura-exporter/aura/blob/main/docs/runbooks/{alertname}.md"
+    # Meta alerts (AuraDown, AuraSourceDown, AuraCycleStalled, AuraModelAbstaining,
+    # AuraSignalNoData) wait this long; AuraCycleSlow waits cycle_slow_for.
+    meta_for: Duration = Duration(300)
+    cycle_slow_for: Duration = Duration(900)
+    # AuraCycleStalled: no successful cycle for this many intervals.
+    stalled_intervals: float = 3.0
 
 
 @dataclass(frozen=True)

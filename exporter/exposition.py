@@ -1,0 +1,216 @@
+"""Snapshot -> Prometheus text exposition (format 0.0.4), rendered once per cycle.
+
+Why not prometheus_client collectors: they cost 7–10 µs per sample (0.7 s per 100 000 samples,
+see shared/notes/performance.md) and would run on every scrape; rendering straight from the
+numpy arrays once per cycle is an order of magnitude cheaper and scrapes only copy bytes.
+A test compares this output with prometheus_client's parser and `promtool check metrics`.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from exporter import __version__, catalog
+from exporter.catalog import Metric
+from exporter.config import Config, format_duration
+from exporter.results import AnalysisResult
+
+
+def escape(value: str) -> str:
+    """Escape a label value for the text format."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def fmt(value: float) -> str:
+    """Format a sample value as Go's strconv does for Prometheus (+Inf, -Inf, NaN)."""
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def _labels(pairs: Iterable[tuple[str, str]]) -> str:
+    return ",".join(f'{k}="{escape(v)}"' for k, v in pairs)
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self._headed: set[str] = set()
+
+    def head(self, m: Metric) -> None:
+        if m.name in self._headed:
+            return
+        self._headed.add(m.name)
+        self.parts.append(f"# HELP {m.name} {m.help}\n# TYPE {m.name} {_type(m)}\n")
+
+    def sample(self, m: Metric, labels: str, value: float) -> None:
+        self.head(m)
+        self.parts.append(f"{m.name}{{{labels}}} {fmt(value)}\n" if labels else
+                          f"{m.name} {fmt(value)}\n")
+
+    def column(self, m: Metric, prefixes: Sequence[str], suffix: str, values: np.ndarray,
+               rows: Sequence[int] | None = None) -> None:
+        """One sample per entity row with a finite value: `name{prefix<suffix>} value`."""
+        idx = range(len(prefixes)) if rows is None else rows
+        lines = [
+            f"{m.name}{{{prefixes[i]}{suffix}}} {fmt(v)}\n"
+            for i in idx
+            if (v := float(values[i])) == v
+        ]
+        if lines:
+            self.head(m)
+            self.parts.extend(lines)
+
+    def bytes(self) -> bytes:
+        return "".join(self.parts).encode()
+
+
+def _type(m: Metric) -> str:
+    return "gauge" if m.type == "info" else m.type
+
+
+def render(results: Sequence[AnalysisResult], stats: object, cfg: Config) -> bytes:
+    """Render every result and the self-metrics in `stats` (pipeline.SelfStats)."""
+    w = _Writer()
+    # Families are written metric by metric across analyses so each has one HELP/TYPE block.
+    per_analysis = [(r, _prefixes(r)) for r in results]
+    _render_entities(w, per_analysis, cfg)
+    _render_analyses(w, results, stats, cfg)
+    _render_self(w, stats)
+    return w.bytes()
+
+
+def _prefixes(r: AnalysisResult) -> list[str]:
+    head = f'analysis="{escape(r.analysis)}"'
+    return [
+        head + "".join(f',{k}="{escape(v)}"' for k, v in zip(r.label_names, e, strict=True))
+        for e in r.entities
+    ]
+
+
+def _detail_rows(r: AnalysisResult, cfg: Config) -> list[int]:
+    n = len(r.entities)
+    if cfg.exposition.detail == "full" or n <= cfg.exposition.top_k_details:
+        return list(range(n))
+    if r.consensus is not None:
+        score = np.nan_to_num(r.consensus.risk, nan=-1.0)
+    elif r.topology is not None:
+        score = np.nan_to_num(r.topology.anomaly_score, nan=-1.0)
+    else:
+        return []
+    k = cfg.exposition.top_k_details
+    top = np.argpartition(-score, k - 1)[:k] if k else np.array([], dtype=int)
+    return sorted(int(i) for i in top)
+
+
+def _render_entities(w: _Writer, per_analysis: list[tuple[AnalysisResult, list[str]]],
+                     cfg: Config) -> None:
+    for r, pre in per_analysis:
+        if r.forecast is not None:
+            for j, h in enumerate(r.forecast.horizons):
+                w.column(catalog.FAILURE_PROBABILITY, pre, f',horizon="{format_duration(h)}"',
+                         r.forecast.probability[:, j])
+    for r, pre in per_analysis:
+        ttf = r.consensus.time_to_failure if r.consensus is not None else None
+        if ttf is None and r.forecast is not None:
+            ttf = r.forecast.time_to_failure
+        if ttf is not None:
+            w.column(catalog.TIME_TO_FAILURE, pre, "", ttf)
+    for r, pre in per_analysis:
+        if r.consensus is not None:
+            w.column(catalog.RISK_SCORE, pre, "", r.consensus.risk)
+    for r, pre in per_analysis:
+        if r.consensus is not None:
+            level = np.where(r.consensus.level >= 0, r.consensus.level, np.nan).astype(float)
+            w.column(catalog.RISK_LEVEL, pre, "", level)
+    for r, pre in per_analysis:
+        if r.consensus is not None:
+            w.column(catalog.VOTERS, pre, "", r.consensus.voters.astype(float))
+    for r, pre in per_analysis:
+        if r.topology is not None:
+            w.column(catalog.TOPOLOGY_ANOMALY, pre, "", r.topology.anomaly_score)
+    for metric, attr in ((catalog.BETTI, "betti"), (catalog.ENTROPY, "entropy")):
+        for r, pre in per_analysis:
+            if r.topology is not None:
+                arr = getattr(r.topology, attr)
+                for d in range(arr.shape[1]):
+                    w.column(metric, pre, f',dimension="{d}"', arr[:, d])
+    # Detail series: bounded by exposition.detail / top_k_details.
+    details = [(r, pre, _detail_rows(r, cfg)) for r, pre in per_analysis]
+    for r, pre, rows in details:
+        for v in r.votes:
+            w.column(catalog.AGENT_RISK, pre, f',agent="{escape(v.agent)}"', v.risk, rows)
+    for r, pre, rows in details:
+        if r.consensus is not None:
+            for j, signal in enumerate(r.signals):
+                w.column(catalog.SIGNAL_CONTRIBUTION, pre, f',signal="{escape(signal)}"',
+                         r.consensus.contribution[:, j], rows)
+    for r, pre, rows in details:
+        if r.consensus is not None:
+            for i in rows:
+                action = r.consensus.action[i]
+                if r.consensus.level[i] >= 0:
+                    w.sample(catalog.RECOMMENDED_ACTION,
+                             f'{pre[i]},action="{escape(action)}"', 1.0)
+
+
+def _render_analyses(w: _Writer, results: Sequence[AnalysisResult], stats: object,
+                     cfg: Config) -> None:
+    by_name = {r.analysis: r for r in results}
+    for a in cfg.analyses:
+        r = by_name.get(a.name)
+        if r is not None:
+            w.sample(catalog.ANALYSIS_ENTITIES, f'analysis="{escape(a.name)}"', len(r.entities))
+    for a in cfg.analyses:
+        r = by_name.get(a.name)
+        if r is not None and r.topology is not None:
+            for d, v in enumerate(r.topology.fleet_betti):
+                if v == v:
+                    w.sample(catalog.FLEET_BETTI, f'analysis="{escape(a.name)}",dimension="{d}"',
+                             float(v))
+    dropped = getattr(stats, "dropped_total", {})
+    for a in cfg.analyses:
+        w.sample(catalog.ENTITIES_DROPPED, f'analysis="{escape(a.name)}"',
+                 float(dropped.get(a.name, 0)))
+    for a in cfg.analyses:
+        r = by_name.get(a.name)
+        if r is not None:
+            for s in a.signals:
+                if s.name in r.source_series:
+                    w.sample(catalog.SOURCE_SERIES,
+                             _labels([("analysis", a.name), ("signal", s.name)]),
+                             float(r.source_series[s.name]))
+    errors = getattr(stats, "query_errors_total", {})
+    for a in cfg.analyses:
+        for s in a.signals:
+            w.sample(catalog.SOURCE_QUERY_ERRORS, _labels([("analysis", a.name), ("signal", s.name)]),
+                     float(errors.get((a.name, s.name), 0)))
+
+
+def _render_self(w: _Writer, stats: object) -> None:
+    s = stats
+    w.sample(catalog.UP, "", float(getattr(s, "up", 0.0)))
+    w.sample(catalog.BUILD_INFO,
+             _labels([("version", __version__), ("pythonversion", platform.python_version())]), 1)
+    info = getattr(s, "model_info", {}) or {}
+    w.sample(catalog.MODEL_INFO, _labels([("model", info.get("model", "none")),
+                                          ("version", info.get("version", "")),
+                                          ("status", info.get("status", "not_loaded"))]), 1)
+    if getattr(s, "cycle_seconds", None) is not None:
+        w.sample(catalog.CYCLE_DURATION, "", s.cycle_seconds)  # type: ignore[attr-defined]
+    for stage, seconds in sorted(getattr(s, "stage_seconds", {}).items()):
+        w.sample(catalog.STAGE_DURATION, _labels([("stage", stage)]), seconds)
+    if getattr(s, "last_success", None) is not None:
+        w.sample(catalog.LAST_SUCCESS, "", s.last_success)  # type: ignore[attr-defined]
+    w.sample(catalog.CYCLES, "", float(getattr(s, "cycles_total", 0)))
+    failures = getattr(s, "failures_total", {})
+    # Every stage is always present so rate() and increase() work from the first failure.
+    for stage in catalog.STAGES:
+        w.sample(catalog.CYCLE_FAILURES, _labels([("stage", stage)]),
+                 float(failures.get(stage, 0)))
+    w.sample(catalog.INCIDENTS_RECORDED, "", float(getattr(s, "incidents_recorded_total", 0)))

@@ -1,0 +1,233 @@
+"""HTTP side (aiohttp): /metrics serves the current snapshot's cached bytes, never computes.
+
+Also `/-/healthy`, `/-/ready` (200 after the first cycle), a landing page, and
+`POST /api/v1/alerts` for Alertmanager webhooks (real incidents). TLS and basic auth come from
+the exporter-toolkit web config. This module also implements `aura run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import binascii
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.webconfig import WebConfig
+
+log = logging.getLogger("aura.server")
+
+DEFAULT_PORT = 10977
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def add_web_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags shared by `aura run` and `aura demo`."""
+    parser.add_argument("--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}",
+                        help=f"address to listen on (default :{DEFAULT_PORT})")
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                        help="path under which to expose metrics")
+    parser.add_argument("--web.config.file", dest="web_config_file", default=None,
+                        help="exporter-toolkit web config (TLS, basic auth)")
+    parser.add_argument("--web.max-requests", dest="max_requests", type=int, default=40,
+                        help="maximum parallel requests; 0 means no limit")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config.file", dest="config_file", default="aura.yml",
+                        help="configuration file (YAML)")
+    add_web_arguments(parser)
+    parser.add_argument("--shard.index", dest="shard_index", type=int, default=0,
+                        help="this replica's shard (0-based)")
+    parser.add_argument("--shard.count", dest="shard_count", type=int, default=1,
+                        help="number of replicas splitting the entities")
+    parser.add_argument("--topology.workers", dest="topology_workers", type=int, default=None,
+                        help="processes for persistent homology (default: all cores)")
+
+
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    """`:10977` -> (None, 10977) meaning all interfaces; `127.0.0.1:80` -> ('127.0.0.1', 80)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"invalid listen address {address!r} (expected host:port)")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def make_app(
+    snapshot: Callable[[], Any],
+    web_config: WebConfig,
+    *,
+    telemetry_path: str = "/metrics",
+    max_requests: int = 40,
+    incidents_handler: Handler | None = None,
+) -> web.Application:
+    """Build the aiohttp application; `snapshot()` returns the pipeline's current Snapshot."""
+    limit = asyncio.Semaphore(max_requests) if max_requests > 0 else None
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if limit is not None and limit.locked():
+            return web.Response(status=503, text="too many concurrent requests\n")
+        if limit is not None:
+            async with limit:
+                response = await _authorised(request, handler)
+        else:
+            response = await _authorised(request, handler)
+        for k, v in web_config.headers.items():
+            response.headers[k] = v
+        return response
+
+    async def _authorised(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if web_config.auth_required and not await _check_basic_auth(request, web_config):
+            return web.Response(status=401, text="Unauthorized\n",
+                                headers={"WWW-Authenticate": 'Basic realm="aura"'})
+        return await handler(request)
+
+    async def metrics(request: web.Request) -> web.Response:
+        snap = snapshot()
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            return web.Response(body=snap.body_gzip, headers={
+                "Content-Type": CONTENT_TYPE, "Content-Encoding": "gzip"})
+        return web.Response(body=snap.body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="Healthy\n")
+
+    async def ready(_: web.Request) -> web.Response:
+        if snapshot().ready:
+            return web.Response(text="Ready\n")
+        return web.Response(status=503, text="Not ready: first cycle not finished\n")
+
+    async def landing(_: web.Request) -> web.Response:
+        links = [(telemetry_path, "Metrics"), ("/-/healthy", "Health"), ("/-/ready", "Readiness")]
+        items = "".join(f'<li><a href="{href}">{name}</a></li>' for href, name in links)
+        html = (f"<html><head><title>AURA exporter</title></head><body><h1>AURA exporter</h1>"
+                f"<p>Predictive monitoring for Prometheus, version {__version__}.</p>"
+                f"<ul>{items}</ul></body></html>")
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application(middlewares=[guard], client_max_size=2 * 1024 * 1024)
+    app.router.add_get(telemetry_path, metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/", landing)
+    if incidents_handler is not None:
+        app.router.add_route("*", "/api/v1/alerts", incidents_handler)
+    return app
+
+
+async def _check_basic_auth(request: web.Request, cfg: WebConfig) -> bool:
+    header = request.headers.get("Authorization", "")
+    if not header.startswith("Basic "):
+        return False
+    try:
+        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    # bcrypt takes ~0.1 s: off the event loop so other scrapes are not blocked.
+    return await asyncio.to_thread(cfg.check, user, password)
+
+
+async def serve(
+    pipeline: Any,
+    args: argparse.Namespace,
+    web_config: WebConfig,
+    *,
+    now: Callable[[], float] = time.time,
+    interval: float | None = None,
+    on_started: Callable[[str], None] | None = None,
+    incidents: Any = None,
+) -> None:
+    """Serve HTTP and run the pipeline until SIGINT/SIGTERM."""
+    handler = None
+    if incidents is not None:
+        from exporter.incidents import make_handler
+
+        handler = make_handler(incidents, pipeline.record_incidents)
+    app = make_app(lambda: pipeline.snapshot, web_config, telemetry_path=args.telemetry_path,
+                   max_requests=args.max_requests, incidents_handler=handler)
+    host, port = parse_listen_address(args.listen_address)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=web_config.ssl_context)
+    await site.start()
+    scheme = "https" if web_config.ssl_context else "http"
+    url = f"{scheme}://{host or 'localhost'}:{port}/"
+    log.info("listening address=%s tls=%s", args.listen_address, web_config.ssl_context is not None)
+    if on_started:
+        on_started(url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        await pipeline.run_forever(stop, now=now, interval=interval)
+    finally:
+        await runner.cleanup()
+        await pipeline.source.close()
+        pipeline.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    """`aura run`: the live exporter."""
+    from exporter.config import ConfigError, load_config
+    from exporter.pipeline import Pipeline, load_predictor
+    from exporter.webconfig import load_web_config
+
+    try:
+        cfg = load_config(args.config_file)
+        web_config = load_web_config(args.web_config_file)
+        parse_listen_address(args.listen_address)
+        if not cfg.analyses:
+            raise ConfigError([f"{args.config_file}: analyses: at least one analysis is needed"])
+        if not 0 <= args.shard_index < args.shard_count:
+            raise ConfigError(["--shard.index must be in [0, --shard.count)"])
+    except (ConfigError, ValueError) as err:
+        print(f"aura: {err}", file=sys.stderr)
+        return 1
+
+    from exporter.source.prometheus import PrometheusSource
+
+    state = None
+    if cfg.state_dir:
+        from exporter.state import StateStore
+
+        state = StateStore(cfg.state_dir)
+    predictor, info = load_predictor(cfg.model.path)
+    shard = (args.shard_index, args.shard_count) if args.shard_count > 1 else None
+
+    async def main() -> None:
+        source = PrometheusSource(cfg.source)
+        pipeline = Pipeline(cfg, source, predictor=predictor, model_info=info, state=state,
+                            shard=shard, topology_workers=args.topology_workers)
+        incidents = _incident_recorder(cfg)
+        await serve(pipeline, args, web_config, incidents=incidents)
+
+    asyncio.run(main())
+    return 0
+
+
+def _incident_recorder(cfg: Any) -> Any:
+    """The Alertmanager webhook recorder, when a state dir exists to record into."""
+    if not cfg.state_dir:
+        return None
+    from pathlib import Path
+
+    from exporter.incidents import IncidentRecorder
+
+    labels = {a.name: tuple(a.entity_labels) for a in cfg.analyses}
+    return IncidentRecorder(Path(cfg.state_dir), cfg.incidents, labels)

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install everything (Python deps, prometheus, promtool, alertmanager) and run every check.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --dev --stack
+echo "== lint"
+.venv/bin/ruff check exporter tests benchmarks grafana
+echo "== generated files up to date"
+.venv/bin/aura generate rules --check
+.venv/bin/aura generate dashboards --check
+echo "== tests"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"

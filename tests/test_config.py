@@ -1,0 +1,95 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, load_config, parse_config, parse_duration
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _problems(data) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.problems
+
+
+def test_durations():
+    assert parse_duration("30s") == 30
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("500ms") == 0.5
+    assert parse_duration("2d") == 172800
+    for bad in ("", "5", "5x", "1h 30m", "m5"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_example_config_loads_and_documents_every_top_level_key():
+    cfg = load_config(ROOT / "aura.example.yml")
+    assert cfg.analyses[0].name == "nodes"
+    assert {s.name for s in cfg.analyses[0].signals} >= {"memory", "cpu", "disk"}
+    text = (ROOT / "aura.example.yml").read_text()
+    import dataclasses
+
+    from exporter.config import Config
+    for f in dataclasses.fields(Config):
+        assert f"{f.name}:" in text, f"aura.example.yml does not document {f.name}"
+
+
+def test_wrong_type_names_key_path():
+    problems = _problems({"analyses": [{"name": "n", "signals": [
+        {"name": "a", "query": "up"}, {"name": "b", "query": "up", "capacity": "full"}]}]})
+    assert problems == ["analyses[0].signals[1].capacity: expected a number, got 'full'"]
+
+
+def test_unknown_key_and_bad_duration():
+    problems = _problems({"interval": "soon", "bogus": 1,
+                          "analyses": [{"name": "n", "preset": "node", "windw": "2h"}]})
+    assert any(p.startswith("bogus: unknown key") for p in problems)
+    assert any(p.startswith("interval: invalid duration 'soon'") for p in problems)
+    assert any(p.startswith("analyses[0].windw: unknown key") for p in problems)
+
+
+def test_required_and_ranges():
+    problems = _problems({"analyses": [{"signals": [{"name": "x"}], "max_entities": 0,
+                                        "step": "1m", "window": "5m"}]})
+    assert "analyses[0].name: required key missing" in problems
+    assert "analyses[0].signals[0].query: required key missing" in problems
+    assert any(p.startswith("analyses[0].max_entities: must be > 0") for p in problems)
+    assert any(p.startswith("analyses[0].window: must hold at least 8 steps") for p in problems)
+
+
+def test_unknown_preset_and_reserved_label():
+    problems = _problems({"analyses": [{"name": "n", "preset": "nope",
+                                        "entity_labels": ["signal"]}]})
+    assert any(p.startswith("analyses[0].preset: unknown preset 'nope'") for p in problems)
+    assert any(p.startswith("analyses[0].entity_labels[0]:") for p in problems)
+
+
+def test_consensus_needs_enough_agents():
+    problems = _problems({"analyses": [{"name": "n", "preset": "node"}], "agents": {
+        "topology": {"enabled": False}, "network": {"enabled": False},
+        "stability": {"enabled": False}}})
+    assert any("min_voters" in p for p in problems)
+
+
+def test_user_signal_overrides_preset_by_name():
+    cfg = parse_config({"analyses": [{"name": "n", "preset": "node", "signals": [
+        {"name": "memory", "query": "my_mem", "capacity": 2.0}]}]})
+    sig = {s.name: s for s in cfg.analyses[0].signals}
+    assert sig["memory"].query == "my_mem" and sig["memory"].capacity == 2.0
+    assert "cpu" in sig
+
+
+def test_check_config_cli(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("analyses:\n  - name: n\n    preset: node\n    step: fast\n")
+    out = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert "analyses[0].step: invalid duration 'fast'" in out.stderr
+    good = subprocess.run([sys.executable, "-m", "exporter", "check-config",
+                           str(ROOT / "aura.example.yml")], capture_output=True, text=True)
+    assert good.returncode == 0, good.stderr
+    assert "SUCCESS" in good.stdout

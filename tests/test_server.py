@@ -1,0 +1,135 @@
+import asyncio
+import gzip
+import ssl
+import subprocess
+from dataclasses import dataclass
+
+import aiohttp
+import bcrypt
+import pytest
+from aiohttp import web
+
+from exporter.config import ConfigError
+from exporter.server import make_app, parse_listen_address
+from exporter.webconfig import load_web_config
+
+
+@dataclass
+class _Snap:
+    body: bytes = b"aura_up 1.0\n"
+    ready: bool = True
+
+    @property
+    def body_gzip(self) -> bytes:
+        return gzip.compress(self.body)
+
+
+async def _serve(app, ssl_context=None):
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, port
+
+
+def _web_config(tmp_path, *, tls=False, users=True):
+    lines = []
+    if users:
+        hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+        lines += ["basic_auth_users:", f"  prom: '{hashed}'"]
+    if tls:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                       check=True, capture_output=True)
+        lines += ["tls_server_config:", "  cert_file: cert.pem", "  key_file: key.pem"]
+    path = tmp_path / "web.yml"
+    path.write_text("\n".join(lines) + "\n")
+    return load_web_config(path)
+
+
+def test_listen_address():
+    assert parse_listen_address(":10977") == (None, 10977)
+    assert parse_listen_address("127.0.0.1:9") == ("127.0.0.1", 9)
+    with pytest.raises(ValueError):
+        parse_listen_address("localhost")
+
+
+def test_basic_auth_required(tmp_path):
+    cfg = _web_config(tmp_path)
+
+    async def go():
+        runner, port = await _serve(make_app(lambda: _Snap(), cfg))
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(url) as r:
+                    assert r.status == 401
+                async with s.get(url, auth=aiohttp.BasicAuth("prom", "wrong")) as r:
+                    assert r.status == 401
+                async with s.get(url, auth=aiohttp.BasicAuth("prom", "s3cret")) as r:
+                    assert r.status == 200
+                    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+                    assert await r.read() == b"aura_up 1.0\n"
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_tls_serves_https(tmp_path):
+    cfg = _web_config(tmp_path, tls=True, users=False)
+    assert cfg.ssl_context is not None
+
+    async def go():
+        runner, port = await _serve(make_app(lambda: _Snap(), cfg), cfg.ssl_context)
+        client_ctx = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"https://127.0.0.1:{port}/metrics", ssl=client_ctx) as r:
+                    assert r.status == 200
+                with pytest.raises(aiohttp.ClientError):
+                    # Plain HTTP against the TLS port must not be served.
+                    async with s.get(f"http://127.0.0.1:{port}/metrics") as r:
+                        await r.read()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_ready_gzip_and_landing():
+    snap = _Snap(ready=False)
+
+    async def go():
+        runner, port = await _serve(make_app(lambda: snap, load_web_config(None)))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession(auto_decompress=False) as s:
+                async with s.get(base + "/-/ready") as r:
+                    assert r.status == 503
+                snap.ready = True
+                async with s.get(base + "/-/ready") as r:
+                    assert r.status == 200
+                async with s.get(base + "/-/healthy") as r:
+                    assert r.status == 200
+                async with s.get(base + "/metrics", headers={"Accept-Encoding": "gzip"}) as r:
+                    assert r.headers["Content-Encoding"] == "gzip"
+                    assert gzip.decompress(await r.read()) == snap.body
+                async with s.get(base + "/") as r:
+                    assert "/metrics" in await r.text()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_bad_web_config_names_key(tmp_path):
+    path = tmp_path / "web.yml"
+    path.write_text("basic_auth_users:\n  prom: plaintext\ntls_server_config:\n  cert_file: x\n")
+    with pytest.raises(ConfigError) as info:
+        load_web_config(path)
+    text = str(info.value)
+    assert "basic_auth_users.prom: expected a bcrypt hash" in text
+    assert "cert_file and key_file are both required" in text

@@ -1,0 +1,57 @@
+import numpy as np
+
+from exporter.windows import Window, WindowBuffer, grid, shard_of
+
+
+def _block(entities, ts, values, signals=("a",)):
+    return Window("x", ("instance",), tuple((e,) for e in entities), signals,
+                  np.asarray(ts, float), np.asarray(values, float))
+
+
+def test_grid_is_aligned_to_step_multiples():
+    assert list(grid(61, 300, 60)) == [120, 180, 240, 300]
+    assert list(grid(120, 120, 60)) == [120]
+
+
+def test_buffer_appends_shifts_and_keeps_gaps():
+    buf = WindowBuffer("x", ("instance",), ("a",), 60.0, 4)
+    buf.update(_block(["h1"], [60, 120, 180, 240], [[[1, 2, np.nan, 4]]]))
+    assert buf.fetch_start(300, 0) == 240  # only the new steps next time
+    buf.update(_block(["h1"], [300], [[[5]]]))
+    w = buf.window()
+    assert list(w.timestamps) == [120, 180, 240, 300]
+    np.testing.assert_array_equal(w.values[0, 0], [2, np.nan, 4, 5])
+
+
+def test_late_missing_sample_never_erases_held_value():
+    buf = WindowBuffer("x", ("instance",), ("a",), 60.0, 3)
+    buf.update(_block(["h1"], [60, 120, 180], [[[1, 2, 3]]]))
+    buf.update(_block(["h1"], [120, 180], [[[np.nan, 9]]]))
+    np.testing.assert_array_equal(buf.window().values[0, 0], [1, 2, 9])
+
+
+def test_entity_churn_and_cardinality_guard():
+    buf = WindowBuffer("x", ("instance",), ("a",), 60.0, 2, max_entities=2)
+    buf.update(_block(["h1", "h2", "h3"], [60], [[[1]], [[2]], [[3]]]))
+    assert buf.entities == [("h1",), ("h2",)] and buf.dropped_total == 1
+    # h1 vanishes: after a full window without samples it expires, making room for h3.
+    buf.update(_block(["h2"], [120, 180], [[[1, 1]]]))
+    assert buf.entities == [("h2",)]
+    buf.update(_block(["h3"], [240], [[[7]]]))
+    assert ("h3",) in buf.entities
+
+
+def test_state_round_trip():
+    buf = WindowBuffer("x", ("instance",), ("a", "b"), 60.0, 3)
+    buf.update(_block(["h1", "h2"], [60, 120], np.arange(8).reshape(2, 2, 2), ("a", "b")))
+    other = WindowBuffer("x", ("instance",), ("a", "b"), 60.0, 3)
+    other.restore(buf.state())
+    np.testing.assert_array_equal(other.window().values, buf.window().values)
+    assert other.entities == buf.entities and other.end == buf.end
+
+
+def test_shards_partition_entities_stably():
+    ents = [(f"host-{i}",) for i in range(300)]
+    shards = [shard_of(e, 3) for e in ents]
+    assert set(shards) == {0, 1, 2}
+    assert shards == [shard_of(e, 3) for e in ents]
