@@ -12,6 +12,8 @@ import asyncio
 import base64
 import binascii
 import logging
+import os
+import re
 import signal
 import sys
 import time
@@ -47,8 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config.file", dest="config_file", default="aura.yml",
                         help="configuration file (YAML)")
     add_web_arguments(parser)
-    parser.add_argument("--shard.index", dest="shard_index", type=int, default=0,
-                        help="this replica's shard (0-based)")
+    parser.add_argument("--shard.index", dest="shard_index", default="0",
+                        help="this replica's shard (0-based), or 'auto': the ordinal N at the "
+                             "end of the host name (StatefulSet pod aura-N)")
     parser.add_argument("--shard.count", dest="shard_count", type=int, default=1,
                         help="number of replicas splitting the entities")
     parser.add_argument("--topology.workers", dest="topology_workers", type=int, default=None,
@@ -62,6 +65,18 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
         raise ValueError(f"invalid listen address {address!r} (expected host:port)")
     host = host.strip("[]")
     return (host or None), int(port)
+
+
+def resolve_shard_index(value: str, hostname: str) -> int:
+    """`--shard.index`: a number, or `auto` for the StatefulSet ordinal of `hostname`."""
+    if value == "auto":
+        match = re.search(r"-(\d+)$", hostname)
+        if not match:
+            raise ValueError(f"--shard.index=auto: host name {hostname!r} does not end in -N")
+        return int(match.group(1))
+    if not value.isdigit():
+        raise ValueError(f"--shard.index: expected a number or 'auto', got {value!r}")
+    return int(value)
 
 
 def make_app(
@@ -194,8 +209,9 @@ def run(args: argparse.Namespace) -> int:
         parse_listen_address(args.listen_address)
         if not cfg.analyses:
             raise ConfigError([f"{args.config_file}: analyses: at least one analysis is needed"])
-        if not 0 <= args.shard_index < args.shard_count:
-            raise ConfigError(["--shard.index must be in [0, --shard.count)"])
+        shard_index = resolve_shard_index(args.shard_index, os.environ.get("HOSTNAME", ""))
+        if not 0 <= shard_index < args.shard_count:
+            raise ConfigError([f"--shard.index {shard_index} must be in [0, --shard.count)"])
     except (ConfigError, ValueError) as err:
         print(f"aura: {err}", file=sys.stderr)
         return 1
@@ -208,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
 
         state = StateStore(cfg.state_dir)
     predictor, info = load_predictor(cfg.model.path)
-    shard = (args.shard_index, args.shard_count) if args.shard_count > 1 else None
+    shard = (shard_index, args.shard_count) if args.shard_count > 1 else None
 
     async def main() -> None:
         source = PrometheusSource(cfg.source)

@@ -133,3 +133,12 @@ def test_bad_web_config_names_key(tmp_path):
     text = str(info.value)
     assert "basic_auth_users.prom: expected a bcrypt hash" in text
     assert "cert_file and key_file are both required" in text
+
+
+def test_shard_index_auto_from_statefulset_ordinal():
+    from exporter.server import resolve_shard_index
+
+    assert resolve_shard_index("auto", "aura-2") == 2
+    assert resolve_shard_index("1", "") == 1
+    with pytest.raises(ValueError):
+        resolve_shard_index("auto", "aura")
