@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from exporter import __version__, catalog
 from exporter.catalog import Metric
 from exporter.config import Config, format_duration
 from exporter.results import AnalysisResult
+
+if TYPE_CHECKING:
+    from exporter.pipeline import SelfStats
 
 
 def escape(value: str) -> str:
@@ -74,7 +78,7 @@ def _type(m: Metric) -> str:
     return "gauge" if m.type == "info" else m.type
 
 
-def render(results: Sequence[AnalysisResult], stats: object, cfg: Config) -> bytes:
+def render(results: Sequence[AnalysisResult], stats: SelfStats, cfg: Config) -> bytes:
     """Render every result and the self-metrics in `stats` (pipeline.SelfStats)."""
     w = _Writer()
     # Families are written metric by metric across analyses so each has one HELP/TYPE block.
@@ -159,7 +163,7 @@ def _render_entities(w: _Writer, per_analysis: list[tuple[AnalysisResult, list[s
                              f'{pre[i]},action="{escape(action)}"', 1.0)
 
 
-def _render_analyses(w: _Writer, results: Sequence[AnalysisResult], stats: object,
+def _render_analyses(w: _Writer, results: Sequence[AnalysisResult], stats: SelfStats,
                      cfg: Config) -> None:
     by_name = {r.analysis: r for r in results}
     for a in cfg.analyses:
@@ -173,7 +177,7 @@ def _render_analyses(w: _Writer, results: Sequence[AnalysisResult], stats: objec
                 if v == v:
                     w.sample(catalog.FLEET_BETTI, f'analysis="{escape(a.name)}",dimension="{d}"',
                              float(v))
-    dropped = getattr(stats, "dropped_total", {})
+    dropped = stats.dropped_total
     for a in cfg.analyses:
         w.sample(catalog.ENTITIES_DROPPED, f'analysis="{escape(a.name)}"',
                  float(dropped.get(a.name, 0)))
@@ -185,32 +189,32 @@ def _render_analyses(w: _Writer, results: Sequence[AnalysisResult], stats: objec
                     w.sample(catalog.SOURCE_SERIES,
                              _labels([("analysis", a.name), ("signal", s.name)]),
                              float(r.source_series[s.name]))
-    errors = getattr(stats, "query_errors_total", {})
+    errors = stats.query_errors_total
     for a in cfg.analyses:
         for s in a.signals:
             w.sample(catalog.SOURCE_QUERY_ERRORS, _labels([("analysis", a.name), ("signal", s.name)]),
                      float(errors.get((a.name, s.name), 0)))
 
 
-def _render_self(w: _Writer, stats: object) -> None:
+def _render_self(w: _Writer, stats: SelfStats) -> None:
     s = stats
-    w.sample(catalog.UP, "", float(getattr(s, "up", 0.0)))
+    w.sample(catalog.UP, "", s.up)
     w.sample(catalog.BUILD_INFO,
              _labels([("version", __version__), ("pythonversion", platform.python_version())]), 1)
-    info = getattr(s, "model_info", {}) or {}
+    info = s.model_info
     w.sample(catalog.MODEL_INFO, _labels([("model", info.get("model", "none")),
                                           ("version", info.get("version", "")),
                                           ("status", info.get("status", "not_loaded"))]), 1)
-    if getattr(s, "cycle_seconds", None) is not None:
-        w.sample(catalog.CYCLE_DURATION, "", s.cycle_seconds)  # type: ignore[attr-defined]
-    for stage, seconds in sorted(getattr(s, "stage_seconds", {}).items()):
+    if s.cycle_seconds is not None:
+        w.sample(catalog.CYCLE_DURATION, "", s.cycle_seconds)
+    for stage, seconds in sorted(s.stage_seconds.items()):
         w.sample(catalog.STAGE_DURATION, _labels([("stage", stage)]), seconds)
-    if getattr(s, "last_success", None) is not None:
-        w.sample(catalog.LAST_SUCCESS, "", s.last_success)  # type: ignore[attr-defined]
-    w.sample(catalog.CYCLES, "", float(getattr(s, "cycles_total", 0)))
-    failures = getattr(s, "failures_total", {})
+    if s.last_success is not None:
+        w.sample(catalog.LAST_SUCCESS, "", s.last_success)
+    w.sample(catalog.CYCLES, "", float(s.cycles_total))
+    failures = s.failures_total
     # Every stage is always present so rate() and increase() work from the first failure.
     for stage in catalog.STAGES:
         w.sample(catalog.CYCLE_FAILURES, _labels([("stage", stage)]),
                  float(failures.get(stage, 0)))
-    w.sample(catalog.INCIDENTS_RECORDED, "", float(getattr(s, "incidents_recorded_total", 0)))
+    w.sample(catalog.INCIDENTS_RECORDED, "", float(s.incidents_recorded_total))

@@ -136,7 +136,7 @@ class Pipeline:
                 fetch = await self._ingest(rt, now)
                 if fetch.errors:
                     source_ok = False
-            except (SourceError, asyncio.TimeoutError, OSError) as err:
+            except (TimeoutError, SourceError, OSError) as err:
                 source_ok = False
                 self._fail("ingest", failed_stages, rt.cfg.name, err, expected=True)
                 fetch = None
@@ -192,7 +192,7 @@ class Pipeline:
             delay = max(0.0, interval - (self.clock() - started))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def record_incidents(self, count: int) -> None:
