@@ -132,6 +132,15 @@ class TopologyConfig:
     max_points: int = 120
     baseline_size: int = 32
     baseline_every: Duration = Duration(1800)
+    # exporter.tda: fewer finite points than this -> no diagram (NaN, "unknown").
+    min_points: int = 8
+    # Add the baseline centre as one point so level shifts show in the (translation-invariant)
+    # Rips diagram; see exporter/tda/embedding.py.
+    anchor: bool = True
+    # A healthy window joins the baseline reservoir at most this often, and only while its
+    # anomaly score is <= baseline_admit_quantile.
+    baseline_admit_every: Duration = Duration(600)
+    baseline_admit_quantile: float = 0.9
 
 
 @dataclass(frozen=True)

@@ -169,7 +169,7 @@ async def serve(
     if incidents is not None:
         from exporter.incidents import make_handler
 
-        handler = make_handler(incidents, pipeline.record_incidents)
+        handler = make_handler(incidents, lambda result: pipeline.record_incidents(result.recorded))
     app = make_app(lambda: pipeline.snapshot, web_config, telemetry_path=args.telemetry_path,
                    max_requests=args.max_requests, incidents_handler=handler)
     host, port = parse_listen_address(args.listen_address)

@@ -1,0 +1,123 @@
+"""`aura generate rules|dashboards`: write the generated rule file or Grafana dashboards.
+
+`--check` writes nothing: it compares what is committed with fresh output and exits 1 when
+they differ, so CI catches a catalog or config change whose generated files were not updated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from exporter.config import Config, ConfigError, load_config, parse_config
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = {"rules": REPO_ROOT / "rules", "dashboards": REPO_ROOT / "grafana"}
+
+
+def default_config() -> Config:
+    """The config the committed files are generated for: one `nodes` analysis, `instance`."""
+    return parse_config({"analyses": [{"name": "nodes", "preset": "node"}]})
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=["rules", "dashboards"], help="what to generate")
+    parser.add_argument(
+        "--output-dir",
+        dest="output_dir",
+        default=None,
+        help="directory to write to (default: the repository's rules/ or grafana/)",
+    )
+    parser.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=None,
+        help="generate for this configuration (default: the built-in node preset on `instance`)",
+    )
+    parser.add_argument(
+        "--dashboard.entity-label",
+        dest="entity_label",
+        default=None,
+        help="label the drill-down's entity variable lists "
+        "(default: the first analysis' first entity label)",
+    )
+    parser.add_argument(
+        "--dashboard.source-dir",
+        dest="source_dir",
+        default=None,
+        help="directory holding the *.dashboard.py definitions (default: the output directory)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 when the files in the output directory are stale",
+    )
+
+
+def outputs(
+    what: str, cfg: Config, *, entity_label: str | None = None, source_dir: Path | None = None
+) -> dict[str, str]:
+    """Fresh output for `what`: file name -> text."""
+    if what == "rules":
+        from exporter.rulegen import RULES_FILE, render_rules
+
+        return {RULES_FILE: render_rules(cfg)}
+    from exporter.dashboards import render_all
+
+    return render_all(cfg, source_dir or DEFAULT_OUTPUT["dashboards"], entity_label=entity_label)
+
+
+def check(out_dir: Path, files: dict[str, str], write: Callable[[str], None] = print) -> int:
+    """Compare `files` with `out_dir`; report each stale file with a short diff; 1 if any."""
+    stale = 0
+    for name, text in sorted(files.items()):
+        path = out_dir / name
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            stale += 1
+            diff = difflib.unified_diff(
+                current.splitlines(), text.splitlines(), str(path), "generated", lineterm="", n=1
+            )
+            write(f"STALE: {path}")
+            for line in list(diff)[:40]:
+                write(line)
+    return 1 if stale else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config_file) if args.config_file else default_config()
+    except ConfigError as err:
+        for problem in err.problems:
+            print(f"{args.config_file}: {problem}", file=sys.stderr)
+        return 1
+    out_dir = Path(args.output_dir) if args.output_dir else DEFAULT_OUTPUT[args.what]
+    source_dir = Path(args.source_dir) if args.source_dir else None
+    if args.what == "dashboards" and source_dir is None:
+        # Definitions live next to the committed JSON unless told otherwise.
+        source_dir = (
+            out_dir if any(out_dir.glob("*.dashboard.py")) else DEFAULT_OUTPUT["dashboards"]
+        )
+    files = outputs(args.what, cfg, entity_label=args.entity_label, source_dir=source_dir)
+    if args.check:
+        code = check(out_dir, files, lambda line: print(line, file=sys.stderr))
+        if code == 0:
+            print(f"OK: {len(files)} {args.what} file(s) in {out_dir} are up to date")
+        else:
+            print(f"run `aura generate {args.what}` to update {out_dir}", file=sys.stderr)
+        return code
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in sorted(files.items()):
+        path = out_dir / name
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        log.info("generated what=%s path=%s", args.what, path)
+    print(f"wrote {len(files)} {args.what} file(s) to {out_dir}")
+    return 0

@@ -1,0 +1,353 @@
+"""Record real incidents from Alertmanager webhooks as labels for `aura train` / `aura backtest`.
+
+Alertmanager POSTs its webhook payload (version "4") to `/api/v1/alerts`. Alerts whose
+`alertname` is in `incidents.alertnames` (NodeDown, KubePodCrashLooping, ...) and which carry the
+entity labels of some analysis become rows of `<state_dir>/incidents.csv` in the design's
+incidents format: `start,end,<entity label columns>,kind` (Unix seconds; `end` empty while the
+alert fires; `kind` = alertname). A resolved notification fills in `end`.
+
+Alertmanager re-sends firing alerts every `repeat_interval` and retries failed deliveries, so
+recording is idempotent: an alert is identified by (fingerprint, startsAt), kept in
+`incidents.index.json`; when the index is lost the CSV itself dedupes by (kind, entity, start).
+The CSV is small (incidents are rare), so every change rewrites it atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from exporter.config import IncidentsConfig
+
+log = logging.getLogger(__name__)
+
+CSV_NAME = "incidents.csv"
+INDEX_NAME = "incidents.index.json"
+
+
+class IncidentPayloadError(ValueError):
+    """The webhook payload is not a valid Alertmanager v4 payload; `str()` says where."""
+
+
+class IncidentPayloadTooLarge(IncidentPayloadError):
+    """The payload exceeds incidents.max_payload_bytes."""
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What one payload did: new incidents, ends filled in, alerts not recorded."""
+
+    received: int
+    recorded: int
+    resolved: int
+    ignored: int
+
+
+# RFC 3339 with up to nanoseconds (Go) -> something datetime.fromisoformat accepts.
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds of an RFC 3339 timestamp; ValueError when malformed."""
+    match = _RFC3339.match(text.strip())
+    if not match:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    base, frac, tz = match.groups()
+    tz = "+00:00" if tz in ("Z", "z") else tz
+    seconds = datetime.fromisoformat(base.replace("t", "T").replace(" ", "T") + tz).timestamp()
+    return seconds + (float("0." + frac) if frac else 0.0)
+
+
+def _fmt(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return f"{ts:.3f}".rstrip("0").rstrip(".")
+
+
+@dataclass
+class _Row:
+    start: float
+    end: float | None
+    labels: tuple[str, ...]  # values in column order; "" when the alert lacks the label
+    kind: str
+
+    @property
+    def natural_key(self) -> tuple[Any, ...]:
+        return (self.kind, self.labels, round(self.start, 3))
+
+
+class IncidentRecorder:
+    """Validate Alertmanager webhook payloads and append real incidents to the incidents CSV.
+
+    Parameters
+    ----------
+    state_dir:
+        Directory of `incidents.csv` and its index (created when missing).
+    cfg:
+        Which alert names count as incidents, and the payload size limit.
+    label_names_by_analysis:
+        Entity labels per analysis. The CSV's label columns are their union, in first-seen
+        order; an alert is recorded when it carries every entity label of some analysis.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        cfg: IncidentsConfig,
+        label_names_by_analysis: Mapping[str, tuple[str, ...]],
+    ):
+        self.state_dir = Path(state_dir)
+        self.cfg = cfg
+        columns: list[str] = []
+        for labels in label_names_by_analysis.values():
+            columns.extend(label for label in labels if label not in columns)
+        self.columns: tuple[str, ...] = tuple(columns) or ("instance",)
+        self._label_sets = [tuple(v) for v in label_names_by_analysis.values()] or [self.columns]
+        self._alertnames = frozenset(cfg.alertnames)
+        self._lock = threading.Lock()
+        self._rows: list[_Row] = []
+        self._index: dict[str, int] = {}
+        self._load()
+
+    @property
+    def csv_path(self) -> Path:
+        return self.state_dir / CSV_NAME
+
+    @property
+    def index_path(self) -> Path:
+        return self.state_dir / INDEX_NAME
+
+    @property
+    def header(self) -> list[str]:
+        return ["start", "end", *self.columns, "kind"]
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.cfg.max_payload_bytes
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        if self.csv_path.exists():
+            with self.csv_path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                if reader.fieldnames != self.header:
+                    # Another label set wrote this file: keep it, start a fresh one beside it.
+                    backup = self.csv_path.with_suffix(".csv.old")
+                    log.warning(
+                        "incidents header changed path=%s moved_to=%s", self.csv_path, backup
+                    )
+                    f.close()
+                    self.csv_path.replace(backup)
+                    self.index_path.unlink(missing_ok=True)
+                    return
+                for rec in reader:
+                    self._rows.append(
+                        _Row(
+                            float(rec["start"]),
+                            float(rec["end"]) if rec["end"] else None,
+                            tuple(rec[c] or "" for c in self.columns),
+                            rec["kind"],
+                        )
+                    )
+        if self.index_path.exists():
+            try:
+                index = json.loads(self.index_path.read_text())
+                self._index = {
+                    str(k): int(v) for k, v in index.items() if 0 <= int(v) < len(self._rows)
+                }
+            except (ValueError, AttributeError, TypeError):
+                log.warning("incidents index unreadable, rebuilt from csv path=%s", self.index_path)
+                self._index = {}
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(self.header)
+        for r in sorted(self._rows, key=lambda r: (r.start, r.kind, r.labels)):
+            writer.writerow([_fmt(r.start), _fmt(r.end), *r.labels, r.kind])
+        # Sorting changes row numbers: recompute the index against the sorted order.
+        order = sorted(
+            range(len(self._rows)),
+            key=lambda i: (self._rows[i].start, self._rows[i].kind, self._rows[i].labels),
+        )
+        position = {old: new for new, old in enumerate(order)}
+        self._rows = [self._rows[i] for i in order]
+        self._index = {k: position[v] for k, v in self._index.items()}
+        _atomic_write(self.csv_path, buf.getvalue())
+        _atomic_write(self.index_path, json.dumps(self._index, sort_keys=True))
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def record(self, payload: bytes) -> RecordResult:
+        """Validate one webhook payload and record its incidents; raise IncidentPayloadError."""
+        if len(payload) > self.cfg.max_payload_bytes:
+            raise IncidentPayloadTooLarge(
+                f"payload of {len(payload)} bytes exceeds max_payload_bytes "
+                f"({self.cfg.max_payload_bytes})"
+            )
+        alerts = _validate(payload)
+        recorded = resolved = ignored = 0
+        with self._lock:
+            by_natural = {r.natural_key: i for i, r in enumerate(self._rows)}
+            changed = False
+            for alert in alerts:
+                labels: dict[str, str] = alert["labels"]
+                kind = labels["alertname"]
+                if kind not in self._alertnames or not any(
+                    all(labels.get(n) for n in names) for names in self._label_sets
+                ):
+                    ignored += 1
+                    continue
+                start = alert["_start"]
+                row = _Row(start, None, tuple(labels.get(c, "") for c in self.columns), kind)
+                key = f"{alert['fingerprint']}|{alert['startsAt']}"
+                at = self._index.get(key, by_natural.get(row.natural_key))
+                end = alert["_end"] if alert["status"] == "resolved" else None
+                if at is None:
+                    row.end = end
+                    self._rows.append(row)
+                    at = len(self._rows) - 1
+                    by_natural[row.natural_key] = at
+                    recorded += 1
+                    changed = True
+                elif end is not None and self._rows[at].end is None:
+                    self._rows[at].end = end
+                    resolved += 1
+                    changed = True
+                else:
+                    ignored += 1
+                if self._index.get(key) != at:
+                    self._index[key] = at
+                    changed = True
+            if changed:
+                self._save()
+        if recorded or resolved:
+            log.info("incidents recorded=%d resolved=%d ignored=%d", recorded, resolved, ignored)
+        return RecordResult(len(alerts), recorded, resolved, ignored)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _validate(payload: bytes) -> list[dict[str, Any]]:
+    """The payload's alerts, each with parsed `_start`/`_end`; raise IncidentPayloadError."""
+    try:
+        doc = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise IncidentPayloadError(f"payload is not JSON: {err}") from err
+    if not isinstance(doc, dict):
+        raise IncidentPayloadError("payload: expected a JSON object")
+    if doc.get("version") != "4":
+        raise IncidentPayloadError(
+            f'version: expected "4" (Alertmanager webhook), got {doc.get("version")!r}'
+        )
+    alerts = doc.get("alerts")
+    if not isinstance(alerts, list):
+        raise IncidentPayloadError("alerts: expected a list")
+    out = []
+    for i, alert in enumerate(alerts):
+        where = f"alerts[{i}]"
+        if not isinstance(alert, dict):
+            raise IncidentPayloadError(f"{where}: expected an object")
+        labels = alert.get("labels")
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise IncidentPayloadError(f"{where}.labels: expected an object of strings")
+        if not labels.get("alertname"):
+            raise IncidentPayloadError(f"{where}.labels.alertname: missing")
+        if alert.get("status") not in ("firing", "resolved"):
+            raise IncidentPayloadError(
+                f"{where}.status: expected firing or resolved, got {alert.get('status')!r}"
+            )
+        fingerprint = alert.get("fingerprint")
+        if not isinstance(fingerprint, str) or not fingerprint:
+            raise IncidentPayloadError(f"{where}.fingerprint: expected a non-empty string")
+        times = {}
+        for field in ("startsAt", "endsAt"):
+            value = alert.get(field)
+            if not isinstance(value, str):
+                raise IncidentPayloadError(f"{where}.{field}: expected an RFC 3339 string")
+            try:
+                times[field] = parse_time(value)
+            except ValueError as err:
+                raise IncidentPayloadError(f"{where}.{field}: {err}") from err
+        if alert["status"] == "resolved" and times["endsAt"] < times["startsAt"]:
+            raise IncidentPayloadError(f"{where}.endsAt: before startsAt")
+        out.append({**alert, "_start": times["startsAt"], "_end": times["endsAt"]})
+    return out
+
+
+def make_handler(
+    recorder: IncidentRecorder,
+    metrics_callback: Callable[[RecordResult], None] | None = None,
+) -> Callable[[Any], Awaitable[Any]]:
+    """An aiohttp handler for `POST /api/v1/alerts` (authentication is the server's job).
+
+    200 `{"status": "success", "recorded": n, ...}`; 400 malformed; 405 not POST; 413 too large.
+    `metrics_callback(result)` runs after each accepted payload (e.g. to count incidents).
+    """
+    from aiohttp import web
+
+    limit = recorder.max_payload_bytes
+
+    def error(status: int, message: str) -> web.Response:
+        return web.json_response({"status": "error", "error": message}, status=status)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            resp = error(405, f"method {request.method} not allowed; POST an Alertmanager webhook")
+            resp.headers["Allow"] = "POST"
+            return resp
+        if request.content_length is not None and request.content_length > limit:
+            return error(413, f"payload exceeds {limit} bytes")
+        # Read at most limit + 1 bytes: enough to know it is too large, never more.
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = await request.content.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            return error(413, f"payload exceeds {limit} bytes")
+        try:
+            # Tiny synchronous file writes (incidents are rare): not worth an executor hop.
+            result = recorder.record(b"".join(chunks))
+        except IncidentPayloadTooLarge as err:
+            return error(413, str(err))
+        except IncidentPayloadError as err:
+            return error(400, str(err))
+        if metrics_callback is not None:
+            metrics_callback(result)
+        return web.json_response(
+            {
+                "status": "success",
+                "received": result.received,
+                "recorded": result.recorded,
+                "resolved": result.resolved,
+                "ignored": result.ignored,
+            }
+        )
+
+    return handle
