@@ -276,11 +276,11 @@ class Pipeline:
             t0 = self.clock()
             if votes:
                 try:
+                    from exporter.agents import agent_weights
                     from exporter.consensus import combine
 
-                    weights = {n: getattr(self.cfg.agents, n).weight for n in
-                               (v.agent for v in votes) if hasattr(self.cfg.agents, n)}
-                    consensus = combine(votes, self.cfg.agents.consensus, window.signals, weights)
+                    consensus = combine(votes, self.cfg.agents.consensus, window.signals,
+                                        agent_weights(self.cfg.agents))
                 except Exception as err:
                     self._fail("consensus", failed, name, err)
             _add(stage_seconds, "consensus", self.clock() - t0)

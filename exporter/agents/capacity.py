@@ -1,0 +1,211 @@
+"""Resource optimizer: projects when a capacity-bound signal runs out, from a robust trend.
+
+For every signal with `capacity` set ("up": usage reaches capacity; "down": the free amount,
+capacity being the full size, falls to zero) and every "down" resource signal without one
+(exhaustion at zero is scale-free), utilisation u (0..1, exhausted at 1) is fitted with a
+Theil-Sen line over block medians twice: the recent lookback (default 45 min) gives the current
+rate and the time to exhaustion; the whole window must confirm it (same sign, comparable rate).
+Block medians drop spikes, Theil-Sen ignores restarts and GC drops, and the two-lookback check
+ignores plateaus (old rise, flat now) and surges (a step near the end tilts only the short fit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exporter.agents.base import (
+    ACTION_RISK,
+    AgentInput,
+    abstain,
+    bin_medians,
+    in_chunks,
+    largest_horizon,
+    make_votes,
+    nanmedian_last,
+    normalise_rows,
+    robust_scale,
+    signal_configs,
+    specialist_confidence,
+    theil_sen,
+)
+from exporter.results import Votes
+
+SHORT_LOOKBACK_S = 2700.0  # recent part of the window the current rate is taken from
+SHORT_BINS = 12
+LONG_BINS = 16
+# Rate agreement: the whole-window slope must be at least this share of the recent slope.
+MIN_RATE_RATIO = 0.25
+STEPNESS_MAX = 1.6  # line error / step error beyond which the rise is a step
+UTIL_HIGH = 0.9  # utilisation from which "close to capacity" alone adds risk
+UTIL_RISK_MAX = 0.7
+
+
+def ttf_risk(ttf: np.ndarray, horizons: tuple[float, ...]) -> np.ndarray:
+    """Map time to exhaustion to risk: <= shortest horizon high, past the largest low.
+
+    Interpolated in log-time between knots derived from the configured horizons, so that
+    (1h, 2h, 4h) gives ttf 1h -> 0.95, 2h -> ~0.78, 4h -> 0.6, 6h -> 0.25, >= 10h -> 0.
+    """
+    h0, hm = float(min(horizons)), float(max(horizons))
+    knots_t = [h0 / 4, h0]
+    knots_r = [0.99, 0.95]
+    if hm > h0:
+        knots_t.append(hm)
+        knots_r.append(0.6)
+    else:
+        knots_r[-1] = 0.8
+    knots_t += [1.5 * hm, 2.5 * hm]
+    knots_r += [0.25, 0.0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logt = np.log(np.maximum(ttf, 1e-9))
+    r = np.interp(logt, np.log(knots_t), knots_r, left=knots_r[0], right=0.0)
+    return np.where(np.isnan(ttf), np.nan, r)
+
+
+def _fit(u: np.ndarray, steps: int, step: float, bins: int) -> tuple[np.ndarray, ...]:
+    """Theil-Sen over `bins` block medians of the last `steps` samples.
+
+    Returns slope (per second), level at the window end, and the significance of the rise
+    over the lookback relative to the residual scale (a z-like ratio).
+    """
+    bins = max(4, min(bins, steps))
+    width = max(1, steps // bins)
+    y = bin_medians(u, width, bins)
+    # Block centres in seconds relative to the last sample (<= 0).
+    x = (np.arange(bins) * width + (width - 1) / 2.0 - (bins * width - 1)) * step
+    slope, level = theil_sen(y, x, min_points=max(4, bins // 2))
+    resid = y - (level[..., None] + slope[..., None] * x)
+    sigma = robust_scale(resid)
+    rise = slope * bins * width * step
+    # Floor: 0.2 % of capacity, so a perfectly clean line does not divide by zero.
+    z = rise / np.maximum(sigma, 0.002)
+    sq = np.where(np.isnan(resid), 0.0, resid * resid)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        line_err = np.sqrt(sq.sum(axis=-1) / (~np.isnan(resid)).sum(axis=-1))
+    stepness = line_err / np.maximum(_step_error(y), 0.001)
+    return slope, level, z, stepness
+
+
+def _step_error(y: np.ndarray) -> np.ndarray:
+    """Root-mean-square residual of the best two-level (step) fit to y[..., K] (NaN-aware).
+
+    A surge or a deploy is a step: two flat levels fit it far better than any line, while a
+    leak is fitted better (or as well) by its line. Least squares via cumulative sums tries
+    every split at once.
+    """
+    valid = ~np.isnan(y)
+    y0 = np.where(valid, y, 0.0)
+    c1, c2, cn = np.cumsum(y0, -1), np.cumsum(y0 * y0, -1), np.cumsum(valid, -1)
+    s1, s2, n = c1[..., :-1], c2[..., :-1], cn[..., :-1]  # left part of each split
+    r1, r2, m = c1[..., -1:] - s1, c2[..., -1:] - s2, cn[..., -1:] - n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sse = (s2 - np.where(n > 0, s1 * s1 / n, 0)) + (r2 - np.where(m > 0, r1 * r1 / m, 0))
+        best = np.nanmin(np.where((n > 0) & (m > 0), sse, np.inf), axis=-1)
+        return np.sqrt(np.maximum(best, 0) / cn[..., -1])
+
+
+class CapacityAgent:
+    name = "capacity"
+
+    def assess(self, inp: AgentInput) -> Votes:
+        return in_chunks(self._assess, inp)
+
+    def _assess(self, inp: AgentInput) -> Votes:
+        win = inp.window
+        e, s, t = win.values.shape
+        cfgs = signal_configs(inp)
+        # A falling "down" signal (free bytes, credits) runs out at zero even without a
+        # configured capacity: its own window maximum then stands in as the scale.
+        cap_idx = [j for j, c in enumerate(cfgs) if c.capacity is not None
+                   or (c.direction == "down" and c.kind in ("resource", "saturation"))]
+        if not cap_idx or e == 0 or t < 8:
+            return abstain(self.name, e, s)
+        step = float(inp.analysis.step)
+        horizons = tuple(float(h) for h in inp.analysis.horizons) or (largest_horizon(inp.analysis),)
+        hmax = max(horizons)
+
+        caps = np.array([cfgs[j].capacity or np.nan for j in cap_idx], dtype=np.float64)
+        known_cap = np.isfinite(caps)
+        down = np.array([cfgs[j].direction == "down" for j in cap_idx])
+        x = win.values[:, cap_idx, :]
+        own_scale = np.abs(np.nanmax(np.where(np.isnan(x), -np.inf, x), axis=-1))  # [E, C]
+        caps = np.where(known_cap[None, :], caps[None, :], own_scale)[..., None]
+        caps = np.where((caps > 0) & np.isfinite(caps), caps, np.nan)
+        # Utilisation: usage / capacity ("up"), or 1 - free / capacity ("down": exhausted at 0).
+        u = x / caps
+        u = np.where(down[None, :, None], 1.0 - u, u)
+
+        # The whole window must be clearly longer than the recent lookback to confirm it.
+        short_steps = int(max(4, min(round(SHORT_LOOKBACK_S / step), t // 2)))
+        b_s, lvl_s, z_s, _ = _fit(u, short_steps, step, SHORT_BINS)
+        b_l, lvl_l, z_l, step_l = _fit(u, t, step, LONG_BINS)
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(b_s > 0, b_l / b_s, 0.0)
+            # One straight line explains both lookbacks: the whole window estimates it more
+            # precisely. Otherwise the trend changed and the recent rate is the current one.
+            same_line = (ratio >= 2 / 3) & (ratio <= 1.5)
+            slope = np.where(same_line, b_l, b_s)
+            level = np.where(same_line, lvl_l, lvl_s)
+            headroom = 1.0 - level
+            ttf = np.where(slope > 0, headroom / slope, np.inf)
+            ttf = np.where(headroom <= 0, 0.0, ttf)
+        # Trend evidence counts only when it stands out of the noise in both lookbacks and the
+        # whole window confirms the recent rate.
+        significance = np.clip((z_s - 2.0) / 3.0, 0, 1) * np.clip((z_l - 1.0) / 2.0, 0, 1)
+        consistent = np.clip((ratio - MIN_RATE_RATIO) / MIN_RATE_RATIO, 0, 1)
+        # A step (surge, deploy) fitted by a line looks like a trend; over the whole window a
+        # line must fit better than two flat levels.
+        not_step = np.clip((STEPNESS_MAX - step_l) / (STEPNESS_MAX - 1), 0, 1)
+        trend_weight = np.nan_to_num(significance * consistent * not_step)
+        r_trend = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf), ttf, 1e12), horizons))
+        r_trend = r_trend * trend_weight
+
+        recent = nanmedian_last(u[..., -min(5, t):])
+        r_util = UTIL_RISK_MAX * np.clip((recent - UTIL_HIGH) / (1 - UTIL_HIGH), 0, 1) ** 2
+        # Without a real capacity, "close to it" means nothing: only the trend counts.
+        r_util = np.where(known_cap[None, :], np.nan_to_num(r_util), 0.0)
+
+        per_signal = np.maximum(r_trend, r_util)  # [E, C]
+        has_data = np.asarray(~np.isnan(u).all(axis=-1))
+        per_signal = np.where(has_data, per_signal, np.nan)
+        voting = has_data.any(axis=1)
+        risk = np.where(voting, np.nanmax(np.where(has_data, per_signal, -1.0), axis=1), np.nan)
+
+        lead = np.argmax(np.nan_to_num(per_signal, nan=-1.0), axis=1)
+        rows = np.arange(e)
+        projected = trend_weight > 0
+        ttf_lead = np.where(projected[rows, lead], ttf[rows, lead], np.nan)
+        ttf_lead = np.where(recent[rows, lead] >= 1.0, 0.0, ttf_lead)
+        ttf_out = np.where(ttf_lead <= hmax, ttf_lead, np.nan)
+
+        contribution = np.zeros((e, s))
+        contribution[:, cap_idx] = np.nan_to_num(per_signal)
+        contribution = normalise_rows(contribution)
+
+        valid = np.mean(~np.isnan(u), axis=(1, 2))
+        confidence = specialist_confidence(risk, 0.9 * valid)
+
+        names = [cfgs[j].name for j in cap_idx]
+        actions = np.full(e, "none", dtype=object)
+        reasons = [""] * e
+        for i in np.flatnonzero(np.nan_to_num(risk) >= ACTION_RISK):
+            c = int(lead[i])
+            name = names[c]
+            actions[i] = _action_for(name)
+            if r_trend[i, c] >= r_util[i, c]:
+                verb = "falls towards zero" if down[c] else "rises towards its limit"
+                reasons[i] = f"{name} {verb}"
+            else:
+                reasons[i] = f"{name} at {recent[i, c]:.0%} of its capacity"
+        return make_votes(self.name, risk, confidence, actions, ttf_out, contribution, reasons)
+
+
+def _action_for(signal: str) -> str:
+    low = signal.lower()
+    if "mem" in low:
+        return "raise_memory_limit"
+    if any(k in low for k in ("disk", "filesystem", "storage", "volume")) or low.startswith("fs") \
+            or "_fs" in low:
+        return "free_disk"
+    return "scale_out"

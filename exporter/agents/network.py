@@ -1,0 +1,171 @@
+"""Network and dependency agent: sustained rises of errors, drops or latency over the entity's own past.
+
+Each network/latency/errors signal's recent level (median of the last 15 min, so at least half
+of those samples must be elevated: single spikes do nothing) is compared with the earlier part
+of the same window (median, MAD). Risk needs both a large robust z-score and a large relative
+change, so a quiet signal's noise or a 20 % latency wobble stays low.
+
+Traffic volume is load, not degradation: network-kind signals whose name does not say errors,
+drops, loss, retransmits, resets, timeouts or latency only add a little risk (a surge alone
+never reaches a warning).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from exporter.agents.base import (
+    ACTION_RISK,
+    CHUNK_ENTITIES,
+    AgentInput,
+    abstain,
+    make_votes,
+    nanmedian_last,
+    normalise_rows,
+    robust_scale,
+    signal_configs,
+    specialist_confidence,
+)
+from exporter.results import Votes
+
+RECENT_S = 900.0
+QUALITY_NAME = re.compile(r"err|drop|loss|retrans|reset|fail|timeout|latenc|rtt|jitter", re.I)
+VOLUME_RISK_MAX = 0.2
+QUALITY_RISK_MAX = 0.95
+Z_SCALE = 5.0  # z-score counted as one unit of severity
+REL_SCALE = 0.5  # relative change counted as one unit of severity (+50 %)
+RESOURCE_STRAINED_Z = 4.0
+RESOURCE_STRAINED_UTIL = 0.85
+
+
+def _change(values: np.ndarray, recent_steps: int) -> tuple[np.ndarray, ...]:
+    """Recent level vs the earlier part of each [E, K, T] series.
+
+    Returns (base median, recent median, noise floor, enough data); `_severity` turns them
+    into a severity for either direction without recomputing the medians.
+    """
+    t = values.shape[-1]
+    e = values.shape[0]
+    base_med = np.empty(values.shape[:-1])
+    base_sigma, recent_med = np.empty_like(base_med), np.empty_like(base_med)
+    enough = np.empty(values.shape[:-1], dtype=bool)
+    # Entity blocks keep temporaries small (see base.in_chunks); the fleet terms come after.
+    for lo in range(0, e, CHUNK_ENTITIES):
+        rows = slice(lo, min(lo + CHUNK_ENTITIES, e))
+        base = values[rows, :, : t - recent_steps]
+        recent = values[rows, :, t - recent_steps :]
+        base_med[rows] = nanmedian_last(base)
+        base_sigma[rows] = robust_scale(base, base_med[rows])
+        recent_med[rows] = nanmedian_last(recent)
+        enough[rows] = (np.sum(~np.isnan(base), axis=-1) >= max(8, recent_steps)) & (
+            np.sum(~np.isnan(recent), axis=-1) * 2 >= recent_steps
+        )
+    # Fleet-level floors stop a signal that is flat at zero (errors) from turning every tiny
+    # blip into an infinite z-score: a quarter of the fleet's typical level is "noise" too.
+    fleet_level = _fleet_quantile(np.abs(base_med), 0.75)
+    floor = np.maximum.reduce(
+        [np.nan_to_num(base_sigma), 0.05 * np.abs(np.nan_to_num(base_med)),
+         0.25 * fleet_level[None, :] * np.ones_like(base_med), np.full_like(base_med, 1e-12)]
+    )
+    scale = np.maximum(np.abs(np.nan_to_num(base_med)), np.maximum(fleet_level, 1e-12))
+    return base_med, recent_med, floor, scale, enough
+
+
+def _severity(change: tuple[np.ndarray, ...], sign: np.ndarray) -> np.ndarray:
+    """min(z / Z_SCALE, relative change / REL_SCALE) in the bad direction `sign` (>= 0, NaN)."""
+    base_med, recent_med, floor, scale, enough = change
+    delta = sign[None, :] * (recent_med - base_med)
+    sev = np.clip(np.minimum(delta / floor / Z_SCALE, delta / scale / REL_SCALE), 0, None)
+    return np.where(enough, sev, np.nan)
+
+
+def _fleet_quantile(a: np.ndarray, q: float) -> np.ndarray:
+    """Quantile over entities (axis 0) of [E, K], ignoring NaN; 0 for columns with no value."""
+    s = np.sort(a, axis=0)
+    n = np.sum(~np.isnan(a), axis=0)
+    pos = np.clip(np.floor(q * (n - 1)).astype(int), 0, max(len(a) - 1, 0))
+    if len(a) == 0:
+        return np.zeros(a.shape[1:])
+    out = np.take_along_axis(s, pos[None, :], axis=0)[0]
+    return np.where(n > 0, out, 0.0)
+
+
+def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
+    return cap * np.clip((sev - 0.6) / 1.2, 0, 1)
+
+
+class NetworkAgent:
+    name = "network"
+
+    def assess(self, inp: AgentInput) -> Votes:
+        win = inp.window
+        e, s, t = win.values.shape
+        cfgs = signal_configs(inp)
+        net_idx = [j for j, c in enumerate(cfgs) if c.kind in ("network", "latency", "errors")]
+        recent_steps = int(max(3, min(round(RECENT_S / float(inp.analysis.step)), t // 4)))
+        if not net_idx or e == 0 or t < 12:
+            return abstain(self.name, e, s)
+
+        quality = np.array(
+            [cfgs[j].kind in ("latency", "errors") or bool(QUALITY_NAME.search(cfgs[j].name))
+             for j in net_idx]
+        )
+        sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in net_idx])
+        x = win.values[:, net_idx, :]
+        change = _change(x, recent_steps)
+        base_med, recent_med = change[0], change[1]
+        sev = _severity(change, sign)
+        # Volume counts in both directions: traffic collapsing is as telling as traffic piling up.
+        sev = np.where(quality[None, :], sev, np.fmax(sev, _severity(change, -sign)))
+        per_signal = np.where(
+            quality[None, :], _risk(sev, QUALITY_RISK_MAX), _risk(sev, VOLUME_RISK_MAX)
+        )
+        voting = ~np.isnan(per_signal).all(axis=1)
+        filled = np.nan_to_num(per_signal)
+        r_quality = np.where(quality[None, :], filled, 0).max(axis=1)
+        r_volume = np.where(~quality[None, :], filled, 0).max(axis=1)
+        risk = np.where(voting, 1 - (1 - r_quality) * (1 - r_volume), np.nan)
+
+        strained = self._resources_strained(inp, cfgs, recent_steps)
+        lead = np.argmax(filled, axis=1)
+        contribution = np.zeros((e, s))
+        contribution[:, net_idx] = filled
+        contribution = normalise_rows(contribution)
+        valid = np.mean(~np.isnan(x), axis=(1, 2))
+
+        actions = np.full(e, "none", dtype=object)
+        reasons = [""] * e
+        for i in np.flatnonzero(np.nan_to_num(risk) >= ACTION_RISK):
+            c = int(lead[i])
+            cfg = cfgs[net_idx[c]]
+            if cfg.kind == "network":
+                actions[i] = "investigate_network"
+            else:
+                actions[i] = "scale_out" if strained[i] else "investigate_dependency"
+            b, r = base_med[i, c], recent_med[i, c]
+            if abs(b) > 1e-12 and np.isfinite(b):
+                reasons[i] = f"{cfg.name} at {r / b:.1f}x its usual level"
+            else:
+                reasons[i] = f"{cfg.name} rose from {b:.3g} to {r:.3g}"
+        ttf = np.full(e, np.nan)
+        return make_votes(self.name, risk, specialist_confidence(risk, 0.8 * valid), actions, ttf, contribution, reasons)
+
+    @staticmethod
+    def _resources_strained(inp: AgentInput, cfgs: list, recent_steps: int) -> np.ndarray:
+        """Entities whose own resource/saturation signals are near capacity or well above usual."""
+        e = inp.window.values.shape[0]
+        idx = [j for j, c in enumerate(cfgs) if c.kind in ("resource", "saturation")]
+        if not idx:
+            return np.zeros(e, dtype=bool)
+        x = inp.window.values[:, idx, :]
+        sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in idx])
+        change = _change(x, recent_steps)
+        sev, recent = _severity(change, sign), change[1]
+        strained = np.nan_to_num(sev) * Z_SCALE >= RESOURCE_STRAINED_Z
+        caps = np.array([cfgs[j].capacity or np.nan for j in idx], dtype=np.float64)
+        down = np.array([cfgs[j].direction == "down" for j in idx])
+        util = np.where(down[None, :], 1 - recent / caps[None, :], recent / caps[None, :])
+        strained |= np.nan_to_num(util) >= RESOURCE_STRAINED_UTIL
+        return strained.any(axis=1)

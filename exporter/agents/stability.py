@@ -1,0 +1,142 @@
+"""Stability agent: flapping evidence — scrape gaps, restarts, jittery changes, error bursts.
+
+Four independent pieces of evidence, each mapped to a bounded risk and combined as a noisy-OR:
+- gaps: samples missing for the whole entity after it first reported (scrape failures), the
+  share in the recent part and the number of separate gaps;
+- restarts: a resource/saturation signal falling to under a fifth of its previous three samples
+  (a process or host restart drops usage to near zero; a GC drop does not);
+- jitter: the robust spread of step-to-step changes recently vs earlier (flapping);
+- error bursts: separate onsets of errors-kind signals far above their usual level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exporter.agents.base import (
+    ACTION_RISK,
+    AgentInput,
+    abstain,
+    in_chunks,
+    make_votes,
+    nanmedian_last,
+    normalise_rows,
+    robust_scale,
+    signal_configs,
+    specialist_confidence,
+)
+from exporter.results import Votes
+
+RECENT_S = 1800.0
+RESTART_FRACTION = 0.2
+RISK_MAX = 0.95
+
+
+class StabilityAgent:
+    name = "stability"
+
+    def assess(self, inp: AgentInput) -> Votes:
+        return in_chunks(self._assess, inp)
+
+    def _assess(self, inp: AgentInput) -> Votes:
+        win = inp.window
+        v = win.values
+        e, s, t = v.shape
+        if e == 0 or s == 0 or t < 12:
+            return abstain(self.name, e, s)
+        cfgs = signal_configs(inp)
+        recent = int(max(4, min(round(RECENT_S / float(inp.analysis.step)), t // 2)))
+        present_st = ~np.isnan(v)  # [E, S, T]
+        present = present_st.any(axis=1)  # [E, T]
+        voting = present.any(axis=1)
+
+        # Gaps: whole-entity missing samples after the first one seen.
+        started = np.cumsum(present, axis=1) > 0
+        missing = started & ~present
+        gap_share = missing[:, -recent:].mean(axis=1)
+        gap_starts = (missing[:, 1:] & ~missing[:, :-1]).sum(axis=1)
+        r_gap = 1 - (1 - 0.7 * np.clip((gap_share - 0.05) / 0.3, 0, 1)) * (
+            1 - 0.6 * np.clip((gap_starts - 1) / 4, 0, 1)
+        )
+
+        # Restarts: usage collapsing relative to the previous three samples.
+        res_idx = [j for j, c in enumerate(cfgs) if c.kind in ("resource", "saturation")
+                   or c.capacity is not None]
+        drops_per_signal = np.zeros((e, s))
+        restart_score = np.zeros(e)
+        if res_idx:
+            x = v[:, res_idx, :]
+            prev = np.fmin(np.fmin(x[..., 2:-1], x[..., 1:-2]), x[..., :-3])  # [E, C, T-3]
+            now = x[..., 3:]
+            with np.errstate(invalid="ignore"):
+                drop = (now <= RESTART_FRACTION * prev) & (prev > 0)
+            drops_per_signal[:, res_idx] = drop.sum(axis=-1)
+            when = drop.any(axis=1)  # [E, T-3]: one restart usually hits several signals at once
+            recent_w = np.where(np.arange(t - 3) >= t - 3 - recent, 1.0, 0.5)
+            restart_score = (when * recent_w).sum(axis=1)
+        r_restart = 0.95 * (1 - np.exp(-0.5 * restart_score))
+
+        # Jitter: spread of recent step changes vs the earlier part, per signal.
+        # Median absolute step change (changes centre on zero, so no centring pass is needed).
+        d = np.abs(np.diff(v, axis=-1))
+        vol_recent = nanmedian_last(d[..., -recent:])
+        vol_base = nanmedian_last(d[..., :-recent])
+        scale = np.nan_to_num(nanmedian_last(np.abs(v)))
+        cap = np.array([c.capacity or np.nan for c in cfgs], dtype=np.float64)
+        floor = np.where(np.isfinite(cap)[None, :], 0.002 * np.nan_to_num(cap)[None, :],
+                         0.01 * scale)
+        ratio = vol_recent / np.maximum(np.nan_to_num(vol_base), np.maximum(floor, 1e-12))
+        r_vol_sig = np.nan_to_num(0.5 * np.clip((ratio - 3) / 5, 0, 1))
+        r_vol = r_vol_sig.max(axis=1)
+
+        # Error bursts: separate onsets far above the usual level.
+        err_idx = [j for j, c in enumerate(cfgs) if c.kind == "errors"]
+        bursts_per_signal = np.zeros((e, s))
+        if err_idx:
+            x = v[:, err_idx, :]
+            med = nanmedian_last(x)
+            sig = np.maximum(np.nan_to_num(robust_scale(x, med)), 0.05 * np.abs(np.nan_to_num(med)))
+            with np.errstate(invalid="ignore"):
+                above = x > (med + 6 * np.maximum(sig, 1e-12))[..., None]
+            onsets = (above[..., 1:] & ~above[..., :-1]).sum(axis=-1)
+            bursts_per_signal[:, err_idx] = onsets
+        bursts = bursts_per_signal.max(axis=1)
+        r_burst = 0.6 * np.clip((bursts - 1) / 4, 0, 1)
+
+        parts = np.stack([r_gap, r_restart, r_vol, r_burst], axis=1)  # [E, 4]
+        risk = np.minimum(1 - np.prod(1 - parts, axis=1), RISK_MAX)
+        risk = np.where(voting, risk, np.nan)
+
+        # Contribution: each piece of evidence spread over the signals that produced it.
+        uniform = np.where(present_st.any(axis=2), 1.0, 0.0)
+        contribution = (
+            r_gap[:, None] * _rows(uniform)
+            + r_restart[:, None] * _rows(drops_per_signal)
+            + r_vol_sig
+            + r_burst[:, None] * _rows(bursts_per_signal)
+        )
+        contribution = normalise_rows(contribution)
+        confidence = specialist_confidence(risk, 0.7 * started.mean(axis=1))
+
+        kinds = ("gaps", "restarts", "jitter", "bursts")
+        lead = np.argmax(parts, axis=1)
+        actions = np.full(e, "none", dtype=object)
+        reasons = [""] * e
+        for i in np.flatnonzero(np.nan_to_num(risk) >= ACTION_RISK):
+            kind = kinds[int(lead[i])]
+            # Restarting does not cure a crash loop or error bursts: those need a look.
+            actions[i] = "investigate" if kind in ("restarts", "bursts") else "restart_candidate"
+            reasons[i] = {
+                "gaps": f"scrapes failing ({int(gap_starts[i])} gaps, "
+                        f"{gap_share[i]:.0%} of the last {recent} samples missing)",
+                "restarts": f"restarted about {int(round(restart_score[i] + 0.49))} times",
+                "jitter": "values flapping far more than usual",
+                "bursts": f"{int(bursts[i])} error bursts",
+            }[kind]
+        ttf = np.full(e, np.nan)
+        return make_votes(self.name, risk, confidence, actions, ttf, contribution, reasons)
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """Rows normalised to sum 1, zeros where a row has no mass."""
+    return np.nan_to_num(normalise_rows(a))

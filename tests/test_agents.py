@@ -1,0 +1,434 @@
+"""Agents on constructed windows with known answers, and end to end through the consensus."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from exporter.agents import AGENTS, AgentInput, agent_weights, run_agents, vote_of
+from exporter.agents.base import in_chunks
+from exporter.agents.capacity import CapacityAgent, ttf_risk
+from exporter.agents.forecast import ForecastAgent
+from exporter.agents.network import NetworkAgent
+from exporter.agents.stability import StabilityAgent
+from exporter.agents.topology import TopologyAgent
+from exporter.config import AGENT_NAMES, AgentConfig, AgentsConfig, AnalysisConfig, SignalConfig
+from exporter.consensus import combine
+from exporter.results import Forecast, TopologyResult, Votes
+from exporter.windows import Window
+
+STEP = 60.0
+T = 120
+SIGNALS = (
+    SignalConfig("cpu", capacity=1.0, kind="saturation"),
+    SignalConfig("memory", capacity=1.0, kind="resource"),
+    SignalConfig("disk", capacity=1.0, kind="resource"),
+    SignalConfig("load", kind="saturation"),
+    SignalConfig("network_errors", kind="network"),
+    SignalConfig("network_traffic", kind="network"),
+    SignalConfig("latency", kind="latency"),
+)
+NAMES = tuple(s.name for s in SIGNALS)
+ANALYSIS = AnalysisConfig(name="nodes", signals=SIGNALS)
+SCENARIOS = ("healthy", "leak", "sawtooth", "plateau", "surge", "netdeg", "crashloop", "disk")
+NOW = 1_700_000_000.0
+DAY = 86400.0
+
+
+def _fleet(seed: int = 0, copies: int = 4) -> tuple[Window, list[str], float]:
+    """`copies` entities of each scenario; returns the window, scenario per row, leak ttf."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(T) * STEP
+    rows, kinds = [], []
+    leak_ttf = 2 * 3600.0
+    for kind in SCENARIOS:
+        for _ in range(copies):
+            v = np.empty((len(SIGNALS), T))
+            v[0] = 0.3 + 0.1 * np.sin(2 * np.pi * t / DAY + rng.uniform(0, 6)) + 0.02 * rng.standard_normal(T)
+            v[1] = rng.uniform(0.4, 0.6) + 0.01 * rng.standard_normal(T)
+            v[2] = rng.uniform(0.3, 0.5) + 0.002 * rng.standard_normal(T)
+            v[3] = 0.5 + 0.1 * rng.standard_normal(T)
+            v[4] = np.abs(0.2 + 0.1 * rng.standard_normal(T))
+            v[5] = 1e6 * (1 + 0.1 * rng.standard_normal(T))
+            v[6] = 0.05 * (1 + 0.1 * rng.standard_normal(T))
+            if kind == "leak":
+                # Linear growth that reaches the limit `leak_ttf` after the last sample.
+                start = rng.uniform(0.45, 0.6)
+                rate = (1.0 - start) / (t[-1] + leak_ttf)
+                v[1] = start + rate * t + 0.01 * rng.standard_normal(T)
+            elif kind == "disk":
+                start = rng.uniform(0.6, 0.7)
+                rate = (1.0 - start) / (t[-1] + 1.5 * 3600)
+                v[2] = start + rate * t + 0.002 * rng.standard_normal(T)
+            elif kind == "sawtooth":
+                period = rng.uniform(10, 20) * 60
+                v[1] = 0.45 + 0.3 * ((t + rng.uniform(0, period)) % period) / period
+                v[1] += 0.01 * rng.standard_normal(T)
+            elif kind == "plateau":
+                v[1] = np.minimum(0.4 + 0.35 * t / 3600, 0.75) + 0.01 * rng.standard_normal(T)
+            elif kind == "surge":
+                # Benign: 30 minutes of three times the traffic, more CPU, slightly slower.
+                s = slice(T - 30, T)
+                v[5, s] *= 3
+                v[0, s] += 0.25
+                v[3, s] *= 1.8
+                v[6, s] *= 1.15
+            elif kind == "netdeg":
+                ramp = np.clip((t - t[-40]) / (t[-1] - t[-40]), 0, 1)
+                v[4] = v[4] + 8 * ramp * (1 + 0.2 * rng.standard_normal(T))
+                v[6] = v[6] * (1 + 1.5 * ramp)
+            elif kind == "crashloop":
+                for k in (T - 50, T - 30, T - 12):
+                    v[1, k : k + 2] = 0.02
+                    v[0, k : k + 2] = 0.01
+                v[:, T - 20 : T - 17] = np.nan
+                v[:, T - 8 : T - 6] = np.nan
+            rows.append(v)
+            kinds.append(kind)
+    values = np.stack(rows)
+    entities = tuple((f"{k}-{i}",) for i, k in enumerate(kinds))
+    win = Window("nodes", ("instance",), entities, NAMES, NOW - t[::-1], values)
+    return win, kinds, leak_ttf
+
+
+def _inp(win: Window, topology=None, forecast=None) -> AgentInput:
+    return AgentInput(ANALYSIS, win, topology, forecast, NOW)
+
+
+def _rows(kinds: list[str], kind: str) -> np.ndarray:
+    return np.array([k == kind for k in kinds])
+
+
+def _stage_results(kinds: list[str], seed: int = 1) -> tuple[TopologyResult, Forecast]:
+    """What honest topology and forecast stages would say about each scenario."""
+    rng = np.random.default_rng(seed)
+    e, s = len(kinds), len(NAMES)
+    score = rng.uniform(0, 0.9, e)
+    prob = np.tile([0.02, 0.04, 0.06], (e, 1)) * rng.uniform(0.5, 1.5, (e, 1))
+    ttf = np.full(e, np.nan)
+    contrib = np.full((e, s), 1 / s)
+    for i, k in enumerate(kinds):
+        if k in ("leak", "netdeg", "crashloop", "disk"):
+            score[i] = 0.98
+            prob[i] = (0.5, 0.85, 0.95)
+            ttf[i] = 7000.0
+        elif k == "surge":
+            score[i] = 0.95  # unusual, and the forecast knows surges pass
+            prob[i] = (0.05, 0.08, 0.12)
+        focus = {"leak": 1, "disk": 2, "netdeg": 4, "surge": 5, "crashloop": 1}.get(k)
+        if focus is not None:
+            contrib[i] = 0.05 / (s - 1)
+            contrib[i, focus] = 0.95
+    topo = TopologyResult(
+        anomaly_score=score,
+        betti=np.zeros((e, 2)),
+        entropy=np.zeros((e, 2)),
+        features=np.zeros((e, 0)),
+        feature_names=(),
+        signal_contribution=contrib,
+        fleet_betti=np.array([1.0, 0.0]),
+        fleet_outlier=rng.uniform(0, 0.5, e),
+    )
+    return topo, Forecast((3600.0, 7200.0, 14400.0), prob, ttf)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return _fleet()
+
+
+# --------------------------------------------------------------------------------------------
+# Capacity
+
+
+def test_capacity_memory_leak(fleet):
+    win, kinds, truth = fleet
+    v = CapacityAgent().assess(_inp(win))
+    leak = _rows(kinds, "leak")
+    assert (v.risk[leak] >= 0.7).all()
+    assert np.all(np.abs(v.time_to_failure[leak] - truth) <= 0.2 * truth)
+    assert set(np.array(v.action)[leak]) == {"raise_memory_limit"}
+    assert (np.argmax(v.contribution[leak], axis=1) == NAMES.index("memory")).all()
+    assert "memory rises towards its limit" in v.reasons[int(np.flatnonzero(leak)[0])]
+
+
+def test_capacity_disk_fill_frees_disk(fleet):
+    win, kinds, _ = fleet
+    v = CapacityAgent().assess(_inp(win))
+    disk = _rows(kinds, "disk")
+    assert (v.risk[disk] >= 0.7).all()
+    assert set(np.array(v.action)[disk]) == {"free_disk"}
+    assert np.all(np.abs(v.time_to_failure[disk] - 5400) <= 0.2 * 5400)
+
+
+@pytest.mark.parametrize("kind", ["healthy", "sawtooth", "plateau", "surge", "netdeg"])
+def test_capacity_ignores_benign_shapes(fleet, kind):
+    win, kinds, _ = fleet
+    v = CapacityAgent().assess(_inp(win))
+    rows = _rows(kinds, kind)
+    assert (v.risk[rows] < 0.3).all(), v.risk[rows]
+    assert np.isnan(v.time_to_failure[rows]).all()
+    assert set(np.array(v.action)[rows]) == {"none"}
+
+
+def test_capacity_abstains_without_capacities(fleet):
+    win, _, _ = fleet
+    plain = AnalysisConfig(name="nodes", signals=tuple(SignalConfig(n) for n in NAMES))
+    v = CapacityAgent().assess(AgentInput(plain, win, None, None, NOW))
+    assert np.isnan(v.risk).all()
+
+
+def test_capacity_down_direction_means_free_space_falls_to_zero():
+    t = np.arange(T) * STEP
+    free = 0.4 - 0.4 * t / (t[-1] + 3600)  # free share hits 0 one hour after the window
+    win = Window("n", ("instance",), (("a",),), ("free_memory",), t, free[None, None, :])
+    cfg = AnalysisConfig(name="n", signals=(
+        SignalConfig("free_memory", capacity=1.0, kind="resource", direction="down"),))
+    v = CapacityAgent().assess(AgentInput(cfg, win, None, None, t[-1]))
+    assert v.risk[0] >= 0.9
+    assert abs(v.time_to_failure[0] - 3600) <= 0.2 * 3600
+    assert v.action[0] == "raise_memory_limit"
+    assert "falls towards zero" in v.reasons[0]
+
+
+def test_ttf_risk_follows_horizons():
+    r = ttf_risk(np.array([600.0, 3600, 7200, 14400, 36000, np.inf, np.nan]),
+                 (3600.0, 7200.0, 14400.0))
+    assert r[0] >= r[1] >= 0.9
+    assert 0.7 <= r[2] <= 0.85
+    assert 0.5 <= r[3] <= 0.65
+    assert r[4] == 0 and r[5] == 0 and np.isnan(r[6])
+    assert np.all(np.diff(r[:6]) <= 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Network
+
+
+def test_network_errors_rising(fleet):
+    win, kinds, _ = fleet
+    v = NetworkAgent().assess(_inp(win))
+    rows = _rows(kinds, "netdeg")
+    assert (v.risk[rows] >= 0.7).all(), v.risk[rows]
+    assert set(np.array(v.action)[rows]) == {"investigate_network"}
+    assert (np.argmax(v.contribution[rows], axis=1) == NAMES.index("network_errors")).all()
+    assert np.isnan(v.time_to_failure).all()
+
+
+@pytest.mark.parametrize("kind", ["healthy", "surge", "sawtooth", "leak"])
+def test_network_quiet_on_benign(fleet, kind):
+    win, kinds, _ = fleet
+    v = NetworkAgent().assess(_inp(win))
+    assert (v.risk[_rows(kinds, kind)] < 0.3).all(), v.risk[_rows(kinds, kind)]
+
+
+def test_network_ignores_single_spikes():
+    win, kinds, _ = _fleet(seed=3)
+    values = win.values.copy()
+    healthy = np.flatnonzero(_rows(kinds, "healthy"))
+    values[healthy, NAMES.index("network_errors"), -5] = 50.0  # one-sample spike
+    values[healthy, NAMES.index("latency"), -2] = 5.0
+    spiky = Window(win.analysis, win.label_names, win.entities, win.signals, win.timestamps,
+                   values)
+    v = NetworkAgent().assess(_inp(spiky))
+    assert (v.risk[healthy] < 0.3).all()
+
+
+def test_latency_with_idle_resources_points_at_dependency():
+    win, kinds, _ = _fleet(seed=4)
+    values = win.values.copy()
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    values[rows, NAMES.index("latency"), -20:] *= 4  # slow dependency; own CPU/memory normal
+    v = NetworkAgent().assess(_inp(Window(win.analysis, win.label_names, win.entities,
+                                          win.signals, win.timestamps, values)))
+    assert (v.risk[rows] >= 0.7).all()
+    assert set(np.array(v.action)[rows]) == {"investigate_dependency"}
+
+
+# --------------------------------------------------------------------------------------------
+# Stability, topology, forecast
+
+
+def test_stability_crash_loop(fleet):
+    win, kinds, _ = fleet
+    v = StabilityAgent().assess(_inp(win))
+    rows = _rows(kinds, "crashloop")
+    assert (v.risk[rows] >= 0.6).all(), v.risk[rows]
+    assert set(np.array(v.action)[rows]) <= {"investigate", "restart_candidate"}
+    quiet = ~rows & ~_rows(kinds, "netdeg")
+    assert (v.risk[quiet] < 0.3).all(), v.risk[quiet]
+
+
+def test_stability_scrape_gaps_suggest_restart():
+    win, kinds, _ = _fleet(seed=5)
+    values = win.values.copy()
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    for k in range(T - 30, T, 4):
+        values[rows, :, k : k + 2] = np.nan  # the target keeps failing scrapes
+    v = StabilityAgent().assess(_inp(Window(win.analysis, win.label_names, win.entities,
+                                            win.signals, win.timestamps, values)))
+    assert (v.risk[rows] >= 0.5).all()
+    assert set(np.array(v.action)[rows]) == {"restart_candidate"}
+
+
+def test_stability_ignores_warmup_nans(fleet):
+    win, kinds, _ = fleet
+    values = win.values.copy()
+    values[:, :, :40] = np.nan  # a buffer still filling after start
+    v = StabilityAgent().assess(_inp(Window(win.analysis, win.label_names, win.entities,
+                                            win.signals, win.timestamps, values)))
+    assert (v.risk[_rows(kinds, "healthy")] < 0.3).all()
+
+
+def test_topology_agent_caps_and_abstains(fleet):
+    win, kinds, _ = fleet
+    topo, _ = _stage_results(kinds)
+    assert np.isnan(TopologyAgent().assess(_inp(win)).risk).all()
+    score = topo.anomaly_score.copy()
+    score[0] = np.nan
+    score[1] = 1.0
+    score[2] = 0.85
+    topo2 = TopologyResult(score, topo.betti, topo.entropy, topo.features, topo.feature_names,
+                           topo.signal_contribution, topo.fleet_betti, topo.fleet_outlier)
+    v = TopologyAgent().assess(_inp(win, topology=topo2))
+    assert np.isnan(v.risk[0])
+    assert 0.8 <= v.risk[1] <= 0.85
+    assert v.risk[2] == 0.0
+    assert np.nanmax(v.confidence) <= 0.5
+    assert set(v.action) == {"none"}
+    np.testing.assert_allclose(v.contribution[1], topo.signal_contribution[1])
+
+
+def test_forecast_agent(fleet):
+    win, kinds, _ = fleet
+    _, fc = _stage_results(kinds)
+    prob = fc.probability.copy()
+    prob[0] = np.nan
+    prob[1] = (0.9, 0.95, 0.99)
+    prob[2] = (0.0, 0.1, 0.8)
+    ttf = fc.time_to_failure.copy()
+    ttf[1:3] = (1800.0, 20000.0)
+    v = ForecastAgent().assess(_inp(win, forecast=Forecast(fc.horizons, prob, ttf)))
+    assert np.isnan(v.risk[0])
+    assert v.risk[1] == pytest.approx(0.9)
+    assert v.risk[2] == pytest.approx(0.8 * 0.25**0.25)
+    assert v.time_to_failure[1] == 1800.0 and np.isnan(v.time_to_failure[2])
+    assert np.isnan(ForecastAgent().assess(_inp(win)).risk).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Registry, isolation and the consensus end to end
+
+
+def test_registry_matches_config_keys():
+    assert tuple(AGENTS) == AGENT_NAMES
+    for cls in AGENTS.values():
+        assert cls().name in AGENTS
+
+
+def test_vote_view(fleet):
+    win, kinds, _ = fleet
+    v = CapacityAgent().assess(_inp(win))
+    i = int(np.flatnonzero(_rows(kinds, "leak"))[0])
+    vote = vote_of(v, i, win.signals)
+    assert vote.top_signal == "memory" and vote.action == "raise_memory_limit"
+    assert not vote.abstains
+
+
+class _Broken:
+    name = "network"
+
+    def assess(self, inp: AgentInput) -> Votes:
+        raise RuntimeError("boom")
+
+
+def test_failing_agent_abstains_others_vote(fleet, caplog):
+    win, kinds, _ = fleet
+    topo, fc = _stage_results(kinds)
+    registry = {**AGENTS, "network": _Broken}
+    with caplog.at_level(logging.WARNING, logger="exporter.agents"):
+        votes = run_agents(_inp(win, topo, fc), AgentsConfig(), registry)
+    by = {v.agent: v for v in votes}
+    assert np.isnan(by["network"].risk).all()
+    assert not np.isnan(by["capacity"].risk).all()
+    assert len([r for r in caplog.records if "agent=network" in r.getMessage()]) == 1
+
+
+def test_disabled_agents_do_not_vote(fleet):
+    win, kinds, _ = fleet
+    cfg = AgentsConfig(topology=AgentConfig(enabled=False))
+    votes = run_agents(_inp(win, *_stage_results(kinds)), cfg)
+    assert [v.agent for v in votes] == ["forecast", "capacity", "network", "stability"]
+
+
+def _consensus(seed: int = 0):
+    win, kinds, _ = _fleet(seed=seed)
+    topo, fc = _stage_results(kinds, seed=seed + 1)
+    cfg = AgentsConfig()
+    votes = run_agents(_inp(win, topo, fc), cfg)
+    return kinds, combine(votes, cfg.consensus, win.signals, agent_weights(cfg))
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_end_to_end_memory_leak(seed):
+    kinds, c = _consensus(seed)
+    rows = np.flatnonzero(_rows(kinds, "leak"))
+    assert (c.level[rows] >= 1).all(), c.risk[rows]
+    assert set(np.array(c.action)[rows]) <= {"raise_memory_limit", "scale_out"}
+    assert (np.argmax(c.contribution[rows], axis=1) == NAMES.index("memory")).all()
+    assert np.isfinite(c.time_to_failure[rows]).all()
+    text = c.explanation[rows[0]]
+    assert "memory rises towards its limit, about" in text and "capacity" in text, text
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_end_to_end_network_degradation(seed):
+    kinds, c = _consensus(seed)
+    rows = np.flatnonzero(_rows(kinds, "netdeg"))
+    assert (c.level[rows] >= 1).all(), c.risk[rows]
+    assert set(np.array(c.action)[rows]) == {"investigate_network"}
+    assert (np.argmax(c.contribution[rows], axis=1) == NAMES.index("network_errors")).all()
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_end_to_end_benign_stays_quiet(seed):
+    kinds, c = _consensus(seed)
+    for kind in ("healthy", "surge", "sawtooth", "plateau"):
+        rows = _rows(kinds, kind)
+        assert (c.level[rows] == 0).all(), (kind, c.risk[rows])
+        assert (c.risk[rows] < 0.5).all(), (kind, c.risk[rows])
+        assert set(np.array(c.action)[rows]) == {"none"}
+        assert np.isnan(c.time_to_failure[rows]).all()
+
+
+def test_end_to_end_all_entities_decided():
+    kinds, c = _consensus(3)
+    assert (c.voters == 5).all() and (c.level >= 0).all()
+    assert c.agreeing.shape == (len(kinds), 5)
+
+
+@pytest.mark.parametrize("cls", [CapacityAgent, StabilityAgent])
+def test_entity_blocks_give_the_same_votes(fleet, cls):
+    win, _, _ = fleet
+    whole = cls()._assess(_inp(win))
+    blocks = in_chunks(cls()._assess, _inp(win), size=7)
+    np.testing.assert_array_equal(whole.risk, blocks.risk)
+    np.testing.assert_array_equal(whole.contribution, blocks.contribution)
+    assert whole.action == blocks.action and whole.reasons == blocks.reasons
+
+
+def test_capacity_free_bytes_without_capacity_run_out_at_zero():
+    t = np.arange(T) * STEP
+    rng = np.random.default_rng(2)
+    free = 5e10 * (1 - t / (t[-1] + 2 * 3600)) * (1 + 0.002 * rng.standard_normal(T))
+    flat = 5e10 * (1 + 0.002 * rng.standard_normal(T))
+    win = Window("n", ("resource",), (("db1",), ("db2",)), ("rds_free_storage",), t,
+                 np.stack([free, flat])[:, None, :])
+    cfg = AnalysisConfig(name="n", entity_labels=("resource",), signals=(
+        SignalConfig("rds_free_storage", kind="resource", direction="down"),))
+    v = CapacityAgent().assess(AgentInput(cfg, win, None, None, t[-1]))
+    assert v.risk[0] >= 0.7 and v.action[0] == "free_disk"
+    assert abs(v.time_to_failure[0] - 7200) <= 0.2 * 7200
+    assert v.risk[1] < 0.3 and v.action[1] == "none"
