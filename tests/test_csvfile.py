@@ -1,0 +1,173 @@
+"""CsvSource and read_incidents: good files, located errors, grid snapping, the Source contract."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from exporter.config import AnalysisConfig, Duration, SignalConfig
+from exporter.source.csvfile import CsvFormatError, CsvSource, Incident, read_incidents
+
+STEP = 60.0
+T0 = 1_700_000_040.0  # on the 1 m grid
+
+
+def analysis(labels=("instance",), signals=("cpu", "memory")) -> AnalysisConfig:
+    return AnalysisConfig(name="nodes", entity_labels=tuple(labels), step=Duration(STEP),
+                          signals=tuple(SignalConfig(name=s, query="x") for s in signals))
+
+
+def write(tmp_path, text: str, name="data.csv"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def fetch(src, an, start, end):
+    return asyncio.run(src.fetch(an, start, end))
+
+
+def test_good_file_rfc3339_and_float_timestamps(tmp_path):
+    iso = datetime.fromtimestamp(T0 + STEP, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    p = write(tmp_path, (
+        "timestamp,instance,cpu,memory\n"
+        f"{T0},a:9100,0.1,0.5\n"
+        f"{T0},b:9100,0.2,\n"
+        f"{iso},a:9100,0.3,0.6\n"
+        f"{T0 + 2 * STEP + 4.2},b:9100,0.4,0.7\n"  # off-grid: snapped to the nearest step
+    ))
+    src = CsvSource(p, analysis())
+    assert src.time_range() == (T0, T0 + 2 * STEP)
+    got = fetch(src, analysis(), T0, T0 + 2 * STEP)
+    assert got.errors == {}
+    assert got.block.entities == (("a:9100",), ("b:9100",))
+    np.testing.assert_array_equal(got.block.timestamps, T0 + STEP * np.arange(3))
+    np.testing.assert_array_equal(got.block.values[0], [[0.1, 0.3, np.nan], [0.5, 0.6, np.nan]])
+    np.testing.assert_array_equal(got.block.values[1], [[0.2, np.nan, 0.4], [np.nan, np.nan, 0.7]])
+
+
+def test_fetch_slices_and_drops_entities_without_samples(tmp_path):
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n"
+              f"{T0},a,1,1\n{T0 + STEP},a,2,2\n{T0 + 5 * STEP},b,3,3\n")
+    src = CsvSource(p, analysis())
+    got = fetch(src, analysis(), T0 + 30, T0 + 3 * STEP)  # start snaps up to T0 + 60
+    assert got.block.entities == (("a",),)
+    np.testing.assert_array_equal(got.block.timestamps, T0 + STEP * np.arange(1, 4))
+    np.testing.assert_array_equal(got.block.values[0, 0], [2, np.nan, np.nan])
+    assert got.series == {"cpu": 1, "memory": 1}
+    # Beyond the file: an empty block, not an error.
+    later = fetch(src, analysis(), T0 + 100 * STEP, T0 + 110 * STEP)
+    assert later.block.values.shape == (0, 2, 11)
+
+
+def test_multi_label_entities_in_first_appearance_order(tmp_path):
+    an = analysis(labels=("namespace", "pod"), signals=("cpu",))
+    p = write(tmp_path, "timestamp,namespace,pod,cpu\n"
+              f"{T0},prod,web-2,1\n{T0},dev,web-1,2\n{T0},prod,\"we,b\",3\n")
+    src = CsvSource(p, an)
+    assert src.entities == (("prod", "web-2"), ("dev", "web-1"), ("prod", "we,b"))
+    np.testing.assert_array_equal(src.values[:, 0, 0], [1, 2, 3])
+
+
+def test_ignorable_columns_and_column_order(tmp_path):
+    p = write(tmp_path, f"memory,note,instance,timestamp,cpu\n0.5,hi,a,{T0},0.1\n")
+    with pytest.raises(CsvFormatError, match=r"data.csv:1:note: unknown column\(s\) 'note'"):
+        CsvSource(p, analysis())
+    src = CsvSource(p, analysis(), ignore_columns=("note",))
+    np.testing.assert_array_equal(src.values[0, :, 0], [0.1, 0.5])
+
+
+@pytest.mark.parametrize(
+    "body, where, fragment",
+    [
+        (f"{T0},a,0.1,0.2\nyesterday,a,0.1,0.2\n", ":3:timestamp", "neither Unix seconds"),
+        (f"{T0},a,0.1,0.2\n{T0 + 60},a,0.1,lots\n", ":3:memory", "not a number: 'lots'"),
+        (f"{T0},a,0.1,0.2\n{T0 + 60},a,0.1\n", ":3", "expected 4 fields, got 3"),
+        (f"{T0},a,0.1,0.2\n\n{T0 + 120},a,x,0.2\n", ":4:cpu", "not a number: 'x'"),
+        (f"{T0},a,1,2\n{T0 + 60},a,1,2\n{T0 * 1000},a,1,2\n", ":4:timestamp", "milliseconds"),
+        ("", ":2", "no data rows"),
+    ],
+)
+def test_malformed_rows_are_located(tmp_path, body, where, fragment):
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n" + body)
+    with pytest.raises(CsvFormatError) as info:
+        CsvSource(p, analysis())
+    assert str(info.value).startswith(f"{p}{where}: "), str(info.value)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "header, column",
+    [("timestamp,instance,cpu", "memory"), ("time,instance,cpu,memory", "timestamp"),
+     ("timestamp,cpu,memory", "instance")],
+)
+def test_missing_column_is_named(tmp_path, header, column):
+    p = write(tmp_path, header + "\n")
+    with pytest.raises(CsvFormatError, match=f":1:{column}: missing required column '{column}'"):
+        CsvSource(p, analysis())
+
+
+def test_empty_and_missing_files(tmp_path):
+    with pytest.raises(CsvFormatError, match="empty file"):
+        CsvSource(write(tmp_path, ""), analysis())
+    with pytest.raises(CsvFormatError, match="cannot read"):
+        CsvSource(tmp_path / "absent.csv", analysis())
+
+
+def test_large_file_loads_fast(tmp_path):
+    # 48 entities x 3 days x 1 min = 207 360 rows.
+    n_e, n_t = 48, 3 * 1440
+    rng = np.random.default_rng(0)
+    vals = rng.random((n_t, n_e, 2)).round(4)
+    ts = np.repeat(T0 + STEP * np.arange(n_t), n_e)
+    names = np.tile([f"node-{i}:9100" for i in range(n_e)], n_t)
+    lines = [f"{t:.0f},{n},{a},{b}" for t, n, a, b in zip(
+        ts.tolist(), names.tolist(), vals[..., 0].ravel().tolist(), vals[..., 1].ravel().tolist(),
+        strict=True)]
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n" + "\n".join(lines) + "\n")
+    began = time.perf_counter()
+    src = CsvSource(p, analysis())
+    elapsed = time.perf_counter() - began
+    assert elapsed < 5.0, f"load took {elapsed:.2f}s"
+    assert src.values.shape == (n_e, 2, n_t)
+    np.testing.assert_array_equal(src.values.transpose(2, 0, 1), vals)
+
+
+# ------------------------------------------------------------------------------------------
+# Incidents
+
+
+def test_read_incidents(tmp_path):
+    p = write(tmp_path, "start,end,instance,kind\n"
+              f"{T0},{T0 + 600},a:9100,oom\n"
+              "2026-01-02T03:04:05+01:00,,b:9100,\n", "inc.csv")
+    got = read_incidents(p, ["instance"])
+    assert got == [
+        Incident(T0, T0 + 600, ("a:9100",), "oom"),
+        Incident(datetime(2026, 1, 2, 2, 4, 5, tzinfo=UTC).timestamp(), None, ("b:9100",),
+                 "failure"),
+    ]
+    without_kind = write(tmp_path, f"start,end,namespace,pod\n{T0},,ns,p\n", "inc2.csv")
+    assert read_incidents(without_kind, ["namespace", "pod"]) == [
+        Incident(T0, None, ("ns", "p"), "failure")]
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("start,end,instance\nsoon,,a\n", ":2:start"),
+        (f"start,end,instance\n{T0},{T0 - 1},a\n", ":2:end"),
+        ("start,end\n", ":1:instance"),
+        (f"start,end,instance,severity\n{T0},,a,x\n", ":1:severity"),
+        (f"start,end,instance\n{T0},,a\n{T0},a\n", ":3"),
+    ],
+)
+def test_bad_incidents_located(tmp_path, text, where):
+    p = write(tmp_path, text, "inc.csv")
+    with pytest.raises(CsvFormatError) as info:
+        read_incidents(p, ["instance"])
+    assert str(info.value).startswith(f"{p}{where}: "), str(info.value)
