@@ -1,0 +1,237 @@
+"""Benchmark: the full pipeline at 1 000 and 10 000 entities x 8 signals x 120 steps.
+
+Each size runs in its own process (so peak RSS is that size's): a simulated fleet is served
+in memory (SimulatorSource) to `Pipeline.run_cycle`, one cold cycle (whole window fetched,
+baselines empty) then warm cycles (incremental fetch). Printed per size: per-stage seconds,
+entities/s, peak RSS of the process and of its persistence workers, and the ratio to a plain
+single-process `ripser(cloud, maxdim=1)` loop over the same point clouds measured in the same
+run (on `--ripser-sample` clouds, scaled to all entities). With `--prometheus`, the 1 000
+case also ingests from a real Prometheus holding the fleet as backfilled history.
+
+    .venv/bin/python benchmarks/bench_pipeline.py --entities 1000 10000 --prometheus
+
+Targets (design §9): >= 200 entities/s at 10 000 entities on 2 cores, peak RSS < 1.5 GiB.
+Writes benchmarks/results/pipeline.json. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_queries import (  # noqa: E402
+    RESULTS,
+    STEP,
+    bench_config,
+    bench_fleet,
+    prometheus_with,
+    query_range_requests,
+)
+
+
+def _rss_mib_self() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _children_hwm_mib() -> list[float]:
+    """Peak RSS (VmHWM) of this process' live descendants (persistence workers, forkserver)."""
+    parent: dict[int, int] = {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                parent[int(pid)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier and p not in mine}
+        mine |= frontier
+    out = []
+    for pid in sorted(mine):
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out.append(int(line.split()[1]) / 1024.0)
+        except OSError:
+            continue
+    return out
+
+
+def ripser_loop(values: np.ndarray, analysis: Any, sample: int) -> dict[str, float]:
+    """Plain single-process ripser over the stage's own clouds (first `sample` entities)."""
+    from ripser import ripser
+
+    from exporter.tda.embedding import WindowEmbedder
+
+    c = analysis.topology
+    emb = WindowEmbedder(c.embedding_dimension, c.embedding_delay, c.max_points,
+                         c.min_points, c.anchor)
+    clouds = emb.fit_transform(values[:sample])
+    ripser(clouds.points[0, :max(int(clouds.counts[0]), 2)], maxdim=1)  # warm the import
+    t0 = time.perf_counter()
+    done = 0
+    for i in range(len(clouds.counts)):
+        n = int(clouds.counts[i])
+        if n >= 2:
+            ripser(clouds.points[i, :n], maxdim=1)
+            done += 1
+    sec = time.perf_counter() - t0
+    return {"clouds": done, "seconds": sec, "seconds_per_cloud": sec / max(done, 1),
+            "points_per_cloud": float(np.mean(clouds.counts))}
+
+
+async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | None,
+                  prom: Any = None) -> list[dict[str, Any]]:
+    from exporter.pipeline import Pipeline, load_predictor
+
+    predictor, info = load_predictor(cfg.model.path)
+    pipeline = Pipeline(cfg, source, predictor=predictor, model_info=info,
+                        topology_workers=workers)
+    out = []
+    try:
+        for k in range(warm + 1):
+            now = end - (warm - k) * STEP
+            before = query_range_requests(prom) if prom is not None else None
+            t0 = time.perf_counter()
+            snap = await pipeline.run_cycle(now)
+            wall = time.perf_counter() - t0
+            stages = dict(pipeline.stats.stage_seconds)
+            # The snapshot of this cycle was rendered after stage_seconds was filled.
+            stages["render"] = pipeline._render_seconds
+            n = sum(len(r.entities) for r in snap.results)
+            row = {"kind": "cold" if k == 0 else "warm", "seconds": wall,
+                   "stage_seconds": stages, "entities": n,
+                   "entities_per_second": n / wall if wall > 0 else None,
+                   "exposition_bytes": len(snap.body),
+                   "model": info.get("status", "")}
+            if prom is not None:
+                row["query_range_requests"] = query_range_requests(prom) - before
+            out.append(row)
+        out[-1]["children_peak_rss_mib"] = _children_hwm_mib()
+    finally:
+        pipeline.close()
+        await source.close()
+    return out
+
+
+def one(entities: int, args: argparse.Namespace) -> dict[str, Any]:
+    from exporter.source.simulator import SimulatorSource
+
+    end = math.floor(time.time() / STEP) * STEP - 600
+    t0 = time.perf_counter()
+    fleet = bench_fleet(entities, args.steps, args.warm_cycles, end)
+    sim_seconds = time.perf_counter() - t0
+    cfg = bench_config(entities, args.steps, args.signals)
+    analysis = cfg.analyses[0]
+    res: dict[str, Any] = {"entities": entities, "signals": args.signals, "steps": args.steps,
+                           "workers": args.workers, "simulate_seconds": sim_seconds}
+    res["cycles"] = asyncio.run(_cycles(cfg, SimulatorSource(fleet), end, args.warm_cycles,
+                                        args.workers))
+    win = fleet.values[:, : args.signals, -args.steps:]
+    loop = ripser_loop(win, analysis, min(args.ripser_sample, entities))
+    loop["scaled_seconds_all_entities"] = loop["seconds_per_cloud"] * entities
+    res["ripser_loop"] = loop
+    warm = [c for c in res["cycles"] if c["kind"] == "warm"] or res["cycles"]
+    cycle = float(np.median([c["seconds"] for c in warm]))
+    topo = float(np.median([c["stage_seconds"].get("topology", 0.0) for c in warm]))
+    res["warm_cycle_seconds_median"] = cycle
+    res["warm_entities_per_second"] = entities / cycle
+    res["ratio_cycle_to_ripser_loop"] = cycle / loop["scaled_seconds_all_entities"]
+    res["ratio_topology_to_ripser_loop"] = topo / loop["scaled_seconds_all_entities"]
+    if args.prometheus and entities <= 1000:
+        with tempfile.TemporaryDirectory(prefix="aura-bench-p-") as tmp:
+            with prometheus_with(fleet, args.signals, Path(tmp)) as (prom, queries):
+                from exporter.source.prometheus import PrometheusSource
+
+                pcfg = bench_config(entities, args.steps, args.signals, prom.url, queries)
+                res["prometheus_cycles"] = asyncio.run(_cycles(
+                    pcfg, PrometheusSource(pcfg.source), end, args.warm_cycles, args.workers,
+                    prom))
+    res["peak_rss_mib"] = _rss_mib_self()
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--entities", type=int, nargs="+", default=[1000, 10000])
+    p.add_argument("--signals", type=int, default=8)
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--warm-cycles", type=int, default=2)
+    p.add_argument("--topology.workers", dest="workers", type=int, default=None,
+                   help="persistence processes (default: all cores)")
+    p.add_argument("--ripser-sample", type=int, default=1000)
+    p.add_argument("--prometheus", action="store_true",
+                   help="1 000-entity case: also ingest from a real, backfilled Prometheus")
+    p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--output", default=str(RESULTS / "pipeline.json"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.one is not None:
+        print(json.dumps(one(args.one, args)))
+        return 0
+    load = os.getloadavg()
+    out: dict[str, Any] = {"benchmark": "pipeline", "cpus": os.cpu_count(),
+                           "loadavg_before": load, "started": time.time(), "runs": []}
+    for n in args.entities:
+        cmd = [sys.executable, __file__, "--one", str(n), "--signals", str(args.signals),
+               "--steps", str(args.steps), "--warm-cycles", str(args.warm_cycles),
+               "--ripser-sample", str(args.ripser_sample)]
+        if args.workers is not None:
+            cmd += ["--topology.workers", str(args.workers)]
+        if args.prometheus:
+            cmd.append("--prometheus")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:], file=sys.stderr)
+            return proc.returncode
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        out["runs"].append(res)
+        _print(res)
+    out["loadavg_after"] = os.getloadavg()
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"load average before {load[0]:.1f}, after {out['loadavg_after'][0]:.1f} "
+          f"({os.cpu_count()} cpus); wrote {args.output}")
+    return 0
+
+
+def _print(res: dict[str, Any]) -> None:
+    print(f"== {res['entities']} entities x {res['signals']} signals x {res['steps']} steps "
+          f"(workers={res['workers'] or 'all cores'})")
+    for c in res["cycles"]:
+        stages = " ".join(f"{k}={v:.2f}" for k, v in c["stage_seconds"].items())
+        print(f"  {c['kind']:4s} cycle {c['seconds']:.2f}s  {c['entities_per_second']:.0f} "
+              f"entities/s  [{stages}]  exposition={c['exposition_bytes'] / 1e6:.1f}MB "
+              f"model={c['model']}")
+    loop = res["ripser_loop"]
+    print(f"  plain ripser loop: {loop['seconds_per_cloud'] * 1e3:.2f} ms/cloud "
+          f"({loop['clouds']} clouds, {loop['points_per_cloud']:.0f} points) -> "
+          f"{loop['scaled_seconds_all_entities']:.1f}s for all entities")
+    print(f"  warm cycle / ripser loop = {res['ratio_cycle_to_ripser_loop']:.2f}; topology stage "
+          f"/ ripser loop = {res['ratio_topology_to_ripser_loop']:.2f}")
+    for c in res.get("prometheus_cycles", []):
+        print(f"  prometheus {c['kind']:4s} cycle {c['seconds']:.2f}s ingest="
+              f"{c['stage_seconds'].get('ingest', 0):.2f}s requests="
+              f"{c.get('query_range_requests')}")
+    kids = res["cycles"][-1].get("children_peak_rss_mib", [])
+    print(f"  peak RSS: main {res['peak_rss_mib']:.0f} MiB, workers "
+          f"{', '.join(f'{k:.0f}' for k in kids) or 'none'} MiB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

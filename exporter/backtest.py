@@ -1,0 +1,532 @@
+"""`aura backtest`: replay history through the pipeline cycle by cycle and score the alerts.
+
+History (a CSV file or a Prometheus range) is loaded once into memory and served to the very
+`Pipeline.run_cycle(now)` the live exporter runs, with `now` stepping by `--interval` from
+`input start + window` (no score before the window is full). Per evaluated cycle the
+consensus and forecasts are written to `scores.csv`; the generated alert rules' semantics
+(`ALERT_SEMANTICS`, derived from `exporter.rulegen`) turn the scores into `alerts.csv`, next to
+the baselines of `exporter.baselines` replayed on the raw series; with `--incidents`,
+`report.json` and `report.md` score all of them (definitions in exporter.backtest_report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import json
+import logging
+import math
+import operator
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from exporter import catalog
+from exporter.config import AnalysisConfig, Config, ConfigError, format_duration, parse_duration
+from exporter.source import Fetch, SourceError
+from exporter.windows import EntityKey, Window
+
+log = logging.getLogger("aura.backtest")
+
+
+# Default evaluation interval floor. Persistent homology of every entity each cycle dominates
+# the replay (about 10 ms per entity per core): a 48-entity, 3-day history takes about 4 min at
+# 5m and five times that at 1m. Alert `for:` then counts 5m evaluations, exactly as Prometheus
+# with `evaluation_interval: 5m` would; pass --interval=1m for the live cadence.
+DEFAULT_MIN_INTERVAL = 300.0
+
+
+class BacktestError(Exception):
+    """Bad input or an impossible backtest; the message is shown to the user as is."""
+
+
+# -------------------------------------------------------------------------- alert semantics
+
+# Score column an alert expression's metric maps to (scores.csv holds what /metrics serves).
+_METRIC_COLUMN = {
+    catalog.RISK_LEVEL.name: "level",
+    catalog.RISK_SCORE.name: "risk",
+    catalog.TOPOLOGY_ANOMALY.name: "anomaly_score",
+}
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
+    "==": operator.eq, "!=": operator.ne,
+}
+_EXPR_RE = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?\s*(>=|<=|==|!=|>|<)\s*"
+                      r"([-+0-9.eE]+)\s*$")
+
+
+@dataclass(frozen=True)
+class AlertSemantics:
+    """One entity alert as the backtest applies it: `column op threshold` held for `for_`."""
+
+    alertname: str
+    severity: str
+    column: str
+    op: str
+    threshold: float
+    for_: float
+
+    def condition(self, values: np.ndarray) -> np.ndarray:
+        """True where the rule's expression would return a sample (NaN = absent = false)."""
+        with np.errstate(invalid="ignore"):
+            return np.asarray(~np.isnan(values) & _OPS[self.op](values, self.threshold))
+
+
+def alert_semantics(cfg: Config) -> tuple[AlertSemantics, ...]:
+    """ALERT_SEMANTICS for `cfg`: parsed from the very alerts `aura generate rules` writes.
+
+    Deriving them from `exporter.rulegen.alerts` (rather than restating thresholds here) is
+    what keeps the backtest and the rule file from drifting apart; an entity alert whose
+    expression is not a simple `metric op number` on a score column is refused loudly.
+    """
+    from exporter.rulegen import alerts
+
+    out = []
+    for a in alerts(cfg):
+        if not a.entity:
+            continue
+        m = _EXPR_RE.match(a.expr)
+        if m is None or m.group(1) not in _METRIC_COLUMN:
+            raise BacktestError(f"alert {a.name}: cannot replay expression {a.expr!r}")
+        out.append(AlertSemantics(a.name, a.severity, _METRIC_COLUMN[m.group(1)], m.group(3),
+                                  float(m.group(4)), float(a.for_)))
+    return tuple(out)
+
+
+ALERT_SEMANTICS = alert_semantics  # the one table: call with the config in use
+
+
+# ------------------------------------------------------------------------------ the sources
+
+
+class ReplaySource:
+    """A Source over a Window held in memory: answers `fetch` by slicing the time axis."""
+
+    def __init__(self, window: Window):
+        self.window = window
+        self._series = {s: int((~np.isnan(window.values[:, j]).all(axis=1)).sum())
+                        for j, s in enumerate(window.signals)}
+
+    async def fetch(self, analysis: AnalysisConfig, start: float, end: float) -> Fetch:
+        ts = self.window.timestamps
+        lo = int(np.searchsorted(ts, start - 1e-6, side="left"))
+        hi = int(np.searchsorted(ts, end + 1e-6, side="right"))
+        w = self.window
+        block = Window(w.analysis, w.label_names, w.entities, w.signals, ts[lo:hi],
+                       w.values[:, :, lo:hi])
+        return Fetch(block, {}, dict(self._series))
+
+    async def close(self) -> None:
+        return None
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds or RFC 3339 (`2024-05-01T00:00:00Z`)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as err:
+        raise BacktestError(f"invalid time {text!r} (Unix seconds or RFC 3339)") from err
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.timestamp()
+
+
+def rfc3339(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def load_history(cfg: Config, analysis: AnalysisConfig, args: argparse.Namespace) -> Window:
+    """The whole input as one Window (CSV file or Prometheus range)."""
+    if args.input:
+        from exporter.source.csvfile import CsvSource
+
+        path = Path(args.input)
+        if not path.is_file():
+            raise BacktestError(f"--input: {path}: no such file")
+        src: Any = CsvSource(str(path), analysis)
+        try:
+            start, end = src.time_range()
+            fetch = await src.fetch(analysis, start, end)
+        finally:
+            close = getattr(src, "close", None)
+            if close is not None:
+                await close()
+    else:
+        from exporter.source.history import HistorySource
+
+        start, end = parse_time(args.start), parse_time(args.end)
+        if end <= start:
+            raise BacktestError("--end must be after --start")
+        src = HistorySource(cfg.source)
+        try:
+            fetch = await src.fetch_range(analysis, start, end)
+        finally:
+            await src.close()
+        if fetch.errors:
+            raise BacktestError("history queries failed: " + "; ".join(
+                f"{k}: {v}" for k, v in sorted(fetch.errors.items())))
+    block = fetch.block
+    if not block.entities or len(block.timestamps) == 0:
+        raise BacktestError("the input holds no samples for analysis " + repr(analysis.name))
+    return block
+
+
+# ---------------------------------------------------------------------------- the replay
+
+
+@dataclass
+class Scores:
+    """Per-evaluation outputs, [E, N] over the union of entities (NaN where absent)."""
+
+    times: np.ndarray
+    entities: tuple[EntityKey, ...]
+    present: np.ndarray
+    risk: np.ndarray
+    level: np.ndarray
+    anomaly: np.ndarray
+    probability: np.ndarray  # [E, H, N]
+    ttf: np.ndarray
+
+    def column(self, name: str) -> np.ndarray:
+        return {"risk": self.risk, "level": self.level, "anomaly_score": self.anomaly}[name]
+
+
+class Progress:
+    """Plain-text progress on stderr: cycles done / total, rate and ETA."""
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr, every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.total, self.stream, self.every, self.clock = total, stream, every, clock
+        self.started = clock()
+        self.last = float("-inf")
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+
+    def update(self, done: int) -> None:
+        now = self.clock()
+        if done < self.total and now - self.last < (self.every if self.tty else 10 * self.every):
+            return
+        self.last = now
+        elapsed = now - self.started
+        eta = elapsed / done * (self.total - done) if done else float("nan")
+        line = (f"backtest {done}/{self.total} cycles {100 * done / max(self.total, 1):.0f}% "
+                f"elapsed {_hms(elapsed)} eta {_hms(eta)}")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        if self.tty and done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def evaluation_times(window: Window, analysis: AnalysisConfig, interval: float) -> np.ndarray:
+    """now = input start + window, then every interval up to the last sample."""
+    first = float(window.timestamps[0]) + float(analysis.window)
+    last = float(window.timestamps[-1])
+    if first > last:
+        span = last - float(window.timestamps[0])
+        raise BacktestError(
+            f"the input spans {format_duration(span)}, less than the analysis window "
+            f"{format_duration(analysis.window)}: nothing to evaluate")
+    return first + interval * np.arange(int(math.floor((last - first) / interval + 1e-9)) + 1)
+
+
+async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: np.ndarray, *,
+                 predictor: Any, model_info: dict[str, str], topology_workers: int | None,
+                 progress: Progress | None) -> tuple[Scores, dict[str, float]]:
+    """Run the pipeline at every evaluation time; collect the analysis' per-entity outputs."""
+    from exporter.pipeline import Pipeline
+
+    # Only the analysis under test: other analyses' queries do not apply to this input.
+    run_cfg = _replace(cfg, analyses=(analysis,))
+    pipeline = Pipeline(run_cfg, ReplaySource(window), predictor=predictor,
+                        model_info=model_info, topology_workers=topology_workers)
+    index = {e: i for i, e in enumerate(window.entities)}
+    e, n, h = len(window.entities), len(times), len(analysis.horizons)
+    horizons = [float(x) for x in analysis.horizons]
+    risk = np.full((e, n), np.nan)
+    level = np.full((e, n), np.nan)
+    anomaly = np.full((e, n), np.nan)
+    prob = np.full((e, h, n), np.nan)
+    ttf = np.full((e, n), np.nan)
+    present = np.zeros((e, n), dtype=bool)
+    stage_seconds: dict[str, float] = {}
+    try:
+        for k, now in enumerate(times):
+            snap = await pipeline.run_cycle(float(now))
+            for stage, sec in pipeline.stats.stage_seconds.items():
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + sec
+            res = next((r for r in snap.results if r.analysis == analysis.name), None)
+            if res is not None and res.entities:
+                rows = np.array([index.get(tuple(x), -1) for x in res.entities])
+                ok = rows >= 0
+                r = rows[ok]
+                present[r, k] = True
+                c = res.consensus
+                if c is not None:
+                    risk[r, k] = np.asarray(c.risk, dtype=float)[ok]
+                    lv = np.asarray(c.level, dtype=float)[ok]
+                    level[r, k] = np.where(lv < 0, np.nan, lv)  # -1: undecided -> empty
+                    ttf[r, k] = np.asarray(c.time_to_failure, dtype=float)[ok]
+                if res.topology is not None:
+                    anomaly[r, k] = np.asarray(res.topology.anomaly_score, dtype=float)[ok]
+                f = res.forecast
+                if f is not None:
+                    fh = [float(x) for x in f.horizons]
+                    for j, hz in enumerate(horizons):
+                        match = [i for i, x in enumerate(fh) if abs(x - hz) < 1e-6]
+                        if match:
+                            prob[r, j, k] = np.asarray(f.probability, dtype=float)[ok, match[0]]
+                    if c is None:
+                        ttf[r, k] = np.asarray(f.time_to_failure, dtype=float)[ok]
+            if progress is not None:
+                progress.update(k + 1)
+    finally:
+        pipeline.close()
+    ttf = np.where(np.isfinite(ttf), ttf, np.nan)  # +Inf means none projected: empty cell
+    return Scores(times, window.entities, present, risk, level, anomaly, prob, ttf), stage_seconds
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+# ---------------------------------------------------------------------------- outputs
+
+
+def _cell(value: float, digits: int = 6) -> str:
+    if value != value or math.isinf(value):
+        return ""
+    return f"{value:.{digits}g}"
+
+
+def score_header(analysis: AnalysisConfig) -> list[str]:
+    probs = [f"failure_probability_{format_duration(h)}" for h in analysis.horizons]
+    return ["timestamp", *analysis.entity_labels, "risk", "level", "anomaly_score", *probs,
+            "time_to_failure_seconds"]
+
+
+def write_scores_csv(path: Path, analysis: AnalysisConfig, scores: Scores) -> None:
+    from exporter.backtest_report import fmt_time
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(score_header(analysis))
+        for k, t in enumerate(scores.times):
+            ts = fmt_time(float(t))
+            for i in np.flatnonzero(scores.present[:, k]):
+                lv = scores.level[i, k]
+                w.writerow([
+                    ts, *scores.entities[i], _cell(scores.risk[i, k]),
+                    "" if lv != lv else str(int(lv)), _cell(scores.anomaly[i, k]),
+                    *(_cell(p) for p in scores.probability[i, :, k]),
+                    _cell(scores.ttf[i, k], 10),
+                ])
+
+
+def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
+    from exporter.backtest_report import alert_events
+
+    out = []
+    for rule in alert_semantics(cfg):
+        cond = rule.condition(scores.column(rule.column)) & scores.present
+        out += alert_events(rule.alertname, rule.severity, scores.entities, scores.times, cond,
+                            rule.for_)
+    return out
+
+
+def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: list[Any],
+                 baseline: list[Any], baseline_names: Sequence[str], incidents: list[Any],
+                 interval: float, extra: dict[str, Any]) -> dict[str, Any]:
+    from exporter.backtest_report import lead_time, score_system, scored_incidents, systems
+
+    times = scores.times
+    first, last = float(times[0]), float(times[-1])
+    horizon = max(float(h) for h in analysis.horizons)
+    entity_days = len(scores.entities) * len(times) * interval / 86400.0
+    all_inc = scored_incidents(incidents)
+    inc = [i for i in all_inc if first <= i.start <= last]
+    names = [r.alertname for r in alert_semantics(cfg)]
+    sets = systems(aura, baseline, names, baseline_names)
+    figures = {name: score_system(alerts, inc, horizon=horizon, last_eval=last,
+                                  entity_days=entity_days) for name, alerts in sets.items()}
+    detail = []
+    lead_times: dict[str, list[float | None]] = {}
+    for name, alerts in sets.items():
+        by_entity: dict[EntityKey, list[Any]] = {}
+        for a in alerts:
+            by_entity.setdefault(a.entity, []).append(a)
+        lead_times[name] = [lead_time(by_entity, i, horizon, last) for i in inc]
+    for j, i in enumerate(inc):
+        detail.append({
+            "start": i.start, "end": i.end,
+            "entity": dict(zip(analysis.entity_labels, i.entity, strict=False)),
+            "kind": i.kind, "sudden": i.sudden,
+            "lead_time_seconds": {name: lead_times[name][j] for name in sets},
+        })
+    return {
+        "analysis": analysis.name,
+        "interval_seconds": interval,
+        "largest_horizon_seconds": horizon,
+        "evaluations": len(times),
+        "first_evaluation": first,
+        "last_evaluation": last,
+        "first_evaluation_rfc3339": rfc3339(first),
+        "last_evaluation_rfc3339": rfc3339(last),
+        "entities": len(scores.entities),
+        "entity_days": entity_days,
+        "incidents_total": len(all_inc),
+        "incidents_scored": len(inc),
+        "incidents_outside_evaluation": len(all_inc) - len(inc),
+        "sudden_incidents": sum(1 for i in inc if i.sudden),
+        **extra,
+        "systems": figures,
+        "incidents": detail,
+        "lead_times": {n: [v for v, i in zip(vals, inc, strict=True) if not i.sudden]
+                       for n, vals in lead_times.items()},
+    }
+
+
+# ------------------------------------------------------------------------------- command
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config.file", dest="config_file", default="aura.yml",
+                        help="configuration file (YAML)")
+    parser.add_argument("--input", default=None,
+                        help="history CSV: timestamp,<entity labels>,<signals>")
+    parser.add_argument("--start", default=None, help="history start (Unix seconds or RFC 3339)")
+    parser.add_argument("--end", default=None, help="history end (Unix seconds or RFC 3339)")
+    parser.add_argument("--analysis", default=None, help="analysis to replay (default: the first)")
+    parser.add_argument("--incidents", default=None,
+                        help="incidents CSV: start,end,<entity labels>[,kind]")
+    parser.add_argument("--output-dir", dest="output_dir", required=True,
+                        help="directory for scores.csv, alerts.csv, report.json, report.md")
+    parser.add_argument("--interval", default=None,
+                        help="evaluation interval (default: the config's interval, at least "
+                             "5m); alert `for:` counts evaluations at this interval, as "
+                             "Prometheus does")
+    parser.add_argument("--model.path", dest="model_path", default=None,
+                        help="failure model directory (default: model.path of the config)")
+    parser.add_argument("--topology.workers", dest="topology_workers", type=int, default=None,
+                        help="processes for persistent homology (default: all cores)")
+    parser.add_argument("--no-plots", dest="plots", action="store_false",
+                        help="skip the PNG plots of report.md")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_run(args))
+    except (BacktestError, ConfigError, SourceError) as err:
+        print(f"aura backtest: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as err:  # e.g. a malformed CSV row, an unwritable directory
+        print(f"aura backtest: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from exporter.baselines import SEVERITY, baseline_rules
+    from exporter.config import load_config
+
+    if bool(args.input) == bool(args.start or args.end):
+        raise BacktestError("give either --input=FILE or both --start and --end")
+    if not args.input and not (args.start and args.end):
+        raise BacktestError("--start and --end go together")
+    cfg = load_config(args.config_file)
+    analysis = cfg.analysis(args.analysis)
+    try:
+        interval = (parse_duration(args.interval) if args.interval
+                    else max(float(cfg.interval), DEFAULT_MIN_INTERVAL))
+    except ValueError as err:
+        raise BacktestError(f"--interval: {err}") from err
+    if interval <= 0:
+        raise BacktestError("--interval must be > 0")
+    incidents: list[Any] = []
+    if args.incidents:
+        from exporter.source.csvfile import read_incidents
+
+        if not Path(args.incidents).is_file():
+            raise BacktestError(f"--incidents: {args.incidents}: no such file")
+        incidents = list(read_incidents(args.incidents, tuple(analysis.entity_labels)))
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    began = time.monotonic()
+    window = await load_history(cfg, analysis, args)
+    loaded = time.monotonic()
+    times = evaluation_times(window, analysis, interval)
+    from exporter.pipeline import load_predictor
+
+    predictor, model_info = load_predictor(args.model_path or cfg.model.path)
+    progress = Progress(len(times))
+    pipeline_log = logging.getLogger("aura.pipeline")
+    saved_level = pipeline_log.level
+    # One "cycle done" line per replayed cycle would bury the progress line; warnings stay.
+    if not pipeline_log.isEnabledFor(logging.DEBUG):
+        pipeline_log.setLevel(logging.WARNING)
+    try:
+        scores, stage_seconds = await replay(
+            cfg, analysis, window, times, predictor=predictor, model_info=model_info,
+            topology_workers=args.topology_workers, progress=progress)
+    finally:
+        pipeline_log.setLevel(saved_level)
+    replayed = time.monotonic()
+
+    write_scores_csv(out / "scores.csv", analysis, scores)
+    aura = aura_alerts(cfg, scores)
+    from exporter.backtest_report import (
+        alert_events,
+        render_plots,
+        write_alerts_csv,
+        write_markdown,
+    )
+
+    baseline = []
+    rules = baseline_rules(window, analysis, times)
+    for rule in rules:
+        baseline += alert_events(rule.name, SEVERITY, window.entities, times, rule.condition,
+                                 rule.for_)
+    write_alerts_csv(out / "alerts.csv", analysis.entity_labels, aura + baseline)
+    timings = {"load_seconds": loaded - began, "replay_seconds": replayed - loaded,
+               "stage_seconds": stage_seconds, "scoring_seconds": time.monotonic() - replayed}
+    log.info("backtest replayed analysis=%s cycles=%d entities=%d duration_seconds=%.1f",
+             analysis.name, len(times), len(window.entities), replayed - loaded)
+    if args.incidents:
+        report = build_report(
+            cfg, analysis, scores, aura, baseline, [r.name for r in rules], incidents, interval,
+            {"model": model_info, "timings": timings,
+             "baselines": {r.name: r.description for r in rules},
+             "alert_semantics": [vars(s) for s in alert_semantics(cfg)]})
+        (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+        plots: dict[str, str] = {}
+        if args.plots:
+            from exporter.backtest_report import scored_incidents
+
+            inc = scored_incidents(incidents)
+            plots = render_plots(out, times=times, entities=scores.entities, risk=scores.risk,
+                                 incidents=[i for i in inc if times[0] <= i.start <= times[-1]],
+                                 alerts=aura, report=report)
+        write_markdown(out, report, plots)
+    print(f"aura backtest: {len(times)} cycles, {len(window.entities)} entities, "
+          f"{len(aura)} AURA alerts, {len(baseline)} baseline alerts -> {out}", file=sys.stderr)
+    return 0

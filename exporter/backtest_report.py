@@ -1,0 +1,327 @@
+"""Backtest figures: `for:` semantics, alert intervals, incident matching, report files.
+
+Pure functions over arrays and alert lists, so the figures can be tested on literal input and
+recomputed by an outside evaluation from `alerts.csv` and the incidents file alone.
+
+Definitions (also in benchmarks/README.md and report.md):
+
+* An alert's condition is evaluated at every evaluation time. As in Prometheus, it becomes
+  pending at the first true evaluation and fires at the first evaluation where
+  `now - first_true >= for`; it ends at the first evaluation where the condition is false
+  (`end` empty when it is still firing at the last evaluation). An absent value is false.
+* An incident's *match window* is `[start - H, end]`, H = the analysis' largest horizon
+  (`end` empty: up to the last evaluation). An alert of the same entity *overlaps* it when
+  `alert.start <= window_end` and (`alert.end` empty or `alert.end > window_start`).
+* Lead time = incident start - start of the earliest overlapping alert (negative: only after
+  the start; null: missed). Recall at lead >= x = incidents with lead >= x / incidents.
+* Only incidents that start within the evaluated span are scored; sudden incidents (kind
+  containing "sudden", or flagged unpredictable) are reported separately, not in recall.
+* Precision = alerts overlapping some incident's match window (any kind) / all alerts;
+  false alerts = the others, per entity-day = false alerts / (entities x evaluations x
+  interval / 86400).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporter.windows import EntityKey
+
+RECALL_LEADS = (("lead_ge_0s", 0.0), ("lead_ge_30m", 1800.0), ("lead_ge_2h", 7200.0))
+ANY_FAILURE = "aura_any_failure_alert"
+FAILURE_ALERTS = ("AuraFailurePredicted", "AuraFailureRisk")
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    alertname: str
+    severity: str
+    entity: EntityKey
+    start: float
+    end: float | None
+
+
+@dataclass(frozen=True)
+class ScoredIncident:
+    start: float
+    end: float | None
+    entity: EntityKey
+    kind: str
+    sudden: bool
+
+
+def fire_intervals(times: np.ndarray, condition: np.ndarray,
+                   for_: float) -> list[tuple[int, float, float | None]]:
+    """Firing intervals (entity row, start, end|None) of `condition` [E, N] held for `for_`."""
+    times = np.asarray(times, dtype=np.float64)
+    cond = np.asarray(condition, dtype=bool)
+    e, n = cond.shape
+    if e == 0 or n == 0:
+        return []
+    padded = np.zeros((e, n + 2), dtype=np.int8)
+    padded[:, 1:-1] = cond
+    d = np.diff(padded, axis=1)
+    run_rows, run_starts = np.nonzero(d == 1)
+    _, run_ends = np.nonzero(d == -1)  # exclusive: first false evaluation (or n)
+    # Tolerance: evaluation grids built from floats must not miss `for` by a rounding error.
+    fire_at = np.searchsorted(times, times[run_starts] + for_ - 1e-6, side="left")
+    out: list[tuple[int, float, float | None]] = []
+    for row, k, j in zip(run_rows.tolist(), fire_at.tolist(), run_ends.tolist(), strict=True):
+        if k < j:
+            out.append((row, float(times[k]), float(times[j]) if j < n else None))
+    return out
+
+
+def alert_events(name: str, severity: str, entities: Sequence[EntityKey], times: np.ndarray,
+                 condition: np.ndarray, for_: float) -> list[AlertEvent]:
+    return [AlertEvent(name, severity, tuple(entities[row]), start, end)
+            for row, start, end in fire_intervals(times, condition, for_)]
+
+
+def is_sudden(incident: Any) -> bool:
+    """Sudden (unpredictable) incidents: kind mentions "sudden" or the file flags them."""
+    kind = (getattr(incident, "kind", None) or "").lower()
+    if "sudden" in kind:
+        return True
+    if getattr(incident, "unpredictable", False) is True:
+        return True
+    return getattr(incident, "predictable", True) is False
+
+
+def scored_incidents(incidents: Iterable[Any]) -> list[ScoredIncident]:
+    # csvfile's Incident names the label values `entity`, the simulator's `labels`.
+    return [ScoredIncident(float(i.start), None if i.end is None else float(i.end),
+                           tuple(getattr(i, "entity", None) or i.labels), i.kind or "unknown",
+                           is_sudden(i))
+            for i in incidents]
+
+
+def _overlaps(a: AlertEvent, ws: float, we: float) -> bool:
+    return a.start <= we and (a.end is None or a.end > ws)
+
+
+def lead_time(alerts_by_entity: dict[EntityKey, list[AlertEvent]], inc: ScoredIncident,
+              horizon: float, last_eval: float) -> float | None:
+    ws, we = inc.start - horizon, inc.end if inc.end is not None else last_eval
+    starts = [a.start for a in alerts_by_entity.get(inc.entity, ()) if _overlaps(a, ws, we)]
+    return inc.start - min(starts) if starts else None
+
+
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p10": None, "p50": None, "p90": None}
+    q = np.percentile(np.asarray(values), [10, 50, 90])
+    return {"p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
+
+
+def score_system(alerts: Sequence[AlertEvent], incidents: Sequence[ScoredIncident], *,
+                 horizon: float, last_eval: float, entity_days: float) -> dict[str, Any]:
+    """The figures of one alerting system (one alert name, a union, or a baseline)."""
+    by_entity: dict[EntityKey, list[AlertEvent]] = {}
+    for a in alerts:
+        by_entity.setdefault(a.entity, []).append(a)
+    leads = [lead_time(by_entity, inc, horizon, last_eval) for inc in incidents]
+    matched = 0
+    for a in alerts:
+        if any(inc.entity == a.entity and _overlaps(
+                a, inc.start - horizon, inc.end if inc.end is not None else last_eval)
+               for inc in incidents):
+            matched += 1
+    false_alerts = len(alerts) - matched
+    pred = [(inc, lead) for inc, lead in zip(incidents, leads, strict=True) if not inc.sudden]
+    sudden = [(inc, lead) for inc, lead in zip(incidents, leads, strict=True) if inc.sudden]
+    found = [lead for _, lead in pred if lead is not None]
+
+    def recall(pairs: list[tuple[ScoredIncident, float | None]], limit: float) -> float | None:
+        if not pairs:
+            return None
+        return sum(1 for _, lead in pairs if lead is not None and lead >= limit) / len(pairs)
+
+    per_kind: dict[str, Any] = {}
+    for kind in sorted({inc.kind for inc, _ in pred}):
+        pairs = [(i, lead) for i, lead in pred if i.kind == kind]
+        kind_found = [lead for _, lead in pairs if lead is not None]
+        per_kind[kind] = {
+            "incidents": len(pairs),
+            "detected": len(kind_found),
+            **{f"recall_{name}": recall(pairs, limit) for name, limit in RECALL_LEADS},
+            "median_lead_time_seconds": float(np.median(kind_found)) if kind_found else None,
+        }
+    return {
+        "alerts": len(alerts),
+        "alerts_matching_incident": matched,
+        "precision": matched / len(alerts) if alerts else None,
+        "false_alerts": false_alerts,
+        "false_alerts_per_entity_day": false_alerts / entity_days if entity_days > 0 else None,
+        "incidents": len(pred),
+        "detected": len(found),
+        "recall": {name: recall(pred, limit) for name, limit in RECALL_LEADS},
+        "lead_time_seconds_quantiles": _quantiles(found),
+        "per_kind": per_kind,
+        "sudden": {
+            "incidents": len(sudden),
+            "alerted_before_start": sum(1 for _, lead in sudden if lead is not None and lead > 0),
+            "alerted": sum(1 for _, lead in sudden if lead is not None),
+        },
+    }
+
+
+def systems(aura: Sequence[AlertEvent], baselines: Sequence[AlertEvent],
+            aura_names: Sequence[str], baseline_names: Sequence[str]) -> dict[str, list[AlertEvent]]:
+    """Alert sets scored in the report: each AURA alert, AURA's failure alerts, each baseline."""
+    out: dict[str, list[AlertEvent]] = {n: [a for a in aura if a.alertname == n] for n in aura_names}
+    out[ANY_FAILURE] = [a for a in aura if a.alertname in FAILURE_ALERTS]
+    for n in baseline_names:
+        out[n] = [a for a in baselines if a.alertname == n]
+    return out
+
+
+# ------------------------------------------------------------------------------------ files
+
+
+def fmt_time(value: float | None) -> str:
+    """Unix seconds as written to the CSVs: integral values without a fraction."""
+    if value is None or not math.isfinite(value):
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def write_alerts_csv(path: Path, label_names: Sequence[str], alerts: Iterable[AlertEvent]) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["alertname", "severity", *label_names, "start", "end"])
+        for a in sorted(alerts, key=lambda a: (a.start, a.alertname, a.entity)):
+            w.writerow([a.alertname, a.severity, *a.entity, fmt_time(a.start), fmt_time(a.end)])
+
+
+def _fmt_lead(value: float | None) -> str:
+    if value is None:
+        return "—"
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    return f"{sign}{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str]) -> None:
+    """report.md: headline table AURA vs baselines, per-kind table, plots."""
+    lines = [f"# AURA backtest — analysis `{report['analysis']}`", ""]
+    lines += [
+        f"- Evaluations: {report['evaluations']} every {report['interval_seconds']:g}s from "
+        f"{report['first_evaluation_rfc3339']} to {report['last_evaluation_rfc3339']}",
+        f"- Entities: {report['entities']} ({report['entity_days']:.2f} entity-days)",
+        f"- Incidents scored: {report.get('incidents_scored', 0)} "
+        f"({report.get('sudden_incidents', 0)} sudden, reported separately); "
+        f"{report.get('incidents_outside_evaluation', 0)} outside the evaluated span",
+        f"- Model: {report.get('model', {}).get('model', 'none')} "
+        f"(status {report.get('model', {}).get('status', 'n/a')})",
+        f"- Match window: [incident start - {report['largest_horizon_seconds'] / 3600:g}h, "
+        "incident end]; lead time = incident start - first overlapping alert start",
+        "",
+    ]
+    sys_figs = report.get("systems", {})
+    if sys_figs:
+        lines += ["## AURA vs baselines", "",
+                  "| alerts | count | precision | false / entity-day | recall lead≥0 | "
+                  "recall ≥30m | recall ≥2h | lead p10 | lead p50 | lead p90 | sudden alerted before |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for name, fig in sys_figs.items():
+            q = fig["lead_time_seconds_quantiles"]
+            r = fig["recall"]
+            fpd = fig["false_alerts_per_entity_day"]
+            lines.append(
+                f"| {name} | {fig['alerts']} | {_fmt_ratio(fig['precision'])} | "
+                f"{'—' if fpd is None else f'{fpd:.3f}'} | {_fmt_ratio(r['lead_ge_0s'])} | "
+                f"{_fmt_ratio(r['lead_ge_30m'])} | {_fmt_ratio(r['lead_ge_2h'])} | "
+                f"{_fmt_lead(q['p10'])} | {_fmt_lead(q['p50'])} | {_fmt_lead(q['p90'])} | "
+                f"{fig['sudden']['alerted_before_start']}/{fig['sudden']['incidents']} |")
+        lines += ["", "## Per incident kind (recall at lead ≥ 0 / median lead)", ""]
+        kinds = sorted({k for fig in sys_figs.values() for k in fig["per_kind"]})
+        names = list(sys_figs)
+        lines += ["| kind | incidents | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for kind in kinds:
+            cells = []
+            count = 0
+            for n in names:
+                k = sys_figs[n]["per_kind"].get(kind)
+                if k is None:
+                    cells.append("—")
+                    continue
+                count = k["incidents"]
+                cells.append(f"{_fmt_ratio(k['recall_lead_ge_0s'])} / "
+                             f"{_fmt_lead(k['median_lead_time_seconds'])}")
+            lines.append(f"| {kind} | {count} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for title, file in plots.items():
+        lines += [f"## {title}", "", f"![{title}]({file})", ""]
+    lines += ["## Definitions", "", (__doc__ or "").split("Definitions (also in", 1)[-1]
+              .split("\n", 1)[-1].strip(), ""]
+    (out_dir / "report.md").write_text("\n".join(lines))
+
+
+def render_plots(out_dir: Path, *, times: np.ndarray, entities: Sequence[EntityKey],
+                 risk: np.ndarray, incidents: Sequence[ScoredIncident],
+                 alerts: Sequence[AlertEvent], report: dict[str, Any],
+                 max_entities: int = 12) -> dict[str, str]:
+    """PNG plots next to report.md; returns {title: file name}. matplotlib is imported lazily."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots: dict[str, str] = {}
+    index = {e: i for i, e in enumerate(entities)}
+    shown = [e for e in dict.fromkeys(inc.entity for inc in incidents) if e in index][:max_entities]
+    if shown:
+        fig, axes = plt.subplots(len(shown), 1, figsize=(10, 1.8 * len(shown) + 0.6),
+                                 sharex=True, squeeze=False)
+        hours = (times - times[0]) / 3600.0
+        colours = {"AuraFailurePredicted": "tab:red", "AuraFailureRisk": "tab:orange",
+                   "AuraTopologyAnomaly": "tab:purple"}
+        for ax, ent in zip(axes[:, 0], shown, strict=True):
+            ax.plot(hours, risk[index[ent]], lw=0.8, color="black")
+            for inc in incidents:
+                if inc.entity == ent:
+                    end = inc.end if inc.end is not None else times[-1]
+                    ax.axvspan((inc.start - times[0]) / 3600, (end - times[0]) / 3600,
+                               color="tab:red" if not inc.sudden else "tab:gray", alpha=0.25)
+            for a in alerts:
+                if a.entity == ent and a.alertname in colours:
+                    ax.axvline((a.start - times[0]) / 3600, color=colours[a.alertname], lw=1,
+                               ls="--")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel("/".join(ent), fontsize=7, rotation=0, ha="right")
+        axes[-1, 0].set_xlabel("hours since first evaluation")
+        fig.suptitle("risk per incident entity (shaded: incident; dashed: alert start — "
+                     "red critical, orange warning, purple anomaly)", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out_dir / "risk_per_incident.png", dpi=90)
+        plt.close(fig)
+        plots["Risk over time per incident entity"] = "risk_per_incident.png"
+
+    leads = report.get("lead_times", {})
+    if leads:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for name, values in leads.items():
+            vals = [v / 3600 for v in values if v is not None]
+            if vals:
+                ax.hist(vals, bins=20, alpha=0.5, label=name)
+        ax.set_xlabel("lead time (hours; negative = after incident start)")
+        ax.set_ylabel("incidents")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out_dir / "lead_times.png", dpi=90)
+        plt.close(fig)
+        plots["Lead-time histogram"] = "lead_times.png"
+    return plots
