@@ -1,0 +1,132 @@
+"""Failure forecasts for every entity of a window: one batched forward per cycle.
+
+The analysis' horizons are read off the model's cumulative-hazard curve: a horizon the model
+has is used as is, one between two model horizons (or below the first) is interpolated
+linearly on the cumulative hazard -log(1 - P), and one beyond the model's largest horizon is
+not guessed: its column is NaN and `info["status"]` says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporter.config import AnalysisConfig, format_duration
+from exporter.lnn.artifacts import ModelError, load_model
+from exporter.lnn.features import step_features
+from exporter.results import Forecast, TopologyResult
+from exporter.windows import Window
+
+log = logging.getLogger(__name__)
+
+_threads_set = False
+# An entity with no sample in the newest quarter of its window is down or gone: abstain.
+RECENT_SHARE = 0.25
+
+
+def set_torch_threads(threads: int | None = None) -> None:
+    """Set torch's intra-op threads once per process (later calls are no-ops).
+
+    Default 1: the forward is ~10 us per entity on one thread at 10 000 entities, and on a
+    2-core host shared with the topology workers a second OpenMP thread measured 10-20x
+    slower (it spins waiting for a busy core). See benchmarks/bench_lnn.py.
+    """
+    global _threads_set
+    if _threads_set:
+        return
+    import torch
+
+    torch.set_num_threads(max(1, threads or 1))
+    _threads_set = True
+
+
+def map_horizons(p: np.ndarray, model_h: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """P [E, Hm] on the model's horizons -> [E, Hw] on `wanted` (NaN beyond the model's range)."""
+    cum = -np.log1p(-np.clip(p, 0.0, 1.0 - 1e-12))
+    knots_t = np.concatenate([[0.0], model_h])
+    knots_c = np.concatenate([np.zeros((len(p), 1)), cum], axis=1)
+    out = np.full((len(p), len(wanted)), np.nan)
+    for j, h in enumerate(wanted):
+        if h > model_h[-1] * (1 + 1e-9):
+            continue
+        k = int(np.searchsorted(knots_t, h, side="left"))
+        if k < len(knots_t) and abs(knots_t[k] - h) <= 1e-6 * max(h, 1.0):
+            c = knots_c[:, k]
+        else:
+            t0, t1 = knots_t[k - 1], knots_t[k]
+            a = (h - t0) / (t1 - t0)
+            c = (1 - a) * knots_c[:, k - 1] + a * knots_c[:, k]
+        out[:, j] = -np.expm1(-c)
+    return out
+
+
+class FailurePredictor:
+    """A loaded failure model. Build with `FailurePredictor.load(model_dir)`."""
+
+    def __init__(self, net: Any, card: dict[str, Any], path: Path):
+        self.net_ = net
+        self.card = card
+        self.path = path
+        self.horizons_ = np.asarray(card["horizons_seconds"], dtype=np.float64)
+        self.ttf_threshold = float(card.get("ttf_threshold", 0.5))
+        self.info: dict[str, Any] = {
+            "model": str(card["name"]),
+            "version": str(card["version"]),
+            "status": "ok",
+        }
+
+    @classmethod
+    def load(cls, model_dir: str | Path, threads: int | None = None) -> FailurePredictor:
+        """Load and verify a model directory; raise ModelError when unusable."""
+        set_torch_threads(threads)
+        net, card = load_model(model_dir)
+        return cls(net, card, Path(model_dir))
+
+    def predict(self, window: Window, analysis: AnalysisConfig,
+                topology: TopologyResult | None = None) -> Forecast:
+        """Forecast every entity of `window` (rows in window order).
+
+        Returns a Forecast on the analysis' horizons; rows of entities without recent samples
+        and columns beyond the model's largest horizon are NaN (see `info["status"]`).
+        """
+        import torch
+
+        wanted = np.asarray([float(h) for h in analysis.horizons], dtype=np.float64)
+        n = len(window.entities)
+        if n == 0:
+            return Forecast(tuple(wanted), np.empty((0, len(wanted))), np.empty(0))
+        if not bool(self.card.get("topology_inputs", False)):
+            # A model trained without topology never learned weights for those inputs.
+            topology = None
+        x = step_features(window, analysis, topology,
+                          horizon_scale=float(self.horizons_[-1]))
+        with torch.inference_mode():
+            p_t, ttf_t = self.net_(torch.from_numpy(x))
+        p = p_t.numpy().astype(np.float64)
+        ttf = ttf_t.numpy().astype(np.float64)
+
+        probability = map_horizons(p, self.horizons_, wanted)
+        problems = []
+        beyond = wanted > self.horizons_[-1] * (1 + 1e-9)
+        if beyond.any():
+            problems.append(
+                "abstaining on horizons beyond the model's largest "
+                f"({format_duration(self.horizons_[-1])}): "
+                + ",".join(format_duration(h) for h in wanted[beyond])
+            )
+        t = window.values.shape[2]
+        recent = window.values[:, :, t - max(1, int(t * RECENT_SHARE)):]
+        silent = ~np.isfinite(recent).any(axis=(1, 2))
+        if silent.any():
+            problems.append(f"abstaining on {int(silent.sum())} entities without recent samples")
+        probability[silent] = np.nan
+        projected = (p[:, -1] >= self.ttf_threshold) & ~silent
+        time_to_failure = np.where(projected, np.clip(ttf, 0.0, self.horizons_[-1]), np.nan)
+        self.info["status"] = "; ".join(problems) if problems else "ok"
+        return Forecast(tuple(float(h) for h in wanted), probability, time_to_failure)
+
+
+__all__ = ["FailurePredictor", "ModelError", "map_horizons"]

@@ -1,0 +1,666 @@
+"""`aura train`: fit the failure model on labelled history replayed through the pipeline's features.
+
+    aura train --corpus=simulator --output=models/default --seed=1
+    aura train --config.file=aura.yml --input=data.csv --incidents=incidents.csv \
+        --output=models/mine --base=models/default
+
+Windows are cut every `--stride` steps exactly as the live pipeline would hold them
+(`exporter.lnn.dataset`), split by entity (an entity is in exactly one of train / validation /
+test; simulated fleets are split whole, so their entities' scenario families are never shared
+across splits), trained with early stopping on the validation loss, calibrated on the
+validation split (per-horizon temperature and bias) and scored on the test split. The card
+(`model.yaml`) records data, seeds, held-out metrics and the sha256 of `model.pt`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporter.config import AnalysisConfig, Config, format_duration
+from exporter.lnn.dataset import History, Samples, build_samples, incidents_to_arrays
+
+log = logging.getLogger(__name__)
+
+MODEL_HORIZONS = (900.0, 1800.0, 3600.0, 7200.0, 14400.0)
+ALERT_THRESHOLD = 0.5
+LOFO_FAMILIES = ("memory_leak", "disk_fill")
+MODEL_VERSION = "0.1.0"
+
+
+class TrainError(Exception):
+    """Training cannot proceed (no data, no incidents, bad arguments)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config.file", dest="config_file", help="AURA configuration file")
+    parser.add_argument("--analysis", help="analysis to train on (default: the first)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="history CSV (design §5 input format)")
+    src.add_argument("--start", help="history start (RFC 3339 or Unix seconds); needs --end")
+    src.add_argument("--corpus", choices=["simulator"],
+                     help="generate a varied labelled corpus with the simulator")
+    parser.add_argument("--end", help="history end (with --start)")
+    parser.add_argument("--incidents", help="incidents CSV: start,end,<entity labels>[,kind]")
+    parser.add_argument("--output", required=True, help="model directory to write")
+    parser.add_argument("--base", help="model directory to fine-tune from")
+    parser.add_argument("--name", help="model name (default: the output directory's name)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-minutes", dest="max_minutes", type=float, default=12.0,
+                        help="wall-clock budget for all training runs together")
+    parser.add_argument("--stride", type=int, default=10, help="steps between replayed cycles")
+    parser.add_argument("--units", type=int, default=32, help="CfC units (AutoNCP wiring)")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--fleets", type=int, default=60,
+                        help="simulated fleets in the corpus (--corpus=simulator)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 is fastest on a busy 2-core machine)")
+    parser.add_argument("--lofo", default=",".join(LOFO_FAMILIES),
+                        help="families for leave-one-family-out scores ('' to skip)")
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainResult:
+    net: Any
+    epochs: int
+    best_val: float
+    seconds: float
+
+
+_THREADS = 1
+
+
+def _seed_all(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+    # Measured: on a loaded 2-core machine 2 intra-op threads made a training step 10-30x
+    # slower than 1 (OpenMP workers spin waiting for each other); --threads raises it.
+    torch.set_num_threads(_THREADS)
+    torch.use_deterministic_algorithms(True)
+
+
+def _tensors(s: Samples, hmax: float) -> tuple[Any, ...]:
+    import torch
+
+    ttf = np.where(np.isfinite(s.ttf), np.log(np.clip(s.ttf, 60.0, hmax) / hmax), np.nan)
+    return (torch.from_numpy(s.x), torch.from_numpy(s.y), torch.from_numpy(s.weight.astype(
+        np.float32)), torch.from_numpy(ttf.astype(np.float32)))
+
+
+def _loss(net: Any, x: Any, y: Any, w: Any, ttf: Any) -> Any:
+    from exporter.lnn.network import hazard_loss
+
+    cum, log_ttf = net.cumulative_hazard(x)
+    loss = hazard_loss(cum, y, w)
+    has = ~ttf.isnan()
+    if bool(has.any()):
+        # Log-seconds error only where a failure is within range; small weight, the hazard leads.
+        loss = loss + 0.1 * (log_ttf[has] - ttf[has]).abs().mean()
+    return loss
+
+
+def train_network(train: Samples, val: Samples, *, seed: int, units: int, epochs: int,
+                  deadline: float, base: Any = None, lr: float = 5e-3,
+                  tag: str = "main") -> TrainResult:
+    """Fit a network (fresh, or a copy of `base`) with early stopping on validation loss."""
+    import copy
+
+    import torch
+
+    from exporter.lnn.features import FEATURE_NAMES
+    from exporter.lnn.network import NetworkSpec, build
+
+    _seed_all(seed)
+    if base is not None:
+        net = copy.deepcopy(base)
+        net.calib_scale.fill_(1.0)
+        net.calib_bias.fill_(0.0)
+    else:
+        net = build(NetworkSpec(len(FEATURE_NAMES), MODEL_HORIZONS, units=units,
+                                motor=max(4, units // 3)), seed=seed)
+    hmax = MODEL_HORIZONS[-1]
+    xt, yt, wt, tt = _tensors(train, hmax)
+    xv, yv, wv, tv = _tensors(val, hmax)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    batch = 256
+    best, best_state, bad, epoch = math.inf, copy.deepcopy(net.state_dict()), 0, 0
+    t0 = time.monotonic()
+    for epoch in range(1, epochs + 1):
+        net.train()
+        perm = torch.randperm(len(yt), generator=gen)
+        total, n = 0.0, 0
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad()
+            loss = _loss(net, xt[idx], yt[idx], wt[idx], tt[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            total += loss.item() * len(idx)
+            n += len(idx)
+        net.eval()
+        with torch.no_grad():
+            vl = sum(float(_loss(net, xv[i:i + 2048], yv[i:i + 2048], wv[i:i + 2048],
+                                 tv[i:i + 2048])) * len(yv[i:i + 2048])
+                     for i in range(0, len(yv), 2048)) / max(len(yv), 1)
+        improved = vl < best - 1e-4
+        if improved:
+            best, best_state, bad = vl, copy.deepcopy(net.state_dict()), 0
+        else:
+            bad += 1
+            # Plateau: halve the step size before giving up.
+            for group in opt.param_groups:
+                group["lr"] *= 0.5
+        print(f"train run={tag} epoch={epoch} train_loss={total / max(n, 1):.4f} "
+              f"val_loss={vl:.4f} best={best:.4f} elapsed_s={time.monotonic() - t0:.0f}",
+              flush=True)
+        if bad >= 5 or time.monotonic() > deadline:
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    return TrainResult(net, epoch, best, time.monotonic() - t0)
+
+
+def predict_raw(net: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated P [N, H] and ttf seconds [N] in batches."""
+    import torch
+
+    ps, ts = [], []
+    with torch.inference_mode():
+        for i in range(0, len(x), 4096):
+            p, t = net(torch.from_numpy(x[i:i + 4096]))
+            ps.append(p.numpy())
+            ts.append(t.numpy())
+    if not ps:
+        return np.zeros((0, len(net.spec.horizons))), np.zeros(0)
+    return np.concatenate(ps).astype(np.float64), np.concatenate(ts).astype(np.float64)
+
+
+def calibrate(net: Any, val: Samples) -> bool:
+    """Fit per-horizon temperature and bias on the validation windows (natural distribution).
+
+    Returns False (calibration left as it was) when validation has no failure to fit on.
+    """
+    import torch
+
+    if len(val) == 0 or val.y.sum() == 0:
+        log.warning("calibration skipped: no positive validation window")
+        return False
+    net.calib_scale.fill_(1.0)
+    net.calib_bias.fill_(0.0)
+    p, _ = predict_raw(net, val.x)
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    logit = torch.from_numpy(np.log(p) - np.log1p(-p)).float()
+    y = torch.from_numpy(val.y).float()
+    w = torch.from_numpy(val.weight).float()[:, None]
+    log_a = torch.zeros(p.shape[1], requires_grad=True)
+    b = torch.zeros(p.shape[1], requires_grad=True)
+    opt = torch.optim.LBFGS([log_a, b], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure() -> Any:
+        opt.zero_grad()
+        z = logit * log_a.exp() + b
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none")
+                * w).sum() / w.sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        net.calib_scale.copy_(log_a.exp().clamp(0.05, 20.0))
+        net.calib_bias.copy_(b.clamp(-10.0, 10.0))
+    return True
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def auroc(score: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve by ranks (ties averaged); NaN with one class only."""
+    from scipy.stats import rankdata
+
+    pos = y > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    r = rankdata(score)
+    return float((r[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def evaluate(net: Any, s: Samples, incidents: list[tuple[int, float, bool, str]], step: float,
+             stride: int, threshold: float = ALERT_THRESHOLD) -> dict[str, Any]:
+    """Held-out window and event metrics of `net` on the samples `s`.
+
+    incidents: (global entity id, start, predictable, kind) for the entities in `s`.
+    Alerting: an entity alerts while P(fail within the largest horizon) >= threshold; an
+    incident counts as warned when an alert was up in the largest horizon before it.
+    """
+    p, ttf = predict_raw(net, s.x)
+    horizons = net.spec.horizons
+    out: dict[str, Any] = {"windows": int(len(s)), "entities": int(len(np.unique(s.entity)))}
+    per_h = {}
+    for k, h in enumerate(horizons):
+        per_h[format_duration(h)] = {
+            "auroc": _r(auroc(p[:, k], s.y[:, k])),
+            "brier": _r(float(np.mean((p[:, k] - s.y[:, k]) ** 2))) if len(s) else None,
+            "positive_rate": _r(float(s.y[:, k].mean())) if len(s) else None,
+        }
+    out["horizons"] = per_h
+    hmax = horizons[-1]
+    alert = p[:, -1] >= threshold
+    gap = stride * step * 1.5
+    leads: dict[str, list[float]] = {"predictable": [], "unpredictable": []}
+    counts = {"predictable": [0, 0], "unpredictable": [0, 0]}
+    by_kind: dict[str, list[int]] = {}
+    false_alerts, days = 0, 0.0
+    by_entity: dict[int, list[tuple[float, bool, str]]] = {}
+    for ent, start, pred, kind in incidents:
+        by_entity.setdefault(ent, []).append((start, pred, kind))
+    for ent in np.unique(s.entity):
+        rows = np.flatnonzero(s.entity == ent)
+        rows = rows[np.argsort(s.t[rows])]
+        t, a = s.t[rows], alert[rows]
+        days += len(rows) * stride * step / 86400.0
+        incs = by_entity.get(int(ent), [])
+        for start, pred, kind in incs:
+            key = "predictable" if pred else "unpredictable"
+            counts[key][1] += 1
+            kc = by_kind.setdefault(kind or "unknown", [0, 0])
+            kc[1] += 1
+            warned = a & (t < start) & (t >= start - hmax)
+            if warned.any():
+                counts[key][0] += 1
+                kc[0] += 1
+                leads[key].append(float(start - t[warned][0]))
+        # Alert episodes: runs of alerting cycles; false when no incident follows within hmax.
+        starts = np.flatnonzero(a & ~np.concatenate([[False], a[:-1] & (np.diff(t) <= gap)]))
+        for i in starts:
+            if not any(t[i] < st <= t[i] + hmax for st, _, _ in incs):
+                false_alerts += 1
+    out["alerting"] = {
+        "rule": f"P(fail within {format_duration(hmax)}) >= {threshold}",
+        "threshold": threshold,
+        "event_recall_predictable": _r(counts["predictable"][0] / counts["predictable"][1])
+        if counts["predictable"][1] else None,
+        "incidents_predictable": counts["predictable"][1],
+        "event_recall_unpredictable": _r(counts["unpredictable"][0] / counts["unpredictable"][1])
+        if counts["unpredictable"][1] else None,
+        "incidents_unpredictable": counts["unpredictable"][1],
+        "false_alerts_per_entity_day": _r(false_alerts / days) if days else None,
+        "median_lead_time_seconds": _r(float(np.median(leads["predictable"])))
+        if leads["predictable"] else None,
+        "warned_by_family": {k: f"{v[0]}/{v[1]}" for k, v in sorted(by_kind.items())},
+    }
+    pos = np.isfinite(s.ttf) & (p[:, -1] >= threshold)
+    if pos.any():
+        err = np.abs(np.log(np.clip(ttf[pos], 60, hmax) / np.clip(s.ttf[pos], 60, hmax)))
+        out["ttf_median_abs_log_error"] = _r(float(np.median(err)))
+    return out
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), 4)
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class Corpus:
+    histories: list[History]
+    analysis: AnalysisConfig
+    description: str
+
+
+def _time_arg(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _history_from_window(window: Any, incidents: list[Any]) -> History:
+    s, e, ent, pred = incidents_to_arrays(incidents, tuple(window.entities))
+    return History(window.label_names, tuple(window.entities), window.signals,
+                   np.asarray(window.timestamps, float), np.asarray(window.values, float),
+                   s, e, ent, pred)
+
+
+def _user_corpus(args: argparse.Namespace) -> Corpus:
+    from exporter.config import load_config
+
+    if not args.config_file:
+        raise TrainError("--config.file is required with --input or --start/--end")
+    cfg: Config = load_config(args.config_file)
+    analysis = cfg.analysis(args.analysis)
+    incidents: list[Any] = []
+    if args.incidents:
+        from exporter.source.csvfile import read_incidents
+
+        try:
+            incidents = list(read_incidents(args.incidents, analysis.entity_labels))
+        except (OSError, ValueError) as err:
+            raise TrainError(f"--incidents: {err}") from err
+    if args.input:
+        from exporter.source.csvfile import CsvSource
+
+        try:
+            source: Any = CsvSource(args.input, analysis)
+        except (OSError, ValueError) as err:
+            raise TrainError(f"--input: {err}") from err
+        start, end = _csv_range(source, args.input)
+        what = f"CSV {args.input}"
+    else:
+        if not args.end:
+            raise TrainError("--start needs --end")
+        from exporter.source.history import HistorySource
+
+        start, end = _time_arg(args.start), _time_arg(args.end)
+        source = HistorySource(cfg.source)
+        what = f"{cfg.source.url} {args.start}..{args.end}"
+
+    async def fetch() -> Any:
+        from exporter.source import SourceError
+
+        try:
+            getter = getattr(source, "fetch_range", source.fetch)
+            return await getter(analysis, start, end)
+        except SourceError as err:
+            raise TrainError(f"{what}: {err}") from err
+        finally:
+            await source.close()
+
+    window = asyncio.run(fetch()).block
+    if not window.entities:
+        raise TrainError(f"no samples in {what}")
+    history = _history_from_window(window, incidents)
+    if len(history.inc_start) == 0:
+        raise TrainError("no incidents of known entities: pass --incidents (the exporter "
+                         "records them to <state_dir>/incidents.csv)")
+    return Corpus([history], analysis,
+                  f"{what}: {len(window.entities)} entities, "
+                  f"{format_duration(end - start)}, {len(history.inc_start)} incidents")
+
+
+def _csv_range(source: Any, path: str) -> tuple[float, float]:
+    """First and last timestamp of the CSV (the source's own reading when it exposes one)."""
+    for attr in ("time_range", "range"):
+        fn = getattr(source, attr, None)
+        if callable(fn):
+            lo, hi = fn()
+            return float(lo), float(hi)
+    import csv
+
+    lo, hi = math.inf, -math.inf
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            t = _time_arg(row["timestamp"])
+            lo, hi = min(lo, t), max(hi, t)
+    if not math.isfinite(lo):
+        raise TrainError(f"{path}: no rows")
+    return lo, hi
+
+
+def simulator_corpus(fleets: int, seed: int) -> Corpus:
+    """A varied simulated corpus: all families, benign fleets, sizes and noise levels."""
+    from exporter.source import simulator
+
+    cfg = simulator.demo_config()
+    analysis = cfg.analysis()
+    rng = np.random.default_rng(seed)
+    families = tuple(getattr(simulator, "FAMILIES", ()))
+    histories = []
+    t0 = 1_700_000_000.0
+    total_e = total_i = 0
+    for i in range(fleets):
+        n_ent = int(rng.choice([8, 12, 16, 24]))
+        days = float(rng.choice([1.5, 2.0, 3.0]))
+        # Every 6th fleet is benign: false alarms must be learned from quiet fleets too.
+        fams: list[str] | None = [] if i % 6 == 5 else None
+        fleet = _simulate(simulator, seed * 1000 + i, n_ent, t0 + i * 86400 * 7, days * 86400,
+                          fams, rng)
+        h = _history_from_fleet(fleet, group=i)
+        histories.append(h)
+        total_e += len(h.entities)
+        total_i += len(h.inc_start)
+    desc = (f"simulator corpus: {fleets} fleets (seeds {seed * 1000}..{seed * 1000 + fleets - 1},"
+            f" every 6th benign), {total_e} entities, {total_i} incidents, families "
+            f"{', '.join(families) or 'all'}, 1.5-3 days at 60 s")
+    return Corpus(histories, analysis, desc)
+
+
+def _simulate(simulator: Any, seed: int, n_ent: int, start: float, duration: float,
+              families: Any, rng: np.random.Generator) -> Any:
+    # Vary how many entities fail and whether scrapes have gaps.
+    return simulator.simulate_fleet(seed, n_ent, start, duration, step=60, families=families,
+                                    failure_fraction=float(rng.uniform(0.25, 0.5)),
+                                    missing=bool(rng.random() < 0.7))
+
+
+def _history_from_fleet(fleet: Any, group: int) -> History:
+    entities = tuple(tuple(e) if not isinstance(e, str) else (e,) for e in _fleet_entities(fleet))
+    s, e, ent, pred = incidents_to_arrays(list(fleet.incidents), entities)
+    fam = getattr(fleet, "scenarios", None) or getattr(fleet, "families", None)
+    family = np.array(list(fam) if fam is not None else [""] * len(entities), dtype=object)
+    return History(tuple(fleet.label_names), entities, tuple(fleet.signals),
+                   np.asarray(fleet.timestamps, float), np.asarray(fleet.values, float),
+                   s, e, ent, pred, family, np.full(len(entities), group, dtype=np.int64))
+
+
+def _fleet_entities(fleet: Any) -> list[Any]:
+    ents = getattr(fleet, "entities", None)
+    if ents is None:
+        raise TrainError("simulated fleet has no entities attribute")
+    return list(ents)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+
+
+def _split_groups(groups: np.ndarray, seed: int) -> tuple[set[int], set[int], set[int]]:
+    """Whole groups (fleets or entities) to train / validation / test, about 60/20/20."""
+    uniq = np.unique(groups)
+    order = np.random.default_rng(seed).permutation(uniq)
+    n = len(order)
+    n_test = max(1, int(round(0.2 * n)))
+    n_val = max(1, int(round(0.2 * n)))
+    if n < 3:
+        raise TrainError(f"need at least 3 entities/fleets to split, got {n}")
+    test = set(order[:n_test].tolist())
+    val = set(order[n_test:n_test + n_val].tolist())
+    train = set(order[n_test + n_val:].tolist())
+    return train, val, test
+
+
+def _incident_list(histories: list[History], offsets: list[int]) -> list[tuple[int, float, bool,
+                                                                              str]]:
+    out = []
+    for h, off in zip(histories, offsets, strict=True):
+        for s, ent, pred in zip(h.inc_start, h.inc_entity, h.inc_predictable, strict=True):
+            out.append((int(ent) + off, float(s), bool(pred), str(h.family[ent])))
+    return out
+
+
+def _weighted(samples: Samples, mask: np.ndarray, keep: float) -> Samples:
+    """Subset whose quiet windows, thinned to `keep`, are weighted back by 1 / keep."""
+    sub = samples.subset(mask)
+    sub.weight = np.where(sub.y[:, -1] == 0, 1 / keep, 1.0)
+    return sub
+
+
+def run(args: argparse.Namespace) -> int:
+    global _THREADS
+    _THREADS = max(1, args.threads)
+    t_start = time.monotonic()
+    deadline_all = t_start + 60 * args.max_minutes
+    try:
+        if args.corpus == "simulator":
+            corpus = simulator_corpus(args.fleets, args.seed)
+            split_by = "fleet"
+        else:
+            corpus = _user_corpus(args)
+            split_by = "entity"
+    except TrainError as err:
+        log.error("training data unusable err=%s", err)
+        print(f"aura train: {err}")
+        return 2
+    analysis = corpus.analysis
+    print(f"train data={corpus.description}", flush=True)
+    rng = np.random.default_rng(args.seed)
+    keep_rate = 0.25
+    if split_by == "fleet":
+        # Split whole fleets before replay so held-out fleets are replayed in full while
+        # training fleets keep only a share of their quiet windows (weighted back).
+        tr_g, va_g, te_g = _split_groups(np.arange(len(corpus.histories)), args.seed)
+    parts, offsets, off = [], [], 0
+    for i, h in enumerate(corpus.histories):
+        thin = split_by == "fleet" and i in tr_g
+        parts.append(build_samples(h, analysis, MODEL_HORIZONS, stride=args.stride,
+                                   negative_keep=keep_rate if thin else 1.0,
+                                   rng=rng, entity_offset=off))
+        offsets.append(off)
+        off += len(h.entities)
+    samples = Samples.concat(parts)
+    incidents = _incident_list(corpus.histories, offsets)
+    t_feat = time.monotonic() - t_start
+    print(f"train windows={len(samples)} positives_4h={int(samples.y[:, -1].sum())} "
+          f"features_s={t_feat:.0f}", flush=True)
+    negative = samples.y[:, -1] == 0
+    if split_by == "fleet":
+        keys = samples.group
+        thin_ok = np.ones(len(samples), dtype=bool)
+    else:
+        keys = samples.entity
+        tr_g, va_g, te_g = _split_groups(keys, args.seed)
+        thin_ok = ~negative | (rng.random(len(samples)) < keep_rate)
+    in_tr, in_va, in_te = (np.isin(keys, list(g)) for g in (tr_g, va_g, te_g))
+    if split_by != "fleet":
+        samples.weight = np.where(in_tr & negative, 1 / keep_rate, 1.0)
+    train_mask = in_tr & ~samples.unpredictable & thin_ok
+    val_mask_fit = in_va & ~samples.unpredictable
+    val_cal = samples.subset(in_va)
+    val_cal.weight = np.ones(len(val_cal))
+    test = samples.subset(in_te)
+    base_net = None
+    if args.base:
+        from exporter.lnn.artifacts import ModelError, load_model
+
+        try:
+            base_net, _ = load_model(args.base)
+        except ModelError as err:
+            print(f"aura train: --base: {err}")
+            return 2
+    n_lofo = len([f for f in args.lofo.split(",") if f]) if args.corpus == "simulator" else 0
+    main_budget = (deadline_all - time.monotonic()) / (1 + 0.6 * n_lofo)
+    # Early stopping reads a thinned validation set (weighted back) to keep epochs cheap.
+    val_thin = np.random.default_rng(args.seed + 3).random(len(samples)) < 0.35
+    val_mask_fit &= ~negative | val_thin
+    val_fit = _weighted(samples, val_mask_fit, 0.35)
+    result = train_network(
+        samples.subset(train_mask), val_fit, seed=args.seed, units=args.units,
+        epochs=args.epochs, deadline=time.monotonic() + main_budget, base=base_net,
+        lr=1e-3 if base_net is not None else 5e-3)
+    if not calibrate(result.net, val_cal) and base_net is not None:
+        # Too few validation failures to refit: keep the base model's calibration.
+        result.net.calib_scale.copy_(base_net.calib_scale)
+        result.net.calib_bias.copy_(base_net.calib_bias)
+    step = float(analysis.step)
+    test_inc = [i for i in incidents if i[0] in set(np.unique(test.entity).tolist())]
+    metrics = evaluate(result.net, test, test_inc, step, args.stride)
+    print(f"train test_metrics={metrics}", flush=True)
+
+    lofo: dict[str, Any] = {}
+    for fam in [f for f in args.lofo.split(",") if f] if args.corpus == "simulator" else []:
+        ent_fam = samples.family
+        budget = (deadline_all - time.monotonic()) / max(1, n_lofo - len(lofo))
+        if budget < 30:
+            lofo[fam] = {"skipped": "time budget exhausted"}
+            continue
+        not_fam = ent_fam != fam
+        r = train_network(samples.subset(train_mask & not_fam), _weighted(
+            samples, val_mask_fit & not_fam, 0.35), seed=args.seed, units=args.units, epochs=args.epochs,
+            deadline=time.monotonic() + budget, tag=f"lofo-{fam}")
+        calibrate(r.net, samples.subset(in_va & not_fam))
+        # Test on held-out fleets' entities of that family and their benign neighbours.
+        tmask = in_te & ((ent_fam == fam) | (ent_fam == "benign") | (ent_fam == ""))
+        tsub = samples.subset(tmask)
+        ents = set(np.unique(tsub.entity).tolist())
+        m = evaluate(r.net, tsub, [i for i in incidents if i[0] in ents], step, args.stride)
+        lofo[fam] = {"train": f"all families except {fam}",
+                     "test": f"held-out fleets' {fam} and benign entities",
+                     **{k: m[k] for k in ("windows", "entities", "horizons", "alerting")}}
+        print(f"train lofo={fam} metrics={lofo[fam]}", flush=True)
+
+    from exporter.lnn.artifacts import save_model
+
+    out = Path(args.output)
+    elapsed = time.monotonic() - t_start
+    card = {
+        "name": args.name or out.name,
+        "version": MODEL_VERSION,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "description": "CfC (ncps, AutoNCP wiring) failure model: P(failure within horizon) "
+                       "from a monotone cumulative hazard, and time to failure.",
+        "command": _command(args),
+        "horizons": [format_duration(h) for h in MODEL_HORIZONS],
+        "topology_inputs": False,
+        "ttf_threshold": ALERT_THRESHOLD,
+        "feature_params": {"tokens_pooled_from": "the last tokens*pool steps of the window",
+                           "horizon_scale_seconds": MODEL_HORIZONS[-1],
+                           "baseline": "median/MAD of the window's first half"},
+        "training": {
+            "data": corpus.description,
+            "analysis": {"window": format_duration(analysis.window),
+                         "step": format_duration(analysis.step),
+                         "signals": [f"{s.name} ({s.kind}{', capacity ' + str(s.capacity) if s.capacity else ''})"
+                                     for s in analysis.signals]},
+            "stride_steps": args.stride,
+            "split": f"by {split_by} (60/20/20 train/validation/test); an entity is in exactly "
+                     "one split",
+            "windows": {"train": int(train_mask.sum()), "validation": int(in_va.sum()),
+                        "test": int(in_te.sum())},
+            "negative_keep": keep_rate,
+            "excluded": "windows while the entity is down; training leaves out windows before "
+                        "unpredictable (sudden) failures, evaluation keeps them",
+            "seed": args.seed,
+            "base": args.base,
+            "epochs": result.epochs,
+            "best_validation_loss": round(result.best_val, 5),
+            "seconds": round(elapsed),
+        },
+        "metrics": {"test": metrics, "leave_one_family_out": lofo},
+    }
+    save_model(out, result.net, card)
+    print(f"train wrote={out} seconds={elapsed:.0f}", flush=True)
+    return 0
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["aura train"]
+    for flag, value in (("--config.file", args.config_file), ("--input", args.input),
+                        ("--start", args.start), ("--end", args.end),
+                        ("--corpus", args.corpus), ("--incidents", args.incidents),
+                        ("--output", args.output), ("--base", args.base),
+                        ("--seed", args.seed), ("--max-minutes", args.max_minutes),
+                        ("--fleets", args.fleets if args.corpus else None)):
+        if value is not None:
+            parts.append(f"{flag}={value}")
+    return " ".join(parts)
