@@ -171,15 +171,19 @@ class AgentConfig:
 class ConsensusConfig:
     warning_risk: float = 0.5
     critical_risk: float = 0.8
-    # Below this many voting agents an entity's risk is reported as undecided, never healthy.
-    min_voters: int = 3
+    # Below this many ballots an entity's risk is reported as undecided, never healthy.
+    min_voters: int = 1
+    # A vote is a ballot (counted by the consensus) only with at least this confidence.
+    min_confidence: float = 0.6
 
 
 @dataclass(frozen=True)
 class AgentsConfig:
     topology: AgentConfig = AgentConfig()
     forecast: AgentConfig = AgentConfig()
-    capacity: AgentConfig = AgentConfig()
+    # Capacity projections are physical evidence (a robust, consistent trend reaching a
+    # configured limit): they outweigh a model that is blind at long horizons.
+    capacity: AgentConfig = AgentConfig(weight=3.0)
     network: AgentConfig = AgentConfig()
     stability: AgentConfig = AgentConfig()
     consensus: ConsensusConfig = ConsensusConfig()
@@ -408,6 +412,8 @@ def _validate_consensus(obj: ConsensusConfig, path: str, problems: list[str]) ->
         problems.append(f"{_join(path, 'critical_risk')}: must be >= warning_risk")
     if obj.min_voters < 1:
         problems.append(f"{_join(path, 'min_voters')}: must be >= 1")
+    if not 0 <= obj.min_confidence <= 1:
+        problems.append(f"{_join(path, 'min_confidence')}: must be in [0, 1]")
 
 
 def _validate_agents(obj: AgentsConfig, path: str, problems: list[str]) -> None:

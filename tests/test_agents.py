@@ -405,7 +405,8 @@ def test_end_to_end_benign_stays_quiet(seed):
 
 def test_end_to_end_all_entities_decided():
     kinds, c = _consensus(3)
-    assert (c.voters == 5).all() and (c.level >= 0).all()
+    # Every entity has at least the forecast's ballot; quiet specialists are opinions only.
+    assert (c.voters >= 1).all() and (c.voters <= 5).all() and (c.level >= 0).all()
     assert c.agreeing.shape == (len(kinds), 5)
 
 

@@ -70,7 +70,7 @@ def test_unknown_preset_and_reserved_label():
 def test_consensus_needs_enough_agents():
     problems = _problems({"analyses": [{"name": "n", "preset": "node"}], "agents": {
         "topology": {"enabled": False}, "network": {"enabled": False},
-        "stability": {"enabled": False}}})
+        "stability": {"enabled": False}, "consensus": {"min_voters": 3}}})
     assert any("min_voters" in p for p in problems)
 
 

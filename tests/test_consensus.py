@@ -12,7 +12,8 @@ from exporter.consensus import ConsensusError, combine, fault_tolerance
 from exporter.results import Votes
 
 SIGNALS = ("cpu", "memory", "network_errors")
-CFG = ConsensusConfig(warning_risk=0.5, critical_risk=0.8, min_voters=3)
+# The BFT properties are about ballots; confidence gating is tested on its own below.
+CFG = ConsensusConfig(warning_risk=0.5, critical_risk=0.8, min_voters=3, min_confidence=0.0)
 
 
 def _votes(
@@ -83,7 +84,7 @@ def _run(votes, conf, weights, order, cfg):
 @given(byzantine_round(), st.integers(1, 4))
 def test_risk_stays_within_honest_range(case, min_voters):
     votes, honest, faulty, conf, weights, order = case
-    cfg = ConsensusConfig(0.5, 0.8, min_voters)
+    cfg = ConsensusConfig(0.5, 0.8, min_voters, min_confidence=0.0)
     c = _run(votes, conf, weights, order, cfg)
     n = int(np.sum(~np.isnan(np.asarray(votes, dtype=np.float64))))
     assert int(c.voters[0]) == n
@@ -99,7 +100,7 @@ def test_risk_stays_within_honest_range(case, min_voters):
 @given(byzantine_round(), st.floats(0.05, 0.9), st.floats(0, 0.5))
 def test_level_needs_quorum(case, warning, extra):
     votes, honest, faulty, conf, weights, order = case
-    cfg = ConsensusConfig(warning, min(1.0, warning + extra), 1)
+    cfg = ConsensusConfig(warning, min(1.0, warning + extra), 1, min_confidence=0.0)
     c = _run(votes, conf, weights, order, cfg)
     r = np.clip(np.asarray(votes, dtype=np.float64), 0, 1)
     r = r[~np.isnan(r)]
@@ -127,7 +128,7 @@ def test_level_needs_quorum(case, warning, extra):
 
 @given(st.floats(0, 1), st.integers(1, 7))
 def test_unanimous_votes_give_that_risk(x, n):
-    risk, _, _ = _combine([x] * n, ConsensusConfig(0.5, 0.8, 1))
+    risk, _, _ = _combine([x] * n, ConsensusConfig(0.5, 0.8, 1, min_confidence=0.0))
     assert risk == pytest.approx(x)
 
 
@@ -256,3 +257,26 @@ def test_config_refuses_fewer_agents_than_min_voters():
     with pytest.raises(ConfigError, match="min_voters"):
         parse_config({**base, "agents": agents})
     parse_config({**base, "agents": {**agents, "consensus": {"min_voters": 2}}})
+
+
+def test_low_confidence_votes_are_opinions_not_ballots():
+    """A quiet specialist (low confidence) neither votes an entity down nor counts for quorum."""
+    import numpy as np
+
+    from exporter.results import Votes
+
+    def v(agent, risk, conf):
+        return Votes(agent, np.array([risk]), np.array([conf]), ("none",), np.array([np.nan]),
+                     np.full((1, 1), np.nan), ("",))
+
+    votes = [v("capacity", 0.9, 0.9), v("forecast", 0.7, 0.8), v("network", 0.0, 0.24),
+             v("stability", 0.0, 0.21), v("topology", 0.0, 0.5)]
+    c = combine(votes, ConsensusConfig(0.5, 0.8, 1, min_confidence=0.6), ("memory",))
+    assert int(c.voters[0]) == 2 and int(c.level[0]) >= 1
+    # Counting every vote (min_confidence 0) lets the quiet majority veto the warning.
+    c_all = combine(votes, ConsensusConfig(0.5, 0.8, 1, min_confidence=0.0), ("memory",))
+    assert int(c_all.voters[0]) == 5 and int(c_all.level[0]) == 0
+    # No ballot at all: undecided, never healthy.
+    quiet = [v("network", 0.0, 0.2), v("stability", 0.0, 0.2)]
+    c_none = combine(quiet, ConsensusConfig(0.5, 0.8, 1, min_confidence=0.6), ("memory",))
+    assert int(c_none.level[0]) == -1 and np.isnan(c_none.risk[0])

@@ -1,0 +1,103 @@
+"""Throughput of the topology stage vs a plain single-process ripser loop (same clouds).
+
+Usage: .venv/bin/python benchmarks/bench_topology.py [--entities 1000,10000] [--workers N]
+
+Prints entities/s for `TopologyStage.run` (first cycle: no baselines yet, so PH + features +
+fleet; the pool is started before timing) beside `ripser(cloud, maxdim=1)` called in a loop
+over the very clouds the stage builds, the speed-up, and the largest difference between the
+two sets of diagrams (the stage hands ripser a pdist distance matrix; the loop lets ripser
+compute distances from points, so float rounding may differ in the last bits).
+
+Measured 2026-11-25, 2 cores shared with other helpers' jobs (8 signals x 120 steps):
+
+    entities  load   stage e/s  ripser loop e/s  speed-up  max diagram difference
+        1000   5.1       152.9            100.6      1.52  0
+        1000   2.1       211.7            159.3      1.33  0
+       10000   4-5       146.2            102.9      1.42  0
+
+Why not >= 1.7x here: with L other runnable processes on 2 cores, one process gets
+2/(L+1) of the machine and two workers 4/(L+2), so the best ratio is 2(L+1)/(L+2) = 1.5 at
+L = 2 and 1.71 at L = 5 (plus ~10 % from the precomputed pdist matrix). The parent's own work
+is ~0.4 s per 1 000 entities (profiled) and overlaps the workers. Workers call os.setsid():
+with kernel autogroup (on here) all processes of one session share one CPU share, and before
+that change two workers ran at 0.93-1.25x of one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def make_window(e: int, s: int, t: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    from exporter.windows import Window
+
+    rng = np.random.default_rng(seed)
+    eps = rng.normal(size=(e, s, t))
+    x = np.zeros_like(eps)
+    for k in range(1, t):
+        x[:, :, k] = 0.7 * x[:, :, k - 1] + eps[:, :, k]
+    x += rng.uniform(10, 50, (e, s, 1))
+    ents = tuple((f"host-{i}",) for i in range(e))
+    return Window("bench", ("instance",), ents, tuple(f"s{j}" for j in range(s)),
+                  60.0 * np.arange(t), x)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--entities", default="1000,10000")
+    p.add_argument("--signals", type=int, default=8)
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=3)
+    args = p.parse_args()
+    from ripser import ripser
+
+    from exporter.config import AnalysisConfig, SignalConfig
+    from exporter.tda.embedding import robust_stats
+    from exporter.tda.stage import TopologyStage
+
+    print(f"cpus={len(os.sched_getaffinity(0))} load_avg={os.getloadavg()[0]:.2f} "
+          f"signals={args.signals} steps={args.steps}")
+    for e in (int(x) for x in args.entities.split(",")):
+        win = make_window(e, args.signals, args.steps)
+        cfg = AnalysisConfig(name="bench", signals=tuple(
+            SignalConfig(name=n, query="q") for n in win.signals))
+        stage = TopologyStage(cfg, workers=args.workers)
+        stage.run(make_window(64, args.signals, args.steps, seed=1), 0.0)  # start the pool
+        center, scale = robust_stats(win.values)
+        _, clouds = stage._clouds(win.values, center, scale)
+        # Other processes load the machine: alternate the two and keep the medians.
+        t_stage_runs, t_loop_runs = [], []
+        for _ in range(args.rounds):
+            fresh = TopologyStage(cfg, workers=args.workers)
+            fresh._persistence = stage._persistence  # the warm pool, fresh baselines
+            t0 = time.perf_counter()
+            fresh.run(win, 0.0)
+            t_stage_runs.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            plain = [ripser(clouds.cloud(i), maxdim=1)["dgms"] for i in range(e)]
+            t_loop_runs.append(time.perf_counter() - t0)
+        pooled, _, _ = stage._persistence.transform(clouds)
+        stage.close()
+        t_stage, t_loop = float(np.median(t_stage_runs)), float(np.median(t_loop_runs))
+        diff = 0.0
+        for a, b in zip(pooled, plain, strict=True):
+            h0 = np.sort(b[0][np.isfinite(b[0][:, 1]), 1])
+            if len(h0) != len(a[0]) or len(b[1]) != len(a[1]):
+                diff = float("inf")
+                break
+            diff = max(diff, float(np.abs(h0 - a[0]).max(initial=0)),
+                       float(np.abs(np.asarray(b[1]) - a[1]).max(initial=0)))
+        print(f"entities={e} stage_entities_per_second={e / t_stage:.1f} "
+              f"ripser_loop_entities_per_second={e / t_loop:.1f} "
+              f"speedup={t_loop / t_stage:.2f} stage_seconds={t_stage:.1f} "
+              f"loop_seconds={t_loop:.1f} max_diagram_difference={diff:.3g} "
+              f"load_avg={os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""Per-entity healthy baselines of diagrams and the calibrated Wasserstein anomaly score.
+
+Per entity (keyed by its label tuple, so churn just adds and forgets keys):
+
+- A FIFO reservoir of at most `TopologyConfig.baseline_size` diagrams of its own healthy
+  windows. A window is admitted at most once per `baseline_admit_every` (consecutive windows
+  overlap almost entirely; admitting every cycle would fill the reservoir with copies) and only
+  while its calibrated score is <= `baseline_admit_quantile` — windows of a developing failure
+  score high and do not contaminate the baseline. Until the first fit every window is admitted.
+- Windows less than one window length apart overlap (a 2 h window every 10 min shares 92 %
+  of its points with the next) and would look alike for that reason alone, so distances are
+  only ever taken between non-overlapping windows: prototypes are admitted >= one window ago,
+  and the calibration sample compares each reservoir diagram only with prototypes at least a
+  window away. Without that the calibration sample is biased low and healthy scores sit near 1.
+- Every `baseline_every` (phase-staggered per entity so refits spread over cycles) the baseline
+  is refitted from the reservoir (`EntityBaseline.fit`): robust centre/scale per signal (median of
+  window medians; within- and between-window spread combined), `PROTOTYPES` diagrams evenly spaced over the reservoir,
+  the calibrated Betti scale (`features.connectivity_scale` of pooled H0 deaths), and the
+  calibration sample: each reservoir diagram's median distance to the prototypes (leaving
+  itself out).
+- Raw anomaly = median distance (persistence.diagram_distance: W1 on H0 by sorting + W1 on
+  H1) of the current diagram to the prototypes. Score = the empirical CDF of the calibration
+  sample at the raw value (linear between mid-ranks, 0 at 0, reaching 1 at 1.5x the largest): healthy
+  windows spread over 0..1 on every entity whatever its scale, so scores compare across
+  entities. Prototypes (not the whole reservoir) keep a cycle to K assignment problems.
+- Signal contribution: per signal, the mean absolute difference of the current window's
+  normalised deciles from the baseline's (a 1-D Wasserstein distance in robust units);
+  rows normalised to sum 1 (equal shares when nothing deviates, NaN without a baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from exporter.tda.features import connectivity_scale
+from exporter.tda.persistence import Diagram, diagram_distance
+from exporter.windows import shard_of
+
+PROTOTYPES = 3
+MIN_BASELINE = 4
+DECILES = np.linspace(10, 90, 9)
+
+
+class BaselineError(ValueError):
+    """A baseline cannot be fitted or restored."""
+
+
+def window_deciles(values: np.ndarray) -> np.ndarray:
+    """Raw deciles [E, S, 9] per entity and signal (NaN where a signal has no sample)."""
+    from exporter.tda.embedding import nan_percentile
+
+    return np.moveaxis(nan_percentile(values, DECILES, axis=2), 0, -1)
+
+
+class EntityBaseline:
+    """Estimator: one entity's healthy diagrams -> calibrated anomaly scores.
+
+    `fit(diagrams, deciles)` learns `center_`, `scale_` [S], `zdeciles_` [S, 9],
+    `prototypes_`, `calibration_` (sorted) and `betti_scale_`; `transform(raw)` maps raw
+    distances to 0..1 and raises when not fitted.
+    """
+
+    def __init__(self, prototypes: int = PROTOTYPES):
+        self.prototypes = prototypes
+
+    def fit(self, diagrams: list[Diagram], deciles: list[np.ndarray], times: np.ndarray,
+            now: float, window: float, center: np.ndarray | None = None,
+            scale: np.ndarray | None = None) -> EntityBaseline:
+        if not ready(np.asarray(times), now, window):
+            raise BaselineError("too little non-overlapping healthy history for a baseline")
+        from exporter.tda.embedding import floor_scale
+
+        stack = np.stack(deciles)  # [n, S, 9]
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            med = np.nanmedian(stack[:, :, 4], axis=0)
+            # Spread of the mixture of windows: within-window (decile range 10..90 mapped to
+            # sigma) and between-window (MAD of window medians), combined like variances.
+            within = np.nanmedian(stack[:, :, 8] - stack[:, :, 0], axis=0) / 2.563
+            between = 1.4826 * np.nanmedian(np.abs(stack[:, :, 4] - med), axis=0)
+            if center is not None and scale is not None:
+                # The normalisation the diagrams were computed with (first fit): keep it so
+                # calibration and later distances compare like with like.
+                self.center_, self.scale_ = np.asarray(center), np.asarray(scale)
+            else:
+                self.center_ = med
+                self.scale_ = floor_scale(np.sqrt(within**2 + between**2), med)
+            typical = np.nanmedian(stack, axis=0)  # [S, 9]
+        self.zdeciles_ = (typical - self.center_[:, None]) / self.scale_[:, None]
+        times = np.asarray(times, dtype=np.float64)
+        # Prototypes: windows that do not overlap the present (admitted >= one window ago), so
+        # live distances never compare a window with itself shifted by a few steps.
+        cand = np.flatnonzero(now - times >= window)
+        k = min(self.prototypes, len(cand))
+        idx = cand[np.unique(np.round(np.linspace(0, len(cand) - 1, k)).astype(int))]
+        self.prototypes_ = [diagrams[i] for i in idx]
+        calib = []
+        for j, d in enumerate(diagrams):
+            # Same rule for the calibration sample: only prototypes not overlapping window j.
+            others = [diagrams[i] for i in idx if abs(times[i] - times[j]) >= window]
+            if others:
+                calib.append(float(np.median([diagram_distance(d, p) for p in others])))
+        self.calibration_ = np.sort(np.asarray(calib))
+        self.betti_scale_ = connectivity_scale(np.concatenate([d[0] for d in diagrams]))
+        return self
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "calibration_"):
+            raise BaselineError("EntityBaseline is not fitted: call fit() first")
+        return calibrate(np.asarray(raw, dtype=np.float64), self.calibration_)
+
+
+def ready(times: np.ndarray, now: float, window: float) -> bool:
+    """Enough history to fit: a prototype a window old and MIN_BASELINE comparable diagrams."""
+    if len(times) < MIN_BASELINE:
+        return False
+    old = times[now - times >= window]
+    if len(old) == 0:
+        return False
+    comparable = (np.abs(times[:, None] - old[None, :]) >= window).any(axis=1)
+    return int(comparable.sum()) >= MIN_BASELINE - 1
+
+
+def calibrate(raw: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    """Empirical CDF of a sorted calibration sample at raw (mid-ranks, linear in between)."""
+    n = len(calibration)
+    ranks = (np.arange(n) + 0.5) / n
+    xs = np.concatenate([[0.0], calibration, [calibration[-1] * 1.5 + 1e-12]])
+    ys = np.concatenate([[0.0], ranks, [1.0]])
+    out = np.interp(raw, xs, ys)
+    return np.where(np.isnan(raw), np.nan, out)
+
+
+@dataclass
+class _Entry:
+    diagrams: list[Diagram] = field(default_factory=list)
+    deciles: list[np.ndarray] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    model: EntityBaseline | None = None
+    last_admit: float = -np.inf
+    last_refresh: float = -np.inf
+    # Normalisation in use before the first fit: the first window's own robust statistics,
+    # frozen so every warm-up diagram is computed alike.
+    center: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+
+class BaselineStore:
+    """All entities' reservoirs and fitted baselines of one analysis.
+
+    Parameters
+    ----------
+    signals: the analysis' signal names (checked on restore).
+    size: reservoir size (TopologyConfig.baseline_size).
+    refresh_every, admit_every: seconds between refits / admissions.
+    admit_quantile: highest score a window may have to be admitted once fitted.
+    """
+
+    def __init__(self, signals: tuple[str, ...], size: int, refresh_every: float,
+                 admit_every: float, admit_quantile: float = 0.9, window: float = 7200.0):
+        self.signals = signals
+        self.size = size
+        self.refresh_every = refresh_every
+        self.admit_every = admit_every
+        self.admit_quantile = admit_quantile
+        # Windows closer than this in time overlap: never compared for distances.
+        self.window = window
+        self.entries: dict[tuple[str, ...], _Entry] = {}
+
+    def models(self, keys: tuple[tuple[str, ...], ...]) -> list[EntityBaseline | None]:
+        return [e.model if (e := self.entries.get(k)) is not None else None for k in keys]
+
+    def provisional(self, keys: tuple[tuple[str, ...], ...], center: np.ndarray,
+                    scale: np.ndarray) -> None:
+        """Overwrite rows of center/scale [E, S] with each unfitted entity's frozen statistics."""
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is not None and entry.model is None and entry.center is not None:
+                center[i], scale[i] = entry.center, entry.scale
+
+    def update(self, keys: tuple[tuple[str, ...], ...], diagrams: list[Diagram | None],
+               deciles: np.ndarray, scores: np.ndarray, now: float,
+               center: np.ndarray, scale: np.ndarray) -> int:
+        """Admit healthy windows, refit due baselines; return how many were refitted."""
+        refits = 0
+        for i, key in enumerate(keys):
+            dgm = diagrams[i]
+            if dgm is None:
+                continue
+            entry = self.entries.get(key)
+            if entry is None:
+                entry = self.entries[key] = _Entry(center=center[i].copy(),
+                                                   scale=scale[i].copy())
+            healthy = entry.model is None or (
+                np.isfinite(scores[i]) and scores[i] <= self.admit_quantile
+            )
+            if healthy and now - entry.last_admit >= self.admit_every:
+                entry.diagrams.append(dgm)
+                entry.deciles.append(deciles[i])
+                entry.times.append(now)
+                del entry.diagrams[: -self.size], entry.deciles[: -self.size]
+                del entry.times[: -self.size]
+                entry.last_admit = now
+            due = entry.model is None and ready(np.asarray(entry.times), now, self.window)
+            due |= entry.model is not None and now - entry.last_refresh >= self.refresh_every
+            if due:
+                first = entry.model is None
+                entry.model = EntityBaseline().fit(
+                    entry.diagrams, entry.deciles, np.asarray(entry.times), now, self.window,
+                    *((entry.center, entry.scale) if first else (None, None)),
+                )
+                # Stagger later refits: a stable per-key phase spreads them over cycles.
+                phase = shard_of(key, 1000) / 1000.0 if first else 0.0
+                entry.last_refresh = now - phase * self.refresh_every
+                refits += 1
+        return refits
+
+    def forget(self, keep: set[tuple[str, ...]]) -> None:
+        """Drop entities not in `keep` (gone from the source)."""
+        for key in [k for k in self.entries if k not in keep]:
+            del self.entries[key]
+
+    # ---------------------------------------------------------------------------------------
+    # Persistence as flat numeric/unicode arrays (no pickle).
+
+    def state(self) -> dict[str, np.ndarray]:
+        keys = list(self.entries)
+        s = len(self.signals)
+        out: dict[str, np.ndarray] = {
+            "signals": np.array(self.signals, dtype=str),
+            "keys": np.array(["\xff".join(k) for k in keys], dtype=str)
+            if keys else np.array([], dtype=str),
+            "key_lengths": np.array([len(k) for k in keys], dtype=np.int64),
+            "last_admit": np.array([self.entries[k].last_admit for k in keys]),
+            "last_refresh": np.array([self.entries[k].last_refresh for k in keys]),
+            "norm_center": np.array([_or_nan(self.entries[k].center, s) for k in keys]
+                                    ).reshape(-1, s),
+            "norm_scale": np.array([_or_nan(self.entries[k].scale, s) for k in keys]
+                                   ).reshape(-1, s),
+        }
+        res = [d for k in keys for d in self.entries[k].diagrams]
+        out["reservoir_counts"] = np.array([len(self.entries[k].diagrams) for k in keys],
+                                           dtype=np.int64)
+        out.update(_pack("reservoir", res))
+        out["reservoir_times"] = np.array([t for k in keys for t in self.entries[k].times])
+        out["reservoir_deciles"] = (
+            np.stack([q for k in keys for q in self.entries[k].deciles])
+            if res else np.empty((0, s, len(DECILES)))
+        )
+        fitted = [self.entries[k].model for k in keys]
+        out["fitted"] = np.array([m is not None for m in fitted], dtype=bool)
+        models = [m for m in fitted if m is not None]
+        out["center"] = np.array([m.center_ for m in models]).reshape(-1, s)
+        out["scale"] = np.array([m.scale_ for m in models]).reshape(-1, s)
+        out["zdeciles"] = np.array([m.zdeciles_ for m in models]).reshape(-1, s, len(DECILES))
+        out["betti_scale"] = np.array([m.betti_scale_ for m in models])
+        out["proto_counts"] = np.array([len(m.prototypes_) for m in models], dtype=np.int64)
+        out.update(_pack("proto", [p for m in models for p in m.prototypes_]))
+        out["calib_counts"] = np.array([len(m.calibration_) for m in models], dtype=np.int64)
+        out["calib"] = (np.concatenate([m.calibration_ for m in models]) if models
+                        else np.empty(0))
+        return out
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        if tuple(arrays["signals"].tolist()) != self.signals:
+            raise BaselineError("saved baselines have other signals")
+        keys = [tuple(str(k).split("\xff")) if n else () for k, n in
+                zip(arrays["keys"].tolist(), arrays["key_lengths"].tolist(), strict=True)]
+        res = _unpack("reservoir", arrays)
+        protos = _unpack("proto", arrays)
+        dec = arrays["reservoir_deciles"]
+        entries: dict[tuple[str, ...], _Entry] = {}
+        r = p = c = m = 0
+        for i, key in enumerate(keys):
+            n = int(arrays["reservoir_counts"][i])
+            entry = _Entry(res[r : r + n], [dec[j] for j in range(r, r + n)],
+                           arrays["reservoir_times"][r : r + n].tolist(),
+                           None, float(arrays["last_admit"][i]),
+                           float(arrays["last_refresh"][i]),
+                           arrays["norm_center"][i].copy(), arrays["norm_scale"][i].copy())
+            r += n
+            if arrays["fitted"][i]:
+                model = EntityBaseline()
+                model.center_ = arrays["center"][m]
+                model.scale_ = arrays["scale"][m]
+                model.zdeciles_ = arrays["zdeciles"][m]
+                model.betti_scale_ = float(arrays["betti_scale"][m])
+                k = int(arrays["proto_counts"][m])
+                model.prototypes_ = protos[p : p + k]
+                p += k
+                k = int(arrays["calib_counts"][m])
+                model.calibration_ = arrays["calib"][c : c + k].copy()
+                c += k
+                m += 1
+                entry.model = model
+            entries[key] = entry
+        self.entries = entries
+
+
+def _pack(prefix: str, diagrams: list[Diagram]) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}_h0_lengths": np.array([len(d[0]) for d in diagrams], dtype=np.int64),
+        f"{prefix}_h0": np.concatenate([d[0] for d in diagrams]) if diagrams else np.empty(0),
+        f"{prefix}_h1_lengths": np.array([len(d[1]) for d in diagrams], dtype=np.int64),
+        f"{prefix}_h1": np.concatenate([d[1] for d in diagrams]).reshape(-1, 2)
+        if diagrams else np.empty((0, 2)),
+    }
+
+
+def _unpack(prefix: str, arrays: dict[str, np.ndarray]) -> list[Diagram]:
+    l0 = arrays[f"{prefix}_h0_lengths"]
+    l1 = arrays[f"{prefix}_h1_lengths"]
+    h0 = np.split(arrays[f"{prefix}_h0"], np.cumsum(l0)[:-1]) if len(l0) else []
+    h1 = np.split(arrays[f"{prefix}_h1"].reshape(-1, 2), np.cumsum(l1)[:-1]) if len(l1) else []
+    return [(a.copy(), b.copy()) for a, b in zip(h0, h1, strict=True)]
+
+
+def _or_nan(a: np.ndarray | None, n: int) -> np.ndarray:
+    return a if a is not None else np.full(n, np.nan)

@@ -1,0 +1,197 @@
+"""The topology stage: one cycle's Window -> TopologyResult, learning per-entity baselines.
+
+Chain per cycle (all entities batched): robust normalisation against each entity's baseline
+(its own window before one exists) -> optional delay embedding -> point clouds (+ anchor) ->
+Rips H0/H1 on the process pool, with distances to each entity's baseline prototypes in the same
+worker task -> features -> calibrated anomaly scores and signal contributions -> baseline
+admission/refits -> fleet topology. See the module docstrings of exporter.tda.* for each
+choice; `benchmarks/bench_topology.py` and `benchmarks/eval_topology.py` hold the figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from exporter.config import AnalysisConfig
+from exporter.results import TopologyResult
+from exporter.tda.baseline import DECILES, BaselineStore
+from exporter.tda.embedding import (
+    IQR_TO_SIGMA,
+    delay_embed,
+    floor_scale,
+    nan_percentile,
+    normalise,
+    pack_clouds,
+    robust_stats,
+)
+from exporter.tda.features import FEATURE_NAMES, WINDOW_PERCENTILES, window_features
+from exporter.tda.fleet import FleetTopology
+from exporter.tda.persistence import RipsPersistence
+from exporter.windows import Window, shard_of
+
+log = logging.getLogger(__name__)
+
+
+class TopologyError(RuntimeError):
+    """The topology stage failed for this cycle."""
+
+
+class TopologyStage:
+    """Topology features, anomaly scores and fleet topology of one analysis.
+
+    Parameters
+    ----------
+    analysis: the analysis (signals, `topology` settings).
+    workers: persistence processes (None: all CPUs this process may use; 1: inline).
+    """
+
+    def __init__(self, analysis: AnalysisConfig, workers: int | None = None):
+        self.analysis = analysis
+        self.config = analysis.topology
+        self.workers = workers
+        self._persistence = RipsPersistence(workers).fit()
+        self._store: BaselineStore | None = None
+        if analysis.signals:
+            self._store = self._new_store(tuple(s.name for s in analysis.signals))
+
+    def _new_store(self, signals: tuple[str, ...]) -> BaselineStore:
+        c = self.config
+        return BaselineStore(signals, c.baseline_size, float(c.baseline_every),
+                             float(c.baseline_admit_every), c.baseline_admit_quantile,
+                             float(self.analysis.window))
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return FEATURE_NAMES
+
+    def _clouds(self, values: np.ndarray, center: np.ndarray, scale: np.ndarray):  # type: ignore[no-untyped-def]
+        c = self.config
+        z = normalise(values, center, scale)
+        clouds = pack_clouds(delay_embed(z, c.embedding_dimension, c.embedding_delay),
+                             c.max_points, c.min_points, c.anchor)
+        return z, clouds
+
+    def run(self, window: Window, now: float) -> TopologyResult:
+        """Analyse one cycle's window; rows follow `window.entities`."""
+        started = time.perf_counter()
+        try:
+            return self._run(window, now, started)
+        except TopologyError:
+            raise
+        except Exception as err:
+            raise TopologyError(f"topology stage failed: {err!r}") from err
+
+    def _run(self, window: Window, now: float, started: float) -> TopologyResult:
+        values = np.asarray(window.values, dtype=np.float64)
+        e, s, _ = values.shape
+        if self._store is None:
+            self._store = self._new_store(tuple(window.signals))
+        store = self._store
+        if tuple(window.signals) != store.signals:
+            raise TopologyError(
+                f"window signals {window.signals} differ from the baselines' {store.signals}"
+            )
+        keys = window.entities
+        models = store.models(keys)
+        fitted = np.array([m is not None for m in models], dtype=bool)
+        pct = nan_percentile(values, list(WINDOW_PERCENTILES), axis=2)  # [P, E, S], once
+        quart = pct[[WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]]
+        deciles = np.moveaxis(pct[[WINDOW_PERCENTILES.index(q) for q in DECILES]], 0, -1)
+        center = quart[1].copy()
+        scale = floor_scale((quart[2] - quart[0]) / IQR_TO_SIGMA, center)
+        store.provisional(keys, center, scale)
+        base_z = np.full((e, s, 9), np.nan)
+        betti_scale = np.full(e, np.nan)
+        for i in np.flatnonzero(fitted):
+            m = models[i]
+            center[i], scale[i] = m.center_, m.scale_  # type: ignore[union-attr]
+            base_z[i] = m.zdeciles_  # type: ignore[union-attr]
+            betti_scale[i] = m.betti_scale_  # type: ignore[union-attr]
+        z, clouds = self._clouds(values, center, scale)
+        protos = [m.prototypes_ if m is not None else None for m in models]
+        pending = self._persistence.submit(clouds, protos, betti_scale)
+        # Per-window work overlaps with the workers' PH.
+        zquart = (quart - center[None]) / scale[None]  # percentiles commute with x -> (x-c)/s
+        wfeats = window_features(z, values, zquart)
+        diagrams, raw, dfeats = pending.result()
+        known = clouds.counts > 0
+
+        score = np.full(e, np.nan)
+        for i in np.flatnonzero(fitted & known):
+            score[i] = models[i].transform(raw[i : i + 1])[0]  # type: ignore[union-attr]
+
+        feats = np.concatenate([dfeats, wfeats], axis=1)
+        feats[~known] = np.nan
+        contribution = self._contribution(deciles, center, scale, base_z, fitted & known)
+        store.update(keys, diagrams, deciles, score, now, center, scale)
+        store.forget(set(keys))
+
+        order = np.array([shard_of(k, 2**31) for k in keys], dtype=np.int64)
+        fleet_betti, fleet_outlier = FleetTopology().fit(feats, order).transform()
+        log.debug("stage=tda entities=%d diagrams=%d fitted=%d duration_seconds=%.3f",
+                  e, int(known.sum()), int(fitted.sum()), time.perf_counter() - started)
+        return TopologyResult(
+            anomaly_score=score,
+            betti=feats[:, :2].copy(),
+            entropy=feats[:, 2:4].copy(),
+            features=feats,
+            feature_names=FEATURE_NAMES,
+            signal_contribution=contribution,
+            fleet_betti=fleet_betti,
+            fleet_outlier=fleet_outlier,
+        )
+
+    @staticmethod
+    def _contribution(deciles: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                      base_z: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """[E, S] shares of each signal's decile deviation from the baseline (rows sum 1)."""
+        e, s = center.shape
+        out = np.full((e, s), np.nan)
+        if not rows.any():
+            return out
+        zq = (deciles[rows] - center[rows, :, None]) / scale[rows, :, None]
+        dev = np.nan_to_num(np.abs(zq - base_z[rows]).mean(axis=2), nan=0.0)
+        total = dev.sum(axis=1, keepdims=True)
+        out[rows] = np.where(total > 0, dev / np.where(total > 0, total, 1.0), 1.0 / s)
+        return out
+
+    def features_only(self, values: np.ndarray) -> np.ndarray:
+        """Feature vectors [B, K] of a batch of windows values[B, S, T], each normalised by its
+        own robust statistics (no baselines; for LNN training). Rows without a cloud are NaN."""
+        try:
+            values = np.asarray(values, dtype=np.float64)
+            center, scale = robust_stats(values)
+            z, clouds = self._clouds(values, center, scale)
+            pending = self._persistence.submit(clouds)
+            wfeats = window_features(z, values)
+            _, _, dfeats = pending.result()
+            feats = np.concatenate([dfeats, wfeats], axis=1)
+            feats[clouds.counts == 0] = np.nan
+            return feats
+        except Exception as err:
+            raise TopologyError(f"topology features failed: {err!r}") from err
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Baselines as a flat dict of numeric/unicode arrays (for the StateStore)."""
+        if self._store is None:
+            return {}
+        return self._store.state()
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load baselines saved by `state()`; raise TopologyError when they do not fit."""
+        if not arrays:
+            return
+        try:
+            signals = tuple(arrays["signals"].tolist())
+            if self._store is None:
+                self._store = self._new_store(signals)
+            self._store.restore(arrays)
+        except (KeyError, ValueError, IndexError) as err:
+            raise TopologyError(f"cannot restore topology baselines: {err!r}") from err
+
+    def close(self) -> None:
+        """Stop the persistence worker pool."""
+        self._persistence.close()

@@ -1,0 +1,109 @@
+"""Persistence, features and diagram distances on inputs with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exporter.tda.embedding import Clouds
+from exporter.tda.features import DIAGRAM_FEATURES, FEATURE_NAMES, diagram_features
+from exporter.tda.persistence import (
+    PersistenceError,
+    RipsPersistence,
+    rips_diagram,
+    wasserstein_h0,
+    wasserstein_h1,
+)
+
+
+def noisy_circle(n: int = 100, noise: float = 0.05, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(0, 2 * np.pi, n)
+    return np.column_stack([np.cos(theta), np.sin(theta)]) + rng.normal(0, noise, (n, 2))
+
+
+def two_clusters(n: int = 60, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal(0, 0.3, (n, 3)), rng.normal(0, 0.3, (n, 3)) + [8, 0, 0]])
+
+
+def col(name: str) -> int:
+    return FEATURE_NAMES.index(name)
+
+
+def test_noisy_circle_has_one_dominant_loop_and_betti1_is_one():
+    h0, h1 = rips_diagram(noisy_circle())
+    life = np.sort(h1[:, 1] - h1[:, 0])[::-1]
+    assert life[0] > 0.8  # the circle's loop lives about from the spacing to ~sqrt(3)
+    assert life[0] > 5 * life[1]
+    feats = diagram_features([(h0, h1)], np.array([np.nan]))
+    assert feats[0, col("betti_1")] == 1
+    assert feats[0, col("betti_0")] == 1
+    assert feats[0, col("max_lifetime_1")] == pytest.approx(life[0])
+
+
+def test_two_separated_clusters_have_betti0_two():
+    h0, h1 = rips_diagram(two_clusters())
+    feats = diagram_features([(h0, h1)], np.array([np.nan]))
+    assert feats[0, col("betti_0")] == 2
+    # One gap bar, all others within-cluster.
+    assert np.sort(h0)[-1] > 5 and np.sort(h0)[-2] < 1.5
+
+
+def test_constant_cloud_gives_no_bars_and_finite_features():
+    h0, h1 = rips_diagram(np.ones((40, 4)))
+    assert len(h0) == 0 and len(h1) == 0
+    feats = diagram_features([(h0, h1), None], np.array([np.nan, np.nan]))
+    assert np.isfinite(feats[0]).all()
+    assert feats[0, col("betti_0")] == 1 and feats[0, col("betti_1")] == 0
+    assert feats[0, col("entropy_0")] == 0
+    assert np.isnan(feats[1]).all()
+    assert feats.shape == (2, len(DIAGRAM_FEATURES))
+
+
+def test_wasserstein_h1_matches_persim():
+    from persim import wasserstein
+
+    rng = np.random.default_rng(3)
+    dgms = [rips_diagram(rng.normal(size=(60, 4)))[1] for _ in range(12)]
+    dgms += [np.empty((0, 2)), np.array([[0.1, 0.5]])]
+    for a in dgms:
+        for b in dgms[::3]:
+            assert wasserstein_h1(a, b) == pytest.approx(wasserstein(a, b), abs=1e-8)
+
+
+def test_wasserstein_h0_is_sorted_transport():
+    a = np.array([0.3, 0.1, 0.2])
+    b = np.array([0.25, 0.15])
+    # sorted: [0.1, 0.2, 0.3] vs [0, 0.15, 0.25] -> 0.1 + 0.05 + 0.05
+    assert wasserstein_h0(a, b) == pytest.approx(0.2)
+    assert wasserstein_h0(b, a) == pytest.approx(0.2)
+    assert wasserstein_h0(a, a) == 0
+
+
+def test_transform_before_fit_raises():
+    clouds = Clouds(np.zeros((1, 10, 2)), np.array([10]))
+    with pytest.raises(PersistenceError):
+        RipsPersistence().transform(clouds)
+
+
+def test_pool_gives_the_same_diagrams_as_inline():
+    rng = np.random.default_rng(5)
+    pts = rng.normal(size=(40, 30, 3))
+    counts = np.full(40, 30)
+    counts[3] = 0
+    clouds = Clouds(pts, counts)
+    inline, _, _ = RipsPersistence(workers=1).fit().transform(clouds)
+    pooled_est = RipsPersistence(workers=2).fit()
+    try:
+        pooled, _, _ = pooled_est.transform(clouds)
+        again, _, _ = pooled_est.transform(clouds)  # the pool is reused
+    finally:
+        pooled_est.close()
+    assert inline[3] is None and pooled[3] is None
+    for a, b, c in zip(inline, pooled, again, strict=True):
+        if a is None:
+            continue
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(b[1], c[1])

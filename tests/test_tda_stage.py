@@ -1,0 +1,133 @@
+"""TopologyStage end to end on synthetic windows: NaN policy, state, anomaly, calibration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exporter.config import AnalysisConfig, Duration, SignalConfig, TopologyConfig
+from exporter.tda import FEATURE_NAMES, TopologyError, TopologyStage
+from exporter.windows import Window
+
+S = 4
+STEP = 60.0
+T = 30  # 30-minute windows keep the PH cheap
+SHIFT = 5  # one cycle = 5 steps
+SIGNALS = tuple(f"s{i}" for i in range(S))
+
+
+def analysis() -> AnalysisConfig:
+    return AnalysisConfig(
+        name="t",
+        window=Duration(T * STEP),
+        step=Duration(STEP),
+        signals=tuple(SignalConfig(name=n, query="q") for n in SIGNALS),
+        topology=TopologyConfig(baseline_admit_every=Duration(SHIFT * STEP),
+                                baseline_every=Duration(1800)),
+    )
+
+
+def fleet_series(e: int, cycles: int, seed: int = 0) -> np.ndarray:
+    """AR(1) noise around per-entity levels, [E, S, T + cycles*SHIFT]."""
+    rng = np.random.default_rng(seed)
+    n = T + cycles * SHIFT
+    eps = rng.normal(size=(e, S, n))
+    x = np.zeros_like(eps)
+    for t in range(1, n):
+        x[:, :, t] = 0.6 * x[:, :, t - 1] + eps[:, :, t]
+    return x + rng.uniform(10, 50, (e, S, 1))
+
+
+def window_at(series: np.ndarray, c: int, entities=None) -> Window:
+    e = len(series)
+    ents = entities or tuple((f"h{i}",) for i in range(e))
+    now = c * SHIFT * STEP
+    v = series[:, :, c * SHIFT : c * SHIFT + T]
+    return Window("t", ("instance",), ents, SIGNALS, now - STEP * np.arange(T - 1, -1, -1), v)
+
+
+def drive(stage: TopologyStage, series: np.ndarray, cycles: range):
+    out = []
+    for c in cycles:
+        out.append(stage.run(window_at(series, c), c * SHIFT * STEP))
+    return out
+
+
+def test_constant_and_missing_entities_are_safe():
+    series = fleet_series(8, 1)
+    series[1] = 7.0  # constant
+    series[2] = np.nan  # all missing
+    stage = TopologyStage(analysis(), workers=1)
+    r = stage.run(window_at(series, 0), 0.0)
+    stage.close()
+    assert r.features.shape == (8, len(FEATURE_NAMES))
+    assert r.betti[1].tolist() == [1.0, 0.0]  # no spurious bars
+    assert np.isfinite(r.features[1]).all() and np.isfinite(r.entropy[1]).all()
+    assert np.isnan(r.features[2]).all() and np.isnan(r.anomaly_score[2])
+    assert np.isnan(r.signal_contribution[2]).all()
+    others = np.delete(np.arange(8), 2)
+    assert np.isfinite(r.betti[others]).all() and np.isfinite(r.fleet_betti).all()
+    assert np.isfinite(r.fleet_outlier[others]).all() and np.isnan(r.fleet_outlier[2])
+
+
+def test_shifted_regime_scores_above_healthy_continuation_and_state_round_trip():
+    cycles = 40
+    series = fleet_series(12, cycles + 6, seed=1)
+    # Entities 0-5 change regime in the last cycles: variance x3 and a level step on s0.
+    start = (cycles + 1) * SHIFT + T - 10
+    series[:6, 0, start:] += 6.0
+    series[:6, 1, start:] = series[:6, 1, start:] * 3 - 2 * series[:6, 1, start - 1 : start]
+    stage = TopologyStage(analysis(), workers=1)
+    drive(stage, series, range(cycles))
+    saved = stage.state()
+    assert all(isinstance(v, np.ndarray) and v.dtype != object for v in saved.values())
+    twin = TopologyStage(analysis(), workers=1)
+    twin.restore({k: v.copy() for k, v in saved.items()})
+    a = drive(stage, series, range(cycles, cycles + 5))
+    b = drive(twin, series, range(cycles, cycles + 5))
+    stage.close()
+    for ra, rb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(ra.anomaly_score, rb.anomaly_score)
+        np.testing.assert_array_equal(ra.features, rb.features)
+    last = a[-1].anomaly_score
+    assert np.isfinite(last).all()
+    assert np.median(last[:6]) > np.median(last[6:])
+    contrib = a[-1].signal_contribution
+    np.testing.assert_allclose(contrib.sum(axis=1), 1.0)
+    # The shifted signals drive the shifted entities' anomaly.
+    assert (contrib[:6, :2].sum(axis=1) > 0.5).all()
+
+
+def test_healthy_scores_spread_over_unit_interval():
+    series = fleet_series(16, 60, seed=2)
+    stage = TopologyStage(analysis(), workers=1)
+    results = drive(stage, series, range(60))
+    stage.close()
+    scores = np.concatenate([r.anomaly_score for r in results[25:]])
+    assert np.isfinite(scores).all()
+    q10, q50, q90 = np.quantile(scores, [0.1, 0.5, 0.9])
+    assert q10 < 0.3 and 0.2 < q50 < 0.8 and q90 > 0.7
+
+
+def test_entity_churn_and_mismatched_signals():
+    series = fleet_series(4, 2)
+    stage = TopologyStage(analysis(), workers=1)
+    stage.run(window_at(series, 0), 0.0)
+    ents = (("h9",), ("h1",), ("h2",), ("h3",))
+    r = stage.run(window_at(series, 1, ents), SHIFT * STEP)
+    assert r.features.shape[0] == 4
+    assert ("h0",) not in stage._store.entries and ("h9",) in stage._store.entries
+    bad = window_at(series, 1)
+    bad = Window("t", bad.label_names, bad.entities, ("a", "b", "c", "d"), bad.timestamps,
+                 bad.values)
+    with pytest.raises(TopologyError):
+        stage.run(bad, 2 * SHIFT * STEP)
+    stage.close()
+
+
+def test_features_only_batch():
+    series = fleet_series(5, 1)
+    stage = TopologyStage(analysis(), workers=1)
+    feats = stage.features_only(series[:, :, :T])
+    stage.close()
+    assert feats.shape == (5, len(FEATURE_NAMES)) and np.isfinite(feats).all()
