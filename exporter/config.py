@@ -141,6 +141,11 @@ class TopologyConfig:
     # anomaly score is <= baseline_admit_quantile.
     baseline_admit_every: Duration = Duration(600)
     baseline_admit_quantile: float = 0.9
+    # Cold start (no saved baselines): replay this much source history through the topology
+    # stage on the first cycle so anomaly scores exist at once instead of ~2h40m later.
+    # Skipped above bootstrap_max_entities (it costs one topology pass per admitted window).
+    bootstrap: Duration = Duration(10800)
+    bootstrap_max_entities: int = 2000
 
 
 @dataclass(frozen=True)

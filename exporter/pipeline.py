@@ -75,6 +75,8 @@ class _AnalysisRuntime:
     cfg: AnalysisConfig
     buffer: WindowBuffer
     topology: Any = None  # exporter.tda.stage.TopologyStage, created on first use
+    # History fetched on a cold start, replayed through topology before the first cycle.
+    bootstrap: Window | None = None
     last_good: AnalysisResult | None = None
     last_good_at: float = float("-inf")
 
@@ -218,13 +220,22 @@ class Pipeline:
 
     async def _ingest(self, rt: _AnalysisRuntime, now: float) -> Fetch:
         start = rt.buffer.fetch_start(now, float(self.cfg.source.overlap))
-        fetch = await self.source.fetch(rt.cfg, start, now)
+        cold = rt.buffer.empty and rt.topology is None
+        bootstrap = float(rt.cfg.topology.bootstrap) if cold else 0.0
+        fetch = await self.source.fetch(rt.cfg, start - bootstrap, now)
         block = fetch.block
         if self.shard is not None and block.entities:
             index, count = self.shard
             mine = np.array([shard_of(e, count) == index for e in block.entities], dtype=bool)
             block = block.select(mine)
-        rt.buffer.update(block)
+        if bootstrap and block.entities:
+            if len(block.entities) <= rt.cfg.topology.bootstrap_max_entities:
+                rt.bootstrap = block
+            else:
+                log.info("topology bootstrap skipped analysis=%s entities=%d max=%d",
+                         rt.cfg.name, len(block.entities),
+                         rt.cfg.topology.bootstrap_max_entities)
+        rt.buffer.update(block)  # keeps only the newest window of a longer block
         name = rt.cfg.name
         for signal in fetch.errors:
             key = (name, signal)
@@ -250,6 +261,9 @@ class Pipeline:
                     from exporter.tda.stage import TopologyStage
 
                     rt.topology = TopologyStage(rt.cfg, workers=self.topology_workers)
+                if rt.bootstrap is not None:
+                    history, rt.bootstrap = rt.bootstrap, None
+                    self._replay_topology(rt, history, now)
                 topology = rt.topology.run(window, now)
             except Exception as err:
                 self._fail("topology", failed, name, err)
@@ -298,6 +312,26 @@ class Pipeline:
             source_series=dict(fetch.series),
             source_errors=dict(fetch.errors),
         )
+
+    def _replay_topology(self, rt: _AnalysisRuntime, history: Window, now: float) -> None:
+        """Feed past windows (one per baseline admission) to topology to learn baselines."""
+        step, steps = float(rt.cfg.step), rt.cfg.steps
+        every = max(float(rt.cfg.topology.baseline_admit_every), step)
+        ts = history.timestamps
+        if len(ts) < steps:
+            return
+        # Only complete windows: the first ends `steps` samples into the history.
+        ends = np.arange(ts[steps - 1], now - step / 2, every)
+        started = self.clock()
+        for end in ends:
+            j = int(np.searchsorted(ts, end + step / 2))
+            if j < steps:
+                continue
+            past = Window(history.analysis, history.label_names, history.entities,
+                          history.signals, ts[j - steps:j], history.values[:, :, j - steps:j])
+            rt.topology.run(past, float(ts[j - 1]))
+        log.info("topology bootstrap analysis=%s windows=%d entities=%d duration_seconds=%.2f",
+                 rt.cfg.name, len(ends), len(history.entities), self.clock() - started)
 
     def _fail(self, stage: str, failed: set[str], analysis: str, err: BaseException,
               expected: bool = False) -> None:
