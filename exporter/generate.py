@@ -18,7 +18,11 @@ from exporter.config import Config, ConfigError, load_config, parse_config
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = {"rules": REPO_ROOT / "rules", "dashboards": REPO_ROOT / "grafana"}
+DEFAULT_OUTPUT = {
+    "rules": REPO_ROOT / "rules",
+    "dashboards": REPO_ROOT / "grafana",
+    "kubernetes": REPO_ROOT / "deploy" / "kubernetes",
+}
 
 
 def default_config() -> Config:
@@ -27,7 +31,7 @@ def default_config() -> Config:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["rules", "dashboards"], help="what to generate")
+    parser.add_argument("what", choices=["rules", "dashboards", "kubernetes"], help="what to generate")
     parser.add_argument(
         "--output-dir",
         dest="output_dir",
@@ -68,6 +72,10 @@ def outputs(
         from exporter.rulegen import RULES_FILE, render_rules
 
         return {RULES_FILE: render_rules(cfg)}
+    if what == "kubernetes":
+        from exporter.rulegen import render_prometheus_rule
+
+        return {"prometheusrule.yaml": render_prometheus_rule(cfg)}
     from exporter.dashboards import render_all
 
     return render_all(cfg, source_dir or DEFAULT_OUTPUT["dashboards"], entity_label=entity_label)

@@ -314,6 +314,21 @@ def generate_rules(cfg: Config) -> dict[str, Any]:
 
 def render_rules(cfg: Config) -> str:
     """The rule file's text: header, then sorted-key YAML with block-style descriptions."""
+    return HEADER + _dump(generate_rules(cfg))
+
+
+def render_prometheus_rule(cfg: Config) -> str:
+    """The same rules as a Prometheus Operator PrometheusRule (deploy/kubernetes)."""
+    doc = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "aura", "labels": {"app.kubernetes.io/name": "aura"}},
+        "spec": generate_rules(cfg),
+    }
+    return HEADER + _dump(doc)
+
+
+def _dump(obj: Any) -> str:
     import yaml
 
     class _Dumper(yaml.SafeDumper):
@@ -324,12 +339,11 @@ def render_rules(cfg: Config) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
     _Dumper.add_representer(str, _str)
-    body = yaml.dump(
+    return yaml.dump(
         # No folding: a folded template line is harder to read and to diff.
-        generate_rules(cfg),
+        obj,
         Dumper=_Dumper,
         sort_keys=True,
         width=1 << 16,
         allow_unicode=True,
     )
-    return HEADER + body

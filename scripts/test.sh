@@ -8,5 +8,6 @@ echo "== lint"
 echo "== generated files up to date"
 .venv/bin/aura generate rules --check
 .venv/bin/aura generate dashboards --check
+.venv/bin/aura generate kubernetes --check
 echo "== tests"
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -53,3 +53,10 @@ def test_statefulset_and_servicemonitor_fit_aura():
     from exporter.config import parse_config
 
     parse_config(yaml.safe_load(cm["data"]["aura.yml"]))  # the shipped config is valid
+
+
+def test_prometheusrule_carries_the_generated_rules():
+    (pr,) = _docs("prometheusrule.yaml")
+    rules = yaml.safe_load((ROOT / "rules" / "aura-rules.yml").read_text())
+    assert pr["kind"] == "PrometheusRule"
+    assert pr["spec"] == rules
