@@ -60,30 +60,22 @@ def to_matrix(fleet: Any, votes: list[Any]) -> tuple[dict[str, np.ndarray], dict
     return risk, conf, level
 
 
-def quorum_level(risk: dict[str, np.ndarray], conf: dict[str, np.ndarray], thr: float,
-                 engaged: float, gate: bool, weights: dict[str, float]) -> np.ndarray:
-    """Warning condition [E, N] under a quorum rule (engaged: min confidence to count)."""
+def consensus_level(risk: dict[str, np.ndarray], conf: dict[str, np.ndarray],
+                    min_confidence: float, weights: dict[str, float]) -> np.ndarray:
+    """Warning condition [E, N] from the real `exporter.consensus.combine` under a setting."""
+    from exporter.config import ConsensusConfig
+    from exporter.consensus import combine
+    from exporter.results import Votes
+
     agents = sorted(risk)
-    r = np.stack([risk[a] for a in agents])
-    c = np.stack([conf[a] for a in agents])
-    w = np.array([weights.get(a, 1.0) for a in agents])[:, None, None] * np.nan_to_num(c, nan=0.5)
-    voted = ~np.isnan(r) & (np.nan_to_num(c) >= engaged)
-    n = voted.sum(0)
-    f = np.maximum((n - 1) // 3, 0)
-    above = (voted & (np.nan_to_num(r) >= thr)).sum(0)
-    ok = (n >= 1) & (above >= 2 * f + 1)
-    if gate:
-        rr = np.where(voted, np.nan_to_num(r), np.nan)
-        srt = np.sort(np.where(voted, rr, np.inf), axis=0)
-        mean = np.zeros(n.shape)
-        for i in np.ndindex(n.shape):
-            k, ff = n[i], f[i]
-            if k == 0:
-                continue
-            vals = srt[ff:k - ff, i[0], i[1]]
-            mean[i] = vals.mean() if len(vals) else 0
-        ok &= mean >= thr
-    return ok
+    e, n = risk[agents[0]].shape
+    cfg = ConsensusConfig(min_voters=1, min_confidence=min_confidence)
+    out = np.zeros((e, n), dtype=bool)
+    for k in range(n):
+        votes = [Votes(a, risk[a][:, k], conf[a][:, k], ("none",) * e, np.full(e, np.nan),
+                       np.full((e, 1), np.nan), ("",) * e) for a in agents]
+        out[:, k] = combine(votes, cfg, ("x",), weights).level >= 1
+    return out
 
 
 def score(fleet: Any, times: np.ndarray, cond: np.ndarray, for_: float, horizon: float) -> dict:
@@ -121,16 +113,12 @@ def main() -> None:
         risk, conf, level = to_matrix(fleet, votes)
         w = {a: 1.0 for a in risk}
         cands = {
-            "current (level>=1)": level >= 1,
-            "quorum, all voters, gate": quorum_level(risk, conf, 0.5, 0.0, True, w),
-            "quorum, engaged>=0.5, gate": quorum_level(risk, conf, 0.5, 0.5, True, w),
-            "quorum, engaged>=0.5, no gate": quorum_level(risk, conf, 0.5, 0.5, False, w),
-            "quorum, engaged>0.5, gate": quorum_level(risk, conf, 0.5, 0.51, True, w),
-            "quorum, engaged>0.5, no gate": quorum_level(risk, conf, 0.5, 0.51, False, w),
-            "quorum, engaged>0.5, gate, capacity x2": quorum_level(
-                risk, conf, 0.5, 0.51, True, {**w, "capacity": 2.0}),
-            "quorum, engaged>0.5, gate, capacity x3": quorum_level(
-                risk, conf, 0.5, 0.51, True, {**w, "capacity": 3.0}),
+            "as collected (all votes, equal w.)": level >= 1,
+            "all votes, equal weights": consensus_level(risk, conf, 0.0, w),
+            "ballots conf>=0.6, equal weights": consensus_level(risk, conf, 0.6, w),
+            "ballots conf>=0.6, capacity x3": consensus_level(risk, conf, 0.6,
+                                                              {**w, "capacity": 3.0}),
+            "all votes, capacity x3": consensus_level(risk, conf, 0.0, {**w, "capacity": 3.0}),
             "forecast or capacity": (np.nan_to_num(risk["forecast"]) >= 0.5)
             | (np.nan_to_num(risk["capacity"]) >= 0.5),
             "capacity alone": np.nan_to_num(risk["capacity"]) >= 0.5,

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --dev --stack
 echo "== lint"
 .venv/bin/ruff check exporter tests benchmarks grafana
+.venv/bin/mypy exporter
 echo "== generated files up to date"
 .venv/bin/aura generate rules --check
 .venv/bin/aura generate dashboards --check
