@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 
 from exporter import __version__
@@ -129,7 +130,7 @@ def make_app(
         items = "".join(f'<li><a href="{href}">{name}</a></li>' for href, name in links)
         html = (f"<html><head><title>AURA exporter</title></head><body><h1>AURA exporter</h1>"
                 f"<p>Predictive monitoring for Prometheus, version {__version__}.</p>"
-                f"<ul>{items}</ul></body></html>")
+                f"<ul>{items}</ul>{riskiest_table(snapshot().results)}</body></html>")
         return web.Response(text=html, content_type="text/html")
 
     app = web.Application(middlewares=[guard], client_max_size=2 * 1024 * 1024)
@@ -140,6 +141,43 @@ def make_app(
     if incidents_handler is not None:
         app.router.add_route("*", "/api/v1/alerts", incidents_handler)
     return app
+
+
+def riskiest_table(results: Any, limit: int = 15) -> str:
+    """HTML table of the riskiest entities: level, risk, time to failure, action, votes, why.
+
+    Bounded to `limit` rows per analysis, so the landing page stays cheap; /metrics never
+    renders anything per request.
+    """
+    from html import escape
+
+    from exporter.config import format_duration
+
+    parts = []
+    for r in results:
+        c = r.consensus
+        if c is None or not len(r.entities):
+            continue
+        order = np.argsort(-np.nan_to_num(c.risk, nan=-1.0), kind="stable")[:limit]
+        head = "".join(f"<th>{escape(n)}</th>" for n in r.label_names)
+        agents = "".join(f"<th>{escape(v.agent)}</th>" for v in r.votes)
+        rows = []
+        for i in order:
+            ttf = c.time_to_failure[i]
+            cells = "".join(f"<td>{escape(v)}</td>" for v in r.entities[i])
+            votes = "".join(
+                f"<td>{'' if np.isnan(v.risk[i]) else f'{v.risk[i]:.2f}'}</td>" for v in r.votes)
+            level = {-1: "undecided", 0: "ok", 1: "warning", 2: "critical"}[int(c.level[i])]
+            risk = "" if np.isnan(c.risk[i]) else f"{c.risk[i]:.2f}"
+            rows.append(
+                f"<tr>{cells}<td>{level}</td><td>{risk}</td>"
+                f"<td>{'' if np.isnan(ttf) else format_duration(float(ttf))}</td>"
+                f"<td>{escape(c.action[i])}</td>{votes}<td>{escape(c.explanation[i])}</td></tr>")
+        parts.append(
+            f"<h2>Riskiest entities: {escape(r.analysis)}</h2><table border=1 cellpadding=3>"
+            f"<tr>{head}<th>level</th><th>risk</th><th>time to failure</th><th>action</th>"
+            f"{agents}<th>explanation</th></tr>{''.join(rows)}</table>")
+    return "".join(parts)
 
 
 async def _check_basic_auth(request: web.Request, cfg: WebConfig) -> bool:
