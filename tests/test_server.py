@@ -1,4 +1,5 @@
 import asyncio
+import base64
 import gzip
 import ssl
 import subprocess
@@ -18,6 +19,7 @@ from exporter.webconfig import load_web_config
 class _Snap:
     body: bytes = b"aura_up 1.0\n"
     ready: bool = True
+    results: tuple = ()
 
     @property
     def body_gzip(self) -> bytes:
@@ -49,6 +51,11 @@ def _web_config(tmp_path, *, tls=False, users=True):
     return load_web_config(path)
 
 
+def _basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def test_listen_address():
     assert parse_listen_address(":10977") == (None, 10977)
     assert parse_listen_address("127.0.0.1:9") == ("127.0.0.1", 9)
@@ -66,9 +73,9 @@ def test_basic_auth_required(tmp_path):
             async with aiohttp.ClientSession() as s:
                 async with s.get(url) as r:
                     assert r.status == 401
-                async with s.get(url, auth=aiohttp.BasicAuth("prom", "wrong")) as r:
+                async with s.get(url, headers=_basic("prom", "wrong")) as r:
                     assert r.status == 401
-                async with s.get(url, auth=aiohttp.BasicAuth("prom", "s3cret")) as r:
+                async with s.get(url, headers=_basic("prom", "s3cret")) as r:
                     assert r.status == 200
                     assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
                     assert await r.read() == b"aura_up 1.0\n"
