@@ -8,19 +8,26 @@ over the very clouds the stage builds, the speed-up, and the largest difference 
 two sets of diagrams (the stage hands ripser a pdist distance matrix; the loop lets ripser
 compute distances from points, so float rounding may differ in the last bits).
 
-Measured 2026-11-25, 2 cores shared with other helpers' jobs (8 signals x 120 steps):
+Clouds are pooled to `TopologyConfig.max_points` (default 60: means of consecutive step pairs of
+a 120-step window, plus the anchor = 61 points); the loop runs over exactly those clouds.
 
-    entities  load   stage e/s  ripser loop e/s  speed-up  max diagram difference
-        1000   5.1       152.9            100.6      1.52  0
-        1000   2.1       211.7            159.3      1.33  0
-       10000   4-5       146.2            102.9      1.42  0
+Measured 2026-11-25, 2 cores shared with other helpers' jobs (8 signals x 120 steps),
+`.venv/bin/python benchmarks/bench_topology.py --entities 1000,10000 --rounds 1` (after) and
+the same script on the code before the change (max_points 120, subsampled):
 
-Why not >= 1.7x here: with L other runnable processes on 2 cores, one process gets
-2/(L+1) of the machine and two workers 4/(L+2), so the best ratio is 2(L+1)/(L+2) = 1.5 at
-L = 2 and 1.71 at L = 5 (plus ~10 % from the precomputed pdist matrix). The parent's own work
-is ~0.4 s per 1 000 entities (profiled) and overlaps the workers. Workers call os.setsid():
-with kernel autogroup (on here) all processes of one session share one CPU share, and before
-that change two workers ran at 0.93-1.25x of one.
+    entities  cloud  load   stage e/s  ripser loop e/s  speed-up  max diagram difference
+        1000    121   1.8       215.8            145.6      1.48  0     (before, --rounds 2)
+       10000    121   1.7       210.0            143.3      1.47  0     (before)
+        1000     61   2.1      1283.7            682.9      1.88  0     (after)
+       10000     61   1.8      1241.8            700.4      1.77  0     (after)
+
+i.e. ~6x the stage throughput. Earlier under load 4-5: 146 e/s at 10 000 with 121 points.
+Why the speed-up over the loop stays < 2: with L other runnable processes on 2 cores, one
+process gets 2/(L+1) of the machine and two workers 4/(L+2) (best ratio 2(L+1)/(L+2)), plus
+~10 % from the precomputed pdist matrix, minus the parent's own per-window work (overlapped
+with the workers). Workers call os.setsid(): with kernel autogroup (on here) all processes
+of one session share one CPU share, and before that change two workers ran at 0.93-1.25x
+of one.
 """
 
 from __future__ import annotations

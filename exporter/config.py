@@ -129,7 +129,9 @@ class SignalConfig:
 class TopologyConfig:
     embedding_dimension: int = 1
     embedding_delay: int = 1
-    max_points: int = 120
+    # Points per Rips cloud; longer windows are pooled (means of consecutive steps). PH costs
+    # ~N^2: 60 is ~4-5x cheaper than 120 (exporter/tda/embedding.py).
+    max_points: int = 60
     baseline_size: int = 32
     baseline_every: Duration = Duration(1800)
     # exporter.tda: fewer finite points than this -> no diagram (NaN, "unknown").

@@ -41,3 +41,44 @@ def test_subsample_and_delay_embedding_shapes():
     assert emb.shape == (2, 196, 12)
     np.testing.assert_array_equal(emb[0, 0, :4], v[0, :, 0])
     np.testing.assert_array_equal(emb[0, 0, 8:], v[0, :, 4])
+
+
+def test_pooling_keeps_level_and_trend():
+    # 120 steps -> 60 means of consecutive pairs: the window mean and a linear trend survive.
+    t = np.arange(120, dtype=np.float64)
+    v = np.stack([2.0 * t + 5.0, np.where(t % 2 == 0, 1.0, -1.0)])[None]  # trend, alternation
+    clouds = WindowEmbedder(max_points=60, anchor=False).transform(
+        v, np.zeros((1, 2)), np.ones((1, 2)))
+    assert clouds.counts.tolist() == [60]
+    pts = clouds.cloud(0)
+    np.testing.assert_allclose(pts[:, 0], 2.0 * (2 * np.arange(60) + 0.5) + 5.0)
+    assert pts[:, 0].mean() == pytest.approx(v[0, 0].mean())
+    np.testing.assert_allclose(pts[:, 1], 0.0)  # pairs average the alternation out
+    # Missing steps: the finite points are pooled in order, min_points counts observed steps.
+    w = v.copy()
+    w[0, 1, :30] = np.nan
+    clouds = WindowEmbedder(max_points=60, anchor=False).transform(
+        w, np.zeros((1, 2)), np.ones((1, 2)))
+    assert clouds.counts.tolist() == [60] and np.isfinite(clouds.cloud(0)).all()
+    # 90 finite steps -> 60 groups of 1-2 steps, the first = steps 30 and 31.
+    assert clouds.cloud(0)[0, 0] == pytest.approx(2.0 * 30.5 + 5.0)
+
+
+def test_nan_percentile_matches_numpy():
+    import warnings
+
+    from exporter.tda.embedding import nan_percentile
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(30, 5, 50))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[2] = np.nan  # an all-missing entity
+    x[3, 1, 1:] = np.nan  # one sample left
+    q = [10.0, 25.0, 50.0, 75.0, 90.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for axis in (0, 2):
+            ref = np.nanpercentile(x, q, axis=axis)
+            got = nan_percentile(x, q, axis=axis)
+            assert got.shape == ref.shape
+            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12, equal_nan=True)
