@@ -50,3 +50,44 @@ def test_three_shards_partition_the_fleet(tmp_path: Path) -> None:
     assert union == set(fleet.entities), union ^ set(fleet.entities)
     assert sum(len(s) for s in seen) == len(union)  # pairwise disjoint
     assert all(seen), "a shard got no entity: the hash does not spread"
+
+
+def test_prometheus_stopped_mid_run_then_back(tmp_path: Path) -> None:
+    """aura_up 0 and last results served while Prometheus is down; aura_up 1 once it is back."""
+    ensure_binaries()
+    now = time.time()
+    start = math.floor((now - 2 * 3600) / 60) * 60
+    fleet = simulate_fleet(6, 6, start, 2 * 3600, 60, families=[])
+    buf = io.StringIO()
+    write_openmetrics(fleet, buf, until=now - 120)
+    backfill(buf.getvalue(), tmp_path / "data")
+    signals = [{"name": s.name, "query": s.query} for s in fleet_signals()
+               if s.name in ("memory", "disk")]
+
+    async def scenario() -> None:
+        prom = PrometheusProcess(tmp_path / "data").__enter__()
+        port = prom.port
+        cfg = parse_config({"source": {"url": prom.url, "timeout": "5s", "retries": 0},
+                            "interval": "1m", "stale_after": "10m",
+                            "analyses": [{"name": "nodes", "window": "1h", "step": "1m",
+                                          "signals": signals,
+                                          "topology": {"bootstrap": "0s"}}]})
+        source = PrometheusSource(cfg.source)
+        pipe = Pipeline(cfg, source, topology_workers=1)
+        try:
+            body = (await pipe.run_cycle(now - 180)).body.decode()
+            assert "aura_up 1.0" in body and 'aura_analysis_entities{analysis="nodes"} 6' in body
+            prom.stop()
+            body = (await pipe.run_cycle(now - 120)).body.decode()
+            assert "aura_up 0.0" in body
+            assert 'aura_analysis_entities{analysis="nodes"} 6' in body  # last good kept
+            assert 'aura_cycle_failures_total{stage="ingest"} 1.0' in body
+            prom = PrometheusProcess(tmp_path / "data", port=port).__enter__()
+            body = (await pipe.run_cycle(now - 60)).body.decode()
+            assert "aura_up 1.0" in body  # back without restarting the exporter
+        finally:
+            await source.close()
+            pipe.close()
+            prom.stop()
+
+    asyncio.run(scenario())
