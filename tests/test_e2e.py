@@ -235,10 +235,14 @@ def _check_stack(prom: PrometheusProcess, received: list[dict[str, Any]], log_pa
                                   entity_label="instance")
     variables = {"datasource": "prometheus", "analysis": "nodes", "entity": LEAKER,
                  "__rate_interval": "1m", "__interval": "1m", "__range": "1h"}
-    empty = []
-    for name, text in files.items():
-        for expr in dashboards.expressions(json.loads(text)):
-            q = dashboards.as_promql(expr, variables)
-            if not prom.query(q):
-                empty.append(f"{name}: {q}")
-    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+    queries = [(name, dashboards.as_promql(expr, variables))
+               for name, text in files.items() for expr in dashboards.expressions(json.loads(text))]
+    # rate()/increase() need two scrapes of AURA: the alert can arrive before the second one.
+    deadline = time.time() + 60
+    empty = queries
+    while empty and time.time() < deadline:
+        empty = [(name, q) for name, q in empty if not prom.query(q)]
+        if empty:
+            time.sleep(2)
+    assert not empty, "dashboard queries without data:\n" + "\n".join(
+        f"{name}: {q}" for name, q in empty)
