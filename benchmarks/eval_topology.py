@@ -62,9 +62,11 @@ def main() -> None:
     p.add_argument("--no-anchor", action="store_true")
     p.add_argument("--admit-quantile", type=float, default=0.9)
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--admit-every", type=float, default=600.0,
+                   help="baseline_admit_every in seconds")
     args = p.parse_args()
 
-    from exporter.config import AnalysisConfig, SignalConfig, TopologyConfig
+    from exporter.config import AnalysisConfig, Duration, SignalConfig, TopologyConfig
     from exporter.source.simulator import simulate_fleet
     from exporter.tda import FEATURE_NAMES, TopologyStage
     from exporter.windows import Window
@@ -73,7 +75,8 @@ def main() -> None:
                            duration=args.hours * 3600)
     topo = TopologyConfig(embedding_dimension=args.dimension, embedding_delay=args.delay,
                           anchor=not args.no_anchor,
-                          baseline_admit_quantile=args.admit_quantile)
+                          baseline_admit_quantile=args.admit_quantile,
+                          baseline_admit_every=Duration(args.admit_every))
     cfg = AnalysisConfig(name="eval", signals=tuple(SignalConfig(name=s, query="q")
                                                    for s in fleet.signals), topology=topo)
     steps, every = cfg.steps, 10
@@ -126,6 +129,11 @@ def main() -> None:
     print(f"{'all':24s} {sum(len(v) for v in fams.values()):9d} {int(total.sum()):9d} "
           + " ".join(f"{c:13.3f}" for c in cells))
     print(f"negatives={int(neg_mask.sum())} (benign entities x scored cycles)")
+    healthy = metrics["anomaly"][neg_mask]
+    healthy = healthy[np.isfinite(healthy)]
+    # Calibration: a calibrated score puts ~5 % of healthy windows above 0.95.
+    print(f"calibration: share of healthy scores > 0.95 = {np.mean(healthy > 0.95):.3f}, "
+          f"> 0.99 = {np.mean(healthy > 0.99):.3f}, median = {np.median(healthy):.2f}")
 
 
 if __name__ == "__main__":

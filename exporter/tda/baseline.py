@@ -13,8 +13,11 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   and the calibration sample compares each reservoir diagram only with prototypes at least a
   window away. Without that the calibration sample is biased low and healthy scores sit near 1.
 - Every `baseline_every` (phase-staggered per entity so refits spread over cycles) the baseline
-  is refitted from the reservoir (`EntityBaseline.fit`): robust centre/scale per signal (median of
-  window medians; within- and between-window spread combined), `PROTOTYPES` diagrams evenly spaced over the reservoir,
+  is refitted from the reservoir (`EntityBaseline.fit`), keeping the normalisation the
+  reservoir's diagrams were computed with (the entity's first window's robust centre/scale;
+  re-estimating it at refits mixed units and saturated healthy scores: eval_topology's healthy
+  share above 0.95 went 0.67 -> 0.59 and all-family AUC 0.56 -> 0.61 when frozen),
+  `PROTOTYPES` diagrams evenly spaced over the reservoir,
   the calibrated Betti scale (`features.connectivity_scale` of pooled H0 deaths), and the
   calibration sample: each reservoir diagram's median distance to the prototypes (leaving
   itself out).
@@ -218,7 +221,10 @@ class BaselineStore:
                 first = entry.model is None
                 entry.model = EntityBaseline().fit(
                     entry.diagrams, entry.deciles, np.asarray(entry.times), now, self.window,
-                    *((entry.center, entry.scale) if first else (None, None)),
+                    # Always the normalisation every reservoir diagram was computed with:
+                    # re-estimating it at a refit put live windows and prototypes in different
+                    # units, and healthy scores saturated near 1 (eval_topology calibration).
+                    entry.center, entry.scale,
                 )
                 # Stagger later refits: a stable per-key phase spreads them over cycles.
                 phase = shard_of(key, 1000) / 1000.0 if first else 0.0
