@@ -43,6 +43,10 @@ from exporter.windows import shard_of
 
 PROTOTYPES = 3
 MIN_BASELINE = 4
+# Own raw distances kept per entity (at one per admission interval: a day at 10 min) and how
+# many are needed before they calibrate the score instead of the reservoir sample.
+RAW_HISTORY = 144
+MIN_RAW_HISTORY = 18
 DECILES = np.linspace(10, 90, 9)
 
 
@@ -157,6 +161,10 @@ class _Entry:
     # frozen so every warm-up diagram is computed alike.
     center: np.ndarray | None = None
     scale: np.ndarray | None = None
+    # The entity's own recent raw distances (one per admission interval, healthy or not):
+    # once long enough, scores are their empirical CDF (see BaselineStore.score).
+    raw_hist: list[float] = field(default_factory=list)
+    last_raw: float = -np.inf
 
 
 class BaselineStore:
@@ -181,6 +189,26 @@ class BaselineStore:
         self.window = window
         self.entries: dict[tuple[str, ...], _Entry] = {}
 
+    def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray) -> np.ndarray:
+        """Calibrated 0..1 scores of raw distances [E] (NaN where no baseline is fitted).
+
+        Reservoir-to-prototype distances alone calibrate badly: ~32 values from a few hours
+        put most healthy windows above 0.95 (eval_topology). Once an entity has
+        MIN_RAW_HISTORY of its own recent raw distances (a day at most, every admission
+        interval), the score is their empirical CDF, so a healthy entity spreads over 0..1
+        and a distance beyond anything seen in that day scores near 1.
+        """
+        out = np.full(len(keys), np.nan)
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is None or entry.model is None or not np.isfinite(raw[i]):
+                continue
+            if len(entry.raw_hist) >= MIN_RAW_HISTORY:
+                out[i] = calibrate(raw[i : i + 1], np.sort(np.asarray(entry.raw_hist)))[0]
+            else:
+                out[i] = entry.model.transform(raw[i : i + 1])[0]
+        return out
+
     def models(self, keys: tuple[tuple[str, ...], ...]) -> list[EntityBaseline | None]:
         return [e.model if (e := self.entries.get(k)) is not None else None for k in keys]
 
@@ -194,7 +222,8 @@ class BaselineStore:
 
     def update(self, keys: tuple[tuple[str, ...], ...], diagrams: list[Diagram | None],
                deciles: np.ndarray, scores: np.ndarray, now: float,
-               center: np.ndarray, scale: np.ndarray) -> int:
+               center: np.ndarray, scale: np.ndarray,
+               raw: np.ndarray | None = None) -> int:
         """Admit healthy windows, refit due baselines; return how many were refitted."""
         refits = 0
         for i, key in enumerate(keys):
@@ -202,6 +231,11 @@ class BaselineStore:
             if dgm is None:
                 continue
             entry = self.entries.get(key)
+            if (entry is not None and entry.model is not None and raw is not None
+                    and np.isfinite(raw[i]) and now - entry.last_raw >= self.admit_every):
+                entry.raw_hist.append(float(raw[i]))
+                del entry.raw_hist[:-RAW_HISTORY]
+                entry.last_raw = now
             if entry is None:
                 entry = self.entries[key] = _Entry(center=center[i].copy(),
                                                    scale=scale[i].copy())
@@ -276,6 +310,11 @@ class BaselineStore:
         out["calib_counts"] = np.array([len(m.calibration_) for m in models], dtype=np.int64)
         out["calib"] = (np.concatenate([m.calibration_ for m in models]) if models
                         else np.empty(0))
+        out["rawhist_counts"] = np.array([len(self.entries[k].raw_hist) for k in keys],
+                                         dtype=np.int64)
+        out["rawhist"] = np.array([x for k in keys for x in self.entries[k].raw_hist],
+                                  dtype=np.float64)
+        out["last_raw"] = np.array([self.entries[k].last_raw for k in keys])
         return out
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -287,7 +326,7 @@ class BaselineStore:
         protos = _unpack("proto", arrays)
         dec = arrays["reservoir_deciles"]
         entries: dict[tuple[str, ...], _Entry] = {}
-        r = p = c = m = 0
+        r = p = c = m = h = 0
         for i, key in enumerate(keys):
             n = int(arrays["reservoir_counts"][i])
             entry = _Entry(res[r : r + n], [dec[j] for j in range(r, r + n)],
@@ -296,6 +335,11 @@ class BaselineStore:
                            float(arrays["last_refresh"][i]),
                            arrays["norm_center"][i].copy(), arrays["norm_scale"][i].copy())
             r += n
+            if "rawhist_counts" in arrays:  # absent in state saved by older versions
+                k = int(arrays["rawhist_counts"][i])
+                entry.raw_hist = arrays["rawhist"][h : h + k].tolist()
+                entry.last_raw = float(arrays["last_raw"][i])
+                h += k
             if arrays["fitted"][i]:
                 model = EntityBaseline()
                 model.center_ = arrays["center"][m]

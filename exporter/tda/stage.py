@@ -119,14 +119,12 @@ class TopologyStage:
         diagrams, raw, dfeats = pending.result()
         known = clouds.counts > 0
 
-        score = np.full(e, np.nan)
-        for i in np.flatnonzero(fitted & known):
-            score[i] = models[i].transform(raw[i : i + 1])[0]  # type: ignore[union-attr]
+        score = store.score(keys, np.where(fitted & known, raw, np.nan))
 
         feats = np.concatenate([dfeats, wfeats], axis=1)
         feats[~known] = np.nan
         contribution = self._contribution(deciles, center, scale, base_z, fitted & known)
-        store.update(keys, diagrams, deciles, score, now, center, scale)
+        store.update(keys, diagrams, deciles, score, now, center, scale, raw)
         store.forget(set(keys))
 
         order = np.array([shard_of(k, 2**31) for k in keys], dtype=np.int64)
