@@ -23,8 +23,11 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   itself out).
 - Raw anomaly = median distance (persistence.diagram_distance: W1 on H0 by sorting + W1 on
   H1) of the current diagram to the prototypes. Score = the empirical CDF of the calibration
-  sample at the raw value (linear between mid-ranks, 0 at 0, reaching 1 at 1.5x the largest): healthy
-  windows spread over 0..1 on every entity whatever its scale, so scores compare across
+  sample at the raw value (linear between mid-ranks, 0 at 0, reaching 1 at 1.5x the largest),
+  and once the entity has MIN_RAW_HISTORY of its own recent raw distances (one per admission
+  interval, a day at most) the empirical CDF of those instead: the reservoir sample alone left
+  59 % of healthy windows above 0.95, the entity's own day leaves 12 % (eval_topology), so
+  healthy windows spread over 0..1 whatever the entity's scale and scores compare across
   entities. Prototypes (not the whole reservoir) keep a cycle to K assignment problems.
 - Signal contribution: per signal, the mean absolute difference of the current window's
   normalised deciles from the baseline's (a 1-D Wasserstein distance in robust units);
