@@ -452,7 +452,8 @@ async def _run(args: argparse.Namespace) -> int:
         raise BacktestError("give either --input=FILE or both --start and --end")
     if not args.input and not (args.start and args.end):
         raise BacktestError("--start and --end go together")
-    cfg = load_config(args.config_file)
+    # A CSV's columns are the signals: queries are only needed to read from Prometheus.
+    cfg = load_config(args.config_file, require_queries=not args.input)
     analysis = cfg.analysis(args.analysis)
     try:
         interval = (parse_duration(args.interval) if args.interval

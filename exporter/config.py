@@ -485,8 +485,12 @@ def _expand_presets(data: Any, problems: list[str]) -> Any:
     return {**data, "analyses": analyses}
 
 
-def parse_config(data: Any) -> Config:
-    """Build a Config from parsed YAML; raise ConfigError listing every problem."""
+def parse_config(data: Any, *, require_queries: bool = True) -> Config:
+    """Build a Config from parsed YAML; raise ConfigError listing every problem.
+
+    `require_queries=False` accepts signals without `query`, for commands that read CSV
+    (backtest, train with --input), where the signal names are the CSV's columns.
+    """
     problems: list[str] = []
     data = _expand_presets(data, problems)
     cfg = _parse_dataclass(Config, data, "", problems)
@@ -494,15 +498,15 @@ def parse_config(data: Any) -> Config:
         if not a.signals:
             problems.append(f"analyses[{i}].signals: no signals (set a preset or list signals)")
         for j, s in enumerate(a.signals):
-            if not s.query:
+            if not s.query and require_queries:
                 problems.append(f"analyses[{i}].signals[{j}].query: required key missing")
     if problems:
         raise ConfigError(problems)
     return cfg
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
+def load_config(path: str | Path, *, require_queries: bool = True) -> Config:
+    """Read and validate a YAML config file (see parse_config for `require_queries`)."""
     try:
         text = Path(path).read_text()
     except OSError as err:
@@ -511,7 +515,7 @@ def load_config(path: str | Path) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError([f"{path}: invalid YAML: {err}"]) from err
-    return parse_config(data or {})
+    return parse_config(data or {}, require_queries=require_queries)
 
 
 def replace(obj: Any, **changes: Any) -> Any:

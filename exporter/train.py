@@ -348,7 +348,7 @@ def _user_corpus(args: argparse.Namespace) -> Corpus:
 
     if not args.config_file:
         raise TrainError("--config.file is required with --input or --start/--end")
-    cfg: Config = load_config(args.config_file)
+    cfg: Config = load_config(args.config_file, require_queries=not args.input)
     analysis = cfg.analysis(args.analysis)
     incidents: list[Any] = []
     if args.incidents:

@@ -93,3 +93,10 @@ def test_check_config_cli(tmp_path):
                            str(ROOT / "aura.example.yml")], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert "SUCCESS" in good.stdout
+
+
+def test_queries_optional_only_for_csv_commands():
+    data = {"analyses": [{"name": "n", "signals": [{"name": "temp"}]}]}
+    assert parse_config(data, require_queries=False).analyses[0].signals[0].name == "temp"
+    with pytest.raises(ConfigError, match=r"signals\[0\]\.query: required key missing"):
+        parse_config(data)
