@@ -7,6 +7,7 @@ import io
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from exporter.config import parse_config
 from exporter.pipeline import Pipeline
@@ -16,14 +17,20 @@ from exporter.source.simulator import fleet_signals, simulate_fleet
 from tests.promstack import PrometheusProcess, backfill, ensure_binaries
 
 
-def test_three_shards_partition_the_fleet(tmp_path: Path) -> None:
+def _backfilled_fleet(data_dir: Path, seed: int, hosts: int, hours: float) -> tuple[Any, float]:
+    """A benign fleet backfilled into `data_dir` up to two minutes ago; returns (fleet, now)."""
     ensure_binaries()
     now = time.time()
-    start = math.floor((now - 3 * 3600) / 60) * 60
-    fleet = simulate_fleet(5, 15, start, 3 * 3600, 60, families=[])
+    start = math.floor((now - hours * 3600) / 60) * 60
+    fleet = simulate_fleet(seed, hosts, start, hours * 3600, 60, families=[])
     buf = io.StringIO()
     write_openmetrics(fleet, buf, until=now - 120)
-    backfill(buf.getvalue(), tmp_path / "data")
+    backfill(buf.getvalue(), data_dir)
+    return fleet, now
+
+
+def test_three_shards_partition_the_fleet(tmp_path: Path) -> None:
+    fleet, now = _backfilled_fleet(tmp_path / "data", seed=5, hosts=15, hours=3)
     signals = [{"name": s.name, "query": s.query, "kind": s.kind,
                 **({"capacity": s.capacity} if s.capacity is not None else {})}
                for s in fleet_signals() if s.name in ("memory", "cpu", "disk")]
@@ -54,13 +61,7 @@ def test_three_shards_partition_the_fleet(tmp_path: Path) -> None:
 
 def test_prometheus_stopped_mid_run_then_back(tmp_path: Path) -> None:
     """aura_up 0 and last results served while Prometheus is down; aura_up 1 once it is back."""
-    ensure_binaries()
-    now = time.time()
-    start = math.floor((now - 2 * 3600) / 60) * 60
-    fleet = simulate_fleet(6, 6, start, 2 * 3600, 60, families=[])
-    buf = io.StringIO()
-    write_openmetrics(fleet, buf, until=now - 120)
-    backfill(buf.getvalue(), tmp_path / "data")
+    fleet, now = _backfilled_fleet(tmp_path / "data", seed=6, hosts=6, hours=2)
     signals = [{"name": s.name, "query": s.query} for s in fleet_signals()
                if s.name in ("memory", "disk")]
 
