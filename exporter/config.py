@@ -132,6 +132,11 @@ class TopologyConfig:
     # Points per Rips cloud; longer windows are pooled (means of consecutive steps). PH costs
     # ~N^2: 60 is ~4-5x cheaper than 120 (exporter/tda/embedding.py).
     max_points: int = 60
+    # Points of the coarse cloud the anomaly score compares with the baseline: means of
+    # window/score_points consecutive steps (10 min at the defaults). Averaging removes the
+    # step-to-step noise that dominated distances between 60-point clouds, so the score sees
+    # where the entity's state sits and moves (exporter/tda/baseline.py).
+    score_points: int = 12
     baseline_size: int = 32
     baseline_every: Duration = Duration(1800)
     # exporter.tda: fewer finite points than this -> no diagram (NaN, "unknown").
@@ -408,6 +413,10 @@ def _validate_analysis(obj: AnalysisConfig, path: str, problems: list[str]) -> N
     for i, name in enumerate(names):
         if names.index(name) != i:
             problems.append(f"{path}.signals[{i}].name: duplicate signal {name!r}")
+    topo = _join(path, "topology")
+    for key in ("max_points", "score_points"):
+        if getattr(obj.topology, key) < 2:
+            problems.append(f"{topo}.{key}: must be >= 2, got {getattr(obj.topology, key)}")
 
 
 def _validate_consensus(obj: ConsensusConfig, path: str, problems: list[str]) -> None:

@@ -47,10 +47,11 @@ def test_pooling_keeps_level_and_trend():
     # 120 steps -> 60 means of consecutive pairs: the window mean and a linear trend survive.
     t = np.arange(120, dtype=np.float64)
     v = np.stack([2.0 * t + 5.0, np.where(t % 2 == 0, 1.0, -1.0)])[None]  # trend, alternation
+    # Scale 100 keeps every value inside the +-Z_CLIP normalised range.
     clouds = WindowEmbedder(max_points=60, anchor=False).transform(
-        v, np.zeros((1, 2)), np.ones((1, 2)))
+        v, np.zeros((1, 2)), np.full((1, 2), 100.0))
     assert clouds.counts.tolist() == [60]
-    pts = clouds.cloud(0)
+    pts = clouds.cloud(0) * 100.0
     np.testing.assert_allclose(pts[:, 0], 2.0 * (2 * np.arange(60) + 0.5) + 5.0)
     assert pts[:, 0].mean() == pytest.approx(v[0, 0].mean())
     np.testing.assert_allclose(pts[:, 1], 0.0)  # pairs average the alternation out
@@ -58,10 +59,24 @@ def test_pooling_keeps_level_and_trend():
     w = v.copy()
     w[0, 1, :30] = np.nan
     clouds = WindowEmbedder(max_points=60, anchor=False).transform(
-        w, np.zeros((1, 2)), np.ones((1, 2)))
+        w, np.zeros((1, 2)), np.full((1, 2), 100.0))
     assert clouds.counts.tolist() == [60] and np.isfinite(clouds.cloud(0)).all()
     # 90 finite steps -> 60 groups of 1-2 steps, the first = steps 30 and 31.
-    assert clouds.cloud(0)[0, 0] == pytest.approx(2.0 * 30.5 + 5.0)
+    assert clouds.cloud(0)[0, 0] * 100.0 == pytest.approx(2.0 * 30.5 + 5.0)
+
+
+def test_normalisation_survives_sparse_signals_and_clips():
+    # An error counter: zero but for two events. The IQR is 0; the scale must not collapse
+    # to the 1e-9 floor (one event used to normalise to ~1e7 and swamp every distance).
+    from exporter.tda.embedding import Z_CLIP, normalise
+
+    v = np.zeros((1, 2, 120))
+    v[0, 0, [10, 70]] = 1.0 / 60
+    v[0, 1] = np.linspace(0, 1, 120)
+    center, scale = robust_stats(v)
+    assert scale[0, 0] > 1e-4  # the mean absolute deviation sees the events
+    z = normalise(v * 1000, center, scale)
+    assert np.nanmax(np.abs(z)) == Z_CLIP and np.isfinite(z).all()
 
 
 def test_nan_percentile_matches_numpy():

@@ -93,11 +93,11 @@ def test_pool_gives_the_same_diagrams_as_inline():
     counts = np.full(40, 30)
     counts[3] = 0
     clouds = Clouds(pts, counts)
-    inline, _, _ = RipsPersistence(workers=1).fit().transform(clouds)
+    inline, _, _, _ = RipsPersistence(workers=1).fit().transform(clouds)
     pooled_est = RipsPersistence(workers=2).fit()
     try:
-        pooled, _, _ = pooled_est.transform(clouds)
-        again, _, _ = pooled_est.transform(clouds)  # the pool is reused
+        pooled, _, _, _ = pooled_est.transform(clouds)
+        again, _, _, _ = pooled_est.transform(clouds)  # the pool is reused
     finally:
         pooled_est.close()
     assert inline[3] is None and pooled[3] is None

@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import connectivity_scale
-from exporter.tda.persistence import Diagram, diagram_distance
+from exporter.tda.persistence import Diagram, diagram_distance, rips_diagram
 from exporter.windows import shard_of
 
 PROTOTYPES = 3
@@ -50,6 +51,11 @@ MIN_BASELINE = 4
 # many are needed before they calibrate the score instead of the reservoir sample.
 RAW_HISTORY = 144
 MIN_RAW_HISTORY = 18
+# How often an entity's normalisation is re-estimated from its reservoir (each time all its
+# reservoir diagrams are recomputed, ~0.2 ms each, in the exporter's process).
+RENORMALISE_EVERY = 6 * 3600.0
+# Version of `BaselineStore.state()`; older saved baselines are refused (and relearned).
+STATE_FORMAT = 2
 DECILES = np.linspace(10, 90, 9)
 
 
@@ -75,39 +81,25 @@ class EntityBaseline:
     def __init__(self, prototypes: int = PROTOTYPES):
         self.prototypes = prototypes
 
-    def fit(self, diagrams: list[Diagram], deciles: list[np.ndarray], times: np.ndarray,
-            now: float, window: float, center: np.ndarray | None = None,
-            scale: np.ndarray | None = None) -> EntityBaseline:
+    def fit(self, diagrams: list[Diagram], h0_medians: list[float], deciles: list[np.ndarray],
+            times: np.ndarray, now: float, window: float, center: np.ndarray,
+            scale: np.ndarray) -> EntityBaseline:
+        """Fit from the reservoir; `center`/`scale` [S] are the normalisation its diagrams
+        were computed with (kept, so calibration and live distances compare like with like)."""
         if not ready(np.asarray(times), now, window):
             raise BaselineError("too little non-overlapping healthy history for a baseline")
-        from exporter.tda.embedding import floor_scale
-
-        stack = np.stack(deciles)  # [n, S, 9]
         import warnings
 
         from exporter.tda.embedding import nan_percentile
 
-        def nanmedian(a: np.ndarray) -> np.ndarray:
-            # np.nanmedian on these small arrays goes through masked arrays (~0.7 ms a call,
-            # a third of a refit once distances got cheap); same values.
-            return nan_percentile(a, [50.0], axis=0)[0]
-
+        self.center_, self.scale_ = np.asarray(center), np.asarray(scale)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            med = nanmedian(stack[:, :, 4])
-            # Spread of the mixture of windows: within-window (decile range 10..90 mapped to
-            # sigma) and between-window (MAD of window medians), combined like variances.
-            within = nanmedian(stack[:, :, 8] - stack[:, :, 0]) / 2.563
-            between = 1.4826 * nanmedian(np.abs(stack[:, :, 4] - med))
-            if center is not None and scale is not None:
-                # The normalisation the diagrams were computed with (first fit): keep it so
-                # calibration and later distances compare like with like.
-                self.center_, self.scale_ = np.asarray(center), np.asarray(scale)
-            else:
-                self.center_ = med
-                self.scale_ = floor_scale(np.sqrt(within**2 + between**2), med)
-            typical = nanmedian(stack)  # [S, 9]
-        self.zdeciles_ = (typical - self.center_[:, None]) / self.scale_[:, None]
+            # np.nanmedian on these small arrays goes through masked arrays (~0.7 ms a call);
+            # same values.
+            typical = nan_percentile(np.stack(deciles), [50.0], axis=0)[0]  # [S, 9]
+        self.zdeciles_ = np.clip((typical - self.center_[:, None]) / self.scale_[:, None],
+                                 -Z_CLIP, Z_CLIP)
         times = np.asarray(times, dtype=np.float64)
         # Prototypes: windows that do not overlap the present (admitted >= one window ago), so
         # live distances never compare a window with itself shifted by a few steps.
@@ -122,7 +114,8 @@ class EntityBaseline:
             if others:
                 calib.append(float(np.median([diagram_distance(d, p) for p in others])))
         self.calibration_ = np.sort(np.asarray(calib))
-        self.betti_scale_ = connectivity_scale(np.concatenate([d[0] for d in diagrams]))
+        # SCALE_FACTOR x the median of the windows' median H0 deaths (feature clouds).
+        self.betti_scale_ = connectivity_scale(np.asarray(h0_medians, dtype=np.float64))
         return self
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
@@ -155,6 +148,10 @@ def calibrate(raw: np.ndarray, calibration: np.ndarray) -> np.ndarray:
 @dataclass
 class _Entry:
     diagrams: list[Diagram] = field(default_factory=list)
+    # Each admitted window's coarse score cloud in raw units [n, S] (re-normalisable) and the
+    # median H0 death of its feature cloud (for the Betti scale).
+    clouds: list[np.ndarray] = field(default_factory=list)
+    h0_medians: list[float] = field(default_factory=list)
     deciles: list[np.ndarray] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     model: EntityBaseline | None = None
@@ -168,6 +165,9 @@ class _Entry:
     # once long enough, scores are their empirical CDF (see BaselineStore.score).
     raw_hist: list[float] = field(default_factory=list)
     last_raw: float = -np.inf
+    # When center/scale were last re-estimated from the reservoir (-inf: still the first
+    # window's); see BaselineStore.renormalise.
+    normalised_at: float = -np.inf
 
 
 class BaselineStore:
@@ -224,14 +224,17 @@ class BaselineStore:
                 center[i], scale[i] = entry.center, entry.scale
 
     def update(self, keys: tuple[tuple[str, ...], ...], diagrams: list[Diagram | None],
-               deciles: np.ndarray, scores: np.ndarray, now: float,
-               center: np.ndarray, scale: np.ndarray,
+               clouds: Clouds, h0_median: np.ndarray, deciles: np.ndarray,
+               scores: np.ndarray, now: float, center: np.ndarray, scale: np.ndarray,
                raw: np.ndarray | None = None) -> int:
-        """Admit healthy windows, refit due baselines; return how many were refitted."""
+        """Admit healthy windows, refit due baselines; return how many were refitted.
+
+        diagrams: the score clouds' diagrams; clouds: the same clouds in raw units.
+        """
         refits = 0
         for i, key in enumerate(keys):
             dgm = diagrams[i]
-            if dgm is None:
+            if dgm is None or clouds.counts[i] == 0:
                 continue
             entry = self.entries.get(key)
             if (entry is not None and entry.model is not None and raw is not None
@@ -247,27 +250,58 @@ class BaselineStore:
             )
             if healthy and now - entry.last_admit >= self.admit_every:
                 entry.diagrams.append(dgm)
+                entry.clouds.append(clouds.cloud(i).copy())
+                entry.h0_medians.append(float(h0_median[i]))
                 entry.deciles.append(deciles[i])
                 entry.times.append(now)
-                del entry.diagrams[: -self.size], entry.deciles[: -self.size]
-                del entry.times[: -self.size]
+                for items in (entry.diagrams, entry.clouds, entry.h0_medians, entry.deciles,
+                              entry.times):
+                    del items[: -self.size]
                 entry.last_admit = now
-            due = entry.model is None and ready(np.asarray(entry.times), now, self.window)
-            due |= entry.model is not None and now - entry.last_refresh >= self.refresh_every
-            if due:
-                first = entry.model is None
-                entry.model = EntityBaseline().fit(
-                    entry.diagrams, entry.deciles, np.asarray(entry.times), now, self.window,
-                    # Always the normalisation every reservoir diagram was computed with:
-                    # re-estimating it at a refit put live windows and prototypes in different
-                    # units, and healthy scores saturated near 1 (eval_topology calibration).
-                    entry.center, entry.scale,
-                )
-                # Stagger later refits: a stable per-key phase spreads them over cycles.
-                phase = shard_of(key, 1000) / 1000.0 if first else 0.0
-                entry.last_refresh = now - phase * self.refresh_every
-                refits += 1
+            first = entry.model is None
+            due = first and ready(np.asarray(entry.times), now, self.window)
+            due |= not first and now - entry.last_refresh >= self.refresh_every
+            if not due:
+                continue
+            # Stagger refits and re-normalisations: a stable per-key phase spreads them over
+            # cycles (a fleet started together would otherwise re-normalise in one cycle).
+            phase = shard_of(key, 1000) / 1000.0
+            if first:
+                entry.normalised_at = now - phase * RENORMALISE_EVERY
+            elif now - entry.normalised_at >= RENORMALISE_EVERY:
+                self.renormalise(entry, now)
+            entry.model = EntityBaseline().fit(
+                entry.diagrams, entry.h0_medians, entry.deciles, np.asarray(entry.times), now,
+                self.window, entry.center, entry.scale,  # type: ignore[arg-type]
+            )
+            entry.last_refresh = now - phase * self.refresh_every if first else now
+            refits += 1
         return refits
+
+    @staticmethod
+    def renormalise(entry: _Entry, now: float) -> None:
+        """Re-estimate the entity's normalisation from its reservoir and redo its diagrams.
+
+        The first window's robust statistics (2 h) mis-scale every signal with a daily
+        pattern or a sparse one; the reservoir's clouds span up to `size` admission intervals
+        of healthy history. All reservoir diagrams are recomputed under the new statistics so
+        prototypes, calibration and live windows stay in the same units (mixing units
+        saturated healthy scores, see the module docstring).
+        """
+        from exporter.tda.embedding import robust_stats, score_clouds
+
+        pts = np.concatenate(entry.clouds)  # [N, S]
+        center, scale = robust_stats(pts.T[None])
+        entry.center, entry.scale = center[0], scale[0]
+        n = max(len(c) for c in entry.clouds)
+        packed = np.zeros((len(entry.clouds), n, pts.shape[1]))
+        for j, c in enumerate(entry.clouds):
+            packed[j, : len(c)] = c
+        counts = np.array([len(c) for c in entry.clouds], dtype=np.int64)
+        z = score_clouds(Clouds(packed, counts), np.repeat(center, len(counts), axis=0),
+                         np.repeat(scale, len(counts), axis=0))
+        entry.diagrams = [rips_diagram(z.cloud(j)) for j in range(len(counts))]
+        entry.normalised_at = now
 
     def forget(self, keep: set[tuple[str, ...]]) -> None:
         """Drop entities not in `keep` (gone from the source)."""
@@ -281,6 +315,7 @@ class BaselineStore:
         keys = list(self.entries)
         s = len(self.signals)
         out: dict[str, np.ndarray] = {
+            "format": np.array([STATE_FORMAT], dtype=np.int64),
             "signals": np.array(self.signals, dtype=str),
             "keys": np.array(["\xff".join(k) for k in keys], dtype=str)
             if keys else np.array([], dtype=str),
@@ -297,6 +332,12 @@ class BaselineStore:
                                            dtype=np.int64)
         out.update(_pack("reservoir", res))
         out["reservoir_times"] = np.array([t for k in keys for t in self.entries[k].times])
+        clouds = [c for k in keys for c in self.entries[k].clouds]
+        out["reservoir_cloud_lengths"] = np.array([len(c) for c in clouds], dtype=np.int64)
+        out["reservoir_clouds"] = (np.concatenate(clouds) if clouds else np.empty((0, s)))
+        out["reservoir_h0_medians"] = np.array(
+            [m for k in keys for m in self.entries[k].h0_medians], dtype=np.float64)
+        out["normalised_at"] = np.array([self.entries[k].normalised_at for k in keys])
         out["reservoir_deciles"] = (
             np.stack([q for k in keys for q in self.entries[k].deciles])
             if res else np.empty((0, s, len(DECILES)))
@@ -321,6 +362,10 @@ class BaselineStore:
         return out
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        saved = int(arrays["format"][0]) if "format" in arrays else 1
+        if saved != STATE_FORMAT:
+            raise BaselineError(f"saved baselines have format {saved}, this version reads "
+                                f"{STATE_FORMAT}: they are relearned")
         if tuple(arrays["signals"].tolist()) != self.signals:
             raise BaselineError("saved baselines have other signals")
         keys = [tuple(str(k).split("\xff")) if n else () for k, n in
@@ -328,21 +373,27 @@ class BaselineStore:
         res = _unpack("reservoir", arrays)
         protos = _unpack("proto", arrays)
         dec = arrays["reservoir_deciles"]
+        lengths = arrays["reservoir_cloud_lengths"]
+        flat = arrays["reservoir_clouds"].reshape(-1, len(self.signals))
+        clouds = ([c.copy() for c in np.split(flat, np.cumsum(lengths)[:-1])]
+                  if len(lengths) else [])
         entries: dict[tuple[str, ...], _Entry] = {}
         r = p = c = m = h = 0
         for i, key in enumerate(keys):
             n = int(arrays["reservoir_counts"][i])
-            entry = _Entry(res[r : r + n], [dec[j] for j in range(r, r + n)],
+            entry = _Entry(res[r : r + n], clouds[r : r + n],
+                           arrays["reservoir_h0_medians"][r : r + n].tolist(),
+                           [dec[j] for j in range(r, r + n)],
                            arrays["reservoir_times"][r : r + n].tolist(),
                            None, float(arrays["last_admit"][i]),
                            float(arrays["last_refresh"][i]),
                            arrays["norm_center"][i].copy(), arrays["norm_scale"][i].copy())
             r += n
-            if "rawhist_counts" in arrays:  # absent in state saved by older versions
-                k = int(arrays["rawhist_counts"][i])
-                entry.raw_hist = arrays["rawhist"][h : h + k].tolist()
-                entry.last_raw = float(arrays["last_raw"][i])
-                h += k
+            k = int(arrays["rawhist_counts"][i])
+            entry.raw_hist = arrays["rawhist"][h : h + k].tolist()
+            entry.last_raw = float(arrays["last_raw"][i])
+            entry.normalised_at = float(arrays["normalised_at"][i])
+            h += k
             if arrays["fitted"][i]:
                 model = EntityBaseline()
                 model.center_ = arrays["center"][m]

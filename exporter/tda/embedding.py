@@ -41,11 +41,18 @@ delay embedding). Choices, and why:
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 IQR_TO_SIGMA = 1.349
+DECILE_TO_SIGMA = 2.563  # q90 - q10 of a normal distribution, in sigmas
+MEAN_ABS_TO_SIGMA = 1.2533  # sigma / E|x - mu| of a normal distribution
+# Normalised values are clipped to +-Z_CLIP robust sigmas: a signal far outside its baseline is
+# anomalous whether it sits 10 or 10^7 sigmas out, and unclipped it would drown every other
+# signal's contribution to the distances (see robust_scale).
+Z_CLIP = 10.0
 
 
 class EmbeddingError(ValueError):
@@ -93,13 +100,30 @@ def nan_percentile(x: np.ndarray, q: list[float] | np.ndarray, axis: int) -> np.
 
 
 def robust_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and IQR-derived scale per entity and signal of values[E, S, T], NaN-aware.
+    """Median and robust scale (`robust_scale`) per entity and signal of values[E, S, T].
 
-    Rows with no finite sample give NaN; scales are floored so constants stay finite.
+    NaN-aware; rows with no finite sample give NaN; scales are floored so constants stay finite.
     """
-    q25, med, q75 = nan_percentile(values, [25, 50, 75], axis=-1)
-    scale = (q75 - q25) / IQR_TO_SIGMA
-    return med, floor_scale(scale, med)
+    q10, q25, med, q75, q90 = nan_percentile(values, [10, 25, 50, 75, 90], axis=-1)
+    return med, robust_scale(values, med, q10, q25, q75, q90)
+
+
+def robust_scale(values: np.ndarray, center: np.ndarray, q10: np.ndarray, q25: np.ndarray,
+                 q75: np.ndarray, q90: np.ndarray) -> np.ndarray:
+    """Sigma estimate [E, S] of values[E, S, T]: the largest of three robust estimates, floored.
+
+    The IQR alone collapses to 0 for sparse signals (error counters: mostly 0, now and then one
+    event), and one event then normalised to ~1e7: measured on the simulator, such points were
+    the whole raw anomaly distance (benign 99th percentile 2e8) and the score ranked error
+    noise instead of failures. The 10-90 % range and the mean absolute deviation from the
+    median (both scaled to a normal sigma) still see a signal that is mostly constant.
+    """
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> NaN, not a warning
+        mad = np.nanmean(np.abs(values - center[..., None]), axis=-1)
+        scale = np.fmax(np.fmax((q75 - q25) / IQR_TO_SIGMA, (q90 - q10) / DECILE_TO_SIGMA),
+                        MEAN_ABS_TO_SIGMA * mad)
+    return floor_scale(scale, center)
 
 
 def floor_scale(scale: np.ndarray, center: np.ndarray) -> np.ndarray:
@@ -219,10 +243,28 @@ class WindowEmbedder:
         return self.fit(values).transform(values)
 
 
-def normalise(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """z = (x - center) / scale with center, scale [E, S]."""
+def score_clouds(raw: Clouds, center: np.ndarray, scale: np.ndarray) -> Clouds:
+    """Coarse clouds in raw units [E, P, S] -> normalised, clipped and anchored [E, P+1, S].
+
+    The anomaly score's clouds (see exporter/tda/baseline.py): the baseline keeps each admitted
+    window's coarse cloud in raw units, so it can be normalised again when the entity's
+    normalisation is re-estimated; live windows go through this same function.
+    """
+    e, p, s = raw.points.shape
+    out = np.zeros((e, p + 1, s))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (values - center[..., None]) / scale[..., None]
+        z = np.clip((raw.points - center[:, None, :]) / scale[:, None, :], -Z_CLIP, Z_CLIP)
+    live = np.arange(p)[None, :] < raw.counts[:, None]
+    out[:, :p][live] = z[live]
+    # The anchor (the baseline centre, the origin) after each cloud's points; zeros already.
+    counts = np.where(raw.counts > 0, raw.counts + 1, 0)
+    return Clouds(np.nan_to_num(out), counts)
+
+
+def normalise(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """z = (x - center) / scale with center, scale [E, S], clipped to +-Z_CLIP (NaN stays)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.clip((values - center[..., None]) / scale[..., None], -Z_CLIP, Z_CLIP)
 
 
 def _check(values: np.ndarray) -> np.ndarray:

@@ -130,19 +130,28 @@ def distance_to_prototypes(d: Diagram, protos: Sequence[Diagram]) -> float:
 
 def _chunk_task(
     points: np.ndarray, counts: np.ndarray, protos: list[list[Diagram] | None],
-    scale: np.ndarray, thresh: float | None,
-) -> tuple[list[Diagram], np.ndarray, np.ndarray]:
-    """Worker body: a chunk's diagrams, distances to their prototypes and diagram features."""
+    scale: np.ndarray, thresh: float | None, score_points: np.ndarray | None = None,
+    score_counts: np.ndarray | None = None,
+) -> tuple[list[Diagram], np.ndarray, np.ndarray, np.ndarray]:
+    """Worker body: a chunk's diagrams, distances to their prototypes and diagram features.
+
+    With score clouds, the returned diagrams and distances are theirs (the coarse clouds of
+    the anomaly score) and the features and H0 medians come from `points`; without, all come
+    from `points`.
+    """
     from exporter.tda.features import diagram_features
 
-    dgms: list[Diagram] = []
+    fine: list[Diagram] = [rips_diagram(points[i, :n], thresh) for i, n in enumerate(counts)]
+    if score_points is None or score_counts is None:
+        dgms = fine
+    else:
+        dgms = [rips_diagram(score_points[i, :n], thresh) for i, n in enumerate(score_counts)]
     raw = np.full(len(counts), np.nan)
-    for i, n in enumerate(counts):
-        dgm = rips_diagram(points[i, :n], thresh)
-        dgms.append(dgm)
+    for i, dgm in enumerate(dgms):
         if protos[i]:
             raw[i] = distance_to_prototypes(dgm, protos[i])  # type: ignore[arg-type]
-    return dgms, raw, diagram_features(dgms, scale)
+    h0_median = np.array([float(np.median(d[0])) if len(d[0]) else 0.0 for d in fine])
+    return dgms, raw, diagram_features(fine, scale), h0_median
 
 
 class Pending:
@@ -151,27 +160,30 @@ class Pending:
     def __init__(self, owner: RipsPersistence, e: int, rows: np.ndarray, parts: list) -> None:  # type: ignore[type-arg]
         self._owner, self._e, self._rows, self._parts = owner, e, rows, parts
 
-    def result(self) -> tuple[list[Diagram | None], np.ndarray, np.ndarray]:
-        """Diagrams (None without a cloud), raw distances [E] and diagram features [E, F]."""
+    def result(self) -> tuple[list[Diagram | None], np.ndarray, np.ndarray, np.ndarray]:
+        """Diagrams (None without a cloud), raw distances [E], diagram features [E, F] and
+        the median H0 death of each entity's feature cloud [E] (NaN without a cloud)."""
         from exporter.tda.features import DIAGRAM_FEATURES
 
         out: list[Diagram | None] = [None] * self._e
         raw = np.full(self._e, np.nan)
         feats = np.full((self._e, len(DIAGRAM_FEATURES)), np.nan)
+        h0_median = np.full(self._e, np.nan)
         try:
             results = [p.result() if hasattr(p, "result") else p for p in self._parts]
         except Exception as err:  # a broken pool or a ripser failure: the stage reports it
             self._owner.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
         k = 0
-        for dgms, r, f in results:
+        for dgms, r, f, m in results:
             idx = self._rows[k : k + len(dgms)]
             for j, dgm in zip(idx, dgms, strict=True):
                 out[j] = dgm
             raw[idx] = r
             feats[idx] = f
+            h0_median[idx] = m
             k += len(dgms)
-        return out, raw, feats
+        return out, raw, feats, h0_median
 
 
 def _init_worker() -> None:
@@ -231,12 +243,14 @@ class RipsPersistence:
 
     def submit(
         self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,
-        scale: np.ndarray | None = None,
+        scale: np.ndarray | None = None, score_clouds: Clouds | None = None,
     ) -> Pending:
         """Start computing; the caller may do other work before `Pending.result()`.
 
         prototypes: per entity, baseline diagrams to measure the raw distance to (or None).
         scale: [E] calibrated Betti scale per entity (NaN: the diagram's own).
+        score_clouds: per entity, the anomaly score's clouds (present wherever `clouds` has
+            points): their diagrams are returned and measured against the prototypes.
         """
         if not hasattr(self, "workers_"):
             raise PersistenceError("RipsPersistence is not fitted: call fit() first")
@@ -250,15 +264,21 @@ class RipsPersistence:
         # Trim padding columns the chunk does not need: less to pickle.
         pts = clouds.points[rows][:, : int(cnt.max())]
         sub = [protos[r] for r in rows]
+        spts = scnt = None
+        if score_clouds is not None:
+            scnt = score_clouds.counts[rows]
+            spts = score_clouds.points[rows][:, : int(scnt.max())]
         try:
             if self.workers_ <= 1 or len(rows) < MIN_POOL_BATCH:
-                return Pending(self, e, rows, [_chunk_task(pts, cnt, sub, eps[rows], self.thresh)])
+                return Pending(self, e, rows, [_chunk_task(pts, cnt, sub, eps[rows], self.thresh,
+                                                           spts, scnt)])
             pool = self._ensure_pool()
             n_chunks = min(len(rows), self.workers_ * 4)
             bounds = np.linspace(0, len(rows), n_chunks + 1).astype(int)
             parts = [
                 pool.submit(_chunk_task, pts[a:b], cnt[a:b], sub[a:b], eps[rows[a:b]],
-                            self.thresh)
+                            self.thresh, None if spts is None else spts[a:b],
+                            None if scnt is None else scnt[a:b])
                 for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
             ]
         except Exception as err:
@@ -269,14 +289,16 @@ class RipsPersistence:
     def transform(
         self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,
         scale: np.ndarray | None = None,
-    ) -> tuple[list[Diagram | None], np.ndarray, np.ndarray]:
-        """Diagrams per entity (None where counts is 0), raw distances, diagram features.
+    ) -> tuple[list[Diagram | None], np.ndarray, np.ndarray, np.ndarray]:
+        """Diagrams per entity (None where counts is 0), raw distances, diagram features,
+        median H0 deaths.
 
         Returns
         -------
         diagrams: list of (h0 deaths, h1 pairs) or None for entities without a cloud.
         raw: [E] median distance to the entity's prototypes; NaN without prototypes or cloud.
         features: [E, len(features.DIAGRAM_FEATURES)], NaN rows without a cloud.
+        h0_median: [E] median H0 death (the typical neighbour spacing), NaN without a cloud.
         """
         return self.submit(clouds, prototypes, scale).result()
 

@@ -19,13 +19,14 @@ from exporter.config import AnalysisConfig
 from exporter.results import TopologyResult
 from exporter.tda.baseline import DECILES, BaselineStore
 from exporter.tda.embedding import (
-    IQR_TO_SIGMA,
+    Z_CLIP,
     delay_embed,
-    floor_scale,
     nan_percentile,
     normalise,
     pack_clouds,
+    robust_scale,
     robust_stats,
+    score_clouds,
 )
 from exporter.tda.features import FEATURE_NAMES, WINDOW_PERCENTILES, window_features
 from exporter.tda.fleet import FleetTopology
@@ -101,7 +102,8 @@ class TopologyStage:
         quart = pct[[WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]]
         deciles = np.moveaxis(pct[[WINDOW_PERCENTILES.index(q) for q in DECILES]], 0, -1)
         center = quart[1].copy()
-        scale = floor_scale((quart[2] - quart[0]) / IQR_TO_SIGMA, center)
+        scale = robust_scale(values, center, deciles[..., 0], quart[0], quart[2],
+                             deciles[..., -1])
         store.provisional(keys, center, scale)
         base_z = np.full((e, s, 9), np.nan)
         betti_scale = np.full(e, np.nan)
@@ -111,12 +113,17 @@ class TopologyStage:
             base_z[i] = m.zdeciles_  # type: ignore[union-attr]
             betti_scale[i] = m.betti_scale_  # type: ignore[union-attr]
         z, clouds = self._clouds(values, center, scale)
+        c = self.config
+        # The anomaly score's coarse clouds, pooled in raw units (the baseline keeps them so).
+        coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
         protos = [m.prototypes_ if m is not None else None for m in models]
-        pending = self._persistence.submit(clouds, protos, betti_scale)
+        pending = self._persistence.submit(clouds, protos, betti_scale,
+                                           score_clouds(coarse, center, scale))
         # Per-window work overlaps with the workers' PH.
-        zquart = (quart - center[None]) / scale[None]  # percentiles commute with x -> (x-c)/s
+        # Percentiles commute with the monotone x -> clip((x - c) / s).
+        zquart = np.clip((quart - center[None]) / scale[None], -Z_CLIP, Z_CLIP)
         wfeats = window_features(z, values, zquart)
-        diagrams, raw, dfeats = pending.result()
+        diagrams, raw, dfeats, h0_median = pending.result()
         known = clouds.counts > 0
 
         score = store.score(keys, np.where(fitted & known, raw, np.nan))
@@ -124,7 +131,7 @@ class TopologyStage:
         feats = np.concatenate([dfeats, wfeats], axis=1)
         feats[~known] = np.nan
         contribution = self._contribution(deciles, center, scale, base_z, fitted & known)
-        store.update(keys, diagrams, deciles, score, now, center, scale, raw)
+        store.update(keys, diagrams, coarse, h0_median, deciles, score, now, center, scale, raw)
         store.forget(set(keys))
 
         order = np.array([shard_of(k, 2**31) for k in keys], dtype=np.int64)
@@ -150,7 +157,8 @@ class TopologyStage:
         out = np.full((e, s), np.nan)
         if not rows.any():
             return out
-        zq = (deciles[rows] - center[rows, :, None]) / scale[rows, :, None]
+        zq = np.clip((deciles[rows] - center[rows, :, None]) / scale[rows, :, None], -Z_CLIP,
+                     Z_CLIP)
         dev = np.nan_to_num(np.abs(zq - base_z[rows]).mean(axis=2), nan=0.0)
         total = dev.sum(axis=1, keepdims=True)
         out[rows] = np.where(total > 0, dev / np.where(total > 0, total, 1.0), 1.0 / s)
@@ -165,7 +173,7 @@ class TopologyStage:
             z, clouds = self._clouds(values, center, scale)
             pending = self._persistence.submit(clouds)
             wfeats = window_features(z, values)
-            _, _, dfeats = pending.result()
+            _, _, dfeats, _ = pending.result()
             feats = np.concatenate([dfeats, wfeats], axis=1)
             feats[clouds.counts == 0] = np.nan
             return feats
