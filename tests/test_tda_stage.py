@@ -131,3 +131,58 @@ def test_features_only_batch():
     feats = stage.features_only(series[:, :, :T])
     stage.close()
     assert feats.shape == (5, len(FEATURE_NAMES)) and np.isfinite(feats).all()
+
+
+def test_developing_drift_scores_above_healthy_entities():
+    # Entities 0-5 start a slow ramp on s0 (a leak: +0.25 sigma of the AR noise per step) after
+    # the baselines are learned; the healthy six keep going. The coarse score clouds see
+    # where the state moves, so the drifting entities must outrank the healthy ones.
+    cycles = 50
+    series = fleet_series(12, cycles + 1, seed=3)
+    start = 40 * SHIFT + T
+    ramp = np.maximum(np.arange(series.shape[2]) - start, 0) * 0.25 * 1.25
+    series[:6, 0] += ramp
+    stage = TopologyStage(analysis(), workers=1)
+    results = drive(stage, series, range(cycles))
+    stage.close()
+    last = np.mean([r.anomaly_score for r in results[-3:]], axis=0)
+    assert np.isfinite(last).all()
+    assert np.median(last[:6]) > 0.9 > np.median(last[6:])
+    assert (last[:6] > np.median(last[6:])).all()
+    assert (results[-1].signal_contribution[:6, 0] > 0.5).all()
+
+
+def test_normalisation_is_reestimated_from_the_reservoir(monkeypatch):
+    from exporter.tda import baseline
+    from exporter.tda.embedding import Clouds, score_clouds
+    from exporter.tda.persistence import rips_diagram
+
+    monkeypatch.setattr(baseline, "RENORMALISE_EVERY", 1800.0)
+    series = fleet_series(6, 40, seed=4)
+    stage = TopologyStage(analysis(), workers=1)
+    drive(stage, series, range(40))
+    stage.close()
+    now = 39 * SHIFT * STEP
+    for entry in stage._store.entries.values():
+        # Each entity re-normalised at its own phase within the last period...
+        assert entry.model is not None and now - entry.normalised_at < 1800 + SHIFT * STEP
+        # ... from its reservoir's clouds, and redid every reservoir diagram in the new units.
+        baseline.BaselineStore.renormalise(entry, now)
+        pts = np.concatenate(entry.clouds)
+        np.testing.assert_allclose(entry.center, np.median(pts, axis=0))
+        # Every reservoir diagram is in the current units: recomputing one gives it back.
+        c = entry.clouds[-1]
+        z = score_clouds(Clouds(c[None], np.array([len(c)])), entry.center[None],
+                         entry.scale[None])
+        np.testing.assert_array_equal(rips_diagram(z.cloud(0))[0], entry.diagrams[-1][0])
+
+
+def test_saved_baselines_of_another_format_are_refused():
+    series = fleet_series(4, 30, seed=5)
+    stage = TopologyStage(analysis(), workers=1)
+    drive(stage, series, range(30))
+    stage.close()
+    saved = stage.state()
+    saved.pop("format")
+    with pytest.raises(TopologyError, match="format 1"):
+        TopologyStage(analysis(), workers=1).restore(saved)

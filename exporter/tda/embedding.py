@@ -4,11 +4,16 @@ Shape of the chain (giotto-tda's time-series chain, over ripser): a window value
 turned into one point cloud per entity, each time step a point in R^S (R^(S*dimension) with a
 delay embedding). Choices, and why:
 
-- Per-signal robust normalisation `z = (x - median) / (IQR / 1.349)` against the entity's OWN
+- Per-signal robust normalisation `z = (x - median) / sigma` against the entity's OWN
   healthy baseline once one exists, the window's own robust statistics before. Signals of
   different units then weigh alike, and scale changes relative to the baseline (more noise,
-  a trend) change the distances the Rips filtration sees.
-- The IQR is floored (`1e-3 * |median| + 1e-9`): a constant signal must not blow up to ±inf.
+  a trend) change the distances the Rips filtration sees. `sigma` is the largest of the IQR,
+  the 10-90 % range and the mean absolute deviation, each scaled to a normal sigma
+  (`robust_scale`): the IQR alone is 0 for a sparse signal (an error counter that is 0 but for
+  a few events) and one event then normalised to ~1e7.
+- z is clipped to +-Z_CLIP (10): beyond that, how far out a signal is says nothing more, and
+  an unclipped signal drowns every other one in the distances.
+- The scale is floored (`1e-3 * |median| + 1e-9`): a constant signal must not blow up.
 - Anchor point (`TopologyConfig.anchor`, default on): the baseline centre (the origin in z
   space) is added as one extra point. A Rips diagram is translation invariant, so without it a
   pure level shift (a leak that plateaued) would be invisible; with it the shift appears as one
@@ -23,20 +28,13 @@ delay embedding). Choices, and why:
   signal are kept exactly (a linear trend stays linear, the window mean is unchanged), only the
   step-to-step noise shrinks by ~sqrt(2), alike for the baseline and the live window, so scores
   compare like with like. Why 60 and not 120: Rips PH costs ~N^2 (ripser H0+H1, d = 8:
-  1.6 ms at N = 60 vs 7.3-8.5 ms at N = 120, shared/notes/performance.md), it was 96-98 % of a
-  cycle, and the topology anomaly score has ~no predictive value on the simulator; the
-  features stay exported and explanatory. Rows with missing samples pool their finite points
-  in order. Anomaly ROC-AUC per family, `benchmarks/eval_topology.py --workers 1` (60 hosts,
-  36 h, seed 11; 22 incidents, 381 positive / 7 030 negative entity-cycles), 120 subsampled
-  points -> 60 pooled: cascade 0.433 -> 0.561, connection_exhaustion 0.403 -> 0.575,
-  cpu_saturation 0.456 -> 0.380, disk_fill 0.750 -> 0.757, memory_leak 0.334 -> 0.359,
-  network_degradation 0.750 -> 0.743, sudden_crash 0.582 -> 0.739, all 0.508 -> 0.563
-  (2-3 incidents per family: differences of ~0.1 are within noise); eval time 194 s -> 68 s.
+  1.6 ms at N = 60 vs 7.3-8.5 ms at N = 120, shared/notes/performance.md) and was 96-98 % of a
+  cycle. The anomaly score does not use these clouds but coarser ones of `score_points` means
+  (`score_clouds`, exporter/tda/baseline.py explains why).
 - Default embedding dimension 1 (no delay): with 8 signals the point cloud already lives in
-  R^8. Measured on the simulator (benchmarks/eval_topology.py, 60 hosts, 36 h, seed 11): a
-  delay embedding of dimension 2, delay 2 moved the all-family ROC-AUC of the anomaly score
-  from 0.508 to 0.528 (within noise) for twice the dimension; the anchor moved it 0.503 ->
-  0.508. Both kept cheap/default on that evidence; see the eval docstring for the table.
+  R^8. A delay embedding of dimension 2, delay 2 measured within noise of dimension 1 for the
+  anomaly score when the score still used these clouds (eval_topology, 2026-11-25), for twice
+  the dimension.
 """
 
 from __future__ import annotations

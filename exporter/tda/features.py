@@ -3,8 +3,8 @@ persistence entropy, total persistence, longest bars, persistence-landscape norm
 and a few window statistics the forecast model finds useful.
 
 Calibrated scale (`connectivity_scale`): `SCALE_FACTOR` (8) times the median H0 death (= the
-typical Rips MST edge, the neighbour spacing) — of the entity's healthy baseline diagrams once it
-has some, of the current window before. At that scale a healthy window is one connected
+typical Rips MST edge, the neighbour spacing) — the median of the entity's healthy baseline
+windows' median H0 deaths once it has some, of the current window before. At that scale a healthy window is one connected
 component; β0 > 1 counts gaps 8x wider than the usual spacing (regime jumps, a level shift
 away from the anchor), β1 counts loops still open at that scale (cycles in signal space). Why
 8 and a median: uniform samples have exponential gaps, whose Tukey fence (Q3 + 1.5 IQR) is

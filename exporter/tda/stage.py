@@ -1,10 +1,11 @@
 """The topology stage: one cycle's Window -> TopologyResult, learning per-entity baselines.
 
 Chain per cycle (all entities batched): robust normalisation against each entity's baseline
-(its own window before one exists) -> optional delay embedding -> point clouds pooled to `max_points` (+ anchor) ->
-Rips H0/H1 on the process pool, with distances to each entity's baseline prototypes in the same
-worker task -> features -> calibrated anomaly scores and signal contributions -> baseline
-admission/refits -> fleet topology. See the module docstrings of exporter.tda.* for each
+(its own window before one exists) -> optional delay embedding -> feature clouds pooled to
+`max_points` (+ anchor) and coarse score clouds of `score_points` means (+ anchor) -> Rips
+H0/H1 of both on the process pool, with the score diagrams' distances to each entity's
+baseline prototypes in the same worker task -> features -> calibrated anomaly scores and signal
+contributions -> baseline admission/refits/re-normalisation -> fleet topology. See the module docstrings of exporter.tda.* for each
 choice; `benchmarks/bench_topology.py` and `benchmarks/eval_topology.py` hold the figures.
 """
 
