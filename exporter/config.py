@@ -137,7 +137,9 @@ class TopologyConfig:
     # step-to-step noise that dominated distances between 60-point clouds, so the score sees
     # where the entity's state sits and moves (exporter/tda/baseline.py).
     score_points: int = 12
-    baseline_size: int = 32
+    # 72 windows admitted every 20 min: the reservoir spans a day (daily patterns); see
+    # exporter/tda/baseline.py for the measurements.
+    baseline_size: int = 72
     baseline_every: Duration = Duration(1800)
     # exporter.tda: fewer finite points than this -> no diagram (NaN, "unknown").
     min_points: int = 8
@@ -146,7 +148,7 @@ class TopologyConfig:
     anchor: bool = True
     # A healthy window joins the baseline reservoir at most this often, and only while its
     # anomaly score is <= baseline_admit_quantile.
-    baseline_admit_every: Duration = Duration(600)
+    baseline_admit_every: Duration = Duration(1200)
     baseline_admit_quantile: float = 0.9
     # Cold start (no saved baselines): replay this much source history through the topology
     # stage on the first cycle so anomaly scores exist at once instead of ~2h40m later.

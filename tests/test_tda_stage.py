@@ -168,13 +168,14 @@ def test_normalisation_is_reestimated_from_the_reservoir(monkeypatch):
         assert entry.model is not None and now - entry.normalised_at < 1800 + SHIFT * STEP
         # ... from its reservoir's clouds, and redid every reservoir diagram in the new units.
         baseline.BaselineStore.renormalise(entry, now)
-        pts = np.concatenate(entry.clouds)
-        np.testing.assert_allclose(entry.center, np.median(pts, axis=0))
+        clouds = entry.reservoir.clouds
+        np.testing.assert_allclose(entry.center, np.median(np.concatenate(clouds), axis=0))
         # Every reservoir diagram is in the current units: recomputing one gives it back.
-        c = entry.clouds[-1]
+        c = clouds[-1]
         z = score_clouds(Clouds(c[None], np.array([len(c)])), entry.center[None],
                          entry.scale[None])
-        np.testing.assert_array_equal(rips_diagram(z.cloud(0))[0], entry.diagrams[-1][0])
+        np.testing.assert_array_equal(rips_diagram(z.cloud(0))[0].astype(np.float32),
+                                      entry.reservoir.diagrams[-1][0])
 
 
 def test_saved_baselines_of_another_format_are_refused():

@@ -35,12 +35,15 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   H1) of the current score diagram to the prototypes. Score = the empirical CDF of the
   calibration sample at the raw value (linear between mid-ranks, 0 at 0, reaching 1 at 1.5x
   the largest), and once the entity has MIN_RAW_HISTORY of its own recent raw distances (one
-  per admission interval, a day at most) the empirical CDF of those instead: the reservoir
+  per 10 minutes, three days at most) the empirical CDF of those instead: the reservoir
   sample alone left 59 % of healthy windows above 0.95, the entity's own day ~5-9 %
   (eval_topology), so healthy windows spread over 0..1 whatever the entity's scale and scores
   compare across entities. The history is kept across re-normalisations: they move units
   little (the reservoir changes slowly), and resetting it sent every entity back to the
-  saturated reservoir calibration (measured: 75 % of healthy scores above 0.95).
+  saturated reservoir calibration (measured: 75 % of healthy scores above 0.95). Why three
+  days and not one: the history takes every window, so hours of a developing failure become
+  a large share of one day's sample and its later windows stop looking extreme
+  (eval_topology, seed 11: own-failure AUC second half 0.799 -> 0.818 with 3 days).
 - Signal contribution: per signal, the mean absolute difference of the current window's
   normalised deciles from the baseline's (a 1-D Wasserstein distance in robust units);
   rows normalised to sum 1 (equal shares when nothing deviates, NaN without a baseline).
@@ -61,9 +64,10 @@ from exporter.windows import shard_of
 
 PROTOTYPES = 3
 MIN_BASELINE = 4
-# Own raw distances kept per entity (at one per admission interval: a day at 10 min) and how
-# many are needed before they calibrate the score instead of the reservoir sample.
-RAW_HISTORY = 144
+# Own raw distances kept per entity (one per RAW_EVERY: three days) and how many are needed
+# before they calibrate the score instead of the reservoir sample.
+RAW_EVERY = 600.0
+RAW_HISTORY = 432
 MIN_RAW_HISTORY = 18
 # How often an entity's normalisation is re-estimated from its reservoir (each time all its
 # reservoir diagrams are recomputed, ~0.2 ms each, in the exporter's process).
@@ -159,15 +163,82 @@ def calibrate(raw: np.ndarray, calibration: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(raw), np.nan, out)
 
 
+class Reservoir:
+    """One entity's admitted windows, packed in float32 arrays (oldest first).
+
+    Per window: the score cloud in raw units, its diagram (H0 deaths, H1 pairs), the raw
+    deciles and the feature cloud's median H0 death. Packed rather than lists of small arrays:
+    72 windows as Python objects cost ~150 KB per entity (1.5 GB at 10 000 entities), packed
+    ~40 KB. float32 is ample for robust units and distances (7 significant digits).
+    """
+
+    def __init__(self, points: int, signals: int):
+        self.cloud_arr = np.full((0, points, signals), np.nan, dtype=np.float32)
+        self.h0_arr = np.full((0, 0), np.nan, dtype=np.float32)
+        self.h1_arr = np.full((0, 0, 2), np.nan, dtype=np.float32)
+        self.deciles = np.full((0, signals, len(DECILES)), np.nan, dtype=np.float32)
+        self.h0_medians = np.empty(0, dtype=np.float32)
+        self.times = np.empty(0, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def append(self, cloud: np.ndarray, dgm: Diagram, deciles: np.ndarray, h0_median: float,
+               now: float, size: int) -> None:
+        """Add one window, keep the newest `size`."""
+        keep = slice(max(len(self) + 1 - size, 0), None)
+        row = np.full((1, *self.cloud_arr.shape[1:]), np.nan, dtype=np.float32)
+        row[0, : len(cloud)] = cloud
+        self.cloud_arr = np.concatenate([self.cloud_arr, row])[keep]
+        h0, h1 = _pad_diagrams([dgm], self.h0_arr.shape[1], self.h1_arr.shape[1])
+        w0, w1 = h0.shape[1], h1.shape[1]
+        self.h0_arr = np.concatenate([_widen(self.h0_arr, w0), h0])[keep]
+        self.h1_arr = np.concatenate([_widen(self.h1_arr, w1), h1])[keep]
+        self.deciles = np.concatenate([self.deciles, deciles[None].astype(np.float32)])[keep]
+        self.h0_medians = np.append(self.h0_medians, np.float32(h0_median))[keep]
+        self.times = np.append(self.times, now)[keep]
+
+    @property
+    def clouds(self) -> list[np.ndarray]:
+        """Raw-unit score clouds [n_j, S] (float64)."""
+        counts = np.isfinite(self.cloud_arr).all(axis=2).sum(axis=1)  # points come first
+        return [c[:n].astype(np.float64) for c, n in zip(self.cloud_arr, counts, strict=True)]
+
+    @property
+    def diagrams(self) -> list[Diagram]:
+        out = []
+        for h0, h1 in zip(self.h0_arr, self.h1_arr, strict=True):
+            out.append((h0[np.isfinite(h0)].astype(np.float64),
+                        h1[np.isfinite(h1[:, 0])].astype(np.float64)))
+        return out
+
+    def set_diagrams(self, diagrams: list[Diagram]) -> None:
+        self.h0_arr, self.h1_arr = _pad_diagrams(diagrams, 0, 0)
+
+
+def _pad_diagrams(diagrams: list[Diagram], w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
+    """NaN-padded float32 H0 [n, >=w0] and H1 [n, >=w1, 2] arrays of diagrams."""
+    w0 = max([w0, *(len(d[0]) for d in diagrams)])
+    w1 = max([w1, *(len(d[1]) for d in diagrams)])
+    h0 = np.full((len(diagrams), w0), np.nan, dtype=np.float32)
+    h1 = np.full((len(diagrams), w1, 2), np.nan, dtype=np.float32)
+    for j, (a, b) in enumerate(diagrams):
+        h0[j, : len(a)] = a
+        h1[j, : len(b)] = b
+    return h0, h1
+
+
+def _widen(arr: np.ndarray, width: int) -> np.ndarray:
+    """Pad axis 1 of a NaN-padded array to `width`."""
+    if arr.shape[1] >= width:
+        return arr
+    pad = [(0, 0), (0, width - arr.shape[1])] + [(0, 0)] * (arr.ndim - 2)
+    return np.pad(arr, pad, constant_values=np.nan)
+
+
 @dataclass
 class _Entry:
-    diagrams: list[Diagram] = field(default_factory=list)
-    # Each admitted window's coarse score cloud in raw units [n, S] (re-normalisable) and the
-    # median H0 death of its feature cloud (for the Betti scale).
-    clouds: list[np.ndarray] = field(default_factory=list)
-    h0_medians: list[float] = field(default_factory=list)
-    deciles: list[np.ndarray] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
+    reservoir: Reservoir
     model: EntityBaseline | None = None
     last_admit: float = -np.inf
     last_refresh: float = -np.inf
@@ -177,7 +248,8 @@ class _Entry:
     scale: np.ndarray | None = None
     # The entity's own recent raw distances (one per admission interval, healthy or not):
     # once long enough, scores are their empirical CDF (see BaselineStore.score).
-    raw_hist: list[float] = field(default_factory=list)
+    # (A float32 array, not a list: 432 Python floats per entity cost ~14 KB, 10x more.)
+    raw_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
     last_raw: float = -np.inf
     # When center/scale were last re-estimated from the reservoir (-inf: still the first
     # window's); see BaselineStore.renormalise.
@@ -196,8 +268,10 @@ class BaselineStore:
     """
 
     def __init__(self, signals: tuple[str, ...], size: int, refresh_every: float,
-                 admit_every: float, admit_quantile: float = 0.9, window: float = 7200.0):
+                 admit_every: float, admit_quantile: float = 0.9, window: float = 7200.0,
+                 points: int = 12):
         self.signals = signals
+        self.points = points  # score_points: the reservoir's clouds' width
         self.size = size
         self.refresh_every = refresh_every
         self.admit_every = admit_every
@@ -211,8 +285,8 @@ class BaselineStore:
 
         Reservoir-to-prototype distances alone calibrate badly: ~32 values from a few hours
         put most healthy windows above 0.95 (eval_topology). Once an entity has
-        MIN_RAW_HISTORY of its own recent raw distances (a day at most, every admission
-        interval), the score is their empirical CDF, so a healthy entity spreads over 0..1
+        MIN_RAW_HISTORY of its own recent raw distances (three days at most, one per
+        RAW_EVERY), the score is their empirical CDF, so a healthy entity spreads over 0..1
         and a distance beyond anything seen in that day scores near 1.
         """
         out = np.full(len(keys), np.nan)
@@ -221,7 +295,7 @@ class BaselineStore:
             if entry is None or entry.model is None or not np.isfinite(raw[i]):
                 continue
             if len(entry.raw_hist) >= MIN_RAW_HISTORY:
-                out[i] = calibrate(raw[i : i + 1], np.sort(np.asarray(entry.raw_hist)))[0]
+                out[i] = calibrate(raw[i : i + 1], np.sort(entry.raw_hist))[0]
             else:
                 out[i] = entry.model.transform(raw[i : i + 1])[0]
         return out
@@ -252,28 +326,24 @@ class BaselineStore:
                 continue
             entry = self.entries.get(key)
             if (entry is not None and entry.model is not None and raw is not None
-                    and np.isfinite(raw[i]) and now - entry.last_raw >= self.admit_every):
-                entry.raw_hist.append(float(raw[i]))
-                del entry.raw_hist[:-RAW_HISTORY]
+                    and np.isfinite(raw[i]) and now - entry.last_raw >= RAW_EVERY):
+                entry.raw_hist = np.append(entry.raw_hist[-(RAW_HISTORY - 1):],
+                                           np.float32(raw[i]))
                 entry.last_raw = now
             if entry is None:
-                entry = self.entries[key] = _Entry(center=center[i].copy(),
-                                                   scale=scale[i].copy())
+                entry = self.entries[key] = _Entry(
+                    Reservoir(self.points, len(self.signals)),
+                    center=center[i].copy(), scale=scale[i].copy())
+            res = entry.reservoir
             healthy = entry.model is None or (
                 np.isfinite(scores[i]) and scores[i] <= self.admit_quantile
             )
             if healthy and now - entry.last_admit >= self.admit_every:
-                entry.diagrams.append(dgm)
-                entry.clouds.append(clouds.cloud(i).copy())
-                entry.h0_medians.append(float(h0_median[i]))
-                entry.deciles.append(deciles[i])
-                entry.times.append(now)
-                for items in (entry.diagrams, entry.clouds, entry.h0_medians, entry.deciles,
-                              entry.times):
-                    del items[: -self.size]
+                res.append(clouds.cloud(i), dgm, deciles[i], float(h0_median[i]), now,
+                           self.size)
                 entry.last_admit = now
             first = entry.model is None
-            due = first and ready(np.asarray(entry.times), now, self.window)
+            due = first and ready(res.times, now, self.window)
             due |= not first and now - entry.last_refresh >= self.refresh_every
             if not due:
                 continue
@@ -285,7 +355,7 @@ class BaselineStore:
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
             entry.model = EntityBaseline().fit(
-                entry.diagrams, entry.h0_medians, entry.deciles, np.asarray(entry.times), now,
+                res.diagrams, res.h0_medians.tolist(), list(res.deciles), res.times, now,
                 self.window, entry.center, entry.scale,  # type: ignore[arg-type]
             )
             entry.last_refresh = now - phase * self.refresh_every if first else now
@@ -304,17 +374,16 @@ class BaselineStore:
         """
         from exporter.tda.embedding import robust_stats, score_clouds
 
-        pts = np.concatenate(entry.clouds)  # [N, S]
-        center, scale = robust_stats(pts.T[None])
+        res = entry.reservoir
+        arr = res.cloud_arr.astype(np.float64)  # [n, P, S], NaN rows pad short clouds
+        flat = arr.reshape(-1, arr.shape[2])
+        center, scale = robust_stats(flat[np.isfinite(flat).all(axis=1)].T[None])
         entry.center, entry.scale = center[0], scale[0]
-        n = max(len(c) for c in entry.clouds)
-        packed = np.zeros((len(entry.clouds), n, pts.shape[1]))
-        for j, c in enumerate(entry.clouds):
-            packed[j, : len(c)] = c
-        counts = np.array([len(c) for c in entry.clouds], dtype=np.int64)
-        z = score_clouds(Clouds(packed, counts), np.repeat(center, len(counts), axis=0),
+        # Each cloud's points come first and NaN rows pad the rest (Reservoir.append).
+        counts = np.isfinite(arr).all(axis=2).sum(axis=1)
+        z = score_clouds(Clouds(np.nan_to_num(arr), counts), np.repeat(center, len(counts), axis=0),
                          np.repeat(scale, len(counts), axis=0))
-        entry.diagrams = [rips_diagram(z.cloud(j)) for j in range(len(counts))]
+        res.set_diagrams([rips_diagram(z.cloud(j)) for j in range(len(counts))])
         entry.normalised_at = now
 
     def forget(self, keep: set[tuple[str, ...]]) -> None:
@@ -341,21 +410,17 @@ class BaselineStore:
             "norm_scale": np.array([_or_nan(self.entries[k].scale, s) for k in keys]
                                    ).reshape(-1, s),
         }
-        res = [d for k in keys for d in self.entries[k].diagrams]
-        out["reservoir_counts"] = np.array([len(self.entries[k].diagrams) for k in keys],
-                                           dtype=np.int64)
-        out.update(_pack("reservoir", res))
-        out["reservoir_times"] = np.array([t for k in keys for t in self.entries[k].times])
-        clouds = [c for k in keys for c in self.entries[k].clouds]
-        out["reservoir_cloud_lengths"] = np.array([len(c) for c in clouds], dtype=np.int64)
-        out["reservoir_clouds"] = (np.concatenate(clouds) if clouds else np.empty((0, s)))
-        out["reservoir_h0_medians"] = np.array(
-            [m for k in keys for m in self.entries[k].h0_medians], dtype=np.float64)
+        reservoirs = [self.entries[k].reservoir for k in keys]
+        out["reservoir_counts"] = np.array([len(r) for r in reservoirs], dtype=np.int64)
+        out.update(_pack("reservoir", [d for r in reservoirs for d in r.diagrams]))
+        out["reservoir_times"] = np.concatenate([r.times for r in reservoirs] or [np.empty(0)])
+        out["reservoir_clouds"] = np.concatenate(
+            [r.cloud_arr for r in reservoirs] or [np.empty((0, self.points, s), np.float32)])
+        out["reservoir_h0_medians"] = np.concatenate(
+            [r.h0_medians for r in reservoirs] or [np.empty(0, np.float32)])
+        out["reservoir_deciles"] = np.concatenate(
+            [r.deciles for r in reservoirs] or [np.empty((0, s, len(DECILES)), np.float32)])
         out["normalised_at"] = np.array([self.entries[k].normalised_at for k in keys])
-        out["reservoir_deciles"] = (
-            np.stack([q for k in keys for q in self.entries[k].deciles])
-            if res else np.empty((0, s, len(DECILES)))
-        )
         fitted = [self.entries[k].model for k in keys]
         out["fitted"] = np.array([m is not None for m in fitted], dtype=bool)
         models = [m for m in fitted if m is not None]
@@ -370,7 +435,7 @@ class BaselineStore:
                         else np.empty(0))
         out["rawhist_counts"] = np.array([len(self.entries[k].raw_hist) for k in keys],
                                          dtype=np.int64)
-        out["rawhist"] = np.array([x for k in keys for x in self.entries[k].raw_hist],
+        out["rawhist"] = np.array([x for k in keys for x in self.entries[k].raw_hist.tolist()],
                                   dtype=np.float64)
         out["last_raw"] = np.array([self.entries[k].last_raw for k in keys])
         return out
@@ -384,27 +449,27 @@ class BaselineStore:
             raise BaselineError("saved baselines have other signals")
         keys = [tuple(str(k).split("\xff")) if n else () for k, n in
                 zip(arrays["keys"].tolist(), arrays["key_lengths"].tolist(), strict=True)]
+        if arrays["reservoir_clouds"].shape[1:] != (self.points, len(self.signals)):
+            raise BaselineError(f"saved baselines have {arrays['reservoir_clouds'].shape[1]} "
+                                f"score points, the analysis {self.points}")
         res = _unpack("reservoir", arrays)
         protos = _unpack("proto", arrays)
-        dec = arrays["reservoir_deciles"]
-        lengths = arrays["reservoir_cloud_lengths"]
-        flat = arrays["reservoir_clouds"].reshape(-1, len(self.signals))
-        clouds = ([c.copy() for c in np.split(flat, np.cumsum(lengths)[:-1])]
-                  if len(lengths) else [])
         entries: dict[tuple[str, ...], _Entry] = {}
         r = p = c = m = h = 0
         for i, key in enumerate(keys):
             n = int(arrays["reservoir_counts"][i])
-            entry = _Entry(res[r : r + n], clouds[r : r + n],
-                           arrays["reservoir_h0_medians"][r : r + n].tolist(),
-                           [dec[j] for j in range(r, r + n)],
-                           arrays["reservoir_times"][r : r + n].tolist(),
-                           None, float(arrays["last_admit"][i]),
+            reservoir = Reservoir(self.points, len(self.signals))
+            reservoir.cloud_arr = arrays["reservoir_clouds"][r : r + n].astype(np.float32)
+            reservoir.set_diagrams(res[r : r + n])
+            reservoir.deciles = arrays["reservoir_deciles"][r : r + n].astype(np.float32)
+            reservoir.h0_medians = arrays["reservoir_h0_medians"][r : r + n].astype(np.float32)
+            reservoir.times = arrays["reservoir_times"][r : r + n].astype(np.float64)
+            entry = _Entry(reservoir, None, float(arrays["last_admit"][i]),
                            float(arrays["last_refresh"][i]),
                            arrays["norm_center"][i].copy(), arrays["norm_scale"][i].copy())
             r += n
             k = int(arrays["rawhist_counts"][i])
-            entry.raw_hist = arrays["rawhist"][h : h + k].tolist()
+            entry.raw_hist = arrays["rawhist"][h : h + k].astype(np.float32)
             entry.last_raw = float(arrays["last_raw"][i])
             entry.normalised_at = float(arrays["normalised_at"][i])
             h += k

@@ -63,7 +63,7 @@ class TopologyStage:
         c = self.config
         return BaselineStore(signals, c.baseline_size, float(c.baseline_every),
                              float(c.baseline_admit_every), c.baseline_admit_quantile,
-                             float(self.analysis.window))
+                             float(self.analysis.window), c.score_points)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
