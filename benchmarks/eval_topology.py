@@ -162,6 +162,16 @@ def main() -> None:
     print(f"calibration: share of healthy scores > 0.95 = {np.mean(healthy > 0.95):.3f}, "
           f"> 0.99 = {np.mean(healthy > 0.99):.3f}, quantiles 10/50/90 % = "
           f"{q10:.2f} / {q50:.2f} / {q90:.2f}")
+    # Warm-up: the share above 0.95 per 6-hour block of all healthy cycles (--warmup 0 shows
+    # the first hours after a cold start).
+    hours = (t - t[0]) / 3600
+    blocks = []
+    for lo in np.arange(0, hours[-1] + 1e-9, 6):
+        cells = metrics["anomaly"][benign][:, (hours >= lo) & (hours < lo + 6)]
+        cells = cells[np.isfinite(cells)]
+        if len(cells):
+            blocks.append(f"{int(lo)}-{int(lo) + 6}h {np.mean(cells > 0.95):.3f}")
+    print("healthy share > 0.95 by hours since start: " + ", ".join(blocks))
     # Over time, per healthy entity: the share of its scored cycles above 0.5 (a calibrated
     # score is neither stuck low nor high for any entity).
     above = np.nanmean(np.where(neg, metrics["anomaly"] > 0.5, np.nan)[benign], axis=1)

@@ -151,10 +151,11 @@ class TopologyConfig:
     baseline_admit_every: Duration = Duration(1200)
     baseline_admit_quantile: float = 0.9
     # Cold start (no saved baselines): replay this much source history through the topology
-    # stage on the first cycle so anomaly scores exist at once instead of ~2h40m later.
-    # Skipped above bootstrap_max_entities (it costs one topology pass per admitted window).
-    bootstrap: Duration = Duration(10800)
-    bootstrap_max_entities: int = 2000
+    # stage on the first cycle, so baselines span a day and anomaly scores are calibrated from
+    # the first cycle instead of ~5 h later (and over-eager for a further ~12 h). Skipped above
+    # bootstrap_max_entities: it costs one topology pass per admitted window (72 for a day).
+    bootstrap: Duration = Duration(86400)
+    bootstrap_max_entities: int = 1000
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ def _webhook_app(received: list[dict[str, Any]]) -> web.Application:
 
 def _fleet(now: float):
     step = 60.0
-    history, future = 6 * 3600.0, 4 * 3600.0
+    # 12 h: the cold-start bootstrap needs ~8 h to calibrate anomaly scores (dashboards check).
+    history, future = 12 * 3600.0, 4 * 3600.0
     start = math.floor((now - history) / step) * step
     t_fail = math.floor((now + TTF_TRUE) / step) * step
     return simulate_fleet(

@@ -38,7 +38,7 @@ def test_first_cycle_fetches_window_then_only_new_steps():
     asyncio.run(pipe.run_cycle(now))
     asyncio.run(pipe.run_cycle(now + STEP))
     (s1, e1), (s2, e2) = src.calls
-    assert e1 - s1 == 29 * STEP + 3 * 3600  # whole window + topology bootstrap history
+    assert e1 - s1 == 29 * STEP + 24 * 3600  # whole window + topology bootstrap history
     assert e2 - s2 == STEP + 120  # newest step + 2m overlap for late samples
     window = pipe.snapshot.results[0].window
     assert window.values.shape == (4, 2, 30)
@@ -120,12 +120,13 @@ def test_shard_takes_only_its_entities():
 
 
 def test_cold_start_bootstraps_topology_baselines_from_history():
-    src = _source(n_entities=6, n_steps=400)
+    src = _source(n_entities=6, n_steps=700)
     pipe = Pipeline(_cfg(), src, topology_workers=1)
-    asyncio.run(pipe.run_cycle(src.timestamps[399]))
+    asyncio.run(pipe.run_cycle(src.timestamps[699]))
     topo = pipe.snapshot.results[0].topology
     assert topo is not None
-    # 3h of history replayed: every entity has a baseline and a calibrated score at once.
+    # 11 h of history replayed (all the source has of the 24 h asked): every entity has a
+    # baseline and enough of its own distances for a calibrated score at once.
     assert np.isfinite(topo.anomaly_score).all()
     assert ((topo.anomaly_score >= 0) & (topo.anomaly_score <= 1)).all()
     pipe.close()
@@ -136,6 +137,6 @@ def test_cold_start_bootstraps_topology_baselines_from_history():
 
     cold = replace(cfg, analyses=(replace(a, topology=replace(a.topology, bootstrap=0)),))
     pipe = Pipeline(cold, src, topology_workers=1)
-    asyncio.run(pipe.run_cycle(src.timestamps[399]))
+    asyncio.run(pipe.run_cycle(src.timestamps[699]))
     assert np.isnan(pipe.snapshot.results[0].topology.anomaly_score).all()
     pipe.close()

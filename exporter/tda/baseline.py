@@ -35,7 +35,7 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   H1) of the current score diagram to the prototypes. Score = the empirical CDF of the
   calibration sample at the raw value (linear between mid-ranks, 0 at 0, reaching 1 at 1.5x
   the largest), and once the entity has MIN_RAW_HISTORY of its own recent raw distances (one
-  per 10 minutes, three days at most) the empirical CDF of those instead: the reservoir
+  per window/score_points = 10 minutes, three days at most) the empirical CDF of those instead: the reservoir
   sample alone left 59 % of healthy windows above 0.95, the entity's own day ~5-9 %
   (eval_topology), so healthy windows spread over 0..1 whatever the entity's scale and scores
   compare across entities. The history is kept across re-normalisations: they move units
@@ -64,9 +64,8 @@ from exporter.windows import shard_of
 
 PROTOTYPES = 3
 MIN_BASELINE = 4
-# Own raw distances kept per entity (one per RAW_EVERY: three days) and how many are needed
-# before they calibrate the score instead of the reservoir sample.
-RAW_EVERY = 600.0
+# Own raw distances kept per entity (one per window/score_points, 10 min at the defaults: three
+# days) and how many are needed before the score is calibrated on them and exported.
 RAW_HISTORY = 432
 MIN_RAW_HISTORY = 18
 # How often an entity's normalisation is re-estimated from its reservoir (each time all its
@@ -272,6 +271,8 @@ class BaselineStore:
                  points: int = 12):
         self.signals = signals
         self.points = points  # score_points: the reservoir's clouds' width
+        # One own raw distance per coarse point's span (10 min for a 2 h window of 12 points).
+        self.raw_every = window / points
         self.size = size
         self.refresh_every = refresh_every
         self.admit_every = admit_every
@@ -286,7 +287,7 @@ class BaselineStore:
         Reservoir-to-prototype distances alone calibrate badly: ~32 values from a few hours
         put most healthy windows above 0.95 (eval_topology). Once an entity has
         MIN_RAW_HISTORY of its own recent raw distances (three days at most, one per
-        RAW_EVERY), the score is their empirical CDF, so a healthy entity spreads over 0..1
+        window/score_points), the score is their empirical CDF, so a healthy entity spreads over 0..1
         and a distance beyond anything seen in that day scores near 1.
         """
         out = np.full(len(keys), np.nan)
@@ -298,6 +299,18 @@ class BaselineStore:
                 out[i] = calibrate(raw[i : i + 1], np.sort(entry.raw_hist))[0]
             else:
                 out[i] = entry.model.transform(raw[i : i + 1])[0]
+        return out
+
+    def warming(self, keys: tuple[tuple[str, ...], ...]) -> np.ndarray:
+        """[E] True where the score is not yet exported: no baseline, or fewer than
+        MIN_RAW_HISTORY own distances. Scores calibrated on the reservoir sample alone sit
+        above 0.95 for ~30 % of healthy windows (eval_topology --warmup 0, hours 0-6); they
+        still decide admissions, but an unknown score is honest where a wrong one pages."""
+        out = np.ones(len(keys), dtype=bool)
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is not None and entry.model is not None:
+                out[i] = len(entry.raw_hist) < MIN_RAW_HISTORY
         return out
 
     def models(self, keys: tuple[tuple[str, ...], ...]) -> list[EntityBaseline | None]:
@@ -326,7 +339,7 @@ class BaselineStore:
                 continue
             entry = self.entries.get(key)
             if (entry is not None and entry.model is not None and raw is not None
-                    and np.isfinite(raw[i]) and now - entry.last_raw >= RAW_EVERY):
+                    and np.isfinite(raw[i]) and now - entry.last_raw >= self.raw_every):
                 entry.raw_hist = np.append(entry.raw_hist[-(RAW_HISTORY - 1):],
                                            np.float32(raw[i]))
                 entry.last_raw = now

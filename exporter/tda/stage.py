@@ -128,6 +128,7 @@ class TopologyStage:
         known = clouds.counts > 0
 
         score = store.score(keys, np.where(fitted & known, raw, np.nan))
+        warming = store.warming(keys)  # before update: this cycle's distance not yet counted
 
         feats = np.concatenate([dfeats, wfeats], axis=1)
         feats[~known] = np.nan
@@ -140,7 +141,7 @@ class TopologyStage:
         log.debug("stage=tda entities=%d diagrams=%d fitted=%d duration_seconds=%.3f",
                   e, int(known.sum()), int(fitted.sum()), time.perf_counter() - started)
         return TopologyResult(
-            anomaly_score=score,
+            anomaly_score=np.where(warming, np.nan, score),
             betti=feats[:, :2].copy(),
             entropy=feats[:, 2:4].copy(),
             features=feats,
