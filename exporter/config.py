@@ -153,9 +153,10 @@ class TopologyConfig:
     # Cold start (no saved baselines): replay this much source history through the topology
     # stage on the first cycle, so baselines span a day and anomaly scores are calibrated from
     # the first cycle instead of ~5 h later (and over-eager for a further ~12 h). Skipped above
-    # bootstrap_max_entities: it costs one topology pass per admitted window (72 for a day).
+    # bootstrap_max_entities: it costs one pass per admitted window (72 for a day) over the
+    # score clouds only: ~4 s per 100 entities for a day (benchmarks/README.md).
     bootstrap: Duration = Duration(86400)
-    bootstrap_max_entities: int = 1000
+    bootstrap_max_entities: int = 500
 
 
 @dataclass(frozen=True)

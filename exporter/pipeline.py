@@ -329,7 +329,7 @@ class Pipeline:
                 continue
             past = Window(history.analysis, history.label_names, history.entities,
                           history.signals, ts[j - steps:j], history.values[:, :, j - steps:j])
-            rt.topology.run(past, float(ts[j - 1]))
+            rt.topology.learn(past, float(ts[j - 1]))
         log.info("topology bootstrap analysis=%s windows=%d entities=%d duration_seconds=%.2f",
                  rt.cfg.name, len(ends), len(history.entities), self.clock() - started)
 

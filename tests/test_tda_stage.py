@@ -189,3 +189,16 @@ def test_saved_baselines_of_another_format_are_refused():
     saved.pop("format")
     with pytest.raises(TopologyError, match="format 1"):
         TopologyStage(analysis(), workers=1).restore(saved)
+
+
+def test_learn_builds_baselines_without_features():
+    # The cold-start replay: baselines only. A live cycle afterwards has scores and features.
+    series = fleet_series(6, 60, seed=6)
+    stage = TopologyStage(analysis(), workers=1)
+    for c in range(59):
+        stage.learn(window_at(series, c), c * SHIFT * STEP)
+    entries = stage._store.entries
+    assert all(e.model is not None and np.isnan(e.model.betti_scale_) for e in entries.values())
+    r = stage.run(window_at(series, 59), 59 * SHIFT * STEP)
+    stage.close()
+    assert np.isfinite(r.anomaly_score).all() and np.isfinite(r.features).all()

@@ -71,6 +71,7 @@ MIN_RAW_HISTORY = 18
 # How often an entity's normalisation is re-estimated from its reservoir (each time all its
 # reservoir diagrams are recomputed, ~0.2 ms each, in the exporter's process).
 RENORMALISE_EVERY = 6 * 3600.0
+REPLAY_REFIT_EVERY = 7200.0
 # Version of `BaselineStore.state()`; older saved baselines are refused (and relearned).
 STATE_FORMAT = 2
 DECILES = np.linspace(10, 90, 9)
@@ -100,9 +101,14 @@ class EntityBaseline:
 
     def fit(self, diagrams: list[Diagram], h0_medians: list[float], deciles: list[np.ndarray],
             times: np.ndarray, now: float, window: float, center: np.ndarray,
-            scale: np.ndarray) -> EntityBaseline:
+            scale: np.ndarray, calibration: np.ndarray | None = None) -> EntityBaseline:
         """Fit from the reservoir; `center`/`scale` [S] are the normalisation its diagrams
-        were computed with (kept, so calibration and live distances compare like with like)."""
+        were computed with (kept, so calibration and live distances compare like with like).
+
+        calibration: a calibration sample to keep instead of computing one (reservoir x
+        prototype distances were ~half of all topology CPU; once an entity calibrates on its
+        own distances the sample is not used, see BaselineStore.score).
+        """
         if not ready(np.asarray(times), now, window):
             raise BaselineError("too little non-overlapping healthy history for a baseline")
         import warnings
@@ -124,15 +130,22 @@ class EntityBaseline:
         k = min(self.prototypes, len(cand))
         idx = cand[np.unique(np.round(np.linspace(0, len(cand) - 1, k)).astype(int))]
         self.prototypes_ = [diagrams[i] for i in idx]
-        calib = []
-        for j, d in enumerate(diagrams):
-            # Same rule for the calibration sample: only prototypes not overlapping window j.
-            others = [diagrams[i] for i in idx if abs(times[i] - times[j]) >= window]
-            if others:
-                calib.append(float(np.median([diagram_distance(d, p) for p in others])))
-        self.calibration_ = np.sort(np.asarray(calib))
+        if calibration is not None:
+            self.calibration_ = calibration
+        else:
+            calib = []
+            for j, d in enumerate(diagrams):
+                # Same rule as prototypes: only prototypes not overlapping window j.
+                others = [diagrams[i] for i in idx if abs(times[i] - times[j]) >= window]
+                if others:
+                    calib.append(float(np.median([diagram_distance(d, p) for p in others])))
+            self.calibration_ = np.sort(np.asarray(calib))
         # SCALE_FACTOR x the median of the windows' median H0 deaths (feature clouds).
-        self.betti_scale_ = connectivity_scale(np.asarray(h0_medians, dtype=np.float64))
+        medians = np.asarray(h0_medians, dtype=np.float64)
+        # NaN (each window's own scale) until live windows have brought feature-cloud medians
+        # (replayed windows have none).
+        self.betti_scale_ = (connectivity_scale(medians) if np.isfinite(medians).any()
+                             else float("nan"))
         return self
 
     def transform(self, raw: np.ndarray) -> np.ndarray:
@@ -327,11 +340,15 @@ class BaselineStore:
     def update(self, keys: tuple[tuple[str, ...], ...], diagrams: list[Diagram | None],
                clouds: Clouds, h0_median: np.ndarray, deciles: np.ndarray,
                scores: np.ndarray, now: float, center: np.ndarray, scale: np.ndarray,
-               raw: np.ndarray | None = None) -> int:
+               raw: np.ndarray | None = None, replay: bool = False) -> int:
         """Admit healthy windows, refit due baselines; return how many were refitted.
 
         diagrams: the score clouds' diagrams; clouds: the same clouds in raw units.
+        replay: a cold-start replay; refits only every REPLAY_REFIT_EVERY (a refit every
+            30 min of replayed history was half of the replay's CPU).
         """
+        refresh_every = max(self.refresh_every, REPLAY_REFIT_EVERY) if replay else \
+            self.refresh_every
         refits = 0
         for i, key in enumerate(keys):
             dgm = diagrams[i]
@@ -357,7 +374,7 @@ class BaselineStore:
                 entry.last_admit = now
             first = entry.model is None
             due = first and ready(res.times, now, self.window)
-            due |= not first and now - entry.last_refresh >= self.refresh_every
+            due |= not first and now - entry.last_refresh >= refresh_every
             if not due:
                 continue
             # Stagger refits and re-normalisations: a stable per-key phase spreads them over
@@ -367,9 +384,12 @@ class BaselineStore:
                 entry.normalised_at = now - phase * RENORMALISE_EVERY
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
+            keep = (entry.model.calibration_ if entry.model is not None
+                    and len(entry.raw_hist) >= MIN_RAW_HISTORY else None)
             entry.model = EntityBaseline().fit(
                 res.diagrams, res.h0_medians.tolist(), list(res.deciles), res.times, now,
                 self.window, entry.center, entry.scale,  # type: ignore[arg-type]
+                keep,
             )
             entry.last_refresh = now - phase * self.refresh_every if first else now
             refits += 1

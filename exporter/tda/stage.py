@@ -86,7 +86,22 @@ class TopologyStage:
         except Exception as err:
             raise TopologyError(f"topology stage failed: {err!r}") from err
 
-    def _run(self, window: Window, now: float, started: float) -> TopologyResult:
+    def learn(self, window: Window, now: float) -> None:
+        """Feed a past window to the baselines only (the cold-start bootstrap replay).
+
+        Only what the baselines keep is computed: the coarse score clouds' diagrams and
+        distances, scores for admission, deciles. No 60-point feature clouds, features or fleet
+        topology (a replay discards them): measured ~5x cheaper per window than `run`.
+        """
+        try:
+            self._run(window, now, time.perf_counter(), learn_only=True)
+        except TopologyError:
+            raise
+        except Exception as err:
+            raise TopologyError(f"topology replay failed: {err!r}") from err
+
+    def _run(self, window: Window, now: float, started: float,
+             learn_only: bool = False) -> TopologyResult:
         values = np.asarray(window.values, dtype=np.float64)
         e, s, _ = values.shape
         if self._store is None:
@@ -113,11 +128,20 @@ class TopologyStage:
             center[i], scale[i] = m.center_, m.scale_  # type: ignore[union-attr]
             base_z[i] = m.zdeciles_  # type: ignore[union-attr]
             betti_scale[i] = m.betti_scale_  # type: ignore[union-attr]
-        z, clouds = self._clouds(values, center, scale)
         c = self.config
         # The anomaly score's coarse clouds, pooled in raw units (the baseline keeps them so).
         coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
         protos = [m.prototypes_ if m is not None else None for m in models]
+        if learn_only:
+            # The score clouds stand in for the feature clouds; their H0 medians are not the
+            # feature clouds' (Betti scale), so they are not kept.
+            scored = score_clouds(coarse, center, scale)
+            diagrams, raw, _, _ = self._persistence.submit(scored, protos).result()
+            score = store.score(keys, np.where(fitted & (scored.counts > 0), raw, np.nan))
+            store.update(keys, diagrams, coarse, np.full(e, np.nan), deciles, score, now,
+                         center, scale, raw, replay=True)
+            return None  # type: ignore[return-value]
+        z, clouds = self._clouds(values, center, scale)
         pending = self._persistence.submit(clouds, protos, betti_scale,
                                            score_clouds(coarse, center, scale))
         # Per-window work overlaps with the workers' PH.
