@@ -58,7 +58,8 @@ VOTERS = _entity(
 )
 TOPOLOGY_ANOMALY = _entity(
     "aura_topology_anomaly_score",
-    "Calibrated distance of the current persistence diagram from the entity's own baseline, 0..1.",
+    "Calibrated 0..1 distance of the entity's recent state (persistence diagram of its "
+    "10-minute means) from its own healthy baseline; absent while warming up.",
 )
 BETTI = _entity(
     "aura_betti_number",
