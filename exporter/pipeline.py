@@ -220,7 +220,9 @@ class Pipeline:
 
     async def _ingest(self, rt: _AnalysisRuntime, now: float) -> Fetch:
         start = rt.buffer.fetch_start(now, float(self.cfg.source.overlap))
-        cold = rt.buffer.empty and rt.topology is None
+        # No baselines yet (first start, or saved ones refused after an upgrade): bootstrap
+        # them from history, even when the sample buffers were restored.
+        cold = rt.topology is None
         bootstrap = float(rt.cfg.topology.bootstrap) if cold else 0.0
         fetch = await self.source.fetch(rt.cfg, start - bootstrap, now)
         block = fetch.block
