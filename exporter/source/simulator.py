@@ -218,9 +218,10 @@ def simulate_fleet(
 # Demo
 
 
-def demo_fleet(now: float, entities: int = 24, seed: int = 7, history: float = 6 * 3600,
+def demo_fleet(now: float, entities: int = 24, seed: int = 7, history: float = 26 * 3600,
                future: float = 12 * 3600, step: float = 60) -> SimulatedFleet:
-    """The `aura demo` fleet: history before `now`, scripted failures after it.
+    """The `aura demo` fleet: history before `now` (26 h: the 24 h topology bootstrap plus a
+    window, so anomaly scores are calibrated from the first cycle), scripted failures after it.
 
     A memory leak exhausts host-03 about 2 h after `now` (its build-up started 2 h before),
     a traffic surge hits one service 40 min in (benign), a sudden crash follows at +3.5 h,
