@@ -35,10 +35,11 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   H1) of the current score diagram to the prototypes. Score = the empirical CDF of the
   calibration sample at the raw value (linear between mid-ranks, 0 at 0, reaching 1 at 1.5x
   the largest), and once the entity has MIN_RAW_HISTORY of its own recent raw distances (one
-  per window/score_points = 10 minutes, three days at most) the empirical CDF of those instead: the reservoir
-  sample alone left 59 % of healthy windows above 0.95, the entity's own day ~5-9 %
-  (eval_topology), so healthy windows spread over 0..1 whatever the entity's scale and scores
-  compare across entities. The history is kept across re-normalisations: they move units
+  per window/score_points = 10 minutes, three days at most) the empirical CDF of those
+  instead: the reservoir sample alone left 59 % of healthy windows above 0.95, the entity's
+  own history ~1-9 % (eval_topology), so healthy windows spread over 0..1 whatever the
+  entity's scale and scores compare across entities. Until then no score is exported
+  (`BaselineStore.warming`). The history is kept across re-normalisations: they move units
   little (the reservoir changes slowly), and resetting it sent every entity back to the
   saturated reservoir calibration (measured: 75 % of healthy scores above 0.95). Why three
   days and not one: the history takes every window, so hours of a developing failure become
@@ -300,8 +301,8 @@ class BaselineStore:
         Reservoir-to-prototype distances alone calibrate badly: ~32 values from a few hours
         put most healthy windows above 0.95 (eval_topology). Once an entity has
         MIN_RAW_HISTORY of its own recent raw distances (three days at most, one per
-        window/score_points), the score is their empirical CDF, so a healthy entity spreads over 0..1
-        and a distance beyond anything seen in that day scores near 1.
+        window/score_points), the score is their empirical CDF, so a healthy entity spreads
+        over 0..1 and a distance beyond anything seen in those days scores near 1.
         """
         out = np.full(len(keys), np.nan)
         for i, key in enumerate(keys):

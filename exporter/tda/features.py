@@ -4,14 +4,14 @@ and a few window statistics the forecast model finds useful.
 
 Calibrated scale (`connectivity_scale`): `SCALE_FACTOR` (8) times the median H0 death (= the
 typical Rips MST edge, the neighbour spacing) — the median of the entity's healthy baseline
-windows' median H0 deaths once it has some, of the current window before. At that scale a healthy window is one connected
-component; β0 > 1 counts gaps 8x wider than the usual spacing (regime jumps, a level shift
-away from the anchor), β1 counts loops still open at that scale (cycles in signal space). Why
-8 and a median: uniform samples have exponential gaps, whose Tukey fence (Q3 + 1.5 IQR) is
-exceeded by ~5 % of the edges — a fence-based scale reported β0 ≈ 6 on a noisy circle and
-missed its loop (measured, tests/test_tda_persistence.py); 8x the median (5.5 mean gaps) is
-exceeded by ~0.4 % of exponential gaps and still sits well below cluster gaps and loop deaths.
-The infinite H0 bar counts as one component at every scale.
+windows' median H0 deaths once it has some, of the current window before. At that scale a
+healthy window is one connected component; β0 > 1 counts gaps 8x wider than the usual spacing
+(regime jumps, a level shift away from the anchor), β1 counts loops still open at that scale
+(cycles in signal space). Why 8 and a median: uniform samples have exponential gaps, whose
+Tukey fence (Q3 + 1.5 IQR) is exceeded by ~5 % of the edges — a fence-based scale reported β0 ≈
+6 on a noisy circle and missed its loop (measured, tests/test_tda_persistence.py); 8x the
+median (5.5 mean gaps) is exceeded by ~0.4 % of exponential gaps and still sits well below
+cluster gaps and loop deaths. The infinite H0 bar counts as one component at every scale.
 
 Landscapes are sampled on `LANDSCAPE_GRID` points over [min birth, max death] of each H1
 diagram; L1/L2 norms use the trapezoid rule (exact up to the grid; enough for ranking).

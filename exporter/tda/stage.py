@@ -5,22 +5,26 @@ Chain per cycle (all entities batched): robust normalisation against each entity
 `max_points` (+ anchor) and coarse score clouds of `score_points` means (+ anchor) -> Rips
 H0/H1 of both on the process pool, with the score diagrams' distances to each entity's
 baseline prototypes in the same worker task -> features -> calibrated anomaly scores and signal
-contributions -> baseline admission/refits/re-normalisation -> fleet topology. See the module docstrings of exporter.tda.* for each
-choice; `benchmarks/bench_topology.py` and `benchmarks/eval_topology.py` hold the figures.
+contributions -> baseline admission/refits/re-normalisation -> fleet topology. See the module
+docstrings of exporter.tda.* for each choice; `benchmarks/bench_topology.py` and
+`benchmarks/eval_topology.py` hold the figures. `learn` (the cold-start replay) runs only the
+baseline half of this chain.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from exporter.config import AnalysisConfig
 from exporter.results import TopologyResult
-from exporter.tda.baseline import DECILES, BaselineStore
+from exporter.tda.baseline import DECILES, BaselineStore, EntityBaseline
 from exporter.tda.embedding import (
     Z_CLIP,
+    Clouds,
     delay_embed,
     nan_percentile,
     normalise,
@@ -31,7 +35,7 @@ from exporter.tda.embedding import (
 )
 from exporter.tda.features import FEATURE_NAMES, WINDOW_PERCENTILES, window_features
 from exporter.tda.fleet import FleetTopology
-from exporter.tda.persistence import RipsPersistence
+from exporter.tda.persistence import Diagram, RipsPersistence
 from exporter.windows import Window, shard_of
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,27 @@ log = logging.getLogger(__name__)
 
 class TopologyError(RuntimeError):
     """The topology stage failed for this cycle."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared:
+    """One window's shared preparation (`TopologyStage._prepare`); centre/scale [E, S] are
+    each entity's baseline normalisation where fitted, its provisional one before."""
+
+    values: np.ndarray
+    store: BaselineStore
+    keys: tuple[tuple[str, ...], ...]
+    models: list[EntityBaseline | None]
+    fitted: np.ndarray
+    quart: np.ndarray
+    deciles: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    coarse: Clouds
+
+    @property
+    def protos(self) -> list[list[Diagram] | None]:
+        return [m.prototypes_ if m is not None else None for m in self.models]
 
 
 class TopologyStage:
@@ -94,16 +119,22 @@ class TopologyStage:
         topology (a replay discards them): measured ~5x cheaper per window than `run`.
         """
         try:
-            self._run(window, now, time.perf_counter(), learn_only=True)
+            p = self._prepare(window)
+            scored = score_clouds(p.coarse, p.center, p.scale)
+            diagrams, raw, _, _ = self._persistence.submit(scored, p.protos).result()
+            score = p.store.score(p.keys, np.where(p.fitted & (scored.counts > 0), raw, np.nan))
+            # The score clouds' H0 medians are not the feature clouds' (Betti scale): none kept.
+            p.store.update(p.keys, diagrams, p.coarse, np.full(len(p.keys), np.nan), p.deciles,
+                           score, now, p.center, p.scale, raw, replay=True)
         except TopologyError:
             raise
         except Exception as err:
             raise TopologyError(f"topology replay failed: {err!r}") from err
 
-    def _run(self, window: Window, now: float, started: float,
-             learn_only: bool = False) -> TopologyResult:
+    def _prepare(self, window: Window) -> _Prepared:
+        """What `run` and `learn` share: baselines, window percentiles, normalisation, coarse
+        score clouds in raw units (the baseline keeps them so)."""
         values = np.asarray(window.values, dtype=np.float64)
-        e, s, _ = values.shape
         if self._store is None:
             self._store = self._new_store(tuple(window.signals))
         store = self._store
@@ -121,26 +152,24 @@ class TopologyStage:
         scale = robust_scale(values, center, deciles[..., 0], quart[0], quart[2],
                              deciles[..., -1])
         store.provisional(keys, center, scale)
+        for i in np.flatnonzero(fitted):
+            center[i], scale[i] = models[i].center_, models[i].scale_  # type: ignore[union-attr]
+        c = self.config
+        coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
+        return _Prepared(values, store, keys, models, fitted, quart, deciles, center, scale,
+                         coarse)
+
+    def _run(self, window: Window, now: float, started: float) -> TopologyResult:
+        p = self._prepare(window)
+        values, store, keys, models, fitted = p.values, p.store, p.keys, p.models, p.fitted
+        quart, deciles, center, scale, coarse = p.quart, p.deciles, p.center, p.scale, p.coarse
+        e, s, _ = values.shape
         base_z = np.full((e, s, 9), np.nan)
         betti_scale = np.full(e, np.nan)
         for i in np.flatnonzero(fitted):
-            m = models[i]
-            center[i], scale[i] = m.center_, m.scale_  # type: ignore[union-attr]
-            base_z[i] = m.zdeciles_  # type: ignore[union-attr]
-            betti_scale[i] = m.betti_scale_  # type: ignore[union-attr]
-        c = self.config
-        # The anomaly score's coarse clouds, pooled in raw units (the baseline keeps them so).
-        coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
-        protos = [m.prototypes_ if m is not None else None for m in models]
-        if learn_only:
-            # The score clouds stand in for the feature clouds; their H0 medians are not the
-            # feature clouds' (Betti scale), so they are not kept.
-            scored = score_clouds(coarse, center, scale)
-            diagrams, raw, _, _ = self._persistence.submit(scored, protos).result()
-            score = store.score(keys, np.where(fitted & (scored.counts > 0), raw, np.nan))
-            store.update(keys, diagrams, coarse, np.full(e, np.nan), deciles, score, now,
-                         center, scale, raw, replay=True)
-            return None  # type: ignore[return-value]
+            base_z[i] = models[i].zdeciles_  # type: ignore[union-attr]
+            betti_scale[i] = models[i].betti_scale_  # type: ignore[union-attr]
+        protos = p.protos
         z, clouds = self._clouds(values, center, scale)
         pending = self._persistence.submit(clouds, protos, betti_scale,
                                            score_clouds(coarse, center, scale))
