@@ -73,6 +73,28 @@ def rips_diagram(points: np.ndarray, thresh: float | None = None) -> Diagram:
     return h0.astype(np.float64), h1
 
 
+def cloud_key(points: np.ndarray) -> bytes:
+    """Exact identity of one cloud (shape and bits): diagrams are a pure function of it."""
+    points = np.ascontiguousarray(points, dtype=np.float64)
+    return np.asarray(points.shape, dtype=np.int64).tobytes() + points.tobytes()
+
+
+def _cached_diagram(points: np.ndarray, thresh: float | None,
+                    cache: dict[bytes, Diagram] | None) -> Diagram:
+    if cache is None:
+        return rips_diagram(points, thresh)
+    key = cloud_key(points)
+    dgm = cache.get(key)
+    if dgm is None:
+        dgm = cache[key] = rips_diagram(points, thresh)
+    return dgm
+
+
+def _diagrams_task(clouds: list[np.ndarray], thresh: float | None) -> list[Diagram]:
+    """Worker body of `RipsPersistence.diagrams`."""
+    return [rips_diagram(c, thresh) for c in clouds]
+
+
 def wasserstein_h0(a: np.ndarray, b: np.ndarray) -> float:
     """1-Wasserstein distance of two H0 death multisets (all births 0) by sorting."""
     n = max(len(a), len(b))
@@ -131,7 +153,7 @@ def distance_to_prototypes(d: Diagram, protos: Sequence[Diagram]) -> float:
 def _chunk_task(
     points: np.ndarray, counts: np.ndarray, protos: list[list[Diagram] | None],
     scale: np.ndarray, thresh: float | None, score_points: np.ndarray | None = None,
-    score_counts: np.ndarray | None = None,
+    score_counts: np.ndarray | None = None, cache: dict[bytes, Diagram] | None = None,
 ) -> tuple[list[Diagram], np.ndarray, np.ndarray, np.ndarray]:
     """Worker body: a chunk's diagrams, distances to their prototypes and diagram features.
 
@@ -141,11 +163,13 @@ def _chunk_task(
     """
     from exporter.tda.features import diagram_features
 
-    fine: list[Diagram] = [rips_diagram(points[i, :n], thresh) for i, n in enumerate(counts)]
+    fine: list[Diagram] = [_cached_diagram(points[i, :n], thresh, cache)
+                           for i, n in enumerate(counts)]
     if score_points is None or score_counts is None:
         dgms = fine
     else:
-        dgms = [rips_diagram(score_points[i, :n], thresh) for i, n in enumerate(score_counts)]
+        dgms = [_cached_diagram(score_points[i, :n], thresh, cache)
+                for i, n in enumerate(score_counts)]
     raw = np.full(len(counts), np.nan)
     for i, dgm in enumerate(dgms):
         if protos[i]:
@@ -244,6 +268,7 @@ class RipsPersistence:
     def submit(
         self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,
         scale: np.ndarray | None = None, score_clouds: Clouds | None = None,
+        cache: dict[bytes, Diagram] | None = None,
     ) -> Pending:
         """Start computing; the caller may do other work before `Pending.result()`.
 
@@ -251,6 +276,8 @@ class RipsPersistence:
         scale: [E] calibrated Betti scale per entity (NaN: the diagram's own).
         score_clouds: per entity, the anomaly score's clouds (present wherever `clouds` has
             points): their diagrams are returned and measured against the prototypes.
+        cache: diagrams already computed, by `cloud_key` (`diagrams`): the batch then runs
+            inline, looking every cloud up first (misses are computed and added).
         """
         if not hasattr(self, "workers_"):
             raise PersistenceError("RipsPersistence is not fitted: call fit() first")
@@ -269,9 +296,9 @@ class RipsPersistence:
             scnt = score_clouds.counts[rows]
             spts = score_clouds.points[rows][:, : int(scnt.max())]
         try:
-            if self.workers_ <= 1 or len(rows) < MIN_POOL_BATCH:
+            if cache is not None or self.workers_ <= 1 or len(rows) < MIN_POOL_BATCH:
                 return Pending(self, e, rows, [_chunk_task(pts, cnt, sub, eps[rows], self.thresh,
-                                                           spts, scnt)])
+                                                           spts, scnt, cache)])
             pool = self._ensure_pool()
             n_chunks = min(len(rows), self.workers_ * 4)
             bounds = np.linspace(0, len(rows), n_chunks + 1).astype(int)
@@ -285,6 +312,30 @@ class RipsPersistence:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
         return Pending(self, e, rows, parts)
+
+    def diagrams(self, clouds: Sequence[np.ndarray]) -> dict[bytes, Diagram]:
+        """Diagrams of many clouds [n_i, D] in one pool map, keyed by `cloud_key` (duplicates
+        computed once): the parallel half of `TopologyStage.run_batch`."""
+        if not hasattr(self, "workers_"):
+            raise PersistenceError("RipsPersistence is not fitted: call fit() first")
+        unique: dict[bytes, np.ndarray] = {}
+        for c in clouds:
+            unique.setdefault(cloud_key(c), c)
+        keys, todo = list(unique), list(unique.values())
+        try:
+            if self.workers_ <= 1 or len(todo) < MIN_POOL_BATCH:
+                dgms = _diagrams_task(todo, self.thresh)
+            else:
+                pool = self._ensure_pool()
+                bounds = np.linspace(0, len(todo), min(len(todo), self.workers_ * 4) + 1)
+                bounds = bounds.astype(int)
+                parts = [pool.submit(_diagrams_task, todo[a:b], self.thresh)
+                         for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+                dgms = [d for part in parts for d in part.result()]
+        except Exception as err:
+            self.close()
+            raise PersistenceError(f"persistence failed: {err!r}") from err
+        return dict(zip(keys, dgms, strict=True))
 
     def transform(
         self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,52 @@ class TopologyStage:
         except Exception as err:
             raise TopologyError(f"topology stage failed: {err!r}") from err
 
+    def run_batch(self, windows: Sequence[Window], nows: Sequence[float]) -> list[TopologyResult]:
+        """`run(w, now)` for each pair in order, with the persistence of all windows first.
+
+        Same results as the sequential calls (the baselines are updated window by window as
+        `run` does): a Rips diagram is a pure function of its cloud, so every cloud the windows
+        will need is predicted from the baselines as they stand (an entity new to the batch is
+        normalised by its first window's statistics, as `run` freezes them) and computed in one
+        pool map; the sequential pass looks each cloud up by its exact bits and computes the
+        few that differ (a normalisation re-estimated inside the batch) inline. For replays of
+        many cycles (the backtest), where per-cycle pool hand-offs would dominate.
+        """
+        if len(windows) != len(nows):
+            raise TopologyError(f"run_batch got {len(windows)} windows and {len(nows)} times")
+        started = time.perf_counter()
+        try:
+            cache = self._persistence.diagrams(self._predicted_clouds(windows))
+            out = [self._run(w, float(now), time.perf_counter(), cache)
+                   for w, now in zip(windows, nows, strict=True)]
+        except TopologyError:
+            raise
+        except Exception as err:
+            raise TopologyError(f"topology stage failed: {err!r}") from err
+        log.debug("stage=tda windows=%d diagrams=%d duration_seconds=%.3f", len(windows),
+                  len(cache), time.perf_counter() - started)
+        return out
+
+    def _predicted_clouds(self, windows: Sequence[Window]) -> list[np.ndarray]:
+        """Feature and score clouds [n, D] `run` will most likely build for these windows
+        (read-only: the baselines are not touched)."""
+        first: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+        out: list[np.ndarray] = []
+        for window in windows:
+            p = self._prepare(window)
+            for i, key in enumerate(p.keys):
+                if key in p.store.entries:
+                    continue
+                if key in first:
+                    p.center[i], p.scale[i] = first[key]
+                else:
+                    first[key] = (p.center[i].copy(), p.scale[i].copy())
+            _, clouds = self._clouds(p.values, p.center, p.scale)
+            scored = score_clouds(p.coarse, p.center, p.scale)
+            for c in (clouds, scored):
+                out.extend(c.cloud(int(i)) for i in np.flatnonzero(c.counts > 0))
+        return out
+
     def learn(self, window: Window, now: float) -> None:
         """Feed a past window to the baselines only (the cold-start bootstrap replay).
 
@@ -159,7 +206,8 @@ class TopologyStage:
         return _Prepared(values, store, keys, models, fitted, quart, deciles, center, scale,
                          coarse)
 
-    def _run(self, window: Window, now: float, started: float) -> TopologyResult:
+    def _run(self, window: Window, now: float, started: float,
+             cache: dict[bytes, Diagram] | None = None) -> TopologyResult:
         p = self._prepare(window)
         values, store, keys, models, fitted = p.values, p.store, p.keys, p.models, p.fitted
         quart, deciles, center, scale, coarse = p.quart, p.deciles, p.center, p.scale, p.coarse
@@ -172,7 +220,7 @@ class TopologyStage:
         protos = p.protos
         z, clouds = self._clouds(values, center, scale)
         pending = self._persistence.submit(clouds, protos, betti_scale,
-                                           score_clouds(coarse, center, scale))
+                                           score_clouds(coarse, center, scale), cache)
         # Per-window work overlaps with the workers' PH.
         # Percentiles commute with the monotone x -> clip((x - c) / s).
         zquart = np.clip((quart - center[None]) / scale[None], -Z_CLIP, Z_CLIP)
