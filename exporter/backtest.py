@@ -82,11 +82,13 @@ class AlertSemantics:
 
 
 def alert_semantics(cfg: Config) -> tuple[AlertSemantics, ...]:
-    """ALERT_SEMANTICS for `cfg`: parsed from the very alerts `aura generate rules` writes.
+    """ALERT_SEMANTICS for `cfg`: the very alerts `aura generate rules` writes.
 
     Deriving them from `exporter.rulegen.alerts` (rather than restating thresholds here) is
-    what keeps the backtest and the rule file from drifting apart; an entity alert whose
-    expression is not a simple `metric op number` on a score column is refused loudly.
+    what keeps the backtest and the rule file from drifting apart. Each entity alert states
+    its `metric op threshold` as fields, so no PromQL is parsed here (a selector such as
+    `cluster=~"prod-[0-9]{2}"` is the rule file's business); an entity alert on a metric the
+    scores do not hold, or with an unknown operator, is refused loudly.
     """
     from exporter.rulegen import alerts
 
@@ -94,11 +96,11 @@ def alert_semantics(cfg: Config) -> tuple[AlertSemantics, ...]:
     for a in alerts(cfg):
         if not a.entity:
             continue
-        m = _EXPR_RE.match(a.expr)
-        if m is None or m.group(1) not in _METRIC_COLUMN:
-            raise BacktestError(f"alert {a.name}: cannot replay expression {a.expr!r}")
-        out.append(AlertSemantics(a.name, a.severity, _METRIC_COLUMN[m.group(1)], m.group(3),
-                                  float(m.group(4)), float(a.for_)))
+        if a.metric not in _METRIC_COLUMN or a.op not in _OPS or a.threshold != a.threshold:
+            raise BacktestError(f"alert {a.name}: cannot replay {a.metric!r} {a.op!r} "
+                                f"{a.threshold!r} (expression {a.expr!r})")
+        out.append(AlertSemantics(a.name, a.severity, _METRIC_COLUMN[a.metric], a.op,
+                                  float(a.threshold), float(a.for_)))
     return tuple(out)
 
 

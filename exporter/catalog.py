@@ -104,7 +104,8 @@ FLEET_BETTI = Metric(
 ENTITIES_DROPPED = Metric(
     "aura_entities_dropped_total",
     "counter",
-    "Entities refused by the max_entities cardinality guard.",
+    "Entities refused by the max_entities cardinality guard, and series dropped because they "
+    "name no usable entity (entity label missing or empty, label value not valid Unicode).",
     ("analysis",),
     "analysis",
 )
@@ -191,7 +192,7 @@ SELF_METRICS: tuple[Metric, ...] = (
 ALL: tuple[Metric, ...] = ENTITY_METRICS + ANALYSIS_METRICS + SELF_METRICS
 BY_NAME = {m.name: m for m in ALL}
 
-STAGES = ("ingest", "topology", "forecast", "agents", "consensus", "render")
+STAGES = ("ingest", "topology", "forecast", "agents", "consensus", "render", "state")
 LEVELS = {0: "ok", 1: "warning", 2: "critical"}
 
 

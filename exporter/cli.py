@@ -11,6 +11,7 @@ import argparse
 import importlib
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -29,28 +30,82 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# ` key=` starts the structured fields of a log message ("words key=value key2='v'").
+_FIELD_START = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_.]*)=")
+_FIELD = re.compile(r"""\s*([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S*)""")
+
+
+def split_message(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """A log message -> (message text, [(key, raw value)]).
+
+    Modules log either `msg="words" key=value ...` or `words key=value ...`; both give the
+    words as the message and the rest as fields, so the formatter never nests `msg="msg=..."`.
+    A message whose tail is not `key=value` pairs is returned whole, without fields.
+    """
+    fields: list[tuple[str, str]] = []
+    if text.startswith("msg=") and text[4:5] not in ("'", '"'):
+        text = text[4:]  # `msg=words key=value`: the words run up to the first field
+    head = _FIELD_START.search(text)
+    if head is None:
+        return text, fields
+    msg = text[: head.start()].strip()
+    pos = head.start()
+    while pos < len(text):
+        m = _FIELD.match(text, pos)
+        if m is None or m.end() == pos:
+            return text, []
+        fields.append((m.group(1), m.group(2)))
+        pos = m.end()
+        if text[pos:].strip() == "":
+            break
+    if not msg and fields and fields[0][0] == "msg":
+        msg = _unquote(fields.pop(0)[1])
+    return msg, fields
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'":
+        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+    return raw
+
+
+def _logfmt_value(text: str) -> str:
+    """Quote a logfmt value when needed; never let a value span lines."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+    if text and not any(c in text for c in ' "=\t'):
+        return text
+    return '"' + text.replace('"', '\\"') + '"'
+
+
 class LogfmtFormatter(logging.Formatter):
     """`ts=... level=info logger=... msg="..."` followed by the record's key=value fields."""
 
     def format(self, record: logging.LogRecord) -> str:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        msg = record.getMessage().replace('"', '\\"')
-        out = f'ts={ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} logger={record.name} msg="{msg}"'
+        msg, fields = split_message(record.getMessage())
+        out = (f"ts={ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} "
+               f'logger={record.name} msg={_logfmt_value(msg) if msg else chr(34) * 2}')
+        for key, raw in fields:
+            value = _unquote(raw)
+            out += f" {key}={_logfmt_value(value) if value else chr(34) * 2}"
         if record.exc_info:
-            err = self.formatException(record.exc_info).splitlines()[-1].replace('"', '\\"')
-            out += f' err="{err}"'
+            err = self.formatException(record.exc_info).splitlines()[-1]
+            out += f" err={_logfmt_value(err)}"
         return out
 
 
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        msg, fields = split_message(record.getMessage())
         doc = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": msg,
         }
+        for key, raw in fields:
+            doc.setdefault(key, _unquote(raw))
         if record.exc_info:
             doc["err"] = self.formatException(record.exc_info).splitlines()[-1]
         return json.dumps(doc)

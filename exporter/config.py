@@ -528,7 +528,28 @@ def load_config(path: str | Path, *, require_queries: bool = True) -> Config:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError([f"{path}: invalid YAML: {err}"]) from err
-    return parse_config(data or {}, require_queries=require_queries)
+    cfg = parse_config(data or {}, require_queries=require_queries)
+    model_path = resolve_path(cfg.model.path, Path(path).parent)
+    if model_path != cfg.model.path:
+        cfg = dataclasses.replace(cfg, model=ModelConfig(model_path))
+    return cfg
+
+
+def resolve_path(path: str, config_dir: Path) -> str:
+    """A relative path from a config file: against the file's directory, then the package.
+
+    The package's project root holds `models/default`, so a config anywhere finds the shipped
+    model; a path found in neither place is returned unchanged (relative to the working
+    directory, and reported missing by whoever opens it).
+    """
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        return str(given)
+    for base in (config_dir, Path(__file__).resolve().parent.parent):
+        candidate = base / given
+        if candidate.exists():
+            return str(candidate.resolve())
+    return path
 
 
 def replace(obj: Any, **changes: Any) -> Any:

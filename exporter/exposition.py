@@ -71,7 +71,9 @@ class _Writer:
             self.parts.extend(lines)
 
     def bytes(self) -> bytes:
-        return "".join(self.parts).encode()
+        # Sources drop label values that are not valid Unicode; "replace" is the last guard
+        # so that one such value can never make every scrape fail (client_python#564).
+        return "".join(self.parts).encode("utf-8", "replace")
 
 
 def _type(m: Metric) -> str:

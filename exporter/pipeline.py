@@ -159,6 +159,7 @@ class Pipeline:
             results.append(result)
 
         self._save_state()
+        self._refresh_model_info()
         self.stats.up = 1.0 if source_ok else 0.0
         self.stats.cycles_total += 1
         cycle_seconds = self.clock() - started
@@ -172,8 +173,9 @@ class Pipeline:
         snapshot = self._render(tuple(results), created=now, ready=True)
         self._render_seconds = self.clock() - t0
         self.snapshot = snapshot
-        log.info(
-            "cycle done duration_seconds=%.3f entities=%d failed_stages=%s",
+        # Every cycle: debug. Info is kept for changes of state (failures, recoveries).
+        log.debug(
+            "msg=\"cycle done\" duration_seconds=%.3f entities=%d failed_stages=%s",
             cycle_seconds,
             sum(len(r.entities) for r in results),
             ",".join(sorted(failed_stages)) or "none",
@@ -346,6 +348,19 @@ class Pipeline:
 
     # ---------------------------------------------------------------- state
 
+    def _refresh_model_info(self) -> None:
+        """Copy the predictor's live status (e.g. a new abstention) into the next snapshot."""
+        if self.predictor is None:
+            return
+        info = dict(self.predictor.info)
+        before = self.stats.model_info.get("status")
+        if info.get("status") != before:
+            # A change of state, so logged (a new abstention must not pass quietly).
+            level = logging.INFO if info.get("status") == "ok" else logging.WARNING
+            log.log(level, "msg=\"failure model status changed\" model=%s status=%r "
+                    "previous=%r", info.get("model"), info.get("status"), before)
+        self.stats.model_info = info
+
     def _restore_state(self) -> None:
         if self.state is None:
             return
@@ -374,17 +389,35 @@ class Pipeline:
                     log.warning("ignoring saved baselines analysis=%s err=%r", rt.cfg.name, err)
                     rt.topology = None
 
-    def _save_state(self) -> None:
+    def _save_state(self) -> bool:
+        """Save every analysis' buffers and baselines; a failure never stops the cycle.
+
+        A failed save (disk full, read-only or deleted state_dir, a bug) is counted in
+        `aura_cycle_failures_total{stage="state"}` and logged when it starts and when it
+        recovers, not every cycle; the next cycle simply tries again. Returns success.
+        """
         if self.state is None:
-            return
+            return True
+        failed: list[tuple[str, BaseException]] = []
         for rt in self.runtimes:
-            arrays = {f"buffer.{k}": v for k, v in rt.buffer.state().items()}
-            if rt.topology is not None:
-                arrays.update({f"topology.{k}": v for k, v in rt.topology.state().items()})
             try:
+                arrays = {f"buffer.{k}": v for k, v in rt.buffer.state().items()}
+                if rt.topology is not None:
+                    arrays.update({f"topology.{k}": v for k, v in rt.topology.state().items()})
                 self.state.save(rt.cfg.name, arrays)
-            except OSError as err:
-                log.warning("cannot save state analysis=%s err=%r", rt.cfg.name, err)
+            except Exception as err:  # StateError, OSError, or a bug: isolate it all the same
+                failed.append((rt.cfg.name, err))
+        was_failing = getattr(self, "_state_failing", False)
+        self._state_failing = bool(failed)
+        if failed:
+            self.stats.failures_total["state"] = self.stats.failures_total.get("state", 0) + 1
+            if not was_failing:
+                name, first = failed[0]
+                log.error("msg=\"cannot save state; retrying every cycle (logged once)\" "
+                          "analysis=%s analyses_failed=%d err=%r", name, len(failed), str(first))
+        elif was_failing:
+            log.info("msg=\"state saved again\"")
+        return not failed
 
     # ---------------------------------------------------------------- render
 

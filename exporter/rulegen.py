@@ -58,6 +58,11 @@ class Alert:
     summary: str
     description: str
     entity: bool = False
+    # Entity alerts are `metric{selector} op threshold`; these fields state it for the
+    # backtest, which applies the same semantics to its scores without parsing PromQL.
+    metric: str = ""
+    op: str = ""
+    threshold: float = float("nan")
 
 
 def _sel(metric: catalog.Metric, selector: str, *matchers: str) -> str:
@@ -146,6 +151,9 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             f"{format_duration(r.failure_predicted_for)}: a failure is likely within the "
             "forecast horizon.",
             entity=True,
+            metric=catalog.RISK_LEVEL.name,
+            op=">=",
+            threshold=2.0,
         ),
         Alert(
             "AuraFailureRisk",
@@ -159,6 +167,9 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             f"level or above (risk >= {_num(consensus.warning_risk)}) for "
             f"{format_duration(r.failure_risk_for)}.",
             entity=True,
+            metric=catalog.RISK_LEVEL.name,
+            op=">=",
+            threshold=1.0,
         ),
         Alert(
             "AuraTopologyAnomaly",
@@ -171,6 +182,9 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             f"{_num(r.topology_anomaly_threshold)}) for {format_duration(r.topology_anomaly_for)}. "
             "Informational: an anomaly is not a predicted failure.",
             entity=True,
+            metric=catalog.TOPOLOGY_ANOMALY.name,
+            op=">",
+            threshold=float(r.topology_anomaly_threshold),
         ),
         Alert(
             "AuraDown",

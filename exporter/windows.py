@@ -8,11 +8,47 @@ newest steps; it handles entity churn and the `max_entities` cardinality guard.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
 
 EntityKey = tuple[str, ...]
+
+# Entity keys persisted before format 2 joined label values with U+00FF, which is also a legal
+# character of a label value (e.g. "l-haÿ-les-roses"): such keys split into too many parts.
+_LEGACY_KEY_SEPARATOR = "\xff"
+
+
+def encode_entity_key(key: EntityKey) -> str:
+    """One string per entity key, distinct for distinct keys whatever the label values hold.
+
+    A JSON array of the label values: quoting makes it collision-free for any text (commas,
+    quotes, U+00FF, lone surrogates). The one encoding used wherever a key is stored as text.
+    """
+    return json.dumps(list(key), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_entity_key(text: str, labels: int | None = None) -> EntityKey:
+    """Invert `encode_entity_key`; raise ValueError when `text` is not an encoded key.
+
+    `labels`: the expected number of label values (checked when given). Keys written by older
+    versions (values joined by U+00FF) are read when they hold exactly `labels` parts.
+    """
+    key: EntityKey
+    if text.startswith("["):
+        try:
+            parts = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"entity key {text!r} is not a JSON array") from err
+        if not isinstance(parts, list) or not all(isinstance(p, str) for p in parts):
+            raise ValueError(f"entity key {text!r} is not an array of strings")
+        key = tuple(parts)
+    else:
+        key = tuple(text.split(_LEGACY_KEY_SEPARATOR)) if labels != 0 else ()
+    if labels is not None and len(key) != labels:
+        raise ValueError(f"entity key {text!r} has {len(key)} label values, want {labels}")
+    return key
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +62,8 @@ class Window:
     signals: signal names (axis 1 of `values`).
     timestamps: [T] grid timestamps in Unix seconds, ascending, evenly spaced by the step.
     values: [E, S, T] float64, NaN where a sample is missing.
+    dropped: series the source left out of this block because they name no usable entity
+        (an entity label missing or empty, a label value that is not valid Unicode).
     """
 
     analysis: str
@@ -34,6 +72,7 @@ class Window:
     signals: tuple[str, ...]
     timestamps: np.ndarray
     values: np.ndarray
+    dropped: int = 0
 
     @property
     def end(self) -> float:
@@ -49,6 +88,7 @@ class Window:
             self.signals,
             self.timestamps,
             self.values[idx],
+            self.dropped,
         )
 
 
@@ -81,6 +121,9 @@ class WindowBuffer:
     step: grid step in seconds.
     steps: window length in steps.
     max_entities: cardinality guard; entities beyond it are refused and counted.
+
+    `dropped_total` counts entities refused by the guard plus the series the source dropped
+    (`Window.dropped`): everything that gets no prediction although the source returned it.
     """
 
     analysis: str
@@ -111,6 +154,7 @@ class WindowBuffer:
 
     def update(self, block: Window) -> None:
         """Merge a fetched block (same signals, grid-aligned timestamps) into the buffer."""
+        self.dropped_total += block.dropped
         if block.signals != self.signals:
             block = _reorder_signals(block, self.signals)
         if len(block.timestamps) == 0:
@@ -186,7 +230,7 @@ class WindowBuffer:
     def state(self) -> dict[str, np.ndarray]:
         """Arrays to persist (see exporter.state)."""
         return {
-            "entities": np.array(["\xff".join(e) for e in self.entities], dtype=object).astype(str)
+            "entities": np.array([encode_entity_key(e) for e in self.entities], dtype=str)
             if self.entities else np.array([], dtype=str),
             "values": self.values,
             "end": np.array([self.end]),
@@ -205,7 +249,8 @@ class WindowBuffer:
             or arrays["values"].shape[1:] != (len(self.signals), self.steps)
         ):
             raise ValueError("saved buffer has other signals, labels, step or window")
-        ents = [tuple(str(s).split("\xff")) for s in arrays["entities"].tolist()]
+        ents = [decode_entity_key(str(s), len(self.label_names))
+                for s in arrays["entities"].tolist()]
         values = np.asarray(arrays["values"], dtype=np.float64)
         if len(ents) != len(values):
             raise ValueError("saved buffer is inconsistent")

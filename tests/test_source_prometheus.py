@@ -51,7 +51,9 @@ def analysis(name: str, signals: dict[str, str], labels=("instance",), window=72
 
 def test_decode_recorded_shape():
     dec = decode_query_range(RECORDED, ["instance"])
-    assert dec.keys == [("n1:9100",), ("n2:9100",), ("",), ('n"3"\\values":[',)]
+    # The series without `instance` names no entity: left out and counted, not entity "".
+    assert dec.keys == [("n1:9100",), ("n2:9100",), None, ('n"3"\\values":[',)]
+    assert dec.dropped == {"missing_entity_label": (1, 'job="x"')}
     assert dec.counts.tolist() == [3, 2, 0, 1]
     assert dec.timestamps.tolist() == [1700000040, 1700000100, 1700000160, 1700000100,
                                        1700000160, 1700000040.5]

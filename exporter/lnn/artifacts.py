@@ -92,7 +92,64 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
     for key in ("name", "version", "inputs", "horizons_seconds", "network", "sha256"):
         if key not in card:
             raise ModelError(f"{path}: model card lacks {key!r}")
+    card["trained_for"] = trained_for(card, path)
     return card
+
+
+# What `aura train` uses unless its config says otherwise (AnalysisConfig's defaults).
+TRAINED_WINDOW_SECONDS = 7200.0
+TRAINED_STEP_SECONDS = 60.0
+
+
+def trained_for(card: dict[str, Any], path: Path | str = CARD) -> dict[str, tuple[float, float]]:
+    """The analysis window and step (seconds, inclusive [min, max]) the model can be used with.
+
+    Read from the card's `trained_for: {window: [min, max], step: [min, max]}` when present;
+    else the single window and step it was trained with (`training.analysis`), else the
+    defaults `aura train` uses (2h, 1m). The features are normalised over the window's first
+    half and pooled from its last steps, so another window or step shows the network inputs
+    it never saw. Raise ModelError when the card's values are malformed.
+    """
+    from exporter.config import parse_duration
+
+    def seconds(value: object) -> float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return parse_duration(value)
+        raise TypeError(f"{value!r} is not a duration")
+
+    training = card.get("training")
+    training = training if isinstance(training, dict) else {}
+    analysis = training.get("analysis")
+    analysis = analysis if isinstance(analysis, dict) else {}
+    given = card.get("trained_for") or {}
+    out: dict[str, tuple[float, float]] = {}
+    for key, default in (("window", TRAINED_WINDOW_SECONDS), ("step", TRAINED_STEP_SECONDS)):
+        try:
+            single = seconds(analysis.get(key, default))
+            bounds = given.get(key, [single, single]) if isinstance(given, dict) else None
+            lo, hi = (seconds(b) for b in bounds)  # type: ignore[union-attr]
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"{path}: bad trained_for/training.analysis {key}: {err}") from err
+        if not 0 < lo <= hi:
+            raise ModelError(f"{path}: trained_for.{key} must be 0 < min <= max")
+        out[key] = (lo, hi)
+    return out
+
+
+def incompatibility(card: dict[str, Any], window: float, step: float) -> str | None:
+    """Why an analysis with this window and step (seconds) cannot use the model, or None."""
+    from exporter.config import format_duration
+
+    ranges = card.get("trained_for") or trained_for(card)
+    problems = []
+    for key, value in (("window", window), ("step", step)):
+        lo, hi = ranges[key]
+        if not lo * (1 - 1e-9) <= value <= hi * (1 + 1e-9):
+            span = format_duration(lo) if lo == hi else f"{format_duration(lo)}..{format_duration(hi)}"
+            problems.append(f"{key} {format_duration(value)} (trained for {span})")
+    return ", ".join(problems) or None
 
 
 def load_model(model_dir: str | Path) -> tuple[FailureNet, dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from exporter.config import AnalysisConfig, format_duration
-from exporter.lnn.artifacts import ModelError, load_model
+from exporter.lnn.artifacts import ModelError, incompatibility, load_model
 from exporter.lnn.features import step_features
 from exporter.results import Forecast, TopologyResult
 from exporter.windows import Window
@@ -77,6 +77,7 @@ class FailurePredictor:
             "version": str(card["version"]),
             "status": "ok",
         }
+        self._status: dict[str, str] = {}  # analysis -> why it (partly) abstains
 
     @classmethod
     def load(cls, model_dir: str | Path, threads: int | None = None) -> FailurePredictor:
@@ -96,6 +97,13 @@ class FailurePredictor:
 
         wanted = np.asarray([float(h) for h in analysis.horizons], dtype=np.float64)
         n = len(window.entities)
+        unfit = incompatibility(self.card, float(analysis.window), float(analysis.step))
+        if unfit is not None:
+            # Inputs unlike any the network saw: a number would look like a forecast but mean
+            # nothing (a steady fleet read as critical). Abstain, and say so in the status.
+            self._set_status(analysis.name, f"abstaining on analysis {analysis.name}: {unfit}")
+            return Forecast(tuple(float(h) for h in wanted), np.full((n, len(wanted)), np.nan),
+                            np.full(n, np.nan))
         if n == 0:
             return Forecast(tuple(wanted), np.empty((0, len(wanted))), np.empty(0))
         if not bool(self.card.get("topology_inputs", False)):
@@ -125,8 +133,20 @@ class FailurePredictor:
         probability[silent] = np.nan
         projected = (p[:, -1] >= self.ttf_threshold) & ~silent
         time_to_failure = np.where(projected, np.clip(ttf, 0.0, self.horizons_[-1]), np.nan)
-        self.info["status"] = "; ".join(problems) if problems else "ok"
+        self._set_status(analysis.name, "; ".join(problems))
         return Forecast(tuple(float(h) for h in wanted), probability, time_to_failure)
+
+    def _set_status(self, analysis: str, problem: str) -> None:
+        """Record one analysis' problem ("" when none); `info["status"]` joins them all."""
+        if problem:
+            self._status[analysis] = problem
+        else:
+            self._status.pop(analysis, None)
+        self.info["status"] = "; ".join(self._status[a] for a in sorted(self._status)) or "ok"
+
+    def incompatibility(self, analysis: AnalysisConfig) -> str | None:
+        """Why `analysis` cannot use this model (window or step not trained for), or None."""
+        return incompatibility(self.card, float(analysis.window), float(analysis.step))
 
 
 __all__ = ["FailurePredictor", "ModelError", "map_horizons"]

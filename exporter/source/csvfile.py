@@ -91,7 +91,9 @@ def parse_timestamp(text: str) -> float:
 
 def _read(path: Path) -> tuple[list[str], list[list[str]]]:
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: spreadsheet "CSV UTF-8" exports start with a byte order mark, which would
+        # otherwise become part of the first column name.
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             try:
                 header = [h.strip() for h in next(reader)]
@@ -162,6 +164,37 @@ def _timestamps(path: Path, cells: tuple[str, ...], lines: np.ndarray) -> np.nda
     return parsed[inverse.reshape(-1)]
 
 
+def _entities(label_cols: list[tuple[str, ...]], n_rows: int
+              ) -> tuple[np.ndarray, tuple[EntityKey, ...]]:
+    """Entity index per row and the entity keys, in order of first appearance.
+
+    Each label column is coded separately and rows are grouped by their tuple of codes, so no
+    label value (commas, quotes, U+00FF) can make two entities collide.
+    """
+    if not label_cols:
+        return np.zeros(n_rows, dtype=np.int64), ((),)
+    uniques, codes = [], []
+    for col in label_cols:
+        u, inv = np.unique(np.asarray(col, dtype=str), return_inverse=True)
+        uniques.append(u)
+        codes.append(inv.reshape(-1))
+    dims = [len(u) for u in uniques]
+    if float(np.prod(dims, dtype=np.float64)) < 2.0**62:
+        # One integer per label tuple (mixed radix): a 1-D unique, far cheaper than axis=0.
+        flat = np.ravel_multi_index(codes, dims)
+        _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+        rows = np.stack(codes, axis=1)[first]
+    else:  # pragma: no cover - needs ~2**62 distinct label combinations
+        stacked = np.stack(codes, axis=1)
+        rows, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # entities in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    keys = tuple(tuple(str(uniques[j][rows[i, j]]) for j in range(len(uniques)))
+                 for i in order.tolist())
+    return rank[inverse.reshape(-1)], keys
+
+
 class CsvSource:
     """Samples of one analysis read from a design §5 input CSV.
 
@@ -200,16 +233,7 @@ class CsvSource:
         ts = _timestamps(self.path, columns[cols["timestamp"]], lines)
         data = np.stack([_numeric(self.path, s, columns[cols[s]], lines) for s in self.signals],
                         axis=1) if self.signals else np.empty((len(lines), 0))
-        label_cols = [columns[cols[name]] for name in labels]
-        joined = np.asarray(["\xff".join(v) for v in zip(*label_cols, strict=True)], dtype=str)
-        uniq, first, inverse = np.unique(joined, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")  # entities in order of first appearance
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        ent = rank[inverse.reshape(-1)]
-        self.entities: tuple[EntityKey, ...] = tuple(
-            tuple(uniq[i].split("\xff")) if labels else () for i in order.tolist()
-        )
+        ent, self.entities = _entities([columns[cols[name]] for name in labels], len(lines))
         k = np.rint(ts / self.step).astype(np.int64)
         self._k0 = int(k.min())
         n_t = int(k.max()) - self._k0 + 1

@@ -39,15 +39,30 @@ class QueryError(Exception):
     """The source answered but the query failed (PromQL error, refused, malformed answer)."""
 
 
+class UnsupportedResult(QueryError):
+    """The query answered with data AURA cannot analyse (native histograms, strings, scalars).
+
+    The signal then counts as returning no series (`aura_source_series` 0), so
+    `AuraSignalNoData` fires, and the error text says how to rewrite the query.
+    """
+
+
+# Why a series is left out: it names no entity, or names one that cannot be exported.
+DROP_MISSING_LABEL = "missing_entity_label"
+DROP_INVALID_LABEL = "invalid_label_value"
+
+
 @dataclass(eq=False)
 class Decoded:
     """One `query_range` answer, flattened: series i owns `counts[i]` consecutive samples."""
 
-    keys: list[EntityKey]
+    keys: list[EntityKey | None]  # None: series dropped (see `dropped`)
     counts: np.ndarray
     timestamps: np.ndarray
     values: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    # reason -> (series dropped, the first dropped series' labels) for the log line.
+    dropped: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 def decode_query_range(body: bytes, label_names: Sequence[str]) -> Decoded:
@@ -76,7 +91,9 @@ def _check_envelope(doc: object) -> tuple[list, list[str]]:
     if not isinstance(data, dict):
         raise QueryError("malformed response: no data")
     if data.get("resultType") != "matrix":
-        raise QueryError(f"unexpected resultType {data.get('resultType')!r} (want matrix)")
+        raise UnsupportedResult(
+            f"resultType {data.get('resultType')!r}: a signal must be a range vector of float "
+            "samples (resultType matrix)")
     result = data.get("result")
     if not isinstance(result, list):
         raise QueryError("malformed response: result is not a list")
@@ -84,12 +101,29 @@ def _check_envelope(doc: object) -> tuple[list, list[str]]:
     return result, warnings
 
 
-def _key(series: object, label_names: Sequence[str]) -> EntityKey:
+def _key(series: object, label_names: Sequence[str],
+         dropped: dict[str, tuple[int, str]]) -> EntityKey | None:
+    """The series' entity key, or None (counted in `dropped` by reason) when it has none."""
     metric = series.get("metric") if isinstance(series, dict) else None
     if not isinstance(metric, dict):
         raise QueryError("malformed response: series without a metric")
-    # A series missing an entity label still counts, as the entity with "" for that label.
-    return tuple(str(metric.get(name, "")) for name in label_names)
+    key = tuple(metric.get(name) for name in label_names)
+    reason = None
+    # Prometheus treats an empty label value as an absent label: it identifies nothing.
+    if not all(isinstance(v, str) and v for v in key):
+        reason = DROP_MISSING_LABEL
+    else:
+        try:
+            "".join(key).encode("utf-8")  # type: ignore[arg-type]
+        except UnicodeEncodeError:  # lone surrogates: not text any exposition can carry
+            reason = DROP_INVALID_LABEL
+    if reason is None:
+        return key  # type: ignore[return-value]
+    count, example = dropped.get(reason, (0, ""))
+    if not count:
+        example = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(metric.items(), key=str)[:8])
+    dropped[reason] = (count + 1, example)
+    return None
 
 
 def _decode_fast(body: bytes, label_names: Sequence[str]) -> Decoded:
@@ -124,7 +158,8 @@ def _decode_fast(body: bytes, label_names: Sequence[str]) -> Decoded:
         not isinstance(s, dict) or s.get("values") != [] for s in result
     ):
         raise _FastPathMiss
-    keys = [_key(series, label_names) for series in result]
+    dropped: dict[str, tuple[int, str]] = {}
+    keys = [_key(series, label_names, dropped) for series in result]
     counts = np.zeros(len(result), dtype=np.int64)
     counts[~np.asarray(empty, dtype=bool)] = [sec.count(b"[") for sec in sections]
     flat = b",".join(sections).translate(None, b'[]"')
@@ -136,7 +171,7 @@ def _decode_fast(body: bytes, label_names: Sequence[str]) -> Decoded:
         raise _FastPathMiss from err
     if len(numbers) != 2 * int(counts.sum()):
         raise _FastPathMiss
-    return Decoded(keys, counts, numbers[0::2].copy(), numbers[1::2].copy(), warnings)
+    return Decoded(keys, counts, numbers[0::2].copy(), numbers[1::2].copy(), warnings, dropped)
 
 
 def _decode_json(body: bytes, label_names: Sequence[str]) -> Decoded:
@@ -145,12 +180,18 @@ def _decode_json(body: bytes, label_names: Sequence[str]) -> Decoded:
     except ValueError as err:
         raise QueryError(f"malformed response: invalid JSON ({err})") from err
     result, warnings = _check_envelope(doc)
-    keys: list[EntityKey] = []
+    keys: list[EntityKey | None] = []
+    dropped: dict[str, tuple[int, str]] = {}
     counts = np.zeros(len(result), dtype=np.int64)
     ts_parts: list[float] = []
     v_parts: list[str] = []
     for i, series in enumerate(result):
-        keys.append(_key(series, label_names))
+        keys.append(_key(series, label_names, dropped))
+        if "histograms" in series or "histogram" in series:
+            raise UnsupportedResult(
+                "the query returns native histograms, which have no float samples to analyse; "
+                "select a float from them, e.g. histogram_quantile(0.99, rate(h[5m])), "
+                "histogram_count(rate(h[5m])) or histogram_avg(rate(h[5m]))")
         values = series.get("values") or []
         if not isinstance(values, list):
             raise QueryError("malformed response: values is not a list")
@@ -165,7 +206,8 @@ def _decode_json(body: bytes, label_names: Sequence[str]) -> Decoded:
         vals = np.array(v_parts, dtype=np.float64) if v_parts else np.empty(0)
     except (TypeError, ValueError) as err:
         raise QueryError(f"malformed response: non-numeric sample value ({err})") from err
-    return Decoded(keys, counts, np.asarray(ts_parts, dtype=np.float64), vals, warnings)
+    return Decoded(keys, counts, np.asarray(ts_parts, dtype=np.float64), vals, warnings,
+                   dropped)
 
 
 def split_grid(timestamps: np.ndarray, max_points: int = MAX_POINTS) -> list[tuple[float, float]]:
@@ -184,6 +226,8 @@ class Assembled:
     series: dict[str, int]
     duplicates: dict[str, int]
     warnings: list[str]
+    # reason -> (series dropped, example labels), over every signal.
+    dropped: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 def assemble(
@@ -194,7 +238,8 @@ def assemble(
     """Place decoded answers on the grid: values[entity, signal, step], NaN where missing.
 
     Entities are ordered by first appearance (signal order, then series order). Within one
-    answer a second series mapping to an already-seen entity is dropped and counted.
+    answer a second series mapping to an already-seen entity is dropped and counted; a series
+    without an entity key (see `Decoded.dropped`) is left out and counted in `Window.dropped`.
     """
     step = float(analysis.step)
     t0 = float(timestamps[0]) if len(timestamps) else 0.0
@@ -205,13 +250,20 @@ def assemble(
     series: dict[str, int] = {}
     duplicates: dict[str, int] = {}
     warnings: list[str] = []
+    dropped: dict[str, tuple[int, str]] = {}
     for j, name in enumerate(signals):
         seen_signal: set[EntityKey] = set()
         for dec in answers.get(name, []):
             warnings.extend(dec.warnings)
+            for reason, (count, example) in dec.dropped.items():
+                dropped[reason] = (dropped.get(reason, (0, example))[0] + count,
+                                   dropped.get(reason, (0, example))[1])
             rows = np.empty(len(dec.keys), dtype=np.int64)
             seen: set[EntityKey] = set()
             for i, key in enumerate(dec.keys):
+                if key is None:
+                    rows[i] = -1
+                    continue
                 if key in seen:
                     rows[i] = -1
                     duplicates[name] = duplicates.get(name, 0) + 1
@@ -238,8 +290,9 @@ def assemble(
         signals,
         np.asarray(timestamps, dtype=np.float64),
         values,
+        sum(count for count, _ in dropped.values()),
     )
-    return Assembled(window, series, duplicates, warnings)
+    return Assembled(window, series, duplicates, warnings, dropped)
 
 
 def _prom_error(body: bytes) -> str | None:
@@ -280,6 +333,7 @@ class PrometheusSource:
         self.cfg = cfg
         self.http = http or PromHttp(cfg, session_factory)
         self.max_points = min(max(int(max_points), 1), MAX_POINTS)
+        self._dropped_logged: set[tuple[str, str]] = set()
 
     async def close(self) -> None:
         await self.http.close()
@@ -298,6 +352,7 @@ class PrometheusSource:
         )
         answers: dict[str, list[Decoded]] = {}
         errors: dict[str, str] = {}
+        no_series: list[str] = []
         transport_failures = 0
         for sig, outcome in zip(analysis.signals, outcomes, strict=True):
             if isinstance(outcome, asyncio.CancelledError):
@@ -307,6 +362,8 @@ class PrometheusSource:
                 transport_failures += outcome.transport
             elif isinstance(outcome, QueryError):
                 errors[sig.name] = str(outcome)
+                if isinstance(outcome, UnsupportedResult):
+                    no_series.append(sig.name)
             elif isinstance(outcome, BaseException):
                 # A bug of ours must cost one signal, not the cycle; log it with its trace.
                 log.error("msg=\"signal decode failed\" analysis=%s signal=%s", analysis.name,
@@ -319,7 +376,7 @@ class PrometheusSource:
             raise SourceError(f"source {self.cfg.url} unreachable: {first}")
         done = assemble(analysis, timestamps, answers)
         self._log_cycle(analysis, errors, done)
-        return Fetch(done.window, errors, done.series)
+        return Fetch(done.window, errors, {**done.series, **dict.fromkeys(no_series, 0)})
 
     def _log_cycle(self, analysis: AnalysisConfig, errors: dict[str, str], done: Assembled) -> None:
         if errors:
@@ -335,6 +392,16 @@ class PrometheusSource:
         if done.warnings:
             log.warning("msg=\"source returned warnings\" analysis=%s count=%d first=%r",
                         analysis.name, len(done.warnings), done.warnings[0])
+        for reason, (count, example) in done.dropped.items():
+            # Once per analysis and reason: the same query drops the same series every cycle;
+            # aura_entities_dropped_total keeps counting them.
+            if (analysis.name, reason) in self._dropped_logged:
+                continue
+            self._dropped_logged.add((analysis.name, reason))
+            log.warning("msg=\"series dropped: no usable entity labels (logged once; counted in "
+                        "aura_entities_dropped_total)\" analysis=%s reason=%s series=%d "
+                        "entity_labels=%s example=%r", analysis.name, reason, count,
+                        ",".join(analysis.entity_labels), example)
 
     async def _query_signal(
         self, sig: SignalConfig, analysis: AnalysisConfig, chunks: list[tuple[float, float]]
