@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     def announce(url: str) -> None:
         print(f"AURA demo: {len(fleet.entities)} simulated entities, time x{args.speed:g}.",
               flush=True)
-        print(f"Open {url} (metrics at {url.rstrip('/')}{args.telemetry_path}).", flush=True)
+        print(f"Console: {url} (fleet, entities, alerts; live). "
+              f"Metrics: {url.rstrip('/')}{args.telemetry_path}.", flush=True)
         print("Scrape it with Prometheus (honor_labels: true) or curl it; Ctrl-C to stop.",
               flush=True)
 

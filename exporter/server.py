@@ -1,6 +1,6 @@
 """HTTP side (aiohttp): /metrics serves the current snapshot's cached bytes, never computes.
 
-Also `/-/healthy`, `/-/ready` (200 after the first cycle), a landing page, and
+Also `/-/healthy`, `/-/ready` (200 after the first cycle), the console (exporter.console) and
 `POST /api/v1/alerts` for Alertmanager webhooks (real incidents). TLS and basic auth come from
 the exporter-toolkit web config. This module also implements `aura run`.
 """
@@ -20,10 +20,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 
-from exporter import __version__
+from exporter import console
 from exporter.webconfig import WebConfig
 
 log = logging.getLogger("aura.server")
@@ -87,15 +86,24 @@ def make_app(
     telemetry_path: str = "/metrics",
     max_requests: int = 40,
     incidents_handler: Handler | None = None,
+    config: Any = None,
+    prometheus_url: str | None = None,
 ) -> web.Application:
-    """Build the aiohttp application; `snapshot()` returns the pipeline's current Snapshot."""
+    """Build the aiohttp application; `snapshot()` returns the pipeline's current Snapshot.
+
+    `config` and `prometheus_url` go to the console (exporter.console), mounted at `/`.
+    """
     limit = asyncio.Semaphore(max_requests) if max_requests > 0 else None
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if limit is not None and limit.locked():
+        # A console WebSocket stays open for hours: it must not hold a request slot that
+        # scrapes need (the console caps its own clients).
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            response = await _authorised(request, handler)
+        elif limit is not None and limit.locked():
             return web.Response(status=503, text="too many concurrent requests\n")
-        if limit is not None:
+        elif limit is not None:
             async with limit:
                 response = await _authorised(request, handler)
         else:
@@ -125,59 +133,15 @@ def make_app(
             return web.Response(text="Ready\n")
         return web.Response(status=503, text="Not ready: first cycle not finished\n")
 
-    async def landing(_: web.Request) -> web.Response:
-        links = [(telemetry_path, "Metrics"), ("/-/healthy", "Health"), ("/-/ready", "Readiness")]
-        items = "".join(f'<li><a href="{href}">{name}</a></li>' for href, name in links)
-        html = (f"<html><head><title>AURA exporter</title></head><body><h1>AURA exporter</h1>"
-                f"<p>Predictive monitoring for Prometheus, version {__version__}.</p>"
-                f"<ul>{items}</ul>{riskiest_table(snapshot().results)}</body></html>")
-        return web.Response(text=html, content_type="text/html")
-
     app = web.Application(middlewares=[guard], client_max_size=2 * 1024 * 1024)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
-    app.router.add_get("/", landing)
+    console.setup(app, snapshot, config, prometheus_url=prometheus_url,
+                  telemetry_path=telemetry_path)
     if incidents_handler is not None:
         app.router.add_route("*", "/api/v1/alerts", incidents_handler)
     return app
-
-
-def riskiest_table(results: Any, limit: int = 15) -> str:
-    """HTML table of the riskiest entities: level, risk, time to failure, action, votes, why.
-
-    Bounded to `limit` rows per analysis, so the landing page stays cheap; /metrics never
-    renders anything per request.
-    """
-    from html import escape
-
-    from exporter.config import format_duration
-
-    parts = []
-    for r in results:
-        c = r.consensus
-        if c is None or not len(r.entities):
-            continue
-        order = np.argsort(-np.nan_to_num(c.risk, nan=-1.0), kind="stable")[:limit]
-        head = "".join(f"<th>{escape(n)}</th>" for n in r.label_names)
-        agents = "".join(f"<th>{escape(v.agent)}</th>" for v in r.votes)
-        rows = []
-        for i in order:
-            ttf = c.time_to_failure[i]
-            cells = "".join(f"<td>{escape(v)}</td>" for v in r.entities[i])
-            votes = "".join(
-                f"<td>{'' if np.isnan(v.risk[i]) else f'{v.risk[i]:.2f}'}</td>" for v in r.votes)
-            level = {-1: "undecided", 0: "ok", 1: "warning", 2: "critical"}[int(c.level[i])]
-            risk = "" if np.isnan(c.risk[i]) else f"{c.risk[i]:.2f}"
-            rows.append(
-                f"<tr>{cells}<td>{level}</td><td>{risk}</td>"
-                f"<td>{'' if np.isnan(ttf) else format_duration(float(ttf))}</td>"
-                f"<td>{escape(c.action[i])}</td>{votes}<td>{escape(c.explanation[i])}</td></tr>")
-        parts.append(
-            f"<h2>Riskiest entities: {escape(r.analysis)}</h2><table border=1 cellpadding=3>"
-            f"<tr>{head}<th>level</th><th>risk</th><th>time to failure</th><th>action</th>"
-            f"{agents}<th>explanation</th></tr>{''.join(rows)}</table>")
-    return "".join(parts)
 
 
 async def _check_basic_auth(request: web.Request, cfg: WebConfig) -> bool:
@@ -201,6 +165,7 @@ async def serve(
     interval: float | None = None,
     on_started: Callable[[str], None] | None = None,
     incidents: Any = None,
+    prometheus_url: str | None = None,
 ) -> None:
     """Serve HTTP and run the pipeline until SIGINT/SIGTERM."""
     handler = None
@@ -209,7 +174,8 @@ async def serve(
 
         handler = make_handler(incidents, lambda result: pipeline.record_incidents(result.recorded))
     app = make_app(lambda: pipeline.snapshot, web_config, telemetry_path=args.telemetry_path,
-                   max_requests=args.max_requests, incidents_handler=handler)
+                   max_requests=args.max_requests, incidents_handler=handler,
+                   config=pipeline.cfg, prometheus_url=prometheus_url)
     host, port = parse_listen_address(args.listen_address)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -269,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
         pipeline = Pipeline(cfg, source, predictor=predictor, model_info=info, state=state,
                             shard=shard, topology_workers=args.topology_workers)
         incidents = _incident_recorder(cfg)
-        await serve(pipeline, args, web_config, incidents=incidents)
+        await serve(pipeline, args, web_config, incidents=incidents,
+                    prometheus_url=cfg.source.url)
 
     asyncio.run(main())
     return 0

@@ -36,6 +36,7 @@ if [ "$stack" = 1 ]; then
   command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
   command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v chromium >/dev/null || missing+=(chromium)  # console browser tests (Playwright)
   if [ "${#missing[@]}" -gt 0 ]; then
     # Loud failure, never a silent skip: the tests need the real binaries.
     apt_install $(printf '%s\n' "${missing[@]}" | sort -u) || {

@@ -49,12 +49,14 @@ def test_demo_serves_clean_metrics_and_explains_the_failing_entity(tmp_path):
         check = subprocess.run([promtool, "check", "metrics"], input=body.encode(),
                                capture_output=True)
         assert check.returncode == 0, check.stdout + check.stderr
-        # The scripted memory leak on host-03 is explained on the landing page.
+        # The scripted memory leak on host-03 is explained by the console.
+        assert _get(base + "/")[0] == 200
+        entity = base + "/api/v1/console/entity?analysis=fleet&instance=host-03%3A9100"
         deadline = time.time() + 60
         page = ""
         while time.time() < deadline:
-            page = _get(base + "/")[1]
-            if "host-03:9100" in page and "raise_memory_limit" in page:
+            page = _get(entity)[1]
+            if "raise_memory_limit" in page:
                 break
             time.sleep(2)
         assert "host-03:9100" in page and "raise_memory_limit" in page, page[-2000:]

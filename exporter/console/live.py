@@ -1,0 +1,124 @@
+"""The console's live side: watches the snapshot, feeds the history, pushes WebSocket updates.
+
+One background task per application checks `snapshot()` every `poll` seconds; for each new
+snapshot it records the history frame, builds the fleet state in a worker thread (10 000
+entities take tens of milliseconds: the event loop keeps serving scrapes meanwhile), encodes the
+update once and sends the same bytes to every connected client. A client that cannot take an
+update within `send_timeout` is dropped (its page falls back to polling and reconnects). At
+most `max_clients` WebSockets are open at a time; more get 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from exporter.console.health import exporter_health
+from exporter.console.history import History
+from exporter.console.views import FleetState, diff, fleet_state
+
+log = logging.getLogger("aura.console")
+
+
+def health_of(snapshot: Any) -> dict[str, Any]:
+    return exporter_health(getattr(snapshot, "body", b""), float(getattr(snapshot, "created", 0)),
+                           bool(getattr(snapshot, "ready", False)))
+
+
+class Live:
+    """Snapshot watcher and WebSocket broadcaster (see the module docstring)."""
+
+    def __init__(self, snapshot: Callable[[], Any], history: History, *, poll: float = 0.25,
+                 max_clients: int = 100, send_timeout: float = 5.0):
+        self.snapshot = snapshot
+        self.history = history
+        self.poll = poll
+        self.max_clients = max_clients
+        self.send_timeout = send_timeout
+        self.clients: set[web.WebSocketResponse] = set()
+        self.state: FleetState | None = None
+        self.full: str | None = None  # the current state as a "full" message
+        self.last_update_bytes = 0
+        self._seen: Any = None
+        self._seq = 0
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> tuple[FleetState, str]:
+        """The fleet state of the current snapshot (built now if the watcher is behind)."""
+        await self.refresh()
+        assert self.state is not None and self.full is not None
+        return self.state, self.full
+
+    async def refresh(self) -> None:
+        """Process the current snapshot if it is new; broadcast the update."""
+        async with self._lock:
+            snap = self.snapshot()
+            if snap is self._seen and self.state is not None:
+                return
+            self._seen = snap
+            if getattr(snap, "ready", False):
+                self.history.record(float(snap.created), tuple(getattr(snap, "results", ())))
+            self._seq += 1
+            prev = self.state
+            state, update, full = await asyncio.to_thread(self._build, snap, self._seq, prev)
+            self.state, self.full = state, full
+        if prev is not None:
+            self.last_update_bytes = len(update)
+            await self._broadcast(update)
+
+    @staticmethod
+    def _build(snap: Any, seq: int, prev: FleetState | None) -> tuple[FleetState, str, str]:
+        state = fleet_state(snap, seq, health_of(snap))
+        full = json.dumps(state.to_json(), separators=(",", ":"))
+        update = full if prev is None else json.dumps(diff(prev, state), separators=(",", ":"))
+        return state, update, full
+
+    async def _broadcast(self, text: str) -> None:
+        if not self.clients:
+            return
+        clients = list(self.clients)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(ws.send_str(text), self.send_timeout) for ws in clients),
+            return_exceptions=True)
+        for ws, res in zip(clients, results, strict=True):
+            if isinstance(res, BaseException):
+                self.clients.discard(ws)
+                await ws.close()
+
+    async def run(self) -> None:
+        """Watch the snapshot until cancelled; never raises otherwise."""
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the console must never take the exporter down
+                log.exception("console refresh failed")
+            await asyncio.sleep(self.poll)
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        """GET /api/v1/console/ws: the full state, then one update per cycle."""
+        if len(self.clients) >= self.max_clients:
+            return web.Response(status=503, text="too many console clients\n")
+        ws = web.WebSocketResponse(heartbeat=30.0, compress=True)
+        await ws.prepare(request)
+        _, full = await self.current()
+        await ws.send_str(full)
+        self.clients.add(ws)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self.clients.discard(ws)
+        return ws
+
+    async def close(self) -> None:
+        for ws in list(self.clients):
+            await ws.close()
+        self.clients.clear()

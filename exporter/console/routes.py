@@ -1,0 +1,114 @@
+"""aiohttp handlers of the console: pages, static assets, JSON API and the WebSocket.
+
+Pages are static HTML files (assets in `static/`, shipped as package data) that fetch their
+data from the JSON API and render it with textContent only; a Content-Security-Policy allows
+scripts and styles from this origin alone, so a label value can never run as code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from exporter.config import Config
+from exporter.console import views
+from exporter.console.alerts import evaluate
+from exporter.console.diagram import entity_diagram
+from exporter.console.history import History
+from exporter.console.live import Live, health_of
+
+STATIC = Path(__file__).parent / "static"
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
+# path -> (page name: static/<name>.main.html and <name>.js, title)
+PAGES = {"/": ("fleet", "fleet"), "/entity": ("entity", "entity"), "/alerts": ("alerts", "alerts")}
+
+
+class Console:
+    """The console's handlers over one snapshot source (see exporter.console.setup)."""
+
+    def __init__(self, live: Live, history: History, config: Config, *,
+                 prometheus_url: str | None = None, telemetry_path: str = "/metrics"):
+        self.live = live
+        self.history = history
+        self.config = config
+        self.prometheus_url = prometheus_url
+        self.telemetry_path = telemetry_path
+        self._band: tuple[Any, Any] = (None, None)
+        self._alerts: tuple[Any, Any] = (None, None)
+
+    def page(self, name: str, title: str) -> Any:
+        """The shell (static/page.html) around static/<name>.main.html, read once."""
+        main = (STATIC / f"{name}.main.html").read_text(encoding="utf-8")
+        text = ((STATIC / "page.html").read_text(encoding="utf-8")
+                .replace("__TITLE__", title).replace("__PAGE__", name)
+                .replace("__TELEMETRY_PATH__", html.escape(self.telemetry_path, quote=True))
+                .replace("__MAIN__", main))
+
+        async def handler(_: web.Request) -> web.Response:
+            return web.Response(text=text, content_type="text/html",
+                                headers={"Content-Security-Policy": CSP,
+                                         "Cache-Control": "no-cache"})
+        return handler
+
+    async def fleet(self, request: web.Request) -> web.Response:
+        """GET /api/v1/console/fleet: the full fleet state (compact rows, see views)."""
+        _, full = await self.live.current()
+        resp = web.Response(text=full, content_type="application/json")
+        resp.enable_compression()
+        return resp
+
+    async def entity(self, request: web.Request) -> web.Response:
+        """GET /api/v1/console/entity?analysis=A&<label>=<value>...: one entity's detail."""
+        query = dict(request.query)
+        analysis = query.pop("analysis", "")
+        snap = self.live.snapshot()
+        found = views.find_entity(snap, analysis, query)
+        if found is None:
+            return web.json_response({"error": "no such entity in the current snapshot",
+                                      "analysis": analysis, "labels": query}, status=404)
+        result, i = found
+        detail = await asyncio.to_thread(self._detail, result, i)
+        resp = web.json_response(detail, dumps=_dumps)
+        resp.enable_compression()
+        return resp
+
+    def _detail(self, result: Any, i: int) -> dict[str, Any]:
+        if self._band[0] is not result:
+            self._band = (result, views.fleet_band(result))
+        cfg = views.analysis_config(self.config, result.analysis)
+        diagram = None
+        if cfg is not None and result.window.values.shape[2]:
+            diagram = entity_diagram(result.window.values[i], cfg.topology)
+        return views.entity_detail(result, i, config=self.config, history=self.history,
+                                   band=self._band[1], prometheus_url=self.prometheus_url,
+                                   runbook_url=self.config.rules.runbook_url, diagram=diagram)
+
+    async def alerts(self, _: web.Request) -> web.Response:
+        """GET /api/v1/console/alerts: AURA's alerts evaluated on the current snapshot."""
+        await self.live.refresh()
+        snap = self.live.snapshot()
+        if self._alerts[0] is not snap:
+            data = await asyncio.to_thread(evaluate, snap, self.config, self.history,
+                                           health_of(snap))
+            self._alerts = (snap, data)
+        return web.json_response(self._alerts[1], dumps=_dumps)
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def add_routes(app: web.Application, console: Console) -> None:
+    for path, (name, title) in PAGES.items():
+        app.router.add_get(path, console.page(name, title))
+    app.router.add_get("/api/v1/console/fleet", console.fleet)
+    app.router.add_get("/api/v1/console/entity", console.entity)
+    app.router.add_get("/api/v1/console/alerts", console.alerts)
+    app.router.add_get("/api/v1/console/ws", console.live.websocket)
+    app.router.add_static("/console/static/", STATIC, append_version=False)

@@ -1,0 +1,206 @@
+/* AURA console, shared helpers. Data is only ever inserted with textContent or attributes,
+   never as HTML, so label values (an entity named "<script>") stay text. */
+"use strict";
+const AURA = (() => {
+  const SVG = "http://www.w3.org/2000/svg";
+  const LEVELS = { "-1": "undecided", "0": "ok", "1": "warning", "2": "critical" };
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") node.textContent = String(v);
+      else if (k === "onclick") node.addEventListener("click", v);
+      else node.setAttribute(k, v === true ? "" : String(v));
+    }
+    for (const c of children) {
+      if (c === null || c === undefined) continue;
+      node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return node;
+  }
+
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined) continue;
+      if (k === "text") node.textContent = String(v); else node.setAttribute(k, String(v));
+    }
+    for (const c of children) if (c) node.append(c);
+    return node;
+  }
+
+  function levelName(level, nodata) {
+    if (nodata) return "nodata";
+    if (level === null || level === undefined) return "undecided";
+    return LEVELS[String(level)] || "undecided";
+  }
+
+  function badge(level, nodata) {
+    const name = levelName(level, nodata);
+    return el("span", { class: "badge lvl-" + name, text: name === "nodata" ? "no data" : name });
+  }
+
+  function pct(v) { return v === null || v === undefined ? "" : (v / 100).toFixed(2); }
+  function num(v, digits) { return v === null || v === undefined ? "" : Number(v).toFixed(digits); }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
+    let m = Math.round(seconds / 60);
+    if (m < 1) return "<1m";
+    const d = Math.floor(m / 1440); m -= d * 1440;
+    const h = Math.floor(m / 60); m -= h * 60;
+    return (d ? d + "d" : "") + (h ? h + "h" : "") + (m || (!d && !h) ? m + "m" : "");
+  }
+
+  function time(ts) {
+    if (!ts) return "";
+    return new Date(ts * 1000).toLocaleString();
+  }
+
+  function entityHref(analysis, labelNames, values) {
+    const q = new URLSearchParams({ analysis });
+    labelNames.forEach((n, i) => q.append(n, values[i]));
+    return "/entity?" + q.toString();
+  }
+
+  async function getJSON(url) {
+    const r = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+    if (!r.ok) throw new Error(url + ": HTTP " + r.status);
+    return r.json();
+  }
+
+  function gauge(value) {
+    const g = el("span", { class: "gauge", "aria-hidden": "true" });
+    const fill = el("span");
+    fill.style.width = Math.max(0, Math.min(100, value || 0)) + "%";
+    g.append(fill);
+    return g;
+  }
+
+  /* Theme: the system preference unless the toggle chose one (kept in localStorage). */
+  function applyTheme() {
+    const chosen = localStorage.getItem("aura-theme");
+    if (chosen) document.documentElement.dataset.theme = chosen;
+    else delete document.documentElement.dataset.theme;
+  }
+  function currentTheme() {
+    return document.documentElement.dataset.theme ||
+      (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+  }
+  function setupTheme() {
+    applyTheme();
+    const button = document.getElementById("theme-toggle");
+    if (!button) return;
+    const label = () => { button.textContent = currentTheme() === "dark" ? "Light theme" : "Dark theme"; };
+    label();
+    button.addEventListener("click", () => {
+      localStorage.setItem("aura-theme", currentTheme() === "dark" ? "light" : "dark");
+      applyTheme(); label();
+    });
+  }
+
+  /* The WebSocket with a polling fallback: onMessage(msg) for every update; while the socket
+     is down, poll() runs every pollSeconds and the socket is retried with backoff. */
+  function live({ onMessage, poll, pollSeconds, status }) {
+    let socket = null, timer = null, retry = 1;
+    const setStatus = (mode) => {
+      if (!status) return;
+      status.textContent = mode === "ws" ? "live (WebSocket)" : "polling every " + pollSeconds + " s";
+      status.classList.toggle("polling", mode !== "ws");
+      document.body.dataset.live = mode;
+    };
+    const startPolling = () => {
+      setStatus("poll");
+      if (!timer) poll().catch(() => {});
+      if (!timer) timer = setInterval(() => poll().catch(() => {}), pollSeconds * 1000);
+    };
+    const connect = () => {
+      const proto = location.protocol === "https:" ? "wss://" : "ws://";
+      try { socket = new WebSocket(proto + location.host + "/api/v1/console/ws"); }
+      catch (e) { startPolling(); return; }
+      socket.onopen = () => {
+        retry = 1; setStatus("ws");
+        if (timer) { clearInterval(timer); timer = null; }
+      };
+      socket.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
+      socket.onclose = () => {
+        startPolling();
+        setTimeout(connect, Math.min(60, retry) * 1000); retry *= 2;
+      };
+    };
+    connect();
+  }
+
+  /* A line chart: series [{values, cls, label}] over x = index (or `times`), optional band
+     [lo[], hi[]], optional horizontal capacity line. Returns the <svg>. */
+  function lineChart({ series, times, band, capacity, yMin, yMax, width, height, label }) {
+    const W = width || 360, H = height || 120, L = 34, R = 6, T = 6, B = 16;
+    const all = [];
+    series.forEach((s) => s.values.forEach((v) => { if (v !== null) all.push(v); }));
+    if (band) band.forEach((b) => b.forEach((v) => { if (v !== null) all.push(v); }));
+    if (capacity !== null && capacity !== undefined) all.push(capacity);
+    let lo = yMin !== undefined ? yMin : Math.min(...all, 0);
+    let hi = yMax !== undefined ? yMax : Math.max(...all, lo + 1e-9);
+    if (!all.length) { lo = 0; hi = 1; }
+    if (hi <= lo) hi = lo + 1;
+    const n = Math.max(1, ...series.map((s) => s.values.length));
+    const xs = times && times.length ? times : null;
+    const x0 = xs ? xs[0] : 0, x1 = xs ? xs[xs.length - 1] : n - 1;
+    const X = (i) => L + ((xs ? xs[i] : i) - x0) / Math.max(1e-9, x1 - x0) * (W - L - R);
+    const Y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+    const root = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+      "aria-label": label || "chart" });
+    root.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
+    root.append(svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
+    root.append(svg("text", { x: 2, y: T + 8, text: fmtAxis(hi) }));
+    root.append(svg("text", { x: 2, y: H - B, text: fmtAxis(lo) }));
+    if (band && band[0].length) {
+      const up = [], down = [];
+      band[1].forEach((v, i) => { if (v !== null && band[0][i] !== null) up.push(`${X(i)},${Y(v)}`); });
+      for (let i = band[0].length - 1; i >= 0; i--) {
+        if (band[0][i] !== null && band[1][i] !== null) down.push(`${X(i)},${Y(band[0][i])}`);
+      }
+      if (up.length) root.append(svg("polygon", { class: "band", points: up.concat(down).join(" ") }));
+    }
+    if (capacity !== null && capacity !== undefined) {
+      root.append(svg("line", { class: "capacity", x1: L, x2: W - R, y1: Y(capacity), y2: Y(capacity) },
+        svg("title", { text: "capacity " + capacity })));
+    }
+    series.forEach((s, k) => {
+      let d = "", pen = false;
+      s.values.forEach((v, i) => {
+        if (v === null) { pen = false; return; }
+        d += (pen ? "L" : "M") + X(i).toFixed(1) + "," + Y(v).toFixed(1); pen = true;
+      });
+      if (d) root.append(svg("path", { class: s.cls || "s" + k, d }, svg("title", { text: s.label || "" })));
+      // A single point draws no line: mark it.
+      if (s.values.length === 1 && s.values[0] !== null) {
+        root.append(svg("circle", { class: s.cls || "s" + k, cx: X(0), cy: Y(s.values[0]), r: 2.5 }));
+      }
+    });
+    return root;
+  }
+
+  function fmtAxis(v) {
+    const a = Math.abs(v);
+    if (a >= 1e6) return (v / 1e6).toFixed(1) + "M";
+    if (a >= 1e3) return (v / 1e3).toFixed(1) + "k";
+    if (a >= 10 || v === 0) return v.toFixed(0);
+    return v.toPrecision(2);
+  }
+
+  function legend(items) {
+    return el("div", { class: "legend" }, ...items.map(([cls, text]) =>
+      el("span", {}, el("i", { class: cls }), text)));
+  }
+
+  return { el, svg, badge, levelName, pct, num, duration, time, entityHref, getJSON, gauge,
+           setupTheme, live, lineChart, legend, LEVELS };
+})();
+document.addEventListener("DOMContentLoaded", () => {
+  AURA.setupTheme();
+  for (const a of document.querySelectorAll("header.top nav a")) {
+    if (a.getAttribute("href") === location.pathname) a.setAttribute("aria-current", "page");
+  }
+});

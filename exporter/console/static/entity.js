@@ -1,0 +1,145 @@
+/* AURA console: the entity page, refreshed on every cycle (WebSocket tick, else polling). */
+"use strict";
+(() => {
+  const { el, svg, badge, duration, getJSON, lineChart, legend, live } = AURA;
+  const params = new URLSearchParams(location.search);
+  const api = "/api/v1/console/entity?" + params.toString();
+  let lastSeq = -1;
+
+  const f2 = (v) => v === null || v === undefined ? "" : Number(v).toFixed(2);
+
+  async function load() {
+    let d;
+    try { d = await getJSON(api); }
+    catch (e) {
+      const err = document.getElementById("error");
+      err.hidden = false; err.textContent = "This entity is not in the current snapshot (" + e.message + ").";
+      return;
+    }
+    document.getElementById("error").hidden = true;
+    render(d);
+  }
+
+  function dl(pairs) {
+    const box = el("dl", { class: "key" });
+    for (const [k, v] of pairs) box.append(el("dt", { text: k }), el("dd", {}, v instanceof Node ? v : String(v ?? "")));
+    return box;
+  }
+
+  function link(href, text) { return href ? el("a", { href, text, target: "_blank", rel: "noopener" }) : null; }
+
+  function render(d) {
+    const name = Object.values(d.labels).join(" / ");
+    document.getElementById("entity-name").textContent = name + " (" + d.analysis + ")";
+    document.title = "AURA console: " + name;
+    const probs = d.horizons.map((h, i) => "P(" + h + ") " + f2(d.probability[i])).join(", ");
+    const level = el("span", {}, badge(d.level, d.nodata),
+      d.nodata ? el("span", { class: "muted small", text: " no samples in the last steps; the verdict below is not current" }) : null);
+    document.getElementById("summary").replaceChildren(dl([
+      ["level", level],
+      ["risk", f2(d.risk)],
+      ["failure probability", probs || "no forecast"],
+      ["time to failure", duration(d.ttf) || "none projected"],
+      ["action", el("span", {}, d.action, d.runbook ? " — " : "", link(d.runbook, "runbook"))],
+      ["explanation", d.explanation],
+      ["anomaly score", d.anomaly === null ? "warming up" : f2(d.anomaly)],
+      ["Betti numbers (H0, H1)", d.betti.join(", ")],
+      ["persistence entropy", d.entropy.map(f2).join(", ")],
+      ["fleet outlier score", f2(d.fleet_outlier)],
+      ["labels", d.selector],
+    ]));
+    renderHistory(d);
+    renderConsensus(d.consensus);
+    renderVotes(d.votes);
+    renderSignals(d);
+    renderTopology(d.diagram);
+  }
+
+  function renderHistory(d) {
+    const h = d.history, box = document.getElementById("history");
+    if (!h.times.length) { box.replaceChildren(el("p", { class: "muted", text: "No history yet: the console records one point per few minutes from its start." })); return; }
+    const series = [{ values: h.risk, label: "risk", cls: "s0" }, { values: h.anomaly, label: "anomaly score", cls: "s1" }];
+    Object.entries(h.probability).forEach(([k, v], i) => series.push({ values: v, label: "P(" + k + ")", cls: "s" + (2 + i) }));
+    box.replaceChildren(
+      lineChart({ series, times: h.times, yMin: 0, yMax: 1, label: "risk, failure probability and anomaly score over the last day" }),
+      legend(series.map((s) => ["sw-" + s.cls, s.label])),
+      el("p", { class: "muted small", text: h.times.length + " points from " + AURA.time(h.times[0]) + " to " + AURA.time(h.times[h.times.length - 1]) }),
+      d.links.risk ? el("p", { class: "small" }, link(d.links.risk, "risk in Prometheus"), " · ",
+        link(d.links.probability, "probability"), " · ", link(d.links.anomaly, "anomaly score")) : "");
+  }
+
+  function renderConsensus(c) {
+    const box = document.getElementById("consensus");
+    if (!c) { box.replaceChildren(el("p", { class: "muted", text: "No votes this cycle." })); return; }
+    box.replaceChildren(dl([
+      ["ballots n", c.ballots + " of " + c.agents + " agents (votes with confidence ≥ " + c.min_confidence + ")"],
+      ["faults tolerated f", "⌊(n − 1) / 3⌋ = " + c.f],
+      ["quorum", "2f + 1 = " + c.quorum],
+      ["trimmed mean", "drop the " + c.f + " highest and " + c.f + " lowest ballots, weighted mean of the rest = " + f2(c.trimmed_mean)],
+      ["consensus risk", f2(c.risk)],
+      ["ballots ≥ warning (" + c.warning_risk + ")", c.at_warning + (c.at_warning >= c.quorum ? " ≥ quorum" : " < quorum")],
+      ["ballots ≥ critical (" + c.critical_risk + ")", c.at_critical + (c.at_critical >= c.quorum ? " ≥ quorum" : " < quorum")],
+      ["level", badge(c.level, false)],
+    ]));
+  }
+
+  function renderVotes(votes) {
+    const t = document.getElementById("votes");
+    const head = el("tr", {}, ...["Agent", "Risk", "Confidence", "Counts as", "Weight", "Action", "Time to failure", "Reasons"]
+      .map((h) => el("th", { scope: "col", text: h })));
+    const rows = votes.map((v) => el("tr", { class: "vote" },
+      el("td", { text: v.agent }), el("td", { text: f2(v.risk) }), el("td", { text: f2(v.confidence) }),
+      el("td", { text: v.role === "ballot" ? (v.trimmed ? "ballot (trimmed)" : "ballot") : v.role }),
+      el("td", { text: v.role === "ballot" ? f2(v.weight) : "" }),
+      el("td", { text: v.action }), el("td", { text: duration(v.ttf) }),
+      el("td", { class: "wrap", text: v.reasons })));
+    t.replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
+  }
+
+  function renderSignals(d) {
+    const box = document.getElementById("signals");
+    const start = d.window.start, step = d.window.step;
+    box.replaceChildren(...d.signals.map((s) => {
+      const times = s.values.map((_, i) => start + i * step);
+      const chart = lineChart({ series: [{ values: s.values, label: s.name, cls: "s0" }], times,
+        band: s.band, capacity: s.capacity, label: "signal " + s.name });
+      const share = s.contribution === null ? "" : " — share of the risk " + f2(s.contribution);
+      return el("section", { class: "panel signal" }, el("h3", { class: "small", text: s.name + share }), chart,
+        s.promql ? el("p", { class: "small" }, link(s.promql, "PromQL in Prometheus")) : null);
+    }));
+  }
+
+  function renderTopology(dg) {
+    const dBox = document.getElementById("diagram"), bBox = document.getElementById("barcode"),
+      cBox = document.getElementById("betti");
+    if (!dg) { dBox.replaceChildren(el("p", { class: "muted", text: "No diagram (too few samples)." })); bBox.replaceChildren(); cBox.replaceChildren(); return; }
+    const bars = dg.h0.map((b) => [0, b]).concat(dg.h1.map((b) => [1, b]));
+    const top = Math.max(1e-9, ...bars.map(([, b]) => b[1])) * 1.05;
+    const W = 300, H = 300, P = 28;
+    const S = (v) => P + v / top * (W - 2 * P);
+    const plot = svg("svg", { class: "chart diagram", viewBox: `0 0 ${W} ${H}`, role: "img",
+      "aria-label": "persistence diagram: " + dg.h0.length + " H0 and " + dg.h1.length + " H1 points" });
+    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: W - P, y2: H - P }));
+    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: P, y2: P }));
+    plot.append(svg("line", { class: "diag", x1: P, y1: H - P, x2: W - P, y2: P }));
+    plot.append(svg("text", { x: W / 2 - 16, y: H - 8, text: "birth" }), svg("text", { x: 2, y: P - 8, text: "death" }));
+    for (const [dim, b] of bars) {
+      plot.append(svg("circle", { class: "pt h" + dim, cx: S(b[0]), cy: H - S(b[1]), r: 3, "fill-opacity": 0.7 },
+        svg("title", { text: "H" + dim + " (" + b[0] + ", " + b[1] + ")" })));
+    }
+    dBox.replaceChildren(plot, legend([["sw-h0", "H0"], ["sw-h1", "H1"]]));
+    const BH = Math.max(60, bars.length * 3 + 20);
+    const code = svg("svg", { class: "chart barcode", viewBox: `0 0 ${W} ${BH}`, role: "img", "aria-label": "barcode: " + bars.length + " bars" });
+    const sorted = bars.slice().sort((x, y) => x[0] - y[0] || (y[1][1] - y[1][0]) - (x[1][1] - x[1][0]));
+    sorted.forEach(([dim, b], i) => code.append(svg("line", { class: "bar h" + dim, x1: S(b[0]), x2: S(b[1]), y1: 10 + i * 3, y2: 10 + i * 3, "stroke-width": 2 })));
+    bBox.replaceChildren(code);
+    cBox.replaceChildren(lineChart({ series: [{ values: dg.betti_curve.b0, label: "β0", cls: "s0" }, { values: dg.betti_curve.b1, label: "β1", cls: "s4" }],
+      times: dg.betti_curve.scale, yMin: 0, label: "Betti curve" }), legend([["sw-s0", "β0"], ["sw-s4", "β1"]]));
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    load();
+    live({ onMessage: (msg) => { if (lastSeq === -1) { lastSeq = msg.seq; return; } if (msg.seq !== lastSeq) { lastSeq = msg.seq; load(); } },
+           poll: load, pollSeconds: 10, status: document.getElementById("live-status") });
+  });
+})();

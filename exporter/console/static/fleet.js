@@ -1,0 +1,208 @@
+/* AURA console: the fleet page. State = the server's compact rows (exporter/console/views.py),
+   updated in place by WebSocket diffs; the table shows one page of the filtered, sorted rows. */
+"use strict";
+(() => {
+  const { el, svg, badge, levelName, pct, duration, entityHref, getJSON, gauge, live, legend } = AURA;
+  const PAGE = 100;
+  const state = { seq: 0, created: 0, analyses: new Map(), order: [] };
+  const view = { sort: "risk", dir: -1, page: 0 };
+  const COLUMNS = [
+    ["entity", "Entity"], ["level", "Level"], ["risk", "Risk"], ["p_1h", "P(1h)"],
+    ["p_2h", "P(2h)"], ["p_4h", "P(4h)"], ["ttf", "Time to failure"], ["action", "Action"],
+    ["top", "Top signal"], ["anomaly", "Anomaly"],
+  ];
+  const NARROW = new Set(["p_1h", "p_2h", "p_4h", "top", "anomaly", "action"]);
+
+  function setFull(a) {
+    state.analyses.set(a.name, {
+      head: a, col: Object.fromEntries(a.columns.map((c, i) => [c, i])),
+      entities: a.entities, rows: a.rows,
+    });
+  }
+
+  function apply(msg) {
+    if (msg.type === "full") {
+      state.analyses.clear();
+      msg.analyses.forEach(setFull);
+    } else if (msg.type === "diff") {
+      if (msg.base !== state.seq) { refetch(); return; }
+      for (const a of msg.analyses) {
+        if (a.full) { setFull(a); continue; }
+        const cur = state.analyses.get(a.name);
+        if (!cur) { refetch(); return; }
+        for (const ch of a.changed) cur.rows[ch[0]] = ch.slice(1);
+      }
+      const names = new Set(msg.analyses.map((a) => a.name));
+      for (const name of [...state.analyses.keys()]) if (!names.has(name)) state.analyses.delete(name);
+    } else return;
+    state.seq = msg.seq; state.created = msg.created;
+    document.body.dataset.seq = String(msg.seq);
+    renderHealth(msg.health); renderCounts(msg.counts); renderFilters(); render(); renderMap();
+  }
+
+  async function refetch() { apply(await getJSON("/api/v1/console/fleet")); }
+
+  function value(a, row, key) {
+    if (key === "level") {
+      const nodata = row[a.col.nodata] === 1;
+      return nodata ? -2 : (row[a.col.level] === null ? -1 : row[a.col.level]);
+    }
+    const i = a.col[key];
+    return i === undefined ? null : row[i];
+  }
+
+  function flat() {
+    const out = [];
+    const q = document.getElementById("filter").value.trim().toLowerCase();
+    const lf = document.getElementById("level-filter").value;
+    const af = document.getElementById("analysis-filter").value;
+    for (const [name, a] of state.analyses) {
+      if (af && af !== name) continue;
+      a.rows.forEach((row, i) => {
+        const lvl = levelName(row[a.col.level], row[a.col.nodata] === 1);
+        if (lf === "atrisk" ? !(lvl === "warning" || lvl === "critical") : lf && lvl !== lf) return;
+        const label = a.entities[i].join(" ");
+        if (q) {
+          const action = row[a.col.action] === null ? "" : a.head.actions[row[a.col.action]];
+          const top = row[a.col.top] === null ? "" : a.head.signals[row[a.col.top]];
+          if (!(label + " " + name + " " + action + " " + top).toLowerCase().includes(q)) return;
+        }
+        out.push({ a, name, i, row, label });
+      });
+    }
+    const key = view.sort, dir = view.dir;
+    out.sort((x, y) => {
+      let vx, vy;
+      if (key === "entity") { vx = x.label; vy = y.label; return dir * vx.localeCompare(vy); }
+      vx = value(x.a, x.row, key); vy = value(y.a, y.row, key);
+      if (key === "action" || key === "top") {
+        vx = vx === null ? "" : (key === "action" ? x.a.head.actions : x.a.head.signals)[vx];
+        vy = vy === null ? "" : (key === "action" ? y.a.head.actions : y.a.head.signals)[vy];
+        return dir * String(vx).localeCompare(String(vy));
+      }
+      if (vx === vy) return x.label.localeCompare(y.label);
+      if (vx === null) return 1;
+      if (vy === null) return -1;
+      return dir * (vx - vy);
+    });
+    return out;
+  }
+
+  function renderHead() {
+    const tr = document.getElementById("fleet-head");
+    tr.replaceChildren();
+    for (const [key, title] of COLUMNS) {
+      const th = el("th", { scope: "col", class: NARROW.has(key) ? "hide-narrow" : null,
+        "aria-sort": view.sort === key ? (view.dir > 0 ? "ascending" : "descending") : "none" });
+      th.append(el("button", { class: "sort", type: "button", text: title, onclick: () => {
+        view.dir = view.sort === key ? -view.dir : (key === "entity" || key === "ttf" ? 1 : -1);
+        view.sort = key; view.page = 0; renderHead(); render();
+      } }));
+      tr.append(th);
+    }
+  }
+
+  function render() {
+    const rows = flat();
+    const total = [...state.analyses.values()].reduce((n, a) => n + a.rows.length, 0);
+    const pages = Math.max(1, Math.ceil(rows.length / PAGE));
+    view.page = Math.min(view.page, pages - 1);
+    const start = view.page * PAGE, page = rows.slice(start, start + PAGE);
+    const body = document.getElementById("fleet-body");
+    const frag = document.createDocumentFragment();
+    for (const r of page) {
+      const a = r.a, row = r.row, c = a.col;
+      const nodata = row[c.nodata] === 1;
+      const link = el("a", { href: entityHref(r.name, a.head.labels, a.entities[r.i]), text: r.label });
+      const cells = [
+        el("td", {}, link, state.analyses.size > 1 ? el("span", { class: "muted small", text: " " + r.name }) : null),
+        el("td", {}, badge(row[c.level], nodata)),
+        el("td", {}, gauge(row[c.risk]), pct(row[c.risk])),
+      ];
+      for (const h of ["1h", "2h", "4h"]) {
+        const i = c["p_" + h];
+        cells.push(el("td", { class: "hide-narrow" }, i === undefined ? "" : pct(row[i])));
+      }
+      cells.push(el("td", {}, duration(row[c.ttf])));
+      cells.push(el("td", { class: "hide-narrow", text: row[c.action] === null ? "" : a.head.actions[row[c.action]] }));
+      cells.push(el("td", { class: "hide-narrow", text: row[c.top] === null ? "" : a.head.signals[row[c.top]] }));
+      cells.push(el("td", { class: "hide-narrow" }, pct(row[c.anomaly])));
+      frag.append(el("tr", { class: "entity-row", "data-level": levelName(row[c.level], nodata) }, ...cells));
+    }
+    body.replaceChildren(frag);
+    const shown = rows.length ? `${start + 1}–${start + page.length}` : "0";
+    document.getElementById("shown").textContent =
+      `${shown} of ${rows.length}` + (rows.length !== total ? ` (filtered from ${total})` : "");
+    document.getElementById("prev").disabled = view.page === 0;
+    document.getElementById("next").disabled = view.page >= pages - 1;
+  }
+
+  function renderHealth(h) {
+    const box = document.getElementById("health");
+    if (!h) return;
+    const up = h.up === null ? "unknown" : h.up >= 1 ? "1 (source queries ok)" : "0 (source queries failing)";
+    const items = [
+      ["aura_up", up], ["ready", h.ready ? "yes" : "no (first cycle running)"],
+      ["last cycle", AURA.time(h.created)],
+      ["cycle time", h.cycle_seconds === null ? "" : h.cycle_seconds.toFixed(2) + " s"],
+      ["last fully successful cycle", AURA.time(h.last_success)],
+      ["cycles", h.cycles === null ? "" : String(h.cycles)],
+      ["stage failures", String(h.failures)],
+    ];
+    box.replaceChildren(...items.map(([k, v]) =>
+      el("span", { class: "stat" }, el("span", { class: "muted", text: k + ": " }), el("b", { text: v }))));
+  }
+
+  function renderCounts(counts) {
+    const box = document.getElementById("counts");
+    if (!counts) return;
+    const order = ["critical", "warning", "ok", "undecided", "nodata"];
+    box.replaceChildren(...order.map((k) => el("span", { class: "badge lvl-" + k,
+      text: (k === "nodata" ? "no data" : k) + " " + counts[k] })));
+  }
+
+  function renderFilters() {
+    const sel = document.getElementById("analysis-filter");
+    const names = [...state.analyses.keys()];
+    const have = [...sel.options].slice(1).map((o) => o.value);
+    if (names.join("\n") === have.join("\n")) return;
+    const keep = sel.value;
+    sel.replaceChildren(el("option", { value: "", text: "all" }), ...names.map((n) => el("option", { value: n, text: n })));
+    sel.value = names.includes(keep) ? keep : "";
+  }
+
+  function renderMap() {
+    const W = 600, H = 320, P = 12;
+    const root = svg("svg", { class: "chart map", viewBox: `0 0 ${W} ${H}`, role: "img",
+      "aria-label": "Fleet topology map: entities as points of a 2-D embedding of their features" });
+    let placed = 0;
+    for (const [name, a] of state.analyses) {
+      const c = a.col;
+      a.rows.forEach((row, i) => {
+        if (row[c.x] === null || row[c.x] === undefined) return;
+        const lvl = levelName(row[c.level], row[c.nodata] === 1);
+        const outlier = row[c.outlier] === 1;
+        const dot = svg("circle", { cx: P + row[c.x] / 1000 * (W - 2 * P), cy: P + (1 - row[c.y] / 1000) * (H - 2 * P),
+          r: lvl === "critical" || lvl === "warning" ? 6 : 4, class: "dot-" + lvl + (outlier ? " outlier" : "") },
+          svg("title", { text: a.entities[i].join(" ") + " (" + name + "): " + lvl + (outlier ? ", outlier" : "") }));
+        const href = entityHref(name, a.head.labels, a.entities[i]);
+        dot.addEventListener("click", () => { location.href = href; });
+        root.append(dot); placed++;
+      });
+    }
+    if (!placed) root.append(svg("text", { x: W / 2 - 110, y: H / 2, text: "no topology features yet (warming up)" }));
+    document.getElementById("map").replaceChildren(root);
+    document.getElementById("map-legend").replaceChildren(legend(
+      ["critical", "warning", "ok", "undecided", "nodata"].map((k) => ["lvl-" + k, k === "nodata" ? "no data" : k])));
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    renderHead();
+    for (const id of ["filter", "level-filter", "analysis-filter"]) {
+      document.getElementById(id).addEventListener("input", () => { view.page = 0; render(); });
+    }
+    document.getElementById("prev").addEventListener("click", () => { view.page--; render(); });
+    document.getElementById("next").addEventListener("click", () => { view.page++; render(); });
+    live({ onMessage: apply, poll: refetch, pollSeconds: 5, status: document.getElementById("live-status") });
+  });
+})();

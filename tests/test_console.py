@@ -1,0 +1,373 @@
+"""The console's view models, history, alerts and HTTP side (no browser; see
+tests/test_console_browser.py for the pages)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import functools
+import gzip
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import aiohttp
+import bcrypt
+import numpy as np
+import pytest
+from aiohttp import web
+
+from exporter.config import Config, ConsensusConfig
+from exporter.console import alerts as console_alerts
+from exporter.console import fleetmap, views
+from exporter.console.diagram import entity_diagram
+from exporter.console.health import exporter_health
+from exporter.console.history import History
+from exporter.results import AnalysisResult, Consensus
+from exporter.server import make_app
+from exporter.webconfig import WebConfig, load_web_config
+from exporter.windows import Window
+
+XSS = "<script>window.__xss=1</script><img src=x onerror=window.__xss=2>"
+
+
+@functools.lru_cache(maxsize=1)
+def demo_snapshots(cycles: int = 3) -> tuple:
+    """`cycles` consecutive snapshots of the 12-entity demo fleet (one simulated minute apart)."""
+    from exporter.pipeline import Pipeline, load_predictor
+    from exporter.source.simulator import SimulatorSource, demo_config, demo_fleet
+
+    cfg = demo_config()
+    now = 1_800_000_000.0
+    fleet = demo_fleet(now, entities=12)
+    predictor, info = load_predictor(cfg.model.path)
+    pipeline = Pipeline(cfg, SimulatorSource(fleet), predictor=predictor, model_info=info,
+                        topology_workers=1)
+    try:
+        snaps = tuple(asyncio.run(pipeline.run_cycle(now + 60 * k)) for k in range(cycles))
+    finally:
+        pipeline.close()
+    return cfg, snaps
+
+
+def with_entity_names(snapshot, names: dict[str, str]):
+    """The snapshot with entity label values renamed (old -> new), e.g. to an XSS payload."""
+    results = []
+    for r in snapshot.results:
+        keys = tuple(tuple(names.get(v, v) for v in k) for k in r.entities)
+        window = dataclasses.replace(r.window, entities=keys)
+        results.append(dataclasses.replace(r, entities=keys, window=window))
+    return dataclasses.replace(snapshot, results=tuple(results))
+
+
+def _result(level, risk, values, *, analysis="a") -> AnalysisResult:
+    e = len(level)
+    entities = tuple((f"e{i}",) for i in range(e))
+    window = Window(analysis, ("instance",), entities, ("cpu",),
+                    np.arange(values.shape[2], dtype=float) * 60, values)
+    consensus = Consensus(("x",), np.asarray(risk, dtype=float), np.asarray(level),
+                          np.ones(e, dtype=int), ("none",) * e, np.full(e, np.nan),
+                          np.ones((e, 1)), np.ones((e, 1), dtype=bool), ("",) * e)
+    return AnalysisResult(analysis, ("instance",), entities, ("cpu",), window,
+                          consensus=consensus)
+
+
+@dataclass
+class _Snap:
+    results: tuple = ()
+    created: float = 0.0
+    body: bytes = b"aura_up 1.0\n"
+    ready: bool = True
+
+    @property
+    def body_gzip(self) -> bytes:
+        return gzip.compress(self.body)
+
+
+# ------------------------------------------------------------------------------ history
+
+
+def test_history_is_bounded_by_span_and_spacing():
+    h = History(span=3600, spacing=300)
+    r = _result([0, 1], [0.1, 0.6], np.ones((2, 1, 5)))
+    recorded = [h.record(t, (r,)) for t in range(0, 7200 + 1, 60)]
+    assert sum(recorded) == 7200 // 300 + 1  # one frame per 300 s
+    assert h.frames("a") == 3600 // 300 + 1  # only the last hour kept
+    times, values = h.series("a", ("e1",))
+    assert times[0] == 7200 - 3600 and times[-1] == 7200
+    assert values.shape == (13, 3) and np.allclose(values[:, 0], 0.6) and (values[:, 1] == 1).all()
+    assert h.series("a", ("nobody",))[0].size == 0
+
+
+def test_history_follows_entity_churn():
+    h = History(span=1000, spacing=1)
+    h.record(0, (_result([0, 0], [0.1, 0.2], np.ones((2, 1, 3))),))
+    # e0 disappears, e1 moves to row 0 (a new result with a single entity named e1).
+    r = _result([2], [0.9], np.ones((1, 1, 3)))
+    r = dataclasses.replace(r, entities=(("e1",),))
+    h.record(10, (r,))
+    times, values = h.series("a", ("e1",))
+    assert times.tolist() == [0, 10] and np.allclose(values[:, 0], [0.2, 0.9])
+    t, aligned = h.aligned("a", (("e0",), ("e1",)), 0)
+    assert np.allclose(aligned[0], [0.1, 0.2]) and np.isnan(aligned[1, 0])
+    assert aligned[1, 1] == pytest.approx(0.9)
+
+
+# ------------------------------------------------------------------------------ fleet view
+
+
+def test_entity_without_recent_samples_is_no_data_never_ok():
+    values = np.ones((3, 1, 10))
+    values[1, :, -2:] = np.nan  # scrapes of e1 stopped
+    r = _result([0, 0, -1], [0.33, 0.33, np.nan], values)
+    a = views.fleet_analysis(r)
+    col = {c: i for i, c in enumerate(a.columns)}
+    assert a.ints[:, col["nodata"]].tolist() == [0, 1, 0]
+    assert views.level_counts((a,)) == {"critical": 0, "warning": 0, "ok": 1, "undecided": 1,
+                                        "nodata": 1}
+    rows = a.rows()
+    assert rows[2][col["risk"]] is None and rows[2][col["level"]] == -1
+    assert rows[0][col["risk"]] == 33
+
+
+def test_diff_sends_only_changed_rows_and_everything_when_entities_change():
+    values = np.ones((3, 1, 10))
+    s1 = views.fleet_state(_Snap((_result([0, 0, 0], [0.1, 0.2, 0.3], values),)), 1, {})
+    s2 = views.fleet_state(_Snap((_result([0, 1, 0], [0.1, 0.7, 0.3], values),)), 2, {})
+    d = views.diff(s1, s2)
+    assert d["type"] == "diff" and d["base"] == 1 and d["seq"] == 2
+    [a] = d["analyses"]
+    assert [row[0] for row in a["changed"]] == [1]
+    assert a["changed"][0][1:] == s2.analyses[0].rows()[1]
+    r3 = _result([0, 0], [0.1, 0.2], np.ones((2, 1, 10)))
+    d3 = views.diff(s2, views.fleet_state(_Snap((r3,)), 3, {}))
+    assert d3["analyses"][0]["full"] is True and len(d3["analyses"][0]["rows"]) == 2
+
+
+def test_fleet_map_separates_two_groups_and_keeps_its_orientation():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 0.1, (20, 6))
+    b = rng.normal(3, 0.1, (20, 6))
+    pos = fleetmap.embed(np.vstack([a, b]))
+    assert np.isfinite(pos).all() and pos.min() >= 0 and pos.max() <= 1
+    gap = abs(pos[:20, 0].mean() - pos[20:, 0].mean())
+    assert gap > 0.8  # the first component splits the groups across the map
+    assert np.allclose(fleetmap.embed(np.vstack([a, b])[::-1])[::-1], pos, atol=1e-9)
+    feats = np.vstack([a, b])
+    feats[3] = np.nan
+    assert np.isnan(fleetmap.embed(feats)[3]).all()
+    assert fleetmap.outliers(np.array([0.2, 0.5, np.nan])).tolist() == [False, True, False]
+
+
+def test_noisy_circle_has_one_long_h1_bar():
+    t = np.linspace(0, 2 * np.pi, 120, endpoint=False)
+    rng = np.random.default_rng(1)
+    values = np.stack([np.cos(t), np.sin(t)]) + rng.normal(0, 0.02, (2, 120))
+    from exporter.config import TopologyConfig
+
+    d = entity_diagram(values, dataclasses.replace(TopologyConfig(), anchor=False))
+    lifetimes = sorted((b[1] - b[0] for b in d["h1"]), reverse=True)
+    assert lifetimes[0] > 5 * (lifetimes[1] if len(lifetimes) > 1 else 0.01)
+    curve = d["betti_curve"]
+    assert max(curve["b1"]) >= 1 and curve["b0"][-1] == 1
+
+
+def test_health_reads_the_exposition():
+    body = (b"aura_up 0.0\naura_cycle_duration_seconds 1.5\naura_cycles_total 7.0\n"
+            b'aura_cycle_failures_total{stage="ingest"} 2.0\n'
+            b'aura_cycle_failures_total{stage="agents"} 1.0\n')
+    h = exporter_health(body, 10.0, True)
+    assert h["up"] == 0.0 and h["cycle_seconds"] == 1.5 and h["cycles"] == 7.0
+    assert h["failures"] == 3.0 and h["last_success"] is None
+
+
+def test_promql_link_restricts_the_signal_query_to_the_entity():
+    expr = views.signal_expr('rate(x{job="n"}[5m])', ("instance", "job"), ('h"1', "n"))
+    assert expr == ('(rate(x{job="n"}[5m])) and on(instance, job) label_replace('
+                    'label_replace(vector(1), "instance", "h\\"1", "", ""), "job", "n", "", "")')
+    url = views.promql_url("http://prom:9090/", "up")
+    assert url == "http://prom:9090/graph?g0.expr=up&g0.tab=0&g0.range_input=1d"
+
+
+# ------------------------------------------------------------------------------ demo snapshot
+
+
+def test_consensus_arithmetic_reproduces_the_consensus_risk():
+    cfg, snaps = demo_snapshots()
+    from exporter.agents import agent_weights
+
+    r = snaps[-1].results[0]
+    weights = agent_weights(cfg.agents)
+    checked = 0
+    for i in range(len(r.entities)):
+        votes, arith = views.consensus_arithmetic(r, i, cfg.agents.consensus, weights)
+        assert len(votes) == len(r.votes)
+        assert arith["level"] == int(r.consensus.level[i])
+        if arith["risk"] is not None:
+            assert arith["trimmed_mean"] == pytest.approx(arith["risk"], abs=1e-3)
+            checked += 1
+        assert arith["ballots"] == int(r.consensus.voters[i])
+    assert checked == len(r.entities)
+
+
+def test_entity_detail_of_the_leaking_host():
+    cfg, snaps = demo_snapshots()
+    r = snaps[-1].results[0]
+    found = views.find_entity(snaps[-1], "fleet", {"instance": "host-03:9100"})
+    assert found is not None and found[0] is r
+    h = History(spacing=1)
+    for s in snaps:
+        h.record(s.created, s.results)
+    from exporter.console.routes import Console  # noqa: F401  (the route builds the same)
+
+    d = views.entity_detail(r, found[1], config=cfg, history=h, band=views.fleet_band(r),
+                            prometheus_url="http://prom:9090",
+                            runbook_url=cfg.rules.runbook_url)
+    json.dumps(d)  # JSON-ready
+    assert d["level"] >= 1 and d["action"] == "raise_memory_limit"
+    memory = next(s for s in d["signals"] if s["name"] == "memory")
+    assert memory["capacity"] == 1.0 and len(memory["band"][0]) == len(memory["values"])
+    assert "label_replace(vector(1)" in urllib.parse.unquote_plus(memory["promql"])
+    assert len(d["history"]["times"]) == len(snaps)
+    assert d["runbook"].endswith("AuraFailureRisk.md") or d["runbook"].endswith(
+        "AuraFailurePredicted.md")
+
+
+def test_alerts_follow_the_generated_rules_and_their_for():
+    cfg, snaps = demo_snapshots()
+    parsed = {a.name: console_alerts.parse(a.expr)
+              for a in __import__("exporter.rulegen", fromlist=["alerts"]).alerts(cfg)}
+    assert parsed["AuraFailureRisk"][0] == "aura_risk_level"
+    base = _result([1, 0], [0.7, 0.1], np.ones((2, 1, 5)))
+    h = History(spacing=60)
+    for_ = float(cfg.rules.failure_risk_for)
+    for k in range(int(for_ // 60) + 1):
+        h.record(k * 60.0, (base,))
+    early = console_alerts.evaluate(_Snap((base,), created=for_ - 60), cfg, h, {})
+    late = console_alerts.evaluate(_Snap((base,), created=for_), cfg, h, {})
+
+    def state(data, name):
+        return [(x["labels"]["instance"], x["state"])
+                for a in data["alerts"] if a["name"] == name for x in a["active"]]
+
+    assert state(early, "AuraFailureRisk") == [("e0", "pending")]
+    assert state(late, "AuraFailureRisk") == [("e0", "firing")]
+    assert state(late, "AuraFailurePredicted") == []
+    down = console_alerts.evaluate(_Snap((base,), created=0), cfg, h, {"up": 0.0})
+    assert any(a["name"] == "AuraSourceDown" and a["active"] for a in down["alerts"])
+    assert not any(a["name"] == "AuraSourceDown" and a["active"] for a in late["alerts"])
+    assert {a["name"]: a["evaluated"] for a in late["alerts"]}["AuraDown"] == "prometheus only"
+
+
+# ------------------------------------------------------------------------------ HTTP
+
+
+async def _serve(app):
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]
+
+
+def basic_auth_config(tmp_path) -> WebConfig:
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
+    path = tmp_path / "web.yml"
+    path.write_text(f"basic_auth_users:\n  prom: '{hashed}'\n")
+    return load_web_config(path)
+
+
+def _basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_basic_auth_covers_pages_assets_api_and_websocket(tmp_path):
+    cfg, snaps = demo_snapshots()
+    web_cfg = basic_auth_config(tmp_path)
+
+    async def go():
+        runner, port = await _serve(make_app(lambda: snaps[0], web_cfg, config=cfg))
+        base = f"http://127.0.0.1:{port}"
+        paths = ["/", "/entity?analysis=fleet&instance=host-03:9100", "/alerts",
+                 "/console/static/fleet.js", "/console/static/console.css",
+                 "/api/v1/console/fleet", "/api/v1/console/alerts",
+                 "/api/v1/console/entity?analysis=fleet&instance=host-03:9100"]
+        try:
+            async with aiohttp.ClientSession() as s:
+                for path in paths:
+                    async with s.get(base + path) as r:
+                        assert r.status == 401, path
+                    async with s.get(base + path, headers=_basic("prom", "s3cret")) as r:
+                        assert r.status == 200, path
+                with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+                    await s.ws_connect(base + "/api/v1/console/ws")
+                assert info.value.status == 401
+                async with s.ws_connect(base + "/api/v1/console/ws",
+                                        headers=_basic("prom", "s3cret")) as ws:
+                    assert (await ws.receive_json(timeout=10))["type"] == "full"
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_live_update_and_websockets_do_not_take_scrape_slots():
+    cfg, snaps = demo_snapshots()
+    current = {"snap": snaps[0]}
+
+    async def go():
+        app = make_app(lambda: current["snap"], WebConfig(), config=cfg, max_requests=1)
+        runner, port = await _serve(app)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                sockets = [await s.ws_connect(base + "/api/v1/console/ws") for _ in range(3)]
+                firsts = [await ws.receive_json(timeout=10) for ws in sockets]
+                assert all(f["type"] == "full" for f in firsts)
+                async with s.get(base + "/metrics") as r:  # the only request slot is free
+                    assert r.status == 200
+                current["snap"] = snaps[1]
+                started = time.monotonic()
+                update = await sockets[0].receive_json(timeout=10)
+                assert time.monotonic() - started < 5
+                assert update["type"] == "diff" and update["base"] == firsts[0]["seq"]
+                assert update["created"] == snaps[1].created
+                for ws in sockets:
+                    await ws.close()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_console_pages_forbid_inline_script_and_escape_nothing_server_side():
+    cfg, snaps = demo_snapshots()
+    snap = with_entity_names(snaps[0], {"host-03:9100": XSS})
+
+    async def go():
+        runner, port = await _serve(make_app(lambda: snap, WebConfig(), config=cfg))
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(base + "/") as r:
+                    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+                    assert XSS not in await r.text()  # data never reaches the HTML
+                async with s.get(base + "/api/v1/console/fleet") as r:
+                    data = await r.json()
+                    assert [XSS] in data["analyses"][0]["entities"]
+                async with s.get(base + "/api/v1/console/entity",
+                                 params={"analysis": "fleet", "instance": XSS}) as r:
+                    assert r.status == 200 and (await r.json())["labels"]["instance"] == XSS
+                async with s.get(base + "/api/v1/console/entity",
+                                 params={"analysis": "fleet", "instance": "nobody"}) as r:
+                    assert r.status == 404
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_default_config_when_none_given():
+    assert isinstance(ConsensusConfig(), ConsensusConfig) and Config().analyses == ()

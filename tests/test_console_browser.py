@@ -1,0 +1,219 @@
+"""The console in headless Chromium (Debian `chromium`, driven by Playwright's Python package).
+
+Screenshots go to $AURA_CONSOLE_SHOTS (default: <tmp>/aura-console-shots); the path is printed.
+`scripts/setup.sh --stack` installs chromium; without it these tests fail, they never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from exporter.server import make_app
+from exporter.webconfig import WebConfig
+from tests.test_console import XSS, basic_auth_config, demo_snapshots, with_entity_names
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = Path(os.environ.get("AURA_CONSOLE_SHOTS",
+                            Path(tempfile.gettempdir()) / "aura-console-shots"))
+
+
+class Server:
+    """The exporter's app on 127.0.0.1 in a thread; `snap` is served and may be swapped."""
+
+    def __init__(self, snap, config, web_config=None):
+        self.snap = snap
+        self._config = config
+        self._web_config = web_config or WebConfig()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(20), "console server did not start"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start():
+            app = make_app(lambda: self.snap, self._web_config, config=self._config)
+            self._runner = web.AppRunner(app)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+
+        self._loop.run_until_complete(start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(20)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return demo_snapshots()
+
+
+@pytest.fixture(scope="module")
+def browser(demo):  # the snapshots first: Playwright runs an event loop in this thread
+    assert shutil.which(CHROMIUM) or os.path.exists(CHROMIUM), \
+        "chromium missing: scripts/setup.sh --stack installs it"
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nconsole screenshots: {SHOTS}")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(demo):
+    cfg, snaps = demo
+    s = Server(snaps[0], cfg)
+    yield s
+    s.close()
+
+
+def _page(browser, **kwargs):
+    # bypass_csp: Playwright's wait_for_function evaluates strings, which the console's CSP
+    # forbids; it also makes the XSS test prove escaping without the CSP's help.
+    context = browser.new_context(color_scheme=kwargs.pop("color_scheme", "light"),
+                                  bypass_csp=True, **kwargs)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    return context, page, errors
+
+
+def test_fleet_lists_every_entity_and_updates_live(browser, server, demo):
+    cfg, snaps = demo
+    context, page, errors = _page(browser, viewport={"width": 1280, "height": 1000})
+    page.goto(server.url + "/")
+    page.wait_for_selector("tr.entity-row")
+    names = page.locator("tr.entity-row td:first-child a").all_text_contents()
+    expected = {k[0] for k in snaps[0].results[0].entities}
+    assert set(names) == expected and len(names) == len(expected)
+    assert page.locator("#shown").text_content() == f"1–{len(expected)} of {len(expected)}"
+    assert page.locator("svg.map circle").count() > 0
+    page.wait_for_function("document.body.dataset.live === 'ws'")
+    page.screenshot(path=str(SHOTS / "fleet.png"), full_page=True)
+    seq = page.evaluate("document.body.dataset.seq")
+    page.evaluate("window.__still_here = true")
+    server.snap = snaps[1]  # the next cycle
+    page.wait_for_function(f"document.body.dataset.seq !== '{seq}'", timeout=5000)
+    assert page.evaluate("window.__still_here") is True  # no reload
+    assert not errors, errors
+    context.close()
+
+
+def test_entity_diagram_has_a_point_per_bar(browser, server):
+    context, page, errors = _page(browser, viewport={"width": 1280, "height": 1000})
+    query = "analysis=fleet&instance=host-03:9100"
+    data = context.request.get(server.url + "/api/v1/console/entity?" + query).json()
+    page.goto(server.url + "/entity?" + query)
+    page.wait_for_selector("#diagram circle.pt")
+    bars = len(data["diagram"]["h0"]) + len(data["diagram"]["h1"])
+    assert bars > 0
+    assert page.locator("#diagram circle.pt").count() == bars
+    assert page.locator("#barcode line.bar").count() == bars
+    assert page.locator("tr.vote").count() == len(data["votes"])
+    assert page.locator("#signals svg").count() == len(data["signals"])
+    assert "raise_memory_limit" in page.locator("#summary").text_content()
+    page.screenshot(path=str(SHOTS / "entity.png"), full_page=True)
+    page.goto(server.url + "/alerts")
+    page.wait_for_selector("section[data-alert='AuraFailureRisk']")
+    page.screenshot(path=str(SHOTS / "alerts.png"), full_page=True)
+    assert not errors, errors
+    context.close()
+
+
+def test_dark_mode_toggles(browser, server):
+    context, page, errors = _page(browser, viewport={"width": 1280, "height": 900})
+    page.goto(server.url + "/")
+    page.wait_for_selector("tr.entity-row")
+    bg = "getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(bg)
+    page.click("#theme-toggle")
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    dark = page.evaluate(bg)
+    assert light != dark
+    page.screenshot(path=str(SHOTS / "fleet-dark.png"), full_page=True)
+    page.reload()  # the choice is remembered
+    page.wait_for_selector("tr.entity-row")
+    assert page.evaluate(bg) == dark
+    page.click("#theme-toggle")
+    assert page.evaluate(bg) == light
+    context.close()
+    # The system preference alone gives the dark theme too.
+    context, page, errors = _page(browser, color_scheme="dark")
+    page.goto(server.url + "/")
+    assert page.evaluate(bg) == dark
+    context.close()
+
+
+def test_phone_width_has_no_horizontal_scroll(browser, server):
+    context, page, errors = _page(browser, viewport={"width": 390, "height": 844},
+                                  device_scale_factor=1, is_mobile=True, has_touch=True)
+    for path, ready in (("/", "tr.entity-row"),
+                        ("/entity?analysis=fleet&instance=host-03:9100", "#diagram circle.pt"),
+                        ("/alerts", "section[data-alert]")):
+        page.goto(server.url + path)
+        page.wait_for_selector(ready)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+    page.goto(server.url + "/")
+    page.wait_for_selector("tr.entity-row")
+    page.screenshot(path=str(SHOTS / "fleet-390.png"), full_page=True)
+    context.close()
+
+
+def test_xss_label_stays_text(browser, demo):
+    cfg, snaps = demo
+    s = Server(with_entity_names(snaps[0], {"host-03:9100": XSS}), cfg)
+    try:
+        context, page, errors = _page(browser)
+        page.goto(s.url + "/")
+        page.wait_for_selector("tr.entity-row")
+        assert XSS in page.locator("#fleet-body").text_content()
+        link = page.get_by_text(XSS, exact=True)
+        link.click()
+        page.wait_for_selector("#diagram circle.pt")
+        assert XSS in page.locator("#entity-name").text_content()
+        assert page.evaluate("window.__xss") is None
+        assert page.locator("script:not([src])").count() == 0
+        assert page.locator("img[src=x]").count() == 0
+        context.close()
+    finally:
+        s.close()
+
+
+def test_basic_auth_protects_page_assets_and_websocket(browser, demo, tmp_path):
+    cfg, snaps = demo
+    s = Server(snaps[0], cfg, basic_auth_config(tmp_path))
+    try:
+        context, page, errors = _page(browser)
+        for path in ("/", "/entity?analysis=fleet&instance=host-03:9100",
+                     "/console/static/fleet.js", "/api/v1/console/fleet"):
+            assert context.request.get(s.url + path).status == 401
+        context.close()
+        context, page, errors = _page(browser, http_credentials={"username": "prom",
+                                                                 "password": "s3cret"})
+        assert page.goto(s.url + "/").status == 200
+        page.wait_for_selector("tr.entity-row")
+        # The WebSocket handshake carried the credentials (else the page falls back to polling).
+        page.wait_for_function("document.body.dataset.live === 'ws'", timeout=5000)
+        context.close()
+    finally:
+        s.close()
