@@ -95,6 +95,39 @@ def ripser_loop(values: np.ndarray, analysis: Any, sample: int) -> dict[str, flo
             "points_per_cloud": float(np.mean(clouds.counts))}
 
 
+def _mib(arrays: Any) -> float:
+    """MiB held by the numpy arrays in a dict/list/tuple (recursively), or by one array."""
+    if isinstance(arrays, np.ndarray):
+        return arrays.nbytes / 2**20
+    if isinstance(arrays, dict):
+        return sum(_mib(v) for v in arrays.values())
+    if isinstance(arrays, list | tuple):
+        return sum(_mib(v) for v in arrays)
+    return 0.0
+
+
+def memory_breakdown(pipeline: Any, predictor: Any) -> dict[str, float]:
+    """MiB per long-lived structure after the last cycle: window buffers, topology baselines
+    (their saved state's arrays: what they keep), the served snapshot (text + gzip bytes and
+    the results it holds), the model's parameters."""
+    out = {"buffers": sum(_mib(rt.buffer.values) for rt in pipeline.runtimes),
+           "baselines": sum(_mib(rt.topology.state()) for rt in pipeline.runtimes
+                            if rt.topology is not None)}
+    snap = pipeline.snapshot
+    results = 0.0
+    for r in snap.results:
+        results += _mib(r.window.values)
+        for part in (r.topology, r.forecast, r.consensus, *r.votes):
+            if part is not None:
+                results += _mib([getattr(part, f) for f in vars(part)])
+    out["snapshot_bytes"] = (len(snap.body) + len(snap.body_gzip)) / 2**20
+    out["snapshot_results"] = results
+    net = getattr(predictor, "net_", None)
+    out["model"] = (sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20
+                    if net is not None else 0.0)
+    return out
+
+
 async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | None,
                   prom: Any = None) -> list[dict[str, Any]]:
     from exporter.pipeline import Pipeline, load_predictor
@@ -123,6 +156,7 @@ async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | N
                 row["query_range_requests"] = query_range_requests(prom) - before
             out.append(row)
         out[-1]["children_peak_rss_mib"] = _children_hwm_mib()
+        out[-1]["memory_mib"] = memory_breakdown(pipeline, predictor)
     finally:
         pipeline.close()
         await source.close()
@@ -242,7 +276,11 @@ def _print(res: dict[str, Any]) -> None:
               f"{c.get('query_range_requests')}")
     kids = res["cycles"][-1].get("children_peak_rss_mib", [])
     print(f"  peak RSS: main {res['peak_rss_mib']:.0f} MiB, workers "
-          f"{', '.join(f'{k:.0f}' for k in kids) or 'none'} MiB")
+          f"{', '.join(f'{k:.0f}' for k in kids) or 'none'} MiB; total "
+          f"{res['peak_rss_mib'] + sum(kids):.0f} MiB (target < 1024)")
+    mem = res["cycles"][-1].get("memory_mib", {})
+    print("  held after the last cycle (MiB): "
+          + " ".join(f"{k}={v:.1f}" for k, v in mem.items()))
 
 
 if __name__ == "__main__":

@@ -252,58 +252,89 @@ def evaluation_times(window: Window, analysis: AnalysisConfig, interval: float) 
 
 async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: np.ndarray, *,
                  predictor: Any, model_info: dict[str, str], topology_workers: int | None,
-                 progress: Progress | None) -> tuple[Scores, dict[str, float]]:
-    """Run the pipeline at every evaluation time; collect the analysis' per-entity outputs."""
-    from exporter.pipeline import Pipeline
+                 progress: Progress | None, batched: bool = True, rows: int | None = None,
+                 ) -> tuple[Scores, dict[str, float]]:
+    """Run the pipeline at every evaluation time; collect the analysis' per-entity outputs.
+
+    batched: `Pipeline.replay` (many cycles per stage call, same outputs; `rows` (cycle,
+    entity) rows per batch); False runs `Pipeline.run_cycle` cycle by cycle as the live
+    exporter does (kept to check the former).
+    """
+    from exporter.pipeline import REPLAY_ROWS, Pipeline
 
     # Only the analysis under test: other analyses' queries do not apply to this input.
     run_cfg = _replace(cfg, analyses=(analysis,))
     pipeline = Pipeline(run_cfg, ReplaySource(window), predictor=predictor,
                         model_info=model_info, topology_workers=topology_workers)
-    index = {e: i for i, e in enumerate(window.entities)}
-    e, n, h = len(window.entities), len(times), len(analysis.horizons)
-    horizons = [float(x) for x in analysis.horizons]
-    risk = np.full((e, n), np.nan)
-    level = np.full((e, n), np.nan)
-    anomaly = np.full((e, n), np.nan)
-    prob = np.full((e, h, n), np.nan)
-    ttf = np.full((e, n), np.nan)
-    present = np.zeros((e, n), dtype=bool)
+    rec = _Recorder(analysis, window.entities, len(times))
     stage_seconds: dict[str, float] = {}
     try:
-        for k, now in enumerate(times):
-            snap = await pipeline.run_cycle(float(now))
-            for stage, sec in pipeline.stats.stage_seconds.items():
-                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + sec
-            res = next((r for r in snap.results if r.analysis == analysis.name), None)
-            if res is not None and res.entities:
-                rows = np.array([index.get(tuple(x), -1) for x in res.entities])
-                ok = rows >= 0
-                r = rows[ok]
-                present[r, k] = True
-                c = res.consensus
-                if c is not None:
-                    risk[r, k] = np.asarray(c.risk, dtype=float)[ok]
-                    lv = np.asarray(c.level, dtype=float)[ok]
-                    level[r, k] = np.where(lv < 0, np.nan, lv)  # -1: undecided -> empty
-                    ttf[r, k] = np.asarray(c.time_to_failure, dtype=float)[ok]
-                if res.topology is not None:
-                    anomaly[r, k] = np.asarray(res.topology.anomaly_score, dtype=float)[ok]
-                f = res.forecast
-                if f is not None:
-                    fh = [float(x) for x in f.horizons]
-                    for j, hz in enumerate(horizons):
-                        match = [i for i, x in enumerate(fh) if abs(x - hz) < 1e-6]
-                        if match:
-                            prob[r, j, k] = np.asarray(f.probability, dtype=float)[ok, match[0]]
-                    if c is None:
-                        ttf[r, k] = np.asarray(f.time_to_failure, dtype=float)[ok]
-            if progress is not None:
-                progress.update(k + 1)
+        if batched:
+            k = 0
+            async for _, results in pipeline.replay(times.tolist(), rows=rows or REPLAY_ROWS):
+                rec.add(k, results)
+                k += 1
+                if progress is not None:
+                    progress.update(k)
+            stage_seconds = dict(pipeline.stats.stage_seconds)
+        else:
+            for k, now in enumerate(times):
+                snap = await pipeline.run_cycle(float(now))
+                for stage, sec in pipeline.stats.stage_seconds.items():
+                    stage_seconds[stage] = stage_seconds.get(stage, 0.0) + sec
+                rec.add(k, snap.results)
+                if progress is not None:
+                    progress.update(k + 1)
     finally:
         pipeline.close()
-    ttf = np.where(np.isfinite(ttf), ttf, np.nan)  # +Inf means none projected: empty cell
-    return Scores(times, window.entities, present, risk, level, anomaly, prob, ttf), stage_seconds
+    return rec.scores(times), stage_seconds
+
+
+class _Recorder:
+    """Per-cycle results of one analysis -> the [E, N] arrays of `Scores`."""
+
+    def __init__(self, analysis: AnalysisConfig, entities: tuple[EntityKey, ...], n: int):
+        self.analysis, self.entities = analysis, entities
+        self.index = {e: i for i, e in enumerate(entities)}
+        e, h = len(entities), len(analysis.horizons)
+        self.horizons = [float(x) for x in analysis.horizons]
+        self.risk = np.full((e, n), np.nan)
+        self.level = np.full((e, n), np.nan)
+        self.anomaly = np.full((e, n), np.nan)
+        self.prob = np.full((e, h, n), np.nan)
+        self.ttf = np.full((e, n), np.nan)
+        self.present = np.zeros((e, n), dtype=bool)
+
+    def add(self, k: int, results: Sequence[Any]) -> None:
+        res = next((r for r in results if r.analysis == self.analysis.name), None)
+        if res is None or not res.entities:
+            return
+        rows = np.array([self.index.get(tuple(x), -1) for x in res.entities])
+        ok = rows >= 0
+        r = rows[ok]
+        self.present[r, k] = True
+        c = res.consensus
+        if c is not None:
+            self.risk[r, k] = np.asarray(c.risk, dtype=float)[ok]
+            lv = np.asarray(c.level, dtype=float)[ok]
+            self.level[r, k] = np.where(lv < 0, np.nan, lv)  # -1: undecided -> empty
+            self.ttf[r, k] = np.asarray(c.time_to_failure, dtype=float)[ok]
+        if res.topology is not None:
+            self.anomaly[r, k] = np.asarray(res.topology.anomaly_score, dtype=float)[ok]
+        f = res.forecast
+        if f is not None:
+            fh = [float(x) for x in f.horizons]
+            for j, hz in enumerate(self.horizons):
+                match = [i for i, x in enumerate(fh) if abs(x - hz) < 1e-6]
+                if match:
+                    self.prob[r, j, k] = np.asarray(f.probability, dtype=float)[ok, match[0]]
+            if c is None:
+                self.ttf[r, k] = np.asarray(f.time_to_failure, dtype=float)[ok]
+
+    def scores(self, times: np.ndarray) -> Scores:
+        ttf = np.where(np.isfinite(self.ttf), self.ttf, np.nan)  # +Inf: none projected
+        return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
+                      self.prob, ttf)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -433,6 +464,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes for persistent homology (default: all cores)")
     parser.add_argument("--no-plots", dest="plots", action="store_false",
                         help="skip the PNG plots of report.md")
+    # Hidden: `cycles` replays with run_cycle, cycle by cycle (the reference the batched
+    # replay is checked against); --replay.rows sets the (cycle, entity) rows per batch.
+    parser.add_argument("--replay", choices=("batched", "cycles"), default="batched",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--replay.rows", dest="replay_rows", type=int, default=None,
+                        help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -490,7 +527,9 @@ async def _run(args: argparse.Namespace) -> int:
     try:
         scores, stage_seconds = await replay(
             cfg, analysis, window, times, predictor=predictor, model_info=model_info,
-            topology_workers=args.topology_workers, progress=progress)
+            topology_workers=args.topology_workers, progress=progress,
+            batched=getattr(args, "replay", "batched") == "batched",
+            rows=getattr(args, "replay_rows", None))
     finally:
         pipeline_log.setLevel(saved_level)
     replayed = time.monotonic()

@@ -15,18 +15,31 @@ import asyncio
 import gzip
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
 
+from exporter import stacking
 from exporter.config import AnalysisConfig, Config
 from exporter.results import AnalysisResult, Consensus, Forecast, TopologyResult, Votes
 from exporter.source import Fetch, Source, SourceError
 from exporter.windows import Window, WindowBuffer, shard_of
 
 log = logging.getLogger("aura.pipeline")
+
+# Agents whose vote on a row depends on that row alone (no fleet-wide term): a replay runs them
+# once on many cycles' stacked rows (tests/test_backtest_batched.py checks each of them). The
+# network agent scales by a fleet quantile, so it runs cycle by cycle.
+ROW_WISE_AGENTS = frozenset({"topology", "forecast", "capacity", "stability"})
+# The model is called on a multiple of this many rows (zero rows pad): MKL's sgemm rounds a
+# row differently in a partial register block, and full blocks make each entity's forecast
+# independent of how many rows share the call (the live fleet, a replay's stacked cycles).
+FORECAST_ROW_BLOCK = 64
+# A replay batch: about this many (cycle, entity) rows, at most this many cycles.
+REPLAY_ROWS = 2048
+REPLAY_MAX_CYCLES = 1024
 
 
 class Predictor(Protocol):
@@ -79,6 +92,17 @@ class _AnalysisRuntime:
     bootstrap: Window | None = None
     last_good: AnalysisResult | None = None
     last_good_at: float = float("-inf")
+
+
+@dataclass(frozen=True, eq=False)
+class Cycle:
+    """One cycle of one analysis as the stages after the forecast see it."""
+
+    now: float
+    window: Window
+    fetch: Fetch
+    topology: TopologyResult | None
+    forecast: Forecast | None
 
 
 class Pipeline:
@@ -253,69 +277,233 @@ class Pipeline:
     def _analyse(self, rt: _AnalysisRuntime, window: Window, fetch: Fetch, now: float,
                  stage_seconds: dict[str, float], failed: set[str]) -> AnalysisResult:
         """Topology -> forecast -> agents -> consensus for one analysis (runs in a thread)."""
-        topology: TopologyResult | None = None
-        forecast: Forecast | None = None
-        votes: tuple[Votes, ...] = ()
-        consensus: Consensus | None = None
-        name = rt.cfg.name
         if window.entities:
-            t0 = self.clock()
-            try:
-                if rt.topology is None:
-                    from exporter.tda.stage import TopologyStage
+            self._ensure_topology(rt, failed)
+        topology = self._topology(rt, [window], [now], stage_seconds, failed)
+        forecast = self._forecast(rt, [window], topology, stage_seconds, failed)
+        cycle = Cycle(now, window, fetch, topology[0], forecast[0])
+        return self._assess(rt, [cycle], stage_seconds, failed)[0]
 
-                    rt.topology = TopologyStage(rt.cfg, workers=self.topology_workers)
-                if rt.bootstrap is not None:
-                    history, rt.bootstrap = rt.bootstrap, None
-                    self._replay_topology(rt, history, now)
-                topology = rt.topology.run(window, now)
+    async def replay(self, nows: Sequence[float], *, rows: int = REPLAY_ROWS,
+                     max_cycles: int = REPLAY_MAX_CYCLES,
+                     ) -> AsyncIterator[tuple[float, tuple[AnalysisResult, ...]]]:
+        """Run the cycles at `nows` (ascending) as an offline replay; yield (now, results).
+
+        The results of `run_cycle` at each `now` (tests/test_backtest_batched.py checks it),
+        computed for about `rows` (cycle, entity) rows at once (at most `max_cycles` cycles):
+        windows are ingested cycle by cycle, the topology stage gets them in one `run_batch`
+        (persistence in one pool pass), the forecast, the row-wise agents and consensus run
+        once on the stacked rows, and what follows consensus runs cycle by cycle in time
+        order. Nothing is rendered. A stage failure loses that stage for the whole batch of
+        cycles (counted and logged once); an ingest failure loses that cycle.
+        """
+        stage_seconds: dict[str, float] = {}
+        failed: set[str] = set()
+        k = 0
+        while k < len(nows):
+            entities = sum(len(rt.buffer.entities) for rt in self.runtimes)
+            size = max(1, min(max_cycles, rows // max(1, entities)))
+            batch = [float(t) for t in nows[k:k + size]]
+            k += len(batch)
+            results: dict[float, list[AnalysisResult]] = {now: [] for now in batch}
+            for rt in self.runtimes:
+                cycles = []
+                for now in batch:
+                    t0 = self.clock()
+                    try:
+                        fetch = await self._ingest(rt, now)
+                    except Exception as err:  # as run_cycle: the cycle loses this analysis
+                        self._fail("ingest", failed, rt.cfg.name, err,
+                                   expected=isinstance(err, TimeoutError | SourceError | OSError))
+                        continue
+                    finally:
+                        _add(stage_seconds, "ingest", self.clock() - t0)
+                    window = rt.buffer.window()
+                    if window.entities:  # as run_cycle: the next ingest is no cold start
+                        self._ensure_topology(rt, failed)
+                    cycles.append(Cycle(now, window, fetch, None, None))
+                if not cycles:
+                    continue
+                windows = [c.window for c in cycles]
+                topology = self._topology(rt, windows, [c.now for c in cycles], stage_seconds,
+                                          failed)
+                forecast = self._forecast(rt, windows, topology, stage_seconds, failed)
+                cycles = [Cycle(c.now, c.window, c.fetch, t, f)
+                          for c, t, f in zip(cycles, topology, forecast, strict=True)]
+                for c, r in zip(cycles, self._assess(rt, cycles, stage_seconds, failed),
+                                strict=True):
+                    results[c.now].append(r)
+            self.stats.cycles_total += len(batch)
+            self.stats.stage_seconds = stage_seconds
+            for now in batch:
+                yield now, tuple(results[now])
+
+    def _ensure_topology(self, rt: _AnalysisRuntime, failed: set[str]) -> None:
+        if rt.topology is None:
+            try:
+                from exporter.tda.stage import TopologyStage
+
+                rt.topology = TopologyStage(rt.cfg, workers=self.topology_workers)
             except Exception as err:
-                self._fail("topology", failed, name, err)
-            _add(stage_seconds, "topology", self.clock() - t0)
+                self._fail("topology", failed, rt.cfg.name, err)
 
-            t0 = self.clock()
-            if self.predictor is not None:
-                try:
-                    forecast = self.predictor.predict(window, rt.cfg, topology)
-                except Exception as err:
-                    self._fail("forecast", failed, name, err)
-            _add(stage_seconds, "forecast", self.clock() - t0)
+    def _topology(self, rt: _AnalysisRuntime, windows: Sequence[Window], nows: Sequence[float],
+                  stage_seconds: dict[str, float], failed: set[str],
+                  ) -> list[TopologyResult | None]:
+        """Topology of consecutive cycles in time order (`run_batch` when there are several)."""
+        out: list[TopologyResult | None] = [None] * len(windows)
+        todo = [k for k, w in enumerate(windows) if w.entities]
+        if not todo or rt.topology is None:
+            return out
+        t0 = self.clock()
+        try:
+            if rt.bootstrap is not None:
+                history, rt.bootstrap = rt.bootstrap, None
+                self._replay_topology(rt, history, nows[todo[0]])
+            if len(todo) > 1 and hasattr(rt.topology, "run_batch"):
+                done = rt.topology.run_batch([windows[k] for k in todo], [nows[k] for k in todo])
+            else:
+                done = [rt.topology.run(windows[k], nows[k]) for k in todo]
+            for k, r in zip(todo, done, strict=True):
+                out[k] = r
+        except Exception as err:
+            self._fail("topology", failed, rt.cfg.name, err)
+        _add(stage_seconds, "topology", self.clock() - t0)
+        return out
 
+    def _forecast(self, rt: _AnalysisRuntime, windows: Sequence[Window],
+                  topology: Sequence[TopologyResult | None], stage_seconds: dict[str, float],
+                  failed: set[str]) -> list[Forecast | None]:
+        """Forecasts of consecutive cycles: one model call per run of cycles alike (topology
+        present or not) on their stacked rows, padded to a multiple of FORECAST_ROW_BLOCK."""
+        out: list[Forecast | None] = [None] * len(windows)
+        if self.predictor is None:
+            return out
+        t0 = self.clock()
+        for group in _runs([k for k, w in enumerate(windows) if w.entities],
+                           lambda k: topology[k] is None):
+            try:
+                bounds = stacking.offsets([windows[k] for k in group])
+                stacked = stacking.stack_windows([windows[k] for k in group], FORECAST_ROW_BLOCK)
+                topo = topology[group[0]]
+                if topo is not None:
+                    topo = stacking.stack_topology([topology[k] for k in group],  # type: ignore[misc]
+                                                   len(stacked.entities))
+                f = self.predictor.predict(stacked, rt.cfg, topo)
+                if f is not None:
+                    for k, part in zip(group, stacking.split(f, bounds), strict=True):
+                        out[k] = part
+            except Exception as err:
+                self._fail("forecast", failed, rt.cfg.name, err)
+        _add(stage_seconds, "forecast", self.clock() - t0)
+        return out
+
+    def _assess(self, rt: _AnalysisRuntime, cycles: Sequence[Cycle],
+                stage_seconds: dict[str, float], failed: set[str]) -> list[AnalysisResult]:
+        """Agents -> consensus of consecutive cycles of one analysis, then one result per cycle
+        in time order: the one path after the forecast, live (one cycle) and replayed.
+
+        Row-wise agents (ROW_WISE_AGENTS) and consensus run once on the stacked rows of runs of
+        cycles alike; fleet-wide agents run per cycle (on one cycle: `run_agents` as is).
+        """
+        from exporter.agents import AgentInput, agent_weights, run_agents
+        from exporter.consensus import combine
+
+        name = rt.cfg.name
+        votes: list[tuple[Votes, ...]] = [()] * len(cycles)
+        consensus: list[Consensus | None] = [None] * len(cycles)
+        todo = [k for k, c in enumerate(cycles) if c.window.entities]
+        groups = _runs(todo, lambda k: (cycles[k].topology is None, cycles[k].forecast is None))
+        for group in groups:
             t0 = self.clock()
             try:
-                from exporter.agents import AgentInput, run_agents
-
-                votes = run_agents(AgentInput(rt.cfg, window, topology, forecast, now),
-                                   self.cfg.agents)
+                if len(group) == 1:
+                    c = cycles[group[0]]
+                    votes[group[0]] = run_agents(
+                        AgentInput(rt.cfg, c.window, c.topology, c.forecast, c.now),
+                        self.cfg.agents)
+                else:
+                    for k, v in zip(group, self._agents_stacked(rt, [cycles[k] for k in group]),
+                                    strict=True):
+                        votes[k] = v
             except Exception as err:
                 self._fail("agents", failed, name, err)
             _add(stage_seconds, "agents", self.clock() - t0)
 
             t0 = self.clock()
-            if votes:
+            voted = [k for k in group if votes[k]]
+            if voted:
                 try:
-                    from exporter.agents import agent_weights
-                    from exporter.consensus import combine
-
-                    consensus = combine(votes, self.cfg.agents.consensus, window.signals,
-                                        agent_weights(self.cfg.agents))
+                    bounds = stacking.offsets([cycles[k].window for k in voted])
+                    stacked = tuple(stacking.stack_rows([votes[k][a] for k in voted])
+                                    for a in range(len(votes[voted[0]])))
+                    combined = combine(stacked, self.cfg.agents.consensus,
+                                       cycles[voted[0]].window.signals,
+                                       agent_weights(self.cfg.agents))
+                    for k, part in zip(voted, stacking.split(combined, bounds), strict=True):
+                        consensus[k] = part
                 except Exception as err:
                     self._fail("consensus", failed, name, err)
             _add(stage_seconds, "consensus", self.clock() - t0)
 
-        return AnalysisResult(
-            analysis=name,
-            label_names=window.label_names,
-            entities=window.entities,
-            signals=window.signals,
-            window=window,
-            topology=topology,
-            forecast=forecast,
-            votes=votes,
-            consensus=consensus,
-            source_series=dict(fetch.series),
-            source_errors=dict(fetch.errors),
-        )
+        out = []
+        for k, c in enumerate(cycles):  # time order: sequential per-entity state goes here
+            w = c.window
+            out.append(AnalysisResult(
+                analysis=name,
+                label_names=w.label_names,
+                entities=w.entities,
+                signals=w.signals,
+                window=w,
+                topology=c.topology,
+                forecast=c.forecast,
+                votes=votes[k],
+                consensus=consensus[k],
+                source_series=dict(c.fetch.series),
+                source_errors=dict(c.fetch.errors),
+            ))
+        return out
+
+    def _agents_stacked(self, rt: _AnalysisRuntime, cycles: Sequence[Cycle],
+                        ) -> list[tuple[Votes, ...]]:
+        """Votes of cycles alike: row-wise agents once on the stacked rows, the others per
+        cycle; per cycle in registry order."""
+        from exporter.agents import AgentInput, enabled_agents, run_agents
+
+        row_cfg, fleet_cfg = self._agent_configs()
+        windows = [c.window for c in cycles]
+        bounds = stacking.offsets(windows)
+        first = cycles[0]
+        stacked = AgentInput(
+            rt.cfg, stacking.stack_windows(windows),
+            None if first.topology is None else stacking.stack_topology(
+                [c.topology for c in cycles]),  # type: ignore[misc]
+            None if first.forecast is None else stacking.stack_rows(
+                [c.forecast for c in cycles]),  # type: ignore[misc]
+            first.now)
+        row_votes = [stacking.split(v, bounds) for v in run_agents(stacked, row_cfg)]
+        order = enabled_agents(self.cfg.agents)
+        out = []
+        for k, c in enumerate(cycles):
+            mine = {v[k].agent: v[k] for v in row_votes}
+            if enabled_agents(fleet_cfg):
+                for v in run_agents(AgentInput(rt.cfg, c.window, c.topology, c.forecast, c.now),
+                                    fleet_cfg):
+                    mine[v.agent] = v
+            out.append(tuple(mine[a] for a in order))
+        return out
+
+    def _agent_configs(self) -> tuple[Any, Any]:
+        """The agents config split into its row-wise and fleet-wide agents (others disabled)."""
+        from exporter.agents import AGENTS
+
+        a = self.cfg.agents
+
+        def only(names: Collection[str]) -> Any:
+            return replace(a, **{n: replace(getattr(a, n), enabled=getattr(a, n).enabled
+                                            and n in names) for n in AGENTS})
+
+        return only(ROW_WISE_AGENTS), only(set(AGENTS) - ROW_WISE_AGENTS)
 
     def _replay_topology(self, rt: _AnalysisRuntime, history: Window, now: float) -> None:
         """Feed past windows (one per baseline admission) to topology to learn baselines."""
@@ -451,3 +639,14 @@ def load_predictor(path: str) -> tuple[Predictor | None, dict[str, str]]:
 
 def _add(acc: dict[str, float], key: str, value: float) -> None:
     acc[key] = acc.get(key, 0.0) + value
+
+
+def _runs(items: Sequence[int], key: Callable[[int], Any]) -> list[list[int]]:
+    """`items` cut into runs of consecutive items with equal `key`."""
+    out: list[list[int]] = []
+    for i in items:
+        if out and key(out[-1][-1]) == key(i):
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
