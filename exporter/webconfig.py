@@ -36,8 +36,14 @@ _TLS_VERSIONS = {
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 _TLS_KEYS = {"cert_file", "key_file", "client_auth_type", "client_ca_file", "min_version",
-             "max_version", "cipher_suites", "curve_preferences", "prefer_server_cipher_suites",
-             "client_allowed_sans"}
+             "max_version"}
+# exporter-toolkit keys AURA does not implement: refused by name rather than silently ignored,
+# since each of them narrows what the server accepts (a user relying on it would be exposed).
+_TLS_UNSUPPORTED = {"cipher_suites", "curve_preferences", "prefer_server_cipher_suites",
+                    "client_allowed_sans"}
+_HTTP_KEYS = {"headers", "http2"}
+_TOP_KEYS = {"tls_server_config", "basic_auth_users", "http_server_config"}
+_TOP_UNSUPPORTED = {"rate_limit"}
 
 
 @dataclass
@@ -55,41 +61,66 @@ class WebConfig:
         return bool(self.users)
 
     def check(self, username: str, password: str) -> bool:
-        """True when the credentials match a configured bcrypt hash."""
+        """True when the credentials match a configured bcrypt hash.
+
+        An unknown user name costs one bcrypt comparison too (against a configured user's hash,
+        so at the same cost factor), as exporter-toolkit compares against a dummy hash: the
+        answer time does not tell which user names exist.
+        """
         import bcrypt
 
+        user = username.encode("utf-8", "surrogateescape")
+        # bcrypt reads at most 72 bytes (bcrypt 5 refuses more): a longer password is compared
+        # on its first 72 bytes for the time it costs, then never matches (no tool hashes it).
+        secret = password.encode("utf-8", "surrogateescape")
         hashed = self.users.get(username)
-        if hashed is None:
-            # Spend comparable time on unknown users so timing does not reveal names.
-            hmac.compare_digest(b"x", b"y")
+        target = hashed if hashed is not None else next(iter(self.users.values()), None)
+        if target is None:
             return False
-        key = hashlib.sha256(username.encode() + b"\0" + password.encode() + b"\0" + hashed).digest()
-        with self._lock:
-            if key in self._verified:
-                return True
-        ok = bcrypt.checkpw(password.encode(), hashed)
+        if hashed is not None:
+            key = hashlib.sha256(user + b"\0" + secret + b"\0" + hashed).digest()
+            with self._lock:
+                if key in self._verified:
+                    return True
+        ok = _checkpw(bcrypt, secret, target)
+        if hashed is None:
+            return False
         if ok:
             with self._lock:
                 self._verified.add(key)
         return ok
 
 
+def _checkpw(bcrypt: Any, secret: bytes, hashed: bytes) -> bool:
+    try:
+        return bool(bcrypt.checkpw(secret[:72], hashed)) and (
+            len(secret) <= 72 or hmac.compare_digest(secret, secret[:72]))
+    except ValueError:  # malformed hash (refused at load) or password bytes bcrypt rejects
+        return False
+
+
 def load_web_config(path: str | Path | None) -> WebConfig:
-    """Parse the web config file; raise ConfigError naming the bad key."""
+    """Parse the web config file; raise ConfigError naming every bad key.
+
+    Keys of exporter-toolkit's format that AURA does not implement are refused by name (a
+    `cipher_suites` list that were silently ignored would leave weaker ciphers enabled).
+    """
     if path is None:
         return WebConfig()
     try:
         data = yaml.safe_load(Path(path).read_text()) or {}
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, ValueError) as err:
         raise ConfigError([f"{path}: invalid YAML: {err}"]) from err
     problems: list[str] = []
     if not isinstance(data, dict):
         raise ConfigError([f"{path}: expected a mapping"])
     for key in data:
-        if key not in ("tls_server_config", "basic_auth_users", "http_server_config"):
-            problems.append(f"{key}: unknown key")
+        if key in _TOP_UNSUPPORTED:
+            problems.append(f"{key}: not supported by AURA (remove it)")
+        elif key not in _TOP_KEYS:
+            problems.append(f"{key}: unknown key (expected {', '.join(sorted(_TOP_KEYS))})")
     cfg = WebConfig()
     tls = data.get("tls_server_config")
     if tls:
@@ -99,19 +130,61 @@ def load_web_config(path: str | Path | None) -> WebConfig:
         problems.append("basic_auth_users: expected a mapping of user: bcrypt hash")
         users = {}
     for user, hashed in users.items():
-        if not isinstance(hashed, str) or not hashed.startswith(("$2a$", "$2b$", "$2y$")):
-            problems.append(f"basic_auth_users.{user}: expected a bcrypt hash")
+        if not isinstance(user, str) or not user:
+            problems.append(f"basic_auth_users: user name {user!r} is not a string")
+        elif not isinstance(hashed, str) or not _is_bcrypt(hashed):
+            problems.append(f"basic_auth_users.{user}: expected a bcrypt hash ($2b$...)")
         else:
-            cfg.users[str(user)] = hashed.encode()
+            cfg.users[user] = hashed.encode()
     http = data.get("http_server_config") or {}
-    if isinstance(http, dict):
-        for key in http:
-            if key not in ("headers", "http2"):
-                problems.append(f"http_server_config.{key}: unknown key")
-        cfg.headers = {str(k): str(v) for k, v in (http.get("headers") or {}).items()}
+    if not isinstance(http, dict):
+        problems.append("http_server_config: expected a mapping")
+        http = {}
+    for key in http:
+        if key not in _HTTP_KEYS:
+            problems.append(f"http_server_config.{key}: unknown key (expected headers, http2)")
+    if http.get("http2"):
+        problems.append("http_server_config.http2: not supported by AURA (HTTP/1.1 only); "
+                        "remove it or set false")
+    headers = http.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and "\n" not in k + v and "\r" not in k + v
+            for k, v in headers.items()):
+        problems.append("http_server_config.headers: expected a mapping of header: value "
+                        "(single-line strings)")
+    else:
+        cfg.headers = dict(headers)
     if problems:
         raise ConfigError([f"{path}: {p}" for p in problems])
     return cfg
+
+
+def _is_bcrypt(text: str) -> bool:
+    # $2a$/$2b$/$2y$, two-digit cost, 53 characters of salt and hash.
+    return len(text) == 60 and text[:4] in ("$2a$", "$2b$", "$2y$") and text[4:6].isdigit() \
+        and text[6] == "$"
+
+
+def _tls_version(tls: dict, key: str, default: str | None, problems: list[str]
+                 ) -> ssl.TLSVersion | None:
+    value = tls.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in _TLS_VERSIONS:
+        problems.append(f"tls_server_config.{key}: unknown value {value!r} (expected one of "
+                        f"{', '.join(_TLS_VERSIONS)})")
+        return None
+    return _TLS_VERSIONS[value]
+
+
+def _path(tls: dict, key: str, base: Path, problems: list[str]) -> Path | None:
+    value = tls.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        problems.append(f"tls_server_config.{key}: expected a file path")
+        return None
+    return base / value
 
 
 def _ssl_context(tls: Any, base: Path, problems: list[str]) -> ssl.SSLContext | None:
@@ -119,30 +192,39 @@ def _ssl_context(tls: Any, base: Path, problems: list[str]) -> ssl.SSLContext | 
         problems.append("tls_server_config: expected a mapping")
         return None
     for key in tls:
-        if key not in _TLS_KEYS:
+        if key in _TLS_UNSUPPORTED:
+            problems.append(f"tls_server_config.{key}: not supported by AURA (Python's TLS "
+                            "defaults apply); remove it")
+        elif key not in _TLS_KEYS:
             problems.append(f"tls_server_config.{key}: unknown key")
-    cert, key = tls.get("cert_file"), tls.get("key_file")
-    if not cert or not key:
+    lowest = _tls_version(tls, "min_version", "TLS12", problems)
+    highest = _tls_version(tls, "max_version", None, problems)
+    if lowest is not None and highest is not None and highest < lowest:
+        problems.append("tls_server_config.max_version: lower than min_version")
+        return None
+    cert, key = _path(tls, "cert_file", base, problems), _path(tls, "key_file", base, problems)
+    if cert is None or key is None:
         problems.append("tls_server_config: cert_file and key_file are both required")
         return None
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = _TLS_VERSIONS.get(tls.get("min_version", "TLS12"), ssl.TLSVersion.TLSv1_2)
-    if tls.get("max_version"):
-        ctx.maximum_version = _TLS_VERSIONS[tls["max_version"]]
+    ctx.minimum_version = lowest or ssl.TLSVersion.TLSv1_2
+    if highest is not None:
+        ctx.maximum_version = highest
     try:
-        ctx.load_cert_chain(base / cert, base / key)
-    except (OSError, ssl.SSLError) as err:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError, ValueError) as err:
         problems.append(f"tls_server_config.cert_file: cannot load certificate/key: {err}")
         return None
     auth = tls.get("client_auth_type", "NoClientCert")
-    if auth not in _CLIENT_AUTH:
+    if not isinstance(auth, str) or auth not in _CLIENT_AUTH:
         problems.append(f"tls_server_config.client_auth_type: unknown value {auth!r}")
         return ctx
     ctx.verify_mode = _CLIENT_AUTH[auth]
-    if tls.get("client_ca_file"):
+    ca = _path(tls, "client_ca_file", base, problems)
+    if ca is not None:
         try:
-            ctx.load_verify_locations(base / tls["client_ca_file"])
-        except (OSError, ssl.SSLError) as err:
+            ctx.load_verify_locations(ca)
+        except (OSError, ssl.SSLError, ValueError) as err:
             problems.append(f"tls_server_config.client_ca_file: cannot load: {err}")
     elif auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert"):
         problems.append(f"tls_server_config.client_ca_file: required with {auth}")

@@ -134,6 +134,8 @@ class PromHttp:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._token: tuple[str, float] | None = None  # (access token, monotonic expiry)
+        # Credentials sent so far: scrubbed from error texts (a proxy may echo headers back).
+        self._secrets: set[str] = set(_url_secrets(cfg.url))
         self._token_lock: asyncio.Lock | None = None
         self.requests_total = 0  # HTTP requests sent, retries included (for tests and logs)
 
@@ -158,6 +160,12 @@ class PromHttp:
             await self._session.close()
         self._session = None
 
+    def scrub(self, text: str) -> str:
+        """`text` with every credential this client has sent replaced by `<secret>`."""
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "<secret>")
+        return text
+
     def url(self, path: str) -> str:
         return self.cfg.url.rstrip("/") + path
 
@@ -175,13 +183,17 @@ class PromHttp:
             if az.credentials_file:
                 secret = _read_secret(az.credentials_file, "authorization.credentials_file")
                 headers["Authorization"] = f"{kind} {secret}"
+                self._secrets.add(secret)
         if self.cfg.basic_auth is not None:
             ba = self.cfg.basic_auth
             pw = _read_secret(ba.password_file, "basic_auth.password_file") if ba.password_file else ""
             pair = base64.b64encode(f"{ba.username}:{pw}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {pair}"
+            self._secrets.update(s for s in (pw, pair) if s)
         if self.cfg.oauth2 is not None:
-            headers["Authorization"] = f"Bearer {await self._oauth2_token()}"
+            token = await self._oauth2_token()
+            headers["Authorization"] = f"Bearer {token}"
+            self._secrets.add(token)
         return headers
 
     async def _oauth2_token(self) -> str:
@@ -195,6 +207,7 @@ class PromHttp:
             form = {"grant_type": "client_credentials", "client_id": o.client_id}
             if o.client_secret_file:
                 form["client_secret"] = _read_secret(o.client_secret_file, "oauth2.client_secret_file")
+                self._secrets.add(form["client_secret"])
             if o.scopes:
                 form["scope"] = " ".join(o.scopes)
             session = self._ensure()
@@ -247,7 +260,8 @@ class PromHttp:
                     self._token = None  # revoked early: fetch a fresh one next time
                 if status == 429 or status >= 500:
                     last = RequestFailed(
-                        f"HTTP {status}: {_snippet(body)}", transport=True, status=status, body=body
+                        f"HTTP {status}: {self.scrub(_snippet(body))}", transport=True,
+                        status=status, body=body
                     )
                 else:
                     return Response(status, body)
@@ -255,6 +269,34 @@ class PromHttp:
                 await self._sleep(backoff_delay(attempt, retry_after, self._rng))
         assert last is not None
         raise last
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The password of a URL's user info and the basic-auth pair aiohttp builds from it."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    if not parts.password:
+        return []
+    user, pw = unquote(parts.username or ""), unquote(parts.password)
+    return [pw, parts.password, base64.b64encode(f"{user}:{pw}".encode()).decode("ascii")]
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password in its user info replaced, for logs and error texts."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:<secret>@{host}"))
 
 
 def _snippet(body: bytes, limit: int = 200) -> str:

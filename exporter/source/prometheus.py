@@ -20,7 +20,13 @@ import numpy as np
 
 from exporter.config import AnalysisConfig, SignalConfig, SourceConfig
 from exporter.source import Fetch, SourceError
-from exporter.source.http import PromHttp, RequestFailed, SessionFactory, make_session
+from exporter.source.http import (
+    PromHttp,
+    RequestFailed,
+    SessionFactory,
+    make_session,
+    redact_url,
+)
 from exporter.windows import EntityKey, Window, empty_window, grid
 
 log = logging.getLogger(__name__)
@@ -373,7 +379,7 @@ class PrometheusSource:
                 answers[sig.name] = outcome
         if signals and transport_failures == len(signals):
             first = errors[signals[0]]
-            raise SourceError(f"source {self.cfg.url} unreachable: {first}")
+            raise SourceError(f"source {redact_url(self.cfg.url)} unreachable: {first}")
         done = assemble(analysis, timestamps, answers)
         self._log_cycle(analysis, errors, done)
         return Fetch(done.window, errors, {**done.series, **dict.fromkeys(no_series, 0)})
@@ -429,10 +435,11 @@ class PrometheusSource:
             prom = _prom_error(err.body) if err.body else None
             if prom is not None:
                 # Prometheus itself answered (e.g. 503 for a query timeout): a query problem.
-                raise QueryError(prom) from err
+                raise QueryError(self.http.scrub(prom)) from err
             raise
         if resp.status != 200:
-            raise QueryError(_prom_error(resp.body) or f"HTTP {resp.status}: {resp.body[:200]!r}")
+            raise QueryError(self.http.scrub(
+                _prom_error(resp.body) or f"HTTP {resp.status}: {resp.body[:200]!r}"))
         if len(resp.body) > THREAD_DECODE_BYTES:
             return await asyncio.to_thread(decode_query_range, resp.body, label_names)
         return decode_query_range(resp.body, label_names)
