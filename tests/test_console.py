@@ -146,6 +146,17 @@ def test_diff_sends_only_changed_rows_and_everything_when_entities_change():
     assert d3["analyses"][0]["full"] is True and len(d3["analyses"][0]["rows"]) == 2
 
 
+def test_fast_json_text_equals_the_plain_encoding():
+    values = np.ones((3, 1, 10))
+    values[2, :, -2:] = np.nan
+    s1 = views.fleet_state(_Snap((_result([0, -1, 2], [0.1, np.nan, 0.9], values),)), 1,
+                           {"up": 1.0})
+    s2 = views.fleet_state(_Snap((_result([0, 1, 2], [0.1, 0.7, 0.9], values),)), 2, {})
+    assert json.loads(s1.to_text()) == s1.to_json()
+    assert views.diff(None, s1) == s1.to_json()
+    assert views.diff(s1, s2)["analyses"][0]["changed"] == [[1, *s2.analyses[0].rows()[1]]]
+
+
 def test_fleet_map_separates_two_groups_and_keeps_its_orientation():
     rng = np.random.default_rng(0)
     a = rng.normal(0, 0.1, (20, 6))
@@ -175,9 +186,13 @@ def test_noisy_circle_has_one_long_h1_bar():
 
 
 def test_health_reads_the_exposition():
-    body = (b"aura_up 0.0\naura_cycle_duration_seconds 1.5\naura_cycles_total 7.0\n"
+    body = (b"# TYPE aura_up gauge\naura_up 0.0\n"
+            b"# TYPE aura_cycle_duration_seconds gauge\naura_cycle_duration_seconds 1.5\n"
+            b"# TYPE aura_cycles_total counter\naura_cycles_total 7.0\n"
+            b"# TYPE aura_cycle_failures_total counter\n"
             b'aura_cycle_failures_total{stage="ingest"} 2.0\n'
-            b'aura_cycle_failures_total{stage="agents"} 1.0\n')
+            b'aura_cycle_failures_total{stage="agents"} 1.0\n'
+            b"# TYPE aura_up_other gauge\naura_up_other 5\n")
     h = exporter_health(body, 10.0, True)
     assert h["up"] == 0.0 and h["cycle_seconds"] == 1.5 and h["cycles"] == 7.0
     assert h["failures"] == 3.0 and h["last_success"] is None
@@ -279,6 +294,11 @@ def basic_auth_config(tmp_path) -> WebConfig:
     return load_web_config(path)
 
 
+async def _receive(ws) -> dict:
+    """One console WebSocket message: gzip-compressed JSON in a binary frame."""
+    return json.loads(gzip.decompress(await ws.receive_bytes(timeout=10)))
+
+
 def _basic(user, password):
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
 
@@ -306,7 +326,7 @@ def test_basic_auth_covers_pages_assets_api_and_websocket(tmp_path):
                 assert info.value.status == 401
                 async with s.ws_connect(base + "/api/v1/console/ws",
                                         headers=_basic("prom", "s3cret")) as ws:
-                    assert (await ws.receive_json(timeout=10))["type"] == "full"
+                    assert (await _receive(ws))["type"] == "full"
         finally:
             await runner.cleanup()
 
@@ -324,13 +344,13 @@ def test_live_update_and_websockets_do_not_take_scrape_slots():
         try:
             async with aiohttp.ClientSession() as s:
                 sockets = [await s.ws_connect(base + "/api/v1/console/ws") for _ in range(3)]
-                firsts = [await ws.receive_json(timeout=10) for ws in sockets]
+                firsts = [await _receive(ws) for ws in sockets]
                 assert all(f["type"] == "full" for f in firsts)
                 async with s.get(base + "/metrics") as r:  # the only request slot is free
                     assert r.status == 200
                 current["snap"] = snaps[1]
                 started = time.monotonic()
-                update = await sockets[0].receive_json(timeout=10)
+                update = await _receive(sockets[0])
                 assert time.monotonic() - started < 5
                 assert update["type"] == "diff" and update["base"] == firsts[0]["seq"]
                 assert update["created"] == snaps[1].created

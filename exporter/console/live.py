@@ -1,9 +1,11 @@
 """The console's live side: watches the snapshot, feeds the history, pushes WebSocket updates.
 
 One background task per application checks `snapshot()` every `poll` seconds; for each new
-snapshot it records the history frame, builds the fleet state in a worker thread (10 000
-entities take tens of milliseconds: the event loop keeps serving scrapes meanwhile), encodes the
-update once and sends the same bytes to every connected client. A client that cannot take an
+snapshot it records the history frame, builds the fleet state in a worker thread (the event
+loop keeps serving scrapes meanwhile), encodes the update once as gzip-compressed JSON and sends
+the same bytes to every connected client as a binary message (browsers inflate it with
+DecompressionStream): one compression per cycle instead of one per client, as per-connection
+permessage-deflate would cost. A client that cannot take an
 update within `send_timeout` is dropped (its page falls back to polling and reconnects). At
 most `max_clients` WebSockets are open at a time; more get 503.
 """
@@ -11,7 +13,7 @@ most `max_clients` WebSockets are open at a time; more get 503.
 from __future__ import annotations
 
 import asyncio
-import json
+import gzip
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from exporter.console.health import exporter_health
 from exporter.console.history import History
-from exporter.console.views import FleetState, diff, fleet_state
+from exporter.console.views import FleetState, diff_text, fleet_state
 
 log = logging.getLogger("aura.console")
 
@@ -42,13 +44,13 @@ class Live:
         self.send_timeout = send_timeout
         self.clients: set[web.WebSocketResponse] = set()
         self.state: FleetState | None = None
-        self.full: str | None = None  # the current state as a "full" message
+        self.full: bytes | None = None  # the current state as a gzip-compressed "full" message
         self.last_update_bytes = 0
         self._seen: Any = None
         self._seq = 0
         self._lock = asyncio.Lock()
 
-    async def current(self) -> tuple[FleetState, str]:
+    async def current(self) -> tuple[FleetState, bytes]:
         """The fleet state of the current snapshot (built now if the watcher is behind)."""
         await self.refresh()
         assert self.state is not None and self.full is not None
@@ -72,18 +74,19 @@ class Live:
             await self._broadcast(update)
 
     @staticmethod
-    def _build(snap: Any, seq: int, prev: FleetState | None) -> tuple[FleetState, str, str]:
+    def _build(snap: Any, seq: int, prev: FleetState | None) -> tuple[FleetState, bytes, bytes]:
         state = fleet_state(snap, seq, health_of(snap))
-        full = json.dumps(state.to_json(), separators=(",", ":"))
-        update = full if prev is None else json.dumps(diff(prev, state), separators=(",", ":"))
+        full = gzip.compress(state.to_text().encode(), compresslevel=6)
+        update = full if prev is None else gzip.compress(diff_text(prev, state).encode(),
+                                                         compresslevel=6)
         return state, update, full
 
-    async def _broadcast(self, text: str) -> None:
+    async def _broadcast(self, data: bytes) -> None:
         if not self.clients:
             return
         clients = list(self.clients)
         results = await asyncio.gather(
-            *(asyncio.wait_for(ws.send_str(text), self.send_timeout) for ws in clients),
+            *(asyncio.wait_for(ws.send_bytes(data), self.send_timeout) for ws in clients),
             return_exceptions=True)
         for ws, res in zip(clients, results, strict=True):
             if isinstance(res, BaseException):
@@ -102,13 +105,13 @@ class Live:
             await asyncio.sleep(self.poll)
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        """GET /api/v1/console/ws: the full state, then one update per cycle."""
+        """GET /api/v1/console/ws: the full state, then one update per cycle (gzip JSON)."""
         if len(self.clients) >= self.max_clients:
             return web.Response(status=503, text="too many console clients\n")
-        ws = web.WebSocketResponse(heartbeat=30.0, compress=True)
+        ws = web.WebSocketResponse(heartbeat=30.0, compress=False)  # the payload is gzip
         await ws.prepare(request)
         _, full = await self.current()
-        await ws.send_str(full)
+        await ws.send_bytes(full)
         self.clients.add(ws)
         try:
             async for msg in ws:

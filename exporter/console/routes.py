@@ -8,6 +8,7 @@ scripts and styles from this origin alone, so a label value can never run as cod
 from __future__ import annotations
 
 import asyncio
+import gzip
 import html
 import json
 from pathlib import Path
@@ -59,9 +60,10 @@ class Console:
     async def fleet(self, request: web.Request) -> web.Response:
         """GET /api/v1/console/fleet: the full fleet state (compact rows, see views)."""
         _, full = await self.live.current()
-        resp = web.Response(text=full, content_type="application/json")
-        resp.enable_compression()
-        return resp
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            return web.Response(body=full, content_type="application/json",
+                                headers={"Content-Encoding": "gzip"})
+        return web.Response(body=gzip.decompress(full), content_type="application/json")
 
     async def entity(self, request: web.Request) -> web.Response:
         """GET /api/v1/console/entity?analysis=A&<label>=<value>...: one entity's detail."""

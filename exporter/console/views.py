@@ -2,9 +2,10 @@
 
 - `fleet_state`: every entity of every analysis in a compact row format: one list of label
   values per entity and one list of small integers per entity (`FleetAnalysis.columns` names
-  them: percentages 0..100 for risk, anomaly and P(h), seconds for the time to failure, indices
-  into the analysis' `actions` / `signals` tables, map position 0..1000), None where a value
-  is absent. `diff` turns two consecutive states into the WebSocket update (changed rows only).
+  them: percentages 0..100 for risk, anomaly and P(h), seconds (whole minutes) for the time to
+  failure, indices into the analysis' `actions` / `signals` tables, map position 0..MAP_SCALE),
+  None where a value is absent. `diff` turns two consecutive states into the WebSocket update
+  (changed rows only).
 - `entity_detail`: one entity's signals with the fleet's band and the capacity line, its
   history, persistence diagram, every agent's vote and the consensus arithmetic spelled out.
 
@@ -15,6 +16,7 @@ whatever its level says (its scrapes stopped: its last verdict is not current).
 
 from __future__ import annotations
 
+import json
 import math
 import urllib.parse
 from collections.abc import Mapping
@@ -31,7 +33,10 @@ from exporter.windows import EntityKey
 
 NODATA_STEPS = 2
 LEVEL_NAMES = {-1: "undecided", 0: "ok", 1: "warning", 2: "critical"}
-NONE = -(2**31)  # integer sentinel for "absent" inside the int32 row arrays
+NONE = -(2**31)  # integer sentinel for "absent" inside the int64 row arrays
+# Map positions are sent on a MAP_SCALE x MAP_SCALE grid, times to failure in whole minutes:
+# finer values would change every cycle and turn each WebSocket diff into the whole fleet.
+MAP_SCALE = 200
 
 
 def horizon_name(seconds: float) -> str:
@@ -77,14 +82,28 @@ class FleetAnalysis:
         data = self.ints if which is None else self.ints[which]
         return [[None if v == NONE else v for v in row] for row in data.tolist()]
 
+    def rows_json(self, which: np.ndarray | None = None, *, index: bool = False) -> str:
+        """`rows(which)` as JSON text (with each row's index first when `index`), built from
+        the int array in C: ~10x faster than converting 10 000 rows element by element."""
+        data = self.ints if which is None else self.ints[which]
+        if index:
+            rows = np.arange(len(self.ints)) if which is None else np.asarray(which)
+            data = np.column_stack([rows, data])
+        return _json(data.tolist()).replace(str(NONE), "null")
+
     def head(self) -> dict[str, Any]:
         return {"name": self.name, "labels": list(self.labels), "signals": list(self.signals),
                 "horizons": list(self.horizons), "columns": list(self.columns),
-                "actions": list(self.actions)}
+                "actions": list(self.actions), "map_scale": MAP_SCALE}
 
     def to_json(self) -> dict[str, Any]:
         return {**self.head(), "entities": [list(k) for k in self.entities],
                 "rows": self.rows()}
+
+    def to_text(self, extra: str = "") -> str:
+        """`to_json()` as JSON text (`extra`: more `"key":value` members, comma-led)."""
+        head = _json({**self.head(), "entities": [list(k) for k in self.entities]})
+        return f'{head[:-1]},"rows":{self.rows_json()}{extra}}}'
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,6 +117,12 @@ class FleetState:
     def to_json(self) -> dict[str, Any]:
         return {"type": "full", "seq": self.seq, "created": self.created, "health": self.health,
                 "counts": self.counts, "analyses": [a.to_json() for a in self.analyses]}
+
+    def to_text(self) -> str:
+        """`to_json()` as JSON text, built fast (see `FleetAnalysis.rows_json`)."""
+        head = _json({"type": "full", "seq": self.seq, "created": self.created,
+                      "health": self.health, "counts": self.counts})
+        return f'{head[:-1]},"analyses":[{",".join(a.to_text() for a in self.analyses)}]}}'
 
 
 def fleet_analysis(r: AnalysisResult) -> FleetAnalysis:
@@ -116,7 +141,7 @@ def fleet_analysis(r: AnalysisResult) -> FleetAnalysis:
         ints[:, col["level"]] = np.asarray(c.level, dtype=np.int64)
         ints[:, col["risk"]] = _pct(c.risk)
         ttf = np.asarray(c.time_to_failure, dtype=np.float64)
-        ints[:, col["ttf"]] = np.where(np.isfinite(ttf), np.round(ttf), NONE)
+        ints[:, col["ttf"]] = np.where(np.isfinite(ttf), np.round(ttf / 60) * 60, NONE)
         actions = tuple(sorted(set(c.action)))
         lookup = {a: i for i, a in enumerate(actions)}
         ints[:, col["action"]] = [lookup[a] for a in c.action]
@@ -130,8 +155,8 @@ def fleet_analysis(r: AnalysisResult) -> FleetAnalysis:
         ints[:, col["anomaly"]] = _pct(t.anomaly_score)
         pos = fleetmap.embed(t.features)
         ok = np.isfinite(pos).all(axis=1)
-        ints[:, col["x"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 0]) * 1000), NONE)
-        ints[:, col["y"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 1]) * 1000), NONE)
+        ints[:, col["x"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 0]) * MAP_SCALE), NONE)
+        ints[:, col["y"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 1]) * MAP_SCALE), NONE)
         ints[:, col["outlier"]] = fleetmap.outliers(t.fleet_outlier)
     return FleetAnalysis(r.analysis, tuple(r.label_names), tuple(r.signals), horizons, columns,
                          actions, tuple(r.entities), ints)
@@ -158,25 +183,35 @@ def fleet_state(snapshot: Any, seq: int, health: dict[str, Any]) -> FleetState:
                       level_counts(analyses))
 
 
-def diff(prev: FleetState | None, cur: FleetState) -> dict[str, Any]:
-    """The WebSocket update from `prev` to `cur`: per analysis either the changed rows
-    (`changed`: [[row index, *row]]) or, when its entities or tables changed, everything."""
+def diff_text(prev: FleetState | None, cur: FleetState) -> str:
+    """The WebSocket update from `prev` to `cur` as JSON text: per analysis either the changed
+    rows (`changed`: [[row index, *row]]) or, when its entities or tables changed, everything
+    (`full`: true). No `prev`: the full state."""
     if prev is None:
-        return cur.to_json()
+        return cur.to_text()
     before = {a.name: a for a in prev.analyses}
-    out = []
+    parts = []
     for a in cur.analyses:
         p = before.get(a.name)
         if (p is None or p.entities != a.entities or p.columns != a.columns
                 or p.actions != a.actions or p.signals != a.signals):
-            out.append({**a.to_json(), "full": True})
+            parts.append(a.to_text(',"full":true'))
             continue
         changed = np.flatnonzero((p.ints != a.ints).any(axis=1))
-        rows = a.rows(changed)
-        out.append({"name": a.name, "changed": [[int(i), *row] for i, row in zip(changed, rows,
-                                                                                  strict=True)]})
-    return {"type": "diff", "seq": cur.seq, "base": prev.seq, "created": cur.created,
-            "health": cur.health, "counts": cur.counts, "analyses": out}
+        parts.append(f'{{"name":{_json(a.name)},"changed":{a.rows_json(changed, index=True)}}}')
+    head = _json({"type": "diff", "seq": cur.seq, "base": prev.seq, "created": cur.created,
+                  "health": cur.health, "counts": cur.counts})
+    return f'{head[:-1]},"analyses":[{",".join(parts)}]}}'
+
+
+def diff(prev: FleetState | None, cur: FleetState) -> dict[str, Any]:
+    """`diff_text` parsed (for tests and tools)."""
+    parsed: dict[str, Any] = json.loads(diff_text(prev, cur))
+    return parsed
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
 
 
 # ------------------------------------------------------------------------------ entity view

@@ -123,7 +123,16 @@ const AURA = (() => {
         retry = 1; setStatus("ws");
         if (timer) { clearInterval(timer); timer = null; }
       };
-      socket.onmessage = (ev) => { try { onMessage(JSON.parse(ev.data)); } catch (e) { console.error(e); } };
+      socket.binaryType = "arraybuffer";
+      // Updates are gzip-compressed JSON (compressed once on the server for every client).
+      let chain = Promise.resolve();
+      socket.onmessage = (ev) => {
+        chain = chain.then(async () => {
+          const text = typeof ev.data === "string" ? ev.data : await new Response(
+            new Blob([ev.data]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+          onMessage(JSON.parse(text));
+        }).catch((e) => console.error(e));
+      };
       socket.onclose = () => {
         startPolling();
         setTimeout(connect, Math.min(60, retry) * 1000); retry *= 2;

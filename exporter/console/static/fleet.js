@@ -2,7 +2,7 @@
    updated in place by WebSocket diffs; the table shows one page of the filtered, sorted rows. */
 "use strict";
 (() => {
-  const { el, svg, badge, levelName, pct, duration, entityHref, getJSON, gauge, live, legend } = AURA;
+  const { el, badge, levelName, pct, duration, entityHref, getJSON, gauge, live, legend } = AURA;
   const PAGE = 100;
   const state = { seq: 0, created: 0, analyses: new Map(), order: [] };
   const view = { sort: "risk", dir: -1, page: 0 };
@@ -171,29 +171,80 @@
     sel.value = names.includes(keep) ? keep : "";
   }
 
+  /* The map is a canvas (10 000 SVG nodes took seconds to lay out): points are drawn in the
+     theme's level colours, a click opens the nearest entity within a few pixels, and the
+     outliers are also listed as links below it (the keyboard path; the table is the other). */
+  const map = { points: [] };
+
   function renderMap() {
-    const W = 600, H = 320, P = 12;
-    const root = svg("svg", { class: "chart map", viewBox: `0 0 ${W} ${H}`, role: "img",
-      "aria-label": "Fleet topology map: entities as points of a 2-D embedding of their features" });
-    let placed = 0;
+    const box = document.getElementById("map");
+    let canvas = box.querySelector("canvas");
+    if (!canvas) {
+      canvas = el("canvas", { tabindex: "-1", role: "img",
+        "aria-label": "Fleet topology map: entities as points of a 2-D embedding of their features" });
+      canvas.addEventListener("click", (ev) => { const p = nearest(canvas, ev); if (p) location.href = p.href; });
+      canvas.addEventListener("mousemove", (ev) => {
+        const p = nearest(canvas, ev);
+        canvas.title = p ? p.label : "";
+        canvas.style.cursor = p ? "pointer" : "default";
+      });
+      box.replaceChildren(canvas);
+    }
+    const W = Math.max(200, box.clientWidth), H = Math.round(Math.min(360, Math.max(200, W * 0.5)));
+    const dpr = window.devicePixelRatio || 1;
+    canvas.width = W * dpr; canvas.height = H * dpr;
+    canvas.style.width = W + "px"; canvas.style.height = H + "px";
+    const ctx = canvas.getContext("2d");
+    ctx.scale(dpr, dpr);
+    const css = getComputedStyle(document.documentElement);
+    const colour = Object.fromEntries(["ok", "warning", "critical", "undecided", "nodata", "fg"]
+      .map((k) => [k, css.getPropertyValue("--" + k).trim()]));
+    const P = 10;
+    map.points = [];
+    const outliers = [];
+    const layers = { ok: [], undecided: [], nodata: [], warning: [], critical: [] };
     for (const [name, a] of state.analyses) {
-      const c = a.col;
+      const c = a.col, k = a.head.map_scale;
       a.rows.forEach((row, i) => {
         if (row[c.x] === null || row[c.x] === undefined) return;
         const lvl = levelName(row[c.level], row[c.nodata] === 1);
-        const outlier = row[c.outlier] === 1;
-        const dot = svg("circle", { cx: P + row[c.x] / 1000 * (W - 2 * P), cy: P + (1 - row[c.y] / 1000) * (H - 2 * P),
-          r: lvl === "critical" || lvl === "warning" ? 6 : 4, class: "dot-" + lvl + (outlier ? " outlier" : "") },
-          svg("title", { text: a.entities[i].join(" ") + " (" + name + "): " + lvl + (outlier ? ", outlier" : "") }));
-        const href = entityHref(name, a.head.labels, a.entities[i]);
-        dot.addEventListener("click", () => { location.href = href; });
-        root.append(dot); placed++;
+        const label = a.entities[i].join(" ") + " (" + name + "): " + lvl;
+        const p = { x: P + row[c.x] / k * (W - 2 * P), y: P + (1 - row[c.y] / k) * (H - 2 * P), lvl,
+          outlier: row[c.outlier] === 1, label, href: entityHref(name, a.head.labels, a.entities[i]) };
+        map.points.push(p); layers[lvl].push(p);
+        if (p.outlier) outliers.push(p);
       });
     }
-    if (!placed) root.append(svg("text", { x: W / 2 - 110, y: H / 2, text: "no topology features yet (warming up)" }));
-    document.getElementById("map").replaceChildren(root);
-    document.getElementById("map-legend").replaceChildren(legend(
-      ["critical", "warning", "ok", "undecided", "nodata"].map((k) => ["lvl-" + k, k === "nodata" ? "no data" : k])));
+    for (const lvl of Object.keys(layers)) {  // the levels that matter are drawn last, on top
+      ctx.fillStyle = colour[lvl];
+      const r = lvl === "critical" || lvl === "warning" ? 5 : 3.5;
+      for (const p of layers[lvl]) {
+        ctx.beginPath(); ctx.arc(p.x, p.y, r, 0, 2 * Math.PI); ctx.fill();
+        if (p.outlier) { ctx.strokeStyle = colour.fg; ctx.lineWidth = 1.5; ctx.stroke(); }
+      }
+    }
+    if (!map.points.length) {
+      ctx.fillStyle = colour.fg; ctx.fillText("no topology features yet (warming up)", W / 2 - 90, H / 2);
+    }
+    canvas.dataset.points = String(map.points.length);
+    const shown = outliers.slice(0, 20);
+    document.getElementById("map-legend").replaceChildren(
+      legend(["critical", "warning", "ok", "undecided", "nodata"].map((k) => ["lvl-" + k, k === "nodata" ? "no data" : k])),
+      el("p", { class: "small" }, el("span", { class: "muted", text: "Outliers (ringed): " }),
+        ...(shown.length ? shown.flatMap((p, i) => [i ? ", " : "", el("a", { href: p.href, text: p.label })])
+          : [el("span", { class: "muted", text: "none" })]),
+        outliers.length > shown.length ? el("span", { class: "muted", text: ` and ${outliers.length - shown.length} more` }) : null));
+  }
+
+  function nearest(canvas, ev) {
+    const rect = canvas.getBoundingClientRect();
+    const x = ev.clientX - rect.left, y = ev.clientY - rect.top;
+    let best = null, bestD = 64;  // within 8 px
+    for (const p of map.points) {
+      const d = (p.x - x) ** 2 + (p.y - y) ** 2;
+      if (d < bestD) { best = p; bestD = d; }
+    }
+    return best;
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -204,5 +255,7 @@
     document.getElementById("prev").addEventListener("click", () => { view.page--; render(); });
     document.getElementById("next").addEventListener("click", () => { view.page++; render(); });
     live({ onMessage: apply, poll: refetch, pollSeconds: 5, status: document.getElementById("live-status") });
+    document.getElementById("theme-toggle").addEventListener("click", () => renderMap());
+    window.addEventListener("resize", () => renderMap());
   });
 })();

@@ -1,0 +1,205 @@
+"""Benchmark: the console's payloads, WebSocket update size, first render and scrape latency
+with console clients open, at `--entities` entities (10 000).
+
+1. Fleet state of a synthetic snapshot (`bench_scrape.synthetic_snapshot`, every per-entity
+   array filled): build time, full JSON bytes (what `/api/v1/console/fleet` and the first
+   WebSocket message carry), gzip-compressed bytes (what the HTTP response and the WebSocket
+   send: the console compresses each message once for all clients).
+2. One cycle later: a second snapshot whose risk, P(h) and anomaly score move by a Gaussian
+   step of `--step` (0..1 units; map features fixed). The diff's bytes, raw and gzip.
+   The fraction of rows a diff carries depends on how much the fleet moves (a row is sent when
+   any of its integer-percent values changes); `--step 1` is the worst case (every row).
+3. First render in headless chromium: navigation start to the first page of rows and the map
+   drawn, served by the real app (`exporter.server.make_app`).
+4. /metrics p50/p99 (gzip, 4 back-to-back scrapers, `--duration` s) with 0 and with 20 console
+   WebSockets open while the snapshot changes every `--cycle` seconds (each change is a
+   broadcast of a diff to every client). The server runs in its own process.
+
+    .venv/bin/python benchmarks/bench_console.py --entities 10000
+
+Targets (issue 18): WebSocket update < 200 KB per cycle, first render < 1 s, scrape p99
+unchanged with 20 clients. Writes benchmarks/results/console.json. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scrape import load, synthetic_snapshot  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def moved(snap: Any, step: float, seed: int = 1) -> Any:
+    """The snapshot one cycle later: risk, P(h), anomaly moved by N(0, step), clipped to 0..1."""
+    rng = np.random.default_rng(seed)
+    r = snap.results[0]
+
+    def walk(x: np.ndarray) -> np.ndarray:
+        return np.clip(x + rng.normal(0, step, x.shape), 0, 1)
+
+    consensus = dataclasses.replace(r.consensus, risk=walk(r.consensus.risk))
+    forecast = dataclasses.replace(r.forecast, probability=np.sort(walk(r.forecast.probability), 1))
+    topology = dataclasses.replace(r.topology, anomaly_score=walk(r.topology.anomaly_score))
+    result = dataclasses.replace(r, consensus=consensus, forecast=forecast, topology=topology)
+    return dataclasses.replace(snap, results=(result,), created=snap.created + 60)
+
+
+def payloads(entities: int, step: float) -> tuple[dict[str, Any], Any, Any]:
+    from exporter.console.live import health_of
+    from exporter.console.views import diff_text, fleet_state
+
+    a = synthetic_snapshot(entities)
+    b = moved(a, step)
+    t0 = time.perf_counter()
+    sa = fleet_state(a, 1, health_of(a))
+    full = sa.to_text()
+    full_gz = gzip.compress(full.encode(), 6)
+    build = time.perf_counter() - t0
+    sb = fleet_state(b, 2, health_of(b))
+    t0 = time.perf_counter()
+    update = diff_text(sa, sb)
+    update_gz = gzip.compress(update.encode(), 6)
+    diff_s = time.perf_counter() - t0
+    changed = len(json.loads(update)["analyses"][0]["changed"])
+    out = {"full_bytes": len(full), "full_gzip_bytes": len(full_gz),
+           "build_seconds": build, "update_bytes": len(update),
+           "update_gzip_bytes": len(update_gz), "update_rows": changed,
+           "update_seconds": diff_s, "step": step}
+    return out, a, b
+
+
+def serve(entities: int, cycle: float, step: float) -> None:
+    """Server process: print the port, swap the snapshot every `cycle` s until killed."""
+    from aiohttp import web
+
+    from exporter.server import make_app
+    from exporter.webconfig import WebConfig
+
+    _, a, b = payloads(entities, step)
+    current = {"snap": a}
+
+    async def main() -> None:
+        app = make_app(lambda: current["snap"], WebConfig(), max_requests=0)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        print(json.dumps({"port": site._server.sockets[0].getsockname()[1]}),  # type: ignore[union-attr]
+              flush=True)
+        k = 0
+        while True:
+            await asyncio.sleep(cycle)
+            k += 1
+            snap = b if k % 2 else a
+            current["snap"] = dataclasses.replace(snap, created=snap.created + 60 * k)
+
+    asyncio.run(main())
+
+
+def first_render(base: str) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+        out = {}
+        for run in ("cold", "warm"):
+            page.goto(base + "/", wait_until="commit")
+            page.wait_for_selector("tr.entity-row", timeout=30000)
+            page.wait_for_selector("#map canvas[data-points]", timeout=30000)
+            out[f"{run}_ms"] = page.evaluate("performance.now()")
+            out["rows_on_page"] = page.locator("tr.entity-row").count()
+            out["map_points"] = int(page.locator("#map canvas").get_attribute("data-points"))
+        browser.close()
+    return out
+
+
+async def with_clients(base: str, clients: int, duration: float) -> dict[str, Any]:
+    import aiohttp
+
+    received: list[int] = []
+    async with aiohttp.ClientSession() as s:
+        sockets = [await s.ws_connect(base.replace("http", "ws") + "/api/v1/console/ws",
+                                      max_msg_size=0) for _ in range(clients)]
+
+        async def drain(ws: Any) -> None:
+            async for msg in ws:
+                received.append(len(msg.data))
+
+        tasks = [asyncio.create_task(drain(ws)) for ws in sockets]
+        res = await load(base + "/metrics", 4, duration, True)
+        for ws in sockets:
+            await ws.close()
+        for t in tasks:
+            t.cancel()
+    res["ws_messages"] = len(received)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--entities", type=int, default=10000)
+    p.add_argument("--step", type=float, nargs="+", default=[0.01, 1.0])
+    p.add_argument("--cycle", type=float, default=5.0,
+                   help="seconds between snapshots in the scrape run (a live interval is 60)")
+    p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--clients", type=int, default=20)
+    p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--output", default=str(RESULTS / "console.json"))
+    args = p.parse_args(argv)
+    if args.serve is not None:
+        serve(args.serve, args.cycle, args.step[0])
+        return 0
+    out: dict[str, Any] = {"benchmark": "console", "entities": args.entities,
+                           "cpus": os.cpu_count(), "loadavg_before": os.getloadavg(),
+                           "payloads": []}
+    for step in args.step:
+        res, _, _ = payloads(args.entities, step)
+        out["payloads"].append(res)
+        print(f"step={step:g}: full {res['full_bytes'] / 1e3:.0f} KB "
+              f"({res['full_gzip_bytes'] / 1e3:.0f} KB gzip, built in "
+              f"{res['build_seconds'] * 1e3:.0f} ms); update {res['update_rows']} rows "
+              f"{res['update_bytes'] / 1e3:.0f} KB ({res['update_gzip_bytes'] / 1e3:.0f} KB "
+              f"gzip: what is sent, {res['update_seconds'] * 1e3:.0f} ms)")
+    server = subprocess.Popen([sys.executable, __file__, "--serve", str(args.entities),
+                               "--cycle", str(args.cycle), "--step", str(args.step[0])],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        base = f"http://127.0.0.1:{json.loads(server.stdout.readline())['port']}"
+        out["render"] = first_render(base)
+        print(f"first render: {out['render']}")
+        for n in (0, args.clients):
+            res = asyncio.run(with_clients(base, n, args.duration))
+            out[f"scrape_{n}_clients"] = res
+            print(f"{n} console clients: {res['requests']} scrapes p50={res['p50_ms']:.1f}ms "
+                  f"p99={res['p99_ms']:.1f}ms max={res['max_ms']:.1f}ms errors={res['errors']}"
+                  f" ws messages={res['ws_messages']}")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    out["loadavg_after"] = os.getloadavg()
+    print(f"load average before {out['loadavg_before'][0]:.1f}, after "
+          f"{out['loadavg_after'][0]:.1f} ({os.cpu_count()} cpus)")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
