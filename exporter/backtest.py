@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -201,6 +202,23 @@ class Scores:
     anomaly: np.ndarray
     probability: np.ndarray  # [E, H, N]
     ttf: np.ndarray
+    # Why each level was reached, for alerts.csv: indices into `signals` / `actions` (-1:
+    # none) and a bit mask over `agents` of the agents supporting the level.
+    signals: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    top: np.ndarray | None = None
+    support: np.ndarray | None = None
+    action: np.ndarray | None = None
+    suppressed: int = 0  # evaluations whose level exporter.decision lowered to 0
+
+    def why(self, row: int, k: int) -> tuple[str, str, str]:
+        """(top signal, supporting agents `a+b`, action) of entity `row` at evaluation `k`."""
+        if self.top is None or self.support is None or self.action is None:
+            return "", "", ""
+        t, m, a = int(self.top[row, k]), int(self.support[row, k]), int(self.action[row, k])
+        agents = "+".join(name for j, name in enumerate(self.agents) if m >> j & 1)
+        return (self.signals[t] if t >= 0 else "", agents, self.actions[a] if a >= 0 else "")
 
     def column(self, name: str) -> np.ndarray:
         return {"risk": self.risk, "level": self.level, "anomaly_score": self.anomaly}[name]
@@ -304,6 +322,13 @@ class _Recorder:
         self.prob = np.full((e, h, n), np.nan)
         self.ttf = np.full((e, n), np.nan)
         self.present = np.zeros((e, n), dtype=bool)
+        self.top = np.full((e, n), -1, dtype=np.int16)
+        self.support = np.zeros((e, n), dtype=np.int32)
+        self.action = np.full((e, n), -1, dtype=np.int16)
+        self.signals: tuple[str, ...] = ()
+        self.agents: tuple[str, ...] = ()
+        self.actions: dict[str, int] = {}
+        self.suppressed = 0
 
     def add(self, k: int, results: Sequence[Any]) -> None:
         res = next((r for r in results if r.analysis == self.analysis.name), None)
@@ -319,6 +344,7 @@ class _Recorder:
             lv = np.asarray(c.level, dtype=float)[ok]
             self.level[r, k] = np.where(lv < 0, np.nan, lv)  # -1: undecided -> empty
             self.ttf[r, k] = np.asarray(c.time_to_failure, dtype=float)[ok]
+            self._why(r, k, ok, res.signals, c, lv)
         if res.topology is not None:
             self.anomaly[r, k] = np.asarray(res.topology.anomaly_score, dtype=float)[ok]
         f = res.forecast
@@ -331,10 +357,35 @@ class _Recorder:
             if c is None:
                 self.ttf[r, k] = np.asarray(f.time_to_failure, dtype=float)[ok]
 
+    def _why(self, r: np.ndarray, k: int, ok: np.ndarray, signals: tuple[str, ...],
+             c: Any, level: np.ndarray) -> None:
+        """Record top signal, supporting agents and action of the entities at a level >= 1."""
+        self.signals = self.signals or tuple(signals)
+        self.agents = self.agents or tuple(c.agents)
+        up = level >= 1
+        if c.threshold is not None and c.explanation:
+            self.suppressed += sum(1 for i in np.flatnonzero(ok)
+                                   if c.explanation[i].startswith("usual for this entity"))
+        if not up.any():
+            return
+        contrib = np.asarray(c.contribution, dtype=float)[ok]
+        if contrib.size:
+            known = np.isfinite(contrib).any(axis=1)
+            top = np.where(known, np.argmax(np.nan_to_num(contrib, nan=-1), axis=1), -1)
+            self.top[r[up], k] = top[up]
+        agree = np.asarray(c.agreeing, dtype=bool)[ok]
+        if agree.ndim == 2 and agree.shape[1]:
+            bits = (agree.astype(np.int64) << np.arange(agree.shape[1])[None, :]).sum(axis=1)
+            self.support[r[up], k] = bits[up]
+        actions = [a for a, keep in zip(c.action, ok, strict=True) if keep]
+        for i in np.flatnonzero(up):
+            self.action[r[i], k] = self.actions.setdefault(actions[i], len(self.actions))
+
     def scores(self, times: np.ndarray) -> Scores:
         ttf = np.where(np.isfinite(self.ttf), self.ttf, np.nan)  # +Inf: none projected
         return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
-                      self.prob, ttf)
+                      self.prob, ttf, self.signals, self.agents, tuple(self.actions),
+                      self.top, self.support, self.action, self.suppressed)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -380,17 +431,28 @@ def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
     from exporter.backtest_report import alert_events
 
     out = []
+    index = {e: i for i, e in enumerate(scores.entities)}
     for rule in alert_semantics(cfg):
         cond = rule.condition(scores.column(rule.column)) & scores.present
-        out += alert_events(rule.alertname, rule.severity, scores.entities, scores.times, cond,
-                            rule.for_)
+        for a in alert_events(rule.alertname, rule.severity, scores.entities, scores.times,
+                              cond, rule.for_):
+            k = int(np.searchsorted(scores.times, a.start))
+            top, agents, action = scores.why(index[a.entity], k) if rule.column == "level" \
+                else ("", "", "")
+            out.append(dataclasses.replace(a, top_signal=top, agents=agents, action=action))
     return out
 
 
 def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: list[Any],
                  baseline: list[Any], baseline_names: Sequence[str], incidents: list[Any],
                  interval: float, extra: dict[str, Any]) -> dict[str, Any]:
-    from exporter.backtest_report import lead_time, score_system, scored_incidents, systems
+    from exporter.backtest_report import (
+        false_alert_causes,
+        lead_time,
+        score_system,
+        scored_incidents,
+        systems,
+    )
 
     times = scores.times
     first, last = float(times[0]), float(times[-1])
@@ -433,6 +495,9 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
         "sudden_incidents": sum(1 for i in inc if i.sudden),
         **extra,
         "systems": figures,
+        # Evaluations whose level exporter.decision lowered to 0 (risk usual for the entity).
+        "decision_suppressed_evaluations": scores.suppressed,
+        "false_alert_causes": false_alert_causes(aura, inc, horizon=horizon, last_eval=last),
         "incidents": detail,
         "lead_times": {n: [v for v, i in zip(vals, inc, strict=True) if not i.sudden]
                        for n, vals in lead_times.items()},

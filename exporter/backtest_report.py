@@ -41,11 +41,25 @@ FAILURE_ALERTS = ("AuraFailurePredicted", "AuraFailureRisk")
 
 @dataclass(frozen=True)
 class AlertEvent:
+    """One alert firing interval; AURA's carry why it fired (at its start), baselines do not.
+
+    top_signal: the signal contributing most; agents: the agents supporting the level,
+    `+`-joined; action: the recommended action.
+    """
+
     alertname: str
     severity: str
     entity: EntityKey
     start: float
     end: float | None
+    top_signal: str = ""
+    agents: str = ""
+    action: str = ""
+
+    @property
+    def cause(self) -> str:
+        """A short grouping key for false-alert tables: agents / top signal / action."""
+        return f"{self.agents or '—'} / {self.top_signal or '—'} / {self.action or '—'}"
 
 
 @dataclass(frozen=True)
@@ -196,9 +210,33 @@ def fmt_time(value: float | None) -> str:
 def write_alerts_csv(path: Path, label_names: Sequence[str], alerts: Iterable[AlertEvent]) -> None:
     with path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
-        w.writerow(["alertname", "severity", *label_names, "start", "end"])
+        w.writerow(["alertname", "severity", *label_names, "start", "end", "top_signal",
+                    "agents", "action"])
         for a in sorted(alerts, key=lambda a: (a.start, a.alertname, a.entity)):
-            w.writerow([a.alertname, a.severity, *a.entity, fmt_time(a.start), fmt_time(a.end)])
+            w.writerow([a.alertname, a.severity, *a.entity, fmt_time(a.start), fmt_time(a.end),
+                        a.top_signal, a.agents, a.action])
+
+
+def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[ScoredIncident], *,
+                       horizon: float, last_eval: float) -> list[dict[str, Any]]:
+    """False AURA failure alerts grouped by cause (agents / top signal / action), largest first.
+
+    An alert is false when it overlaps no incident's match window (as in `score_system`).
+    """
+    groups: dict[str, dict[str, Any]] = {}
+    for a in alerts:
+        if a.alertname not in FAILURE_ALERTS:
+            continue
+        if any(inc.entity == a.entity and _overlaps(
+                a, inc.start - horizon, inc.end if inc.end is not None else last_eval)
+               for inc in incidents):
+            continue
+        g = groups.setdefault(a.cause, {"cause": a.cause, "false_alerts": 0, "entities": set()})
+        g["false_alerts"] += 1
+        g["entities"].add(a.entity)
+    out = sorted(groups.values(), key=lambda g: (-g["false_alerts"], g["cause"]))
+    return [{"cause": g["cause"], "false_alerts": g["false_alerts"],
+             "entities": len(g["entities"])} for g in out]
 
 
 def _fmt_lead(value: float | None) -> str:
@@ -262,6 +300,14 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
                 cells.append(f"{_fmt_ratio(k['recall_lead_ge_0s'])} / "
                              f"{_fmt_lead(k['median_lead_time_seconds'])}")
             lines.append(f"| {kind} | {count} | " + " | ".join(cells) + " |")
+        lines.append("")
+    causes = report.get("false_alert_causes")
+    if causes:
+        lines += ["## False failure alerts by cause", "",
+                  "Agents supporting the level / top contributing signal / action, at the start "
+                  "of each AuraFailure* alert that overlaps no incident's match window.", "",
+                  "| cause | false alerts | entities |", "|---|---|---|"]
+        lines += [f"| {c['cause']} | {c['false_alerts']} | {c['entities']} |" for c in causes]
         lines.append("")
     for title, file in plots.items():
         lines += [f"## {title}", "", f"![{title}]({file})", ""]

@@ -194,6 +194,23 @@ class ConsensusConfig:
 
 
 @dataclass(frozen=True)
+class DecisionConfig:
+    """Self-calibrating alert decisions (exporter.decision): a level counts only when rare."""
+
+    enabled: bool = True
+    # Alerts per entity-day that benign behaviour may spend; sets the reference quantile.
+    alert_budget: float = 0.05
+    # How much of each entity's own past risk the reference holds, and at what resolution.
+    reference: Duration = Duration(3 * 86400)
+    sample_every: Duration = Duration(600)
+    # The newest span left out of the reference (0: the analysis' largest horizon), so a
+    # developing failure is compared with the days before it, not with its own precursor.
+    exclude_recent: Duration = Duration(0)
+    # Own history needed before the entity's own reference applies (before: the fleet's).
+    min_reference: Duration = Duration(6 * 3600)
+
+
+@dataclass(frozen=True)
 class AgentsConfig:
     topology: AgentConfig = AgentConfig()
     forecast: AgentConfig = AgentConfig()
@@ -203,6 +220,7 @@ class AgentsConfig:
     network: AgentConfig = AgentConfig()
     stability: AgentConfig = AgentConfig()
     consensus: ConsensusConfig = ConsensusConfig()
+    decision: DecisionConfig = DecisionConfig()
 
 
 @dataclass(frozen=True)

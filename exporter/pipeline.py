@@ -88,6 +88,7 @@ class _AnalysisRuntime:
     cfg: AnalysisConfig
     buffer: WindowBuffer
     topology: Any = None  # exporter.tda.stage.TopologyStage, created on first use
+    decision: Any = None  # exporter.decision.DecisionStage, created on first use
     # History fetched on a cold start, replayed through topology before the first cycle.
     bootstrap: Window | None = None
     last_good: AnalysisResult | None = None
@@ -449,6 +450,9 @@ class Pipeline:
         out = []
         for k, c in enumerate(cycles):  # time order: sequential per-entity state goes here
             w = c.window
+            agreed = consensus[k]
+            if agreed is not None:
+                consensus[k] = self._decide(rt, c, agreed, stage_seconds, failed)
             out.append(AnalysisResult(
                 analysis=name,
                 label_names=w.label_names,
@@ -463,6 +467,27 @@ class Pipeline:
                 source_errors=dict(c.fetch.errors),
             ))
         return out
+
+    def _decide(self, rt: _AnalysisRuntime, cycle: Cycle, consensus: Consensus,
+                stage_seconds: dict[str, float], failed: set[str]) -> Consensus:
+        """Gate the consensus level by how rare the risk is for the entity (exporter.decision);
+        on failure the ungated consensus stands (counted as stage `decision`)."""
+        from exporter.decision import gate
+
+        t0 = self.clock()
+        try:
+            if rt.decision is None:
+                rt.decision = self._new_decision(rt)
+            consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now)
+        except Exception as err:
+            self._fail("decision", failed, rt.cfg.name, err)
+        _add(stage_seconds, "decision", self.clock() - t0)
+        return consensus
+
+    def _new_decision(self, rt: _AnalysisRuntime) -> Any:
+        from exporter.decision import DecisionStage
+
+        return DecisionStage(self.cfg.agents.decision, max(float(h) for h in rt.cfg.horizons))
 
     def _agents_stacked(self, rt: _AnalysisRuntime, cycles: Sequence[Cycle],
                         ) -> list[tuple[Votes, ...]]:
@@ -576,6 +601,16 @@ class Pipeline:
                 except Exception as err:  # a stale baseline file must never stop a start
                     log.warning("ignoring saved baselines analysis=%s err=%r", rt.cfg.name, err)
                     rt.topology = None
+            decision = {k.removeprefix("decision."): v for k, v in arrays.items()
+                        if k.startswith("decision.")}
+            if decision:
+                try:
+                    rt.decision = self._new_decision(rt)
+                    rt.decision.restore(decision)
+                except Exception as err:  # as baselines: relearn rather than refuse to start
+                    log.warning("ignoring saved risk references analysis=%s err=%r",
+                                rt.cfg.name, err)
+                    rt.decision = None
 
     def _save_state(self) -> bool:
         """Save every analysis' buffers and baselines; a failure never stops the cycle.
@@ -592,6 +627,8 @@ class Pipeline:
                 arrays = {f"buffer.{k}": v for k, v in rt.buffer.state().items()}
                 if rt.topology is not None:
                     arrays.update({f"topology.{k}": v for k, v in rt.topology.state().items()})
+                if rt.decision is not None:
+                    arrays.update({f"decision.{k}": v for k, v in rt.decision.state().items()})
                 self.state.save(rt.cfg.name, arrays)
             except Exception as err:  # StateError, OSError, or a bug: isolate it all the same
                 failed.append((rt.cfg.name, err))

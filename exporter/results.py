@@ -90,6 +90,8 @@ class Consensus:
     contribution: np.ndarray
     agreeing: np.ndarray
     explanation: tuple[str, ...]
+    # [E] the risk the entity had to exceed to alert (exporter.decision); None: not gated.
+    threshold: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

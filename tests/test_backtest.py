@@ -80,8 +80,15 @@ def test_writes_outputs_with_exact_headers(backtest_run: dict) -> None:
     assert header == ["timestamp", "instance", "risk", "level", "anomaly_score",
                       "failure_probability_1h", "failure_probability_2h",
                       "failure_probability_4h", "time_to_failure_seconds"]
-    header, _ = _rows(out / "alerts.csv")
-    assert header == ["alertname", "severity", "instance", "start", "end"]
+    header, alert_rows = _rows(out / "alerts.csv")
+    assert header == ["alertname", "severity", "instance", "start", "end", "top_signal", "agents",
+                      "action"]
+    # Every AURA failure alert says why it fired: the agents behind it and the action.
+    failure = [a for a in alert_rows if a["alertname"].startswith("AuraFailure")]
+    assert failure, "the fixture fleet should raise at least one failure alert"
+    assert all(a["agents"] and a["action"] not in ("", "none") for a in failure)
+    report = json.loads((out / "report.json").read_text())
+    assert isinstance(report["false_alert_causes"], list)
     # Warm-up honoured: first evaluation at input start + window, then every 5 minutes.
     times = sorted({float(r["timestamp"]) for r in rows})
     assert times[0] == backtest_run["start"] + 2 * H

@@ -1,0 +1,265 @@
+"""Self-calibrating alert decisions: a level only counts when its risk is rare for the entity.
+
+The consensus says how risky an entity looks on an absolute 0..1 scale; that scale does not
+survive a fleet AURA has never seen (a model trained on one simulator is overconfident on
+another fleet's benign behaviour). This stage keeps, per entity, a *reference* of its own
+recent consensus risks (and pools them into the fleet's reference) and lets a warning or
+critical level through only when the current risk lies above both
+
+* the entity's own reference quantile (by at least MARGIN) (its usual risks over the last `reference` span), and
+* the fleet's reference quantile (what every entity of the analysis usually shows),
+
+where the quantile comes from the configured **alert budget** (alerts per entity-day that
+benign behaviour may spend; see `threshold_quantile`). The reference leaves out the newest
+`exclude_recent` (default: the analysis' largest horizon), so a developing failure is
+compared with the days before it, not with its own precursor; a periodic benign pattern
+(a garbage-collection sawtooth, a nightly backup, a daily surge) sits in the reference after
+one period and stops alerting, without labels. Incidents recorded by the Alertmanager webhook
+(or given to the backtest) are left out of the reference so a real failure does not teach
+the entity that failing is normal.
+
+Method: an empirical (conformal) tail test of the current risk against the entity's own and
+the fleet's past risks, in the spirit of Numenta's anomaly likelihood (Ahmad et al., 2017)
+and split-conformal p-values (Vovk et al., 2005). Until an entity has `min_reference` of its
+own history only the fleet reference applies; until the fleet has that much, levels pass
+unchanged (a cold start alerts as the consensus says).
+
+Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
+State is two float32 ring buffers [E, R] (risk and sample time) keyed by the entity's labels;
+about 3.5 KB per entity at the defaults (3 days at 10 minutes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from exporter.config import DecisionConfig
+from exporter.results import Consensus
+from exporter.windows import EntityKey, decode_entity_key, encode_entity_key
+
+# An alert of a benign pattern typically lasts about this long; the budget of alerts per
+# entity-day becomes a budget of reference samples above the threshold per day.
+TYPICAL_ALERT_SECONDS = 3600.0
+# A risk must clear the threshold by this much to count as rare (risks are stored as float32,
+# and a model's risk wobbles by about this much between cycles on an unchanged entity).
+MARGIN = 0.02
+# The fleet reference needs this many entities with enough history of their own.
+FLEET_MIN_ENTITIES = 3
+_STATE_VERSION = 1
+
+
+class DecisionError(RuntimeError):
+    """The decision stage cannot gate this cycle (bad shapes); the pipeline counts it."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the stage decided for each entity of one cycle.
+
+    level: [E] the gated level (0 ok, 1 warning, 2 critical, -1 undecided kept as is).
+    threshold: [E] the risk the entity had to exceed (max of its own and the fleet's
+        reference quantile); NaN while no reference applies.
+    own_samples: [E] reference samples of the entity itself.
+    suppressed: [E] bool, a level >= 1 was lowered to 0 because the risk is usual.
+    """
+
+    level: np.ndarray
+    threshold: np.ndarray
+    own_samples: np.ndarray
+    suppressed: np.ndarray
+
+
+def threshold_quantile(alert_budget: float, sample_every: float) -> float:
+    """Reference quantile that lets benign behaviour spend about `alert_budget` alerts a day.
+
+    A benign pattern that alerts for about TYPICAL_ALERT_SECONDS keeps the risk above the
+    threshold for that long, i.e. for TYPICAL_ALERT_SECONDS / sample_every reference samples;
+    `alert_budget` such alerts a day are a share `budget * TYPICAL_ALERT_SECONDS / 86400`
+    of the samples, so the threshold is the quantile 1 - that share (clipped to [0.5, 1]).
+    """
+    share = max(alert_budget, 0.0) * TYPICAL_ALERT_SECONDS / 86400.0
+    return float(min(max(1.0 - share, 0.5), 1.0))
+
+
+class DecisionStage:
+    """Per-entity risk references and the gated level (see the module docstring).
+
+    Parameters
+    ----------
+    cfg: the `agents.decision` settings.
+    exclude_recent: seconds of the newest history left out of the reference (the analysis'
+        largest horizon when the config says 0).
+    """
+
+    def __init__(self, cfg: DecisionConfig, exclude_recent: float):
+        self.cfg = cfg
+        self.exclude_recent = float(cfg.exclude_recent) or float(exclude_recent)
+        self.sample_every = float(cfg.sample_every)
+        self.slots = max(int(math.ceil(float(cfg.reference) / self.sample_every)), 1)
+        self.quantile = threshold_quantile(cfg.alert_budget, self.sample_every)
+        self.min_samples = max(int(float(cfg.min_reference) / self.sample_every), 1)
+        self.rows_: dict[EntityKey, int] = {}
+        self.risk_ = np.full((0, self.slots), np.nan, dtype=np.float32)
+        self.time_ = np.full((0, self.slots), np.nan, dtype=np.float64)
+        self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
+        self.excluded_: list[tuple[EntityKey, float, float, float]] = []
+
+    # ------------------------------------------------------------------ public
+
+    def decide(self, entities: Sequence[EntityKey], risk: np.ndarray, level: np.ndarray,
+               now: float) -> Decision:
+        """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; then learn it.
+
+        Raises DecisionError when the arrays do not match `entities`.
+        """
+        risk = np.asarray(risk, dtype=np.float64)
+        level = np.asarray(level, dtype=np.int64)
+        e = len(entities)
+        if risk.shape != (e,) or level.shape != (e,):
+            raise DecisionError(f"risk {risk.shape} / level {level.shape} for {e} entities")
+        rows = self._rows(entities, now)
+        threshold = np.full(e, np.nan)
+        own_n = np.zeros(e, dtype=np.int64)
+        if self.cfg.enabled and e:
+            ref = self._reference(now)  # [N, R] past risks of every known entity
+            counts = (~np.isnan(ref)).sum(axis=1)
+            own_n = counts[rows]
+            known = counts >= self.min_samples
+            own_all = np.full(len(counts), np.nan)
+            if known.any():
+                own_all[known] = _row_quantile(ref[known], self.quantile)
+            # The fleet's typical entity: the median of the entities' own thresholds, robust
+            # to the few entities whose reference holds a real failure or an odd pattern.
+            fleet = float(np.median(own_all[known])) if known.sum() >= FLEET_MIN_ENTITIES \
+                else np.nan
+            threshold = np.fmax(own_all[rows], fleet)
+        elevated = level >= 1
+        usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
+                                                       > threshold + MARGIN)
+        gated = np.where(usual, 0, level)
+        self._learn(rows, risk, now)
+        return Decision(gated, threshold, own_n, usual)
+
+    def exclude(self, spans: Iterable[tuple[EntityKey, float, float | None]]) -> None:
+        """Leave (entity, start, end) spans out of the reference (recorded incidents).
+
+        The span starts `exclude_recent` before the incident (its precursor) and ends at its
+        end (open: now and later). A span applies from the incident's start on (a replay may
+        announce incidents early; what is decided before they start must not know them).
+        """
+        for key, start, end in spans:
+            self.excluded_.append((tuple(key), float(start) - self.exclude_recent,
+                                   math.inf if end is None else float(end), float(start)))
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Arrays to persist (`restore` reads them back); entity keys as encoded strings."""
+        keys = sorted(self.rows_, key=self.rows_.__getitem__)
+        return {
+            "version": np.array([_STATE_VERSION]),
+            "keys": np.array([encode_entity_key(k) for k in keys], dtype=str),
+            "risk": self.risk_, "time": self.time_, "last": self.last_,
+        }
+
+    def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load `state()` arrays; raise ValueError when they do not fit this configuration."""
+        version = arrays.get("version")
+        if version is None or int(np.asarray(version).ravel()[0]) != _STATE_VERSION:
+            raise ValueError("decision state: unknown version")
+        risk = np.asarray(arrays["risk"], dtype=np.float32)
+        times = np.asarray(arrays["time"], dtype=np.float64)
+        last = np.asarray(arrays["last"], dtype=np.float64)
+        keys = [decode_entity_key(str(k)) for k in np.asarray(arrays["keys"]).ravel()]
+        n = len(keys)
+        if risk.shape != (n, self.slots) or times.shape != (n, self.slots) or last.shape != (n,):
+            raise ValueError(f"decision state: shapes {risk.shape} / {times.shape} do not fit "
+                             f"{n} entities x {self.slots} slots")
+        self.rows_ = {k: i for i, k in enumerate(keys)}
+        self.risk_, self.time_, self.last_ = risk, times, last
+
+    # ----------------------------------------------------------------- private
+
+    def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
+        new = [k for k in entities if k not in self.rows_]
+        if new:
+            start = len(self.rows_)
+            for i, k in enumerate(new):
+                self.rows_[k] = start + i
+            grow = len(new)
+            self.risk_ = np.vstack([self.risk_, np.full((grow, self.slots), np.nan, np.float32)])
+            self.time_ = np.vstack([self.time_, np.full((grow, self.slots), np.nan)])
+            self.last_ = np.concatenate([self.last_, np.full(grow, -np.inf)])
+        return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
+                           count=len(entities))
+
+    def _reference(self, now: float) -> np.ndarray:
+        if self.excluded_:
+            self._drop_excluded(now)
+        t = self.time_
+        with np.errstate(invalid="ignore"):
+            inside = (t <= now - self.exclude_recent) & (t > now - float(self.cfg.reference)
+                                                         - self.exclude_recent)
+        return np.where(inside, self.risk_, np.nan)
+
+    def _drop_excluded(self, now: float) -> None:
+        """Blank reference samples inside excluded spans; forget spans older than any sample."""
+        oldest = now - float(self.cfg.reference) - self.exclude_recent
+        self.excluded_ = [x for x in self.excluded_ if x[2] >= oldest]
+        for key, start, end, known in self.excluded_:
+            row = self.rows_.get(key)
+            if row is None or known > now:
+                continue
+            with np.errstate(invalid="ignore"):
+                hit = (self.time_[row] >= start) & (self.time_[row] <= end)
+            self.risk_[row, hit] = np.nan
+
+    def _learn(self, rows: np.ndarray, risk: np.ndarray, now: float) -> None:
+        due = (now - self.last_[rows] >= self.sample_every - 1e-6) & np.isfinite(risk)
+        if not due.any():
+            return
+        r = rows[due]
+        slot = (np.floor(now / self.sample_every).astype(np.int64)) % self.slots
+        self.risk_[r, slot] = risk[due].astype(np.float32)
+        self.time_[r, slot] = now
+        self.last_[r] = now
+
+
+def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
+         now: float) -> Consensus:
+    """The consensus with its level gated by `stage` (see DecisionStage.decide).
+
+    A suppressed entity keeps its risk, votes and contributions (a drill-down still shows
+    what moves) but gets level 0, action "none", no time to failure, and an explanation
+    naming the threshold it stayed under.
+    """
+    d = stage.decide(entities, consensus.risk, consensus.level, now)
+    if not d.suppressed.any():
+        return replace(consensus, threshold=d.threshold)
+    actions = list(consensus.action)
+    texts = list(consensus.explanation)
+    for i in np.flatnonzero(d.suppressed):
+        actions[i] = "none"
+        texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} does not exceed "
+                    f"{d.threshold[i]:.2f}, what it and the fleet reached in the last "
+                    f"{_days(stage.cfg.reference)} ({texts[i]})")
+    return replace(consensus, level=d.level, action=tuple(actions),
+                   time_to_failure=np.where(d.suppressed, np.nan, consensus.time_to_failure),
+                   explanation=tuple(texts), threshold=d.threshold)
+
+
+def _days(seconds: float) -> str:
+    days = float(seconds) / 86400.0
+    return f"{days:g} days" if days >= 1 else f"{float(seconds) / 3600.0:g} h"
+
+
+def _row_quantile(values: np.ndarray, q: float) -> np.ndarray:
+    """NaN-aware quantile of each row of `values` [N, R] (rows with no finite value: NaN)."""
+    with np.errstate(invalid="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.asarray(np.nanquantile(values, q, axis=1), dtype=np.float64)

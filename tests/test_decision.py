@@ -1,0 +1,157 @@
+"""exporter.decision: a level counts only when the risk is rare for the entity and its fleet."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exporter.config import DecisionConfig, Duration
+from exporter.decision import DecisionError, DecisionStage, gate, threshold_quantile
+from exporter.results import Consensus
+
+H = 3600.0
+STEP = 600.0
+
+
+def _stage(**kw: float) -> DecisionStage:
+    cfg = DecisionConfig(**{k: Duration(v) for k, v in kw.items()})
+    return DecisionStage(cfg, exclude_recent=4 * H)
+
+
+def _level(risk: np.ndarray) -> np.ndarray:
+    return np.where(risk >= 0.8, 2, np.where(risk >= 0.5, 1, 0))
+
+
+def _replay(stage: DecisionStage, risk: np.ndarray, t0: float = 0.0) -> np.ndarray:
+    """Feed risk [E, N] (one column per STEP); return the gated levels [E, N]."""
+    entities = [(f"e{i}",) for i in range(risk.shape[0])]
+    out = np.zeros(risk.shape, dtype=int)
+    for k in range(risk.shape[1]):
+        out[:, k] = stage.decide(entities, risk[:, k], _level(risk[:, k]), t0 + k * STEP).level
+    return out
+
+
+def _sawtooth(n: int, period: int, rng: np.random.Generator) -> np.ndarray:
+    """A benign pattern the model mistakes for a failure: risk 0.9 for 4 steps every period."""
+    r = 0.1 + 0.02 * rng.standard_normal(n)
+    for start in range(period // 2, n, period):
+        r[start:start + 4] = 0.9
+    return np.clip(r, 0, 1)
+
+
+def test_threshold_quantile_from_budget() -> None:
+    # 0.05 alerts/day of about an hour each: 0.2 % of the samples may lie above the threshold.
+    assert threshold_quantile(0.05, STEP) == pytest.approx(1 - 0.05 / 24)
+    assert threshold_quantile(0.0, STEP) == 1.0
+    assert threshold_quantile(1000.0, STEP) == 0.5
+
+
+def test_periodic_benign_pattern_stops_alerting_after_the_reference_holds_it() -> None:
+    rng = np.random.default_rng(1)
+    n = 3 * 144  # three days at 10 minutes
+    fleet = np.vstack([_sawtooth(n, 18, rng)] + [np.clip(0.1 + 0.02 * rng.standard_normal(n),
+                                                          0, 1) for _ in range(5)])
+    gated = _replay(_stage(), fleet)
+    raw_peaks = (_level(fleet[0]) >= 1).sum()
+    late = slice(144, None)  # from day 2 on
+    assert (_level(fleet[0, late]) >= 1).sum() > 20
+    assert (gated[0, late] >= 1).sum() == 0, "the sawtooth is usual for this entity by day 2"
+    assert (gated[0] >= 1).sum() < raw_peaks
+
+
+def test_novel_ramp_alerts_although_the_entity_had_benign_peaks() -> None:
+    rng = np.random.default_rng(2)
+    n = 3 * 144
+    r = np.clip(0.1 + 0.02 * rng.standard_normal(n), 0, 1)
+    r[100:104] = 0.6  # an earlier benign bump to 0.6
+    ramp = np.linspace(0.2, 0.99, 24)  # a precursor rising to never-seen risk over 4 h
+    r[400:424] = ramp
+    fleet = np.vstack([r] + [np.clip(0.1 + 0.02 * rng.standard_normal(n), 0, 1)
+                             for _ in range(5)])
+    gated = _replay(_stage(), fleet)
+    assert (gated[0, 400:424] == 2).sum() >= 4
+    # Every step of the ramp above the earlier bump (plus the margin) alerts; below, it is usual.
+    novel = ramp > 0.6 + 0.02
+    assert (gated[0, 400:424][novel] == _level(ramp)[novel]).all()
+    assert (gated[0, 400:424][~novel] == 0).all()
+
+
+def test_cold_start_passes_levels_unchanged() -> None:
+    stage = _stage()
+    d = stage.decide([("a",), ("b",)], np.array([0.9, 0.1]), np.array([2, 0]), 0.0)
+    assert d.level.tolist() == [2, 0]
+    assert np.isnan(d.threshold).all()
+    assert not d.suppressed.any()
+
+
+def test_fleet_reference_covers_a_new_entity() -> None:
+    # Most of the fleet shows the same benign 0.7 bumps: a new entity's 0.7 is usual too.
+    rng = np.random.default_rng(3)
+    n = 144
+    fleet = np.vstack([_sawtooth(n, 12, rng) * 0.78 for _ in range(6)])
+    stage = _stage()
+    _replay(stage, fleet)
+    risk, level = np.array([0.7]), np.array([1])
+    d = stage.decide([("newcomer",)], risk, level, n * STEP)
+    assert d.level.tolist() == [0] and d.suppressed.tolist() == [True]
+    d = stage.decide([("newcomer",)], np.array([0.95]), np.array([2]), (n + 1) * STEP)
+    assert d.level.tolist() == [2]
+
+
+def test_undecided_and_ok_levels_pass_through() -> None:
+    stage = _stage()
+    rng = np.random.default_rng(4)
+    _replay(stage, np.clip(0.3 + 0.01 * rng.standard_normal((4, 100)), 0, 1))
+    d = stage.decide([("e0",), ("e1",)], np.array([np.nan, 0.1]), np.array([-1, 0]), 100 * STEP)
+    assert d.level.tolist() == [-1, 0]
+
+
+def test_excluded_incident_is_left_out_of_the_reference() -> None:
+    rng = np.random.default_rng(5)
+    n = 2 * 144
+    r = np.clip(0.1 + 0.02 * rng.standard_normal(n), 0, 1)
+    r[60:80] = 0.95  # a real failure's precursor on day 1
+    fleet = np.vstack([r] + [np.clip(0.1 + 0.02 * rng.standard_normal(n), 0, 1)
+                             for _ in range(4)])
+    plain, taught = _stage(), _stage()
+    taught.exclude([(("e0",), 80 * STEP, 82 * STEP)])
+    _replay(plain, fleet)
+    _replay(taught, fleet)
+    now = n * STEP
+    again = (np.array([0.95]), np.array([2]))
+    assert plain.decide([("e0",)], *again, now).level.tolist() == [0]
+    assert taught.decide([("e0",)], *again, now).level.tolist() == [2]
+
+
+def test_state_round_trip_including_awkward_label_values() -> None:
+    stage = _stage()
+    keys = [("a\xffb",), ("quote\"comma,",), ("plain",)]
+    for k in range(50):
+        stage.decide(keys, np.array([0.1, 0.2, 0.3]), np.zeros(3, int), k * STEP)
+    again = _stage()
+    again.restore(stage.state())
+    assert again.rows_ == stage.rows_
+    np.testing.assert_array_equal(again.risk_, stage.risk_)
+    with pytest.raises(ValueError):
+        _stage(reference=86400).restore(stage.state())
+
+
+def test_bad_shapes_raise() -> None:
+    with pytest.raises(DecisionError):
+        _stage().decide([("a",)], np.array([0.1, 0.2]), np.array([0, 0]), 0.0)
+
+
+def test_gate_rewrites_suppressed_entities_only() -> None:
+    stage = _stage()
+    rng = np.random.default_rng(6)
+    _replay(stage, np.vstack([_sawtooth(300, 12, rng) for _ in range(4)]))
+    c = Consensus(agents=("forecast",), risk=np.array([0.9, 0.99]), level=np.array([2, 2]),
+                  voters=np.array([1, 1]), action=("scale_up", "scale_up"),
+                  time_to_failure=np.array([600.0, 600.0]), contribution=np.zeros((2, 0)),
+                  agreeing=np.ones((2, 1), bool), explanation=("x", "y"))
+    out = gate(stage, [("e0",), ("e1",)], c, 300 * STEP)
+    assert out.level.tolist() == [0, 2]
+    assert out.action == ("none", "scale_up")
+    assert np.isnan(out.time_to_failure[0]) and out.time_to_failure[1] == 600.0
+    assert out.explanation[0].startswith("usual for this entity") and out.explanation[1] == "y"
+    assert out.threshold is not None and np.isfinite(out.threshold).all()
