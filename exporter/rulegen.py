@@ -71,6 +71,12 @@ def _sel(metric: catalog.Metric, selector: str, *matchers: str) -> str:
     return f"{metric.name}{{{','.join(parts)}}}" if parts else metric.name
 
 
+def _process_start(selector: str) -> str:
+    """prometheus_client's `process_start_time_seconds`, with the rules' selector."""
+    sel = selector.strip().strip(",")
+    return f"process_start_time_seconds{{{sel}}}" if sel else "process_start_time_seconds"
+
+
 def _num(value: float) -> str:
     """A float as PromQL writes it, without a trailing `.0`."""
     return f"{value:g}"
@@ -209,12 +215,17 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
         Alert(
             "AuraCycleStalled",
             "warning",
-            f"time() - {_sel(catalog.LAST_SUCCESS, s)} > {_num(stalled)}",
+            # Age of the last successful cycle; for a process that never completed one (no
+            # success timestamp yet), its age since it started.
+            f"time() - ({_sel(catalog.LAST_SUCCESS, s)} or on(job, instance) "
+            f"({_process_start(s)} and on(job, instance) {_sel(catalog.BUILD_INFO, s)})) "
+            f"> {_num(stalled)}",
             r.meta_for,
             "AURA's analysis cycle has stalled.",
-            "AURA ({{ $labels.instance }}) last completed a cycle "
-            "{{ $value | humanizeDuration }} ago, more than "
-            f"{_num(r.stalled_intervals)} intervals ({format_duration(stalled)}).",
+            "AURA ({{ $labels.instance }}) has not completed a cycle for "
+            "{{ $value | humanizeDuration }} (since its last successful cycle, or since it "
+            f"started if none succeeded), more than {_num(r.stalled_intervals)} intervals "
+            f"({format_duration(stalled)}).",
         ),
         Alert(
             "AuraCycleSlow",
@@ -231,8 +242,9 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             f"increase({_sel(catalog.ENTITIES_DROPPED, s)}[15m]) > 0",
             0.0,
             "AURA drops entities of analysis {{ $labels.analysis }}.",
-            "The max_entities guard of analysis {{ $labels.analysis }} refused "
-            "{{ $value | humanize }} entities in the last 15m; those entities get no predictions.",
+            "Analysis {{ $labels.analysis }} dropped {{ $value | humanize }} entities or series "
+            "in the last 15m (refused by the max_entities guard, or series without usable entity "
+            "labels; AURA's log names the reason once); they get no predictions.",
         ),
         Alert(
             "AuraModelAbstaining",

@@ -188,9 +188,18 @@ async def serve(
         on_started(url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        # A cycle in progress finishes (and saves state) before the loop sees `stop`.
+        if not received:
+            log.info("msg=\"stopping after the current cycle\" signal=%s", sig.name)
+        received.append(sig.name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
         except (NotImplementedError, RuntimeError):
             pass
     try:
@@ -199,6 +208,8 @@ async def serve(
         await runner.cleanup()
         await pipeline.source.close()
         pipeline.close()
+        log.info("msg=\"shut down\" signal=%s cycles=%d", received[0] if received else "none",
+                 pipeline.stats.cycles_total)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -146,9 +146,13 @@ class WindowBuffer:
         return not np.isfinite(self.end)
 
     def fetch_start(self, now: float, overlap: float) -> float:
-        """Where the next fetch should start: the whole window first, then only new steps."""
+        """Where the next fetch should start: the whole window first, then only new steps.
+
+        After a wall-clock jump back (`now` before the newest step held) the whole window is
+        fetched again; `update` then replaces what was held.
+        """
         full = now - (self.steps - 1) * self.step
-        if self.empty or self.end < full:
+        if self.empty or self.end < full or now < self.end - self.step / 2:
             return full
         return max(full, self.end - overlap)
 
@@ -161,6 +165,11 @@ class WindowBuffer:
             return
         new_end = float(block.timestamps[-1])
         if self.empty:
+            self.end = new_end
+        elif new_end < self.end - self.step / 2:
+            # The clock went back: what the buffer holds lies "in the future" of the new block
+            # and would never be overwritten. Start again from this block.
+            self.values[:] = np.nan
             self.end = new_end
         elif new_end > self.end:
             shift = int(round((new_end - self.end) / self.step))
