@@ -271,12 +271,15 @@ def evaluation_times(window: Window, analysis: AnalysisConfig, interval: float) 
 async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: np.ndarray, *,
                  predictor: Any, model_info: dict[str, str], topology_workers: int | None,
                  progress: Progress | None, batched: bool = True, rows: int | None = None,
+                 feedback: Sequence[tuple[EntityKey, float, float | None]] = (),
                  ) -> tuple[Scores, dict[str, float]]:
     """Run the pipeline at every evaluation time; collect the analysis' per-entity outputs.
 
     batched: `Pipeline.replay` (many cycles per stage call, same outputs; `rows` (cycle,
     entity) rows per batch); False runs `Pipeline.run_cycle` cycle by cycle as the live
-    exporter does (kept to check the former).
+    exporter does (kept to check the former). feedback: (entity, start, end) incidents the
+    decision stage learns from as the live exporter learns from its Alertmanager webhook,
+    each from its start on (exporter.decision.DecisionStage.exclude).
     """
     from exporter.pipeline import REPLAY_ROWS, Pipeline
 
@@ -284,6 +287,8 @@ async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: n
     run_cfg = _replace(cfg, analyses=(analysis,))
     pipeline = Pipeline(run_cfg, ReplaySource(window), predictor=predictor,
                         model_info=model_info, topology_workers=topology_workers)
+    if feedback:
+        pipeline.note_incidents(analysis.name, feedback)
     rec = _Recorder(analysis, window.entities, len(times))
     stage_seconds: dict[str, float] = {}
     try:
@@ -529,6 +534,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="processes for persistent homology (default: all cores)")
     parser.add_argument("--no-plots", dest="plots", action="store_false",
                         help="skip the PNG plots of report.md")
+    parser.add_argument("--no-incident-feedback", dest="feedback", action="store_false",
+                        help="do not let the decision stage learn from --incidents as they "
+                             "start (as the live exporter learns from its Alertmanager "
+                             "webhook); by default it does, from each incident's start on")
     # Hidden: `cycles` replays with run_cycle, cycle by cycle (the reference the batched
     # replay is checked against); --replay.rows sets the (cycle, entity) rows per batch.
     parser.add_argument("--replay", choices=("batched", "cycles"), default="batched",
@@ -594,7 +603,9 @@ async def _run(args: argparse.Namespace) -> int:
             cfg, analysis, window, times, predictor=predictor, model_info=model_info,
             topology_workers=args.topology_workers, progress=progress,
             batched=getattr(args, "replay", "batched") == "batched",
-            rows=getattr(args, "replay_rows", None))
+            rows=getattr(args, "replay_rows", None),
+            feedback=[(tuple(i.entity), float(i.start), None if i.end is None else float(i.end))
+                      for i in incidents] if args.feedback else ())
     finally:
         pipeline_log.setLevel(saved_level)
     replayed = time.monotonic()

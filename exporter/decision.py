@@ -152,8 +152,11 @@ class DecisionStage:
         announce incidents early; what is decided before they start must not know them).
         """
         for key, start, end in spans:
-            self.excluded_.append((tuple(key), float(start) - self.exclude_recent,
-                                   math.inf if end is None else float(end), float(start)))
+            span = (tuple(key), float(start) - self.exclude_recent,
+                    math.inf if end is None else float(end), float(start))
+            # The same incident again (its resolution): the new end replaces the open one.
+            self.excluded_ = [x for x in self.excluded_ if (x[0], x[3]) != (span[0], span[3])]
+            self.excluded_.append(span)
 
     def state(self) -> dict[str, np.ndarray]:
         """Arrays to persist (`restore` reads them back); entity keys as encoded strings."""

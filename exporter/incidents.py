@@ -22,7 +22,7 @@ import os
 import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ class RecordResult:
     recorded: int
     resolved: int
     ignored: int
+    # (labels, start, end|None) of each incident recorded or resolved by this payload.
+    incidents: tuple[tuple[dict[str, str], float, float | None], ...] = field(
+        default=(), compare=False)
 
 
 # RFC 3339 with up to nanoseconds (Go) -> something datetime.fromisoformat accepts.
@@ -201,6 +204,7 @@ class IncidentRecorder:
             )
         alerts = _validate(payload)
         recorded = resolved = ignored = 0
+        touched: list[int] = []
         with self._lock:
             by_natural = {r.natural_key: i for i, r in enumerate(self._rows)}
             changed = False
@@ -224,10 +228,12 @@ class IncidentRecorder:
                     by_natural[row.natural_key] = at
                     recorded += 1
                     changed = True
+                    touched.append(at)
                 elif end is not None and self._rows[at].end is None:
                     self._rows[at].end = end
                     resolved += 1
                     changed = True
+                    touched.append(at)
                 else:
                     ignored += 1
                 if self._index.get(key) != at:
@@ -237,7 +243,9 @@ class IncidentRecorder:
                 self._save()
         if recorded or resolved:
             log.info("incidents recorded=%d resolved=%d ignored=%d", recorded, resolved, ignored)
-        return RecordResult(len(alerts), recorded, resolved, ignored)
+        spans = tuple((dict(zip(self.columns, self._rows[i].labels, strict=True)),
+                       self._rows[i].start, self._rows[i].end) for i in touched)
+        return RecordResult(len(alerts), recorded, resolved, ignored, spans)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import gzip
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -224,9 +224,29 @@ class Pipeline:
             except TimeoutError:
                 pass
 
-    def record_incidents(self, count: int) -> None:
-        """Count incidents recorded by the webhook (rendered with the next snapshot)."""
+    def record_incidents(self, count: int,
+                         incidents: Sequence[tuple[Mapping[str, str], float, float | None]] = (),
+                         ) -> None:
+        """Count incidents recorded by the webhook (rendered with the next snapshot) and leave
+        each (labels, start, end) out of the risk references of every analysis whose entity
+        labels it carries (see `note_incidents`)."""
         self.stats.incidents_recorded_total += count
+        for rt in self.runtimes:
+            names = tuple(rt.cfg.entity_labels)
+            spans = [(tuple(labels[n] for n in names), start, end)
+                     for labels, start, end in incidents if all(labels.get(n) for n in names)]
+            if spans:
+                self.note_incidents(rt.cfg.name, spans)
+
+    def note_incidents(self, analysis: str,
+                       spans: Sequence[tuple[tuple[str, ...], float, float | None]]) -> None:
+        """Leave real incidents (entity, start, end|None) out of `analysis`' risk references
+        (exporter.decision), so a failure does not teach an entity that failing is usual."""
+        for rt in self.runtimes:
+            if rt.cfg.name == analysis:
+                if rt.decision is None:
+                    rt.decision = self._new_decision(rt)
+                rt.decision.exclude(spans)
 
     def close(self) -> None:
         for rt in self.runtimes:

@@ -172,7 +172,8 @@ async def serve(
     if incidents is not None:
         from exporter.incidents import make_handler
 
-        handler = make_handler(incidents, lambda result: pipeline.record_incidents(result.recorded))
+        handler = make_handler(incidents, lambda result: pipeline.record_incidents(
+            result.recorded, result.incidents))
     app = make_app(lambda: pipeline.snapshot, web_config, telemetry_path=args.telemetry_path,
                    max_requests=args.max_requests, incidents_handler=handler,
                    config=pipeline.cfg, prometheus_url=prometheus_url)

@@ -155,3 +155,31 @@ def test_gate_rewrites_suppressed_entities_only() -> None:
     assert np.isnan(out.time_to_failure[0]) and out.time_to_failure[1] == 600.0
     assert out.explanation[0].startswith("usual for this entity") and out.explanation[1] == "y"
     assert out.threshold is not None and np.isfinite(out.threshold).all()
+
+
+def test_resolution_replaces_the_open_incident_span() -> None:
+    stage = _stage()
+    stage.exclude([(("e0",), 1000.0, None)])
+    stage.exclude([(("e0",), 1000.0, 5000.0)])
+    assert len(stage.excluded_) == 1 and stage.excluded_[0][2] == 5000.0
+
+
+def test_webhook_incidents_reach_the_decision_references(tmp_path) -> None:
+    """Pipeline.record_incidents (the webhook's callback) excludes spans per analysis."""
+    from exporter.config import parse_config
+    from exporter.pipeline import Pipeline
+
+    cfg = parse_config({"analyses": [{"name": "a", "entity_labels": ["instance"],
+                                      "signals": [{"name": "cpu", "query": "up"}]}]})
+
+    class NoSource:
+        async def fetch(self, *_: object) -> None:
+            raise AssertionError("not called")
+
+    p = Pipeline(cfg, NoSource())  # type: ignore[arg-type]
+    p.record_incidents(1, [({"instance": "n1", "alertname": "NodeDown"}, 100.0, None),
+                           ({"job": "x"}, 100.0, None)])
+    rt = p.runtimes[0]
+    assert rt.decision is not None
+    assert [x[0] for x in rt.decision.excluded_] == [("n1",)]
+    assert p.stats.incidents_recorded_total == 1
