@@ -3,7 +3,9 @@
 Principal component analysis (numpy SVD) of the features scaled per column by the fleet's
 median and IQR (floored at 1e-9, the same robust scaling as exporter.tda.fleet), so no feature
 dominates and a few extreme entities do not set the scale. Each component's sign is fixed so
-its largest loading is positive: the map does not flip between cycles. Entities without
+its largest loading is positive: the map does not flip between cycles. The axes are fitted on
+the entities that are not outliers (else the first component is just "the outlier versus the
+rest"), which span 0.1..0.9; outliers are projected onto them and clipped to the edges. Entities without
 features (no cloud, warming up) get no position. Outliers are the entities the topology
 stage's fleet outlier score puts at least twice as far from their peers as is typical
 (score >= 0.5, see exporter.tda.fleet).
@@ -16,31 +18,41 @@ import numpy as np
 OUTLIER_SCORE = 0.5
 
 
-def embed(features: np.ndarray) -> np.ndarray:
-    """features [E, K] -> positions [E, 2] scaled to 0..1 per axis; NaN rows stay NaN.
+def embed(features: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
+    """features [E, K] -> positions [E, 2] in 0..1 (see the module docstring); NaN rows stay NaN.
 
-    Fewer than 3 usable entities: every position NaN.
+    `fit` [E] bool: the entities that define the axes (default: all); the others are
+    projected onto them. Fewer than 3 usable entities: every position NaN.
     """
     features = np.asarray(features, dtype=np.float64)
     e = features.shape[0]
     out = np.full((e, 2), np.nan)
     ok = np.isfinite(features).all(axis=1) if features.ndim == 2 and features.shape[1] else \
         np.zeros(e, dtype=bool)
-    if ok.sum() < 3:
+    base = ok & (np.ones(e, dtype=bool) if fit is None else np.asarray(fit, dtype=bool))
+    if base.sum() < 3:
+        base = ok
+    if base.sum() < 3:
         return out
-    x = features[ok]
+    x = features[base]
     med = np.median(x, axis=0)
     iqr = np.subtract(*np.percentile(x, [75, 25], axis=0))
-    z = (x - med) / np.maximum(iqr, 1e-9)
-    z = z - z.mean(axis=0)
-    _, _, vt = np.linalg.svd(z, full_matrices=False)
+    scale = np.maximum(iqr, 1e-9)
+    z = (x - med) / scale
+    mean = z.mean(axis=0)
+    _, _, vt = np.linalg.svd(z - mean, full_matrices=False)
     comps = vt[:2]
     signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
-    proj = z @ (comps * signs[:, None]).T
+    comps = comps * signs[:, None]
+    proj = ((features[ok] - med) / scale - mean) @ comps.T
     if proj.shape[1] < 2:
         proj = np.column_stack([proj, np.zeros(len(proj))])
-    lo, hi = proj.min(axis=0), proj.max(axis=0)
-    out[ok] = (proj - lo) / np.where(hi > lo, hi - lo, 1.0)
+    # The entities that define the axes span 0.1..0.9; the rest is clipped to the edges: with
+    # a plain min-max scale one far outlier squeezed the whole fleet into a corner.
+    ref = proj[base[ok]]
+    lo, hi = ref.min(axis=0), ref.max(axis=0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    out[ok] = np.clip(0.1 + 0.8 * (proj - lo) / span, 0.0, 1.0)
     return out
 
 

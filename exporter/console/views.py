@@ -153,7 +153,7 @@ def fleet_analysis(r: AnalysisResult) -> FleetAnalysis:
     t = r.topology
     if t is not None:
         ints[:, col["anomaly"]] = _pct(t.anomaly_score)
-        pos = fleetmap.embed(t.features)
+        pos = fleetmap.embed(t.features, fit=~fleetmap.outliers(t.fleet_outlier))
         ok = np.isfinite(pos).all(axis=1)
         ints[:, col["x"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 0]) * MAP_SCALE), NONE)
         ints[:, col["y"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 1]) * MAP_SCALE), NONE)

@@ -1,7 +1,7 @@
 /* AURA console: alerts as the generated rules would fire them from the current snapshot. */
 "use strict";
 (() => {
-  const { el, badge, duration, getJSON, entityHref, live } = AURA;
+  const { el, duration, getJSON, entityHref, live } = AURA;
   let lastSeq = -1;
 
   async function load() {
@@ -10,7 +10,7 @@
     box.replaceChildren(...data.alerts.map((a) => {
       const firing = a.active.filter((x) => x.state === "firing").length;
       const head = el("h3", { class: "small" }, a.name + " ",
-        el("span", { class: "muted", text: `severity ${a.severity}, for ${duration(a.for) || "0s"}, evaluated by ${a.evaluated}` }));
+        el("span", { class: "muted", text: `severity ${a.severity}, for ${a.for ? duration(a.for) : "0s"}, evaluated by ${a.evaluated}` }));
       const summary = el("p", { class: "small" }, el("code", { text: a.expr }), " — ",
         el("a", { href: a.runbook, target: "_blank", rel: "noopener", text: "runbook" }));
       const count = el("p", { class: "small", text: a.active.length ? `${firing} firing, ${a.active.length - firing} pending or active` : "inactive" });
