@@ -97,3 +97,17 @@ def test_nan_percentile_matches_numpy():
             got = nan_percentile(x, q, axis=axis)
             assert got.shape == ref.shape
             np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12, equal_nan=True)
+
+
+def test_takens_parameters_from_the_data():
+    from exporter.tda.embedding import takens_parameters
+
+    rng = np.random.default_rng(0)
+    t = np.arange(120)
+    # A noisy oscillation of period 40 steps: AMI falls over the first lags (measured first
+    # local minimum: 4); lags are bounded to keep half the window (15 here).
+    x = np.sin(2 * np.pi * t / 40)[None] + 0.05 * rng.normal(size=(8, 120))
+    m, tau = takens_parameters(x)
+    assert 2 <= m <= 3 and 3 <= tau <= 15
+    assert takens_parameters(np.full((4, 120), 3.0)) == (1, 1)  # nothing to learn from
+    assert takens_parameters(x[:, :6]) == (1, 1)  # too short for any lag

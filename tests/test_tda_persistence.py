@@ -107,3 +107,29 @@ def test_pool_gives_the_same_diagrams_as_inline():
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
         np.testing.assert_array_equal(b[1], c[1])
+
+
+def test_summaries_are_betti_curves_at_fixed_radii():
+    from exporter.tda.features import SUMMARY_RADII, SUMMARY_SIZE, summaries
+
+    h0 = np.array([0.3, 0.7, 3.0])
+    h1 = np.array([[0.8, 2.5]])
+    out = summaries([(h0, h1), None])
+    assert out.shape == (2, SUMMARY_SIZE) and np.isnan(out[1]).all()
+    r = len(SUMMARY_RADII)  # radii 0.5, 1, 2, 4, 8
+    assert out[0, :r].tolist() == [2, 1, 1, 0, 0]  # H0 bars alive beyond each radius
+    assert out[0, r : 2 * r].tolist() == [0, 1, 1, 0, 0]  # the loop is open over [0.8, 2.5)
+    np.testing.assert_allclose(out[0, 2 * r :], [4.0, 1.7, 3.0, 0.7, 0.3, 0.0, 0.0, 0.0])
+
+
+def test_h0_deaths_of_small_clouds_equal_ripser():
+    from exporter.tda.features import recent_summaries
+    from exporter.tda.persistence import h0_deaths, rips_diagram
+
+    clouds = np.random.default_rng(1).normal(size=(5, 6, 3))
+    expected = [np.sort(rips_diagram(c)[0])[::-1] for c in clouds]
+    np.testing.assert_allclose(h0_deaths(clouds), expected)
+    # The short scale: the 3 newest points before the anchor (the last point), plus it.
+    rec = recent_summaries(clouds, np.array([6, 6, 6, 3, 0]))
+    np.testing.assert_allclose(rec[0], np.sort(rips_diagram(clouds[0, 2:])[0])[::-1])
+    assert np.isnan(rec[3:]).all()

@@ -43,7 +43,8 @@ def window_at(series: np.ndarray, c: int, entities=None) -> Window:
     ents = entities or tuple((f"h{i}",) for i in range(e))
     now = c * SHIFT * STEP
     v = series[:, :, c * SHIFT : c * SHIFT + T]
-    return Window("t", ("instance",), ents, SIGNALS, now - STEP * np.arange(T - 1, -1, -1), v)
+    return Window("t", ("instance",), ents, SIGNALS[: series.shape[1]],
+                  now - STEP * np.arange(T - 1, -1, -1), v)
 
 
 def drive(stage: TopologyStage, series: np.ndarray, cycles: range):
@@ -239,3 +240,46 @@ def test_run_batch_rejects_mismatched_lengths():
     stage = TopologyStage(analysis(), workers=1)
     with pytest.raises(TopologyError):
         stage.run_batch([window_at(fleet_series(2, 1), 0)], [])
+
+
+def test_degenerate_windows_get_no_score():
+    # Constant, all-zero and two-state entities next to noisy ones (case 14): no score at
+    # all (absent, "unknown") rather than one at the top of the calibrated range.
+    series = fleet_series(8, 40, seed=7)
+    series[0] = 7.0
+    series[1] = 0.0
+    series[2] = np.where(np.arange(series.shape[2]) % 2, 0.1, 0.2)[None, None]
+    stage = TopologyStage(analysis(), workers=1)
+    results = drive(stage, series, range(40))
+    stage.close()
+    last = results[-1].anomaly_score
+    assert np.isnan(last[:3]).all() and np.isfinite(last[3:]).all()
+    assert all(np.isnan(r.anomaly_score[:3]).all() for r in results)
+
+
+def test_one_signal_analysis_scores_a_takens_embedding():
+    from exporter.tda import stage as stage_mod
+
+    cfg = analysis()
+    one = AnalysisConfig(name="t", window=cfg.window, step=cfg.step,
+                         signals=cfg.signals[:1], topology=cfg.topology)
+    n = T + 40 * SHIFT
+    t = np.arange(n)
+    rng = np.random.default_rng(8)
+    series = (np.sin(2 * np.pi * t / 12)[None, None] + 0.1 * rng.normal(size=(6, 1, n))
+              + rng.uniform(5, 10, (6, 1, 1)))
+    stage = TopologyStage(one, workers=1)
+    drive(stage, series, range(40))
+    stage.close()
+    m, tau = stage._takens
+    assert 2 <= m <= 3 and 1 <= tau <= 4
+    assert stage.state()["takens"].tolist() == [m, tau]
+    flat = TopologyStage(one, workers=1)
+    stage_mod_takens = stage_mod.TAKENS
+    try:
+        stage_mod.TAKENS = False
+        drive(flat, series, range(2))
+    finally:
+        stage_mod.TAKENS = stage_mod_takens
+        flat.close()
+    assert flat._takens == (1, 1)

@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exporter.tda.embedding import Z_CLIP, Clouds
-from exporter.tda.features import connectivity_scale
+from exporter.tda.features import SUMMARY_SIZE, connectivity_scale
 from exporter.tda.persistence import Diagram, diagram_distance, rips_diagram
 from exporter.windows import shard_of
 
@@ -74,7 +74,18 @@ MIN_RAW_HISTORY = 18
 RENORMALISE_EVERY = 6 * 3600.0
 REPLAY_REFIT_EVERY = 7200.0
 # Version of `BaselineStore.state()`; older saved baselines are refused (and relearned).
-STATE_FORMAT = 2
+STATE_FORMAT = 3
+DAY = 86400.0
+# Raw distance: L1 between the window's diagram summary (features.summaries) and the entity's
+# own past summaries at the same time of day (+-PHASE_TOLERANCE) once its history spans a day
+# (all non-overlapping ones before): the mean of the NEIGHBOURS nearest.
+PHASE_TOLERANCE = 3600.0
+NEIGHBOURS = 3
+# At most this many (the newest) references: the nearest-neighbour distance shrinks as the
+# pool grows, so a fixed pool keeps raw distances comparable over time (and with the
+# calibration history); 36 = +-1 h at one per 10 min over three days.
+MAX_REFERENCES = 36
+SEASONAL = True
 DECILES = np.linspace(10, 90, 9)
 
 
@@ -264,6 +275,11 @@ class _Entry:
     # (A float32 array, not a list: 432 Python floats per entity cost ~14 KB, 10x more.)
     raw_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
     last_raw: float = -np.inf
+    # Diagram summaries [n, SUMMARY_SIZE] (float16: counts and robust units need no more) and
+    # their times, appended with raw_hist (raw may be NaN while no reference exists yet).
+    vec_hist: np.ndarray = field(default_factory=lambda: np.empty((0, SUMMARY_SIZE),
+                                                                  dtype=np.float16))
+    hist_times: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float64))
     # When center/scale were last re-estimated from the reservoir (-inf: still the first
     # window's); see BaselineStore.renormalise.
     normalised_at: float = -np.inf
@@ -295,36 +311,62 @@ class BaselineStore:
         self.window = window
         self.entries: dict[tuple[str, ...], _Entry] = {}
 
-    def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray) -> np.ndarray:
-        """Calibrated 0..1 scores of raw distances [E] (NaN where no baseline is fitted).
+    def distance(self, keys: tuple[tuple[str, ...], ...], vecs: np.ndarray,
+                 now: float) -> np.ndarray:
+        """Raw anomaly distances [E] of summaries vecs [E, SUMMARY_SIZE] (NaN rows: none).
 
-        Reservoir-to-prototype distances alone calibrate badly: ~32 values from a few hours
-        put most healthy windows above 0.95 (eval_topology). Once an entity has
-        MIN_RAW_HISTORY of its own recent raw distances (three days at most, one per
-        window/score_points), the score is their empirical CDF, so a healthy entity spreads
-        over 0..1 and a distance beyond anything seen in those days scores near 1.
+        L1 distance to the entity's own past summaries that do not overlap the window
+        (>= one window ago), restricted to the same time of day (+-PHASE_TOLERANCE) once the
+        history spans a day (SEASONAL); the mean of the NEIGHBOURS nearest. NaN without any
+        reference.
         """
         out = np.full(len(keys), np.nan)
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
-            if entry is None or entry.model is None or not np.isfinite(raw[i]):
+            if entry is None or not np.isfinite(vecs[i]).all() or not len(entry.hist_times):
                 continue
-            if len(entry.raw_hist) >= MIN_RAW_HISTORY:
-                out[i] = calibrate(raw[i : i + 1], np.sort(entry.raw_hist))[0]
-            else:
-                out[i] = entry.model.transform(raw[i : i + 1])[0]
+            age = now - entry.hist_times
+            ok = age >= self.window
+            if SEASONAL and age.max() >= DAY - PHASE_TOLERANCE:
+                phase = np.abs((age + DAY / 2) % DAY - DAY / 2)
+                ok &= phase <= PHASE_TOLERANCE
+            ok[np.flatnonzero(ok)[:-MAX_REFERENCES]] = False
+            if not ok.any():
+                continue
+            dist = np.abs(entry.vec_hist[ok].astype(np.float64) - vecs[i]).sum(axis=1)
+            if NEIGHBOURS <= 0:
+                out[i] = float(np.median(dist))
+                continue
+            k = min(NEIGHBOURS, len(dist))
+            out[i] = float(np.partition(dist, k - 1)[:k].mean())
+        return out
+
+    def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray) -> np.ndarray:
+        """Calibrated 0..1 scores of raw distances [E]: the share of the entity's own recent
+        raw distances (three days at most, one per window/score_points) below the current
+        one, ties counting half (mid-rank empirical CDF, the complement of a tail
+        probability as in an anomaly likelihood: 0.99 = exceeded by 1 window in 100 of this
+        entity's own). NaN with fewer than MIN_RAW_HISTORY own distances.
+        """
+        out = np.full(len(keys), np.nan)
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is None or not np.isfinite(raw[i]):
+                continue
+            hist = entry.raw_hist[np.isfinite(entry.raw_hist)]
+            if len(hist) >= MIN_RAW_HISTORY:
+                x = np.float32(raw[i])
+                out[i] = (float((hist < x).sum()) + 0.5 * float((hist == x).sum())) / len(hist)
         return out
 
     def warming(self, keys: tuple[tuple[str, ...], ...]) -> np.ndarray:
-        """[E] True where the score is not yet exported: no baseline, or fewer than
-        MIN_RAW_HISTORY own distances. Scores calibrated on the reservoir sample alone sit
-        above 0.95 for ~30 % of healthy windows (eval_topology --warmup 0, hours 0-6); they
-        still decide admissions, but an unknown score is honest where a wrong one pages."""
+        """[E] True where the score is not yet exported: fewer than MIN_RAW_HISTORY own
+        distances (an unknown score is honest where a badly calibrated one pages)."""
         out = np.ones(len(keys), dtype=bool)
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
-            if entry is not None and entry.model is not None:
-                out[i] = len(entry.raw_hist) < MIN_RAW_HISTORY
+            if entry is not None:
+                out[i] = int(np.isfinite(entry.raw_hist).sum()) < MIN_RAW_HISTORY
         return out
 
     def models(self, keys: tuple[tuple[str, ...], ...]) -> list[EntityBaseline | None]:
@@ -341,10 +383,11 @@ class BaselineStore:
     def update(self, keys: tuple[tuple[str, ...], ...], diagrams: list[Diagram | None],
                clouds: Clouds, h0_median: np.ndarray, deciles: np.ndarray,
                scores: np.ndarray, now: float, center: np.ndarray, scale: np.ndarray,
-               raw: np.ndarray | None = None, replay: bool = False) -> int:
+               raw: np.ndarray, vecs: np.ndarray, replay: bool = False) -> int:
         """Admit healthy windows, refit due baselines; return how many were refitted.
 
         diagrams: the score clouds' diagrams; clouds: the same clouds in raw units.
+        raw, vecs: this window's raw distance [E] and summaries [E, SUMMARY_SIZE] (history).
         replay: a cold-start replay; refits only every REPLAY_REFIT_EVERY (a refit every
             30 min of replayed history was half of the replay's CPU).
         """
@@ -356,19 +399,21 @@ class BaselineStore:
             if dgm is None or clouds.counts[i] == 0:
                 continue
             entry = self.entries.get(key)
-            if (entry is not None and entry.model is not None and raw is not None
-                    and np.isfinite(raw[i]) and now - entry.last_raw >= self.raw_every):
-                entry.raw_hist = np.append(entry.raw_hist[-(RAW_HISTORY - 1):],
-                                           np.float32(raw[i]))
-                entry.last_raw = now
             if entry is None:
                 entry = self.entries[key] = _Entry(
                     Reservoir(self.points, len(self.signals)),
                     center=center[i].copy(), scale=scale[i].copy())
+            if np.isfinite(vecs[i]).all() and now - entry.last_raw >= self.raw_every:
+                keep = slice(-(RAW_HISTORY - 1), None)
+                entry.raw_hist = np.append(entry.raw_hist[keep], np.float32(raw[i]))
+                entry.vec_hist = np.concatenate([entry.vec_hist[keep],
+                                                 vecs[i][None].astype(np.float16)])
+                entry.hist_times = np.append(entry.hist_times[keep], now)
+                entry.last_raw = now
             res = entry.reservoir
-            healthy = entry.model is None or (
-                np.isfinite(scores[i]) and scores[i] <= self.admit_quantile
-            )
+            # Not yet calibrated (NaN) counts as healthy: the reservoir only sets the
+            # normalisation, the contributions and the Betti scale.
+            healthy = not (np.isfinite(scores[i]) and scores[i] > self.admit_quantile)
             if healthy and now - entry.last_admit >= self.admit_every:
                 res.append(clouds.cloud(i), dgm, deciles[i], float(h0_median[i]), now,
                            self.size)
@@ -385,12 +430,11 @@ class BaselineStore:
                 entry.normalised_at = now - phase * RENORMALISE_EVERY
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
-            keep = (entry.model.calibration_ if entry.model is not None
-                    and len(entry.raw_hist) >= MIN_RAW_HISTORY else None)
+            # The score no longer uses the reservoir's calibration sample: none computed.
             entry.model = EntityBaseline().fit(
                 res.diagrams, res.h0_medians.tolist(), list(res.deciles), res.times, now,
                 self.window, entry.center, entry.scale,  # type: ignore[arg-type]
-                keep,
+                np.empty(0),
             )
             entry.last_refresh = now - phase * self.refresh_every if first else now
             refits += 1
@@ -472,6 +516,10 @@ class BaselineStore:
         out["rawhist"] = np.array([x for k in keys for x in self.entries[k].raw_hist.tolist()],
                                   dtype=np.float64)
         out["last_raw"] = np.array([self.entries[k].last_raw for k in keys])
+        out["hist_times"] = np.concatenate([self.entries[k].hist_times for k in keys]
+                                           or [np.empty(0)])
+        out["vec_hist"] = np.concatenate([self.entries[k].vec_hist for k in keys]
+                                         or [np.empty((0, SUMMARY_SIZE), np.float16)])
         return out
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -504,6 +552,8 @@ class BaselineStore:
             r += n
             k = int(arrays["rawhist_counts"][i])
             entry.raw_hist = arrays["rawhist"][h : h + k].astype(np.float32)
+            entry.hist_times = arrays["hist_times"][h : h + k].astype(np.float64)
+            entry.vec_hist = arrays["vec_hist"][h : h + k].astype(np.float16)
             entry.last_raw = float(arrays["last_raw"][i])
             entry.normalised_at = float(arrays["normalised_at"][i])
             h += k

@@ -270,3 +270,68 @@ def _check(values: np.ndarray) -> np.ndarray:
     if values.ndim != 3:
         raise EmbeddingError(f"expected values[E, S, T], got shape {values.shape}")
     return values
+
+
+# Takens parameters for one-signal analyses (`takens_parameters`): bounds keep the clouds small.
+TAKENS_MAX_DIMENSION = 3
+AMI_BINS = 8
+FNN_RATIO = 10.0  # Kennel et al. 1992: R_tol
+FNN_FRACTION = 0.1
+
+
+def takens_parameters(x: np.ndarray, max_dimension: int = TAKENS_MAX_DIMENSION
+                      ) -> tuple[int, int]:
+    """Delay and dimension of a Takens embedding chosen from windows x[E, T] of one signal.
+
+    delay: the first local minimum over lags of the average mutual information between
+    x_t and x_{t+lag} (Fraser & Swinney 1986), quantile-binned into AMI_BINS per window
+    and averaged over windows; lags up to T // (4 * (max_dimension - 1)) so the embedded
+    cloud keeps >= half the window. dimension: the smallest m <= max_dimension whose false
+    nearest neighbours fraction going to m + 1 is below FNN_FRACTION (Kennel, Brown &
+    Abarbanel 1992). Windows with fewer than 8 distinct finite values are ignored; with none
+    left (or T too short) returns (1, 1): no embedding.
+
+    Returns (dimension, delay).
+    """
+    from scipy.spatial.distance import cdist
+
+    x = np.asarray(x, dtype=np.float64)
+    t = x.shape[1]
+    max_lag = t // (4 * max(max_dimension - 1, 1))
+    rows = [r for r in x if np.isfinite(r).all() and len(np.unique(r)) >= 8][:64]
+    if not rows or max_lag < 1 or max_dimension < 2:
+        return 1, 1
+    ami = np.zeros(max_lag + 1)
+    for r in rows:
+        ranks = np.argsort(np.argsort(r, kind="stable"), kind="stable")
+        b = (ranks * AMI_BINS) // t
+        for lag in range(1, max_lag + 1):
+            joint = np.zeros((AMI_BINS, AMI_BINS))
+            np.add.at(joint, (b[:-lag], b[lag:]), 1.0)
+            joint /= joint.sum()
+            pa, pb = joint.sum(axis=1), joint.sum(axis=0)
+            nz = joint > 0
+            ami[lag] += float((joint[nz] * np.log(joint[nz] / np.outer(pa, pb)[nz])).sum())
+    delay = max_lag
+    for lag in range(1, max_lag):
+        if ami[lag] < ami[lag + 1]:
+            delay = lag
+            break
+    for m in range(1, max_dimension):
+        false = total = 0
+        for r in rows:
+            n = t - m * delay
+            if n < 4:
+                continue
+            emb = np.stack([r[k * delay : k * delay + n] for k in range(m)], axis=1)
+            d = cdist(emb, emb)
+            np.fill_diagonal(d, np.inf)
+            nn = np.argmin(d, axis=1)
+            near = d[np.arange(n), nn]
+            extra = np.abs(r[m * delay : m * delay + n] - r[m * delay + nn])
+            ok = near > 0
+            false += int((extra[ok] / near[ok] > FNN_RATIO).sum())
+            total += int(ok.sum())
+        if total and false / total < FNN_FRACTION:
+            return max(m, 2), delay  # one signal: at least a plane (H1 needs it)
+    return max_dimension, delay

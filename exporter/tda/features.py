@@ -184,3 +184,62 @@ def window_features(z: np.ndarray, values: np.ndarray,
         rough = np.nanmedian(np.nanmean(np.abs(np.diff(z, axis=2)), axis=2), axis=1)
     frac = missing.mean(axis=(1, 2)) if values.size else np.ones(e)
     return np.column_stack([level, spread, trend, rough, frac])
+
+
+# Fixed-normalisation summary of a score diagram (clouds in the entity's robust units, clipped
+# to +-Z_CLIP): Betti curves at fixed radii plus total persistence and the longest H0 bars.
+SUMMARY_RADII = (0.5, 1.0, 2.0, 4.0, 8.0)
+SUMMARY_TOP = 3
+# Short scale: the newest RECENT_POINTS points of the score cloud with its anchor.
+RECENT_POINTS = 3
+SUMMARY_SIZE = 2 * len(SUMMARY_RADII) + 2 + SUMMARY_TOP + RECENT_POINTS
+
+
+def recent_summaries(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """[E, RECENT_POINTS] H0 deaths (descending) of each score cloud's newest RECENT_POINTS
+    points plus its anchor (the cloud's last point), NaN where a cloud is shorter.
+
+    The second window scale: in the whole cloud the anchor's bar is its distance to the
+    *nearest* of all points, so a departure of the last half hour stays hidden until the
+    window has left the baseline; here it shows at once.
+    """
+    from exporter.tda.persistence import h0_deaths
+
+    e = len(counts)
+    out = np.full((e, RECENT_POINTS), np.nan)
+    ok = counts > RECENT_POINTS
+    if not ok.any():
+        return out
+    idx = counts[ok, None] - 1 - np.arange(RECENT_POINTS, -1, -1)[None, :]  # newest + anchor
+    sub = np.take_along_axis(points[ok], idx[:, :, None], axis=1)
+    out[ok] = h0_deaths(sub)
+    return out
+
+
+def summaries(diagrams: Sequence[Diagram | None],
+              recent: np.ndarray | None = None) -> np.ndarray:
+    """[E, SUMMARY_SIZE] vectors of diagrams; rows of entities without one are NaN.
+
+    beta_0(r), beta_1(r) at SUMMARY_RADII (Betti curves, Umeda 2017; the infinite H0 bar
+    not counted), H0/H1 total persistence and the SUMMARY_TOP longest H0 bars (the anchor's
+    bar first when the window left its baseline). The radii are in robust units of the
+    entity's own baseline, the same for every entity and window, so vectors compare by L1.
+    recent [E, RECENT_POINTS]: the short scale (`recent_summaries`); zeros when None.
+    """
+    e = len(diagrams)
+    known = np.array([d is not None for d in diagrams], dtype=bool)
+    h0, h1 = pad_diagrams(diagrams)
+    r = np.asarray(SUMMARY_RADII)
+    with np.errstate(invalid="ignore"):
+        b0 = (h0[:, :, None] > r).sum(axis=1)
+        b1 = ((h1[:, :, 0, None] <= r) & (h1[:, :, 1, None] > r)).sum(axis=1)
+    top = -np.sort(-np.nan_to_num(h0, nan=0.0), axis=1)[:, :SUMMARY_TOP]
+    top = np.pad(top, [(0, 0), (0, SUMMARY_TOP - top.shape[1])])
+    if recent is None:
+        recent = np.zeros((e, RECENT_POINTS))
+    out = np.column_stack([b0, b1, np.nansum(h0, axis=1),
+                           np.nansum(h1[..., 1] - h1[..., 0], axis=1), top,
+                           recent]).astype(np.float64)
+    out = out.reshape(e, SUMMARY_SIZE)
+    out[~known] = np.nan
+    return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,13 +34,24 @@ from exporter.tda.embedding import (
     robust_scale,
     robust_stats,
     score_clouds,
+    takens_parameters,
 )
-from exporter.tda.features import FEATURE_NAMES, WINDOW_PERCENTILES, window_features
+from exporter.tda.features import (
+    FEATURE_NAMES,
+    WINDOW_PERCENTILES,
+    recent_summaries,
+    summaries,
+    window_features,
+)
 from exporter.tda.fleet import FleetTopology
 from exporter.tda.persistence import Diagram, RipsPersistence
 from exporter.windows import Window, shard_of
 
 log = logging.getLogger(__name__)
+# One-signal analyses: Takens-embed the window for the anomaly score (ablation switch).
+TAKENS = True
+# The score's second window scale (features.recent_summaries; ablation switch).
+RECENT_SCALE = True
 
 
 class TopologyError(RuntimeError):
@@ -61,10 +73,22 @@ class _Prepared:
     center: np.ndarray
     scale: np.ndarray
     coarse: Clouds
+    degenerate: np.ndarray
 
     @property
     def protos(self) -> list[list[Diagram] | None]:
         return [m.prototypes_ if m is not None else None for m in self.models]
+
+
+def degenerate(values: np.ndarray) -> np.ndarray:
+    """[E] True where every signal of values[E, S, T] takes at most two distinct values over
+    the window (constant, all-zero, two-state flapping) or is all missing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lo = np.nanmin(values, axis=2, keepdims=True)
+        hi = np.nanmax(values, axis=2, keepdims=True)
+    two = ((values == lo) | (values == hi) | np.isnan(values)).all(axis=2)
+    return two.all(axis=1)
 
 
 class TopologyStage:
@@ -82,6 +106,7 @@ class TopologyStage:
         self.workers = workers
         self._persistence = RipsPersistence(workers).fit()
         self._store: BaselineStore | None = None
+        self._takens: tuple[int, int] | None = None  # score embedding (dimension, delay)
         if analysis.signals:
             self._store = self._new_store(tuple(s.name for s in analysis.signals))
 
@@ -153,7 +178,7 @@ class TopologyStage:
                 else:
                     first[key] = (p.center[i].copy(), p.scale[i].copy())
             _, clouds = self._clouds(p.values, p.center, p.scale)
-            scored = score_clouds(p.coarse, p.center, p.scale)
+            scored = self._score_clouds(p)
             for c in (clouds, scored):
                 out.extend(c.cloud(int(i)) for i in np.flatnonzero(c.counts > 0))
         return out
@@ -167,12 +192,14 @@ class TopologyStage:
         """
         try:
             p = self._prepare(window)
-            scored = score_clouds(p.coarse, p.center, p.scale)
-            diagrams, raw, _, _ = self._persistence.submit(scored, p.protos).result()
-            score = p.store.score(p.keys, np.where(p.fitted & (scored.counts > 0), raw, np.nan))
+            scored = self._score_clouds(p)
+            diagrams, _, _, _ = self._persistence.submit(scored).result()
+            vecs = self._summaries(diagrams, scored, p.degenerate)
+            raw = p.store.distance(p.keys, vecs, now)
+            score = p.store.score(p.keys, raw)
             # The score clouds' H0 medians are not the feature clouds' (Betti scale): none kept.
             p.store.update(p.keys, diagrams, p.coarse, np.full(len(p.keys), np.nan), p.deciles,
-                           score, now, p.center, p.scale, raw, replay=True)
+                           score, now, p.center, p.scale, raw, vecs, replay=True)
         except TopologyError:
             raise
         except Exception as err:
@@ -204,7 +231,7 @@ class TopologyStage:
         c = self.config
         coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
         return _Prepared(values, store, keys, models, fitted, quart, deciles, center, scale,
-                         coarse)
+                         coarse, degenerate(values))
 
     def _run(self, window: Window, now: float, started: float,
              cache: dict[bytes, Diagram] | None = None) -> TopologyResult:
@@ -217,24 +244,26 @@ class TopologyStage:
         for i in np.flatnonzero(fitted):
             base_z[i] = models[i].zdeciles_  # type: ignore[union-attr]
             betti_scale[i] = models[i].betti_scale_  # type: ignore[union-attr]
-        protos = p.protos
         z, clouds = self._clouds(values, center, scale)
-        pending = self._persistence.submit(clouds, protos, betti_scale,
-                                           score_clouds(coarse, center, scale), cache)
+        scored = self._score_clouds(p)
+        pending = self._persistence.submit(clouds, None, betti_scale, scored, cache)
         # Per-window work overlaps with the workers' PH.
         # Percentiles commute with the monotone x -> clip((x - c) / s).
         zquart = np.clip((quart - center[None]) / scale[None], -Z_CLIP, Z_CLIP)
         wfeats = window_features(z, values, zquart)
-        diagrams, raw, dfeats, h0_median = pending.result()
+        diagrams, _, dfeats, h0_median = pending.result()
         known = clouds.counts > 0
 
-        score = store.score(keys, np.where(fitted & known, raw, np.nan))
+        vecs = self._summaries(diagrams, scored, p.degenerate)
+        raw = store.distance(keys, vecs, now)
+        score = store.score(keys, raw)
         warming = store.warming(keys)  # before update: this cycle's distance not yet counted
 
         feats = np.concatenate([dfeats, wfeats], axis=1)
         feats[~known] = np.nan
         contribution = self._contribution(deciles, center, scale, base_z, fitted & known)
-        store.update(keys, diagrams, coarse, h0_median, deciles, score, now, center, scale, raw)
+        store.update(keys, diagrams, coarse, h0_median, deciles, score, now, center, scale, raw,
+                     vecs)
         store.forget(set(keys))
 
         order = np.array([shard_of(k, 2**31) for k in keys], dtype=np.int64)
@@ -251,6 +280,36 @@ class TopologyStage:
             fleet_betti=fleet_betti,
             fleet_outlier=fleet_outlier,
         )
+
+    def _score_clouds(self, p: _Prepared) -> Clouds:
+        """The anomaly score's clouds: the coarse clouds normalised and anchored; for a
+        one-signal analysis a Takens embedding of the normalised window pooled to the same
+        size (+ anchor), its dimension and delay chosen once from the first window seen
+        (`embedding.takens_parameters`, kept in the state)."""
+        if self._takens is None:
+            e, s, _ = p.values.shape
+            self._takens = (takens_parameters(p.values[:, 0]) if s == 1 and TAKENS
+                            else (1, 1))
+            log.info("msg=%s dimension=%d delay=%d", "topology score embedding",
+                     *self._takens)
+        m, tau = self._takens
+        if m == 1:
+            return score_clouds(p.coarse, p.center, p.scale)
+        c = self.config
+        z = normalise(p.values, p.center, p.scale)
+        return pack_clouds(delay_embed(z, m, tau), c.score_points, c.min_points, True)
+
+    @staticmethod
+    def _summaries(diagrams: list[Diagram | None], scored: Clouds,
+                   degenerate: np.ndarray) -> np.ndarray:
+        """Score diagrams' summaries [E, SUMMARY_SIZE] with the short scale of the score
+        clouds; NaN for degenerate windows (no score: a constant or two-state window has no
+        shape to compare, and its distances are 0 or ties that used to calibrate to the top
+        of the range)."""
+        recent = recent_summaries(scored.points, scored.counts) if RECENT_SCALE else None
+        vecs = summaries(diagrams, recent)
+        vecs[degenerate] = np.nan
+        return vecs
 
     @staticmethod
     def _contribution(deciles: np.ndarray, center: np.ndarray, scale: np.ndarray,
@@ -287,7 +346,10 @@ class TopologyStage:
         """Baselines as a flat dict of numeric/unicode arrays (for the StateStore)."""
         if self._store is None:
             return {}
-        return self._store.state()
+        out = self._store.state()
+        if self._takens is not None:
+            out["takens"] = np.array(self._takens, dtype=np.int64)
+        return out
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
         """Load baselines saved by `state()`; raise TopologyError when they do not fit."""
@@ -298,6 +360,9 @@ class TopologyStage:
             if self._store is None:
                 self._store = self._new_store(signals)
             self._store.restore(arrays)
+            if "takens" in arrays:
+                m, tau = (int(v) for v in arrays["takens"])
+                self._takens = (m, tau)
         except (KeyError, ValueError, IndexError) as err:
             raise TopologyError(f"cannot restore topology baselines: {err!r}") from err
 
