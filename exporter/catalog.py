@@ -58,8 +58,9 @@ VOTERS = _entity(
 )
 TOPOLOGY_ANOMALY = _entity(
     "aura_topology_anomaly_score",
-    "Calibrated 0..1 distance of the entity's recent state (persistence diagram of its "
-    "10-minute means) from its own healthy baseline; absent while warming up.",
+    "Share of the entity's own recent windows whose topological distance (persistence "
+    "summaries vs its own history at the same time of day) is below the current one: 0.99 = "
+    "exceeded by 1 window in 100; absent while warming up and for constant windows.",
 )
 BETTI = _entity(
     "aura_betti_number",

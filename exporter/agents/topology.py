@@ -1,7 +1,9 @@
 """Topology agent: "the shape of this entity's signals is unusual", from exporter.tda.
 
-The anomaly score is calibrated 0..1 (a quantile of the entity's own baseline distances), so
+The anomaly score is calibrated 0..1 (the mid-rank empirical CDF of the entity's own recent
+topological distances, exporter/tda/baseline.py: 0.9 = exceeded by 1 window in 10), so
 ordinary variation is spread uniformly over 0..1: risk starts only above the 0.9 quantile.
+NaN (warming up, constant windows) abstains.
 An unusual shape is not yet a failure, so both risk and confidence are capped: topology can
 join a quorum, never form one.
 """

@@ -1,4 +1,4 @@
-"""Per-entity healthy baselines of diagrams and the calibrated Wasserstein anomaly score.
+"""Per-entity baselines (normalisation, reservoir) and the calibrated topology anomaly score.
 
 What is compared (why the score has its own clouds): the score compares each window's
 *coarse score cloud* — `TopologyConfig.score_points` (12) means of consecutive steps of the
@@ -31,25 +31,25 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   (`EntityBaseline.fit`): `PROTOTYPES` diagrams evenly spaced over the reservoir, the
   calibrated Betti scale (`features.connectivity_scale` of the windows' median H0 deaths), and
   the calibration sample: each reservoir diagram's median distance to the prototypes.
-- Raw anomaly = median distance (persistence.diagram_distance: W1 on H0 by sorting + W1 on
-  H1) of the current score diagram to the prototypes. Score = the empirical CDF of the
-  calibration sample at the raw value (linear between mid-ranks, 0 at 0, reaching 1 at 1.5x
-  the largest), and once the entity has MIN_RAW_HISTORY of its own recent raw distances (one
-  per window/score_points = 10 minutes, three days at most) the empirical CDF of those
-  instead: the reservoir sample alone left 59 % of healthy windows above 0.95, the entity's
-  own history ~1-9 % (eval_topology), so healthy windows spread over 0..1 whatever the
-  entity's scale and scores compare across entities. Until then no score is exported
-  (`BaselineStore.warming`). The history is kept across re-normalisations: they move units
-  little (the reservoir changes slowly), and resetting it sent every entity back to the
-  saturated reservoir calibration (measured: 75 % of healthy scores above 0.95). Why three
-  days and not one: the history takes every window, so hours of a developing failure become
-  a large share of one day's sample and its later windows stop looking extreme
-  (eval_topology, seed 11: own-failure AUC second half 0.799 -> 0.818 with 3 days).
+- Raw anomaly (since issue 14; the W1 distance to 3 reservoir prototypes before): the
+  score diagram's fixed-normalisation summary (features.summaries: Betti curves at fixed
+  radii in robust units, total persistence, the longest H0 bars, and the H0 bars of the
+  newest three points with the anchor, a second window scale) compared by L1 with the
+  entity's own past summaries (one per window/score_points, three days at most) that do not
+  overlap the window, at the same time of day (+-1 h) once a day of history exists: the
+  mean distance to the 3 nearest of the newest 36. Score = the mid-rank empirical CDF of the
+  entity's own recent raw distances (the complement of a tail probability: 0.99 = exceeded
+  by 1 window in 100 of its own), exported once MIN_RAW_HISTORY exist
+  (`BaselineStore.warming`). Degenerate windows (every signal constant or two-state, or
+  missing) have no summary: no score, and nothing enters the history. Measured on real
+  servers (benchmarks/eval_anomaly.py, ASD, ablation in benchmarks/README.md); the
+  reservoir's prototypes and the old calibration sample no longer feed the score.
 - Signal contribution: per signal, the mean absolute difference of the current window's
   normalised deciles from the baseline's (a 1-D Wasserstein distance in robust units);
   rows normalised to sum 1 (equal shares when nothing deviates, NaN without a baseline).
 
-Measured (benchmarks/eval_topology.py; figures in benchmarks/README.md).
+Measured (benchmarks/eval_topology.py, benchmarks/eval_anomaly.py; figures in
+benchmarks/README.md).
 """
 
 from __future__ import annotations

@@ -2,12 +2,15 @@
 
 Chain per cycle (all entities batched): robust normalisation against each entity's baseline
 (its own window before one exists) -> optional delay embedding -> feature clouds pooled to
-`max_points` (+ anchor) and coarse score clouds of `score_points` means (+ anchor) -> Rips
-H0/H1 of both on the process pool, with the score diagrams' distances to each entity's
-baseline prototypes in the same worker task -> features -> calibrated anomaly scores and signal
-contributions -> baseline admission/refits/re-normalisation -> fleet topology. See the module
-docstrings of exporter.tda.* for each choice; `benchmarks/bench_topology.py` and
-`benchmarks/eval_topology.py` hold the figures. `learn` (the cold-start replay) runs only the
+`max_points` (+ anchor) and score clouds of `score_points` means (+ anchor; for one-signal
+analyses a Takens embedding, `takens_parameters`) -> Rips H0/H1 of both on the process pool
+-> features; score-diagram summaries -> distance to the entity's own same-time-of-day
+history -> calibrated anomaly scores (exporter/tda/baseline.py) and signal contributions ->
+baseline admission/refits/re-normalisation -> fleet topology. Degenerate windows (constant,
+two-state, missing) get no score. `run_batch` runs many cycles with their persistence in one
+pool map. See the module docstrings of exporter.tda.* for each choice;
+`benchmarks/bench_topology.py`, `benchmarks/eval_topology.py` and
+`benchmarks/eval_anomaly.py` hold the figures. `learn` (the cold-start replay) runs only the
 baseline half of this chain.
 """
 
@@ -74,10 +77,6 @@ class _Prepared:
     scale: np.ndarray
     coarse: Clouds
     degenerate: np.ndarray
-
-    @property
-    def protos(self) -> list[list[Diagram] | None]:
-        return [m.prototypes_ if m is not None else None for m in self.models]
 
 
 def degenerate(values: np.ndarray) -> np.ndarray:
