@@ -389,6 +389,21 @@ def test_console_pages_forbid_inline_script_and_escape_nothing_server_side():
                 async with s.get(base + "/api/v1/console/entity",
                                  params={"analysis": "fleet", "instance": "nobody"}) as r:
                     assert r.status == 404
+                params = {"analysis": "fleet", "instance": XSS}
+                async with s.get(base + "/api/v1/console/report",
+                                 params={**params, "format": "html"}) as r:
+                    page = await r.text()
+                    assert r.status == 200 and "attachment" in r.headers["Content-Disposition"]
+                    assert XSS not in page and "&lt;script&gt;" in page
+                    assert "<script" not in page and page.count("<svg") >= 10  # history + 9
+                    assert "raise_memory_limit" in page or "none" in page
+                async with s.get(base + "/api/v1/console/report",
+                                 params={**params, "format": "md"}) as r:
+                    text = await r.text()
+                    assert text.startswith("# AURA incident report: ")
+                    assert "| agent | risk | confidence | counts as | action | reasons |" in text
+                    assert r.headers["Content-Disposition"].endswith('.md"')
+                    assert "<" not in r.headers["Content-Disposition"]
         finally:
             await runner.cleanup()
 

@@ -91,6 +91,29 @@ class Console:
                                    band=self._band[1], prometheus_url=self.prometheus_url,
                                    runbook_url=self.config.rules.runbook_url, diagram=diagram)
 
+    async def report(self, request: web.Request) -> web.Response:
+        """GET /api/v1/console/report?format=md|html&analysis=A&<label>=<value>: a download."""
+        from exporter.console import report
+
+        query = dict(request.query)
+        fmt = query.pop("format", "html")
+        if fmt not in ("md", "html"):
+            return web.json_response({"error": "format must be md or html"}, status=400)
+        analysis = query.pop("analysis", "")
+        snap = self.live.snapshot()
+        found = views.find_entity(snap, analysis, query)
+        if found is None:
+            return web.json_response({"error": "no such entity in the current snapshot"},
+                                     status=404)
+        detail = await asyncio.to_thread(self._detail, *found)
+        now = float(getattr(snap, "created", 0.0)) or None
+        text = report.markdown(detail, now) if fmt == "md" else report.html_report(detail, now)
+        return web.Response(
+            text=text, content_type="text/markdown" if fmt == "md" else "text/html",
+            headers={"Content-Disposition":
+                     f'attachment; filename="{report.filename(detail, fmt)}"',
+                     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"})
+
     async def alerts(self, _: web.Request) -> web.Response:
         """GET /api/v1/console/alerts: AURA's alerts evaluated on the current snapshot."""
         await self.live.refresh()
@@ -112,5 +135,6 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/api/v1/console/fleet", console.fleet)
     app.router.add_get("/api/v1/console/entity", console.entity)
     app.router.add_get("/api/v1/console/alerts", console.alerts)
+    app.router.add_get("/api/v1/console/report", console.report)
     app.router.add_get("/api/v1/console/ws", console.live.websocket)
     app.router.add_static("/console/static/", STATIC, append_version=False)

@@ -47,6 +47,8 @@
       ["persistence entropy", d.entropy.map(f2).join(", ")],
       ["fleet outlier score", f2(d.fleet_outlier)],
       ["labels", d.selector],
+      ["export", el("span", {}, el("a", { href: "/api/v1/console/report?format=html&" + params.toString(), text: "HTML report" }),
+        " · ", el("a", { href: "/api/v1/console/report?format=md&" + params.toString(), text: "Markdown report" }))],
     ]));
     renderHistory(d);
     renderConsensus(d.consensus);
