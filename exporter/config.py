@@ -500,15 +500,18 @@ def _expand_presets(data: Any, problems: list[str]) -> Any:
     analyses = []
     for i, raw in enumerate(data["analyses"]):
         if isinstance(raw, Mapping) and raw.get("preset") is not None:
-            preset = PRESETS.get(raw["preset"])
+            preset = PRESETS.get(raw["preset"]) if isinstance(raw["preset"], str) else None
             if preset is None:
                 problems.append(
                     f"analyses[{i}].preset: unknown preset {raw['preset']!r} "
                     f"(known: {', '.join(sorted(PRESETS))})"
                 )
+            elif raw.get("signals") is not None and not isinstance(raw["signals"], list):
+                problems.append(f"analyses[{i}].signals: expected a list")
             else:
                 own = list(raw.get("signals") or [])
-                own_names = {s.get("name") for s in own if isinstance(s, Mapping)}
+                own_names = {s.get("name") for s in own
+                             if isinstance(s, Mapping) and isinstance(s.get("name"), str)}
                 # User signals first so their key paths match the file they wrote.
                 merged = own + [s for s in preset["signals"] if s["name"] not in own_names]
                 raw = {**{k: v for k, v in preset.items() if k != "signals"}, **raw, "signals": merged}

@@ -39,6 +39,10 @@ class IncidentPayloadError(ValueError):
     """The webhook payload is not a valid Alertmanager v4 payload; `str()` says where."""
 
 
+class IncidentStoreError(Exception):
+    """The payload was valid but the incidents file could not be written (state dir)."""
+
+
 class IncidentPayloadTooLarge(IncidentPayloadError):
     """The payload exceeds incidents.max_payload_bytes."""
 
@@ -240,7 +244,13 @@ class IncidentRecorder:
                     self._index[key] = at
                     changed = True
             if changed:
-                self._save()
+                try:
+                    self._save()
+                except OSError as err:
+                    # Kept in memory and written with the next payload; Alertmanager retries
+                    # a 5xx, and duplicates are recognised by fingerprint and start.
+                    raise IncidentStoreError(f"cannot write {self.csv_path}: "
+                                             f"{err.strerror or err}") from err
         if recorded or resolved:
             log.info("incidents recorded=%d resolved=%d ignored=%d", recorded, resolved, ignored)
         spans = tuple((dict(zip(self.columns, self._rows[i].labels, strict=True)),
@@ -255,6 +265,15 @@ def _atomic_write(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
+
+
+def _is_text(value: str) -> bool:
+    """False for strings holding lone surrogates (JSON escapes them; UTF-8 cannot hold them)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _validate(payload: bytes) -> list[dict[str, Any]]:
@@ -282,6 +301,9 @@ def _validate(payload: bytes) -> list[dict[str, Any]]:
             isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
         ):
             raise IncidentPayloadError(f"{where}.labels: expected an object of strings")
+        bad = next((k for k, v in labels.items() if not _is_text(k) or not _is_text(v)), None)
+        if bad is not None:
+            raise IncidentPayloadError(f"{where}.labels.{bad!a}: not valid Unicode text")
         if not labels.get("alertname"):
             raise IncidentPayloadError(f"{where}.labels.alertname: missing")
         if alert.get("status") not in ("firing", "resolved"):
@@ -292,14 +314,14 @@ def _validate(payload: bytes) -> list[dict[str, Any]]:
         if not isinstance(fingerprint, str) or not fingerprint:
             raise IncidentPayloadError(f"{where}.fingerprint: expected a non-empty string")
         times = {}
-        for field in ("startsAt", "endsAt"):
-            value = alert.get(field)
+        for key in ("startsAt", "endsAt"):
+            value = alert.get(key)
             if not isinstance(value, str):
-                raise IncidentPayloadError(f"{where}.{field}: expected an RFC 3339 string")
+                raise IncidentPayloadError(f"{where}.{key}: expected an RFC 3339 string")
             try:
-                times[field] = parse_time(value)
+                times[key] = parse_time(value)
             except ValueError as err:
-                raise IncidentPayloadError(f"{where}.{field}: {err}") from err
+                raise IncidentPayloadError(f"{where}.{key}: {err}") from err
         if alert["status"] == "resolved" and times["endsAt"] < times["startsAt"]:
             raise IncidentPayloadError(f"{where}.endsAt: before startsAt")
         out.append({**alert, "_start": times["startsAt"], "_end": times["endsAt"]})
@@ -346,6 +368,9 @@ def make_handler(
             return error(413, str(err))
         except IncidentPayloadError as err:
             return error(400, str(err))
+        except IncidentStoreError as err:
+            log.error("msg=\"incident not saved\" err=%r", str(err))
+            return error(503, str(err))
         if metrics_callback is not None:
             metrics_callback(result)
         return web.json_response(

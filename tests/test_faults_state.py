@@ -140,3 +140,21 @@ def test_wall_clock_jump_forward_starts_a_fresh_window(tmp_path):
     window = pipe.snapshot.results[0].window
     np.testing.assert_array_equal(window.values, src.values[:, :, 321:351])
     pipe.close()
+
+
+def test_webhook_with_unwritable_state_dir_answers_503_not_500(tmp_path):
+    import json
+
+    from exporter.config import IncidentsConfig
+    from exporter.incidents import IncidentRecorder, IncidentStoreError
+    from tests.test_fuzz_inputs import VALID_WEBHOOK
+
+    blocked = tmp_path / "state"
+    blocked.write_text("not a directory")
+    recorder = IncidentRecorder(blocked, IncidentsConfig(), {"nodes": ("instance",)})
+    try:
+        recorder.record(json.dumps(VALID_WEBHOOK).encode())
+    except IncidentStoreError as err:
+        assert "cannot write" in str(err)
+    else:
+        raise AssertionError("an unwritable state dir must be reported")
