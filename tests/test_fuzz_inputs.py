@@ -98,13 +98,18 @@ def test_fuzz_config_loader(doc):
 @given(st.one_of(text, st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
                  config_docs().map(lambda d: yaml.safe_dump(d, allow_unicode=True))))
 def test_fuzz_config_file(content):
+    _load_yaml_file(content, load_config, Config)
+
+
+def _load_yaml_file(content: str, loader: Any, kind: type) -> None:
+    """Write `content` to a file and load it: a `kind` or a ConfigError naming the file."""
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "aura.yml"
+        path = Path(tmp) / "file.yml"
         path.write_bytes(content.encode("utf-8", "surrogatepass"))
         try:
-            assert isinstance(load_config(path), Config)
+            assert isinstance(loader(path), kind)
         except ConfigError as err:
-            assert err.problems
+            assert err.problems and all(isinstance(p, str) and p for p in err.problems)
 
 
 # ------------------------------------------------------------------------------ webhook
@@ -245,10 +250,4 @@ def _dump(doc: Any) -> str:
 @FUZZ
 @given(st.one_of(text, json_values.map(_dump), _web_docs().map(_dump)))
 def test_fuzz_web_config(content):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "web.yml"
-        path.write_bytes(content.encode("utf-8", "surrogatepass"))
-        try:
-            assert isinstance(load_web_config(path), WebConfig)
-        except ConfigError as err:
-            assert err.problems and all(str(path) in p for p in err.problems)
+    _load_yaml_file(content, load_web_config, WebConfig)
