@@ -339,6 +339,39 @@ def test_basic_auth_covers_pages_assets_api_and_websocket(tmp_path):
     asyncio.run(go())
 
 
+def test_tls_serves_the_console_and_its_websocket(tmp_path):
+    import ssl
+    import subprocess
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    (tmp_path / "web.yml").write_text("tls_server_config:\n  cert_file: cert.pem\n"
+                                      "  key_file: key.pem\n")
+    web_cfg = load_web_config(tmp_path / "web.yml")
+    cfg, snaps = demo_snapshots()
+
+    async def go():
+        runner = web.AppRunner(make_app(lambda: snaps[0], web_cfg, config=cfg))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=web_cfg.ssl_context)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        client = ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"https://127.0.0.1:{port}/", ssl=client) as r:
+                    assert r.status == 200 and "console.css" in await r.text()
+                async with s.ws_connect(f"wss://127.0.0.1:{port}/api/v1/console/ws",
+                                        ssl=client) as ws:
+                    assert (await _receive(ws))["type"] == "full"
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
 def test_live_update_and_websockets_do_not_take_scrape_slots():
     cfg, snaps = demo_snapshots()
     current = {"snap": snaps[0]}

@@ -115,6 +115,16 @@ def test_fleet_lists_every_entity_and_updates_live(browser, server, demo):
     server.snap = snaps[1]  # the next cycle
     page.wait_for_function(f"document.body.dataset.seq !== '{seq}'", timeout=5000)
     assert page.evaluate("window.__still_here") is True  # no reload
+    # Keyboard: the sort buttons and entity links are reachable and work with Enter.
+    page.focus("th button.sort >> text=Entity")
+    page.keyboard.press("Enter")
+    assert page.locator("th:has(button.sort:text('Entity'))").get_attribute("aria-sort") == \
+        "ascending"
+    first = page.locator("tr.entity-row td:first-child a").first
+    assert first.text_content() == sorted(expected)[0]
+    first.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/entity?**")
     assert not errors, errors
     context.close()
 

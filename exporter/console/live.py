@@ -47,28 +47,32 @@ class Live:
         self.full: bytes | None = None  # the current state as a gzip-compressed "full" message
         self.last_update_bytes = 0
         self._seen: Any = None
+        self._built = False
         self._seq = 0
         self._lock = asyncio.Lock()
 
     async def current(self) -> tuple[FleetState, bytes]:
         """The fleet state of the current snapshot (built now if the watcher is behind)."""
-        await self.refresh()
+        await self.refresh(build=True)
         assert self.state is not None and self.full is not None
         return self.state, self.full
 
-    async def refresh(self) -> None:
-        """Process the current snapshot if it is new; broadcast the update."""
+    async def refresh(self, *, build: bool = False) -> None:
+        """Record a new snapshot in the history; build its fleet state and broadcast the update
+        when clients are connected (or `build`): without a console open, a cycle costs the
+        console only its history frame."""
         async with self._lock:
             snap = self.snapshot()
-            if snap is self._seen and self.state is not None:
+            if snap is not self._seen:
+                self._seen, self._built = snap, False
+                if getattr(snap, "ready", False):
+                    self.history.record(float(snap.created), tuple(getattr(snap, "results", ())))
+            if self._built or not (build or self.clients):
                 return
-            self._seen = snap
-            if getattr(snap, "ready", False):
-                self.history.record(float(snap.created), tuple(getattr(snap, "results", ())))
             self._seq += 1
             prev = self.state
             state, update, full = await asyncio.to_thread(self._build, snap, self._seq, prev)
-            self.state, self.full = state, full
+            self.state, self.full, self._built = state, full, True
         if prev is not None:
             self.last_update_bytes = len(update)
             await self._broadcast(update)
