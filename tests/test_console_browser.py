@@ -7,12 +7,14 @@ Screenshots go to $AURA_CONSOLE_SHOTS (default: <tmp>/aura-console-shots); the p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import web
 
@@ -190,13 +192,26 @@ def test_phone_width_has_no_horizontal_scroll(browser, server):
     context.close()
 
 
-def test_xss_label_stays_text(browser, demo):
+def _stopped(snap, instance: str):
+    """The snapshot with `instance`'s last samples missing (its scrapes stopped)."""
+    r = snap.results[0]
+    values = r.window.values.copy()
+    values[r.entities.index((instance,)), :, -3:] = np.nan
+    window = dataclasses.replace(r.window, values=values)
+    return dataclasses.replace(snap, results=(dataclasses.replace(r, window=window),))
+
+
+def test_xss_label_stays_text_and_a_silent_entity_is_no_data(browser, demo):
     cfg, snaps = demo
-    s = Server(with_entity_names(snaps[0], {"host-03:9100": XSS}), cfg)
+    snap = _stopped(with_entity_names(snaps[0], {"host-03:9100": XSS}), "host-05:9100")
+    s = Server(snap, cfg)
     try:
         context, page, errors = _page(browser)
         page.goto(s.url + "/")
         page.wait_for_selector("tr.entity-row")
+        row = page.locator("tr.entity-row", has_text="host-05:9100")
+        assert row.locator(".badge").text_content() == "no data"
+        assert "no data 1" in page.locator("#counts").text_content()
         assert XSS in page.locator("#fleet-body").text_content()
         link = page.get_by_text(XSS, exact=True)
         link.click()
