@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config.file", dest="config_file", help="AURA configuration file")
     parser.add_argument("--analysis", help="analysis to train on (default: the first)")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="history CSV (design §5 input format)")
+    src.add_argument("--input", help="history CSV (format: README, \"Backtest on your own history\")")
     src.add_argument("--start", help="history start (RFC 3339 or Unix seconds); needs --end")
     src.add_argument("--corpus", choices=["simulator"],
                      help="generate a varied labelled corpus with the simulator")

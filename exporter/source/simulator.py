@@ -441,6 +441,8 @@ def run(args: argparse.Namespace) -> int:
             _write(args.output, fleet, fmt, until)
         if args.incidents:
             _write(args.incidents, fleet, "incidents", until)
+        if args.output and args.output != "-" and fmt == "csv":
+            write_matching_config(args.output, step)
     except OSError as err:
         return fail(f"cannot write: {err}")
     log.info("simulation written entities=%d steps=%d incidents=%d format=%s seconds=%.2f",
@@ -456,6 +458,40 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         web.run_app(app, host=host_port[0], port=host_port[1], print=None, access_log=None)
     return 0
+
+
+CONFIG_HEADER = "# Written by `aura simulate` for the CSV beside it: aura backtest --config.file="
+
+
+def write_matching_config(csv_path: str, step: float) -> str | None:
+    """Write `<csv stem>.yml`, the config whose analysis reads the CSV's columns.
+
+    So the README's path is two commands: `aura simulate ... --output=d.csv`, then
+    `aura backtest --config.file=d.yml --input=d.csv`. A file of that name not written by
+    `aura simulate` is left alone (logged). Returns the path written, or None.
+    """
+    from pathlib import Path
+
+    import yaml
+
+    from exporter.config import format_duration
+
+    target = Path(csv_path).with_suffix(".yml")
+    if target.exists() and not target.read_text(errors="replace").startswith(CONFIG_HEADER):
+        log.warning("msg=\"matching config not written: file exists\" path=%s", target)
+        return None
+    analysis = demo_config().analyses[0]
+    doc = {"interval": "1m", "analyses": [{
+        "name": analysis.name, "entity_labels": list(analysis.entity_labels),
+        "window": format_duration(analysis.window), "step": format_duration(step),
+        "horizons": [format_duration(h) for h in analysis.horizons],
+        "signals": [{"name": sig.name, "query": sig.query, "kind": sig.kind,
+                     **({"capacity": sig.capacity} if sig.capacity else {})}
+                    for sig in analysis.signals]}]}
+    target.write_text(f"{CONFIG_HEADER}{target.name} --input={Path(csv_path).name}\n"
+                      + yaml.safe_dump(doc, sort_keys=False, width=100))
+    log.info("msg=\"matching config written\" path=%s", target)
+    return str(target)
 
 
 def _write(path: str, fleet: SimulatedFleet, kind: str, until: float) -> None:
