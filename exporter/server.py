@@ -99,7 +99,7 @@ def make_app(
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A console WebSocket stays open for hours: it must not hold a request slot that
         # scrapes need (the console caps its own clients).
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        if request.path == console.WS_PATH:
             response = await _authorised(request, handler)
         elif limit is not None and limit.locked():
             return web.Response(status=503, text="too many concurrent requests\n")

@@ -25,6 +25,8 @@ from aiohttp import web
 
 from exporter.config import Config
 
+WS_PATH = "/api/v1/console/ws"
+
 
 def setup(app: web.Application, snapshot: Callable[[], Any], config: Config | None = None, *,
           prometheus_url: str | None = None, telemetry_path: str = "/metrics",

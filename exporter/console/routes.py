@@ -136,5 +136,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/api/v1/console/entity", console.entity)
     app.router.add_get("/api/v1/console/alerts", console.alerts)
     app.router.add_get("/api/v1/console/report", console.report)
-    app.router.add_get("/api/v1/console/ws", console.live.websocket)
+    from exporter.console import WS_PATH
+
+    app.router.add_get(WS_PATH, console.live.websocket)
     app.router.add_static("/console/static/", STATIC, append_version=False)
