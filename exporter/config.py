@@ -208,6 +208,10 @@ class DecisionConfig:
     exclude_recent: Duration = Duration(0)
     # Own history needed before the entity's own reference applies (before: the fleet's).
     min_reference: Duration = Duration(6 * 3600)
+    # History each of at least 3 entities needs before the fleet's reference applies.
+    fleet_min_reference: Duration = Duration(3600)
+    # Until any reference applies (a cold start), a level needs at least this risk.
+    cold_threshold: float = 0.8
 
 
 @dataclass(frozen=True)

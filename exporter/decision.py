@@ -20,9 +20,12 @@ the entity that failing is normal.
 
 Method: an empirical (conformal) tail test of the current risk against the entity's own and
 the fleet's past risks, in the spirit of Numenta's anomaly likelihood (Ahmad et al., 2017)
-and split-conformal p-values (Vovk et al., 2005). Until an entity has `min_reference` of its
-own history only the fleet reference applies; until the fleet has that much, levels pass
-unchanged (a cold start alerts as the consensus says).
+and split-conformal p-values (Vovk et al., 2005). The fleet's reference is the median of
+its entities' own reference quantiles over all their samples (no lag: one entity's
+precursor cannot move a median); it applies once 3 entities have `fleet_min_reference` of
+history. Until an entity has `min_reference` of its own (lagged) history, its risk must also
+reach the prior `cold_threshold` (a cold start, a new pod of a rollout): the fleet's
+typical entity says little about what is usual for this one.
 
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two float32 ring buffers [E, R] (risk and sample time) keyed by the entity's labels;
@@ -102,6 +105,7 @@ class DecisionStage:
         self.slots = max(int(math.ceil(float(cfg.reference) / self.sample_every)), 1)
         self.quantile = threshold_quantile(cfg.alert_budget, self.sample_every)
         self.min_samples = max(int(float(cfg.min_reference) / self.sample_every), 1)
+        self.fleet_min_samples = max(int(float(cfg.fleet_min_reference) / self.sample_every), 1)
         self.rows_: dict[EntityKey, int] = {}
         self.risk_ = np.full((0, self.slots), np.nan, dtype=np.float32)
         self.time_ = np.full((0, self.slots), np.nan, dtype=np.float64)
@@ -125,18 +129,21 @@ class DecisionStage:
         threshold = np.full(e, np.nan)
         own_n = np.zeros(e, dtype=np.int64)
         if self.cfg.enabled and e:
-            ref = self._reference(now)  # [N, R] past risks of every known entity
-            counts = (~np.isnan(ref)).sum(axis=1)
-            own_n = counts[rows]
-            known = counts >= self.min_samples
-            own_all = np.full(len(counts), np.nan)
-            if known.any():
-                own_all[known] = _row_quantile(ref[known], self.quantile)
-            # The fleet's typical entity: the median of the entities' own thresholds, robust
-            # to the few entities whose reference holds a real failure or an odd pattern.
-            fleet = float(np.median(own_all[known])) if known.sum() >= FLEET_MIN_ENTITIES \
+            own_all, own_n_all = self._quantiles(now, lagged=True)
+            own_n = own_n_all[rows]
+            # The fleet's typical entity: the median of the entities' own thresholds over all
+            # their samples (no lag: one entity's precursor cannot move a median), robust to
+            # the few entities whose reference holds a real failure or an odd pattern.
+            fleet_all, fleet_n = self._quantiles(now, lagged=False)
+            known = fleet_n >= self.fleet_min_samples
+            fleet = float(np.median(fleet_all[known])) if known.sum() >= FLEET_MIN_ENTITIES \
                 else np.nan
-            threshold = np.fmax(own_all[rows], fleet)
+            own = np.where(own_n >= self.min_samples, own_all[rows], np.nan)
+            # Until the entity has a reference of its own (a cold start, a new pod), its risk
+            # must also reach the prior `cold_threshold`: the fleet's typical entity says
+            # little about what is usual for this one.
+            floor = np.where(np.isnan(own), float(self.cfg.cold_threshold) - MARGIN, -np.inf)
+            threshold = np.fmax(np.fmax(own, fleet), floor)
         elevated = level >= 1
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
@@ -198,14 +205,24 @@ class DecisionStage:
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
 
-    def _reference(self, now: float) -> np.ndarray:
+    def _quantiles(self, now: float, lagged: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Per known entity: the reference quantile of its risks and how many samples it has.
+
+        lagged: leave out the newest `exclude_recent` (the entity's own reference).
+        """
         if self.excluded_:
             self._drop_excluded(now)
+        lag = self.exclude_recent if lagged else 0.0
         t = self.time_
         with np.errstate(invalid="ignore"):
-            inside = (t <= now - self.exclude_recent) & (t > now - float(self.cfg.reference)
-                                                         - self.exclude_recent)
-        return np.where(inside, self.risk_, np.nan)
+            inside = (t <= now - lag) & (t > now - float(self.cfg.reference) - lag)
+        ref = np.where(inside, self.risk_, np.nan)
+        counts = (~np.isnan(ref)).sum(axis=1)
+        out = np.full(len(counts), np.nan)
+        some = counts > 0
+        if some.any():
+            out[some] = _row_quantile(ref[some], self.quantile)
+        return out, counts
 
     def _drop_excluded(self, now: float) -> None:
         """Blank reference samples inside excluded spans; forget spans older than any sample."""

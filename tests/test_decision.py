@@ -76,12 +76,14 @@ def test_novel_ramp_alerts_although_the_entity_had_benign_peaks() -> None:
     assert (gated[0, 400:424][~novel] == 0).all()
 
 
-def test_cold_start_passes_levels_unchanged() -> None:
+def test_cold_start_needs_the_prior_threshold() -> None:
     stage = _stage()
-    d = stage.decide([("a",), ("b",)], np.array([0.9, 0.1]), np.array([2, 0]), 0.0)
-    assert d.level.tolist() == [2, 0]
-    assert np.isnan(d.threshold).all()
-    assert not d.suppressed.any()
+    risk = np.array([0.9, 0.7, 0.1])
+    d = stage.decide([("a",), ("b",), ("c",)], risk, _level(risk), 0.0)
+    # Nothing learned: a near-certain risk passes, a middling one waits for a reference.
+    assert d.level.tolist() == [2, 0, 0]
+    assert d.suppressed.tolist() == [False, True, False]
+    assert np.allclose(d.threshold, 0.8 - 0.02)
 
 
 def test_fleet_reference_covers_a_new_entity() -> None:
