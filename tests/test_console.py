@@ -374,6 +374,44 @@ def test_tls_serves_the_console_and_its_websocket(tmp_path):
     asyncio.run(go())
 
 
+def test_alerts_view_lists_incidents_recorded_by_the_webhook(tmp_path):
+    from exporter.incidents import IncidentRecorder, make_handler
+
+    cfg, snaps = demo_snapshots()
+    cfg = dataclasses.replace(cfg, state_dir=str(tmp_path))
+    recorder = IncidentRecorder(tmp_path, cfg.incidents, {"fleet": ("instance",)})
+    alert = {"status": "firing", "labels": {"alertname": "NodeDown", "instance": XSS},
+             "annotations": {}, "startsAt": "2027-01-15T08:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": "a1"}
+    body = json.dumps({"version": "4", "groupKey": "{}", "truncatedAlerts": 0,
+                       "status": "firing", "receiver": "aura", "groupLabels": {},
+                       "commonLabels": {}, "commonAnnotations": {}, "externalURL": "",
+                       "alerts": [alert]})
+
+    async def go():
+        app = make_app(lambda: snaps[0], WebConfig(), config=cfg,
+                       incidents_handler=make_handler(recorder))
+        runner, port = await _serve(app)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(base + "/api/v1/console/alerts") as r:
+                    assert (await r.json())["incidents"] == {
+                        "configured": True, "incidents": [], "total": 0, "skipped": 0}
+                async with s.post(base + "/api/v1/alerts", data=body) as r:
+                    assert r.status == 200, await r.text()
+                async with s.get(base + "/api/v1/console/alerts") as r:
+                    inc = (await r.json())["incidents"]
+                assert inc["total"] == 1
+                [row] = inc["incidents"]
+                assert row["labels"] == {"instance": XSS} and row["kind"] == "NodeDown"
+                assert row["start"] == 1_800_000_000.0 and row["end"] is None
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
 def test_live_update_and_websockets_do_not_take_scrape_slots():
     cfg, snaps = demo_snapshots()
     current = {"snap": snaps[0]}

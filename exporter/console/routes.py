@@ -21,6 +21,7 @@ from exporter.console import views
 from exporter.console.alerts import evaluate
 from exporter.console.diagram import entity_diagram
 from exporter.console.history import History
+from exporter.console.incidents import recent as recent_incidents
 from exporter.console.live import Live, health_of
 
 STATIC = Path(__file__).parent / "static"
@@ -122,7 +123,8 @@ class Console:
             data = await asyncio.to_thread(evaluate, snap, self.config, self.history,
                                            health_of(snap))
             self._alerts = (snap, data)
-        return web.json_response(self._alerts[1], dumps=_dumps)
+        incidents = await asyncio.to_thread(recent_incidents, self.config.state_dir)
+        return web.json_response({**self._alerts[1], "incidents": incidents}, dumps=_dumps)
 
 
 def _dumps(obj: Any) -> str:

@@ -29,6 +29,20 @@
       }
       return el("section", { class: "panel", "data-alert": a.name }, head, summary, count, table);
     }));
+    const inc = data.incidents, ibox = document.getElementById("incidents");
+    if (!inc.configured) {
+      ibox.replaceChildren(el("p", { class: "muted", text: "No state_dir configured: the Alertmanager webhook records no incidents." }));
+    } else if (!inc.incidents.length) {
+      ibox.replaceChildren(el("p", { class: "muted", text: "None recorded yet." }));
+    } else {
+      ibox.replaceChildren(el("p", { class: "small", text: `${inc.incidents.length} newest of ${inc.total}` }),
+        el("div", { class: "table-wrap" }, el("table", {},
+          el("thead", {}, el("tr", {}, ...["Start", "End", "Kind", "Labels"].map((h) => el("th", { scope: "col", text: h })))),
+          el("tbody", {}, ...inc.incidents.map((x) => el("tr", { class: "incident-row" },
+            el("td", { text: AURA.time(x.start) }), el("td", { text: x.end ? AURA.time(x.end) : "open" }),
+            el("td", { text: x.kind }),
+            el("td", { class: "wrap", text: Object.entries(x.labels).map(([k, v]) => k + "=" + v).join(", ") })))))));
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
