@@ -324,7 +324,8 @@ def test_case13_short_window_forecast_abstains_and_status_says_so_live(tmp_path)
 # ---------------------------------------------------------------------------- case 14
 
 
-@pytest.mark.xfail(strict=False, reason="topology rewrite, issue 14")
+# Failed (scores 0.97-1.0, AuraTopologyAnomaly for all three) until the topology rewrite of
+# issue 14; passes since, and guards it.
 def test_case14_degenerate_windows_get_no_high_anomaly_score(tmp_path):
     data = tmp_path / "data.csv"
     subprocess.run([sys.executable, str(CASES / "14" / "gen.py"), str(data)], check=True)
