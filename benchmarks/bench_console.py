@@ -7,8 +7,8 @@ with console clients open, at `--entities` entities (10 000).
    send: the console compresses each message once for all clients).
 2. One cycle later: a second snapshot whose risk, P(h) and anomaly score move by a Gaussian
    step of `--step` (0..1 units; map features fixed). The diff's bytes, raw and gzip.
-   The fraction of rows a diff carries depends on how much the fleet moves (a row is sent when
-   any of its integer-percent values changes); `--step 1` is the worst case (every row).
+   A diff carries the cells whose integer value changed, column by column; how many depends
+   on how much the fleet moves; `--step 1` is the worst case.
 3. First render in headless chromium: navigation start to the first page of rows and the map
    drawn, served by the real app (`exporter.server.make_app`).
 4. /metrics p50/p99 (gzip, 4 back-to-back scrapers, `--duration` s) with 0 and with 20 console
@@ -74,10 +74,11 @@ def payloads(entities: int, step: float) -> tuple[dict[str, Any], Any, Any]:
     update = diff_text(sa, sb)
     update_gz = gzip.compress(update.encode(), 6)
     diff_s = time.perf_counter() - t0
-    changed = len(json.loads(update)["analyses"][0]["changed"])
+    cols = json.loads(update)["analyses"][0]["cols"]
+    changed = {c: len(v["i"]) for c, v in cols.items()}
     out = {"full_bytes": len(full), "full_gzip_bytes": len(full_gz),
            "build_seconds": build, "update_bytes": len(update),
-           "update_gzip_bytes": len(update_gz), "update_rows": changed,
+           "update_gzip_bytes": len(update_gz), "update_cells": changed,
            "update_seconds": diff_s, "step": step}
     return out, a, b
 
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         out["payloads"].append(res)
         print(f"step={step:g}: full {res['full_bytes'] / 1e3:.0f} KB "
               f"({res['full_gzip_bytes'] / 1e3:.0f} KB gzip, built in "
-              f"{res['build_seconds'] * 1e3:.0f} ms); update {res['update_rows']} rows "
+              f"{res['build_seconds'] * 1e3:.0f} ms); update {sum(res['update_cells'].values())} cells "
               f"{res['update_bytes'] / 1e3:.0f} KB ({res['update_gzip_bytes'] / 1e3:.0f} KB "
               f"gzip: what is sent, {res['update_seconds'] * 1e3:.0f} ms)")
     server = subprocess.Popen([sys.executable, __file__, "--serve", str(args.entities),

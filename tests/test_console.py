@@ -139,8 +139,8 @@ def test_diff_sends_only_changed_rows_and_everything_when_entities_change():
     d = views.diff(s1, s2)
     assert d["type"] == "diff" and d["base"] == 1 and d["seq"] == 2
     [a] = d["analyses"]
-    assert [row[0] for row in a["changed"]] == [1]
-    assert a["changed"][0][1:] == s2.analyses[0].rows()[1]
+    # Row 1 changed level (0 -> 1) and risk (20 -> 70): gap 2 from the start index -1.
+    assert a["cols"] == {"level": {"i": [2], "v": [1]}, "risk": {"i": [2], "v": [70]}}
     r3 = _result([0, 0], [0.1, 0.2], np.ones((2, 1, 10)))
     d3 = views.diff(s2, views.fleet_state(_Snap((r3,)), 3, {}))
     assert d3["analyses"][0]["full"] is True and len(d3["analyses"][0]["rows"]) == 2
@@ -154,7 +154,16 @@ def test_fast_json_text_equals_the_plain_encoding():
     s2 = views.fleet_state(_Snap((_result([0, 1, 2], [0.1, 0.7, 0.9], values),)), 2, {})
     assert json.loads(s1.to_text()) == s1.to_json()
     assert views.diff(None, s1) == s1.to_json()
-    assert views.diff(s1, s2)["analyses"][0]["changed"] == [[1, *s2.analyses[0].rows()[1]]]
+    cols = views.diff(s1, s2)["analyses"][0]["cols"]
+    # Applying the diff to the old rows gives the new rows (as fleet.js does).
+    rows = s1.analyses[0].rows()
+    index = {c: j for j, c in enumerate(s1.analyses[0].columns)}
+    for col, change in cols.items():
+        row = -1
+        for gap, value in zip(change["i"], change["v"], strict=True):
+            row += gap
+            rows[row][index[col]] = value
+    assert rows == s2.analyses[0].rows()
 
 
 def test_fleet_map_separates_two_groups_and_keeps_its_orientation():

@@ -117,6 +117,18 @@ def test_fleet_lists_every_entity_and_updates_live(browser, server, demo):
     server.snap = snaps[1]  # the next cycle
     page.wait_for_function(f"document.body.dataset.seq !== '{seq}'", timeout=5000)
     assert page.evaluate("window.__still_here") is True  # no reload
+    # The diff applied in the page gives what the server's full state says.
+    full = context.request.get(server.url + "/api/v1/console/fleet").json()
+    [a] = full["analyses"]
+    col = {c: j for j, c in enumerate(a["columns"])}
+    want = {e[0]: ("" if r[col["risk"]] is None else f"{r[col['risk']] / 100:.2f}",
+                   "" if r[col["anomaly"]] is None else f"{r[col['anomaly']] / 100:.2f}")
+            for e, r in zip(a["entities"], a["rows"], strict=True)}
+    got = {}
+    for row in page.locator("tr.entity-row").all():
+        cells = row.locator("td").all_text_contents()
+        got[cells[0]] = (cells[2].strip(), cells[-1].strip())
+    assert got == want
     # Keyboard: the sort buttons and entity links are reachable and work with Enter.
     page.focus("th button.sort >> text=Entity")
     page.keyboard.press("Enter")

@@ -4,8 +4,8 @@
   values per entity and one list of small integers per entity (`FleetAnalysis.columns` names
   them: percentages 0..100 for risk, anomaly and P(h), seconds (whole minutes) for the time to
   failure, indices into the analysis' `actions` / `signals` tables, map position 0..MAP_SCALE),
-  None where a value is absent. `diff` turns two consecutive states into the WebSocket update
-  (changed rows only).
+  None where a value is absent. `diff_text` turns two consecutive states into the WebSocket
+  update (changed cells only).
 - `entity_detail`: one entity's signals with the fleet's band and the capacity line, its
   history, persistence diagram, every agent's vote and the consensus arithmetic spelled out.
 
@@ -185,8 +185,12 @@ def fleet_state(snapshot: Any, seq: int, health: dict[str, Any]) -> FleetState:
 
 def diff_text(prev: FleetState | None, cur: FleetState) -> str:
     """The WebSocket update from `prev` to `cur` as JSON text: per analysis either the changed
-    rows (`changed`: [[row index, *row]]) or, when its entities or tables changed, everything
-    (`full`: true). No `prev`: the full state."""
+    cells column by column (`cols`: {column: {i: row-index gaps, v: new values}}; the row
+    index starts at -1 and each gap is added to it), or, when its entities or tables changed,
+    everything (`full`: true). No `prev`: the full state.
+
+    Column by column because in a live fleet most rows change every cycle in a few columns
+    (anomaly score, map position) and rarely in the others; gap-coded indices are short."""
     if prev is None:
         return cur.to_text()
     before = {a.name: a for a in prev.analyses}
@@ -197,8 +201,14 @@ def diff_text(prev: FleetState | None, cur: FleetState) -> str:
                 or p.actions != a.actions or p.signals != a.signals):
             parts.append(a.to_text(',"full":true'))
             continue
-        changed = np.flatnonzero((p.ints != a.ints).any(axis=1))
-        parts.append(f'{{"name":{_json(a.name)},"changed":{a.rows_json(changed, index=True)}}}')
+        cols = []
+        for j, name in enumerate(a.columns):
+            changed = np.flatnonzero(p.ints[:, j] != a.ints[:, j])
+            if len(changed):
+                gaps = _json(np.diff(changed, prepend=-1).tolist())
+                values = _json(a.ints[changed, j].tolist()).replace(str(NONE), "null")
+                cols.append(f'{_json(name)}:{{"i":{gaps},"v":{values}}}')
+        parts.append(f'{{"name":{_json(a.name)},"cols":{{{",".join(cols)}}}}}')
     head = _json({"type": "diff", "seq": cur.seq, "base": prev.seq, "created": cur.created,
                   "health": cur.health, "counts": cur.counts})
     return f'{head[:-1]},"analyses":[{",".join(parts)}]}}'

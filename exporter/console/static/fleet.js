@@ -30,7 +30,11 @@
         if (a.full) { setFull(a); continue; }
         const cur = state.analyses.get(a.name);
         if (!cur) { refetch(); return; }
-        for (const ch of a.changed) cur.rows[ch[0]] = ch.slice(1);
+        for (const [col, { i, v }] of Object.entries(a.cols)) {
+          const j = cur.col[col];
+          let row = -1;
+          i.forEach((gap, k) => { row += gap; cur.rows[row][j] = v[k]; });
+        }
       }
       const names = new Set(msg.analyses.map((a) => a.name));
       for (const name of [...state.analyses.keys()]) if (!names.has(name)) state.analyses.delete(name);
