@@ -250,6 +250,7 @@ def main() -> None:
                    help="module.CONSTANT=value, for ablations (e.g. "
                         "exporter.tda.baseline.SEASONAL=0)")
     p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--dump", help="save the scores to DUMP-<case>.npz")
     args = p.parse_args()
     import importlib
 
@@ -302,6 +303,9 @@ def main() -> None:
                 else:
                     near_other[row] |= (at >= start_i - BEFORE) & (at <= end_i)
         evaluate(case, {"topology": topo, **z}, at, events, near_other, far, rule, args.every)
+        if args.dump:
+            np.savez(f"{args.dump}-{case}.npz", at=at, topology=topo, far=far,
+                     near_other=near_other, events=np.array(events, dtype=np.float64), **z)
         print(f"(topology stage {took:.0f} s)")
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
 

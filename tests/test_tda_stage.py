@@ -157,8 +157,6 @@ def test_developing_drift_scores_above_healthy_entities():
 
 def test_normalisation_is_reestimated_from_the_reservoir(monkeypatch):
     from exporter.tda import baseline
-    from exporter.tda.embedding import Clouds, score_clouds
-    from exporter.tda.persistence import rips_diagram
 
     monkeypatch.setattr(baseline, "RENORMALISE_EVERY", 1800.0)
     series = fleet_series(6, 40, seed=4)
@@ -169,16 +167,10 @@ def test_normalisation_is_reestimated_from_the_reservoir(monkeypatch):
     for entry in stage._store.entries.values():
         # Each entity re-normalised at its own phase within the last period...
         assert entry.model is not None and now - entry.normalised_at < 1800 + SHIFT * STEP
-        # ... from its reservoir's clouds, and redid every reservoir diagram in the new units.
+        # ... from its reservoir's clouds.
         baseline.BaselineStore.renormalise(entry, now)
         clouds = entry.reservoir.clouds
         np.testing.assert_allclose(entry.center, np.median(np.concatenate(clouds), axis=0))
-        # Every reservoir diagram is in the current units: recomputing one gives it back.
-        c = clouds[-1]
-        z = score_clouds(Clouds(c[None], np.array([len(c)])), entry.center[None],
-                         entry.scale[None])
-        np.testing.assert_array_equal(rips_diagram(z.cloud(0))[0].astype(np.float32),
-                                      entry.reservoir.diagrams[-1][0])
 
 
 def test_saved_baselines_of_another_format_are_refused():

@@ -60,7 +60,7 @@ import numpy as np
 
 from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale
-from exporter.tda.persistence import Diagram, diagram_distance, rips_diagram
+from exporter.tda.persistence import Diagram, diagram_distance
 from exporter.windows import shard_of
 
 PROTOTYPES = 3
@@ -442,26 +442,23 @@ class BaselineStore:
 
     @staticmethod
     def renormalise(entry: _Entry, now: float) -> None:
-        """Re-estimate the entity's normalisation from its reservoir and redo its diagrams.
+        """Re-estimate the entity's normalisation from its reservoir's raw score clouds.
 
         The first window's robust statistics (2 h) mis-scale every signal with a daily
         pattern or a sparse one; the reservoir's clouds span up to `size` admission intervals
-        of healthy history. All reservoir diagrams are recomputed under the new statistics so
-        prototypes, calibration and live windows stay in the same units (mixing units
-        saturated healthy scores, see the module docstring).
+        of healthy history. The reservoir's diagrams are not recomputed (they were, while
+        the score measured distances to reservoir prototypes; since issue 14 the score
+        compares summaries with the entity's own history, and the recomputation was a third
+        of the replay's CPU in benchmarks/eval_anomaly.py). The summary history is kept, as
+        the raw-distance history is: the reservoir, hence the units, change slowly.
         """
-        from exporter.tda.embedding import robust_stats, score_clouds
+        from exporter.tda.embedding import robust_stats
 
         res = entry.reservoir
         arr = res.cloud_arr.astype(np.float64)  # [n, P, S], NaN rows pad short clouds
         flat = arr.reshape(-1, arr.shape[2])
         center, scale = robust_stats(flat[np.isfinite(flat).all(axis=1)].T[None])
         entry.center, entry.scale = center[0], scale[0]
-        # Each cloud's points come first and NaN rows pad the rest (Reservoir.append).
-        counts = np.isfinite(arr).all(axis=2).sum(axis=1)
-        z = score_clouds(Clouds(np.nan_to_num(arr), counts), np.repeat(center, len(counts), axis=0),
-                         np.repeat(scale, len(counts), axis=0))
-        res.set_diagrams([rips_diagram(z.cloud(j)) for j in range(len(counts))])
         entry.normalised_at = now
 
     def forget(self, keep: set[tuple[str, ...]]) -> None:
