@@ -25,6 +25,9 @@ import numpy as np
 import pytest
 from aiohttp import web
 
+# Imported here, not first inside a test using capsys: backtest.Progress binds sys.stderr as
+# a default argument at import, and capsys' stream is closed after its test.
+import exporter.backtest  # noqa: F401
 from exporter.cli import main
 from exporter.config import parse_config
 from exporter.pipeline import Pipeline, load_predictor
@@ -355,7 +358,7 @@ analyses:
 # ---------------------------------------------------------------------------- case 16
 
 
-def test_case16_selector_with_regex_braces_is_accepted_everywhere(tmp_path, capsys):
+def test_case16_selector_with_regex_braces_is_accepted_everywhere(tmp_path):
     from exporter.backtest import alert_semantics
     from exporter.config import load_config
     from exporter.rulegen import alerts, render_rules

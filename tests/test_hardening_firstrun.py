@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+# See tests/test_hardening_cases.py: backtest.Progress binds sys.stderr at import.
+import exporter.backtest  # noqa: F401
 from exporter.cli import COMMANDS, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_simulate_writes_the_matching_config_so_backtest_is_two_commands(tmp_path, capsys):
+def test_simulate_writes_the_matching_config_so_backtest_is_two_commands(tmp_path):
     data = tmp_path / "d.csv"
     assert main(["simulate", "--scenario=mixed", "--entities=4", "--duration=3h", "--seed=3",
                  "--format=csv", f"--output={data}"]) == 0

@@ -340,6 +340,7 @@ class PrometheusSource:
         self.http = http or PromHttp(cfg, session_factory)
         self.max_points = min(max(int(max_points), 1), MAX_POINTS)
         self._dropped_logged: set[tuple[str, str]] = set()
+        self._errors_logged: dict[str, tuple[tuple[str, str], ...]] = {}
 
     async def close(self) -> None:
         await self.http.close()
@@ -385,10 +386,17 @@ class PrometheusSource:
         return Fetch(done.window, errors, {**done.series, **dict.fromkeys(no_series, 0)})
 
     def _log_cycle(self, analysis: AnalysisConfig, errors: dict[str, str], done: Assembled) -> None:
-        if errors:
-            log.warning("msg=\"signal queries failed\" analysis=%s failed=%d signals=%s first=%r",
-                        analysis.name, len(errors), ",".join(sorted(errors)),
-                        next(iter(errors.values())))
+        # Logged when the failing signals (or their errors) change, not every cycle; the
+        # counter aura_source_query_errors_total keeps the per-cycle story.
+        state = tuple(sorted(errors.items()))
+        if state != self._errors_logged.get(analysis.name, ()):
+            if errors:
+                log.warning("msg=\"signal queries failed\" analysis=%s failed=%d signals=%s "
+                            "first=%r", analysis.name, len(errors), ",".join(sorted(errors)),
+                            next(iter(errors.values())))
+            else:
+                log.info("msg=\"signal queries succeed again\" analysis=%s", analysis.name)
+            self._errors_logged[analysis.name] = state
         if done.duplicates:
             log.warning(
                 "msg=\"several series per entity; kept the first (aggregate the query by the "
