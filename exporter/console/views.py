@@ -82,14 +82,10 @@ class FleetAnalysis:
         data = self.ints if which is None else self.ints[which]
         return [[None if v == NONE else v for v in row] for row in data.tolist()]
 
-    def rows_json(self, which: np.ndarray | None = None, *, index: bool = False) -> str:
-        """`rows(which)` as JSON text (with each row's index first when `index`), built from
-        the int array in C: ~10x faster than converting 10 000 rows element by element."""
-        data = self.ints if which is None else self.ints[which]
-        if index:
-            rows = np.arange(len(self.ints)) if which is None else np.asarray(which)
-            data = np.column_stack([rows, data])
-        return _json(data.tolist()).replace(str(NONE), "null")
+    def rows_json(self) -> str:
+        """`rows()` as JSON text, from the int array's `tolist` and one replace of the NONE
+        sentinel: ~10x faster than converting 10 000 rows element by element."""
+        return _json(self.ints.tolist()).replace(str(NONE), "null")
 
     def head(self) -> dict[str, Any]:
         return {"name": self.name, "labels": list(self.labels), "signals": list(self.signals),
