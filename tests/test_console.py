@@ -239,6 +239,9 @@ def test_consensus_arithmetic_reproduces_the_consensus_risk():
             assert arith["trimmed_mean"] == pytest.approx(arith["risk"], abs=1e-3)
             checked += 1
         assert arith["ballots"] == int(r.consensus.voters[i])
+        threshold = getattr(r.consensus, "threshold", None)
+        assert arith["gate"] == (None if threshold is None or not np.isfinite(threshold[i])
+                                 else pytest.approx(float(threshold[i]), abs=1e-4))
     assert checked == len(r.entities)
 
 

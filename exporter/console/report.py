@@ -68,7 +68,9 @@ def _consensus(detail: dict[str, Any]) -> str:
             f"{c['min_confidence']:g}); f = floor((n - 1) / 3) = {c['f']}; quorum 2f + 1 = "
             f"{c['quorum']}; trimmed weighted mean {_f(c['trimmed_mean'])}; "
             f"{c['at_warning']} ballots >= warning {c['warning_risk']:g}, {c['at_critical']} >= "
-            f"critical {c['critical_risk']:g}.")
+            f"critical {c['critical_risk']:g}."
+            + (f" Decision gate: a level passes only above risk {_f(c['gate'])}."
+               if c.get("gate") is not None else ""))
 
 
 def markdown(detail: dict[str, Any], now: float | None = None) -> str:

@@ -319,6 +319,7 @@ def consensus_arithmetic(result: AnalysisResult, i: int, cfg: ConsensusConfig,
     mean = (sum(r * w for r, _, w in kept) / den if den > 0 else
             (sum(r for r, _, _ in kept) / len(kept) if kept else float("nan")))
     c = result.consensus
+    threshold = getattr(c, "threshold", None) if c is not None else None
     arithmetic = {
         "ballots": n, "agents": len(result.votes), "f": f, "quorum": 2 * f + 1,
         "min_voters": cfg.min_voters, "min_confidence": cfg.min_confidence,
@@ -328,6 +329,8 @@ def consensus_arithmetic(result: AnalysisResult, i: int, cfg: ConsensusConfig,
         "trimmed_mean": _num(mean),
         "risk": _num(c.risk[i]) if c is not None else None,
         "level": int(c.level[i]) if c is not None else None,
+        # exporter.decision: the risk this entity had to exceed for a level to pass.
+        "gate": _num(threshold[i]) if threshold is not None else None,
     }
     return votes, arithmetic
 

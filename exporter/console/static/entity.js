@@ -81,6 +81,9 @@
       ["consensus risk", f2(c.risk)],
       ["ballots ≥ warning (" + c.warning_risk + ")", c.at_warning + (c.at_warning >= c.quorum ? " ≥ quorum" : " < quorum")],
       ["ballots ≥ critical (" + c.critical_risk + ")", c.at_critical + (c.at_critical >= c.quorum ? " ≥ quorum" : " < quorum")],
+      ["decision gate", c.gate === null ? "none (the level stands as voted)" :
+        "a level passes only when the risk exceeds " + f2(c.gate) + ", what this entity and the fleet usually reach" +
+        (c.risk !== null && c.risk <= c.gate ? ": not exceeded" : ": exceeded")],
       ["level", badge(c.level, false)],
     ]));
   }
