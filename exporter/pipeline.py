@@ -89,6 +89,8 @@ class _AnalysisRuntime:
     buffer: WindowBuffer
     topology: Any = None  # exporter.tda.stage.TopologyStage, created on first use
     decision: Any = None  # exporter.decision.DecisionStage, created on first use
+    # The same history, replayed through forecast -> consensus to seed the risk references.
+    decision_bootstrap: Window | None = None
     # History fetched on a cold start, replayed through topology before the first cycle.
     bootstrap: Window | None = None
     last_good: AnalysisResult | None = None
@@ -380,6 +382,7 @@ class Pipeline:
         try:
             if rt.bootstrap is not None:
                 history, rt.bootstrap = rt.bootstrap, None
+                rt.decision_bootstrap = history
                 self._replay_topology(rt, history, nows[todo[0]])
             if len(todo) > 1 and hasattr(rt.topology, "run_batch"):
                 done = rt.topology.run_batch([windows[k] for k in todo], [nows[k] for k in todo])
@@ -431,6 +434,9 @@ class Pipeline:
         from exporter.consensus import combine
 
         name = rt.cfg.name
+        if rt.decision_bootstrap is not None and cycles:
+            history, rt.decision_bootstrap = rt.decision_bootstrap, None
+            self._replay_decision(rt, history, cycles[0].now, failed)
         votes: list[tuple[Votes, ...]] = [()] * len(cycles)
         consensus: list[Consensus | None] = [None] * len(cycles)
         todo = [k for k, c in enumerate(cycles) if c.window.entities]
@@ -568,6 +574,35 @@ class Pipeline:
                           history.signals, ts[j - steps:j], history.values[:, :, j - steps:j])
             rt.topology.learn(past, float(ts[j - 1]))
         log.info("topology bootstrap analysis=%s windows=%d entities=%d duration_seconds=%.2f",
+                 rt.cfg.name, len(ends), len(history.entities), self.clock() - started)
+
+    def _replay_decision(self, rt: _AnalysisRuntime, history: Window, now: float,
+                         failed: set[str]) -> None:
+        """Seed the risk references (exporter.decision) from the cold-start history: one past
+        window per `sample_every` through forecast -> agents -> consensus -> decision, in
+        chunks of about REPLAY_ROWS rows, results discarded (topology left out: it only
+        votes opinions). Without it a fresh exporter would need hours before alerting below
+        `cold_threshold`."""
+        step, steps = float(rt.cfg.step), rt.cfg.steps
+        every = max(float(self.cfg.agents.decision.sample_every), step)
+        ts = history.timestamps
+        if len(ts) < steps or not history.entities:
+            return
+        ends = np.arange(ts[steps - 1], now - step / 2, every)
+        per_chunk = max(1, REPLAY_ROWS // len(history.entities))
+        scratch: dict[str, float] = {}
+        started = self.clock()
+        for k in range(0, len(ends), per_chunk):
+            windows = []
+            for end in ends[k:k + per_chunk]:
+                j = int(np.searchsorted(ts, end + step / 2))
+                windows.append(Window(history.analysis, history.label_names, history.entities,
+                                      history.signals, ts[j - steps:j],
+                                      history.values[:, :, j - steps:j]))
+            forecast = self._forecast(rt, windows, [None] * len(windows), scratch, failed)
+            self._assess(rt, [Cycle(float(w.timestamps[-1]), w, Fetch(w), None, f)
+                              for w, f in zip(windows, forecast, strict=True)], scratch, failed)
+        log.info("decision bootstrap analysis=%s windows=%d entities=%d duration_seconds=%.2f",
                  rt.cfg.name, len(ends), len(history.entities), self.clock() - started)
 
     def _fail(self, stage: str, failed: set[str], analysis: str, err: BaseException,
