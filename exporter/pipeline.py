@@ -303,6 +303,7 @@ class Pipeline:
         if window.entities:
             self._ensure_topology(rt, failed)
         topology = self._topology(rt, [window], [now], stage_seconds, failed)
+        self._seed_decision(rt, now, failed)
         forecast = self._forecast(rt, [window], topology, stage_seconds, failed)
         cycle = Cycle(now, window, fetch, topology[0], forecast[0])
         return self._assess(rt, [cycle], stage_seconds, failed)[0]
@@ -350,6 +351,7 @@ class Pipeline:
                 windows = [c.window for c in cycles]
                 topology = self._topology(rt, windows, [c.now for c in cycles], stage_seconds,
                                           failed)
+                self._seed_decision(rt, cycles[0].now, failed)
                 forecast = self._forecast(rt, windows, topology, stage_seconds, failed)
                 cycles = [Cycle(c.now, c.window, c.fetch, t, f)
                           for c, t, f in zip(cycles, topology, forecast, strict=True)]
@@ -434,9 +436,6 @@ class Pipeline:
         from exporter.consensus import combine
 
         name = rt.cfg.name
-        if rt.decision_bootstrap is not None and cycles:
-            history, rt.decision_bootstrap = rt.decision_bootstrap, None
-            self._replay_decision(rt, history, cycles[0].now, failed)
         votes: list[tuple[Votes, ...]] = [()] * len(cycles)
         consensus: list[Consensus | None] = [None] * len(cycles)
         todo = [k for k, c in enumerate(cycles) if c.window.entities]
@@ -575,6 +574,13 @@ class Pipeline:
             rt.topology.learn(past, float(ts[j - 1]))
         log.info("topology bootstrap analysis=%s windows=%d entities=%d duration_seconds=%.2f",
                  rt.cfg.name, len(ends), len(history.entities), self.clock() - started)
+
+    def _seed_decision(self, rt: _AnalysisRuntime, now: float, failed: set[str]) -> None:
+        """Replay a pending cold-start history into the decision stage (before the live
+        forecast, so the model's status describes the live windows)."""
+        if rt.decision_bootstrap is not None:
+            history, rt.decision_bootstrap = rt.decision_bootstrap, None
+            self._replay_decision(rt, history, now, failed)
 
     def _replay_decision(self, rt: _AnalysisRuntime, history: Window, now: float,
                          failed: set[str]) -> None:
