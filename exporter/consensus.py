@@ -35,8 +35,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from exporter.agents.base import humanize_seconds, nanmedian_last, normalise_rows
+from exporter.agents.base import humanize_seconds, normalise_rows
 from exporter.config import ConsensusConfig
+from exporter.numeric import nanmedian_last
 from exporter.results import Consensus, Votes
 
 QUIET = "no agent sees a failure coming"

@@ -79,26 +79,6 @@ def test_normalisation_survives_sparse_signals_and_clips():
     assert np.nanmax(np.abs(z)) == Z_CLIP and np.isfinite(z).all()
 
 
-def test_nan_percentile_matches_numpy():
-    import warnings
-
-    from exporter.tda.embedding import nan_percentile
-
-    rng = np.random.default_rng(4)
-    x = rng.normal(size=(30, 5, 50))
-    x[rng.random(x.shape) < 0.2] = np.nan
-    x[2] = np.nan  # an all-missing entity
-    x[3, 1, 1:] = np.nan  # one sample left
-    q = [10.0, 25.0, 50.0, 75.0, 90.0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for axis in (0, 2):
-            ref = np.nanpercentile(x, q, axis=axis)
-            got = nan_percentile(x, q, axis=axis)
-            assert got.shape == ref.shape
-            np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12, equal_nan=True)
-
-
 def test_takens_parameters_from_the_data():
     from exporter.tda.embedding import takens_parameters
 

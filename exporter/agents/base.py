@@ -1,4 +1,4 @@
-"""What every agent reads and returns, plus small robust-statistics helpers they share.
+"""What every agent reads and returns (`AgentInput`, `Votes`), and the vote-shaping helpers.
 
 An agent looks at one cycle of one analysis (`AgentInput`) and votes on every entity at once
 (`Votes`, arrays with one row per entity of the window). Risk is always "probability-like
@@ -130,71 +130,6 @@ def normalise_rows(weights: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         out = w / total
     return np.where(total > 0, out, np.nan)
-
-
-def nanmedian_last(a: np.ndarray) -> np.ndarray:
-    """Median over the last axis ignoring NaN (NaN where a row has no value).
-
-    np.nanmedian falls back to masked arrays for short axes (~10x slower) and np.median's
-    per-row partition is slower than one sort for rows of <= a few hundred values (measured):
-    NaNs sort last, so the median sits at the middle of each row's valid prefix.
-    """
-    if a.shape[-1] == 0:
-        return np.full(a.shape[:-1], np.nan)
-    return _nanmedian_sorted(a)
-
-
-def _nanmedian_sorted(a: np.ndarray) -> np.ndarray:
-    s = np.sort(a, axis=-1)
-    n = np.sum(~np.isnan(a), axis=-1)
-    lo = np.clip((n - 1) // 2, 0, None)
-    hi = np.clip(n // 2, 0, None)
-    # Clip into range so empty rows index safely; they are masked to NaN below.
-    last = a.shape[-1] - 1
-    lo_v = np.take_along_axis(s, np.minimum(lo, last)[..., None], axis=-1)[..., 0]
-    hi_v = np.take_along_axis(s, np.minimum(hi, last)[..., None], axis=-1)[..., 0]
-    return np.where(n > 0, 0.5 * (lo_v + hi_v), np.nan)
-
-
-def robust_scale(a: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
-    """1.4826 * median absolute deviation over the last axis (a Gaussian sigma estimate)."""
-    if center is None:
-        center = nanmedian_last(a)
-    return 1.4826 * nanmedian_last(np.abs(a - center[..., None]))
-
-
-def bin_medians(values: np.ndarray, width: int, bins: int) -> np.ndarray:
-    """Medians of the last `bins` blocks of `width` samples along the last axis.
-
-    Returns [..., bins]; blocks before the start of the data are NaN. Block medians drop
-    single-sample spikes and make a Theil-Sen fit over blocks cheap (bins² pairs, not T²).
-    """
-    t = values.shape[-1]
-    need = width * bins
-    if t >= need:
-        tail = values[..., t - need :]
-    else:
-        pad = np.full(values.shape[:-1] + (need - t,), np.nan)
-        tail = np.concatenate([pad, values], axis=-1)
-    blocks = tail.reshape(values.shape[:-1] + (bins, width))
-    return nanmedian_last(blocks)
-
-
-def theil_sen(y: np.ndarray, x: np.ndarray, min_points: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Theil-Sen slope and intercept of y[..., K] against x[K], batched over leading axes.
-
-    Returns (slope, intercept) with NaN where fewer than `min_points` values are present.
-    Robust to up to ~29 % outlying points, which is what keeps spikes and restarts from
-    tilting the trend.
-    """
-    k = y.shape[-1]
-    i, j = np.triu_indices(k, 1)
-    dx = x[j] - x[i]
-    slopes = (y[..., j] - y[..., i]) / dx
-    slope = nanmedian_last(slopes)
-    intercept = nanmedian_last(y - slope[..., None] * x)
-    enough = np.sum(~np.isnan(y), axis=-1) >= min_points
-    return np.where(enough, slope, np.nan), np.where(enough, intercept, np.nan)
 
 
 def humanize_seconds(seconds: float) -> str:

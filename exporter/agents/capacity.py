@@ -17,17 +17,14 @@ from exporter.agents.base import (
     ACTION_RISK,
     AgentInput,
     abstain,
-    bin_medians,
     in_chunks,
     largest_horizon,
     make_votes,
-    nanmedian_last,
     normalise_rows,
-    robust_scale,
     signal_configs,
     specialist_confidence,
-    theil_sen,
 )
+from exporter.numeric import bin_medians, mad_sigma, nanmedian_last, theil_sen
 from exporter.results import Votes
 
 SHORT_LOOKBACK_S = 2700.0  # recent part of the window the current rate is taken from
@@ -75,7 +72,7 @@ def _fit(u: np.ndarray, steps: int, step: float, bins: int) -> tuple[np.ndarray,
     x = (np.arange(bins) * width + (width - 1) / 2.0 - (bins * width - 1)) * step
     slope, level = theil_sen(y, x, min_points=max(4, bins // 2))
     resid = y - (level[..., None] + slope[..., None] * x)
-    sigma = robust_scale(resid)
+    sigma = mad_sigma(resid)
     rise = slope * bins * width * step
     # Floor: 0.2 % of capacity, so a perfectly clean line does not divide by zero.
     z = rise / np.maximum(sigma, 0.002)

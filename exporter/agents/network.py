@@ -22,12 +22,11 @@ from exporter.agents.base import (
     AgentInput,
     abstain,
     make_votes,
-    nanmedian_last,
     normalise_rows,
-    robust_scale,
     signal_configs,
     specialist_confidence,
 )
+from exporter.numeric import mad_sigma, nanmedian_last
 from exporter.results import Votes
 
 RECENT_S = 900.0
@@ -57,7 +56,7 @@ def _change(values: np.ndarray, recent_steps: int) -> tuple[np.ndarray, ...]:
         base = values[rows, :, : t - recent_steps]
         recent = values[rows, :, t - recent_steps :]
         base_med[rows] = nanmedian_last(base)
-        base_sigma[rows] = robust_scale(base, base_med[rows])
+        base_sigma[rows] = mad_sigma(base, base_med[rows])
         recent_med[rows] = nanmedian_last(recent)
         enough[rows] = (np.sum(~np.isnan(base), axis=-1) >= max(8, recent_steps)) & (
             np.sum(~np.isnan(recent), axis=-1) * 2 >= recent_steps

@@ -19,12 +19,11 @@ from exporter.agents.base import (
     abstain,
     in_chunks,
     make_votes,
-    nanmedian_last,
     normalise_rows,
-    robust_scale,
     signal_configs,
     specialist_confidence,
 )
+from exporter.numeric import mad_sigma, nanmedian_last
 from exporter.results import Votes
 
 RECENT_S = 1800.0
@@ -95,7 +94,7 @@ class StabilityAgent:
         if err_idx:
             x = v[:, err_idx, :]
             med = nanmedian_last(x)
-            sig = np.maximum(np.nan_to_num(robust_scale(x, med)), 0.05 * np.abs(np.nan_to_num(med)))
+            sig = np.maximum(np.nan_to_num(mad_sigma(x, med)), 0.05 * np.abs(np.nan_to_num(med)))
             with np.errstate(invalid="ignore"):
                 above = x > (med + 6 * np.maximum(sig, 1e-12))[..., None]
             onsets = (above[..., 1:] & ~above[..., :-1]).sum(axis=-1)

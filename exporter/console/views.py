@@ -251,7 +251,7 @@ def _series(values: np.ndarray, digits: int = 5) -> list[float | None]:
 
 def fleet_band(result: AnalysisResult) -> np.ndarray:
     """[2, S, T] 10th and 90th percentile of each signal across the fleet at each step."""
-    from exporter.tda.embedding import nan_percentile
+    from exporter.numeric import nan_percentile
 
     v = np.asarray(result.window.values, dtype=np.float64)
     if v.shape[0] == 0:

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from exporter.numeric import clipped_z, nan_percentile
 from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale
 from exporter.tda.persistence import Diagram, diagram_distance
@@ -85,6 +86,10 @@ NEIGHBOURS = 3
 # pool grows, so a fixed pool keeps raw distances comparable over time (and with the
 # calibration history); 36 = +-1 h at one per 10 min over three days.
 MAX_REFERENCES = 36
+# Divide each summary coordinate by its median absolute deviation over the entity's history
+# (+ floor) before the L1 sum (ablation switch).
+STANDARDISE = False
+STANDARDISE_FLOOR = 0.5
 SEASONAL = True
 DECILES = np.linspace(10, 90, 9)
 
@@ -95,8 +100,6 @@ class BaselineError(ValueError):
 
 def window_deciles(values: np.ndarray) -> np.ndarray:
     """Raw deciles [E, S, 9] per entity and signal (NaN where a signal has no sample)."""
-    from exporter.tda.embedding import nan_percentile
-
     return np.moveaxis(nan_percentile(values, DECILES, axis=2), 0, -1)
 
 
@@ -125,16 +128,13 @@ class EntityBaseline:
             raise BaselineError("too little non-overlapping healthy history for a baseline")
         import warnings
 
-        from exporter.tda.embedding import nan_percentile
-
         self.center_, self.scale_ = np.asarray(center), np.asarray(scale)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             # np.nanmedian on these small arrays goes through masked arrays (~0.7 ms a call);
             # same values.
             typical = nan_percentile(np.stack(deciles), [50.0], axis=0)[0]  # [S, 9]
-        self.zdeciles_ = np.clip((typical - self.center_[:, None]) / self.scale_[:, None],
-                                 -Z_CLIP, Z_CLIP)
+        self.zdeciles_ = clipped_z(typical, self.center_[:, None], self.scale_[:, None], Z_CLIP)
         times = np.asarray(times, dtype=np.float64)
         # Prototypes: windows that do not overlap the present (admitted >= one window ago), so
         # live distances never compare a window with itself shifted by a few steps.
@@ -333,7 +333,12 @@ class BaselineStore:
             ok[np.flatnonzero(ok)[:-MAX_REFERENCES]] = False
             if not ok.any():
                 continue
-            dist = np.abs(entry.vec_hist[ok].astype(np.float64) - vecs[i]).sum(axis=1)
+            hist = entry.vec_hist.astype(np.float64)
+            diff = np.abs(hist[ok] - vecs[i])
+            if STANDARDISE:
+                med = np.median(hist, axis=0)
+                diff = diff / (np.median(np.abs(hist - med), axis=0) + STANDARDISE_FLOOR)
+            dist = diff.sum(axis=1)
             if NEIGHBOURS <= 0:
                 out[i] = float(np.median(dist))
                 continue

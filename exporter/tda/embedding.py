@@ -9,8 +9,8 @@ delay embedding). Choices, and why:
   different units then weigh alike, and scale changes relative to the baseline (more noise,
   a trend) change the distances the Rips filtration sees. `sigma` is the largest of the IQR,
   the 10-90 % range and the mean absolute deviation, each scaled to a normal sigma
-  (`robust_scale`): the IQR alone is 0 for a sparse signal (an error counter that is 0 but for
-  a few events) and one event then normalised to ~1e7.
+  (`exporter.numeric.max_spread_sigma`): the IQR alone is 0 for a sparse signal (an error
+  counter that is 0 but for a few events) and one event then normalised to ~1e7.
 - z is clipped to +-Z_CLIP (10): beyond that, how far out a signal is says nothing more, and
   an unclipped signal drowns every other one in the distances.
 - The scale is floored (`1e-3 * |median| + 1e-9`): a constant signal must not blow up.
@@ -39,17 +39,15 @@ delay embedding). Choices, and why:
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-IQR_TO_SIGMA = 1.349
-DECILE_TO_SIGMA = 2.563  # q90 - q10 of a normal distribution, in sigmas
-MEAN_ABS_TO_SIGMA = 1.2533  # sigma / E|x - mu| of a normal distribution
+from exporter.numeric import clipped_z, max_spread_sigma, nan_percentile
+
 # Normalised values are clipped to +-Z_CLIP robust sigmas: a signal far outside its baseline is
 # anomalous whether it sits 10 or 10^7 sigmas out, and unclipped it would drown every other
-# signal's contribution to the distances (see robust_scale).
+# signal's contribution to the distances (see exporter.numeric.max_spread_sigma).
 Z_CLIP = 10.0
 
 
@@ -68,66 +66,13 @@ class Clouds:
         return self.points[e, : self.counts[e]]
 
 
-def nan_percentile(x: np.ndarray, q: list[float] | np.ndarray, axis: int) -> np.ndarray:
-    """np.nanpercentile (linear method), vectorised: [len(q), *shape without axis].
-
-    np.percentile when nothing is missing; otherwise one sort along `axis` (NaN sorts last) and
-    a gather at each row's own finite count. numpy's nanpercentile loops over rows in Python
-    (apply_along_axis: ~1 ms per entity for [S, T] = [8, 120]), so a single missing sample
-    anywhere in a 10 000-entity window used to cost seconds per cycle. Same interpolation
-    formula as numpy's (`_lerp`), so values agree to the last bit or so; all-NaN rows give NaN.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if not np.isnan(x).any():
-        return np.percentile(x, q, axis=axis)
-    qs = np.asarray(q, dtype=np.float64) / 100.0
-    xs = np.sort(np.moveaxis(x, axis, -1), axis=-1)
-    n = (~np.isnan(xs)).sum(axis=-1)  # [...]
-    pos = qs.reshape(-1, *([1] * n.ndim)) * np.maximum(n - 1, 0)  # [Q, ...]
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-    t = pos - lo
-    a = np.take_along_axis(xs, np.moveaxis(lo, 0, -1), axis=-1)
-    b = np.take_along_axis(xs, np.moveaxis(hi, 0, -1), axis=-1)
-    a, b = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
-    with np.errstate(invalid="ignore"):
-        diff = b - a
-        out = np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)
-    out[:, n == 0] = np.nan
-    return out if np.ndim(q) else out[0]
-
-
 def robust_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median and robust scale (`robust_scale`) per entity and signal of values[E, S, T].
+    """Median and robust scale (`max_spread_sigma`) per entity and signal of values[E, S, T].
 
     NaN-aware; rows with no finite sample give NaN; scales are floored so constants stay finite.
     """
     q10, q25, med, q75, q90 = nan_percentile(values, [10, 25, 50, 75, 90], axis=-1)
-    return med, robust_scale(values, med, q10, q25, q75, q90)
-
-
-def robust_scale(values: np.ndarray, center: np.ndarray, q10: np.ndarray, q25: np.ndarray,
-                 q75: np.ndarray, q90: np.ndarray) -> np.ndarray:
-    """Sigma estimate [E, S] of values[E, S, T]: the largest of three robust estimates, floored.
-
-    The IQR alone collapses to 0 for sparse signals (error counters: mostly 0, now and then one
-    event), and one event then normalised to ~1e7: measured on the simulator, such points were
-    the whole raw anomaly distance (benign 99th percentile 2e8) and the score ranked error
-    noise instead of failures. The 10-90 % range and the mean absolute deviation from the
-    median (both scaled to a normal sigma) still see a signal that is mostly constant.
-    """
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> NaN, not a warning
-        mad = np.nanmean(np.abs(values - center[..., None]), axis=-1)
-        scale = np.fmax(np.fmax((q75 - q25) / IQR_TO_SIGMA, (q90 - q10) / DECILE_TO_SIGMA),
-                        MEAN_ABS_TO_SIGMA * mad)
-    return floor_scale(scale, center)
-
-
-def floor_scale(scale: np.ndarray, center: np.ndarray) -> np.ndarray:
-    """Floor a robust scale relative to the level so constant signals normalise to zeros."""
-    floor = 1e-3 * np.abs(center) + 1e-9
-    return np.where(np.isnan(scale), scale, np.maximum(scale, floor))
+    return med, max_spread_sigma(values, med, q10, q25, q75, q90)
 
 
 def delay_embed(z: np.ndarray, dimension: int, delay: int) -> np.ndarray:
@@ -250,8 +195,7 @@ def score_clouds(raw: Clouds, center: np.ndarray, scale: np.ndarray) -> Clouds:
     """
     e, p, s = raw.points.shape
     out = np.zeros((e, p + 1, s))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.clip((raw.points - center[:, None, :]) / scale[:, None, :], -Z_CLIP, Z_CLIP)
+    z = clipped_z(raw.points, center[:, None, :], scale[:, None, :], Z_CLIP)
     live = np.arange(p)[None, :] < raw.counts[:, None]
     out[:, :p][live] = z[live]
     # The anchor (the baseline centre, the origin) after each cloud's points; zeros already.
@@ -261,8 +205,7 @@ def score_clouds(raw: Clouds, center: np.ndarray, scale: np.ndarray) -> Clouds:
 
 def normalise(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """z = (x - center) / scale with center, scale [E, S], clipped to +-Z_CLIP (NaN stays)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.clip((values - center[..., None]) / scale[..., None], -Z_CLIP, Z_CLIP)
+    return clipped_z(values, center[..., None], scale[..., None], Z_CLIP)
 
 
 def _check(values: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from exporter.tda.embedding import nan_percentile
+from exporter.numeric import IQR_TO_SIGMA, nan_percentile
 from exporter.tda.persistence import Diagram
 
 DIAGRAM_FEATURES = (
@@ -171,7 +171,7 @@ def window_features(z: np.ndarray, values: np.ndarray,
             zquartiles = nan_percentile(z, [25, 50, 75], axis=2)
         q25, med, q75 = zquartiles
         level = np.nanmax(np.abs(med), axis=1)
-        spread = np.nanmedian((q75 - q25) / 1.349, axis=1)
+        spread = np.nanmedian((q75 - q25) / IQR_TO_SIGMA, axis=1)
         tt = np.broadcast_to(np.arange(t, dtype=np.float64), z.shape)
         zz = np.where(missing, 0.0, z)
         n = (~missing).sum(axis=2, keepdims=True)

@@ -25,16 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporter.config import AnalysisConfig
+from exporter.numeric import clipped_z, max_spread_sigma, nan_percentile
 from exporter.results import TopologyResult
 from exporter.tda.baseline import DECILES, BaselineStore, EntityBaseline
 from exporter.tda.embedding import (
     Z_CLIP,
     Clouds,
     delay_embed,
-    nan_percentile,
     normalise,
     pack_clouds,
-    robust_scale,
     robust_stats,
     score_clouds,
     takens_parameters,
@@ -222,8 +221,8 @@ class TopologyStage:
         quart = pct[[WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]]
         deciles = np.moveaxis(pct[[WINDOW_PERCENTILES.index(q) for q in DECILES]], 0, -1)
         center = quart[1].copy()
-        scale = robust_scale(values, center, deciles[..., 0], quart[0], quart[2],
-                             deciles[..., -1])
+        scale = max_spread_sigma(values, center, deciles[..., 0], quart[0], quart[2],
+                                 deciles[..., -1])
         store.provisional(keys, center, scale)
         for i in np.flatnonzero(fitted):
             center[i], scale[i] = models[i].center_, models[i].scale_  # type: ignore[union-attr]
@@ -248,7 +247,7 @@ class TopologyStage:
         pending = self._persistence.submit(clouds, None, betti_scale, scored, cache)
         # Per-window work overlaps with the workers' PH.
         # Percentiles commute with the monotone x -> clip((x - c) / s).
-        zquart = np.clip((quart - center[None]) / scale[None], -Z_CLIP, Z_CLIP)
+        zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
         wfeats = window_features(z, values, zquart)
         diagrams, _, dfeats, h0_median = pending.result()
         known = clouds.counts > 0
@@ -318,8 +317,7 @@ class TopologyStage:
         out = np.full((e, s), np.nan)
         if not rows.any():
             return out
-        zq = np.clip((deciles[rows] - center[rows, :, None]) / scale[rows, :, None], -Z_CLIP,
-                     Z_CLIP)
+        zq = clipped_z(deciles[rows], center[rows, :, None], scale[rows, :, None], Z_CLIP)
         dev = np.nan_to_num(np.abs(zq - base_z[rows]).mean(axis=2), nan=0.0)
         total = dev.sum(axis=1, keepdims=True)
         out[rows] = np.where(total > 0, dev / np.where(total > 0, total, 1.0), 1.0 / s)
