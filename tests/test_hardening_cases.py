@@ -395,3 +395,20 @@ def test_case17_csv_with_bom_and_crlf_reads_like_plain(tmp_path):
     cfg = _write_cfg(tmp_path / "aura.yml", (CASES / "13" / "aura-30m.yml").read_text()
                      .replace("30m", "2h"))
     assert _backtest(cfg, excel, tmp_path / "bt") == 0
+
+
+def test_case13_abstention_is_logged_once_per_analysis(caplog):
+    from exporter.lnn.predictor import FailurePredictor
+    from exporter.windows import Window
+
+    predictor = FailurePredictor.load(ROOT / "models" / "default")
+    doc = {"analyses": [{"name": "n", "window": "30m", "signals": NODE_SIGNALS}]}
+    analysis = parse_config(doc).analyses[0]
+    window = Window("n", ("instance",), (("h0",),), ("cpu", "memory"), STEP * np.arange(30),
+                    np.full((1, 2, 30), 0.3))
+    with caplog.at_level(logging.WARNING, logger="exporter.lnn.predictor"):
+        for _ in range(3):
+            forecast = predictor.predict(window, analysis)
+    assert np.isnan(forecast.probability).all()
+    logs = [r.getMessage() for r in caplog.records if "forecast abstains" in r.getMessage()]
+    assert len(logs) == 1 and "window 30m (trained for 2h)" in logs[0]

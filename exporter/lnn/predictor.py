@@ -101,7 +101,13 @@ class FailurePredictor:
         if unfit is not None:
             # Inputs unlike any the network saw: a number would look like a forecast but mean
             # nothing (a steady fleet read as critical). Abstain, and say so in the status.
-            self._set_status(analysis.name, f"abstaining on analysis {analysis.name}: {unfit}")
+            status = f"abstaining on analysis {analysis.name}: {unfit}"
+            if self._status.get(analysis.name) != status:
+                # Once per analysis, in every driver (run, backtest): never a quiet change.
+                log.warning("msg=\"forecast abstains: the model was not trained for this window "
+                            "or step\" analysis=%s model=%s reason=%r", analysis.name,
+                            self.info["model"], unfit)
+            self._set_status(analysis.name, status)
             return Forecast(tuple(float(h) for h in wanted), np.full((n, len(wanted)), np.nan),
                             np.full(n, np.nan))
         if n == 0:
