@@ -362,7 +362,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["openmetrics", "csv"], default=None,
                         help="output format (default: csv for *.csv, else openmetrics)")
     parser.add_argument("--output", default=None,
-                        help="output file ('-' for stdout); OpenMetrics stops at now")
+                        help="output file ('-' for stdout); OpenMetrics stops at now; a CSV "
+                             "gets its backtest config beside it (d.csv -> d.yml)")
     parser.add_argument("--incidents", default=None, help="write the incidents CSV here")
     parser.add_argument("--serve", default=None, metavar="HOST:PORT",
                         help="serve the fleet's current values on /metrics (node_exporter names)")
