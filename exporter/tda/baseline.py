@@ -86,10 +86,6 @@ NEIGHBOURS = 3
 # pool grows, so a fixed pool keeps raw distances comparable over time (and with the
 # calibration history); 36 = +-1 h at one per 10 min over three days.
 MAX_REFERENCES = 36
-# Divide each summary coordinate by its median absolute deviation over the entity's history
-# (+ floor) before the L1 sum (ablation switch).
-STANDARDISE = False
-STANDARDISE_FLOOR = 0.5
 SEASONAL = True
 DECILES = np.linspace(10, 90, 9)
 
@@ -333,12 +329,7 @@ class BaselineStore:
             ok[np.flatnonzero(ok)[:-MAX_REFERENCES]] = False
             if not ok.any():
                 continue
-            hist = entry.vec_hist.astype(np.float64)
-            diff = np.abs(hist[ok] - vecs[i])
-            if STANDARDISE:
-                med = np.median(hist, axis=0)
-                diff = diff / (np.median(np.abs(hist - med), axis=0) + STANDARDISE_FLOOR)
-            dist = diff.sum(axis=1)
+            dist = np.abs(entry.vec_hist[ok].astype(np.float64) - vecs[i]).sum(axis=1)
             if NEIGHBOURS <= 0:
                 out[i] = float(np.median(dist))
                 continue
