@@ -30,7 +30,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from exporter import catalog
+from exporter import catalog, util
 from exporter.config import AnalysisConfig, Config, ConfigError, format_duration, parse_duration
 from exporter.source import Fetch, SourceError
 from exporter.windows import EntityKey, Window
@@ -133,18 +133,11 @@ class ReplaySource:
 
 
 def parse_time(text: str) -> float:
-    """Unix seconds or RFC 3339 (`2024-05-01T00:00:00Z`)."""
+    """Unix seconds or RFC 3339 (`2024-05-01T00:00:00Z`, no zone = UTC); BacktestError if neither."""
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return util.parse_time(text)
     except ValueError as err:
         raise BacktestError(f"invalid time {text!r} (Unix seconds or RFC 3339)") from err
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
 
 
 def rfc3339(ts: float) -> str:

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
+from exporter.util import format_duration, parse_duration
+
 
 class ConfigError(ValueError):
     """A configuration problem; `str()` is `path: problem` lines, one per problem."""
@@ -29,37 +31,6 @@ class ConfigError(ValueError):
 
 class Duration(float):
     """Seconds, parsed from Prometheus duration strings such as `30s`, `1h30m`, `2d`."""
-
-
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
-
-
-def parse_duration(text: str) -> float:
-    """Parse a Prometheus duration (`90s`, `1h30m`); raise ValueError when malformed."""
-    text = text.strip()
-    pos, total = 0, 0.0
-    for match in _DURATION_RE.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"invalid duration {text!r} (use e.g. 30s, 5m, 2h, 1h30m)")
-    return total
-
-
-def format_duration(seconds: float) -> str:
-    """Format seconds as the shortest Prometheus duration (`7200` -> `2h`)."""
-    seconds = int(round(seconds))
-    if seconds == 0:
-        return "0s"
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out += f"{seconds // size}{unit}"
-            seconds %= size
-    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,10 +35,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from exporter.agents.base import humanize_seconds, normalise_rows
+from exporter.agents.base import normalise_rows
 from exporter.config import ConsensusConfig
 from exporter.numeric import nanmedian_last
 from exporter.results import Consensus, Votes
+from exporter.util import humanize_seconds
 
 QUIET = "no agent sees a failure coming"
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from exporter.config import Config, ConfigError, load_config, parse_config
+from exporter.util import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +124,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, text in sorted(files.items()):
         path = out_dir / name
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic_write(path, text)
         log.info("generated what=%s path=%s", args.what, path)
     print(f"wrote {len(files)} {args.what} file(s) to {out_dir}")
     return 0

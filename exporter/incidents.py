@@ -18,16 +18,14 @@ import csv
 import io
 import json
 import logging
-import os
-import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from exporter.config import IncidentsConfig
+from exporter.util import atomic_write, parse_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +56,6 @@ class RecordResult:
     # (labels, start, end|None) of each incident recorded or resolved by this payload.
     incidents: tuple[tuple[dict[str, str], float, float | None], ...] = field(
         default=(), compare=False)
-
-
-# RFC 3339 with up to nanoseconds (Go) -> something datetime.fromisoformat accepts.
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})$"
-)
-
-
-def parse_time(text: str) -> float:
-    """Unix seconds of an RFC 3339 timestamp; ValueError when malformed."""
-    match = _RFC3339.match(text.strip())
-    if not match:
-        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
-    base, frac, tz = match.groups()
-    tz = "+00:00" if tz in ("Z", "z") else tz
-    seconds = datetime.fromisoformat(base.replace("t", "T").replace(" ", "T") + tz).timestamp()
-    return seconds + (float("0." + frac) if frac else 0.0)
 
 
 def _fmt(ts: float | None) -> str:
@@ -194,8 +175,8 @@ class IncidentRecorder:
         position = {old: new for new, old in enumerate(order)}
         self._rows = [self._rows[i] for i in order]
         self._index = {k: position[v] for k, v in self._index.items()}
-        _atomic_write(self.csv_path, buf.getvalue())
-        _atomic_write(self.index_path, json.dumps(self._index, sort_keys=True))
+        atomic_write(self.csv_path, buf.getvalue())
+        atomic_write(self.index_path, json.dumps(self._index, sort_keys=True))
 
     # -- recording -----------------------------------------------------------------------------
 
@@ -258,15 +239,6 @@ class IncidentRecorder:
         return RecordResult(len(alerts), recorded, resolved, ignored, spans)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 def _is_text(value: str) -> bool:
     """False for strings holding lone surrogates (JSON escapes them; UTF-8 cannot hold them)."""
     try:
@@ -319,7 +291,7 @@ def _validate(payload: bytes) -> list[dict[str, Any]]:
             if not isinstance(value, str):
                 raise IncidentPayloadError(f"{where}.{key}: expected an RFC 3339 string")
             try:
-                times[key] = parse_time(value)
+                times[key] = parse_rfc3339(value)
             except ValueError as err:
                 raise IncidentPayloadError(f"{where}.{key}: {err}") from err
         if alert["status"] == "resolved" and times["endsAt"] < times["startsAt"]:

@@ -11,13 +11,13 @@ fresh.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from exporter.util import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -65,30 +65,12 @@ class StateStore:
             raise StateError(f"state key {_VERSION_KEY!r} is reserved")
         payload = {k: _storable(k, v) for k, v in arrays.items()}
         payload[_VERSION_KEY] = np.array([FORMAT_VERSION])
-        tmp_name = None
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{analysis_name}.", suffix=".tmp",
-                                            dir=self.state_dir)
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_open(target, binary=True, permissions=0o600) as fh:
                 np.savez(fh, allow_pickle=False, **payload)  # type: ignore[arg-type]
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp_name, target)
-            tmp_name = None
-            dir_fd = os.open(self.state_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # make the rename itself durable
-            finally:
-                os.close(dir_fd)
         except OSError as err:
             raise StateError(f"cannot write state {target}: {err.strerror or err}") from err
-        finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass
 
     def load(self, analysis_name: str) -> dict[str, np.ndarray] | None:
         """The saved arrays, or None (with a warning) when missing, corrupt or incompatible."""

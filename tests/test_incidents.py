@@ -22,8 +22,8 @@ from exporter.incidents import (
     IncidentRecorder,
     RecordResult,
     make_handler,
-    parse_time,
 )
+from exporter.util import parse_rfc3339
 
 LABELS = {"nodes": ("instance",)}
 START = "2026-11-20T10:00:00.123456789Z"
@@ -83,11 +83,11 @@ def recorder(state: Path, **cfg: Any) -> IncidentRecorder:
 
 
 def test_parse_time_handles_go_nanoseconds_and_offsets() -> None:
-    assert parse_time("2026-11-20T10:00:00Z") == T0
-    assert parse_time(START) == pytest.approx(T0 + 0.123456789, abs=1e-6)
-    assert parse_time("2026-11-20T11:00:00+01:00") == T0
+    assert parse_rfc3339("2026-11-20T10:00:00Z") == T0
+    assert parse_rfc3339(START) == pytest.approx(T0 + 0.123456789, abs=1e-6)
+    assert parse_rfc3339("2026-11-20T11:00:00+01:00") == T0
     with pytest.raises(ValueError):
-        parse_time("yesterday")
+        parse_rfc3339("yesterday")
 
 
 def test_firing_then_resolved_writes_design_format(tmp_path: Path) -> None:

@@ -132,25 +132,6 @@ def normalise_rows(weights: np.ndarray) -> np.ndarray:
     return np.where(total > 0, out, np.nan)
 
 
-def humanize_seconds(seconds: float) -> str:
-    """`7800` -> `2h10m`; minutes resolution, days beyond 24 h."""
-    if not np.isfinite(seconds):
-        return ""
-    minutes = int(round(seconds / 60))
-    if minutes < 1:
-        return "under a minute"
-    days, rest = divmod(minutes, 1440)
-    hours, mins = divmod(rest, 60)
-    parts = []
-    if days:
-        parts.append(f"{days}d")
-    if hours:
-        parts.append(f"{hours}h")
-    if mins and not days:
-        parts.append(f"{mins}m")
-    return "".join(parts)
-
-
 def specialist_confidence(risk: np.ndarray, quality: np.ndarray, floor: float = 0.3) -> np.ndarray:
     """Confidence of a specialist: full when it sees its failure mode, `floor` when it sees none.
 

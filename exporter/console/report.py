@@ -31,7 +31,7 @@ def _f(v: Any, digits: int = 2) -> str:
 def _ttf(seconds: Any) -> str:
     if seconds is None:
         return "none projected"
-    from exporter.agents.base import humanize_seconds
+    from exporter.util import humanize_seconds
 
     return humanize_seconds(float(seconds))
 

@@ -1,0 +1,80 @@
+"""exporter.util: one time rule (no zone = UTC), durations, atomic file replacement."""
+
+import calendar
+import os
+from pathlib import Path
+
+import pytest
+
+from exporter.util import (
+    atomic_open,
+    atomic_write,
+    format_duration,
+    humanize_seconds,
+    parse_duration,
+    parse_rfc3339,
+    parse_time,
+)
+
+T0 = calendar.timegm((2026, 11, 20, 10, 0, 0))
+
+
+@pytest.mark.parametrize("text", [
+    "2026-11-20T10:00:00Z", "2026-11-20t10:00:00z", "2026-11-20 10:00:00Z",
+    "2026-11-20T11:00:00+01:00", "2026-11-20T10:00:00",  # no zone: UTC, not local time
+    "2026-11-20T10:00:00.000000000Z",
+])
+def test_rfc3339_forms_agree(text: str) -> None:
+    assert parse_rfc3339(text) == T0
+    assert parse_time(text) == T0
+
+
+def test_no_zone_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_time("2026-11-20T10:00:00") == T0
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_unix_seconds_and_errors() -> None:
+    assert parse_time("1700000000.5") == 1700000000.5
+    assert parse_time(f"{T0}") == T0
+    # Digits beyond datetime's microseconds are kept, to float64's resolution (~2.4e-7 s).
+    assert parse_rfc3339("2026-11-20T10:00:00.1234569Z") - T0 == pytest.approx(0.1234569,
+                                                                              abs=3e-7)
+    for bad in ("yesterday", "", "nan", "inf", "2026-13-01T00:00:00Z"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
+    with pytest.raises(ValueError):
+        parse_rfc3339("1700000000")  # webhook times are RFC 3339 only
+
+
+def test_durations() -> None:
+    assert parse_duration("1h30m") == 5400 and parse_duration("250ms") == 0.25
+    assert format_duration(5400) == "1h30m" and format_duration(0) == "0s"
+    assert parse_duration(format_duration(93784)) == 93784
+    assert humanize_seconds(7800) == "2h10m" and humanize_seconds(20) == "under a minute"
+    assert humanize_seconds(2 * 86400 + 3600 + 60) == "2d1h" and humanize_seconds(float("nan")) == ""
+    with pytest.raises(ValueError):
+        parse_duration("5 minutes")
+
+
+def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:
+    target = tmp_path / "f.csv"
+    atomic_write(target, "a,b\r\n1,2\n")
+    assert target.read_bytes() == b"a,b\r\n1,2\n"  # no newline translation
+    assert (os.stat(target).st_mode & 0o777) == 0o644
+    atomic_write(target, b"\x00\x01", permissions=0o600)
+    assert target.read_bytes() == b"\x00\x01" and (os.stat(target).st_mode & 0o777) == 0o600
+    with pytest.raises(RuntimeError), atomic_open(target) as fh:
+        fh.write("half")
+        raise RuntimeError("writer failed")
+    assert target.read_bytes() == b"\x00\x01"  # the old file, intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.csv"]  # no temp file left
+    with pytest.raises(OSError):
+        atomic_write(tmp_path / "missing" / "f", "x")
