@@ -275,3 +275,23 @@ def test_one_signal_analysis_scores_a_takens_embedding():
         stage_mod.TAKENS = stage_mod_takens
         flat.close()
     assert flat._takens == (1, 1)
+
+
+def test_run_batch_equals_sequential_runs_for_one_signal():
+    # The Takens parameters are chosen from the first window: the batch must choose them
+    # from the same one before predicting its clouds.
+    cfg = analysis()
+    one = AnalysisConfig(name="t", window=cfg.window, step=cfg.step,
+                         signals=cfg.signals[:1], topology=cfg.topology)
+    series = fleet_series(5, 30, seed=9)[:, :1]
+    windows = [window_at(series, c) for c in range(30)]
+    nows = [c * SHIFT * STEP for c in range(30)]
+    seq, batch = TopologyStage(one, workers=1), TopologyStage(one, workers=1)
+    expected = [seq.run(w, now) for w, now in zip(windows, nows, strict=True)]
+    got = batch.run_batch(windows, nows)
+    seq.close()
+    batch.close()
+    assert seq._takens == batch._takens and seq._takens[0] >= 2
+    assert np.isfinite(expected[-1].anomaly_score).any()
+    for x, y in zip(expected, got, strict=True):
+        assert _same(x.anomaly_score, y.anomaly_score) and _same(x.features, y.features)
