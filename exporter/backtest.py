@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import operator
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -61,8 +60,6 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt,
     "==": operator.eq, "!=": operator.ne,
 }
-_EXPR_RE = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?\s*(>=|<=|==|!=|>|<)\s*"
-                      r"([-+0-9.eE]+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -220,8 +217,10 @@ class Scores:
 class Progress:
     """Plain-text progress on stderr: cycles done / total, rate and ETA."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr, every: float = 1.0,
+    def __init__(self, total: int, stream: TextIO | None = None, every: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
+        # sys.stderr looked up now, not at import (pytest swaps it per test).
+        stream = sys.stderr if stream is None else stream
         self.total, self.stream, self.every, self.clock = total, stream, every, clock
         self.started = clock()
         self.last = float("-inf")
