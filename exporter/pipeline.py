@@ -15,7 +15,8 @@ import asyncio
 import gzip
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -40,6 +41,8 @@ FORECAST_ROW_BLOCK = 64
 # A replay batch: about this many (cycle, entity) rows, at most this many cycles.
 REPLAY_ROWS = 2048
 REPLAY_MAX_CYCLES = 1024
+# Ingest failures of the source (logged as warnings); anything else is a bug (a traceback).
+SOURCE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, SourceError, OSError)
 
 
 class Predictor(Protocol):
@@ -160,20 +163,13 @@ class Pipeline:
         results: list[AnalysisResult] = []
 
         for rt in self.runtimes:
-            t0 = self.clock()
-            try:
+            fetch: Fetch | None = None
+            # A bug in ingestion must not stop the exporter either.
+            with self._stage("ingest", rt.cfg.name, failed_stages, stage_seconds,
+                             expected=SOURCE_ERRORS):
                 fetch = await self._ingest(rt, now)
-                if fetch.errors:
-                    source_ok = False
-            except (TimeoutError, SourceError, OSError) as err:
+            if fetch is None or fetch.errors:
                 source_ok = False
-                self._fail("ingest", failed_stages, rt.cfg.name, err, expected=True)
-                fetch = None
-            except Exception as err:  # a bug in ingestion must not stop the exporter
-                source_ok = False
-                self._fail("ingest", failed_stages, rt.cfg.name, err)
-                fetch = None
-            _add(stage_seconds, "ingest", self.clock() - t0)
             if fetch is None:
                 if rt.last_good is not None and now - rt.last_good_at <= self.cfg.stale_seconds:
                     results.append(rt.last_good)
@@ -333,15 +329,12 @@ class Pipeline:
             for rt in self.runtimes:
                 cycles = []
                 for now in batch:
-                    t0 = self.clock()
-                    try:
+                    fetch: Fetch | None = None
+                    with self._stage("ingest", rt.cfg.name, failed, stage_seconds,
+                                     expected=SOURCE_ERRORS):
                         fetch = await self._ingest(rt, now)
-                    except Exception as err:  # as run_cycle: the cycle loses this analysis
-                        self._fail("ingest", failed, rt.cfg.name, err,
-                                   expected=isinstance(err, TimeoutError | SourceError | OSError))
+                    if fetch is None:  # as run_cycle: the cycle loses this analysis
                         continue
-                    finally:
-                        _add(stage_seconds, "ingest", self.clock() - t0)
                     window = rt.buffer.window()
                     if window.entities:  # as run_cycle: the next ingest is no cold start
                         self._ensure_topology(rt, failed)
@@ -365,12 +358,10 @@ class Pipeline:
 
     def _ensure_topology(self, rt: _AnalysisRuntime, failed: set[str]) -> None:
         if rt.topology is None:
-            try:
+            with self._stage("topology", rt.cfg.name, failed):
                 from exporter.tda.stage import TopologyStage
 
                 rt.topology = TopologyStage(rt.cfg, workers=self.topology_workers)
-            except Exception as err:
-                self._fail("topology", failed, rt.cfg.name, err)
 
     def _topology(self, rt: _AnalysisRuntime, windows: Sequence[Window], nows: Sequence[float],
                   stage_seconds: dict[str, float], failed: set[str],
@@ -380,8 +371,7 @@ class Pipeline:
         todo = [k for k, w in enumerate(windows) if w.entities]
         if not todo or rt.topology is None:
             return out
-        t0 = self.clock()
-        try:
+        with self._stage("topology", rt.cfg.name, failed, stage_seconds):
             if rt.bootstrap is not None:
                 history, rt.bootstrap = rt.bootstrap, None
                 rt.decision_bootstrap = history
@@ -392,9 +382,6 @@ class Pipeline:
                 done = [rt.topology.run(windows[k], nows[k]) for k in todo]
             for k, r in zip(todo, done, strict=True):
                 out[k] = r
-        except Exception as err:
-            self._fail("topology", failed, rt.cfg.name, err)
-        _add(stage_seconds, "topology", self.clock() - t0)
         return out
 
     def _forecast(self, rt: _AnalysisRuntime, windows: Sequence[Window],
@@ -408,7 +395,7 @@ class Pipeline:
         t0 = self.clock()
         for group in _runs([k for k, w in enumerate(windows) if w.entities],
                            lambda k: topology[k] is None):
-            try:
+            with self._stage("forecast", rt.cfg.name, failed):  # timed over all groups
                 bounds = stacking.offsets([windows[k] for k in group])
                 stacked = stacking.stack_windows([windows[k] for k in group], FORECAST_ROW_BLOCK)
                 topo = topology[group[0]]
@@ -419,8 +406,6 @@ class Pipeline:
                 if f is not None:
                     for k, part in zip(group, stacking.split(f, bounds), strict=True):
                         out[k] = part
-            except Exception as err:
-                self._fail("forecast", failed, rt.cfg.name, err)
         _add(stage_seconds, "forecast", self.clock() - t0)
         return out
 
@@ -441,8 +426,7 @@ class Pipeline:
         todo = [k for k, c in enumerate(cycles) if c.window.entities]
         groups = _runs(todo, lambda k: (cycles[k].topology is None, cycles[k].forecast is None))
         for group in groups:
-            t0 = self.clock()
-            try:
+            with self._stage("agents", name, failed, stage_seconds):
                 if len(group) == 1:
                     c = cycles[group[0]]
                     votes[group[0]] = run_agents(
@@ -452,14 +436,10 @@ class Pipeline:
                     for k, v in zip(group, self._agents_stacked(rt, [cycles[k] for k in group]),
                                     strict=True):
                         votes[k] = v
-            except Exception as err:
-                self._fail("agents", failed, name, err)
-            _add(stage_seconds, "agents", self.clock() - t0)
 
-            t0 = self.clock()
-            voted = [k for k in group if votes[k]]
-            if voted:
-                try:
+            with self._stage("consensus", name, failed, stage_seconds):
+                voted = [k for k in group if votes[k]]
+                if voted:
                     bounds = stacking.offsets([cycles[k].window for k in voted])
                     stacked = tuple(stacking.stack_rows([votes[k][a] for k in voted])
                                     for a in range(len(votes[voted[0]])))
@@ -468,9 +448,6 @@ class Pipeline:
                                        agent_weights(self.cfg.agents))
                     for k, part in zip(voted, stacking.split(combined, bounds), strict=True):
                         consensus[k] = part
-                except Exception as err:
-                    self._fail("consensus", failed, name, err)
-            _add(stage_seconds, "consensus", self.clock() - t0)
 
         out = []
         for k, c in enumerate(cycles):  # time order: sequential per-entity state goes here
@@ -499,14 +476,10 @@ class Pipeline:
         on failure the ungated consensus stands (counted as stage `decision`)."""
         from exporter.decision import gate
 
-        t0 = self.clock()
-        try:
+        with self._stage("decision", rt.cfg.name, failed, stage_seconds):
             if rt.decision is None:
                 rt.decision = self._new_decision(rt)
             consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now)
-        except Exception as err:
-            self._fail("decision", failed, rt.cfg.name, err)
-        _add(stage_seconds, "decision", self.clock() - t0)
         return consensus
 
     def _new_decision(self, rt: _AnalysisRuntime) -> Any:
@@ -610,6 +583,24 @@ class Pipeline:
                               for w, f in zip(windows, forecast, strict=True)], scratch, failed)
         log.info("decision bootstrap analysis=%s windows=%d entities=%d duration_seconds=%.2f",
                  rt.cfg.name, len(ends), len(history.entities), self.clock() - started)
+
+    @contextmanager
+    def _stage(self, stage: str, analysis: str, failed: set[str],
+               stage_seconds: dict[str, float] | None = None,
+               expected: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+        """Isolate one stage run: an exception ends the block and is counted in
+        `aura_cycle_failures_total{stage}` and logged (`_fail`; `expected` ones as a warning
+        without a traceback), then the caller carries on with what it has. With
+        `stage_seconds`, the block's wall time is added to `stage_seconds[stage]`."""
+        t0 = self.clock()
+        try:
+            yield
+        except expected as err:
+            self._fail(stage, failed, analysis, err, expected=True)
+        except Exception as err:
+            self._fail(stage, failed, analysis, err)
+        if stage_seconds is not None:
+            _add(stage_seconds, stage, self.clock() - t0)
 
     def _fail(self, stage: str, failed: set[str], analysis: str, err: BaseException,
               expected: bool = False) -> None:
