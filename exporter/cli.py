@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("exporter.train", "train the failure model"),
     "generate": ("exporter.generate", "generate alert rules or Grafana dashboards"),
     "simulate": ("exporter.source.simulator", "write simulated fleet data (OpenMetrics or CSV)"),
+    "report": ("exporter.console.export", "write an entity's or a backtest's report (HTML or Markdown)"),
 }
 
 

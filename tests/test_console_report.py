@@ -1,0 +1,112 @@
+"""`aura report`: an entity's report fetched from a running exporter, a backtest directory's
+report (no browser)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+
+import pytest
+
+from exporter.cli import main
+from exporter.server import make_app
+from tests.test_backtest import backtest_run  # noqa: F401 (module fixture: a tiny backtest)
+from tests.test_console import XSS, _serve, basic_auth_config, demo_snapshots, with_entity_names
+
+
+def _serve_and_run(app, argv_of_base) -> tuple[int, ...]:
+    """Serve `app` on 127.0.0.1 and run `aura report` argument lists against it (a thread)."""
+    async def go():
+        runner, port = await _serve(app)
+        try:
+            return tuple([await asyncio.to_thread(main, argv)
+                          for argv in argv_of_base(f"http://127.0.0.1:{port}")])
+        finally:
+            await runner.cleanup()
+    return asyncio.run(go())
+
+
+def test_entity_report_from_a_running_exporter_with_basic_auth(tmp_path, capsys):
+    cfg, snaps = demo_snapshots()
+    snap = with_entity_names(snaps[0], {"host-03:9100": XSS})
+    app = make_app(lambda: snap, basic_auth_config(tmp_path), config=cfg)
+    (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "bad").write_text("nope\n")
+    auth = ["--auth.username=prom", f"--auth.password-file={tmp_path / 'pw'}"]
+    html_out, md_out = tmp_path / "r.html", tmp_path / "r.md"
+    rcs = _serve_and_run(app, lambda base: [
+        ["report", f"--url={base}", f"--entity=instance={XSS}", f"--output={html_out}", *auth],
+        ["report", f"--url={base}", f"--entity=instance={XSS}", "--analysis=fleet",
+         f"--output={md_out}", *auth],
+        ["report", f"--url={base}", "--entity=instance=host-03:9100", "--output=x.html"],
+        ["report", f"--url={base}", "--entity=instance=nobody", f"--output={tmp_path / 'n.md'}",
+         *auth],
+        ["report", f"--url={base}", "--entity=instance=x", f"--output={tmp_path / 'n.md'}",
+         "--auth.username=prom", f"--auth.password-file={tmp_path / 'bad'}"],
+    ])
+    err = capsys.readouterr().err
+    assert rcs == (0, 0, 1, 1, 1), err
+    assert err.count("401 unauthorized") == 2 and "no entity {'instance': 'nobody'}" in err
+    assert not (tmp_path / "n.md").exists() and not (tmp_path / "x.html").exists()
+    page = html_out.read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page and XSS not in page
+    assert "&lt;script&gt;" in page and page.count("<svg") >= 10  # history + one per signal
+    assert not re.search(r"""(src|href)=["']?https?:""", page)  # self-contained
+    text = md_out.read_text()
+    assert text.startswith("# AURA incident report: ") and "## Agents' votes" in text
+
+
+def test_entity_report_unreachable_exporter_is_one_clear_line(tmp_path, capsys):
+    from tests.promstack import free_port
+
+    rc = main(["report", f"--url=http://127.0.0.1:{free_port()}", "--entity=instance=a",
+               "--analysis=fleet", f"--output={tmp_path / 'r.html'}", "--timeout=5"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.startswith("aura report: http://127.0.0.1:") and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_backtest_report_html_and_markdown(backtest_run, tmp_path):  # noqa: F811
+    out = backtest_run["out"]
+    alerts = (out / "alerts.csv").read_text().splitlines()
+    assert main(["report", f"--backtest-dir={out}", f"--output={tmp_path / 'b.html'}"]) == 0
+    page = (tmp_path / "b.html").read_text()
+    assert "<h1>AURA backtest — analysis <code>fleet</code></h1>" in page
+    assert "<th>precision</th>" in page and "<script" not in page
+    assert page.count("<tr>") >= len(alerts)  # every alert row (+ header) plus the summary
+    assert page.count("<svg") >= 1 and "Risk (blue)" in page  # --no-plots: SVG from scores.csv
+    assert main(["report", f"--backtest-dir={out}", f"--output={tmp_path / 'b.md'}"]) == 0
+    text = (tmp_path / "b.md").read_text()
+    assert text.startswith("# AURA backtest") and "## Alerts" in text
+    assert f"| {alerts[0].replace(',', ' | ')} |" in text
+
+
+def test_backtest_report_inlines_plots_and_rejects_other_dirs(tmp_path, capsys):
+    png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
+                           "+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+    (tmp_path / "plot.png").write_bytes(png)
+    (tmp_path / "report.md").write_text("# T\n\n- a `b` <i>\n  continued\n\n## P\n\n"
+                                        "![P](plot.png)\n")
+    (tmp_path / "alerts.csv").write_text("alertname,severity,instance,start,end,top_signal,"
+                                         "agents,action\nAuraFailureRisk,warning,a|b,1,,cpu,"
+                                         "forecast,scale_up\n")
+    assert main(["report", f"--backtest-dir={tmp_path}", f"--output={tmp_path / 'o.html'}"]) == 0
+    page = (tmp_path / "o.html").read_text()
+    uri = "data:image/png;base64," + base64.b64encode(png).decode()
+    assert f'<img alt="P" src="{uri}">' in page and "plot.png" not in page
+    assert "<li>a <code>b</code> &lt;i&gt; continued</li>" in page
+    assert main(["report", f"--backtest-dir={tmp_path}", "--format=md",
+                 f"--output={tmp_path / 'o.txt'}"]) == 0
+    text = (tmp_path / "o.txt").read_text()
+    assert f"![P]({uri})" in text and "| a\\|b |" in text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", f"--backtest-dir={empty}", f"--output={tmp_path / 'e.html'}"]) == 1
+    assert "has no alerts.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--entity=instance=a"], ["--url=http://x", "--backtest-dir=."]])
+def test_report_needs_exactly_one_source(argv, tmp_path, capsys):
+    assert main(["report", *argv, f"--output={tmp_path / 'r.html'}"]) == 1
+    assert "give either --url" in capsys.readouterr().err
