@@ -43,6 +43,7 @@ AGENTS: dict[str, type] = {
 
 
 def enabled_agents(cfg: AgentsConfig) -> tuple[str, ...]:
+    """Names of the agents with `agents.<name>.enabled`, in registry (`AGENTS`) order."""
     return tuple(name for name in AGENTS if getattr(cfg, name).enabled)
 
 

@@ -56,6 +56,8 @@ class AgentInput:
 
 
 class Agent(Protocol):
+    """What the registry holds: a `name` (the `agent` label) and a batched `assess`."""
+
     name: str
 
     def assess(self, inp: AgentInput) -> Votes:
@@ -77,10 +79,12 @@ class Vote:
 
     @property
     def abstains(self) -> bool:
+        """True when the agent has nothing to say about the entity (NaN risk)."""
         return bool(np.isnan(self.risk))
 
     @property
     def top_signal(self) -> str | None:
+        """The signal with the largest known contribution, None when none is known."""
         known = {k: v for k, v in self.contribution.items() if np.isfinite(v)}
         return max(known, key=known.__getitem__) if known else None
 
@@ -120,6 +124,7 @@ def signal_configs(inp: AgentInput) -> list[SignalConfig]:
 
 
 def largest_horizon(analysis: AnalysisConfig) -> float:
+    """The analysis' largest forecast horizon in seconds (4 h when none is configured)."""
     return float(max(analysis.horizons)) if analysis.horizons else 4 * 3600.0
 
 

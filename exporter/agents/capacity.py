@@ -102,9 +102,16 @@ def _step_error(y: np.ndarray) -> np.ndarray:
 
 
 class CapacityAgent:
+    """Time to exhaustion of capacity-bound signals from two Theil-Sen fits (module docstring)."""
+
     name = "capacity"
 
     def assess(self, inp: AgentInput) -> Votes:
+        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
+        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
+
+        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
+        """
         return in_chunks(self._assess, inp)
 
     def _assess(self, inp: AgentInput) -> Votes:

@@ -17,9 +17,16 @@ CONFIDENCE = 0.8
 
 
 class ForecastAgent:
+    """The failure model's horizon probabilities as a vote; abstains without a forecast."""
+
     name = "forecast"
 
     def assess(self, inp: AgentInput) -> Votes:
+        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
+        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
+
+        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
+        """
         e, s = inp.window.values.shape[:2]
         fc = inp.forecast
         if fc is None or e == 0 or not fc.horizons:

@@ -96,9 +96,16 @@ def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
 
 
 class NetworkAgent:
+    """Sustained rises of errors, drops or latency against the entity's own past."""
+
     name = "network"
 
     def assess(self, inp: AgentInput) -> Votes:
+        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
+        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
+
+        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
+        """
         win = inp.window
         e, s, t = win.values.shape
         cfgs = signal_configs(inp)

@@ -22,9 +22,16 @@ CONFIDENCE_MAX = 0.5
 
 
 class TopologyAgent:
+    """The calibrated topology anomaly score as a capped vote; abstains while warming up."""
+
     name = "topology"
 
     def assess(self, inp: AgentInput) -> Votes:
+        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
+        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
+
+        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
+        """
         e, s = inp.window.values.shape[:2]
         topo = inp.topology
         if topo is None or e == 0:
