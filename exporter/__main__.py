@@ -1,3 +1,5 @@
+"""`python -m exporter`: the `aura` command line (exporter.cli.main)."""
+
 import sys
 
 from exporter.cli import main
