@@ -61,7 +61,13 @@ class Agent(Protocol):
     name: str
 
     def assess(self, inp: AgentInput) -> Votes:
-        """Vote on every entity of `inp.window` (batch; NaN risk = abstain)."""
+        """Vote on every entity of `inp.window` (values[E, S, T]) at once.
+
+        Returns Votes: risk and confidence [E] in 0..1 (NaN risk = abstain, never "healthy"),
+        action [E], time_to_failure [E] in seconds (NaN: none projected), contribution [E, S]
+        shares, reasons [E]. Errors: AgentError for malformed input; `run_agents` isolates any
+        exception (the agent abstains for everyone that cycle).
+        """
         ...
 
 

@@ -22,11 +22,7 @@ class ForecastAgent:
     name = "forecast"
 
     def assess(self, inp: AgentInput) -> Votes:
-        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
-        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
-
-        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
-        """
+        """Votes from `inp.forecast`; AgentError if its shape is not [E, H] (`Agent.assess`)."""
         e, s = inp.window.values.shape[:2]
         fc = inp.forecast
         if fc is None or e == 0 or not fc.horizons:

@@ -101,11 +101,7 @@ class NetworkAgent:
     name = "network"
 
     def assess(self, inp: AgentInput) -> Votes:
-        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
-        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
-
-        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
-        """
+        """Votes per entity against a fleet quantile floor (contract: `Agent.assess`)."""
         win = inp.window
         e, s, t = win.values.shape
         cfgs = signal_configs(inp)

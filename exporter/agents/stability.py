@@ -37,11 +37,7 @@ class StabilityAgent:
     name = "stability"
 
     def assess(self, inp: AgentInput) -> Votes:
-        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
-        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
-
-        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
-        """
+        """Votes per entity, batched in chunks of entities (contract: `Agent.assess`)."""
         return in_chunks(self._assess, inp)
 
     def _assess(self, inp: AgentInput) -> Votes:

@@ -27,11 +27,7 @@ class TopologyAgent:
     name = "topology"
 
     def assess(self, inp: AgentInput) -> Votes:
-        """Votes on every entity of `inp.window` (values[E, S, T]): risk and confidence [E]
-        in 0..1 (NaN risk = abstain), time_to_failure [E] in seconds, contribution [E, S].
-
-        Errors: `run_agents` isolates any exception (AgentError: malformed inputs or votes).
-        """
+        """Votes from `inp.topology`; AgentError if the score is not [E] (`Agent.assess`)."""
         e, s = inp.window.values.shape[:2]
         topo = inp.topology
         if topo is None or e == 0:
