@@ -236,6 +236,17 @@ class IncidentsConfig:
 
 
 @dataclass(frozen=True)
+class AlertmanagerConfig:
+    """An Alertmanager whose live alerts and silences the console's alerts page shows."""
+
+    url: str = ""
+    timeout: Duration = Duration(10)
+    authorization: Authorization | None = None
+    basic_auth: BasicAuth | None = None
+    tls_config: TLSConfig = TLSConfig()
+
+
+@dataclass(frozen=True)
 class Config:
     source: SourceConfig = SourceConfig()
     interval: Duration = Duration(60)
@@ -248,6 +259,7 @@ class Config:
     model: ModelConfig = ModelConfig()
     rules: RulesConfig = RulesConfig()
     incidents: IncidentsConfig = IncidentsConfig()
+    alertmanager: AlertmanagerConfig | None = None
 
     @property
     def stale_seconds(self) -> float:
@@ -385,6 +397,14 @@ def _validate_source(obj: SourceConfig, path: str, problems: list[str]) -> None:
         problems.append(f"{path}: at most one of basic_auth and authorization")
 
 
+def _validate_alertmanager(obj: AlertmanagerConfig, path: str, problems: list[str]) -> None:
+    if not re.match(r"^https?://[^\s/]+", obj.url):
+        problems.append(f"{_join(path, 'url')}: expected an http(s) URL, got {obj.url!r}")
+    _validate_positive(obj, path, problems, "timeout")
+    if obj.basic_auth and obj.authorization:
+        problems.append(f"{path}: at most one of basic_auth and authorization")
+
+
 def _validate_signal(obj: SignalConfig, path: str, problems: list[str]) -> None:
     if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", obj.name or ""):
         problems.append(f"{_join(path, 'name')}: must match [a-zA-Z_][a-zA-Z0-9_]*, got {obj.name!r}")
@@ -457,6 +477,7 @@ def _validate_config(obj: Config, path: str, problems: list[str]) -> None:
 
 _VALIDATORS: dict[type, Callable[[Any, str, list[str]], None]] = {
     SourceConfig: _validate_source,
+    AlertmanagerConfig: _validate_alertmanager,
     SignalConfig: _validate_signal,
     AnalysisConfig: _validate_analysis,
     ConsensusConfig: _validate_consensus,

@@ -497,3 +497,86 @@ def test_console_pages_forbid_inline_script_and_escape_nothing_server_side():
 
 def test_default_config_when_none_given():
     assert isinstance(ConsensusConfig(), ConsensusConfig) and Config().analyses == ()
+
+
+# ------------------------------------------------------------------------------ Alertmanager
+
+AM_CONFIG = """
+route: {receiver: blackhole, group_wait: 1s, group_interval: 1s, repeat_interval: 1h}
+receivers: [{name: blackhole}]
+"""
+
+
+def test_alerts_view_shows_the_real_alertmanagers_alerts_and_silences(tmp_path):
+    from exporter.config import AlertmanagerConfig
+    from tests.promstack import AlertmanagerProcess, ensure_binaries, free_port
+
+    ensure_binaries()
+    cfg, snaps = demo_snapshots()
+
+    def post(url, path, body):
+        import urllib.request
+        req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (loopback only)
+            return json.loads(r.read() or b"null")
+
+    async def console_alerts(config):
+        runner, port = await _serve(make_app(lambda: snaps[0], WebConfig(), config=config))
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"http://127.0.0.1:{port}/api/v1/console/alerts") as r:
+                    assert r.status == 200
+                    return (await r.json())["alertmanager"]
+        finally:
+            await runner.cleanup()
+
+    with AlertmanagerProcess(tmp_path / "am", AM_CONFIG) as am:
+        post(am.url, "/api/v2/alerts", [
+            {"labels": {"alertname": "AuraFailurePredicted", "instance": XSS, "analysis": "fleet"},
+             "annotations": {"summary": "fails soon"}},
+            {"labels": {"alertname": "NodeDown", "instance": "other"}}])
+        silence = post(am.url, "/api/v2/silences", {
+            "matchers": [{"name": "alertname", "value": "AuraFailure.*", "isRegex": True,
+                          "isEqual": True}],
+            "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+            "createdBy": "test", "comment": "maintenance"})
+        post(am.url, "/api/v2/silences", {  # not for AURA's alerts: not shown
+            "matchers": [{"name": "alertname", "value": "NodeDown", "isRegex": False}],
+            "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+            "createdBy": "test", "comment": "other"})
+        with_am = dataclasses.replace(cfg, alertmanager=AlertmanagerConfig(url=am.url + "/"))
+        view = asyncio.run(console_alerts(with_am))
+    assert view["configured"] and view["error"] is None and view["url"] == am.url
+    [alert] = view["alerts"]
+    assert alert["labels"] == {"alertname": "AuraFailurePredicted", "instance": XSS,
+                               "analysis": "fleet"}
+    assert alert["summary"] == "fails soon"
+    assert alert["silence_url"].startswith(am.url + "/#/silences/new?filter=%7B")
+    assert urllib.parse.unquote(alert["silence_url"].split("filter=")[1]) == (
+        '{alertname="AuraFailurePredicted",analysis="fleet",instance="'
+        + XSS.replace('"', '\\"') + '"}')  # labels as Alertmanager returns them (sorted)
+    [sil] = view["silences"]
+    assert sil["id"] == silence["silenceID"] and sil["state"] == "active"
+    assert sil["matchers"] == 'alertname=~"AuraFailure.*"' and sil["comment"] == "maintenance"
+    assert sil["url"] == f"{am.url}/#/silences/{silence['silenceID']}"
+    # Alertmanager gone: the page still answers, with the reason.
+    gone = dataclasses.replace(cfg, alertmanager=AlertmanagerConfig(
+        url=f"http://127.0.0.1:{free_port()}", timeout=3))
+    view = asyncio.run(console_alerts(gone))
+    assert view["configured"] and view["alerts"] == [] and "ClientConnectorError" in view["error"]
+    assert asyncio.run(console_alerts(cfg)) == {"configured": False}
+
+
+def test_alertmanager_config_errors_name_the_key():
+    from exporter.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config({"alertmanager": {"url": "am:9093", "timeout": "0s",
+                                       "basic_auth": {"username": "a"},
+                                       "authorization": {"credentials_file": "t"}}},
+                     require_queries=False)
+    text = str(info.value)
+    assert "alertmanager.url: expected an http(s) URL" in text
+    assert "alertmanager.timeout: must be > 0" in text
+    assert "alertmanager: at most one of basic_auth and authorization" in text

@@ -43,6 +43,11 @@ class Console:
         self.telemetry_path = telemetry_path
         self._band: tuple[Any, Any] = (None, None)
         self._alerts: tuple[Any, Any] = (None, None)
+        self._alertmanager = None
+        if config.alertmanager is not None:
+            from exporter.console.alertmanager import AlertmanagerView
+
+            self._alertmanager = AlertmanagerView(config.alertmanager)
 
     def page(self, name: str, title: str) -> Any:
         """The shell (static/page.html) around static/<name>.main.html, read once."""
@@ -124,7 +129,11 @@ class Console:
                                            health_of(snap))
             self._alerts = (snap, data)
         incidents = await asyncio.to_thread(recent_incidents, self.config.state_dir)
-        return web.json_response({**self._alerts[1], "incidents": incidents}, dumps=_dumps)
+        am: dict[str, Any] = {"configured": False}
+        if self._alertmanager is not None:
+            am = await self._alertmanager.view({a["name"] for a in self._alerts[1]["alerts"]})
+        return web.json_response({**self._alerts[1], "incidents": incidents, "alertmanager": am},
+                                 dumps=_dumps)
 
 
 def _dumps(obj: Any) -> str:

@@ -29,6 +29,7 @@
       }
       return el("section", { class: "panel", "data-alert": a.name }, head, summary, count, table);
     }));
+    renderAlertmanager(data.alertmanager || { configured: false });
     const inc = data.incidents, ibox = document.getElementById("incidents");
     if (!inc.configured) {
       ibox.replaceChildren(el("p", { class: "muted", text: "No state_dir configured: the Alertmanager webhook records no incidents." }));
@@ -43,6 +44,36 @@
             el("td", { text: x.kind }),
             el("td", { class: "wrap", text: Object.entries(x.labels).map(([k, v]) => k + "=" + v).join(", ") })))))));
     }
+  }
+
+  function renderAlertmanager(am) {
+    const box = document.getElementById("alertmanager");
+    if (!am.configured) {
+      box.replaceChildren(el("p", { class: "muted", text: "No alertmanager.url configured (see aura.example.yml): only AURA's own evaluation above." }));
+      return;
+    }
+    const link = el("a", { href: am.url, target: "_blank", rel: "noopener", text: am.url });
+    if (am.error) {
+      box.replaceChildren(el("p", { class: "am-error", role: "status" }, "Could not read Alertmanager at ", link, ": ", am.error,
+        ". AURA's own evaluation above is unaffected; retrying on the next update."));
+      return;
+    }
+    const rows = am.alerts.map((a) => {
+      const rest = Object.entries(a.labels).filter(([k]) => k !== "alertname").map(([k, v]) => k + "=" + v).join(", ");
+      return el("tr", { class: "am-alert-row" }, el("td", { text: a.labels.alertname }), el("td", { class: "wrap", text: rest }),
+        el("td", {}, el("span", { class: "badge " + (a.state === "active" ? "lvl-critical" : "lvl-undecided"), text: a.state + (a.silenced_by.length ? " (silenced)" : "") })),
+        el("td", { text: a.starts_at }),
+        el("td", {}, el("a", { href: a.silence_url, target: "_blank", rel: "noopener", text: "silence…" })));
+    });
+    const sil = am.silences.map((s) => el("tr", { class: "am-silence-row" },
+      el("td", {}, el("a", { href: s.url, target: "_blank", rel: "noopener", text: s.id.slice(0, 8) })),
+      el("td", { text: s.state }), el("td", { class: "wrap", text: s.matchers }), el("td", { text: s.ends_at }),
+      el("td", { class: "wrap", text: s.created_by + (s.comment ? ": " + s.comment : "") })));
+    const table = (heads, body) => el("div", { class: "table-wrap" }, el("table", {},
+      el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, ...body)));
+    box.replaceChildren(el("p", { class: "small" }, `${am.alerts.length} AURA alerts and ${am.silences.length} silences in `, link, "."),
+      rows.length ? table(["Alert", "Labels", "State", "Since", ""], rows) : el("p", { class: "muted", text: "No AURA alert in Alertmanager." }),
+      sil.length ? table(["Silence", "State", "Matchers", "Ends", "By"], sil) : el("p", { class: "muted", text: "No silence for AURA's alerts." }));
   }
 
   document.addEventListener("DOMContentLoaded", () => {
