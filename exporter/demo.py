@@ -51,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model_path or cfg.model.path
     predictor, info = load_predictor(model_path)
 
+    from exporter.console.story import Failure
+
+    analysis = cfg.analysis()
+    story = [Failure(analysis.name, dict(zip(fleet.label_names, i.labels, strict=True)), i.kind,
+                     i.start, i.end) for i in fleet.incidents if i.predictable and i.start >= sim0]
+
     def sim_now() -> float:
         return sim0 + (time.time() - wall0) * args.speed
 
@@ -67,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                             topology_workers=args.topology_workers)
         # One simulated interval per cycle, compressed by the speed-up.
         await serve(pipeline, args, web_config, now=sim_now,
-                    interval=float(cfg.interval) / args.speed, on_started=announce)
+                    interval=float(cfg.interval) / args.speed, on_started=announce,
+                    story=story)
 
     try:
         asyncio.run(main())

@@ -88,6 +88,7 @@ def make_app(
     incidents_handler: Handler | None = None,
     config: Any = None,
     prometheus_url: str | None = None,
+    story: Any = (),
 ) -> web.Application:
     """Build the aiohttp application; `snapshot()` returns the pipeline's current Snapshot.
 
@@ -138,7 +139,7 @@ def make_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     console.setup(app, snapshot, config, prometheus_url=prometheus_url,
-                  telemetry_path=telemetry_path)
+                  telemetry_path=telemetry_path, story=story)
     if incidents_handler is not None:
         app.router.add_route("*", "/api/v1/alerts", incidents_handler)
     return app
@@ -166,6 +167,7 @@ async def serve(
     on_started: Callable[[str], None] | None = None,
     incidents: Any = None,
     prometheus_url: str | None = None,
+    story: Any = (),
 ) -> None:
     """Serve HTTP and run the pipeline until SIGINT/SIGTERM."""
     handler = None
@@ -176,7 +178,7 @@ async def serve(
             result.recorded, result.incidents))
     app = make_app(lambda: pipeline.snapshot, web_config, telemetry_path=args.telemetry_path,
                    max_requests=args.max_requests, incidents_handler=handler,
-                   config=pipeline.cfg, prometheus_url=prometheus_url)
+                   config=pipeline.cfg, prometheus_url=prometheus_url, story=story)
     host, port = parse_listen_address(args.listen_address)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

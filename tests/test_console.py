@@ -580,3 +580,32 @@ def test_alertmanager_config_errors_name_the_key():
     assert "alertmanager.url: expected an http(s) URL" in text
     assert "alertmanager.timeout: must be > 0" in text
     assert "alertmanager: at most one of basic_auth and authorization" in text
+
+
+def test_demo_story_tells_the_prediction_then_the_arrival():
+    from exporter.console.story import Failure
+
+    cfg, snaps = demo_snapshots()
+    at = snaps[0].created + 3600
+    story = [Failure("fleet", {"instance": "host-03:9100"}, "memory_leak", at, at + 1800)]
+
+    async def get(snap, failures):
+        runner, port = await _serve(make_app(lambda: snap, WebConfig(), config=cfg,
+                                             story=failures))
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"http://127.0.0.1:{port}/api/v1/console/story") as r:
+                    return await r.json()
+        finally:
+            await runner.cleanup()
+
+    before = asyncio.run(get(snaps[0], story))
+    assert before["enabled"] and not before["arrived"]
+    assert before["failure"]["labels"] == {"instance": "host-03:9100"}
+    p = before["prediction"]
+    assert p["action"] and p["signal"] and set(p["agents"]) <= {"topology", "forecast",
+                                                                 "capacity", "network",
+                                                                 "stability"}
+    after = asyncio.run(get(dataclasses.replace(snaps[0], created=at + 60), story))
+    assert after["arrived"] and after["failure"]["at"] == at
+    assert asyncio.run(get(snaps[0], ())) == {"enabled": False}

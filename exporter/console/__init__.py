@@ -30,12 +30,13 @@ WS_PATH = "/api/v1/console/ws"
 
 def setup(app: web.Application, snapshot: Callable[[], Any], config: Config | None = None, *,
           prometheus_url: str | None = None, telemetry_path: str = "/metrics",
-          history_span: float = 86400.0) -> None:
+          history_span: float = 86400.0, story: Any = ()) -> None:
     """Mount the console on `app`; `snapshot()` returns the pipeline's current Snapshot.
 
     `config` gives signal capacities, consensus settings and the alert rules (defaults when
     None); `prometheus_url` adds a PromQL link per chart; the history keeps `history_span`
-    seconds. The snapshot watcher starts and stops with the application.
+    seconds; `story` (console.story.Failure, `aura demo` only) feeds the fleet page's story
+    panel. The snapshot watcher starts and stops with the application.
     """
     from exporter.console.history import History
     from exporter.console.live import Live
@@ -44,7 +45,7 @@ def setup(app: web.Application, snapshot: Callable[[], Any], config: Config | No
     history = History(history_span)
     live = Live(snapshot, history)
     console = Console(live, history, config or Config(), prometheus_url=prometheus_url,
-                      telemetry_path=telemetry_path)
+                      telemetry_path=telemetry_path, story=story)
     add_routes(app, console)
 
     async def watch(app: web.Application) -> Any:

@@ -35,8 +35,10 @@ class Console:
     """The console's handlers over one snapshot source (see exporter.console.setup)."""
 
     def __init__(self, live: Live, history: History, config: Config, *,
-                 prometheus_url: str | None = None, telemetry_path: str = "/metrics"):
+                 prometheus_url: str | None = None, telemetry_path: str = "/metrics",
+                 story: Any = ()):
         self.live = live
+        self.story_failures = tuple(story)
         self.history = history
         self.config = config
         self.prometheus_url = prometheus_url
@@ -136,6 +138,15 @@ class Console:
                                  dumps=_dumps)
 
 
+    async def story(self, _: web.Request) -> web.Response:
+        """GET /api/v1/console/story: the demo's story panel ({enabled: false} elsewhere)."""
+        from exporter.console.story import tell
+
+        data = await asyncio.to_thread(tell, self.live.snapshot(), self.history,
+                                       self.story_failures, self._detail)
+        return web.json_response(data, dumps=_dumps)
+
+
 def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
@@ -147,6 +158,7 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/api/v1/console/entity", console.entity)
     app.router.add_get("/api/v1/console/alerts", console.alerts)
     app.router.add_get("/api/v1/console/report", console.report)
+    app.router.add_get("/api/v1/console/story", console.story)
     from exporter.console import WS_PATH
 
     app.router.add_get(WS_PATH, console.live.websocket)

@@ -263,3 +263,38 @@
     window.addEventListener("resize", () => renderMap());
   });
 })();
+
+/* Demo only: the story panel (the next scripted failure, AURA's prediction, its arrival). */
+(() => {
+  const { el, badge, duration, entityHref, getJSON } = AURA;
+  async function tell() {
+    let s;
+    try { s = await getJSON("/api/v1/console/story"); } catch (_) { return; }
+    const box = document.getElementById("story");
+    if (!s.enabled) { box.hidden = true; return; }
+    box.hidden = false;
+    const f = s.failure, names = Object.keys(f.labels), values = Object.values(f.labels);
+    const who = el("a", { href: entityHref(f.analysis, names, values), text: values.join(" / ") });
+    const p = s.prediction, lines = [];
+    if (s.arrived) {
+      lines.push(el("p", { class: "story-head" }, "The ", f.kind.replace(/_/g, " "), " failure of ", who, " arrived at ",
+        AURA.time(f.at), s.first_warned ? ` — AURA first warned at ${AURA.time(s.first_warned)}, ${duration(f.at - s.first_warned)} ahead.` : " — AURA did not warn before it."));
+    } else if (p && p.level !== null && p.level >= 1) {
+      lines.push(el("p", { class: "story-head" }, who, " is predicted to fail ", badge(p.level, p.nodata),
+        p.eta ? ` in ${duration(p.eta - s.now)} (about ${AURA.time(p.eta)})` : "", s.first_warned ? `; warned since ${AURA.time(s.first_warned)}` : "", "."));
+    } else {
+      lines.push(el("p", { class: "story-head" }, "Watch ", who, ": its ", f.kind.replace(/_/g, " "), " is building up (the simulation fails it at ",
+        AURA.time(f.at), ", ", duration(f.at - s.now), " from now). AURA has not raised a warning yet."));
+    }
+    if (p) {
+      lines.push(el("ul", { class: "small" },
+        el("li", { text: `risk ${p.risk === null ? "—" : p.risk.toFixed(2)}, top signal: ${p.signal || "—"}` }),
+        el("li", { text: `agents voting at warning or above: ${p.agents.length ? p.agents.join(", ") : "none"}` }),
+        el("li", {}, `recommended action: ${p.action}`, p.runbook ? " — " : "", p.runbook ? el("a", { href: p.runbook, target: "_blank", rel: "noopener", text: "runbook" }) : ""),
+        el("li", { class: "muted", text: p.explanation || "" })));
+    }
+    lines.push(el("p", { class: "muted small", text: "Simulated time runs faster than yours (--demo.speed, default 60x); open the entity for its charts, persistence diagram and votes." }));
+    document.getElementById("story-body").replaceChildren(...lines);
+  }
+  document.addEventListener("DOMContentLoaded", () => { tell(); setInterval(tell, 5000); });
+})();
