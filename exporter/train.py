@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from exporter.config import AnalysisConfig, Config, format_duration
+from exporter.config import AnalysisConfig, Config, Duration, format_duration
 from exporter.lnn.dataset import History, Samples, build_samples, incidents_to_arrays
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 MODEL_HORIZONS = (900.0, 1800.0, 3600.0, 7200.0, 14400.0)
 ALERT_THRESHOLD = 0.5
 LOFO_FAMILIES = ("memory_leak", "disk_fill")
-MODEL_VERSION = "0.1.0"
+MODEL_VERSION = "0.2.0"
 
 
 class TrainError(Exception):
@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--fleets", type=int, default=60,
                         help="simulated fleets in the corpus (--corpus=simulator)")
+    parser.add_argument("--domain", choices=["randomised", "fixed"], default="randomised",
+                        help="--corpus=simulator: randomise step, units, noise, seasonality, "
+                        "signal roles and benign families per fleet (default), or the fixed "
+                        "1 m demo fleets of models up to 0.1")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest on a busy 2-core machine)")
     parser.add_argument("--lofo", default=",".join(LOFO_FAMILIES),
@@ -264,7 +268,6 @@ def evaluate(net: Any, s: Samples, incidents: list[tuple[int, float, bool, str]]
     out["horizons"] = per_h
     hmax = horizons[-1]
     alert = p[:, -1] >= threshold
-    gap = stride * step * 1.5
     leads: dict[str, list[float]] = {"predictable": [], "unpredictable": []}
     counts = {"predictable": [0, 0], "unpredictable": [0, 0]}
     by_kind: dict[str, list[int]] = {}
@@ -276,7 +279,10 @@ def evaluate(net: Any, s: Samples, incidents: list[tuple[int, float, bool, str]]
         rows = np.flatnonzero(s.entity == ent)
         rows = rows[np.argsort(s.t[rows])]
         t, a = s.t[rows], alert[rows]
-        days += len(rows) * stride * step / 86400.0
+        # Cycle spacing of this entity (corpora mix steps); stride * step when unknown.
+        spacing = float(np.median(np.diff(t))) if len(t) > 1 else stride * step
+        gap = spacing * 1.5
+        days += len(rows) * spacing / 86400.0
         incs = by_entity.get(int(ent), [])
         for start, pred, kind in incs:
             key = "predictable" if pred else "unpredictable"
@@ -324,9 +330,30 @@ def _r(x: float | None) -> float | None:
 
 @dataclass
 class Corpus:
+    """Histories to replay; `analyses[i]` (when given) is history i's analysis, else `analysis`.
+
+    strides: steps between replayed cycles per history (None: the --stride argument).
+    domain: what was randomised, for the card.
+    """
+
     histories: list[History]
     analysis: AnalysisConfig
     description: str
+    analyses: list[AnalysisConfig] | None = None
+    strides: list[int] | None = None
+    domain: dict[str, Any] | None = None
+
+    def analysis_of(self, i: int) -> AnalysisConfig:
+        return self.analyses[i] if self.analyses else self.analysis
+
+    def trained_for(self) -> dict[str, list[str]]:
+        """The card's `trained_for`: [min, max] window and step over the histories."""
+        an = self.analyses or [self.analysis]
+        out = {}
+        for key in ("window", "step"):
+            vals = [float(getattr(a, key)) for a in an]
+            out[key] = [format_duration(min(vals)), format_duration(max(vals))]
+        return out
 
 
 def _time_arg(text: str) -> float:
@@ -418,40 +445,194 @@ def _csv_range(source: Any, path: str) -> tuple[float, float]:
     return lo, hi
 
 
-def simulator_corpus(fleets: int, seed: int) -> Corpus:
-    """A varied simulated corpus: all families, benign fleets, sizes and noise levels."""
-    from exporter.source import simulator
+# Domain randomisation of the simulator corpus (see models/README.md): steps and their shares.
+CORPUS_STEPS = (15.0, 30.0, 60.0, 120.0, 300.0)
+CORPUS_STEP_SHARES = (0.15, 0.15, 0.3, 0.15, 0.25)
+# Share of fleets that get the extra benign families (the rest keep the plain simulator).
+BENIGN_EXTRA_SHARE = 0.75
+# Signals where each simulator family's build-up shows first (exporter/source/sim_scenarios.py).
+PRECURSOR_SIGNALS: dict[str, tuple[str, ...]] = {
+    "memory_leak": ("memory",),
+    "disk_fill": ("disk",),
+    "cpu_saturation": ("cpu", "load"),
+    "connection_exhaustion": ("connections",),
+    "network_degradation": ("network_errors",),
+    "cascade": ("latency_seconds", "error_ratio", "connections"),
+}
+# Replay every 10 minutes of simulated time, whatever the step.
+CORPUS_STRIDE_SECONDS = 600.0
 
-    cfg = simulator.demo_config()
-    analysis = cfg.analysis()
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """One simulated fleet of the corpus: `simulate_fleet` arguments and the domain draw."""
+
+    seed: int
+    entities: int
+    start: float
+    duration: float
+    step: float
+    families: tuple[str, ...] | None  # None: every failure family; (): a benign-only fleet
+    failure_fraction: float
+    missing: bool
+    benign: tuple[str, ...]  # extra benign families (simulator.BENIGN_FAMILIES)
+    randomise: bool  # re-express the signals (randomise_domain) with `seed`
+
+
+def corpus_plan(fleets: int, seed: int, randomise: bool = True) -> list[FleetPlan]:
+    """The fleets `simulator_corpus` builds, drawn (cheaply) from `seed`."""
+    from exporter.source.simulator import BENIGN_FAMILIES
+
     rng = np.random.default_rng(seed)
-    families = tuple(getattr(simulator, "FAMILIES", ()))
-    histories = []
-    t0 = 1_700_000_000.0
-    total_e = total_i = 0
+    plans = []
     for i in range(fleets):
         n_ent = int(rng.choice([8, 12, 16, 24]))
         days = float(rng.choice([1.5, 2.0, 3.0]))
-        # Every 6th fleet is benign: false alarms must be learned from quiet fleets too.
-        fams: list[str] | None = [] if i % 6 == 5 else None
-        fleet = _simulate(simulator, seed * 1000 + i, n_ent, t0 + i * 86400 * 7, days * 86400,
-                          fams, rng)
+        step = 60.0
+        benign: tuple[str, ...] = ()
+        if randomise:
+            step = float(rng.choice(CORPUS_STEPS, p=CORPUS_STEP_SHARES))
+            if rng.random() < BENIGN_EXTRA_SHARE:
+                benign = BENIGN_FAMILIES
+        plans.append(FleetPlan(
+            seed * 1000 + i, n_ent, 1_700_000_000.0 + i * 86400 * 7, days * 86400, step,
+            # Every 6th fleet is benign: false alarms must be learned from quiet fleets too.
+            () if i % 6 == 5 else None, float(rng.uniform(0.25, 0.5)),
+            bool(rng.random() < 0.7), benign, randomise))
+    return plans
+
+
+def simulator_corpus(fleets: int, seed: int, randomise: bool = True,
+                     plans: list[FleetPlan] | None = None) -> Corpus:
+    """A varied simulated corpus: all families, benign fleets, sizes and noise levels.
+
+    randomise: per fleet, draw the step from CORPUS_STEPS, add the extra benign families
+    (`simulator.BENIGN_FAMILIES`) to BENIGN_EXTRA_SHARE of the fleets, and re-express the
+    signals (`randomise_domain`: units, offsets, direction, capacity and kind dropped, signal
+    subsets, noise with heavy tails, extra seasonality). False gives the fixed 60 s corpus of
+    models up to 0.1 (the same fleets for the same seed). plans: the fleets to build instead
+    of `corpus_plan(fleets, seed, randomise)` (tests use small ones).
+    """
+    from dataclasses import replace
+
+    from exporter.source import simulator
+
+    base = simulator.demo_config().analysis()
+    plans = corpus_plan(fleets, seed, randomise) if plans is None else plans
+    histories, analyses, strides = [], [], []
+    steps: dict[str, int] = {}
+    domain_counts: dict[str, int] = {}
+    for i, p in enumerate(plans):
+        fleet = simulator.simulate_fleet(p.seed, p.entities, p.start, p.duration, step=p.step,
+                                         families=p.families, failure_fraction=p.failure_fraction,
+                                         missing=p.missing, benign=p.benign)
         h = _history_from_fleet(fleet, group=i)
+        analysis = replace(base, step=Duration(p.step))
+        if p.randomise:
+            h, analysis, changes = randomise_domain(h, analysis, np.random.default_rng(p.seed))
+            for key in changes:
+                domain_counts[key] = domain_counts.get(key, 0) + 1
         histories.append(h)
-        total_e += len(h.entities)
-        total_i += len(h.inc_start)
-    desc = (f"simulator corpus: {fleets} fleets (seeds {seed * 1000}..{seed * 1000 + fleets - 1},"
-            f" every 6th benign), {total_e} entities, {total_i} incidents, families "
-            f"{', '.join(families) or 'all'}, 1.5-3 days at 60 s")
-    return Corpus(histories, analysis, desc)
+        analyses.append(analysis)
+        strides.append(max(1, int(round(CORPUS_STRIDE_SECONDS / p.step))))
+        steps[format_duration(p.step)] = steps.get(format_duration(p.step), 0) + 1
+    seeds = f"{plans[0].seed}..{plans[-1].seed}" if plans else "none"
+    desc = (f"simulator corpus: {len(plans)} fleets (seeds {seeds}, every 6th benign), "
+            f"{sum(len(h.entities) for h in histories)} entities, "
+            f"{sum(len(h.inc_start) for h in histories)} incidents, families "
+            f"{', '.join(simulator.FAMILIES)}, 1.5-3 days")
+    if not any(p.randomise or p.benign or p.step != 60 for p in plans):
+        return Corpus(histories, base, desc + " at 60 s")
+    benign_fleets = sum(1 for p in plans if p.benign)
+    desc += (f"; domain-randomised: steps {steps} (fleets per step), extra benign families on "
+             f"{benign_fleets} fleets")
+    domain = {"steps": steps, "extra_benign_fleets": benign_fleets,
+              "benign_families": list(simulator.BENIGN_FAMILIES),
+              "signal_changes_fleets": dict(sorted(domain_counts.items()))}
+    return Corpus(histories, base, desc, analyses, strides, domain)
 
 
-def _simulate(simulator: Any, seed: int, n_ent: int, start: float, duration: float,
-              families: Any, rng: np.random.Generator) -> Any:
-    # Vary how many entities fail and whether scrapes have gaps.
-    return simulator.simulate_fleet(seed, n_ent, start, duration, step=60, families=families,
-                                    failure_fraction=float(rng.uniform(0.25, 0.5)),
-                                    missing=bool(rng.random() < 0.7))
+def randomise_domain(h: History, analysis: AnalysisConfig, rng: np.random.Generator
+                     ) -> tuple[History, AnalysisConfig, list[str]]:
+    """Re-express one fleet's signals as another fleet might: same events, other numbers.
+
+    Per fleet: extra daily seasonality (amplitude 0.1-0.6, any phase) and multiplicative noise
+    (sigma 0.01-0.1, Student-t tails with 2-5 degrees of freedom) on signals without a
+    capacity, small additive heavy-tailed noise on those with one (never pushed past 0.9 of
+    the capacity unless already there); per signal: a unit scale 10^(-2..3) (the capacity
+    scales with it), a "free" view (capacity - used, direction down), the capacity or the kind
+    dropped (kind "other"), an offset on signals without capacity (absolute units); and a
+    random subset of 3 or more signals. Returns the new history, analysis and the names of
+    the changes made (for the card).
+    """
+    from dataclasses import replace
+
+    values = np.array(h.values, dtype=np.float64, copy=True)  # [E, S, T]
+    sigs = {s.name: s for s in analysis.signals}
+    changes: list[str] = []
+    tday = h.timestamps / 86400.0
+    if rng.random() < 0.4:
+        amp, phase = rng.uniform(0.1, 0.6), rng.uniform(0, 1)
+        season = 1 + amp * np.cos(2 * np.pi * (tday - phase))
+        changes.append("seasonality")
+    else:
+        season = None
+    noise_sigma = float(rng.uniform(0.01, 0.1)) if rng.random() < 0.6 else 0.0
+    noise_df = float(rng.choice([2.0, 3.0, 5.0]))
+    if noise_sigma:
+        changes.append("noise")
+    keep = np.ones(len(h.signals), dtype=bool)
+    if rng.random() < 0.3 and len(h.signals) > 3:
+        k = int(rng.integers(3, len(h.signals)))
+        keep[:] = False
+        keep[rng.choice(len(h.signals), k, replace=False)] = True
+        changes.append("signal_subset")
+    new_sigs = []
+    for j, name in enumerate(h.signals):
+        s = sigs[name]
+        x = values[:, j]
+        cap = s.capacity
+        u = rng.random(6)
+        if noise_sigma:
+            tail = np.clip(rng.standard_t(noise_df, x.shape), -20, 20) * noise_sigma
+            if cap:
+                x = np.clip(x + 0.2 * tail * cap, 0, np.maximum(x, 0.9 * cap))
+            else:
+                x = x * np.exp(tail)
+        if season is not None and not cap:
+            x = x * season[None, :]
+        direction = s.direction
+        kind = s.kind
+        if cap and u[0] < 0.25:
+            x, direction = cap - x, "down"
+            changes.append("free_view")
+        if cap and u[1] < 0.2 and direction == "up":
+            cap = None
+            changes.append("capacity_dropped")
+        elif not cap and u[2] < 0.25:
+            x = x + float(rng.uniform(0.5, 5.0)) * (float(np.nan_to_num(np.nanmedian(np.abs(x)))) or 1.0)
+            changes.append("offset")
+        if u[3] < 0.5:
+            scale = float(10 ** rng.uniform(-2, 3))
+            x = x * scale
+            cap = cap * scale if cap else cap
+            changes.append("units")
+        if u[4] < 0.1:
+            kind = "other"
+            changes.append("kind_other")
+        values[:, j] = x
+        new_sigs.append(replace(s, capacity=cap, direction=direction, kind=kind))
+    names = tuple(n for n, k in zip(h.signals, keep, strict=True) if k)
+    # A failure whose build-up shows only in signals the subset dropped has no precursor in
+    # this fleet's data: mark it unpredictable (left out of training, kept in test scores).
+    predictable = np.array([bool(p) and bool(set(PRECURSOR_SIGNALS.get(str(h.family[e]), names))
+                                             & set(names))
+                            for p, e in zip(h.inc_predictable, h.inc_entity, strict=True)],
+                           dtype=bool)
+    new = History(h.label_names, h.entities, names, h.timestamps, values[:, keep],
+                  h.inc_start, h.inc_end, h.inc_entity, predictable, h.family, h.group)
+    signals = tuple(s for s, k in zip(new_sigs, keep, strict=True) if k)
+    return new, replace(analysis, signals=signals), sorted(set(changes))
 
 
 def _history_from_fleet(fleet: Any, group: int) -> History:
@@ -513,7 +694,7 @@ def run(args: argparse.Namespace) -> int:
     deadline_all = t_start + 60 * args.max_minutes
     try:
         if args.corpus == "simulator":
-            corpus = simulator_corpus(args.fleets, args.seed)
+            corpus = simulator_corpus(args.fleets, args.seed, args.domain == "randomised")
             split_by = "fleet"
         else:
             corpus = _user_corpus(args)
@@ -533,7 +714,8 @@ def run(args: argparse.Namespace) -> int:
     parts, offsets, off = [], [], 0
     for i, h in enumerate(corpus.histories):
         thin = split_by == "fleet" and i in tr_g
-        parts.append(build_samples(h, analysis, MODEL_HORIZONS, stride=args.stride,
+        stride = corpus.strides[i] if corpus.strides else args.stride
+        parts.append(build_samples(h, corpus.analysis_of(i), MODEL_HORIZONS, stride=stride,
                                    negative_keep=keep_rate if thin else 1.0,
                                    rng=rng, entity_offset=off))
         offsets.append(off)
@@ -586,6 +768,20 @@ def run(args: argparse.Namespace) -> int:
     test_inc = [i for i in incidents if i[0] in set(np.unique(test.entity).tolist())]
     metrics = evaluate(result.net, test, test_inc, step, args.stride)
     print(f"train test_metrics={metrics}", flush=True)
+    if corpus.analyses:
+        # The same held-out fleets, by step: does the model hold at 15 s and at 5 m?
+        fleet_step = np.array([float(a.step) for a in corpus.analyses])[test.group]
+        by_step = {}
+        for st in np.unique(fleet_step):
+            sub = test.subset(fleet_step == st)
+            ents = set(np.unique(sub.entity).tolist())
+            m = evaluate(result.net, sub, [i for i in test_inc if i[0] in ents], float(st),
+                         args.stride)
+            by_step[format_duration(float(st))] = {
+                k: m[k] for k in ("windows", "entities", "alerting")} | {
+                "auroc": {h: v["auroc"] for h, v in m["horizons"].items()}}
+        metrics["by_step"] = by_step
+        print(f"train test_by_step={by_step}", flush=True)
 
     lofo: dict[str, Any] = {}
     for fam in [f for f in args.lofo.split(",") if f] if args.corpus == "simulator" else []:
@@ -626,13 +822,17 @@ def run(args: argparse.Namespace) -> int:
         "feature_params": {"tokens_pooled_from": "the last tokens*pool steps of the window",
                            "horizon_scale_seconds": MODEL_HORIZONS[-1],
                            "baseline": "median/MAD of the window's first half"},
+        "trained_for": corpus.trained_for(),
         "training": {
             "data": corpus.description,
+            **({"domain_randomisation": corpus.domain} if corpus.domain else {}),
             "analysis": {"window": format_duration(analysis.window),
-                         "step": format_duration(analysis.step),
+                         **({"steps": corpus.trained_for()["step"]} if corpus.analyses else
+                            {"step": format_duration(analysis.step)}),
                          "signals": [f"{s.name} ({s.kind}{', capacity ' + str(s.capacity) if s.capacity else ''})"
                                      for s in analysis.signals]},
-            "stride_steps": args.stride,
+            **({"stride_seconds": CORPUS_STRIDE_SECONDS} if corpus.strides else
+               {"stride_steps": args.stride}),
             "split": f"by {split_by} (60/20/20 train/validation/test); an entity is in exactly "
                      "one split",
             "windows": {"train": int(train_mask.sum()), "validation": int(in_va.sum()),
@@ -660,7 +860,9 @@ def _command(args: argparse.Namespace) -> str:
                         ("--corpus", args.corpus), ("--incidents", args.incidents),
                         ("--output", args.output), ("--base", args.base),
                         ("--seed", args.seed), ("--max-minutes", args.max_minutes),
-                        ("--fleets", args.fleets if args.corpus else None)):
+                        ("--fleets", args.fleets if args.corpus else None),
+                        ("--domain", args.domain if args.corpus else None),
+                        ("--epochs", args.epochs if args.epochs != 30 else None)):
         if value is not None:
             parts.append(f"{flag}={value}")
     return " ".join(parts)

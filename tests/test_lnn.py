@@ -326,3 +326,23 @@ def test_training_is_deterministic_and_calibration_keeps_monotone():
     p, _ = predict_raw(net, x)
     assert (np.diff(p, axis=1) >= 0).all()
     assert not torch.equal(net.calib_bias, torch.zeros(5))
+
+
+@pytest.mark.parametrize("step", [15.0, 30.0, 120.0, 300.0])
+def test_trend_and_capacity_inputs_are_per_second_whatever_the_step(step):
+    # A 2 h window of a memory ramp (+0.25 per 2 h) and a flat latency: the trend, capacity
+    # and z inputs of the last token at `step` match those at 60 s.
+    def last_token(st: float) -> np.ndarray:
+        ts = 1_700_000_000.0 + st * np.arange(int(7200 // st))
+        v = np.stack([0.4 + 0.25 * (ts - ts[0]) / 7200, np.full(len(ts), 0.2)])[None]
+        an = AnalysisConfig(name="t", step=Duration(st), signals=(
+            SignalConfig("memory", "q", 1.0, "resource"), SignalConfig("lat", "q", None, "latency")))
+        return step_features(Window("t", ("instance",), (("a",),), ("memory", "lat"), ts, v),
+                             an)[0, -1]
+
+    ref, got = last_token(60.0), last_token(step)
+    for name in ("z_max_resource", "capacity_used_max", "capacity_used_change",
+                 "capacity_urgency", "slope_z_max", "slope_z_mean"):
+        i = FEATURE_NAMES.index(name)
+        assert got[i] == pytest.approx(ref[i], rel=0.03, abs=0.01), name
+    assert ref[FEATURE_NAMES.index("slope_z_max")] > 1.0

@@ -88,3 +88,50 @@ def test_train_refuses_history_without_incidents(tmp_path, capsys):
     assert rc == 2
     assert "incidents" in capsys.readouterr().out
     assert not (tmp_path / "m").exists()
+
+
+def test_randomised_corpus_covers_every_step_and_benign_family():
+    from dataclasses import replace
+
+    from exporter.lnn.dataset import build_samples
+    from exporter.source.simulator import BENIGN_FAMILIES
+    from exporter.train import (
+        CORPUS_STEPS,
+        MODEL_HORIZONS,
+        corpus_plan,
+        simulator_corpus,
+    )
+
+    # The shipped command's corpus (60 fleets, seed 1): every step, fleets with and without
+    # the extra benign families, benign-only fleets.
+    plan = corpus_plan(60, 1)
+    assert {p.step for p in plan} == set(CORPUS_STEPS)
+    assert {p.benign for p in plan} == {BENIGN_FAMILIES, ()}
+    assert any(p.families == () for p in plan) and all(p.randomise for p in plan)
+    assert {p.step for p in corpus_plan(6, 1, randomise=False)} == {60.0}
+
+    # Small fleets, one per step: each history keeps its own step, re-expressed signals.
+    small = [replace(p, entities=4, duration=6 * 3600.0, step=s, benign=BENIGN_FAMILIES)
+             for p, s in zip(plan, CORPUS_STEPS, strict=False)]
+    corpus = simulator_corpus(0, 1, plans=small)
+    assert corpus.trained_for() == {"window": ["2h", "2h"], "step": ["15s", "5m"]}
+    assert [float(a.step) for a in corpus.analyses] == list(CORPUS_STEPS)
+    assert corpus.domain["benign_families"] == list(BENIGN_FAMILIES)
+    assert corpus.domain["signal_changes_fleets"]  # units, noise, subsets... were applied
+    for i, (h, a) in enumerate(zip(corpus.histories, corpus.analyses, strict=True)):
+        assert h.values.shape[1] == len(a.signals) >= 3
+        assert np.allclose(np.diff(h.timestamps), float(a.step))
+        s = build_samples(h, a, MODEL_HORIZONS, stride=corpus.strides[i])
+        assert len(s) and np.isfinite(s.x).all()
+        # Replayed every 10 minutes of simulated time, whatever the step.
+        assert np.median(np.diff(np.unique(s.t))) == 600.0
+
+
+def test_shipped_model_admits_steps_15s_to_5m_at_a_2h_window():
+    from exporter.lnn.artifacts import incompatibility, read_card
+
+    card = read_card(Path(__file__).resolve().parents[1] / "models" / "default")
+    for step in (15.0, 60.0, 300.0):
+        assert incompatibility(card, 7200.0, step) is None
+    assert incompatibility(card, 1800.0, 60.0)  # a 30 m window is not what it was trained at
+    assert incompatibility(card, 7200.0, 600.0)

@@ -25,6 +25,7 @@ from exporter.source.sim_writers import (
     write_openmetrics,
 )
 from exporter.source.simulator import (
+    BENIGN_FAMILIES,
     FAMILIES,
     SIGNALS,
     SimulatedFleet,
@@ -143,6 +144,31 @@ def test_every_family_fails_with_its_precursor(family):
             assert dep.start > root.start and dep.predictable
             hit = (ts >= dep.start) & (ts < dep.end)
             assert np.nanmin(fleet.signal("error_ratio")[d, hit]) >= 0.2
+
+
+def test_extra_benign_families_are_written_never_fail_and_leave_the_rest_alone():
+    plain = _fleet(families=[], duration=2 * DAY)
+    fleet = _fleet(families=[], duration=2 * DAY, entities=24, benign=BENIGN_FAMILIES)
+    kinds = {e.kind for e in fleet.events}
+    assert set(BENIGN_FAMILIES) <= kinds, set(BENIGN_FAMILIES) - kinds
+    assert fleet.incidents == () and set(fleet.scenarios) == {"benign"}
+    # Healthy: below the levels failures reach, however it moves.
+    for name, top in (("cpu", 0.98), ("memory", 0.9), ("disk", 0.9), ("connections", 0.92)):
+        assert np.nanmax(fleet.signal(name)) <= top
+    # They move: sawtooth hosts' disk/memory swing by >= 0.1 and come back down.
+    for fam, name in (("sawtooth_disk", "disk"), ("sawtooth_memory", "memory")):
+        ent = next(e.entities[0] for e in fleet.events if e.kind == fam)
+        x = fleet.signal(name)[ent]
+        assert np.nanmax(x) - np.nanmin(x) >= 0.1 and np.nanmin(np.diff(x)) < -0.05
+    # Opt-in and drawn apart: the default fleet is unchanged, the background too.
+    assert np.array_equal(_fleet(families=[], duration=2 * DAY).values, plain.values,
+                          equal_nan=True)
+    mixed = _fleet(entities=24, duration=2 * DAY, benign=BENIGN_FAMILIES)
+    same = [i for i, s in enumerate(mixed.scenarios) if s == "benign"]
+    assert np.array_equal(mixed.signal("memory")[same], fleet.signal("memory")[same],
+                          equal_nan=True)
+    with pytest.raises(SimulationError, match="unknown benign family"):
+        _fleet(benign=["coffee_break"])
 
 
 def test_all_families_in_a_mixed_fleet_and_bad_family_refused():

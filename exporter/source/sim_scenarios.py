@@ -12,6 +12,7 @@ errors+drops per second, network_traffic bytes per second, latency_seconds a p99
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,24 @@ FAMILIES: tuple[str, ...] = (
     "sudden_crash",
 )
 BENIGN = "benign"
+# Extra benign behaviour (opt-in: `simulate_fleet(..., benign=BENIGN_FAMILIES)`): healthy hosts
+# that move, spike, fill and empty, but never fail. Written after the failures, on hosts whose
+# scenario is BENIGN (entity-agnostic ones, marked *, on every host); each is an `Event` kind.
+BENIGN_FAMILIES: tuple[str, ...] = (
+    "deploy_warmup",  # restart: short gap, cpu spike, latency and memory cache warming back up
+    "rollout_vanish",  # planned rollout: the old host's series end, or a new host's begin
+    "batch_heavy",  # daytime batch job driving cpu to 0.85-0.97 and load up for 0.5-2 h
+    "nightly_backup",  # 1-3 h at night: traffic x2-4, cpu and latency up, snapshot on disk
+    "cron_restart_creep",  # memory creeps up, a cron restart every 4-24 h resets it
+    "plateau_drift",  # memory/disk/connections climb 0.15-0.4 then level off below 0.88
+    "sawtooth_disk",  # disk fills lo -> hi (<= 0.88) over 0.5-6 h, then GC/rotation empties it
+    "sawtooth_memory",  # heap grows lo -> hi (<= 0.88) over 10 min-3 h, then a full GC
+    "daily_surge",  # the same 0.5-2 h traffic surge every day (x1.5-2.5)
+    "chronic_errors",  # errors/drops at a steady low level, with bursts
+    "scrape_gaps",  # * long scrape outages (10-60 min) and ragged single misses
+    "counter_reset",  # * rate signals read 0 or spike for one sample (a counter reset)
+    "noisy_entity",  # * heavy-tailed noise and frequent outliers on every signal
+)
 
 _HOUR = 3600.0
 _DAY = 86400.0
@@ -222,11 +241,14 @@ class Generated:
 
 def generate(rng: np.random.Generator, ts: np.ndarray, step: float, services: np.ndarray,
              names: list[str], plans: list[FailurePlan], surges: list[Surge],
-             fail_rng: np.random.Generator, missing: bool = True) -> Generated:
+             fail_rng: np.random.Generator, missing: bool = True,
+             benign: tuple[str, ...] = (), benign_rng: np.random.Generator | None = None,
+             ) -> Generated:
     """Values [E, S, T] of a fleet with the given failures and surges, plus ground truth.
 
     `rng` draws the benign fleet and `fail_rng` the failures' details, so the same seed gives
-    the same benign background whichever failures are injected.
+    the same benign background whichever failures are injected. `benign` names extra benign
+    families (BENIGN_FAMILIES) drawn from `benign_rng`; with none, nothing else is drawn.
     """
     n_ent, n_t = len(services), len(ts)
     n_svc = int(services.max()) + 1 if n_ent else 0
@@ -373,8 +395,13 @@ def generate(rng: np.random.Generator, ts: np.ndarray, step: float, services: np
     down = np.zeros(shape, dtype=bool)
     for p in plans:
         incidents.extend(_apply_failure(fail_rng, p, ts, services, names, sig, down, scenarios))
+    extra_gaps = np.zeros(shape, dtype=bool)
+    if benign:
+        extra_gaps = apply_benign(benign_rng or np.random.default_rng(0), ts, step, services,
+                                  sig, scenarios, benign, events)
 
     values = np.stack([sig[name] for name in SIGNALS], axis=1)
+    values[extra_gaps[:, None, :].repeat(len(SIGNALS), axis=1)] = np.nan
     if missing:
         gaps = _missing(rng, ts, step, n_ent, events)
         values[gaps[:, None, :].repeat(len(SIGNALS), axis=1)] = np.nan
@@ -383,6 +410,184 @@ def generate(rng: np.random.Generator, ts: np.ndarray, step: float, services: np
     values[down[:, None, :].repeat(len(SIGNALS), axis=1)] = np.nan
     incidents.sort(key=lambda i: (i.start, i.labels))
     return Generated(values, incidents, events, scenarios)
+
+
+def apply_benign(rng: np.random.Generator, ts: np.ndarray, step: float, services: np.ndarray,
+                 sig: dict[str, np.ndarray], scenarios: list[str], families: tuple[str, ...],
+                 events: list[Event]) -> np.ndarray:
+    """Write the extra benign `families` into `sig` ([E, T] per signal, in place).
+
+    Every draw is made for every host, in a fixed order, whichever hosts end up healthy, so a
+    seed fixes the draws. A host-specific family lands on a host whose scenario is BENIGN with
+    probability 0.35 (several may stack); the entity-agnostic ones (scrape_gaps, counter_reset,
+    noisy_entity) on any host with probability 0.2. Returns the [E, T] mask of extra
+    missing scrapes. Events are appended with the family as `kind`.
+    """
+    unknown = [f for f in families if f not in BENIGN_FAMILIES]
+    if unknown:
+        raise SimulationError(f"unknown benign family {', '.join(map(repr, unknown))} "
+                              f"(known: {', '.join(BENIGN_FAMILIES)})")
+    n_ent, n_t = sig["cpu"].shape
+    gaps = np.zeros((n_ent, n_t), dtype=bool)
+    if n_t < 2:
+        return gaps
+    t0, t1 = float(ts[0]), float(ts[-1])
+    days = max((t1 - t0) / _DAY, 1e-6)
+    healthy = np.array([s == BENIGN for s in scenarios])
+    anywhere = {"scrape_gaps", "counter_reset", "noisy_entity"}
+    hours = (ts % _DAY) / _HOUR
+
+    def note(kind: str, start: float, end: float, ent: int) -> None:
+        events.append(Event(float(start), float(end), kind, (int(ent),)))
+
+    for fam in BENIGN_FAMILIES:  # fixed order: draws do not depend on which are enabled
+        hit = rng.random(n_ent) < (0.2 if fam in anywhere else 0.35)
+        u = rng.random((n_ent, 8))  # per-host parameters of this family
+        # A stream per host: other hosts do not shift it.
+        sub_seeds = np.asarray(rng.integers(2**63, size=n_ent), dtype=np.int64)
+        if fam not in families:
+            continue
+        for e in np.flatnonzero(hit & (healthy | (fam in anywhere))).tolist():
+            _benign_one(fam, np.random.default_rng(int(sub_seeds[e])), u[e], e, ts, step, hours,
+                        days, sig, gaps, note)
+    # Healthy hosts stay below the levels a failure reaches (the simulator's own ceilings).
+    for name, top in (("cpu", 0.98), ("memory", 0.9), ("disk", 0.9), ("connections", 0.92),
+                      ("error_ratio", 1.0)):
+        sig[name][healthy] = np.clip(sig[name][healthy], 0.0, top)
+        np.clip(sig[name], 0.0, 1.0, out=sig[name])
+    return gaps
+
+
+def _benign_one(fam: str, rng: np.random.Generator, u: np.ndarray, e: int, ts: np.ndarray,
+                step: float, hours: np.ndarray, days: float, sig: dict[str, np.ndarray],
+                gaps: np.ndarray, note: Callable[[str, float, float, int], None]) -> None:
+    """One benign family on host `e`; `u` holds 8 uniform draws for its parameters."""
+    t0, t1 = float(ts[0]), float(ts[-1])
+    n_t = len(ts)
+
+    def span(lo: float, hi: float, x: float) -> float:
+        return lo + (hi - lo) * float(x)
+
+    if fam == "deploy_warmup":
+        for _ in range(max(1, int(rng.poisson(1.0 * days)))):
+            t_r = float(rng.uniform(t0, t1))
+            since = ts - t_r
+            after = since >= 0
+            warm = np.where(after, np.exp(-np.maximum(since, 0) / span(300, 1800, u[0])), 0.0)
+            gaps[e, (since >= 0) & (since < span(30, 180, u[1]))] = True
+            sig["cpu"][e] += 0.35 * warm * (since < 900)
+            sig["latency_seconds"][e] *= 1 + span(0.5, 3.0, u[2]) * warm
+            mem = sig["memory"][e]
+            sig["memory"][e] = np.where(after, mem - span(0.05, 0.2, u[3]) * warm, mem)
+            note(fam, t_r, t_r + 1800, e)
+    elif fam == "rollout_vanish":
+        t_r = float(rng.uniform(t0 + 0.2 * (t1 - t0), t1 - 0.1 * (t1 - t0)))
+        if u[0] < 0.5:
+            gaps[e, ts >= t_r] = True  # old host drained and removed
+            note(fam, t_r, t1, e)
+        else:
+            gaps[e, ts < t_r] = True  # new host joins mid-way, cold
+            sig["latency_seconds"][e] *= 1 + 1.5 * np.exp(-np.clip(ts - t_r, 0, None) / 900)
+            note(fam, t0, t_r, e)
+    elif fam == "batch_heavy":
+        for _ in range(max(1, int(rng.poisson(1.2 * days)))):
+            t_b, dur = float(rng.uniform(t0, t1)), span(1800, 7200, rng.random())
+            bump = _bump(ts, t_b, dur, 300, 300)
+            cpu = sig["cpu"][e]
+            sig["cpu"][e] = cpu + (span(0.85, 0.97, u[1]) - cpu).clip(0) * bump
+            sig["load"][e] += span(0.5, 2.0, u[2]) * bump
+            sig["latency_seconds"][e] *= 1 + 0.5 * bump
+            note(fam, t_b, t_b + dur, e)
+    elif fam == "nightly_backup":
+        start_h, dur = span(0, 5, u[0]), span(1, 3, u[1]) * _HOUR
+        snap = span(0.02, 0.12, u[2])
+        for day in range(math.floor(t0 / _DAY) - 1, math.floor(t1 / _DAY) + 1):
+            t_b = day * _DAY + start_h * _HOUR
+            if t_b + dur < t0 or t_b > t1:
+                continue
+            bump = _bump(ts, t_b, dur, 300, 300)
+            sig["network_traffic"][e] *= 1 + span(1, 3, u[3]) * bump
+            sig["cpu"][e] += span(0.1, 0.3, u[4]) * bump
+            sig["load"][e] += span(0.2, 1.0, u[4]) * bump
+            sig["latency_seconds"][e] *= 1 + span(0.2, 1.0, u[5]) * bump
+            # The snapshot grows through the backup and is deleted when it ends.
+            inside = (ts >= t_b) & (ts < t_b + dur)
+            sig["disk"][e, inside] += snap * (ts[inside] - t_b) / dur
+            note(fam, t_b, t_b + dur, e)
+    elif fam == "cron_restart_creep":
+        period = span(4, 24, u[0]) * _HOUR
+        phase = float(u[1]) * period
+        mem = sig["memory"][e]
+        room = max(0.05, 0.85 - float(np.nanmax(mem)))
+        age = (ts - t0 + phase) % period
+        sig["memory"][e] = mem + span(0.4, 1.0, u[2]) * room * age / period
+        sig["latency_seconds"][e] *= 1 + span(0.0, 0.5, u[3]) * age / period
+        first = t0 + (period - phase)
+        for t_r in np.arange(first, t1, period).tolist():
+            gaps[e, (ts >= t_r) & (ts < t_r + span(30, 120, u[4]))] = True
+        note(fam, t0, t1, e)
+    elif fam == "plateau_drift":
+        name = ("memory", "disk", "connections")[int(u[0] * 3)]
+        x = sig[name][e]
+        top = span(0.6, 0.88, u[1])
+        size = max(0.0, min(span(0.15, 0.4, u[2]), top - float(np.nanmax(x))))
+        t_c, width = float(rng.uniform(t0, t1)), span(0.5, 4, u[3]) * _HOUR
+        sig[name][e] = x + size / (1 + np.exp(-(ts - t_c) / width))
+        note(fam, t_c - 3 * width, t_c + 3 * width, e)
+    elif fam in ("sawtooth_disk", "sawtooth_memory"):
+        name = "disk" if fam == "sawtooth_disk" else "memory"
+        lo_p, hi_p = (0.5, 6.0) if name == "disk" else (1 / 6, 3.0)
+        period = span(lo_p, hi_p, u[0]) * _HOUR
+        x = sig[name][e]
+        hi = span(0.7, 0.88, u[1])
+        amp = max(0.05, min(span(0.15, 0.45, u[2]), hi - float(np.nanmedian(x)) - 0.02))
+        frac = ((ts - t0 + float(u[3]) * period) % period) / period
+        sig[name][e] = np.minimum(x + amp * frac, hi + 0.02)
+        note(fam, t0, t1, e)
+    elif fam == "daily_surge":
+        start_h, dur, factor = span(0, 24, u[0]), span(0.5, 2, u[1]) * _HOUR, span(1.5, 2.5, u[2])
+        into = (ts - start_h * _HOUR) % _DAY  # seconds since today's surge began
+        bump = np.clip(into / 600, 0, 1) * np.clip((dur + 900 - into) / 900, 0, 1)
+        f = 1 + (factor - 1) * bump
+        sig["network_traffic"][e] *= f
+        sig["cpu"][e] *= 1 + 0.5 * (f - 1)
+        sig["load"][e] *= 1 + 0.5 * (f - 1)
+        sig["connections"][e] = np.minimum(sig["connections"][e] * f, 0.85)
+        sig["latency_seconds"][e] *= 1 + 0.3 * (f - 1)
+        note(fam, t0, t1, e)
+    elif fam == "chronic_errors":
+        level = 10 ** span(-2.5, -1.2, u[0])
+        noise = np.exp(rng.standard_normal(n_t) * 0.6)
+        burst = rng.random(n_t) < 0.01
+        sig["error_ratio"][e] += level * noise * np.where(burst, span(3, 10, u[1]), 1.0)
+        sig["network_errors"][e] += rng.poisson(10 ** span(-0.5, 1.5, u[2]) * step, n_t) / step
+        note(fam, t0, t1, e)
+    elif fam == "scrape_gaps":
+        gaps[e] |= rng.random(n_t) < span(0.005, 0.05, u[0])
+        for _ in range(int(rng.poisson(2.0 * days))):
+            t_o, length = float(rng.uniform(t0, t1)), span(10, 60, rng.random()) * 60
+            gaps[e, (ts >= t_o) & (ts < t_o + length)] = True
+            note(fam, t_o, t_o + length, e)
+    elif fam == "counter_reset":
+        for _ in range(max(1, int(rng.poisson(2.0 * days)))):
+            k = int(rng.integers(n_t))
+            for name in ("network_traffic", "network_errors"):
+                sig[name][e, k] = 0.0 if rng.random() < 0.5 else sig[name][e, k] * span(
+                    5, 50, rng.random())
+            note(fam, float(ts[k]), float(ts[k]), e)
+    elif fam == "noisy_entity":
+        df = span(1.5, 4.0, u[0])
+        level = span(0.03, 0.15, u[1])
+        for name in sig:
+            x = sig[name][e]
+            tail = np.clip(rng.standard_t(df, n_t), -30, 30) * level
+            if name in ("cpu", "memory", "disk", "connections"):
+                # Ratios: additive, never pushed to the levels a failure reaches.
+                sig[name][e] = np.clip(x + 0.2 * tail * np.maximum(x, 0.05), 0,
+                                       np.maximum(x, 0.9))
+            else:
+                sig[name][e] = x * np.exp(tail)
+        note(fam, t0, t1, e)
 
 
 def _outliers(rng: np.random.Generator, x: np.ndarray, prob: float,

@@ -26,6 +26,7 @@ from exporter.config import AnalysisConfig, Config, Duration, SignalConfig, pars
 from exporter.source import Fetch, SourceError
 from exporter.source.sim_scenarios import (
     BENIGN,
+    BENIGN_FAMILIES,
     CAPACITIES,
     FAMILIES,
     SIGNALS,
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "BENIGN",
+    "BENIGN_FAMILIES",
     "CAPACITIES",
     "FAMILIES",
     "SIGNALS",
@@ -147,6 +149,7 @@ def simulate_fleet(
     surges: Sequence[Surge] = (),
     missing: bool = True,
     cpus: int = 2,
+    benign: Sequence[str] = (),
 ) -> SimulatedFleet:
     """Simulate a fleet; the same arguments always give the same fleet.
 
@@ -162,6 +165,9 @@ def simulate_fleet(
     surges: extra benign traffic surges on top of the random ones.
     missing: inject scrape gaps (False gives gap-free data except while entities are down).
     cpus: CPUs per host in the node_exporter view.
+    benign: extra benign families (BENIGN_FAMILIES) on healthy hosts, none by default (then
+        the fleet is the same as before they existed); they are drawn from their own stream,
+        so the rest of the fleet does not change with them.
     """
     if entities < 1:
         raise SimulationError(f"entities must be >= 1, got {entities}")
@@ -179,8 +185,8 @@ def simulate_fleet(
     svc_names = [_SERVICE_NAMES[k % len(_SERVICE_NAMES)] + (f"-{k // len(_SERVICE_NAMES)}"
                  if k >= len(_SERVICE_NAMES) else "") for k in range(n_svc)]
 
-    seeds = np.random.SeedSequence(seed).spawn(3)
-    benign_rng, plan_rng, fail_rng = (np.random.default_rng(s) for s in seeds)
+    seeds = np.random.SeedSequence(seed).spawn(4)
+    benign_rng, plan_rng, fail_rng, extra_rng = (np.random.default_rng(s) for s in seeds)
     memory_bytes = benign_rng.choice([4, 8, 16, 32, 64], entities) * 2.0**30
     disk_bytes = benign_rng.choice([50, 100, 200, 500], entities) * 1e9
     if failures is None:
@@ -192,7 +198,8 @@ def simulate_fleet(
                 raise SimulationError(f"bad failure plan {p}")
     all_surges = list(surges) + random_surges(benign_rng, n_svc, ts)
     began = time.perf_counter()
-    gen = generate(benign_rng, ts, step, svc, names, plans, all_surges, fail_rng, missing)
+    gen = generate(benign_rng, ts, step, svc, names, plans, all_surges, fail_rng, missing,
+                   tuple(benign), extra_rng)
     log.debug("simulated entities=%d steps=%d incidents=%d duration_seconds=%.2f",
               entities, len(ts), len(gen.incidents), time.perf_counter() - began)
     return SimulatedFleet(
