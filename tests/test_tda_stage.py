@@ -295,3 +295,21 @@ def test_run_batch_equals_sequential_runs_for_one_signal():
     assert np.isfinite(expected[-1].anomaly_score).any()
     for x, y in zip(expected, got, strict=True):
         assert _same(x.anomaly_score, y.anomaly_score) and _same(x.features, y.features)
+
+
+def test_state_keeps_label_values_holding_any_character():
+    """Baselines of entities whose labels hold U+00FF, commas or quotes survive a restart."""
+    series = fleet_series(3, 8, seed=4)
+    ents = (("l-haÿ-les-roses",), ('a,"b"',), ("\xff\xff",))
+    stage = TopologyStage(analysis(), workers=1)
+    for c in range(8):
+        stage.run(window_at(series, c, ents), c * SHIFT * STEP)
+    saved = stage.state()
+    twin = TopologyStage(analysis(), workers=1)
+    twin.restore({k: v.copy() for k, v in saved.items()})
+    a = stage.run(window_at(series, 7, ents), 8 * SHIFT * STEP)
+    b = twin.run(window_at(series, 7, ents), 8 * SHIFT * STEP)
+    stage.close()
+    twin.close()
+    np.testing.assert_array_equal(a.anomaly_score, b.anomaly_score)
+    assert twin.state()["keys"].tolist() == saved["keys"].tolist()

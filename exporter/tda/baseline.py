@@ -62,7 +62,7 @@ from exporter.numeric import clipped_z, nan_percentile
 from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale
 from exporter.tda.persistence import Diagram, diagram_distance
-from exporter.windows import shard_of
+from exporter.windows import decode_entity_key, encode_entity_key, shard_of
 
 PROTOTYPES = 3
 MIN_BASELINE = 4
@@ -471,7 +471,7 @@ class BaselineStore:
         out: dict[str, np.ndarray] = {
             "format": np.array([STATE_FORMAT], dtype=np.int64),
             "signals": np.array(self.signals, dtype=str),
-            "keys": np.array(["\xff".join(k) for k in keys], dtype=str)
+            "keys": np.array([encode_entity_key(k) for k in keys], dtype=str)
             if keys else np.array([], dtype=str),
             "key_lengths": np.array([len(k) for k in keys], dtype=np.int64),
             "last_admit": np.array([self.entries[k].last_admit for k in keys]),
@@ -522,7 +522,7 @@ class BaselineStore:
                                 f"{STATE_FORMAT}: they are relearned")
         if tuple(arrays["signals"].tolist()) != self.signals:
             raise BaselineError("saved baselines have other signals")
-        keys = [tuple(str(k).split("\xff")) if n else () for k, n in
+        keys = [decode_entity_key(str(k), int(n)) for k, n in
                 zip(arrays["keys"].tolist(), arrays["key_lengths"].tolist(), strict=True)]
         if arrays["reservoir_clouds"].shape[1:] != (self.points, len(self.signals)):
             raise BaselineError(f"saved baselines have {arrays['reservoir_clouds'].shape[1]} "
