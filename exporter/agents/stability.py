@@ -1,6 +1,7 @@
 """Stability agent: flapping evidence — scrape gaps, restarts, jittery changes, error bursts.
 
-Four independent pieces of evidence, each mapped to a bounded risk and combined as a noisy-OR:
+Four independent pieces of evidence, each mapped to a bounded risk and combined as a noisy-OR
+(a ballot only when two kinds agree or one is strong; a single benign event is an opinion):
 - gaps: samples missing for the whole entity after it first reported (scrape failures), the
   share in the recent part and the number of separate gaps;
 - restarts: a resource/saturation signal falling to under a fifth of its previous three samples
@@ -29,6 +30,12 @@ from exporter.results import Votes
 RECENT_S = 1800.0
 RESTART_FRACTION = 0.2
 RISK_MAX = 0.95
+# A piece of evidence at or above CORROBORATED_RISK counts towards corroboration; one at or
+# above STRONG_RISK (about 3 recent restarts, or most recent scrapes failing) stands alone.
+CORROBORATED_RISK = 0.3
+STRONG_RISK = 0.7
+# Below agents.consensus.min_confidence (default 0.6): an opinion, not a ballot.
+OPINION_CONFIDENCE = 0.5
 
 
 class StabilityAgent:
@@ -119,6 +126,13 @@ class StabilityAgent:
         )
         contribution = normalise_rows(contribution)
         confidence = specialist_confidence(risk, 0.7 * started.mean(axis=1))
+        # One benign event (a deploy's restart, a scrape gap, a burst of jitter) is ordinary
+        # operations, not a failure coming: the vote is a ballot only when the instability is
+        # corroborated (two kinds of evidence) or strong on its own (a crash loop, scrapes
+        # mostly failing); otherwise it stays an opinion, shown but not counted.
+        corroborated = ((parts >= CORROBORATED_RISK).sum(axis=1) >= 2) | \
+            (parts.max(axis=1) >= STRONG_RISK)
+        confidence = np.where(corroborated, confidence, np.minimum(confidence, OPINION_CONFIDENCE))
 
         kinds = ("gaps", "restarts", "jitter", "bursts")
         lead = np.argmax(parts, axis=1)
