@@ -261,6 +261,24 @@ def test_stability_crash_loop(fleet):
     assert (v.risk[quiet] < 0.3).all(), v.risk[quiet]
 
 
+def test_stability_single_restart_is_an_opinion_crash_loop_a_ballot(fleet):
+    """A couple of restarts (a deploy, a cron restart) are ordinary operations: an opinion,
+    shown but not counted, even at a risk the consensus would call a warning. A crash loop is
+    a ballot."""
+    win, kinds, _ = fleet
+    values = win.values.copy()
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    res = [NAMES.index(n) for n in ("cpu", "memory")]
+    for start in (T - 20, T - 8):  # two restarts, each back to normal
+        values[np.ix_(rows, res, np.arange(start, start + 3))] *= 0.05
+    v = StabilityAgent().assess(_inp(Window(win.analysis, win.label_names, win.entities,
+                                            win.signals, win.timestamps, values)))
+    assert (v.risk[rows] >= 0.5).all(), v.risk[rows]  # it is seen ...
+    assert (v.confidence[rows] < 0.6).all()  # ... but not counted by the consensus
+    loop = _rows(kinds, "crashloop")
+    assert (StabilityAgent().assess(_inp(win)).confidence[loop] >= 0.6).all()
+
+
 def test_stability_scrape_gaps_suggest_restart():
     win, kinds, _ = _fleet(seed=5)
     values = win.values.copy()
