@@ -30,8 +30,8 @@ from exporter.results import Votes
 RECENT_S = 1800.0
 RESTART_FRACTION = 0.2
 RISK_MAX = 0.95
-# A piece of evidence at or above CORROBORATED_RISK counts towards corroboration; one at or
-# above STRONG_RISK (about 3 recent restarts, or most recent scrapes failing) stands alone.
+# A piece of evidence at or above CORROBORATED_RISK counts towards corroboration; restarts,
+# jitter or bursts at or above STRONG_RISK (about 3 recent restarts: a crash loop) stand alone.
 CORROBORATED_RISK = 0.3
 STRONG_RISK = 0.7
 # Below agents.consensus.min_confidence (default 0.6): an opinion, not a ballot.
@@ -128,10 +128,11 @@ class StabilityAgent:
         confidence = specialist_confidence(risk, 0.7 * started.mean(axis=1))
         # One benign event (a deploy's restart, a scrape gap, a burst of jitter) is ordinary
         # operations, not a failure coming: the vote is a ballot only when the instability is
-        # corroborated (two kinds of evidence) or strong on its own (a crash loop, scrapes
-        # mostly failing); otherwise it stays an opinion, shown but not counted.
+        # corroborated (two kinds of evidence) or strong on its own (a crash loop); otherwise
+        # it stays an opinion, shown but not counted.
+        # Failing scrapes alone are Prometheus' own `up` alerts, not a failure AURA predicts.
         corroborated = ((parts >= CORROBORATED_RISK).sum(axis=1) >= 2) | \
-            (parts.max(axis=1) >= STRONG_RISK)
+            (parts[:, 1:].max(axis=1) >= STRONG_RISK)
         confidence = np.where(corroborated, confidence, np.minimum(confidence, OPINION_CONFIDENCE))
 
         kinds = ("gaps", "restarts", "jitter", "bursts")
