@@ -51,6 +51,8 @@ TYPICAL_ALERT_SECONDS = 3600.0
 # A risk must clear the threshold by this much to count as rare (risks are stored as float32,
 # and a model's risk wobbles by about this much between cycles on an unchanged entity).
 MARGIN = 0.02
+# How often entities unseen for longer than the reference are forgotten (seconds).
+FORGET_EVERY = 3600.0
 # The fleet reference needs this many entities with enough history of their own.
 FLEET_MIN_ENTITIES = 3
 _STATE_VERSION = 2
@@ -112,6 +114,7 @@ class DecisionStage:
         self.time_ = np.zeros((0, self.slots), dtype=np.uint32)  # Unix s; empty: risk NaN
         self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
+        self.forgot_at_ = -math.inf
 
     # ------------------------------------------------------------------ public
 
@@ -193,7 +196,22 @@ class DecisionStage:
 
     # ----------------------------------------------------------------- private
 
+    def _forget(self, now: float) -> None:
+        """Drop entities with no sample inside any reference any more (gone pods, renamed
+        hosts), so a churning fleet does not grow the state without bound."""
+        horizon = float(self.cfg.reference) + self.exclude_recent
+        stale = self.last_ < now - horizon
+        if not stale.any():
+            return
+        keep = np.flatnonzero(~stale)
+        keys = sorted(self.rows_, key=self.rows_.__getitem__)
+        self.rows_ = {keys[i]: j for j, i in enumerate(keep)}
+        self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
+
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
+        if now - self.forgot_at_ >= FORGET_EVERY:
+            self.forgot_at_ = now
+            self._forget(now)
         new = [k for k in entities if k not in self.rows_]
         if new:
             start = len(self.rows_)

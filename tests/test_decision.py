@@ -185,3 +185,15 @@ def test_webhook_incidents_reach_the_decision_references(tmp_path) -> None:
     assert rt.decision is not None
     assert [x[0] for x in rt.decision.excluded_] == [("n1",)]
     assert p.stats.incidents_recorded_total == 1
+
+
+def test_entities_gone_for_longer_than_the_reference_are_forgotten() -> None:
+    stage = _stage(reference=86400)
+    for k in range(6):  # pod-a reports for an hour, then is replaced by pod-b
+        stage.decide([("pod-a",)], np.array([0.1]), np.array([0]), k * STEP)
+    later = 2 * 86400.0
+    for k in range(6):
+        stage.decide([("pod-b",)], np.array([0.2]), np.array([0]), later + k * STEP)
+    assert list(stage.rows_) == [("pod-b",)]
+    assert stage.risk_.shape == (1, stage.slots) and stage.last_.shape == (1,)
+    assert np.nanmax(stage.risk_[0]) == pytest.approx(0.2)
