@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from exporter.config import DecisionConfig
+from exporter.numeric import nan_percentile
 from exporter.results import Consensus
 from exporter.windows import EntityKey, decode_entity_key, encode_entity_key
 
@@ -240,7 +241,7 @@ class DecisionStage:
         out = np.full(len(counts), np.nan)
         some = counts > 0
         if some.any():
-            out[some] = _row_quantile(ref[some], self.quantile)
+            out[some] = nan_percentile(ref[some], [100.0 * self.quantile], axis=1)[0]
         return out, counts
 
     def _drop_excluded(self, now: float) -> None:
@@ -292,13 +293,3 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
 def _days(seconds: float) -> str:
     days = float(seconds) / 86400.0
     return f"{days:g} days" if days >= 1 else f"{float(seconds) / 3600.0:g} h"
-
-
-def _row_quantile(values: np.ndarray, q: float) -> np.ndarray:
-    """NaN-aware quantile of each row of `values` [N, R] (rows with no finite value: NaN)."""
-    with np.errstate(invalid="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.asarray(np.nanquantile(values, q, axis=1), dtype=np.float64)
