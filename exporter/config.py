@@ -538,9 +538,11 @@ def parse_config(data: Any, *, require_queries: bool = True) -> Config:
 def load_config(path: str | Path, *, require_queries: bool = True) -> Config:
     """Read and validate a YAML config file (see parse_config for `require_queries`)."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
+    except UnicodeDecodeError as err:
+        raise ConfigError([f"{path}: not valid UTF-8 (byte {err.start}): {err.reason}"]) from err
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:

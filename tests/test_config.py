@@ -100,3 +100,12 @@ def test_queries_optional_only_for_csv_commands():
     assert parse_config(data, require_queries=False).analyses[0].signals[0].name == "temp"
     with pytest.raises(ConfigError, match=r"signals\[0\]\.query: required key missing"):
         parse_config(data)
+
+
+def test_config_file_that_is_not_utf8_is_a_clear_error(tmp_path):
+    """Found by the fuzzer on a clean clone: a lone surrogate written as bytes."""
+    path = tmp_path / "aura.yml"
+    path.write_bytes(b"interval: 1m\n" + "\ud800".encode("utf-8", "surrogatepass"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "not valid UTF-8" in str(err.value) and str(path) in str(err.value)

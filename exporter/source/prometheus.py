@@ -103,7 +103,9 @@ def _check_envelope(doc: object) -> tuple[list, list[str]]:
     result = data.get("result")
     if not isinstance(result, list):
         raise QueryError("malformed response: result is not a list")
-    warnings = [str(w) for w in (doc.get("warnings") or []) if w]
+    raw = doc.get("warnings") or []
+    # Prometheus sends a list of strings; anything else is kept as one warning, never a crash.
+    warnings = [str(w) for w in (raw if isinstance(raw, list) else [raw]) if w]
     return result, warnings
 
 
