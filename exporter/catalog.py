@@ -193,7 +193,7 @@ SELF_METRICS: tuple[Metric, ...] = (
 ALL: tuple[Metric, ...] = ENTITY_METRICS + ANALYSIS_METRICS + SELF_METRICS
 BY_NAME = {m.name: m for m in ALL}
 
-STAGES = ("ingest", "topology", "forecast", "agents", "consensus", "render", "state")
+STAGES = ("ingest", "topology", "forecast", "agents", "consensus", "decision", "render", "state")
 LEVELS = {0: "ok", 1: "warning", 2: "critical"}
 
 
