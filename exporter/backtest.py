@@ -558,6 +558,10 @@ async def _run(args: argparse.Namespace) -> int:
     if not args.input and not (args.start and args.end):
         raise BacktestError("--start and --end go together")
     # A CSV's columns are the signals: queries are only needed to read from Prometheus.
+    if not Path(args.config_file).exists():
+        raise BacktestError(
+            f"--config.file: {args.config_file}: no such file (`aura simulate --format=csv` "
+            "writes one beside its CSV; aura.example.yml documents every key)")
     cfg = load_config(args.config_file, require_queries=not args.input)
     analysis = cfg.analysis(args.analysis)
     try:

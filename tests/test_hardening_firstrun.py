@@ -18,16 +18,25 @@ from exporter.cli import COMMANDS, build_parser, main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_simulate_writes_the_matching_config_so_backtest_is_two_commands(tmp_path):
+def test_simulate_writes_the_matching_config_so_backtest_is_two_commands(tmp_path, capsys):
     data = tmp_path / "d.csv"
     assert main(["simulate", "--scenario=mixed", "--entities=4", "--duration=3h", "--seed=3",
                  "--format=csv", f"--output={data}"]) == 0
     config = tmp_path / "d.yml"
+    # The next command is printed where a new user looks.
+    assert f"aura backtest --config.file={config} --input={data}" in capsys.readouterr().out
     assert config.read_text().startswith("# Written by `aura simulate`")
     assert main(["check-config", str(config)]) == 0
     assert main(["backtest", f"--config.file={config}", f"--input={data}",
                  f"--output-dir={tmp_path / 'out'}", "--no-plots", "--topology.workers=1"]) == 0
     assert (tmp_path / "out" / "scores.csv").stat().st_size > 0
+
+
+def test_backtest_without_a_config_says_where_one_comes_from(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no aura.yml here: the default --config.file is missing
+    assert main(["backtest", "--input=d.csv", f"--output-dir={tmp_path / 'o'}"]) != 0
+    err = capsys.readouterr().err
+    assert "aura.yml: no such file" in err and "aura simulate" in err
 
 
 def test_simulate_never_overwrites_a_config_it_did_not_write(tmp_path):

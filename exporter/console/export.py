@@ -32,7 +32,7 @@ class ReportError(RuntimeError):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=None,
-                        help="a running exporter, e.g. http://127.0.0.1:9847 (entity report)")
+                        help="a running exporter, e.g. http://127.0.0.1:10977 (entity report)")
     parser.add_argument("--entity", action="append", default=[], metavar="LABEL=VALUE",
                         help="the entity's labels (repeat for several entity labels)")
     parser.add_argument("--analysis", default=None,

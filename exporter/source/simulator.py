@@ -449,13 +449,18 @@ def run(args: argparse.Namespace) -> int:
             _write(args.output, fleet, fmt, until)
         if args.incidents:
             _write(args.incidents, fleet, "incidents", until)
+        config = None
         if args.output and args.output != "-" and fmt == "csv":
-            write_matching_config(args.output, step)
+            config = write_matching_config(args.output, step)
     except OSError as err:
         return fail(f"cannot write: {err}")
     log.info("simulation written entities=%d steps=%d incidents=%d format=%s seconds=%.2f",
              len(fleet.entities), len(fleet.timestamps), len(fleet.incidents), fmt,
              time.perf_counter() - began)
+    if config:  # the next step, on stdout where a new user looks
+        incidents = f" --incidents={args.incidents}" if args.incidents else ""
+        print(f"backtest it with: aura backtest --config.file={config} --input={args.output}"
+              f"{incidents} --output-dir=backtest/")
     if host_port:
         from aiohttp import web
 
