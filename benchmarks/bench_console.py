@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_scrape import load, synthetic_snapshot  # noqa: E402
+from benchio import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -193,12 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    out["loadavg_after"] = os.getloadavg()
-    print(f"load average before {out['loadavg_before'][0]:.1f}, after "
-          f"{out['loadavg_after'][0]:.1f} ({os.cpu_count()} cpus)")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(out, args.output)
     return 0
 
 

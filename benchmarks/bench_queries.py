@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
 import os
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchio import write_results
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -152,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"entities={n} signals={args.signals} query_range requests per cycle: "
               f"cold={reqs[0]:g} warm={np.mean(reqs[1:]) if len(reqs) > 1 else float('nan'):g} "
               f"ingest_seconds cold={ingest[0]:.2f} warm={np.mean(ingest[1:]):.2f}")
-    out["loadavg_after"] = os.getloadavg()
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(out, args.output)
     return 0
 
 

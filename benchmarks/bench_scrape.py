@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchio import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -257,16 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.terminate()
             server.wait(timeout=10)
-    out["loadavg_after"] = os.getloadavg()
     if info:
         print(f"server: {args.entities} entities, {info['samples']} samples, "
               f"{info['bytes'] / 1e6:.1f}MB ({info['gzip_bytes'] / 1e6:.2f}MB gzip), rendered once "
               f"in {info['render_seconds']:.2f}s")
-    print(f"load average before {out['loadavg_before'][0]:.1f}, after "
-          f"{out['loadavg_after'][0]:.1f} ({os.cpu_count()} cpus)")
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_results(out, args.output)
     return 0
 
 
