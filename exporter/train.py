@@ -28,6 +28,7 @@ import numpy as np
 
 from exporter.config import AnalysisConfig, Config, Duration, format_duration
 from exporter.lnn.dataset import History, Samples, build_samples, incidents_to_arrays
+from exporter.util import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -356,11 +357,12 @@ class Corpus:
         return out
 
 
-def _time_arg(text: str) -> float:
+def _time_arg(flag: str, text: str) -> float:
+    """`util.parse_time` (Unix seconds or RFC 3339, no zone = UTC); TrainError naming the flag."""
     try:
-        return float(text)
-    except ValueError:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_time(text)
+    except ValueError as err:
+        raise TrainError(f"{flag}: {err}") from None
 
 
 def _history_from_window(window: Any, incidents: list[Any]) -> History:
@@ -392,14 +394,14 @@ def _user_corpus(args: argparse.Namespace) -> Corpus:
             source: Any = CsvSource(args.input, analysis)
         except (OSError, ValueError) as err:
             raise TrainError(f"--input: {err}") from err
-        start, end = _csv_range(source, args.input)
+        start, end = source.time_range()
         what = f"CSV {args.input}"
     else:
         if not args.end:
             raise TrainError("--start needs --end")
         from exporter.source.history import HistorySource
 
-        start, end = _time_arg(args.start), _time_arg(args.end)
+        start, end = _time_arg("--start", args.start), _time_arg("--end", args.end)
         source = HistorySource(cfg.source)
         what = f"{cfg.source.url} {args.start}..{args.end}"
 
@@ -424,25 +426,6 @@ def _user_corpus(args: argparse.Namespace) -> Corpus:
     return Corpus([history], analysis,
                   f"{what}: {len(window.entities)} entities, "
                   f"{format_duration(end - start)}, {len(history.inc_start)} incidents")
-
-
-def _csv_range(source: Any, path: str) -> tuple[float, float]:
-    """First and last timestamp of the CSV (the source's own reading when it exposes one)."""
-    for attr in ("time_range", "range"):
-        fn = getattr(source, attr, None)
-        if callable(fn):
-            lo, hi = fn()
-            return float(lo), float(hi)
-    import csv
-
-    lo, hi = math.inf, -math.inf
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            t = _time_arg(row["timestamp"])
-            lo, hi = min(lo, t), max(hi, t)
-    if not math.isfinite(lo):
-        raise TrainError(f"{path}: no rows")
-    return lo, hi
 
 
 # Domain randomisation of the simulator corpus (see models/README.md): steps and their shares.

@@ -135,3 +135,21 @@ def test_shipped_model_admits_steps_15s_to_5m_at_a_2h_window():
         assert incompatibility(card, 7200.0, step) is None
     assert incompatibility(card, 1800.0, 60.0)  # a 30 m window is not what it was trained at
     assert incompatibility(card, 7200.0, 600.0)
+
+
+def test_time_flags_read_utc_whatever_the_local_zone(monkeypatch) -> None:
+    import time
+
+    from exporter.train import TrainError, _time_arg
+
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    try:
+        assert _time_arg("--start", "2023-11-14T00:00:00") == 1699920000.0
+        assert _time_arg("--start", "2023-11-14T00:00:00+01:00") == 1699916400.0
+        assert _time_arg("--end", "1699920000.5") == 1699920000.5
+        with pytest.raises(TrainError, match="--end"):
+            _time_arg("--end", "yesterday")
+    finally:
+        monkeypatch.undo()
+        time.tzset()

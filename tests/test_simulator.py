@@ -422,10 +422,21 @@ def test_backfill_and_live_scrapes_join_without_counter_resets(tmp_path: Path):
 # Command line
 
 
-def test_cli_writes_csv_and_incidents_and_refuses_bad_args(tmp_path: Path, capsys):
+@pytest.fixture
+def far_zone(monkeypatch):
+    """The machine's local time 5 h behind UTC, so a parser reading local time is caught."""
+    monkeypatch.setenv("TZ", "EST+05")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_cli_writes_csv_and_incidents_and_refuses_bad_args(tmp_path: Path, capsys, far_zone):
     out, inc = tmp_path / "fleet.csv", tmp_path / "incidents.csv"
+    # No zone = UTC (exporter.util.parse_time), never the machine's local time.
     rc = cli_main(["simulate", "--scenario=memory_leak,disk_fill", "--entities=6",
-                   "--duration=12h", "--step=1m", "--seed=4", "--start=2023-11-14T00:00:00Z",
+                   "--duration=12h", "--step=1m", "--seed=4", "--start=2023-11-14T00:00:00",
                    f"--output={out}", f"--incidents={inc}", "--failure-fraction=0.34"])
     assert rc == 0
     lines = out.read_text().splitlines()

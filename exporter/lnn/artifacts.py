@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from exporter.lnn.features import FEATURE_DOCS, FEATURE_NAMES, TOKENS
+from exporter.util import atomic_write
 
 if TYPE_CHECKING:
     from exporter.lnn.network import FailureNet
@@ -39,19 +38,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes 0600 files; a shipped model is read by other users too.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model_dir: str | Path, net: FailureNet, card: dict[str, Any]) -> dict[str, Any]:
     """Write the state dict and the card (sha256, inputs, horizons and network filled in)."""
     import io
@@ -63,7 +49,8 @@ def save_model(model_dir: str | Path, net: FailureNet, card: dict[str, Any]) -> 
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     buf = io.BytesIO()
     torch.save(state, buf)
-    _atomic_write(model_dir / WEIGHTS, buf.getvalue())
+    # 0644: a shipped model is read by other users too (atomic_write's default).
+    atomic_write(model_dir / WEIGHTS, buf.getvalue())
     card = dict(card)
     card["inputs"] = list(FEATURE_NAMES)
     card["input_meanings"] = {name: FEATURE_DOCS[name] for name in FEATURE_NAMES}
@@ -74,7 +61,7 @@ def save_model(model_dir: str | Path, net: FailureNet, card: dict[str, Any]) -> 
     card["calibration_bias"] = [round(float(b), 6) for b in net.calib_bias.tolist()]
     card["sha256"] = sha256_file(model_dir / WEIGHTS)
     text = yaml.safe_dump(card, sort_keys=False, default_flow_style=None, width=100)
-    _atomic_write(model_dir / CARD, text.encode())
+    atomic_write(model_dir / CARD, text.encode())
     return card
 
 

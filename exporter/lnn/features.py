@@ -52,6 +52,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.config import AnalysisConfig
+from exporter.numeric import clipped_z, mad_sigma, nanmedian_last
 from exporter.results import TopologyResult
 from exporter.windows import Window
 
@@ -126,17 +127,6 @@ class FeatureError(ValueError):
 def _compress(z: np.ndarray) -> np.ndarray:
     z = np.clip(z, -_Z_CLIP, _Z_CLIP)
     return np.sign(z) * np.log1p(np.abs(z))
-
-
-def _nan_median(x: np.ndarray) -> np.ndarray:
-    """Median along the last axis ignoring NaN (NaN where all are NaN); sort-based, fast."""
-    srt = np.sort(x, axis=-1)  # NaN sort last
-    n = np.sum(~np.isnan(x), axis=-1)
-    lo = np.clip((n - 1) // 2, 0, None)
-    hi = np.clip(n // 2, 0, None)
-    a = np.take_along_axis(srt, lo[..., None], axis=-1)[..., 0]
-    b = np.take_along_axis(srt, hi[..., None], axis=-1)[..., 0]
-    return np.where(n > 0, 0.5 * (a + b), np.nan)
 
 
 def _pool(x: np.ndarray, pool: int, tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,18 +223,15 @@ def step_features(
 
     # Baseline: the window's first half (at least one step).
     base = x[:, :, : max(1, n_t // 2)]
-    med = _nan_median(base)
-    mad = _nan_median(np.abs(base - med[..., None]))
+    med = nanmedian_last(base)
     # Relative floor keeps z scale-free while flat signals cannot explode it.
-    scale = np.fmax(1.4826 * mad, 0.01 * np.abs(med))
+    scale = np.fmax(mad_sigma(base, med), 0.01 * np.abs(med))
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        z_raw = (x - med[..., None]) / scale[..., None]
+    z_raw = clipped_z(x, med[..., None], scale[..., None], _Z_CLIP)
     # Flat baseline (scale NaN): equal to it -> 0, any departure -> the clip value.
     flat = np.isnan(scale)[..., None] & ~np.isnan(x) & ~np.isnan(med)[..., None]
     dev = x - med[..., None]
     z_raw = np.where(flat, np.sign(dev) * _Z_CLIP * (np.abs(dev) > 0), z_raw)
-    z_raw = np.clip(z_raw, -_Z_CLIP, _Z_CLIP)
 
     zp, miss = _pool(z_raw, pool, tokens)  # [E,S,K]
     z = _compress(zp)
@@ -282,7 +269,7 @@ def step_features(
         down = (sign[has_cap] < 0)[None, :, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             frac = np.where(down, 1.0 - raw / c, raw / c)
-        fb = _nan_median(frac[:, :, : max(1, n_t // 2)])
+        fb = nanmedian_last(frac[:, :, : max(1, n_t // 2)])
         fp, _ = _pool(frac, pool, tokens)
         fpres = ~np.isnan(fp)
         any_f = fpres.any(axis=1)

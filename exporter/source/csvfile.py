@@ -16,13 +16,13 @@ import csv
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from exporter.config import AnalysisConfig
 from exporter.source import Fetch, SourceError
+from exporter.util import parse_time
 from exporter.windows import EntityKey, Window, empty_window, grid
 
 log = logging.getLogger(__name__)
@@ -65,28 +65,16 @@ class Incident:
 
 
 def parse_timestamp(text: str) -> float:
-    """Unix seconds from `1700000000.5` or RFC 3339 (`2026-01-02T03:04:05Z`, offsets allowed).
+    """Unix seconds from `1700000000.5` or RFC 3339 (`util.parse_time`: no zone = UTC).
 
-    A time without offset is taken as UTC. Raise ValueError when neither.
+    Raise ValueError naming the cell's text when neither (or not finite).
     """
-    text = text.strip()
     try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not np.isfinite(value):
-            raise ValueError(f"timestamp {text!r} is not finite")
-        return value
-    try:
-        moment = datetime.fromisoformat(text.replace("z", "Z"))
+        return parse_time(text)
     except ValueError as err:
         raise ValueError(
-            f"timestamp {text!r} is neither Unix seconds nor RFC 3339"
-        ) from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+            f"timestamp {text.strip()!r} is neither Unix seconds nor RFC 3339 ({err})"
+        ) from None
 
 
 def _read(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -12,7 +12,6 @@ node_exporter names (see exporter/source/sim_writers.py), or serves it live
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import logging
 import math
 import sys
@@ -39,6 +38,7 @@ from exporter.source.sim_scenarios import (
     plan_failures,
     random_surges,
 )
+from exporter.util import parse_time
 from exporter.windows import Window, grid
 
 log = logging.getLogger(__name__)
@@ -376,18 +376,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serve the fleet's current values on /metrics (node_exporter names)")
     parser.add_argument("--serve.future", dest="serve_future", default="1d",
                         help="with --serve: how far past the end the fleet keeps running")
-
-
-def parse_time(text: str) -> float:
-    """Unix seconds or RFC 3339 -> Unix seconds; raise ValueError when neither."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    stamp = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if stamp.tzinfo is None:
-        raise ValueError(f"RFC 3339 time needs a zone (Z or +hh:mm): {text!r}")
-    return stamp.timestamp()
 
 
 def parse_scenario(text: str) -> tuple[str, ...] | None:
