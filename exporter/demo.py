@@ -51,11 +51,14 @@ def run(args: argparse.Namespace) -> int:
     model_path = args.model_path or cfg.model.path
     predictor, info = load_predictor(model_path)
 
-    from exporter.console.story import Failure
+    from exporter.console.story import Failure, Story
 
     analysis = cfg.analysis()
-    story = [Failure(analysis.name, dict(zip(fleet.label_names, i.labels, strict=True)), i.kind,
-                     i.start, i.end) for i in fleet.incidents if i.predictable and i.start >= sim0]
+    # The console labels every time "simulated" and says how much faster the clock runs.
+    failures = tuple(Failure(analysis.name, dict(zip(fleet.label_names, i.entity, strict=True)),
+                             i.kind, i.start, i.end)
+                     for i in fleet.incidents if i.predictable and i.start >= sim0)
+    story = Story(failures, args.speed)
 
     def sim_now() -> float:
         return sim0 + (time.time() - wall0) * args.speed

@@ -7,10 +7,14 @@ a stage that is not configured, abstains or failed exports nothing, never placeh
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from exporter.windows import EntityKey, Window
+
+if TYPE_CHECKING:
+    from exporter.tda.baseline import BaselineStore
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +29,9 @@ class TopologyResult:
         where known, NaN otherwise).
     fleet_betti: [2] Betti numbers of the fleet (entities as points); NaN when too few entities.
     fleet_outlier: [E] 0..1, how far each entity stands from its peers.
+    baseline: the analysis' live baseline store (not a per-entity array: shared by the
+        cycle's rows, and it keeps learning after the cycle); read only through
+        `BaselineStore.view(key)`, on demand (the console's entity page). None where absent.
     """
 
     anomaly_score: np.ndarray
@@ -35,6 +42,7 @@ class TopologyResult:
     signal_contribution: np.ndarray
     fleet_betti: np.ndarray
     fleet_outlier: np.ndarray
+    baseline: BaselineStore | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,7 +22,8 @@ from exporter.windows import Window
 T = TypeVar("T")
 
 # Fields that describe the whole batch, not one row: kept as they are by `split`.
-_FIXED = frozenset({"agent", "agents", "horizons", "feature_names", "fleet_betti"})
+_FIXED = frozenset({"agent", "agents", "horizons", "feature_names", "fleet_betti",
+                    "baseline"})
 
 
 def offsets(windows: Sequence[Window]) -> np.ndarray:

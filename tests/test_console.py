@@ -609,3 +609,68 @@ def test_demo_story_tells_the_prediction_then_the_arrival():
     after = asyncio.run(get(dataclasses.replace(snaps[0], created=at + 60), story))
     assert after["arrived"] and after["failure"]["at"] == at
     assert asyncio.run(get(snaps[0], ())) == {"enabled": False}
+
+
+def test_baseline_view_is_the_entitys_own_reservoir():
+    from exporter.tda.baseline import medoid
+    from exporter.tda.features import summaries
+
+    assert medoid(np.array([[0.0], [1.0], [3.0], [10.0]])) == 1
+    cfg, snaps = demo_snapshots()
+    r = snaps[-1].results[0]
+    store = r.topology.baseline
+    key = ("host-03:9100",)
+    res = store.entries[key].reservoir
+    view = store.view(key)
+    assert view.windows == len(res) > 0 and view.fitted
+    assert (view.first, view.last) == (res.times[0], res.times[-1])
+    np.testing.assert_allclose(view.deciles, np.nanmedian(res.deciles, axis=0), rtol=1e-6)
+    # The representative is the reservoir's medoid under the score's L1 between summaries.
+    vecs = np.nan_to_num(summaries(res.diagrams))
+    j = int(np.argmin(np.abs(vecs[:, None] - vecs[None]).sum(axis=(1, 2))))
+    assert view.at == res.times[j]
+    np.testing.assert_array_equal(view.diagram[0], res.diagrams[j][0])
+    np.testing.assert_array_equal(view.diagram[1], res.diagrams[j][1])
+    assert len(view.cloud) == len(res.clouds[j]) and len(view.diagram[0]) == len(view.cloud)
+    assert store.view(("no-such-host",)) is None
+
+
+def test_entity_page_draws_its_own_baseline_else_the_fleets():
+    from exporter.console.history import History as Hist
+    from exporter.console.live import Live
+    from exporter.console.routes import Console
+    from exporter.tda.baseline import BaselineStore
+
+    cfg, snaps = demo_snapshots()
+    r = snaps[-1].results[0]
+    i = r.entities.index(("host-03:9100",))
+    h = Hist(86400)
+    console = Console(Live(lambda: snaps[-1], h), h, cfg)
+    d = console._detail(r, i)
+    json.dumps(d)
+    view = r.topology.baseline.view(r.entities[i])
+    b = d["baseline"]
+    assert b["windows"] == view.windows and b["fitted"] and b["recomputed"]
+    # The baseline diagram: one H0 point per point of the reservoir window's cloud (+ the
+    # anchor, which has the infinite bar), as many as the reservoir's stored diagram has.
+    assert len(b["baseline"]["h0"]) == len(view.cloud) == b["stored"]["h0"]
+    assert len(b["current"]["h0"]) == cfg.analyses[0].topology.score_points
+    for s, sig in enumerate(d["signals"]):
+        assert sig["band_source"] == "own"
+        lo, hi = sig["band"]
+        assert len(lo) == len(sig["values"]) and len(set(lo)) == 1 and len(set(hi)) == 1
+        assert lo[0] == pytest.approx(view.deciles[s, 0], abs=1e-5)
+        assert hi[0] == pytest.approx(view.deciles[s, -1], abs=1e-5)
+    # The leaking host's memory is above its own healthy band.
+    memory = next(sig for sig in d["signals"] if sig["name"] == "memory")
+    assert memory["values"][-1] > memory["band"][1][0]
+    # No reservoir for the entity yet (a new one, or no topology): the fleet's band, so named.
+    fresh = BaselineStore(r.signals, 72, 3600.0, 1200.0)
+    for topo in (dataclasses.replace(r.topology, baseline=fresh),
+                 dataclasses.replace(r.topology, baseline=None)):
+        d = console._detail(dataclasses.replace(r, topology=topo), i)
+        assert d["baseline"] is None
+        fleet = views.fleet_band(r)
+        for s, sig in enumerate(d["signals"]):
+            assert sig["band_source"] == "fleet"
+            assert sig["band"][0] == views._series(fleet[0, s])

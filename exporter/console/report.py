@@ -149,6 +149,12 @@ def _spark(series: Sequence[tuple[Sequence[float | None], str]], *, lo: float | 
     return "".join(parts)
 
 
+def _band_name(signal: dict[str, Any], detail: dict[str, Any]) -> str:
+    if signal.get("band_source") == "own":
+        return f"band: own baseline, {detail['baseline']['windows']} healthy windows"
+    return "band: fleet" if signal.get("band_source") == "fleet" else "no band"
+
+
 def html_report(detail: dict[str, Any], now: float | None = None) -> str:
     """The report as one self-contained HTML page (inline CSS and SVG, no script)."""
     e = html.escape
@@ -163,7 +169,7 @@ def html_report(detail: dict[str, Any], now: float | None = None) -> str:
     history = _spark([(hist["risk"], "#2f6fdb"), (hist["anomaly"], "#b86e00")], lo=0, hi=1) \
         if hist["times"] else "<p>No history yet.</p>"
     signals = "".join(
-        f"<figure><figcaption>{e(s['name'])}</figcaption>"
+        f"<figure><figcaption>{e(s['name'])} ({e(_band_name(s, detail))})</figcaption>"
         f"{_spark([(s['values'], '#2f6fdb')], capacity=s['capacity'], band=s.get('band'))}"
         "</figure>" for s in detail["signals"])
     style = ("body{font:14px system-ui,sans-serif;margin:2rem;max-width:1100px;color:#1b1f24}"
@@ -176,5 +182,6 @@ def html_report(detail: dict[str, Any], now: float | None = None) -> str:
             f"<p>Generated {e(when)}.</p><table>{facts}</table>"
             f"<h2>Last day: risk (blue), anomaly score (orange)</h2>{history}"
             f"<h2>Agents' votes</h2>{votes}<h2>Consensus</h2><p>{e(_consensus(detail))}</p>"
-            f"<h2>Signals (band: fleet 10th–90th percentile; dashed: capacity)</h2>{signals}"
+            f"<h2>Signals (band: 10th–90th percentile of the entity's own baseline, or of the "
+            f"fleet while it has none; dashed: capacity)</h2>{signals}"
             "</body></html>")

@@ -19,7 +19,7 @@ from aiohttp import web
 from exporter.config import Config
 from exporter.console import views
 from exporter.console.alerts import evaluate
-from exporter.console.diagram import entity_diagram
+from exporter.console.diagram import baseline_diagrams, entity_diagram
 from exporter.console.history import History
 from exporter.console.incidents import recent as recent_incidents
 from exporter.console.live import Live, health_of
@@ -39,6 +39,8 @@ class Console:
                  story: Any = ()):
         self.live = live
         self.story_failures = tuple(story)
+        # The demo's simulated clock (console.story.Story.speed); None: real time.
+        self.clock_speed: float | None = getattr(story, "speed", None)
         self.history = history
         self.config = config
         self.prometheus_url = prometheus_url
@@ -57,6 +59,8 @@ class Console:
         text = ((STATIC / "page.html").read_text(encoding="utf-8")
                 .replace("__TITLE__", title).replace("__PAGE__", name)
                 .replace("__TELEMETRY_PATH__", html.escape(self.telemetry_path, quote=True))
+                .replace("__CLOCK__", "simulated" if self.clock_speed else "real")
+                .replace("__SPEED__", f"{self.clock_speed or 1:g}")
                 .replace("__MAIN__", main))
 
         async def handler(_: web.Request) -> web.Response:
@@ -95,9 +99,15 @@ class Console:
         diagram = None
         if cfg is not None and result.window.values.shape[2]:
             diagram = entity_diagram(result.window.values[i], cfg.topology)
+        # The entity's own reservoir, read now (it keeps learning after the snapshot's cycle).
+        store = result.topology.baseline if result.topology is not None else None
+        own = store.view(result.entities[i]) if store is not None else None
+        own_diagrams = (baseline_diagrams(own, result.window.values[i], cfg.topology)
+                        if own is not None and cfg is not None else None)
         return views.entity_detail(result, i, config=self.config, history=self.history,
                                    band=self._band[1], prometheus_url=self.prometheus_url,
-                                   runbook_url=self.config.rules.runbook_url, diagram=diagram)
+                                   runbook_url=self.config.rules.runbook_url, diagram=diagram,
+                                   own=own, own_diagrams=own_diagrams)
 
     async def report(self, request: web.Request) -> web.Response:
         """GET /api/v1/console/report?format=md|html&analysis=A&<label>=<value>: a download."""

@@ -9,7 +9,7 @@ entity view model the entity page shows (`views.entity_detail`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,22 @@ class Failure:
     kind: str
     at: float
     end: float | None = None
+
+
+@dataclass(frozen=True)
+class Story:
+    """`aura demo`'s script for the console: its failures, and its clock.
+
+    speed: simulated seconds per real second. The demo's clock starts at the real time and
+    runs `speed` times faster; every time the console shows (snapshot, history, alerts, the
+    story) is on that clock, so the pages label their times "simulated".
+    """
+
+    failures: tuple[Failure, ...]
+    speed: float
+
+    def __iter__(self) -> Iterator[Failure]:
+        return iter(self.failures)
 
 
 def _first_warned(history: History, f: Failure, key: tuple[str, ...]) -> float | None:

@@ -6,8 +6,9 @@
   failure, indices into the analysis' `actions` / `signals` tables, map position 0..MAP_SCALE),
   None where a value is absent. `diff_text` turns two consecutive states into the WebSocket
   update (changed cells only).
-- `entity_detail`: one entity's signals with the fleet's band and the capacity line, its
-  history, persistence diagram, every agent's vote and the consensus arithmetic spelled out.
+- `entity_detail`: one entity's signals with its own baseline band (the fleet's while it has
+  none) and the capacity line, its history, persistence diagrams (current window and own
+  baseline), every agent's vote and the consensus arithmetic spelled out.
 
 Levels: 2 critical, 1 warning, 0 ok, -1 undecided (too few ballots, exporter.consensus); an
 entity without a finite sample of any signal in its last `NODATA_STEPS` steps is *no data*,
@@ -29,6 +30,7 @@ from exporter.config import AnalysisConfig, Config, ConsensusConfig, format_dura
 from exporter.console import fleetmap
 from exporter.console.history import History
 from exporter.results import AnalysisResult
+from exporter.tda.baseline import DECILES, BaselineView
 from exporter.windows import EntityKey
 
 NODATA_STEPS = 2
@@ -345,8 +347,16 @@ def entity_detail(
     prometheus_url: str | None = None,
     runbook_url: str | None = None,
     diagram: dict[str, Any] | None = None,
+    own: BaselineView | None = None,
+    own_diagrams: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the entity page shows (JSON-ready; see the module docstring)."""
+    """Everything the entity page shows (JSON-ready; see the module docstring).
+
+    Each signal's `band` [2, T] is its own baseline's 10th and 90th percentile (`own`, the
+    median over the reservoir's windows of each window's deciles; constant over the window,
+    `band_source` "own") where known, else the fleet's at each step (`band`, "fleet").
+    `own_diagrams` (console.diagram.baseline_diagrams) goes out as `baseline` with the
+    reservoir's size."""
     from exporter.agents import agent_weights
 
     analysis_cfg = next((a for a in config.analyses if a.name == result.analysis), None)
@@ -378,8 +388,15 @@ def entity_detail(
             "capacity": capacities.get(name),
             "contribution": _num(contribution[s]) if contribution is not None else None,
         }
-        if band is not None:
+        steps = w.values.shape[2]
+        if own is not None and np.isfinite(own.deciles[s, [0, -1]]).all():
+            lo, mid, hi = (float(own.deciles[s, j]) for j in (0, len(DECILES) // 2, -1))
+            item["band"] = [_series(np.full(steps, lo)), _series(np.full(steps, hi))]
+            item["band_source"] = "own"
+            item["baseline_median"] = _num(mid, 5)
+        elif band is not None:
             item["band"] = [_series(band[0, s]), _series(band[1, s])]
+            item["band_source"] = "fleet"
         if prometheus_url and queries.get(name):
             item["promql"] = promql_url(prometheus_url, signal_expr(queries[name],
                                                                      result.label_names, key),
@@ -425,6 +442,8 @@ def entity_detail(
         "signals": signals,
         "history": hist,
         "diagram": diagram,
+        "baseline": ({**own_diagrams, "windows": own.windows} if own is not None
+                     and own_diagrams is not None else None),
         "votes": votes,
         "consensus": arithmetic,
         "links": links,

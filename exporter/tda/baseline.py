@@ -60,7 +60,7 @@ import numpy as np
 
 from exporter.numeric import clipped_z, nan_percentile
 from exporter.tda.embedding import Z_CLIP, Clouds
-from exporter.tda.features import SUMMARY_SIZE, connectivity_scale
+from exporter.tda.features import SUMMARY_SIZE, connectivity_scale, summaries
 from exporter.tda.persistence import Diagram, diagram_distance
 from exporter.windows import decode_entity_key, encode_entity_key, shard_of
 
@@ -281,6 +281,41 @@ class _Entry:
     normalised_at: float = -np.inf
 
 
+@dataclass(frozen=True, eq=False)
+class BaselineView:
+    """What one entity's reservoir holds, for display (`BaselineStore.view`; exporter.console).
+
+    windows: admitted (healthy) windows in the reservoir; first, last: their admission times
+        (Unix seconds).
+    deciles: [S, 9] raw units, per signal the median over the windows of each window's
+        10th..90th percentile (the typical healthy window; what the signal contribution
+        compares with, `EntityBaseline.fit`).
+    diagram: the representative window's score diagram as the reservoir stores it (H0 deaths
+        [n0], H1 pairs [n1, 2], robust units of its admission): the medoid of the reservoir's
+        diagrams under the score's own metric (L1 between `features.summaries`).
+    cloud: [P, S] that window's coarse score cloud in raw units; at: its admission time.
+    center, scale: [S] the normalisation the entity's live windows use now.
+    fitted: whether a baseline has been fitted (else the reservoir is still warming up).
+    """
+
+    windows: int
+    first: float
+    last: float
+    deciles: np.ndarray
+    diagram: Diagram
+    cloud: np.ndarray
+    at: float
+    center: np.ndarray
+    scale: np.ndarray
+    fitted: bool
+
+
+def medoid(vectors: np.ndarray) -> int:
+    """Row of vectors [n, K] with the smallest total L1 distance to the others (n >= 1)."""
+    dist = np.abs(vectors[:, None, :] - vectors[None, :, :]).sum(axis=(1, 2))
+    return int(np.argmin(dist))
+
+
 class BaselineStore:
     """All entities' reservoirs and fitted baselines of one analysis.
 
@@ -456,6 +491,40 @@ class BaselineStore:
         center, scale = robust_stats(flat[np.isfinite(flat).all(axis=1)].T[None])
         entry.center, entry.scale = center[0], scale[0]
         entry.normalised_at = now
+
+    def view(self, key: tuple[str, ...]) -> BaselineView | None:
+        """Read-only summary of one entity's reservoir (None while it holds no window).
+
+        Cost: one pass over at most `size` windows (medoid of [n, SUMMARY_SIZE] summaries,
+        ~1 ms at n = 72), on demand: nothing is computed per cycle. Safe to call from another
+        thread while the stage runs: it reads each array once (a concurrent admission replaces
+        arrays, never edits them in place) and aligns them on their newest rows.
+        """
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        res, model = entry.reservoir, entry.model
+        times, deciles, clouds = res.times, res.deciles, res.cloud_arr
+        h0, h1 = res.h0_arr, res.h1_arr
+        n = min(len(times), len(deciles), len(clouds), len(h0), len(h1))
+        if n == 0:
+            return None
+        times, deciles, clouds, h0, h1 = times[-n:], deciles[-n:], clouds[-n:], h0[-n:], h1[-n:]
+        diagrams = [(a[np.isfinite(a)].astype(np.float64), b[np.isfinite(b[:, 0])].astype(
+            np.float64)) for a, b in zip(h0, h1, strict=True)]
+        j = medoid(np.nan_to_num(summaries(diagrams)))
+        cloud = clouds[j][np.isfinite(clouds[j]).all(axis=1)].astype(np.float64)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a signal without any sample
+            typical = nan_percentile(deciles.astype(np.float64), [50.0], axis=0)[0]
+        center = model.center_ if model is not None else entry.center
+        scale = model.scale_ if model is not None else entry.scale
+        s = len(self.signals)
+        return BaselineView(n, float(times[0]), float(times[-1]), typical, diagrams[j], cloud,
+                            float(times[j]), _or_nan(center, s).copy(), _or_nan(scale, s).copy(),
+                            model is not None)
 
     def forget(self, keep: set[tuple[str, ...]]) -> None:
         """Drop entities not in `keep` (gone from the source)."""

@@ -277,6 +277,7 @@ class TopologyStage:
             signal_contribution=contribution,
             fleet_betti=fleet_betti,
             fleet_outlier=fleet_outlier,
+            baseline=store,
         )
 
     def _score_clouds(self, p: _Prepared) -> Clouds:

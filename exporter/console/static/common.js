@@ -53,9 +53,27 @@ const AURA = (() => {
     return (d ? d + "d" : "") + (h ? h + "h" : "") + (m || (!d && !h) ? m + "m" : "");
   }
 
+  /* The clock the times are on: "real", or "simulated" (aura demo: the clock started at the
+     real time and runs data-speed times faster). Every time shown says which. */
+  function clock() {
+    const b = document.body;
+    return { simulated: !!b && b.dataset.clock === "simulated", speed: b ? Number(b.dataset.speed || 1) : 1 };
+  }
+
   function time(ts) {
     if (!ts) return "";
-    return new Date(ts * 1000).toLocaleString();
+    const text = new Date(ts * 1000).toLocaleString();
+    return clock().simulated ? text + " (simulated)" : text;
+  }
+
+  /* The header's clock chip (simulated clocks only): what the clock is, and its time now. */
+  function showClock(now) {
+    const chip = document.getElementById("clock"), c = clock();
+    if (!chip || !c.simulated) return;
+    chip.hidden = false;
+    chip.title = "aura demo runs a simulated clock: it started at your real time and runs " + c.speed +
+      "× faster (one real second is " + duration(c.speed) + " simulated). Every time on these pages is simulated time.";
+    chip.textContent = "Simulated time (" + c.speed + "× real)" + (now ? ": " + new Date(now * 1000).toLocaleTimeString() : "");
   }
 
   function entityHref(analysis, labelNames, values) {
@@ -204,11 +222,12 @@ const AURA = (() => {
       el("span", {}, el("i", { class: cls }), text)));
   }
 
-  return { el, svg, badge, levelName, pct, num, duration, time, entityHref, getJSON, gauge,
+  return { el, svg, badge, levelName, pct, num, duration, time, clock, showClock, entityHref, getJSON, gauge,
            setupTheme, live, lineChart, legend, LEVELS };
 })();
 document.addEventListener("DOMContentLoaded", () => {
   AURA.setupTheme();
+  AURA.showClock();
   for (const a of document.querySelectorAll("header.top nav a")) {
     if (a.getAttribute("href") === location.pathname) a.setAttribute("aria-current", "page");
   }

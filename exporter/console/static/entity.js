@@ -55,6 +55,7 @@
     renderVotes(d.votes);
     renderSignals(d);
     renderTopology(d.diagram);
+    renderBaseline(d);
   }
 
   function renderHistory(d) {
@@ -109,30 +110,60 @@
       const chart = lineChart({ series: [{ values: s.values, label: s.name, cls: "s0" }], times,
         band: s.band, capacity: s.capacity, label: "signal " + s.name });
       const share = s.contribution === null ? "" : " — share of the risk " + f2(s.contribution);
-      return el("section", { class: "panel signal" }, el("h3", { class: "small", text: s.name + share }), chart,
+      const bandText = s.band_source === "own" ? "band: own baseline (" + d.baseline.windows + " healthy windows)"
+        : s.band_source === "fleet" ? "band: fleet 10–90 % (no own baseline yet)" : "no band";
+      return el("section", { class: "panel signal", "data-band": s.band_source || "none" },
+        el("h3", { class: "small", text: s.name + share }), chart,
+        el("p", { class: "legend band-label" }, el("span", {}, el("i", { class: "sw-band" }), bandText)),
         s.promql ? el("p", { class: "small" }, link(s.promql, "PromQL in Prometheus")) : null);
     }));
+  }
+
+  const W = 300, H = 300, P = 28;
+  const barsOf = (dg) => dg.h0.map((b) => [0, b]).concat(dg.h1.map((b) => [1, b]));
+  const topOf = (...dgs) => Math.max(1e-9, ...dgs.flatMap((dg) => barsOf(dg).map(([, b]) => b[1]))) * 1.05;
+
+  /* A persistence diagram (births against deaths) scaled to `top`. */
+  function diagramPlot(dg, top, what) {
+    const S = (v) => P + v / top * (W - 2 * P);
+    const plot = svg("svg", { class: "chart diagram", viewBox: `0 0 ${W} ${H}`, role: "img",
+      "aria-label": what + ": " + dg.h0.length + " H0 and " + dg.h1.length + " H1 points" });
+    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: W - P, y2: H - P }));
+    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: P, y2: P }));
+    plot.append(svg("line", { class: "diag", x1: P, y1: H - P, x2: W - P, y2: P }));
+    plot.append(svg("text", { x: W / 2 - 16, y: H - 8, text: "birth" }), svg("text", { x: 2, y: P - 8, text: "death" }),
+      svg("text", { x: W - P - 30, y: H - P - 4, text: top.toPrecision(2) }));
+    for (const [dim, b] of barsOf(dg)) {
+      plot.append(svg("circle", { class: "pt h" + dim, cx: S(b[0]), cy: H - S(b[1]), r: 3, "fill-opacity": 0.7 },
+        svg("title", { text: "H" + dim + " (" + b[0] + ", " + b[1] + ")" })));
+    }
+    return plot;
+  }
+
+  function renderBaseline(d) {
+    const b = d.baseline, note = document.getElementById("baseline-note"),
+      cur = document.getElementById("score-current"), base = document.getElementById("score-baseline");
+    if (!b) {
+      note.textContent = "No own baseline yet: the entity's reservoir has not admitted a window (charts show the fleet's band).";
+      cur.replaceChildren(); base.replaceChildren(); return;
+    }
+    note.textContent = "Own baseline: " + b.windows + " healthy windows admitted from " + AURA.time(b.first) + " to " + AURA.time(b.last) +
+      (b.fitted ? "" : " (still warming up: not fitted yet)") + "; the typical one shown was admitted at " + AURA.time(b.at) + "." +
+      (b.recomputed ? "" : " One-signal analyses score a delay embedding the baseline does not keep for the current window: only the baseline's stored diagram is shown.");
+    const top = topOf(...[b.baseline, b.current].filter(Boolean));
+    cur.replaceChildren(...(b.current ? [diagramPlot(b.current, top, "current window's score diagram"), legend([["sw-h0", "H0"], ["sw-h1", "H1"]])]
+      : [el("p", { class: "muted", text: "Not available for this window." })]));
+    base.replaceChildren(diagramPlot(b.baseline, top, "own baseline's score diagram"), legend([["sw-h0", "H0"], ["sw-h1", "H1"]]));
   }
 
   function renderTopology(dg) {
     const dBox = document.getElementById("diagram"), bBox = document.getElementById("barcode"),
       cBox = document.getElementById("betti");
     if (!dg) { dBox.replaceChildren(el("p", { class: "muted", text: "No diagram (too few samples)." })); bBox.replaceChildren(); cBox.replaceChildren(); return; }
-    const bars = dg.h0.map((b) => [0, b]).concat(dg.h1.map((b) => [1, b]));
-    const top = Math.max(1e-9, ...bars.map(([, b]) => b[1])) * 1.05;
-    const W = 300, H = 300, P = 28;
+    const bars = barsOf(dg);
+    const top = topOf(dg);
     const S = (v) => P + v / top * (W - 2 * P);
-    const plot = svg("svg", { class: "chart diagram", viewBox: `0 0 ${W} ${H}`, role: "img",
-      "aria-label": "persistence diagram: " + dg.h0.length + " H0 and " + dg.h1.length + " H1 points" });
-    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: W - P, y2: H - P }));
-    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: P, y2: P }));
-    plot.append(svg("line", { class: "diag", x1: P, y1: H - P, x2: W - P, y2: P }));
-    plot.append(svg("text", { x: W / 2 - 16, y: H - 8, text: "birth" }), svg("text", { x: 2, y: P - 8, text: "death" }));
-    for (const [dim, b] of bars) {
-      plot.append(svg("circle", { class: "pt h" + dim, cx: S(b[0]), cy: H - S(b[1]), r: 3, "fill-opacity": 0.7 },
-        svg("title", { text: "H" + dim + " (" + b[0] + ", " + b[1] + ")" })));
-    }
-    dBox.replaceChildren(plot, legend([["sw-h0", "H0"], ["sw-h1", "H1"]]));
+    dBox.replaceChildren(diagramPlot(dg, top, "persistence diagram"), legend([["sw-h0", "H0"], ["sw-h1", "H1"]]));
     const BH = Math.max(60, bars.length * 3 + 20);
     const code = svg("svg", { class: "chart barcode", viewBox: `0 0 ${W} ${BH}`, role: "img", "aria-label": "barcode: " + bars.length + " bars" });
     const sorted = bars.slice().sort((x, y) => x[0] - y[0] || (y[1][1] - y[1][0]) - (x[1][1] - x[1][0]));

@@ -41,6 +41,7 @@
     } else return;
     state.seq = msg.seq; state.created = msg.created;
     document.body.dataset.seq = String(msg.seq);
+    AURA.showClock(msg.created);
     renderHealth(msg.health); renderCounts(msg.counts); renderFilters(); render(); renderMap();
   }
 
@@ -293,7 +294,9 @@
         el("li", {}, `recommended action: ${p.action}`, p.runbook ? " — " : "", p.runbook ? el("a", { href: p.runbook, target: "_blank", rel: "noopener", text: "runbook" }) : ""),
         el("li", { class: "muted", text: p.explanation || "" })));
     }
-    lines.push(el("p", { class: "muted small", text: "Simulated time runs faster than yours (--demo.speed, default 60x); open the entity for its charts, persistence diagram and votes." }));
+    const c = AURA.clock();
+    lines.push(el("p", { class: "muted small", text: "All times are the demo's simulated clock: it started at your real time and runs " + c.speed +
+      "× faster (--demo.speed), so one real minute shows " + duration(60 * c.speed) + " of the fleet. Open the entity for its charts, persistence diagrams and votes." }));
     document.getElementById("story-body").replaceChildren(...lines);
   }
   document.addEventListener("DOMContentLoaded", () => { tell(); setInterval(tell, 5000); });
