@@ -116,7 +116,7 @@ def main() -> None:
     for inc in fleet.incidents:
         pre = float(inc.precursor_start if inc.precursor_start is not None else inc.start)
         lo = max(pre, inc.start - 4 * 3600) if inc.predictable else inc.start - 4 * 3600
-        if inc.labels not in row or lo < first:
+        if inc.entity not in row or lo < first:
             continue
         kind = inc.kind
         if kind == "cascade":
@@ -129,7 +129,7 @@ def main() -> None:
                "last_hour": span & (t >= inc.start - 3600), "developing": span}
         for part, m_t in sel.items():
             m = np.zeros_like(neg)
-            m[row[inc.labels]] = m_t
+            m[row[inc.entity]] = m_t
             groups.setdefault(kind, {}).setdefault(part, []).append(m)
     print("anomaly-score AUC by stage of the precursor, then all metrics over the whole "
           "developing period")

@@ -26,12 +26,13 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from exporter.incidents import Incident
 from exporter.windows import EntityKey
 
 RECALL_LEADS = (("lead_ge_0s", 0.0), ("lead_ge_30m", 1800.0), ("lead_ge_2h", 7200.0))
@@ -62,15 +63,6 @@ class AlertEvent:
         return f"{self.agents or '—'} / {self.top_signal or '—'} / {self.action or '—'}"
 
 
-@dataclass(frozen=True)
-class ScoredIncident:
-    start: float
-    end: float | None
-    entity: EntityKey
-    kind: str
-    sudden: bool
-
-
 def fire_intervals(times: np.ndarray, condition: np.ndarray,
                    for_: float) -> list[tuple[int, float, float | None]]:
     """Firing intervals (entity row, start, end|None) of `condition` [E, N] held for `for_`."""
@@ -99,21 +91,10 @@ def alert_events(name: str, severity: str, entities: Sequence[EntityKey], times:
             for row, start, end in fire_intervals(times, condition, for_)]
 
 
-def is_sudden(incident: Any) -> bool:
-    """Sudden (unpredictable) incidents: kind mentions "sudden" or the file flags them."""
-    kind = (getattr(incident, "kind", None) or "").lower()
-    if "sudden" in kind:
-        return True
-    if getattr(incident, "unpredictable", False) is True:
-        return True
-    return getattr(incident, "predictable", True) is False
-
-
-def scored_incidents(incidents: Iterable[Any]) -> list[ScoredIncident]:
-    # csvfile's Incident names the label values `entity`, the simulator's `labels`.
-    return [ScoredIncident(float(i.start), None if i.end is None else float(i.end),
-                           tuple(getattr(i, "entity", None) or i.labels), i.kind or "unknown",
-                           is_sudden(i))
+def scored_incidents(incidents: Iterable[Incident]) -> list[Incident]:
+    """The incidents as scored: times as floats, entities as tuples, an empty kind "unknown"."""
+    return [replace(i, start=float(i.start), end=None if i.end is None else float(i.end),
+                    entity=tuple(i.entity), kind=i.kind or "unknown")
             for i in incidents]
 
 
@@ -121,7 +102,7 @@ def _overlaps(a: AlertEvent, ws: float, we: float) -> bool:
     return a.start <= we and (a.end is None or a.end > ws)
 
 
-def lead_time(alerts_by_entity: dict[EntityKey, list[AlertEvent]], inc: ScoredIncident,
+def lead_time(alerts_by_entity: dict[EntityKey, list[AlertEvent]], inc: Incident,
               horizon: float, last_eval: float) -> float | None:
     ws, we = inc.start - horizon, inc.end if inc.end is not None else last_eval
     starts = [a.start for a in alerts_by_entity.get(inc.entity, ()) if _overlaps(a, ws, we)]
@@ -135,7 +116,7 @@ def _quantiles(values: list[float]) -> dict[str, float | None]:
     return {"p10": float(q[0]), "p50": float(q[1]), "p90": float(q[2])}
 
 
-def score_system(alerts: Sequence[AlertEvent], incidents: Sequence[ScoredIncident], *,
+def score_system(alerts: Sequence[AlertEvent], incidents: Sequence[Incident], *,
                  horizon: float, last_eval: float, entity_days: float) -> dict[str, Any]:
     """The figures of one alerting system (one alert name, a union, or a baseline)."""
     by_entity: dict[EntityKey, list[AlertEvent]] = {}
@@ -153,7 +134,7 @@ def score_system(alerts: Sequence[AlertEvent], incidents: Sequence[ScoredInciden
     sudden = [(inc, lead) for inc, lead in zip(incidents, leads, strict=True) if inc.sudden]
     found = [lead for _, lead in pred if lead is not None]
 
-    def recall(pairs: list[tuple[ScoredIncident, float | None]], limit: float) -> float | None:
+    def recall(pairs: list[tuple[Incident, float | None]], limit: float) -> float | None:
         if not pairs:
             return None
         return sum(1 for _, lead in pairs if lead is not None and lead >= limit) / len(pairs)
@@ -217,7 +198,7 @@ def write_alerts_csv(path: Path, label_names: Sequence[str], alerts: Iterable[Al
                         a.top_signal, a.agents, a.action])
 
 
-def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[ScoredIncident], *,
+def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[Incident], *,
                        horizon: float, last_eval: float) -> list[dict[str, Any]]:
     """False AURA failure alerts grouped by cause (agents / top signal / action), largest first.
 
@@ -317,7 +298,7 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
 
 
 def render_plots(out_dir: Path, *, times: np.ndarray, entities: Sequence[EntityKey],
-                 risk: np.ndarray, incidents: Sequence[ScoredIncident],
+                 risk: np.ndarray, incidents: Sequence[Incident],
                  alerts: Sequence[AlertEvent], report: dict[str, Any],
                  max_entities: int = 12) -> dict[str, str]:
     """PNG plots next to report.md; returns {title: file name}. matplotlib is imported lazily."""

@@ -1,4 +1,9 @@
-"""Record real incidents from Alertmanager webhooks as labels for `aura train` / `aura backtest`.
+"""Incidents, the ground truth of `aura train` / `aura backtest`: the `Incident` type and its recorder.
+
+`Incident` is the one type for a failure of one entity, whoever found it: the incidents CSV
+(`exporter.source.csvfile.read_incidents`), the simulator's ground truth and the recorder below.
+
+The recorder keeps real incidents from Alertmanager webhooks.
 
 Alertmanager POSTs its webhook payload (version "4") to `/api/v1/alerts`. Alerts whose
 `alertname` is in `incidents.alertnames` (NodeDown, KubePodCrashLooping, ...) and which carry the
@@ -20,7 +25,7 @@ import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,22 +63,48 @@ class RecordResult:
         default=(), compare=False)
 
 
+DEFAULT_INCIDENT_KIND = "failure"
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One failure of one entity: the ground truth that alerts are scored and trained against.
+
+    Attributes
+    ----------
+    start: Unix seconds when the failure began; an alert "predicted" it if it fired before.
+    end: Unix seconds when it ended, or None (still open, or unknown).
+    entity: label values in the analysis' `entity_labels` order (the CSV's label columns).
+    kind: what failed: the CSV's `kind` column (`oom`, `disk_full`...), the Alertmanager
+        `alertname`, the simulator's failure family; `"failure"` when not given.
+    predictable: False for a failure without any precursor (the simulator's sudden crashes);
+        such incidents are scored apart from recall and left out of training.
+    precursor_start: Unix seconds when the build-up became visible (simulator ground truth);
+        None when unknown.
+    """
+
+    start: float
+    end: float | None
+    entity: tuple[str, ...]
+    kind: str = DEFAULT_INCIDENT_KIND
+    predictable: bool = True
+    precursor_start: float | None = None
+
+    @property
+    def sudden(self) -> bool:
+        """No warning was possible: flagged unpredictable, or a kind that says "sudden"."""
+        return not self.predictable or "sudden" in self.kind.lower()
+
+
 def _fmt(ts: float | None) -> str:
     if ts is None:
         return ""
     return f"{ts:.3f}".rstrip("0").rstrip(".")
 
 
-@dataclass
-class _Row:
-    start: float
-    end: float | None
-    labels: tuple[str, ...]  # values in column order; "" when the alert lacks the label
-    kind: str
-
-    @property
-    def natural_key(self) -> tuple[Any, ...]:
-        return (self.kind, self.labels, round(self.start, 3))
+def _natural_key(row: Incident) -> tuple[Any, ...]:
+    """What identifies a recorded incident once the fingerprint index is lost."""
+    return (row.kind, row.entity, round(row.start, 3))
 
 
 class IncidentRecorder:
@@ -105,7 +136,7 @@ class IncidentRecorder:
         self._label_sets = [tuple(v) for v in label_names_by_analysis.values()] or [self.columns]
         self._alertnames = frozenset(cfg.alertnames)
         self._lock = threading.Lock()
-        self._rows: list[_Row] = []
+        self._rows: list[Incident] = []
         self._index: dict[str, int] = {}
         self._load()
 
@@ -143,7 +174,7 @@ class IncidentRecorder:
                     return
                 for rec in reader:
                     self._rows.append(
-                        _Row(
+                        Incident(
                             float(rec["start"]),
                             float(rec["end"]) if rec["end"] else None,
                             tuple(rec[c] or "" for c in self.columns),
@@ -165,12 +196,12 @@ class IncidentRecorder:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(self.header)
-        for r in sorted(self._rows, key=lambda r: (r.start, r.kind, r.labels)):
-            writer.writerow([_fmt(r.start), _fmt(r.end), *r.labels, r.kind])
+        for r in sorted(self._rows, key=lambda r: (r.start, r.kind, r.entity)):
+            writer.writerow([_fmt(r.start), _fmt(r.end), *r.entity, r.kind])
         # Sorting changes row numbers: recompute the index against the sorted order.
         order = sorted(
             range(len(self._rows)),
-            key=lambda i: (self._rows[i].start, self._rows[i].kind, self._rows[i].labels),
+            key=lambda i: (self._rows[i].start, self._rows[i].kind, self._rows[i].entity),
         )
         position = {old: new for new, old in enumerate(order)}
         self._rows = [self._rows[i] for i in order]
@@ -191,7 +222,7 @@ class IncidentRecorder:
         recorded = resolved = ignored = 0
         touched: list[int] = []
         with self._lock:
-            by_natural = {r.natural_key: i for i, r in enumerate(self._rows)}
+            by_natural = {_natural_key(r): i for i, r in enumerate(self._rows)}
             changed = False
             for alert in alerts:
                 labels: dict[str, str] = alert["labels"]
@@ -202,20 +233,19 @@ class IncidentRecorder:
                     ignored += 1
                     continue
                 start = alert["_start"]
-                row = _Row(start, None, tuple(labels.get(c, "") for c in self.columns), kind)
-                key = f"{alert['fingerprint']}|{alert['startsAt']}"
-                at = self._index.get(key, by_natural.get(row.natural_key))
                 end = alert["_end"] if alert["status"] == "resolved" else None
+                row = Incident(start, end, tuple(labels.get(c, "") for c in self.columns), kind)
+                key = f"{alert['fingerprint']}|{alert['startsAt']}"
+                at = self._index.get(key, by_natural.get(_natural_key(row)))
                 if at is None:
-                    row.end = end
                     self._rows.append(row)
                     at = len(self._rows) - 1
-                    by_natural[row.natural_key] = at
+                    by_natural[_natural_key(row)] = at
                     recorded += 1
                     changed = True
                     touched.append(at)
                 elif end is not None and self._rows[at].end is None:
-                    self._rows[at].end = end
+                    self._rows[at] = replace(self._rows[at], end=end)
                     resolved += 1
                     changed = True
                     touched.append(at)
@@ -234,7 +264,7 @@ class IncidentRecorder:
                                              f"{err.strerror or err}") from err
         if recorded or resolved:
             log.info("incidents recorded=%d resolved=%d ignored=%d", recorded, resolved, ignored)
-        spans = tuple((dict(zip(self.columns, self._rows[i].labels, strict=True)),
+        spans = tuple((dict(zip(self.columns, self._rows[i].entity, strict=True)),
                        self._rows[i].start, self._rows[i].end) for i in touched)
         return RecordResult(len(alerts), recorded, resolved, ignored, spans)
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from exporter.config import AnalysisConfig, Duration, SignalConfig
-from exporter.source.csvfile import CsvFormatError, CsvSource, Incident, read_incidents
+from exporter.incidents import Incident
+from exporter.source.csvfile import CsvFormatError, CsvSource, read_incidents
 
 STEP = 60.0
 T0 = 1_700_000_040.0  # on the 1 m grid

@@ -17,6 +17,7 @@ from exporter.config import IncidentsConfig
 from exporter.incidents import (
     CSV_NAME,
     INDEX_NAME,
+    Incident,
     IncidentPayloadError,
     IncidentPayloadTooLarge,
     IncidentRecorder,
@@ -88,6 +89,25 @@ def test_parse_time_handles_go_nanoseconds_and_offsets() -> None:
     assert parse_rfc3339("2026-11-20T11:00:00+01:00") == T0
     with pytest.raises(ValueError):
         parse_rfc3339("yesterday")
+
+
+def test_one_incident_type_from_the_csv_the_simulator_and_alertmanager(tmp_path: Path) -> None:
+    from exporter.backtest_report import scored_incidents
+    from exporter.source.csvfile import read_incidents
+    from exporter.source.simulator import simulate_fleet
+
+    rec = recorder(tmp_path)
+    rec.record(payload(alert(status="resolved", ends=END)))
+    from_csv = read_incidents(tmp_path / CSV_NAME, ("instance",))
+    assert from_csv == [Incident(T0 + 0.123, T0 + 2550.0, ("n1:9100",), "NodeDown")]
+    fleet = simulate_fleet(3, 6, T0, 2 * 86400.0, 300.0, failure_fraction=0.5)
+    assert fleet.incidents and all(type(i) is Incident for i in fleet.incidents)
+    assert {i.entity[0] for i in fleet.incidents} <= set(fleet.instances)
+    # Sudden: flagged without precursor, or a kind that says so; scoring keeps the type.
+    assert [Incident(0, None, ("a",), k, p).sudden for k, p in
+            (("oom", True), ("oom", False), ("Sudden_crash", True))] == [False, True, True]
+    scored = scored_incidents([Incident(1, 2, ["a"], "")])  # type: ignore[arg-type]
+    assert scored == [Incident(1.0, 2.0, ("a",), "unknown")]
 
 
 def test_firing_then_resolved_writes_design_format(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def _write_history(tmp_path: Path) -> tuple[Path, Path, Path]:
         w = csv.writer(f)
         w.writerow(["start", "end", "instance", "kind"])
         for i in fleet.incidents:
-            w.writerow([f"{i.start:.0f}", "" if i.end is None else f"{i.end:.0f}", i.labels[0],
+            w.writerow([f"{i.start:.0f}", "" if i.end is None else f"{i.end:.0f}", i.entity[0],
                         i.kind])
     assert fleet.incidents
     cfg = tmp_path / "aura.yml"

@@ -95,7 +95,7 @@ def test_every_family_fails_with_its_precursor(family):
     own = [i for i in fleet.incidents if i.kind == family]
     assert own, fleet.incidents
     root = own[0]
-    e = fleet.entity_index(root.labels[0])
+    e = fleet.entity_index(root.entity[0])
     ts = fleet.timestamps
     assert fleet.scenarios[e] == family
     assert root.end is not None and 600 <= root.end - root.start <= 3600
@@ -139,7 +139,7 @@ def test_every_family_fails_with_its_precursor(family):
         deps = [i for i in own[1:]]
         assert deps, "a cascade needs dependents in the same service"
         for dep in deps:
-            d = fleet.entity_index(dep.labels[0])
+            d = fleet.entity_index(dep.entity[0])
             assert fleet.services[d] == fleet.services[e] and fleet.scenarios[d] == "cascade"
             assert dep.start > root.start and dep.predictable
             hit = (ts >= dep.start) & (ts < dep.end)

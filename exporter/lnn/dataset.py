@@ -15,11 +15,13 @@ the live pipeline would hold at that moment (`Window`, same length and step), ru
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from exporter.config import AnalysisConfig
+from exporter.incidents import Incident
 from exporter.lnn.features import TOKENS, step_features
 from exporter.windows import EntityKey, Window
 
@@ -169,21 +171,20 @@ def empty_samples(n_h: int) -> Samples:
 
 
 def incidents_to_arrays(
-    incidents: list, entities: tuple[EntityKey, ...]
+    incidents: Sequence[Incident], entities: tuple[EntityKey, ...]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(start, end, entity row, predictable) arrays for incidents of known entities."""
+    """(start, end, entity row, predictable) arrays [N] for incidents of known entities.
+
+    `end` is NaN where the incident has none; incidents of other entities are left out.
+    """
     index = {e: i for i, e in enumerate(entities)}
     rows = []
     for inc in incidents:
-        # The CSV reader calls the label values `entity`, the simulator `labels`.
-        ent = getattr(inc, "entity", None)
-        ent = getattr(inc, "labels", None) if ent is None else ent
-        key = (ent,) if isinstance(ent, str) else tuple(ent or ())
+        key = tuple(inc.entity)
         if key not in index:
             continue
         end = inc.end if inc.end is not None else np.nan
-        rows.append((float(inc.start), float(end), index[key],
-                     bool(getattr(inc, "predictable", True))))
+        rows.append((float(inc.start), float(end), index[key], inc.predictable))
     if not rows:
         return np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool)
     s, e, ent, p = zip(*rows, strict=True)

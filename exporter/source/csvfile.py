@@ -15,12 +15,12 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from exporter.config import AnalysisConfig
+from exporter.incidents import DEFAULT_INCIDENT_KIND, Incident
 from exporter.source import Fetch, SourceError
 from exporter.util import parse_time
 from exporter.windows import EntityKey, Window, empty_window, grid
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 # Refuse files whose timestamps would need an absurd grid (a typo in one timestamp, ms instead
 # of s): values[E, S, T] beyond this many cells would not fit in memory anyway.
 MAX_CELLS = 500_000_000
-DEFAULT_INCIDENT_KIND = "failure"
 
 
 class CsvFormatError(ValueError):
@@ -43,25 +42,6 @@ class CsvFormatError(ValueError):
         self.path, self.line, self.column, self.problem = str(path), line, column, problem
         where = f"{path}:{line}" + (f":{column}" if column else "")
         super().__init__(f"{where}: {problem}")
-
-
-@dataclass(frozen=True)
-class Incident:
-    """One real failure from an incidents CSV (or recorded from Alertmanager).
-
-    Attributes
-    ----------
-    start: Unix seconds when the failure began; an alert "predicted" it if it fired before.
-    end: Unix seconds when it ended, or None when the file left it empty.
-    entity: label values in the analysis' `entity_labels` order.
-    kind: free text from the optional `kind` column (e.g. `oom`, `disk_full`, `crash`);
-        `"failure"` when the column is absent or the cell empty.
-    """
-
-    start: float
-    end: float | None
-    entity: tuple[str, ...]
-    kind: str = DEFAULT_INCIDENT_KIND
 
 
 def parse_timestamp(text: str) -> float:

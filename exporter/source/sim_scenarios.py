@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from exporter.incidents import Incident
+
 SIGNALS: tuple[str, ...] = (
     "cpu",
     "memory",
@@ -67,22 +69,6 @@ _IDX = {name: i for i, name in enumerate(SIGNALS)}
 
 class SimulationError(ValueError):
     """Bad simulator parameters (unknown family, empty fleet, non-positive step...)."""
-
-
-@dataclass(frozen=True)
-class Incident:
-    """Ground truth: the entity failed at `start` (resource exhausted / service failed).
-
-    `precursor_start` is when the build-up became visible (== start when there is none);
-    `predictable` is False for failures without any precursor (sudden crashes).
-    """
-
-    start: float
-    end: float | None
-    labels: tuple[str, ...]
-    kind: str
-    predictable: bool = True
-    precursor_start: float | None = None
 
 
 @dataclass(frozen=True)
@@ -408,7 +394,7 @@ def generate(rng: np.random.Generator, ts: np.ndarray, step: float, services: np
         # One signal's query failing alone (rarer than a whole failed scrape).
         values[rng.random(values.shape) < 0.0003] = np.nan
     values[down[:, None, :].repeat(len(SIGNALS), axis=1)] = np.nan
-    incidents.sort(key=lambda i: (i.start, i.labels))
+    incidents.sort(key=lambda i: (i.start, i.entity))
     return Generated(values, incidents, events, scenarios)
 
 

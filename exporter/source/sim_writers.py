@@ -246,5 +246,5 @@ def write_incidents_csv(fleet: SimulatedFleet, out: IO[str], until: float | None
         if until is not None and inc.start > until:
             continue
         end = "" if inc.end is None or (until is not None and inc.end > until) else _num(inc.end)
-        cells = (_num(inc.start), end, *(_csv_cell(v) for v in inc.labels), inc.kind)
+        cells = (_num(inc.start), end, *(_csv_cell(v) for v in inc.entity), inc.kind)
         out.write(",".join(cells) + "\n")

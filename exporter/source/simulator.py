@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporter.config import AnalysisConfig, Config, Duration, SignalConfig, parse_duration
+from exporter.incidents import Incident
 from exporter.source import Fetch, SourceError
 from exporter.source.sim_scenarios import (
     BENIGN,
@@ -31,7 +32,6 @@ from exporter.source.sim_scenarios import (
     SIGNALS,
     Event,
     FailurePlan,
-    Incident,
     SimulationError,
     Surge,
     generate,
@@ -51,7 +51,6 @@ __all__ = [
     "SIGNALS",
     "Event",
     "FailurePlan",
-    "Incident",
     "SimulatedFleet",
     "SimulationError",
     "SimulatorSource",
