@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     analysis = cfg.analysis()
     # The console labels every time "simulated" and says how much faster the clock runs.
-    failures = tuple(Failure(analysis.name, dict(zip(fleet.label_names, i.labels, strict=True)),
+    failures = tuple(Failure(analysis.name, dict(zip(fleet.label_names, i.entity, strict=True)),
                              i.kind, i.start, i.end)
                      for i in fleet.incidents if i.predictable and i.start >= sim0)
     story = Story(failures, args.speed)
