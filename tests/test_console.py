@@ -507,19 +507,39 @@ receivers: [{name: blackhole}]
 """
 
 
+def _am_post(url, path, body):
+    import urllib.request
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (loopback only)
+        return json.loads(r.read() or b"null")
+
+
+def seed_alertmanager(url: str) -> str:
+    """Two alerts (one AURA's, labelled with XSS) and two silences (one for AURA's alerts)
+    posted to a real Alertmanager; returns the AURA silence's id."""
+    _am_post(url, "/api/v2/alerts", [
+        {"labels": {"alertname": "AuraFailurePredicted", "instance": XSS, "analysis": "fleet"},
+         "annotations": {"summary": "fails soon"}},
+        {"labels": {"alertname": "NodeDown", "instance": "other"}}])
+    silence = _am_post(url, "/api/v2/silences", {
+        "matchers": [{"name": "alertname", "value": "AuraFailure.*", "isRegex": True,
+                      "isEqual": True}],
+        "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "test", "comment": "maintenance"})
+    _am_post(url, "/api/v2/silences", {  # not for AURA's alerts: not shown
+        "matchers": [{"name": "alertname", "value": "NodeDown", "isRegex": False}],
+        "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "test", "comment": "other"})
+    return str(silence["silenceID"])
+
+
 def test_alerts_view_shows_the_real_alertmanagers_alerts_and_silences(tmp_path):
     from exporter.config import AlertmanagerConfig
     from tests.promstack import AlertmanagerProcess, ensure_binaries, free_port
 
     ensure_binaries()
     cfg, snaps = demo_snapshots()
-
-    def post(url, path, body):
-        import urllib.request
-        req = urllib.request.Request(url + path, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (loopback only)
-            return json.loads(r.read() or b"null")
 
     async def console_alerts(config):
         runner, port = await _serve(make_app(lambda: snaps[0], WebConfig(), config=config))
@@ -532,19 +552,7 @@ def test_alerts_view_shows_the_real_alertmanagers_alerts_and_silences(tmp_path):
             await runner.cleanup()
 
     with AlertmanagerProcess(tmp_path / "am", AM_CONFIG) as am:
-        post(am.url, "/api/v2/alerts", [
-            {"labels": {"alertname": "AuraFailurePredicted", "instance": XSS, "analysis": "fleet"},
-             "annotations": {"summary": "fails soon"}},
-            {"labels": {"alertname": "NodeDown", "instance": "other"}}])
-        silence = post(am.url, "/api/v2/silences", {
-            "matchers": [{"name": "alertname", "value": "AuraFailure.*", "isRegex": True,
-                          "isEqual": True}],
-            "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
-            "createdBy": "test", "comment": "maintenance"})
-        post(am.url, "/api/v2/silences", {  # not for AURA's alerts: not shown
-            "matchers": [{"name": "alertname", "value": "NodeDown", "isRegex": False}],
-            "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z",
-            "createdBy": "test", "comment": "other"})
+        silence = seed_alertmanager(am.url)
         with_am = dataclasses.replace(cfg, alertmanager=AlertmanagerConfig(url=am.url + "/"))
         view = asyncio.run(console_alerts(with_am))
     assert view["configured"] and view["error"] is None and view["url"] == am.url
@@ -557,9 +565,9 @@ def test_alerts_view_shows_the_real_alertmanagers_alerts_and_silences(tmp_path):
         '{alertname="AuraFailurePredicted",analysis="fleet",instance="'
         + XSS.replace('"', '\\"') + '"}')  # labels as Alertmanager returns them (sorted)
     [sil] = view["silences"]
-    assert sil["id"] == silence["silenceID"] and sil["state"] == "active"
+    assert sil["id"] == silence and sil["state"] == "active"
     assert sil["matchers"] == 'alertname=~"AuraFailure.*"' and sil["comment"] == "maintenance"
-    assert sil["url"] == f"{am.url}/#/silences/{silence['silenceID']}"
+    assert sil["url"] == f"{am.url}/#/silences/{silence}"
     # Alertmanager gone: the page still answers, with the reason.
     gone = dataclasses.replace(cfg, alertmanager=AlertmanagerConfig(
         url=f"http://127.0.0.1:{free_port()}", timeout=3))

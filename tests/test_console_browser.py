@@ -20,7 +20,14 @@ from aiohttp import web
 
 from exporter.server import make_app
 from exporter.webconfig import WebConfig
-from tests.test_console import XSS, basic_auth_config, demo_snapshots, with_entity_names
+from tests.test_console import (
+    AM_CONFIG,
+    XSS,
+    basic_auth_config,
+    demo_snapshots,
+    seed_alertmanager,
+    with_entity_names,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = Path(os.environ.get("AURA_CONSOLE_SHOTS",
@@ -30,9 +37,10 @@ SHOTS = Path(os.environ.get("AURA_CONSOLE_SHOTS",
 class Server:
     """The exporter's app on 127.0.0.1 in a thread; `snap` is served and may be swapped."""
 
-    def __init__(self, snap, config, web_config=None):
+    def __init__(self, snap, config, web_config=None, story=()):
         self.snap = snap
         self._config = config
+        self._story = story
         self._web_config = web_config or WebConfig()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -44,7 +52,8 @@ class Server:
         asyncio.set_event_loop(self._loop)
 
         async def start():
-            app = make_app(lambda: self.snap, self._web_config, config=self._config)
+            app = make_app(lambda: self.snap, self._web_config, config=self._config,
+                           story=self._story)
             self._runner = web.AppRunner(app)
             await self._runner.setup()
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -155,6 +164,18 @@ def test_entity_diagram_has_a_point_per_bar(browser, server):
     assert page.locator("#barcode line.bar").count() == bars
     assert page.locator("tr.vote").count() == len(data["votes"])
     assert page.locator("#signals svg").count() == len(data["signals"])
+    # Each signal's band is the entity's own baseline, so labelled with the reservoir's size.
+    own = f"band: own baseline ({data['baseline']['windows']} healthy windows)"
+    assert page.locator("#signals [data-band='own'] .band-label").all_text_contents() == \
+        [own] * len(data["signals"])
+    # The baseline's score diagram next to the current window's: a point per bar of each.
+    base, cur = data["baseline"]["baseline"], data["baseline"]["current"]
+    assert len(base["h0"]) == data["baseline"]["stored"]["h0"] > 0
+    assert page.locator("#score-baseline circle.pt").count() == len(base["h0"]) + len(base["h1"])
+    assert page.locator("#score-current circle.pt").count() == len(cur["h0"]) + len(cur["h1"])
+    assert "healthy windows admitted" in page.locator("#baseline-note").text_content()
+    assert page.locator("#clock").is_hidden()  # real time: no simulated-clock chip
+    assert "(simulated)" not in page.locator("main").text_content()
     summary = page.locator("#summary").text_content()
     assert data["action"] in summary and data["explanation"] in summary
     page.screenshot(path=str(SHOTS / "entity.png"), full_page=True)
@@ -253,6 +274,96 @@ def test_basic_auth_protects_page_assets_and_websocket(browser, demo, tmp_path):
         page.wait_for_selector("tr.entity-row")
         # The WebSocket handshake carried the credentials (else the page falls back to polling).
         page.wait_for_function("document.body.dataset.live === 'ws'", timeout=5000)
+        context.close()
+    finally:
+        s.close()
+
+
+def test_alerts_page_shows_the_real_alertmanagers_alerts_and_silences(browser, demo, tmp_path):
+    from exporter.config import AlertmanagerConfig
+    from tests.promstack import AlertmanagerProcess, ensure_binaries, free_port
+
+    ensure_binaries()
+    cfg, snaps = demo
+    with AlertmanagerProcess(tmp_path / "am", AM_CONFIG) as am:
+        silence = seed_alertmanager(am.url)
+        s = Server(snaps[0], dataclasses.replace(
+            cfg, alertmanager=AlertmanagerConfig(url=am.url)))
+        try:
+            context, page, errors = _page(browser, viewport={"width": 1280, "height": 900})
+            page.goto(s.url + "/alerts")
+            page.wait_for_selector("tr.am-alert-row")
+            [row] = page.locator("tr.am-alert-row").all()  # NodeDown is not AURA's: not shown
+            cells = row.locator("td").all_text_contents()
+            assert cells[0] == "AuraFailurePredicted" and XSS in cells[1]
+            assert page.evaluate("window.__xss") is None  # the label stayed text
+            href = row.locator("a").get_attribute("href")
+            assert href.startswith(am.url + "/#/silences/new?filter=")
+            [sil] = page.locator("tr.am-silence-row").all()
+            assert "maintenance" in sil.text_content()
+            assert sil.locator("a").get_attribute("href") == f"{am.url}/#/silences/{silence}"
+            assert f"1 AURA alerts and 1 silences in {am.url}" in \
+                page.locator("#alertmanager").text_content()
+            page.screenshot(path=str(SHOTS / "alerts-alertmanager.png"), full_page=True)
+            assert not errors, errors
+            context.close()
+        finally:
+            s.close()
+    # Alertmanager unreachable: the panel says so, AURA's own alerts still show.
+    s = Server(snaps[0], dataclasses.replace(cfg, alertmanager=AlertmanagerConfig(
+        url=f"http://127.0.0.1:{free_port()}", timeout=3)))
+    try:
+        context, page, errors = _page(browser)
+        page.goto(s.url + "/alerts")
+        page.wait_for_selector("#alertmanager .am-error")
+        assert "Could not read Alertmanager" in page.locator(".am-error").text_content()
+        assert page.locator("section[data-alert]").count() > 0
+        assert not errors, errors
+        context.close()
+    finally:
+        s.close()
+
+
+def test_demo_story_panel_tells_prediction_then_arrival_on_a_simulated_clock(browser, demo):
+    from exporter.console.story import Failure, Story
+
+    cfg, snaps = demo
+    at = snaps[0].created + 3 * 3600
+    story = Story((Failure("fleet", {"instance": "host-03:9100"}, "memory_leak", at,
+                           at + 1800),), speed=60.0)
+    s = Server(snaps[0], cfg, story=story)
+    try:
+        context, page, errors = _page(browser, viewport={"width": 1280, "height": 900})
+        page.goto(s.url + "/")
+        page.wait_for_selector("#story:not([hidden]) .story-head")
+        data = context.request.get(s.url + "/api/v1/console/story").json()
+        head = page.locator("#story .story-head").text_content()
+        assert data["prediction"]["level"] >= 1  # the leaking host is warned about
+        assert head.startswith("host-03:9100 is predicted to fail") and "(simulated)" in head
+        link = page.locator("#story .story-head a")
+        assert link.get_attribute("href") == "/entity?analysis=fleet&instance=host-03%3A9100"
+        body = page.locator("#story").text_content()
+        assert f"recommended action: {data['prediction']['action']}" in body
+        assert f"top signal: {data['prediction']['signal']}" in body
+        # The clock: a chip in the header, and every time on the page says "simulated".
+        page.wait_for_selector("#clock:not([hidden])")
+        assert page.locator("#clock").text_content().startswith("Simulated time (60× real): ")
+        assert "(simulated)" in page.locator("#health").text_content()
+        assert "runs 60× faster" in body and "one real minute shows 1h" in body
+        page.screenshot(path=str(SHOTS / "fleet-story.png"), full_page=False)
+        # The failure arrives (a later snapshot): the panel says how far ahead AURA warned.
+        s.snap = dataclasses.replace(snaps[0], created=at + 60)
+        page.reload()
+        page.wait_for_selector("#story .story-head >> text=arrived at")
+        head = page.locator("#story .story-head").text_content()
+        assert head.startswith("The memory leak failure of host-03:9100 arrived at ")
+        page.screenshot(path=str(SHOTS / "fleet-story-arrived.png"), full_page=False)
+        # The entity page shows the same clock.
+        page.goto(s.url + "/entity?analysis=fleet&instance=host-03:9100")
+        page.wait_for_selector("#score-baseline circle.pt")
+        assert page.locator("#clock").is_visible()
+        assert "(simulated)" in page.locator("#baseline-note").text_content()
+        assert not errors, errors
         context.close()
     finally:
         s.close()

@@ -72,7 +72,7 @@
     const table = (heads, body) => el("div", { class: "table-wrap" }, el("table", {},
       el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", { scope: "col", text: h })))), el("tbody", {}, ...body)));
     box.replaceChildren(el("p", { class: "small" }, `${am.alerts.length} AURA alerts and ${am.silences.length} silences in `, link, "."),
-      rows.length ? table(["Alert", "Labels", "State", "Since", ""], rows) : el("p", { class: "muted", text: "No AURA alert in Alertmanager." }),
+      rows.length ? table(["Alert", "Labels", "State", AURA.clock().simulated ? "Since (real time)" : "Since", ""], rows) : el("p", { class: "muted", text: "No AURA alert in Alertmanager." }),
       sil.length ? table(["Silence", "State", "Matchers", "Ends", "By"], sil) : el("p", { class: "muted", text: "No silence for AURA's alerts." }));
   }
 

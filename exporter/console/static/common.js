@@ -60,10 +60,13 @@ const AURA = (() => {
     return { simulated: !!b && b.dataset.clock === "simulated", speed: b ? Number(b.dataset.speed || 1) : 1 };
   }
 
-  function time(ts) {
+  /* A Unix time as local date and time; `real`: a wall-clock time (the exporter's own
+     timestamps, Alertmanager's), so labelled when the pages run on a simulated clock. */
+  function time(ts, real) {
     if (!ts) return "";
     const text = new Date(ts * 1000).toLocaleString();
-    return clock().simulated ? text + " (simulated)" : text;
+    if (!clock().simulated) return text;
+    return text + (real ? " (real time)" : " (simulated)");
   }
 
   /* The header's clock chip (simulated clocks only): what the clock is, and its time now. */

@@ -150,7 +150,7 @@
       ["aura_up", up], ["ready", h.ready ? "yes" : "no (first cycle running)"],
       ["last cycle", AURA.time(h.created)],
       ["cycle time", h.cycle_seconds === null ? "" : h.cycle_seconds.toFixed(2) + " s"],
-      ["last fully successful cycle", AURA.time(h.last_success)],
+      ["last fully successful cycle", AURA.time(h.last_success, true)],  // the exporter's wall clock
       ["cycles", h.cycles === null ? "" : String(h.cycles)],
       ["stage failures", String(h.failures)],
     ];
@@ -282,7 +282,7 @@
         AURA.time(f.at), s.first_warned ? ` — AURA first warned at ${AURA.time(s.first_warned)}, ${duration(f.at - s.first_warned)} ahead.` : " — AURA did not warn before it."));
     } else if (p && p.level !== null && p.level >= 1) {
       lines.push(el("p", { class: "story-head" }, who, " is predicted to fail ", badge(p.level, p.nodata),
-        p.eta ? ` in ${duration(p.eta - s.now)} (about ${AURA.time(p.eta)})` : "", s.first_warned ? `; warned since ${AURA.time(s.first_warned)}` : "", "."));
+        p.eta ? ` in ${duration(p.eta - s.now)}, at about ${AURA.time(p.eta)}` : "", s.first_warned ? `; warned since ${AURA.time(s.first_warned)}` : "", "."));
     } else {
       lines.push(el("p", { class: "story-head" }, "Watch ", who, ": its ", f.kind.replace(/_/g, " "), " is building up (the simulation fails it at ",
         AURA.time(f.at), ", ", duration(f.at - s.now), " from now). AURA has not raised a warning yet."));
