@@ -1,4 +1,8 @@
-"""`aura generate rules|dashboards`: write the generated rule file or Grafana dashboards.
+"""`aura generate rules|dashboards|kubernetes|metrics`: write the generated files that are committed.
+
+Rules, dashboards and the Kubernetes PrometheusRule come from the catalog and a config;
+`metrics` is the golden `/metrics` page of a small deterministic simulated fleet
+(tests/fixtures/golden/metrics.prom, checked by tests/test_golden_metrics.py and promtool).
 
 `--check` writes nothing: it compares what is committed with fresh output and exits 1 when
 they differ, so CI catches a catalog or config change whose generated files were not updated.
@@ -23,7 +27,17 @@ DEFAULT_OUTPUT = {
     "rules": REPO_ROOT / "rules",
     "dashboards": REPO_ROOT / "grafana",
     "kubernetes": REPO_ROOT / "deploy" / "kubernetes",
+    "metrics": REPO_ROOT / "tests" / "fixtures" / "golden",
 }
+GOLDEN_FILE = "metrics.prom"
+# The golden fleet: seed, size, the last cycle's time (2026-01-01T00:00:00Z) and cycles run.
+GOLDEN_SEED = 7
+GOLDEN_ENTITIES = 6
+GOLDEN_END = 1_767_225_600.0
+GOLDEN_CYCLES = 3
+# Families that depend on the process or the Python build, not on AURA's analysis: left out
+# of the golden page (node_exporter's end-to-end test filters go_ and process_ the same way).
+UNSTABLE_FAMILIES = ("process_", "python_", "aura_build_info")
 
 
 def default_config() -> Config:
@@ -32,7 +46,8 @@ def default_config() -> Config:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["rules", "dashboards", "kubernetes"], help="what to generate")
+    parser.add_argument("what", choices=["rules", "dashboards", "kubernetes", "metrics"],
+                        help="what to generate")
     parser.add_argument(
         "--output-dir",
         dest="output_dir",
@@ -73,6 +88,8 @@ def outputs(
         from exporter.rulegen import RULES_FILE, render_rules
 
         return {RULES_FILE: render_rules(cfg)}
+    if what == "metrics":
+        return {GOLDEN_FILE: golden_metrics()}
     if what == "kubernetes":
         from exporter.rulegen import render_prometheus_rule
 
@@ -80,6 +97,54 @@ def outputs(
     from exporter.dashboards import render_all
 
     return render_all(cfg, source_dir or DEFAULT_OUTPUT["dashboards"], entity_label=entity_label)
+
+
+def golden_metrics() -> str:
+    """The `/metrics` page (text format 0.0.4) of a small deterministic fleet, stable families only.
+
+    A real `Pipeline` (shipped model, topology, agents, decision) runs `GOLDEN_CYCLES` one-minute
+    cycles over `GOLDEN_ENTITIES` simulated hosts (seed `GOLDEN_SEED`) ending at `GOLDEN_END`,
+    host-02 half an hour from a memory leak exhausting it (warning, `raise_memory_limit`); a
+    fixed clock makes every duration 0. The families in `UNSTABLE_FAMILIES` are left out.
+    Deterministic on one machine; model outputs may differ in the last bits on another CPU
+    (the test compares values with a tolerance). Ignores `--config.file`: the fleet is fixed.
+    """
+    import asyncio
+
+    from exporter.pipeline import Pipeline, load_predictor
+    from exporter.source.simulator import (
+        FailurePlan,
+        SimulatorSource,
+        demo_config,
+        simulate_fleet,
+    )
+
+    cfg = demo_config()
+    step, hour = 60.0, 3600.0
+    history = 24 * hour + float(cfg.analysis().window) + GOLDEN_CYCLES * step
+    leak = FailurePlan(2, "memory_leak", GOLDEN_END + 0.5 * hour, 4 * hour, 30 * 60, "linear")
+    fleet = simulate_fleet(GOLDEN_SEED, GOLDEN_ENTITIES, GOLDEN_END - history, history + hour,
+                           step, failures=[leak], services=1)
+    predictor, info = load_predictor(str(REPO_ROOT / cfg.model.path))
+    info = {**info, "model": Path(cfg.model.path).name}  # not the checkout's absolute path
+    pipeline = Pipeline(cfg, SimulatorSource(fleet), predictor=predictor, model_info=info,
+                        topology_workers=1, clock=lambda: GOLDEN_END)
+    try:
+        for k in range(GOLDEN_CYCLES):
+            asyncio.run(pipeline.run_cycle(GOLDEN_END - (GOLDEN_CYCLES - 1 - k) * step))
+        body = pipeline.snapshot.body.decode()
+    finally:
+        pipeline.close()
+    return "".join(line for line in body.splitlines(keepends=True)
+                   if not _family(line).startswith(UNSTABLE_FAMILIES))
+
+
+def _family(line: str) -> str:
+    """The metric name a text-format line belongs to (HELP/TYPE comment or sample)."""
+    if line.startswith("#"):
+        parts = line.split()
+        return parts[2] if len(parts) > 2 else ""
+    return line.split("{", 1)[0].split(" ", 1)[0]
 
 
 def check(out_dir: Path, files: dict[str, str], write: Callable[[str], None] = print) -> int:
