@@ -220,6 +220,8 @@ def test_phone_width_has_no_horizontal_scroll(browser, server):
         page.wait_for_selector(ready)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)
+        if path.startswith("/entity"):
+            page.screenshot(path=str(SHOTS / "entity-390.png"), full_page=True)
     page.goto(server.url + "/")
     page.wait_for_selector("tr.entity-row")
     page.screenshot(path=str(SHOTS / "fleet-390.png"), full_page=True)
