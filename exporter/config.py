@@ -71,14 +71,27 @@ class OAuth2:
 
 
 @dataclass(frozen=True)
-class SourceConfig:
-    """Where PromQL goes: any Prometheus-compatible query API (Prometheus, Thanos, Mimir)."""
+class HttpClientConfig:
+    """An HTTP API that AURA calls: URL, request timeout, credentials and TLS.
 
-    url: str = "http://127.0.0.1:9090"
+    The keys are Prometheus' own `http_config` keys (`authorization`, `basic_auth`,
+    `tls_config`), so a scrape or remote-read block can be copied in. Validated by
+    `_validate_http_client`: an http(s) URL, a timeout > 0, at most one of `basic_auth` and
+    `authorization`. Subclasses set their own defaults and add their keys.
+    """
+
+    url: str = ""
     timeout: Duration = Duration(30)
     authorization: Authorization | None = None
     basic_auth: BasicAuth | None = None
     tls_config: TLSConfig = TLSConfig()
+
+
+@dataclass(frozen=True)
+class SourceConfig(HttpClientConfig):
+    """Where PromQL goes: any Prometheus-compatible query API (Prometheus, Thanos, Mimir)."""
+
+    url: str = "http://127.0.0.1:9090"
     oauth2: OAuth2 | None = None
     max_concurrency: int = 4
     retries: int = 2
@@ -236,14 +249,10 @@ class IncidentsConfig:
 
 
 @dataclass(frozen=True)
-class AlertmanagerConfig:
+class AlertmanagerConfig(HttpClientConfig):
     """An Alertmanager whose live alerts and silences the console's alerts page shows."""
 
-    url: str = ""
     timeout: Duration = Duration(10)
-    authorization: Authorization | None = None
-    basic_auth: BasicAuth | None = None
-    tls_config: TLSConfig = TLSConfig()
 
 
 @dataclass(frozen=True)
@@ -387,22 +396,19 @@ def _validate_positive(obj: Any, path: str, problems: list[str], *names: str) ->
             problems.append(f"{_join(path, name)}: must be > 0, got {value!r}")
 
 
-def _validate_source(obj: SourceConfig, path: str, problems: list[str]) -> None:
-    if not re.match(r"^https?://[^\s/]+", obj.url):
-        problems.append(f"{_join(path, 'url')}: expected an http(s) URL, got {obj.url!r}")
-    _validate_positive(obj, path, problems, "timeout", "max_concurrency")
-    if obj.retries < 0:
-        problems.append(f"{_join(path, 'retries')}: must be >= 0, got {obj.retries}")
-    if obj.basic_auth and obj.authorization:
-        problems.append(f"{path}: at most one of basic_auth and authorization")
-
-
-def _validate_alertmanager(obj: AlertmanagerConfig, path: str, problems: list[str]) -> None:
+def _validate_http_client(obj: HttpClientConfig, path: str, problems: list[str]) -> None:
     if not re.match(r"^https?://[^\s/]+", obj.url):
         problems.append(f"{_join(path, 'url')}: expected an http(s) URL, got {obj.url!r}")
     _validate_positive(obj, path, problems, "timeout")
     if obj.basic_auth and obj.authorization:
         problems.append(f"{path}: at most one of basic_auth and authorization")
+
+
+def _validate_source(obj: SourceConfig, path: str, problems: list[str]) -> None:
+    _validate_http_client(obj, path, problems)
+    _validate_positive(obj, path, problems, "max_concurrency")
+    if obj.retries < 0:
+        problems.append(f"{_join(path, 'retries')}: must be >= 0, got {obj.retries}")
 
 
 def _validate_signal(obj: SignalConfig, path: str, problems: list[str]) -> None:
@@ -477,7 +483,7 @@ def _validate_config(obj: Config, path: str, problems: list[str]) -> None:
 
 _VALIDATORS: dict[type, Callable[[Any, str, list[str]], None]] = {
     SourceConfig: _validate_source,
-    AlertmanagerConfig: _validate_alertmanager,
+    AlertmanagerConfig: _validate_http_client,
     SignalConfig: _validate_signal,
     AnalysisConfig: _validate_analysis,
     ConsensusConfig: _validate_consensus,
@@ -582,6 +588,7 @@ __all__ = [
     "AnalysisConfig",
     "SignalConfig",
     "SourceConfig",
+    "HttpClientConfig",
     "Duration",
     "load_config",
     "parse_config",

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import ConfigError, load_config, parse_config, parse_duration
+from exporter.config import (
+    ConfigError,
+    HttpClientConfig,
+    load_config,
+    parse_config,
+    parse_duration,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +55,27 @@ def test_unknown_key_and_bad_duration():
     assert any(p.startswith("bogus: unknown key") for p in problems)
     assert any(p.startswith("interval: invalid duration 'soon'") for p in problems)
     assert any(p.startswith("analyses[0].windw: unknown key") for p in problems)
+
+
+def test_source_and_alertmanager_share_http_client_keys_and_errors():
+    bad = {"url": "ftp://x", "timeout": 0, "basic_auth": {"username": "u"},
+           "authorization": {"credentials_file": "/t"}, "tls_config": {"ca_fil": "/ca"}}
+    problems = _problems({"source": bad, "alertmanager": bad,
+                          "analyses": [{"name": "n", "preset": "node"}]})
+    for section in ("source", "alertmanager"):
+        mine = [p for p in problems if p.startswith(section)]
+        assert [p.split(":", 1)[0].split(".", 1)[1:] for p in mine] == [
+            ["tls_config.ca_fil"], ["url"], ["timeout"], []], mine
+    source = [p.removeprefix("source") for p in problems if p.startswith("source")]
+    assert source == [p.removeprefix("alertmanager") for p in problems
+                      if p.startswith("alertmanager")]
+    cfg = parse_config({"source": {"url": "https://p:9090", "tls_config": {"ca_file": "/c"}},
+                        "alertmanager": {"url": "https://am:9093", "timeout": "5s"},
+                        "analyses": [{"name": "n", "preset": "node"}]})
+    assert isinstance(cfg.source, HttpClientConfig) and isinstance(cfg.alertmanager,
+                                                                   HttpClientConfig)
+    assert (cfg.source.tls_config.ca_file, float(cfg.source.timeout)) == ("/c", 30.0)
+    assert cfg.alertmanager is not None and float(cfg.alertmanager.timeout) == 5.0
 
 
 def test_required_and_ranges():

@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 
-from exporter.config import SourceConfig
+from exporter.config import HttpClientConfig, SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Response:
     body: bytes
 
 
-def ssl_context(cfg: SourceConfig) -> ssl.SSLContext:
+def ssl_context(cfg: HttpClientConfig) -> ssl.SSLContext:
     """The TLS context for `cfg.tls_config`; verification is on unless explicitly skipped."""
     tls = cfg.tls_config
     ctx = ssl.create_default_context(cafile=tls.ca_file)
