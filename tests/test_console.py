@@ -669,6 +669,10 @@ def test_entity_page_draws_its_own_baseline_else_the_fleets():
         assert len(lo) == len(sig["values"]) and len(set(lo)) == 1 and len(set(hi)) == 1
         assert lo[0] == pytest.approx(view.deciles[s, 0], abs=1e-5)
         assert hi[0] == pytest.approx(view.deciles[s, -1], abs=1e-5)
+    from exporter.console.report import html_report
+
+    assert html_report(d).count(f"(band: own baseline, {view.windows} healthy windows)") == \
+        len(d["signals"])
     # The leaking host's memory is above its own healthy band.
     memory = next(sig for sig in d["signals"] if sig["name"] == "memory")
     assert memory["values"][-1] > memory["band"][1][0]
@@ -682,3 +686,4 @@ def test_entity_page_draws_its_own_baseline_else_the_fleets():
         for s, sig in enumerate(d["signals"]):
             assert sig["band_source"] == "fleet"
             assert sig["band"][0] == views._series(fleet[0, s])
+        assert html_report(d).count("(band: fleet)") == len(d["signals"])
