@@ -20,7 +20,7 @@ from exporter import __version__
 
 # subcommand -> (implementing module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("exporter.server", "serve predictions for a live Prometheus-compatible source"),
+    "run": ("exporter.live", "serve predictions for a live Prometheus-compatible source"),
     "demo": ("exporter.demo", "run the embedded default: a simulated fleet, no Prometheus needed"),
     "check-config": ("exporter.checkconfig", "validate a configuration file"),
     "backtest": ("exporter.backtest", "replay history through the pipeline and score it"),

@@ -2,7 +2,8 @@
 
 Also `/-/healthy`, `/-/ready` (200 after the first cycle), the console (exporter.console) and
 `POST /api/v1/alerts` for Alertmanager webhooks (real incidents). TLS and basic auth come from
-the exporter-toolkit web config. This module also implements `aura run`.
+the exporter-toolkit web config. `serve` runs the app around a pipeline until SIGINT/SIGTERM;
+`aura run` (exporter.live) and `aura demo` (exporter.demo) wire the pipeline it serves.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import asyncio
 import base64
 import binascii
 import logging
-import os
-import re
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -45,19 +43,6 @@ def add_web_arguments(parser: argparse.ArgumentParser) -> None:
                         help="maximum parallel requests; 0 means no limit")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config.file", dest="config_file", default="aura.yml",
-                        help="configuration file (YAML)")
-    add_web_arguments(parser)
-    parser.add_argument("--shard.index", dest="shard_index", default="0",
-                        help="this replica's shard (0-based), or 'auto': the ordinal N at the "
-                             "end of the host name (StatefulSet pod aura-N)")
-    parser.add_argument("--shard.count", dest="shard_count", type=int, default=1,
-                        help="number of replicas splitting the entities")
-    parser.add_argument("--topology.workers", dest="topology_workers", type=int, default=None,
-                        help="processes for persistent homology (default: all cores)")
-
-
 def parse_listen_address(address: str) -> tuple[str | None, int]:
     """`:10977` -> (None, 10977) meaning all interfaces; `127.0.0.1:80` -> ('127.0.0.1', 80)."""
     host, _, port = address.rpartition(":")
@@ -65,18 +50,6 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
         raise ValueError(f"invalid listen address {address!r} (expected host:port)")
     host = host.strip("[]")
     return (host or None), int(port)
-
-
-def resolve_shard_index(value: str, hostname: str) -> int:
-    """`--shard.index`: a number, or `auto` for the StatefulSet ordinal of `hostname`."""
-    if value == "auto":
-        match = re.search(r"-(\d+)$", hostname)
-        if not match:
-            raise ValueError(f"--shard.index=auto: host name {hostname!r} does not end in -N")
-        return int(match.group(1))
-    if not value.isdigit():
-        raise ValueError(f"--shard.index: expected a number or 'auto', got {value!r}")
-    return int(value)
 
 
 def make_app(
@@ -213,56 +186,3 @@ async def serve(
         pipeline.close()
         log.info("msg=\"shut down\" signal=%s cycles=%d", received[0] if received else "none",
                  pipeline.stats.cycles_total)
-
-
-def run(args: argparse.Namespace) -> int:
-    """`aura run`: the live exporter."""
-    from exporter.config import ConfigError, load_config
-    from exporter.pipeline import Pipeline, load_predictor
-    from exporter.webconfig import load_web_config
-
-    try:
-        cfg = load_config(args.config_file)
-        web_config = load_web_config(args.web_config_file)
-        parse_listen_address(args.listen_address)
-        if not cfg.analyses:
-            raise ConfigError([f"{args.config_file}: analyses: at least one analysis is needed"])
-        shard_index = resolve_shard_index(args.shard_index, os.environ.get("HOSTNAME", ""))
-        if not 0 <= shard_index < args.shard_count:
-            raise ConfigError([f"--shard.index {shard_index} must be in [0, --shard.count)"])
-    except (ConfigError, ValueError) as err:
-        print(f"aura: {err}", file=sys.stderr)
-        return 1
-
-    from exporter.source.prometheus import PrometheusSource
-
-    state = None
-    if cfg.state_dir:
-        from exporter.state import StateStore
-
-        state = StateStore(cfg.state_dir)
-    predictor, info = load_predictor(cfg.model.path)
-    shard = (shard_index, args.shard_count) if args.shard_count > 1 else None
-
-    async def main() -> None:
-        source = PrometheusSource(cfg.source)
-        pipeline = Pipeline(cfg, source, predictor=predictor, model_info=info, state=state,
-                            shard=shard, topology_workers=args.topology_workers)
-        incidents = _incident_recorder(cfg)
-        await serve(pipeline, args, web_config, incidents=incidents,
-                    prometheus_url=cfg.source.url)
-
-    asyncio.run(main())
-    return 0
-
-
-def _incident_recorder(cfg: Any) -> Any:
-    """The Alertmanager webhook recorder, when a state dir exists to record into."""
-    if not cfg.state_dir:
-        return None
-    from pathlib import Path
-
-    from exporter.incidents import IncidentRecorder
-
-    labels = {a.name: tuple(a.entity_labels) for a in cfg.analyses}
-    return IncidentRecorder(Path(cfg.state_dir), cfg.incidents, labels)

@@ -143,7 +143,7 @@ def test_bad_web_config_names_key(tmp_path):
 
 
 def test_shard_index_auto_from_statefulset_ordinal():
-    from exporter.server import resolve_shard_index
+    from exporter.live import resolve_shard_index
 
     assert resolve_shard_index("auto", "aura-2") == 2
     assert resolve_shard_index("1", "") == 1
