@@ -286,7 +286,9 @@ async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: n
     try:
         if batched:
             k = 0
-            async for _, results in pipeline.replay(times.tolist(), rows=rows or REPLAY_ROWS):
+            features = topology_features_needed(predictor, len(window.entities))
+            async for _, results in pipeline.replay(times.tolist(), rows=rows or REPLAY_ROWS,
+                                                    topology_features=features):
                 rec.add(k, results)
                 k += 1
                 if progress is not None:
@@ -303,6 +305,20 @@ async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: n
     finally:
         pipeline.close()
     return rec.scores(times), stage_seconds
+
+
+def topology_features_needed(predictor: Any, entities: int) -> bool:
+    """Whether a replay's outputs read the topology diagram features: the forecast when the
+    model takes topology inputs (its card says so; a predictor without a card is assumed
+    to), the fleet outliers (topology agent) from `tda.fleet.MIN_FLEET` entities on."""
+    from exporter.tda.fleet import MIN_FLEET
+
+    if entities >= MIN_FLEET:
+        return True
+    if predictor is None:
+        return False
+    card = getattr(predictor, "card", None)
+    return not isinstance(card, dict) or bool(card.get("topology_inputs", True))
 
 
 class _Recorder:

@@ -305,7 +305,7 @@ class Pipeline:
         return self._assess(rt, [cycle], stage_seconds, failed)[0]
 
     async def replay(self, nows: Sequence[float], *, rows: int = REPLAY_ROWS,
-                     max_cycles: int = REPLAY_MAX_CYCLES,
+                     max_cycles: int = REPLAY_MAX_CYCLES, topology_features: bool = True,
                      ) -> AsyncIterator[tuple[float, tuple[AnalysisResult, ...]]]:
         """Run the cycles at `nows` (ascending) as an offline replay; yield (now, results).
 
@@ -314,8 +314,12 @@ class Pipeline:
         windows are ingested cycle by cycle, the topology stage gets them in one `run_batch`
         (persistence in one pool pass), the forecast, the row-wise agents and consensus run
         once on the stacked rows, and what follows consensus runs cycle by cycle in time
-        order. Nothing is rendered. A stage failure loses that stage for the whole batch of
-        cycles (counted and logged once); an ingest failure loses that cycle.
+        order. Nothing is rendered, so the fleet's Betti numbers are not computed (NaN).
+        topology_features=False: nothing reads the diagram features (the caller knows the
+        model has no topology inputs and the replay has fewer than `tda.fleet.MIN_FLEET`
+        entities, so no fleet outliers): their persistence is skipped (`run_batch`). A stage
+        failure loses that stage for the whole batch of cycles (counted and logged once); an
+        ingest failure loses that cycle.
         """
         stage_seconds: dict[str, float] = {}
         failed: set[str] = set()
@@ -343,7 +347,8 @@ class Pipeline:
                     continue
                 windows = [c.window for c in cycles]
                 topology = self._topology(rt, windows, [c.now for c in cycles], stage_seconds,
-                                          failed)
+                                          failed, replay={"features": topology_features,
+                                                          "fleet_betti": False})
                 self._seed_decision(rt, cycles[0].now, failed)
                 forecast = self._forecast(rt, windows, topology, stage_seconds, failed)
                 cycles = [Cycle(c.now, c.window, c.fetch, t, f)
@@ -365,8 +370,9 @@ class Pipeline:
 
     def _topology(self, rt: _AnalysisRuntime, windows: Sequence[Window], nows: Sequence[float],
                   stage_seconds: dict[str, float], failed: set[str],
-                  ) -> list[TopologyResult | None]:
-        """Topology of consecutive cycles in time order (`run_batch` when there are several)."""
+                  replay: dict[str, bool] | None = None) -> list[TopologyResult | None]:
+        """Topology of consecutive cycles in time order (`run_batch` when there are several,
+        and always in a replay, with the `replay` options of `run_batch`)."""
         out: list[TopologyResult | None] = [None] * len(windows)
         todo = [k for k, w in enumerate(windows) if w.entities]
         if not todo or rt.topology is None:
@@ -376,8 +382,9 @@ class Pipeline:
                 history, rt.bootstrap = rt.bootstrap, None
                 rt.decision_bootstrap = history
                 self._replay_topology(rt, history, nows[todo[0]])
-            if len(todo) > 1 and hasattr(rt.topology, "run_batch"):
-                done = rt.topology.run_batch([windows[k] for k in todo], [nows[k] for k in todo])
+            if (len(todo) > 1 or replay is not None) and hasattr(rt.topology, "run_batch"):
+                done = rt.topology.run_batch([windows[k] for k in todo], [nows[k] for k in todo],
+                                             **(replay or {}))
             else:
                 done = [rt.topology.run(windows[k], nows[k]) for k in todo]
             for k, r in zip(todo, done, strict=True):

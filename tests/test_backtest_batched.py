@@ -39,11 +39,9 @@ def _signals() -> list[dict]:
             for s in fleet_signals()]
 
 
-@pytest.fixture(scope="module")
-def replays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("btb")
-    fleet = simulate_fleet(SEED, 6, T0, 8 * H, 60, failures=[
-        FailurePlan(2, "memory_leak", T0 + 7 * H, 2 * H, 30 * 60, "linear")], missing=True)
+def _replay_both(tmp: Path, hosts: int, failing: int) -> dict[str, Path]:
+    fleet = simulate_fleet(SEED, hosts, T0, 8 * H, 60, failures=[
+        FailurePlan(failing, "memory_leak", T0 + 7 * H, 2 * H, 30 * 60, "linear")], missing=True)
     data = tmp / "data.csv"
     with data.open("w") as f:
         sim_writers.write_csv(fleet, f)
@@ -62,6 +60,11 @@ def replays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="module")
+def replays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return _replay_both(tmp_path_factory.mktemp("btb"), 6, 2)
+
+
 def test_batched_replay_writes_identical_outputs(replays: dict[str, Path]) -> None:
     for name in ("scores.csv", "alerts.csv"):
         a = (replays["cycles"] / name).read_text()
@@ -74,6 +77,24 @@ def test_batched_replay_writes_identical_outputs(replays: dict[str, Path]) -> No
     for name in ("risk", "level", "anomaly_score", "failure_probability_1h"):
         assert any(v != "" for v in cols[header.index(name)]), name
     assert len(rows) == 1 + 6 * 73  # 6 hosts x evaluations every 5m from 2h to 8h
+
+
+def test_small_fleet_replay_skips_diagram_features_with_identical_outputs(
+        tmp_path: Path) -> None:
+    # Two hosts (no fleet outliers) and a model without topology inputs: the replay skips
+    # the feature clouds' persistence (backtest.topology_features_needed); same outputs.
+    from exporter.backtest import topology_features_needed
+    from exporter.pipeline import load_predictor
+
+    predictor, _ = load_predictor(str(MODEL))
+    assert not topology_features_needed(predictor, 2)
+    assert topology_features_needed(predictor, 6) and topology_features_needed(object(), 1)
+    out = _replay_both(tmp_path, 2, 1)
+    for name in ("scores.csv", "alerts.csv"):
+        assert (out["cycles"] / name).read_text() == (out["batched"] / name).read_text(), name
+    rows = (out["batched"] / "scores.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert any(r.split(",")[header.index("anomaly_score")] != "" for r in rows[1:])
 
 
 def _window(seed: int, e: int, s: int = 9, t: int = 120) -> Window:

@@ -133,3 +133,26 @@ def test_h0_deaths_of_small_clouds_equal_ripser():
     rec = recent_summaries(clouds, np.array([6, 6, 6, 3, 0]))
     np.testing.assert_allclose(rec[0], np.sort(rips_diagram(clouds[0, 2:])[0])[::-1])
     assert np.isnan(rec[3:]).all()
+
+
+@pytest.mark.parametrize("thresh", [None, 0.8])
+def test_rips_diagram_equals_the_ripser_wrapper_bit_for_bit(thresh: float | None) -> None:
+    # rips_diagram calls ripser.py's compiled routine directly (no scikit-learn import):
+    # the diagrams must be exactly those of the documented `ripser.ripser` call.
+    from ripser import ripser
+
+    rng = np.random.default_rng(16)
+    clouds = [noisy_circle(40, seed=3), two_clusters(20), np.ones((5, 2)), rng.normal(size=(2, 3))]
+    clouds += [np.cumsum(rng.normal(size=(n, d)), axis=0) for n, d in ((13, 9), (61, 9), (31, 3))]
+    for points in clouds:
+        diff = points[:, None, :] - points[None, :, :]
+        dist = np.sqrt((diff * diff).sum(axis=2))
+        kwargs = {"thresh": thresh} if thresh is not None else {}
+        h0, h1 = ripser(dist, maxdim=1, distance_matrix=True, **kwargs)["dgms"]
+        h0 = np.sort(h0[np.isfinite(h0[:, 1]), 1])
+        h1 = np.asarray(h1, dtype=np.float64).reshape(-1, 2)
+        if thresh is not None and len(h1):
+            h1[:, 1] = np.minimum(h1[:, 1], thresh)
+        got0, got1 = rips_diagram(points, thresh)
+        assert got0.dtype == h0.dtype and got0.tobytes() == h0.tobytes()
+        assert got1.shape == h1.shape and got1.tobytes() == h1.tobytes()

@@ -202,6 +202,27 @@ def _same(a, b) -> bool:
     return a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True))
 
 
+def _sequential_and_batched(windows, nows, split: int):
+    """`run` window by window (one worker) and `run_batch` in two batches (two workers)."""
+    seq = TopologyStage(analysis(), workers=1)
+    expected = [seq.run(w, now) for w, now in zip(windows, nows, strict=True)]
+    batch = TopologyStage(analysis(), workers=2)
+    try:
+        got = (batch.run_batch(windows[:split], nows[:split])
+               + batch.run_batch(windows[split:], nows[split:]))
+    finally:
+        batch.close()
+        seq.close()
+    return seq, batch, expected, got
+
+
+def _assert_same_results(expected, got) -> None:
+    for x, y in zip(expected, got, strict=True):
+        for field in ("anomaly_score", "betti", "entropy", "features", "signal_contribution",
+                      "fleet_betti", "fleet_outlier"):
+            assert _same(getattr(x, field), getattr(y, field)), field
+
+
 def test_run_batch_equals_sequential_runs():
     series = fleet_series(6, 40, seed=3)
     series[1] = 7.0  # constant
@@ -212,19 +233,9 @@ def test_run_batch_equals_sequential_runs():
     # An entity that joins late: the batch must predict its frozen first-window statistics.
     late = tuple((f"h{i}",) for i in range(5))
     windows[30:] = [window_at(series, c, late[:5] + (("new",),)) for c in cycles[30:]]
-    seq = TopologyStage(analysis(), workers=1)
-    expected = [seq.run(w, now) for w, now in zip(windows, nows, strict=True)]
-    batch = TopologyStage(analysis(), workers=2)
-    try:
-        got = batch.run_batch(windows[:25], nows[:25]) + batch.run_batch(windows[25:], nows[25:])
-    finally:
-        batch.close()
-        seq.close()
+    seq, batch, expected, got = _sequential_and_batched(windows, nows, 25)
     assert np.isfinite(expected[-1].anomaly_score).sum() >= 4  # scores were exported
-    for x, y in zip(expected, got, strict=True):
-        for field in ("anomaly_score", "betti", "entropy", "features", "signal_contribution",
-                      "fleet_betti", "fleet_outlier"):
-            assert _same(getattr(x, field), getattr(y, field)), field
+    _assert_same_results(expected, got)
     assert _same(batch.state()["rawhist"], seq.state()["rawhist"])
 
 
@@ -313,3 +324,42 @@ def test_state_keeps_label_values_holding_any_character():
     twin.close()
     np.testing.assert_array_equal(a.anomaly_score, b.anomaly_score)
     assert twin.state()["keys"].tolist() == saved["keys"].tolist()
+
+
+def test_run_batch_sends_clouds_ahead_across_renormalisations():
+    # 130 cycles of 5 min: every entity is fitted, then re-normalised (RENORMALISE_EVERY, 6 h,
+    # phase-staggered) inside the batches, so clouds sent ahead under the old normalisation
+    # are not the ones needed: the pool's batch must still give exactly the sequential runs.
+    cycles = range(130)
+    series = fleet_series(6, len(cycles), seed=11)
+    series[3, :, 400:] += 3.0  # a level shift the re-normalisation absorbs
+    windows = [window_at(series, c) for c in cycles]
+    nows = [c * SHIFT * STEP for c in cycles]
+    seq, batch, expected, got = _sequential_and_batched(windows, nows, 70)
+    first = windows[0]
+    own = np.nanmedian(first.values, axis=2)
+    moved = [not np.array_equal(seq._store.entries[k].center, own[i])  # type: ignore[union-attr]
+             for i, k in enumerate(first.entities)]
+    assert sum(moved) >= 4  # re-normalised inside the run
+    _assert_same_results(expected, got)
+
+
+def test_run_batch_without_features_keeps_the_score():
+    # features=False (a replay whose outputs read no diagram feature) skips the feature
+    # clouds' persistence; the anomaly score, contributions and baselines are unchanged.
+    cycles = range(40)
+    series = fleet_series(3, len(cycles), seed=12)
+    windows = [window_at(series, c) for c in cycles]
+    nows = [c * SHIFT * STEP for c in cycles]
+    full, lean = TopologyStage(analysis(), workers=1), TopologyStage(analysis(), workers=1)
+    want = full.run_batch(windows, nows)
+    got = lean.run_batch(windows, nows, features=False, fleet_betti=False)
+    full.close()
+    lean.close()
+    assert np.isfinite(want[-1].anomaly_score).all()
+    for x, y in zip(want, got, strict=True):
+        assert _same(x.anomaly_score, y.anomaly_score)
+        assert _same(x.signal_contribution, y.signal_contribution)
+        assert np.isnan(y.betti).all() and np.isnan(y.fleet_betti).all()
+        assert _same(x.features[:, -5:], y.features[:, -5:])  # window features stay
+    assert _same(full.state()["rawhist"], lean.state()["rawhist"])

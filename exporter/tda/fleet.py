@@ -27,11 +27,13 @@ class FleetTopology:
 
     `fit(features, order)` learns `betti_` [2] and `outlier_` [E]; `order` is a stable per-entity
     key (e.g. label hashes) choosing the subsample. `transform()` returns them (fitted check).
+    betti=False leaves `betti_` NaN (its Rips diagram is most of the cost; replays skip it).
     """
 
-    def __init__(self, max_points: int = FLEET_POINTS, k: int = KNN):
+    def __init__(self, max_points: int = FLEET_POINTS, k: int = KNN, betti: bool = True):
         self.max_points = max_points
         self.k = k
+        self.betti = betti
 
     def fit(self, features: np.ndarray, order: np.ndarray | None = None) -> FleetTopology:
         from scipy.spatial.distance import cdist
@@ -51,12 +53,13 @@ class FleetTopology:
         z = (x - med) / scale
         keys = order[known] if order is not None else np.arange(len(x))
         sample = np.argsort(keys, kind="stable")[: self.max_points]
-        h0, h1 = rips_diagram(z[sample])
-        eps = connectivity_scale(h0)
-        self.betti_ = np.array([
-            1.0 + float((h0 > eps).sum()),
-            float(((h1[:, 0] <= eps) & (h1[:, 1] > eps)).sum()) if len(h1) else 0.0,
-        ])
+        if self.betti:
+            h0, h1 = rips_diagram(z[sample])
+            eps = connectivity_scale(h0)
+            self.betti_ = np.array([
+                1.0 + float((h0 > eps).sum()),
+                float(((h1[:, 0] <= eps) & (h1[:, 1] > eps)).sum()) if len(h1) else 0.0,
+            ])
         ref = z[sample]
         k = min(self.k, len(ref) - 1)
         dist = np.sort(cdist(z, ref), axis=1)

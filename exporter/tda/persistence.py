@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -47,8 +48,10 @@ log = logging.getLogger(__name__)
 
 Diagram = tuple[np.ndarray, np.ndarray]  # (h0 deaths [n0], h1 pairs [n1, 2])
 
-# Below this many clouds a batch runs inline: pool hand-off costs more than it saves.
-MIN_POOL_BATCH = 16
+# Below this much work (sum of squared cloud sizes: Rips PH costs ~n^2, 16 clouds of 61
+# points) a batch runs inline: pool hand-off costs more than it saves. Score clouds (13
+# points, ~0.06 ms each) go to the pool only beyond ~350 of them.
+MIN_POOL_WORK = 16 * 61 * 61
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
@@ -56,10 +59,36 @@ class PersistenceError(RuntimeError):
     """Persistent homology could not be computed (worker crash, bad input)."""
 
 
-def rips_diagram(points: np.ndarray, thresh: float | None = None) -> Diagram:
-    """H0 deaths (finite) and H1 pairs of the Rips filtration of one cloud."""
-    from ripser import ripser
+def _rips_core():  # type: ignore[no-untyped-def]
+    """ripser.py's compiled Rips routine (`pyRipser.doRipsFiltrationDM`), or None.
 
+    `ripser.ripser` is a thin Python wrapper around it; importing the wrapper imports
+    scikit-learn (~2-3.5 s per process, measured: every pool worker and every backtest paid it)
+    and its per-call checks cost ~0.1-0.3 ms, more than the PH of a 13-point score cloud.
+    Called with the wrapper's exact argument (the condensed distance matrix in float32, row-
+    major upper triangle) the diagrams are bit-identical (tests/test_tda_persistence.py).
+    """
+    global _CORE
+    if _CORE is None:
+        try:
+            from pyRipser import doRipsFiltrationDM
+
+            _CORE = doRipsFiltrationDM
+        except ImportError:  # pragma: no cover - a ripser build without the module name
+            _CORE = False
+    return _CORE or None
+
+
+_CORE = None
+_TRIU: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def rips_diagram(points: np.ndarray, thresh: float | None = None) -> Diagram:
+    """H0 deaths (finite) and H1 pairs of the Rips filtration of one cloud points[n, D].
+
+    Computed by ripser (Bauer 2021, ripser.py: Tralie, Saul & Bar-On 2018) on the Euclidean
+    distance matrix, through its compiled routine when available (`_rips_core`).
+    """
     if len(points) < 2:
         return np.empty(0), np.empty((0, 2))
     # Pairwise Euclidean distances by broadcasting: for these small clouds scipy's
@@ -67,8 +96,20 @@ def rips_diagram(points: np.ndarray, thresh: float | None = None) -> Diagram:
     # diagram's time, profiled in benchmarks/eval_anomaly.py).
     diff = points[:, None, :] - points[None, :, :]
     dist = np.sqrt((diff * diff).sum(axis=2))
-    kwargs = {"thresh": thresh} if thresh is not None else {}
-    dgms = ripser(dist, maxdim=1, distance_matrix=True, **kwargs)["dgms"]
+    core = _rips_core()
+    if core is not None:
+        n = len(points)
+        iu = _TRIU.get(n)
+        if iu is None:
+            iu = _TRIU[n] = np.triu_indices(n, 1)
+        res = core(np.array(dist[iu], dtype=np.float32), 1,
+                   np.inf if thresh is None else thresh, 2, False)
+        dgms = [np.array(d).reshape(-1, 2) for d in res["births_and_deaths_by_dim"]]
+    else:  # pragma: no cover - see _rips_core
+        from ripser import ripser
+
+        kwargs = {"thresh": thresh} if thresh is not None else {}
+        dgms = ripser(dist, maxdim=1, distance_matrix=True, **kwargs)["dgms"]
     h0 = dgms[0][:, 1]
     h0 = np.sort(h0[np.isfinite(h0)])
     h1 = np.asarray(dgms[1], dtype=np.float64).reshape(-1, 2)
@@ -111,7 +152,7 @@ def cloud_key(points: np.ndarray) -> bytes:
 
 
 def _cached_diagram(points: np.ndarray, thresh: float | None,
-                    cache: dict[bytes, Diagram] | None) -> Diagram:
+                    cache: DiagramCache | None) -> Diagram:
     if cache is None:
         return rips_diagram(points, thresh)
     key = cloud_key(points)
@@ -184,29 +225,71 @@ def distance_to_prototypes(d: Diagram, protos: Sequence[Diagram]) -> float:
 def _chunk_task(
     points: np.ndarray, counts: np.ndarray, protos: list[list[Diagram] | None],
     scale: np.ndarray, thresh: float | None, score_points: np.ndarray | None = None,
-    score_counts: np.ndarray | None = None, cache: dict[bytes, Diagram] | None = None,
+    score_counts: np.ndarray | None = None, cache: DiagramCache | None = None,
+    features: bool = True,
 ) -> tuple[list[Diagram], np.ndarray, np.ndarray, np.ndarray]:
     """Worker body: a chunk's diagrams, distances to their prototypes and diagram features.
 
     With score clouds, the returned diagrams and distances are theirs (the coarse clouds of
     the anomaly score) and the features and H0 medians come from `points`; without, all come
-    from `points`.
+    from `points`. features=False (only with score clouds): the feature clouds' diagrams are
+    not computed; features and H0 medians are NaN.
     """
-    from exporter.tda.features import diagram_features
+    from exporter.tda.features import DIAGRAM_FEATURES, diagram_features
 
-    fine: list[Diagram] = [_cached_diagram(points[i, :n], thresh, cache)
-                           for i, n in enumerate(counts)]
-    if score_points is None or score_counts is None:
+    score = score_points is not None and score_counts is not None
+    if features or not score:
+        fine: list[Diagram] = [_cached_diagram(points[i, :n], thresh, cache)
+                               for i, n in enumerate(counts)]
+    if not score:
         dgms = fine
     else:
-        dgms = [_cached_diagram(score_points[i, :n], thresh, cache)
-                for i, n in enumerate(score_counts)]
+        dgms = [_cached_diagram(score_points[i, :n], thresh, cache)  # type: ignore[index]
+                for i, n in enumerate(score_counts)]  # type: ignore[arg-type]
     raw = np.full(len(counts), np.nan)
     for i, dgm in enumerate(dgms):
         if protos[i]:
             raw[i] = distance_to_prototypes(dgm, protos[i])  # type: ignore[arg-type]
+    if not (features or not score):
+        return dgms, raw, np.full((len(counts), len(DIAGRAM_FEATURES)), np.nan), \
+            np.full(len(counts), np.nan)
     h0_median = np.array([float(np.median(d[0])) if len(d[0]) else 0.0 for d in fine])
     return dgms, raw, diagram_features(fine, scale), h0_median
+
+
+class DiagramCache:
+    """Diagrams by `cloud_key`, some still being computed on the pool (`speculate`).
+
+    `get` waits for a diagram in flight; a key neither known nor in flight is a miss (None):
+    the caller computes it and stores it with `cache[key] = diagram`.
+    """
+
+    def __init__(self) -> None:
+        self.done: dict[bytes, Diagram] = {}
+        self._pending: dict[bytes, tuple[list[bytes], Future[list[Diagram]]]] = {}
+
+    def get(self, key: bytes) -> Diagram | None:
+        dgm = self.done.get(key)
+        if dgm is None and key in self._pending:
+            keys, fut = self._pending[key]
+            for k, d in zip(keys, fut.result(), strict=True):
+                self.done[k] = d
+                self._pending.pop(k, None)
+            dgm = self.done[key]
+        return dgm
+
+    def __setitem__(self, key: bytes, dgm: Diagram) -> None:
+        self.done[key] = dgm
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.done or key in self._pending
+
+    def __len__(self) -> int:
+        return len(self.done) + len(self._pending)
+
+    def add_pending(self, keys: list[bytes], fut: Future[list[Diagram]]) -> None:
+        for k in keys:
+            self._pending[k] = (keys, fut)
 
 
 class Pending:
@@ -263,7 +346,7 @@ def _init_worker() -> None:
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn (ripser dep)
         pass
     # Pay the imports once per worker, not in the first cycle's critical path.
-    import ripser  # noqa: F401
+    _rips_core()
     import scipy.optimize  # noqa: F401
     import scipy.spatial.distance  # noqa: F401
 
@@ -299,7 +382,7 @@ class RipsPersistence:
     def submit(
         self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,
         scale: np.ndarray | None = None, score_clouds: Clouds | None = None,
-        cache: dict[bytes, Diagram] | None = None,
+        cache: DiagramCache | None = None, features: bool = True,
     ) -> Pending:
         """Start computing; the caller may do other work before `Pending.result()`.
 
@@ -307,8 +390,10 @@ class RipsPersistence:
         scale: [E] calibrated Betti scale per entity (NaN: the diagram's own).
         score_clouds: per entity, the anomaly score's clouds (present wherever `clouds` has
             points): their diagrams are returned and measured against the prototypes.
-        cache: diagrams already computed, by `cloud_key` (`diagrams`): the batch then runs
+        cache: diagrams already computed or in flight (`speculate`): the batch then runs
             inline, looking every cloud up first (misses are computed and added).
+        features: False (with score_clouds): the feature clouds' diagrams, features and H0
+            medians are left out (NaN), for callers that read only the score.
         """
         if not hasattr(self, "workers_"):
             raise PersistenceError("RipsPersistence is not fitted: call fit() first")
@@ -327,16 +412,19 @@ class RipsPersistence:
             scnt = score_clouds.counts[rows]
             spts = score_clouds.points[rows][:, : int(scnt.max())]
         try:
-            if cache is not None or self.workers_ <= 1 or len(rows) < MIN_POOL_BATCH:
+            work = int((cnt.astype(np.int64) ** 2).sum()) if features or scnt is None else 0
+            if scnt is not None:
+                work += int((scnt.astype(np.int64) ** 2).sum())
+            if cache is not None or self.workers_ <= 1 or work < MIN_POOL_WORK:
                 return Pending(self, e, rows, [_chunk_task(pts, cnt, sub, eps[rows], self.thresh,
-                                                           spts, scnt, cache)])
+                                                           spts, scnt, cache, features)])
             pool = self._ensure_pool()
             n_chunks = min(len(rows), self.workers_ * 4)
             bounds = np.linspace(0, len(rows), n_chunks + 1).astype(int)
             parts = [
                 pool.submit(_chunk_task, pts[a:b], cnt[a:b], sub[a:b], eps[rows[a:b]],
                             self.thresh, None if spts is None else spts[a:b],
-                            None if scnt is None else scnt[a:b])
+                            None if scnt is None else scnt[a:b], None, features)
                 for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
             ]
         except Exception as err:
@@ -344,29 +432,33 @@ class RipsPersistence:
             raise PersistenceError(f"persistence failed: {err!r}") from err
         return Pending(self, e, rows, parts)
 
-    def diagrams(self, clouds: Sequence[np.ndarray]) -> dict[bytes, Diagram]:
-        """Diagrams of many clouds [n_i, D] in one pool map, keyed by `cloud_key` (duplicates
-        computed once): the parallel half of `TopologyStage.run_batch`."""
+    def speculate(self, cache: DiagramCache, clouds: Sequence[np.ndarray],
+                  chunk: int = 32) -> None:
+        """Start computing the diagrams of clouds [n_i, D] on the pool, into `cache` (those
+        already there or duplicated computed once): the parallel half of
+        `TopologyStage.run_batch`. Inline with one worker (nothing runs ahead then)."""
         if not hasattr(self, "workers_"):
             raise PersistenceError("RipsPersistence is not fitted: call fit() first")
-        unique: dict[bytes, np.ndarray] = {}
+        todo: dict[bytes, np.ndarray] = {}
         for c in clouds:
-            unique.setdefault(cloud_key(c), c)
-        keys, todo = list(unique), list(unique.values())
+            key = cloud_key(c)
+            if key not in cache:
+                todo.setdefault(key, c)
+        if not todo:
+            return
+        keys, pts = list(todo), list(todo.values())
         try:
-            if self.workers_ <= 1 or len(todo) < MIN_POOL_BATCH:
-                dgms = _diagrams_task(todo, self.thresh)
-            else:
-                pool = self._ensure_pool()
-                bounds = np.linspace(0, len(todo), min(len(todo), self.workers_ * 4) + 1)
-                bounds = bounds.astype(int)
-                parts = [pool.submit(_diagrams_task, todo[a:b], self.thresh)
-                         for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
-                dgms = [d for part in parts for d in part.result()]
+            if self.workers_ <= 1:
+                for k, d in zip(keys, _diagrams_task(pts, self.thresh), strict=True):
+                    cache[k] = d
+                return
+            pool = self._ensure_pool()
+            for a in range(0, len(keys), chunk):
+                cache.add_pending(keys[a:a + chunk],
+                                  pool.submit(_diagrams_task, pts[a:a + chunk], self.thresh))
         except Exception as err:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
-        return dict(zip(keys, dgms, strict=True))
 
     def transform(
         self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,

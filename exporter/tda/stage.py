@@ -16,6 +16,7 @@ baseline half of this chain.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 import warnings
@@ -27,7 +28,7 @@ import numpy as np
 from exporter.config import AnalysisConfig
 from exporter.numeric import clipped_z, max_spread_sigma, nan_percentile
 from exporter.results import TopologyResult
-from exporter.tda.baseline import DECILES, BaselineStore, EntityBaseline
+from exporter.tda.baseline import DECILES, RENORMALISE_EVERY, BaselineStore, EntityBaseline
 from exporter.tda.embedding import (
     Z_CLIP,
     Clouds,
@@ -46,7 +47,7 @@ from exporter.tda.features import (
     window_features,
 )
 from exporter.tda.fleet import FleetTopology
-from exporter.tda.persistence import Diagram, RipsPersistence
+from exporter.tda.persistence import Diagram, DiagramCache, RipsPersistence
 from exporter.windows import Window, shard_of
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 TAKENS = True
 # The score's second window scale (features.recent_summaries; ablation switch).
 RECENT_SCALE = True
+# run_batch sends an entity's clouds at least this many windows ahead (a few may be wasted
+# when its normalisation changes sooner; fewer would leave the pool waiting).
+SEND_AHEAD_MIN = 4
 
 
 class TopologyError(RuntimeError):
@@ -61,21 +65,41 @@ class TopologyError(RuntimeError):
 
 
 @dataclass(frozen=True, eq=False)
-class _Prepared:
-    """One window's shared preparation (`TopologyStage._prepare`); centre/scale [E, S] are
-    each entity's baseline normalisation where fitted, its provisional one before."""
+class _Stats:
+    """What `_prepare` computes from the window alone (no baseline): values, raw quartiles
+    [3, E, S] and deciles [E, S, 9], the window's own centre/scale [E, S], the coarse score
+    clouds in raw units and the degenerate mask [E]."""
 
     values: np.ndarray
-    store: BaselineStore
-    keys: tuple[tuple[str, ...], ...]
-    models: list[EntityBaseline | None]
-    fitted: np.ndarray
     quart: np.ndarray
     deciles: np.ndarray
     center: np.ndarray
     scale: np.ndarray
     coarse: Clouds
     degenerate: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class _Prepared(_Stats):
+    """One window's shared preparation (`TopologyStage._prepare`): its `_Stats` with
+    centre/scale [E, S] replaced by each entity's baseline normalisation where fitted, its
+    provisional one before, and the baselines."""
+
+    store: BaselineStore
+    keys: tuple[tuple[str, ...], ...]
+    models: list[EntityBaseline | None]
+    fitted: np.ndarray
+
+
+@dataclass
+class _Plan:
+    """An entity's clouds sent ahead in `run_batch`: the normalisation they used, whether the
+    entity was fitted then, and the index of the first window not sent."""
+
+    center: np.ndarray
+    scale: np.ndarray
+    fitted: bool
+    upto: int
 
 
 def degenerate(values: np.ndarray) -> np.ndarray:
@@ -135,24 +159,47 @@ class TopologyStage:
         except Exception as err:
             raise TopologyError(f"topology stage failed: {err!r}") from err
 
-    def run_batch(self, windows: Sequence[Window], nows: Sequence[float]) -> list[TopologyResult]:
-        """`run(w, now)` for each pair in order, with the persistence of all windows first.
+    def run_batch(self, windows: Sequence[Window], nows: Sequence[float], *,
+                  features: bool = True, fleet_betti: bool = True) -> list[TopologyResult]:
+        """`run(w, now)` for each pair in order, with the persistence computed ahead.
 
         Same results as the sequential calls (the baselines are updated window by window as
-        `run` does): a Rips diagram is a pure function of its cloud, so every cloud the windows
-        will need is predicted from the baselines as they stand (an entity new to the batch is
-        normalised by its first window's statistics, as `run` freezes them) and computed in one
-        pool map; the sequential pass looks each cloud up by its exact bits and computes the
-        few that differ (a normalisation re-estimated inside the batch) inline. For replays of
-        many cycles (the backtest), where per-cycle pool hand-offs would dominate.
+        `run` does): a Rips diagram is a pure function of its cloud, and an entity's clouds
+        depend on the baselines only through its normalisation, which changes rarely (first
+        window, then every RENORMALISE_EVERY at a refit). So each entity's clouds of the
+        coming windows are built under its current normalisation, as far as it is known to
+        hold (`_stable_upto`), and sent to the pool at once; the sequential pass looks each
+        cloud up by its exact bits (waiting for it if in flight) and computes the few that
+        differ inline. An entity whose normalisation changed is sent ahead again. With one
+        worker nothing runs ahead (no wasted work). For replays of many cycles (the
+        backtest), where per-cycle pool hand-offs would dominate.
+
+        features=False: the caller reads neither the diagram features nor what comes from
+        them (betti, entropy, fleet outliers): the feature clouds' persistence is skipped and
+        those are NaN (a replay of fewer than `fleet.MIN_FLEET` entities with a model without
+        topology inputs). fleet_betti=False: the fleet's Betti numbers (a Rips diagram of up
+        to FLEET_POINTS entities per window, only ever exported) are NaN.
         """
         if len(windows) != len(nows):
             raise TopologyError(f"run_batch got {len(windows)} windows and {len(nows)} times")
         started = time.perf_counter()
+        times = [float(t) for t in nows]
+        cache = DiagramCache()
+        # Only the feature clouds are worth the pool: a score cloud's PH costs about its
+        # hand-off.
+        ahead = features and self._persistence.workers_ > 1
+        stats: dict[int, _Stats] = {}
+        rows: dict[int, dict[tuple[str, ...], int]] = {}
+        plans: dict[tuple[str, ...], _Plan] = {}
+        out = []
         try:
-            cache = self._persistence.diagrams(self._predicted_clouds(windows))
-            out = [self._run(w, float(now), time.perf_counter(), cache)
-                   for w, now in zip(windows, nows, strict=True)]
+            for k, (w, now) in enumerate(zip(windows, times, strict=True)):
+                p = self._prepare(w, stats.pop(k, None))
+                rows.pop(k, None)
+                if ahead:
+                    self._send_ahead(k, p, windows, times, stats, rows, plans, cache)
+                out.append(self._run(w, now, time.perf_counter(), cache, p, features,
+                                     fleet_betti))
         except TopologyError:
             raise
         except Exception as err:
@@ -161,25 +208,78 @@ class TopologyStage:
                   len(cache), time.perf_counter() - started)
         return out
 
-    def _predicted_clouds(self, windows: Sequence[Window]) -> list[np.ndarray]:
-        """Feature and score clouds [n, D] `run` will most likely build for these windows
-        (read-only: the baselines are not touched)."""
-        first: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
-        out: list[np.ndarray] = []
-        for window in windows:
-            p = self._prepare(window)
-            for i, key in enumerate(p.keys):
-                if key in p.store.entries:
-                    continue
-                if key in first:
-                    p.center[i], p.scale[i] = first[key]
-                else:
-                    first[key] = (p.center[i].copy(), p.scale[i].copy())
-            _, clouds = self._clouds(p.values, p.center, p.scale)
-            scored = self._score_clouds(p)
-            for c in (clouds, scored):
-                out.extend(c.cloud(int(i)) for i in np.flatnonzero(c.counts > 0))
-        return out
+    def _send_ahead(self, k: int, p: _Prepared, windows: Sequence[Window],
+                    nows: list[float], stats: dict[int, _Stats],
+                    rows: dict[int, dict[tuple[str, ...], int]],
+                    plans: dict[tuple[str, ...], _Plan], cache: DiagramCache) -> None:
+        """Send to the pool the clouds of later windows that window k's normalisations
+        predict and that were not sent yet (see `run_batch`). Window k's own clouds go too
+        on the batch's first window; later, the few of an entity whose normalisation just
+        changed are computed inline (queued behind the rest they would arrive last)."""
+        want: dict[int, list[tuple[tuple[str, ...], np.ndarray, np.ndarray]]] = {}
+        first = k + 1 if k else 0
+        for i, key in enumerate(p.keys):
+            c, s = p.center[i], p.scale[i]
+            entry = p.store.entries.get(key)
+            fitted = entry is not None and entry.model is not None
+            plan = plans.get(key)
+            same = (plan is not None and np.array_equal(plan.center, c, equal_nan=True)
+                    and np.array_equal(plan.scale, s, equal_nan=True))
+            if same and plan.fitted == fitted and plan.upto > k + 1:  # type: ignore[union-attr]
+                continue
+            start = max(plan.upto, first) if same else first  # type: ignore[union-attr]
+            upto = self._stable_upto(key, entry if fitted else None, nows, k)
+            plans[key] = _Plan(c.copy(), s.copy(), fitted, max(upto, start))
+            for j in range(start, upto):
+                want.setdefault(j, []).append((key, c, s))
+        if not want:
+            return
+        self._ensure_takens(p.values)
+        clouds: list[np.ndarray] = []
+        for j in sorted(want):
+            st = stats.get(j)
+            if st is None:
+                st = stats[j] = self._stats(windows[j])
+            index = rows.get(j)
+            if index is None:
+                index = rows[j] = {e: r for r, e in enumerate(windows[j].entities)}
+            items = [(index[key], c, s) for key, c, s in want[j] if key in index]
+            if not items:
+                continue
+            sub = np.array([r for r, _, _ in items])
+            center = np.stack([c for _, c, _ in items])
+            scale = np.stack([s for _, _, s in items])
+            _, fine = self._clouds(st.values[sub], center, scale)
+            coarse = Clouds(st.coarse.points[sub], st.coarse.counts[sub])
+            scored = self._score_clouds_of(st.values[sub], coarse, center, scale)
+            for cl in (fine, scored):
+                clouds.extend(cl.cloud(int(r)) for r in np.flatnonzero(cl.counts > 0))
+        self._persistence.speculate(cache, clouds)
+
+    def _stable_upto(self, key: tuple[str, ...], entry, nows: list[float], k: int) -> int:  # type: ignore[no-untyped-def]
+        """Index after the last window (from k on) that surely keeps the entity's current
+        normalisation (at least SEND_AHEAD_MIN windows on). The baseline re-normalises at
+        the first refit (every refresh_every after the last) at least RENORMALISE_EVERY
+        after the last re-normalisation, and the window after that refit sees the new one
+        (`BaselineStore.update`); an unfitted entity (entry None) keeps its first window's
+        until its first fit, which staggers the next re-normalisation by the key's phase.
+        A hint for `_send_ahead` only: a wrong one costs time, never a different result."""
+        floor = min(len(nows), k + 1 + SEND_AHEAD_MIN)
+        if entry is None:
+            phase = shard_of(key, 1000) / 1000.0
+            j = bisect.bisect_left(nows, nows[k] + (1.0 - phase) * RENORMALISE_EVERY, lo=k)
+            return max(floor, min(len(nows), j + 1))
+        every = self._store.refresh_every  # type: ignore[union-attr]
+        due = entry.last_refresh + every
+        j = k
+        while True:
+            j = bisect.bisect_left(nows, due, lo=j)
+            if j >= len(nows):
+                return len(nows)
+            if nows[j] - entry.normalised_at >= RENORMALISE_EVERY:
+                return max(floor, j + 1)
+            due = nows[j] + every
+            j += 1
 
     def learn(self, window: Window, now: float) -> None:
         """Feed a past window to the baselines only (the cold-start bootstrap replay).
@@ -203,10 +303,23 @@ class TopologyStage:
         except Exception as err:
             raise TopologyError(f"topology replay failed: {err!r}") from err
 
-    def _prepare(self, window: Window) -> _Prepared:
-        """What `run` and `learn` share: baselines, window percentiles, normalisation, coarse
-        score clouds in raw units (the baseline keeps them so)."""
+    def _stats(self, window: Window) -> _Stats:
+        """The window's own statistics and coarse clouds (no baseline involved)."""
         values = np.asarray(window.values, dtype=np.float64)
+        pct = nan_percentile(values, list(WINDOW_PERCENTILES), axis=2)  # [P, E, S], once
+        quart = pct[[WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]]
+        deciles = np.moveaxis(pct[[WINDOW_PERCENTILES.index(q) for q in DECILES]], 0, -1)
+        center = quart[1].copy()
+        scale = max_spread_sigma(values, center, deciles[..., 0], quart[0], quart[2],
+                                 deciles[..., -1])
+        c = self.config
+        coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
+        return _Stats(values, quart, deciles, center, scale, coarse, degenerate(values))
+
+    def _prepare(self, window: Window, stats: _Stats | None = None) -> _Prepared:
+        """What `run` and `learn` share: baselines, window percentiles, normalisation, coarse
+        score clouds in raw units (the baseline keeps them so). `stats`: `_stats(window)`
+        when already computed."""
         if self._store is None:
             self._store = self._new_store(tuple(window.signals))
         store = self._store
@@ -214,26 +327,22 @@ class TopologyStage:
             raise TopologyError(
                 f"window signals {window.signals} differ from the baselines' {store.signals}"
             )
+        st = self._stats(window) if stats is None else stats
         keys = window.entities
         models = store.models(keys)
         fitted = np.array([m is not None for m in models], dtype=bool)
-        pct = nan_percentile(values, list(WINDOW_PERCENTILES), axis=2)  # [P, E, S], once
-        quart = pct[[WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]]
-        deciles = np.moveaxis(pct[[WINDOW_PERCENTILES.index(q) for q in DECILES]], 0, -1)
-        center = quart[1].copy()
-        scale = max_spread_sigma(values, center, deciles[..., 0], quart[0], quart[2],
-                                 deciles[..., -1])
+        center, scale = st.center.copy(), st.scale.copy()
         store.provisional(keys, center, scale)
         for i in np.flatnonzero(fitted):
             center[i], scale[i] = models[i].center_, models[i].scale_  # type: ignore[union-attr]
-        c = self.config
-        coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
-        return _Prepared(values, store, keys, models, fitted, quart, deciles, center, scale,
-                         coarse, degenerate(values))
+        return _Prepared(st.values, st.quart, st.deciles, center, scale, st.coarse,
+                         st.degenerate, store, keys, models, fitted)
 
     def _run(self, window: Window, now: float, started: float,
-             cache: dict[bytes, Diagram] | None = None) -> TopologyResult:
-        p = self._prepare(window)
+             cache: DiagramCache | None = None, p: _Prepared | None = None,
+             features: bool = True, fleet_betti: bool = True) -> TopologyResult:
+        if p is None:
+            p = self._prepare(window)
         values, store, keys, models, fitted = p.values, p.store, p.keys, p.models, p.fitted
         quart, deciles, center, scale, coarse = p.quart, p.deciles, p.center, p.scale, p.coarse
         e, s, _ = values.shape
@@ -244,7 +353,7 @@ class TopologyStage:
             betti_scale[i] = models[i].betti_scale_  # type: ignore[union-attr]
         z, clouds = self._clouds(values, center, scale)
         scored = self._score_clouds(p)
-        pending = self._persistence.submit(clouds, None, betti_scale, scored, cache)
+        pending = self._persistence.submit(clouds, None, betti_scale, scored, cache, features)
         # Per-window work overlaps with the workers' PH.
         # Percentiles commute with the monotone x -> clip((x - c) / s).
         zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
@@ -265,7 +374,7 @@ class TopologyStage:
         store.forget(set(keys))
 
         order = np.array([shard_of(k, 2**31) for k in keys], dtype=np.int64)
-        fleet_betti, fleet_outlier = FleetTopology().fit(feats, order).transform()
+        fleet_b, fleet_outlier = FleetTopology(betti=fleet_betti).fit(feats, order).transform()
         log.debug("stage=tda entities=%d diagrams=%d fitted=%d duration_seconds=%.3f",
                   e, int(known.sum()), int(fitted.sum()), time.perf_counter() - started)
         return TopologyResult(
@@ -275,7 +384,7 @@ class TopologyStage:
             features=feats,
             feature_names=FEATURE_NAMES,
             signal_contribution=contribution,
-            fleet_betti=fleet_betti,
+            fleet_betti=fleet_b,
             fleet_outlier=fleet_outlier,
             baseline=store,
         )
@@ -285,17 +394,24 @@ class TopologyStage:
         one-signal analysis a Takens embedding of the normalised window pooled to the same
         size (+ anchor), its dimension and delay chosen once from the first window seen
         (`embedding.takens_parameters`, kept in the state)."""
+        self._ensure_takens(p.values)
+        return self._score_clouds_of(p.values, p.coarse, p.center, p.scale)
+
+    def _ensure_takens(self, values: np.ndarray) -> None:
         if self._takens is None:
-            e, s, _ = p.values.shape
-            self._takens = (takens_parameters(p.values[:, 0]) if s == 1 and TAKENS
+            e, s, _ = values.shape
+            self._takens = (takens_parameters(values[:, 0]) if s == 1 and TAKENS
                             else (1, 1))
             log.info("msg=%s dimension=%d delay=%d", "topology score embedding",
                      *self._takens)
-        m, tau = self._takens
+
+    def _score_clouds_of(self, values: np.ndarray, coarse: Clouds, center: np.ndarray,
+                         scale: np.ndarray) -> Clouds:
+        m, tau = self._takens  # type: ignore[misc]
         if m == 1:
-            return score_clouds(p.coarse, p.center, p.scale)
+            return score_clouds(coarse, center, scale)
         c = self.config
-        z = normalise(p.values, p.center, p.scale)
+        z = normalise(values, center, scale)
         return pack_clouds(delay_embed(z, m, tau), c.score_points, c.min_points, True)
 
     @staticmethod
