@@ -5,7 +5,7 @@
 Fleets: seeds 7000.. (never in a training corpus: those use 1000..1059), 16 hosts, 2.5 days,
 35 % failing, every 6th benign, the plain simulator (no extra benign families, no domain
 randomisation). Windows of the 2 h analysis of `aura demo` every 10 minutes, scored with
-`exporter.train.evaluate` (alert while P(fail within 4h) >= threshold) at several thresholds,
+`exporter.lnn.trainer.evaluate` (alert while P(fail within 4h) >= threshold) at several thresholds,
 so the models can be compared at similar false-alert rates. The models are used directly,
 without the predictor's trained_for check (a model trained at 1 m is scored at 5 m too).
 """
@@ -19,15 +19,10 @@ import numpy as np
 
 from exporter.config import Duration
 from exporter.lnn.artifacts import load_model
+from exporter.lnn.corpus import history_from_fleet
 from exporter.lnn.dataset import Samples, build_samples
+from exporter.lnn.trainer import MODEL_HORIZONS, evaluate, incident_list, predict_raw
 from exporter.source.simulator import demo_config, simulate_fleet
-from exporter.train import (
-    MODEL_HORIZONS,
-    _history_from_fleet,
-    _incident_list,
-    evaluate,
-    predict_raw,
-)
 
 
 def main(old: str, new: str, fleets: int = 6) -> None:
@@ -41,14 +36,14 @@ def main(old: str, new: str, fleets: int = 6) -> None:
             fleet = simulate_fleet(7000 + k, 16, 1_800_000_000.0 + k * 7 * 86400, 2.5 * 86400,
                                    step=step, families=[] if k % 6 == 5 else None,
                                    failure_fraction=0.35)
-            h = _history_from_fleet(fleet, group=k)
+            h = history_from_fleet(fleet, group=k)
             parts.append(build_samples(h, analysis, MODEL_HORIZONS, stride=stride,
                                        entity_offset=off))
             histories.append(h)
             offsets.append(off)
             off += len(h.entities)
         s = Samples.concat(parts)
-        incidents = _incident_list(histories, offsets)
+        incidents = incident_list(histories, offsets)
         for name, net in models.items():
             m = evaluate(net, s, incidents, step, stride)
             p, _ = predict_raw(net, s.x)

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from exporter.train import auroc
+from exporter.lnn.trainer import auroc
 
 BEFORE, FAR = 4 * 3600.0, 12 * 3600.0
 

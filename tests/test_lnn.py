@@ -305,7 +305,7 @@ def test_training_is_deterministic_and_calibration_keeps_monotone():
     import time
 
     from exporter.lnn.dataset import Samples
-    from exporter.train import calibrate, predict_raw, train_network
+    from exporter.lnn.trainer import calibrate, predict_raw, train_network
 
     rng = np.random.default_rng(0)
     n = 96

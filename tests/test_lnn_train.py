@@ -93,14 +93,10 @@ def test_train_refuses_history_without_incidents(tmp_path, capsys):
 def test_randomised_corpus_covers_every_step_and_benign_family():
     from dataclasses import replace
 
+    from exporter.lnn.corpus import CORPUS_STEPS, corpus_plan, simulator_corpus
     from exporter.lnn.dataset import build_samples
+    from exporter.lnn.trainer import MODEL_HORIZONS
     from exporter.source.simulator import BENIGN_FAMILIES
-    from exporter.train import (
-        CORPUS_STEPS,
-        MODEL_HORIZONS,
-        corpus_plan,
-        simulator_corpus,
-    )
 
     # The shipped command's corpus (60 fleets, seed 1): every step, fleets with and without
     # the extra benign families, benign-only fleets.

@@ -1,7 +1,7 @@
 """The failure network: an ncps CfC cell on an AutoNCP wiring, a hazard head and a ttf head.
 
-Imported only by `exporter.lnn.predictor`, `exporter.lnn.artifacts` and `exporter.train`, which
-are themselves imported lazily, so torch is never paid for by `aura check-config`.
+Imported only by `exporter.lnn.predictor`, `exporter.lnn.artifacts` and `exporter.lnn.trainer`,
+which are themselves imported lazily, so torch is never paid for by `aura check-config`.
 
 Shape of the model (ncps style: the wiring is built apart from the cell, and `CfC` loops the
 one-step cell over time for the whole batch of entities at once):
