@@ -367,5 +367,14 @@ def test_demo_story_panel_tells_prediction_then_arrival_on_a_simulated_clock(bro
         assert "(simulated)" in page.locator("#baseline-note").text_content()
         assert not errors, errors
         context.close()
+        # The clock chip and the story still fit a phone.
+        context, page, errors = _page(browser, viewport={"width": 390, "height": 844},
+                                      is_mobile=True, has_touch=True)
+        page.goto(s.url + "/")
+        page.wait_for_selector("#clock:not([hidden])")
+        page.wait_for_selector("#story:not([hidden]) .story-head")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(SHOTS / "fleet-story-390.png"))
+        context.close()
     finally:
         s.close()
