@@ -269,12 +269,17 @@ class Pipeline:
         # them from history, even when the sample buffers were restored.
         cold = rt.topology is None
         bootstrap = float(rt.cfg.topology.bootstrap) if cold else 0.0
-        fetch = await self.source.fetch(rt.cfg, start - bootstrap, now)
-        block = fetch.block
-        if self.shard is not None and block.entities:
-            index, count = self.shard
-            mine = np.array([shard_of(e, count) == index for e in block.entities], dtype=bool)
-            block = block.select(mine)
+        limit = rt.cfg.topology.bootstrap_max_entities
+        if bootstrap and (not rt.buffer.entities or len(rt.buffer.entities) > limit):
+            # Fleet size unknown (or known too large): the window first, the history only
+            # when the fleet is small enough to bootstrap (24 h of 10 000 entities x 8
+            # signals is ~1 GB per copy, fetched and dropped: the peak RSS of a cold start).
+            fetch = await self.source.fetch(rt.cfg, start, now)
+            if 0 < len(self._mine(fetch.block).entities) <= limit:
+                fetch = await self.source.fetch(rt.cfg, start - bootstrap, now)
+        else:
+            fetch = await self.source.fetch(rt.cfg, start - bootstrap, now)
+        block = self._mine(fetch.block)
         if bootstrap and block.entities:
             if len(block.entities) <= rt.cfg.topology.bootstrap_max_entities:
                 rt.bootstrap = block
@@ -292,6 +297,14 @@ class Pipeline:
                         ",".join(sorted(fetch.errors)), next(iter(fetch.errors.values())))
         self.stats.dropped_total[name] = rt.buffer.dropped_total
         return fetch
+
+    def _mine(self, block: Window) -> Window:
+        """The rows of `block` this replica analyses (`shard`)."""
+        if self.shard is None or not block.entities:
+            return block
+        index, count = self.shard
+        return block.select(np.array([shard_of(e, count) == index for e in block.entities],
+                                     dtype=bool))
 
     def _analyse(self, rt: _AnalysisRuntime, window: Window, fetch: Fetch, now: float,
                  stage_seconds: dict[str, float], failed: set[str]) -> AnalysisResult:
@@ -326,7 +339,10 @@ class Pipeline:
         k = 0
         while k < len(nows):
             entities = sum(len(rt.buffer.entities) for rt in self.runtimes)
-            size = max(1, min(max_cycles, rows // max(1, entities)))
+            # Before the first ingest the entities are unknown: one cycle first, so a large
+            # fleet is not replayed in one batch of max_cycles windows (a 48-host, 3-day
+            # replay held all 864 cycles' windows, stacked rows and CfC activations: 3.6 GB).
+            size = max(1, min(max_cycles, rows // entities)) if entities else 1
             batch = [float(t) for t in nows[k:k + size]]
             k += len(batch)
             results: dict[float, list[AnalysisResult]] = {now: [] for now in batch}

@@ -37,12 +37,32 @@ def test_first_cycle_fetches_window_then_only_new_steps():
     now = src.timestamps[100]
     asyncio.run(pipe.run_cycle(now))
     asyncio.run(pipe.run_cycle(now + STEP))
-    (s1, e1), (s2, e2) = src.calls
-    assert e1 - s1 == 29 * STEP + 24 * 3600  # whole window + topology bootstrap history
+    (s0, e0), (s1, e1), (s2, e2) = src.calls
+    assert e0 - s0 == 29 * STEP  # fleet size unknown: the window first (issue 16)
+    assert e1 - s1 == 29 * STEP + 24 * 3600  # small: whole window + bootstrap history
     assert e2 - s2 == STEP + 120  # newest step + 2m overlap for late samples
     window = pipe.snapshot.results[0].window
     assert window.values.shape == (4, 2, 30)
     assert not np.isnan(window.values).any()
+    pipe.close()
+
+
+def test_cold_start_of_a_fleet_too_large_to_bootstrap_fetches_only_the_window():
+    # Above bootstrap_max_entities the history would be fetched and dropped (1 GB per copy
+    # at 10 000 entities x 8 signals x 24 h): the cold cycle asks for the window alone.
+    from exporter.config import replace
+
+    src = _source(n_entities=4)
+    cfg = _cfg()
+    a = cfg.analyses[0]
+    small = replace(cfg, analyses=(replace(a, topology=replace(a.topology,
+                                                               bootstrap_max_entities=3)),))
+    pipe = Pipeline(small, src, topology_workers=1)
+    asyncio.run(pipe.run_cycle(src.timestamps[100]))
+    (start, end), = src.calls
+    assert end - start == 29 * STEP
+    assert pipe.runtimes[0].bootstrap is None and pipe.snapshot.results[0].window.values.shape \
+        == (4, 2, 30)
     pipe.close()
 
 
