@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("exporter.backtest", "replay history through the pipeline and score it"),
     "train": ("exporter.train", "train the failure model"),
     "generate": ("exporter.generate", "generate alert rules or Grafana dashboards"),
-    "simulate": ("exporter.source.simulator", "write simulated fleet data (OpenMetrics or CSV)"),
+    "simulate": ("exporter.simulate", "write simulated fleet data (OpenMetrics or CSV)"),
     "report": ("exporter.console.export", "write an entity's or a backtest's report (HTML or Markdown)"),
 }
 
