@@ -614,6 +614,24 @@ def test_demo_story_tells_the_prediction_then_the_arrival():
     assert p["action"] and p["signal"] and set(p["agents"]) <= {"topology", "forecast",
                                                                  "capacity", "network",
                                                                  "stability"}
+    # The entity report from the demo says its time is simulated.
+    from exporter.console.story import Story
+
+    async def report(snap, failures):
+        runner, port = await _serve(make_app(lambda: snap, WebConfig(), config=cfg,
+                                             story=failures))
+        try:
+            async with aiohttp.ClientSession() as s:
+                url = (f"http://127.0.0.1:{port}/api/v1/console/report?format=md&analysis=fleet"
+                       "&instance=host-03:9100")
+                async with s.get(url) as r:
+                    return await r.text()
+        finally:
+            await runner.cleanup()
+
+    assert "(simulated time, 60x real: aura demo)" in asyncio.run(
+        report(snaps[0], Story(tuple(story), 60.0)))
+    assert "simulated" not in asyncio.run(report(snaps[0], ()))
     after = asyncio.run(get(dataclasses.replace(snaps[0], created=at + 60), story))
     assert after["arrived"] and after["failure"]["at"] == at
     assert asyncio.run(get(snaps[0], ())) == {"enabled": False}

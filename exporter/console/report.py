@@ -73,12 +73,21 @@ def _consensus(detail: dict[str, Any]) -> str:
                if c.get("gate") is not None else ""))
 
 
+def _when(detail: dict[str, Any], now: float | None) -> str:
+    """The report's time; on `aura demo`'s simulated clock (detail["clock"]) so labelled."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now or time.time()))
+    clock = detail.get("clock") or {}
+    if clock.get("simulated"):
+        when += f" (simulated time, {clock.get('speed', 1):g}x real: aura demo)"
+    return when
+
+
 def markdown(detail: dict[str, Any], now: float | None = None) -> str:
     """The report as Markdown."""
     def cell(text: str) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
 
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now or time.time()))
+    when = _when(detail, now)
     title = " / ".join(detail["labels"].values())
     lines = [f"# AURA incident report: {title} ({detail['analysis']})", "", f"Generated {when}.",
              "", "| | |", "|---|---|"]
@@ -158,7 +167,7 @@ def _band_name(signal: dict[str, Any], detail: dict[str, Any]) -> str:
 def html_report(detail: dict[str, Any], now: float | None = None) -> str:
     """The report as one self-contained HTML page (inline CSS and SVG, no script)."""
     e = html.escape
-    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(now or time.time()))
+    when = _when(detail, now)
     title = " / ".join(detail["labels"].values())
     facts = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in _facts(detail))
     head, rows = _votes(detail)

@@ -104,10 +104,14 @@ class Console:
         own = store.view(result.entities[i]) if store is not None else None
         own_diagrams = (baseline_diagrams(own, result.window.values[i], cfg.topology)
                         if own is not None and cfg is not None else None)
-        return views.entity_detail(result, i, config=self.config, history=self.history,
-                                   band=self._band[1], prometheus_url=self.prometheus_url,
-                                   runbook_url=self.config.rules.runbook_url, diagram=diagram,
-                                   own=own, own_diagrams=own_diagrams)
+        detail = views.entity_detail(result, i, config=self.config, history=self.history,
+                                     band=self._band[1], prometheus_url=self.prometheus_url,
+                                     runbook_url=self.config.rules.runbook_url,
+                                     diagram=diagram, own=own, own_diagrams=own_diagrams)
+        # Every time in the detail is on this clock (reports say so; see console.story.Story).
+        detail["clock"] = ({"simulated": True, "speed": self.clock_speed} if self.clock_speed
+                           else {"simulated": False})
+        return detail
 
     async def report(self, request: web.Request) -> web.Response:
         """GET /api/v1/console/report?format=md|html&analysis=A&<label>=<value>: a download."""
