@@ -264,14 +264,15 @@ async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: n
                  predictor: Any, model_info: dict[str, str], topology_workers: int | None,
                  progress: Progress | None, batched: bool = True, rows: int | None = None,
                  feedback: Sequence[tuple[EntityKey, float, float | None]] = (),
-                 ) -> tuple[Scores, dict[str, float]]:
+                 jobs: int = 1) -> tuple[Scores, dict[str, float]]:
     """Run the pipeline at every evaluation time; collect the analysis' per-entity outputs.
 
     batched: `Pipeline.replay` (many cycles per stage call, same outputs; `rows` (cycle,
     entity) rows per batch); False runs `Pipeline.run_cycle` cycle by cycle as the live
     exporter does (kept to check the former). feedback: (entity, start, end) incidents the
     decision stage learns from as the live exporter learns from its Alertmanager webhook,
-    each from its start on (exporter.decision.DecisionStage.exclude).
+    each from its start on (exporter.decision.DecisionStage.exclude). jobs > 1 (batched
+    only): the topology stage split by entity over that many processes (same outputs).
     """
     from exporter.pipeline import REPLAY_ROWS, Pipeline
 
@@ -288,7 +289,8 @@ async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: n
             k = 0
             features = topology_features_needed(predictor, len(window.entities))
             async for _, results in pipeline.replay(times.tolist(), rows=rows or REPLAY_ROWS,
-                                                    topology_features=features):
+                                                    topology_features=features,
+                                                    topology_jobs=jobs):
                 rec.add(k, results)
                 k += 1
                 if progress is not None:
@@ -540,6 +542,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="failure model directory (default: model.path of the config)")
     parser.add_argument("--topology.workers", dest="topology_workers", type=int, default=None,
                         help="processes for persistent homology (default: all cores)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="processes for the topology stage, entities split between them "
+                             "(same outputs as 1; each runs its persistent homology inline, "
+                             "so --topology.workers applies only with --jobs=1)")
     parser.add_argument("--no-plots", dest="plots", action="store_false",
                         help="skip the PNG plots of report.md")
     parser.add_argument("--no-incident-feedback", dest="feedback", action="store_false",
@@ -587,6 +593,8 @@ async def _run(args: argparse.Namespace) -> int:
         raise BacktestError(f"--interval: {err}") from err
     if interval <= 0:
         raise BacktestError("--interval must be > 0")
+    if getattr(args, "jobs", 1) < 1:
+        raise BacktestError("--jobs must be >= 1")
     incidents: list[Any] = []
     if args.incidents:
         from exporter.source.csvfile import read_incidents
@@ -615,7 +623,7 @@ async def _run(args: argparse.Namespace) -> int:
             cfg, analysis, window, times, predictor=predictor, model_info=model_info,
             topology_workers=args.topology_workers, progress=progress,
             batched=getattr(args, "replay", "batched") == "batched",
-            rows=getattr(args, "replay_rows", None),
+            rows=getattr(args, "replay_rows", None), jobs=getattr(args, "jobs", 1),
             feedback=[(tuple(i.entity), float(i.start), None if i.end is None else float(i.end))
                       for i in incidents] if args.feedback else ())
     finally:

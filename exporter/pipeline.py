@@ -317,8 +317,12 @@ class Pipeline:
         cycle = Cycle(now, window, fetch, topology[0], forecast[0])
         return self._assess(rt, [cycle], stage_seconds, failed)[0]
 
+    # Processes of the topology stage in a replay (`replay(topology_jobs=...)`).
+    _topology_jobs = 1
+
     async def replay(self, nows: Sequence[float], *, rows: int = REPLAY_ROWS,
                      max_cycles: int = REPLAY_MAX_CYCLES, topology_features: bool = True,
+                     topology_jobs: int = 1,
                      ) -> AsyncIterator[tuple[float, tuple[AnalysisResult, ...]]]:
         """Run the cycles at `nows` (ascending) as an offline replay; yield (now, results).
 
@@ -330,12 +334,15 @@ class Pipeline:
         order. Nothing is rendered, so the fleet's Betti numbers are not computed (NaN).
         topology_features=False: nothing reads the diagram features (the caller knows the
         model has no topology inputs and the replay has fewer than `tda.fleet.MIN_FLEET`
-        entities, so no fleet outliers): their persistence is skipped (`run_batch`). A stage
+        entities, so no fleet outliers): their persistence is skipped (`run_batch`).
+        topology_jobs > 1: the topology stage runs split by entity over that many processes
+        (`tda.shards.TopologyShards`, same results; set before the first cycle). A stage
         failure loses that stage for the whole batch of cycles (counted and logged once); an
         ingest failure loses that cycle.
         """
         stage_seconds: dict[str, float] = {}
         failed: set[str] = set()
+        self._topology_jobs = topology_jobs
         k = 0
         while k < len(nows):
             entities = sum(len(rt.buffer.entities) for rt in self.runtimes)
@@ -380,6 +387,11 @@ class Pipeline:
     def _ensure_topology(self, rt: _AnalysisRuntime, failed: set[str]) -> None:
         if rt.topology is None:
             with self._stage("topology", rt.cfg.name, failed):
+                if self._topology_jobs > 1:  # a replay's `topology_jobs`
+                    from exporter.tda.shards import TopologyShards
+
+                    rt.topology = TopologyShards(rt.cfg, self._topology_jobs)
+                    return
                 from exporter.tda.stage import TopologyStage
 
                 rt.topology = TopologyStage(rt.cfg, workers=self.topology_workers)

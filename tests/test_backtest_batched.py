@@ -39,7 +39,7 @@ def _signals() -> list[dict]:
             for s in fleet_signals()]
 
 
-def _replay_both(tmp: Path, hosts: int, failing: int) -> dict[str, Path]:
+def _replay_both(tmp: Path, hosts: int, failing: int, jobs: int = 0) -> dict[str, Path]:
     fleet = simulate_fleet(SEED, hosts, T0, 8 * H, 60, failures=[
         FailurePlan(failing, "memory_leak", T0 + 7 * H, 2 * H, 30 * 60, "linear")], missing=True)
     data = tmp / "data.csv"
@@ -50,8 +50,11 @@ def _replay_both(tmp: Path, hosts: int, failing: int) -> dict[str, Path]:
         "name": "fleet", "entity_labels": ["instance"], "window": "2h", "step": "1m",
         "horizons": ["30m", "1h", "2h"], "signals": _signals()}]}))
     out = {}
-    for mode, extra in (("cycles", ["--replay=cycles"]),
-                        ("batched", ["--replay=batched", "--replay.rows=100"])):
+    modes = [("cycles", ["--replay=cycles"]),
+             ("batched", ["--replay=batched", "--replay.rows=100"])]
+    if jobs:  # the topology stage split over processes (TopologyShards)
+        modes.append(("jobs", ["--replay=batched", "--replay.rows=100", f"--jobs={jobs}"]))
+    for mode, extra in modes:
         out[mode] = tmp / mode
         rc = main(["backtest", f"--config.file={cfg}", f"--input={data}",
                    f"--output-dir={out[mode]}", "--interval=5m", f"--model.path={MODEL}",
@@ -62,14 +65,14 @@ def _replay_both(tmp: Path, hosts: int, failing: int) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def replays(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return _replay_both(tmp_path_factory.mktemp("btb"), 6, 2)
+    return _replay_both(tmp_path_factory.mktemp("btb"), 6, 2, jobs=3)
 
 
 def test_batched_replay_writes_identical_outputs(replays: dict[str, Path]) -> None:
     for name in ("scores.csv", "alerts.csv"):
         a = (replays["cycles"] / name).read_text()
-        b = (replays["batched"] / name).read_text()
-        assert a == b, name
+        assert a == (replays["batched"] / name).read_text(), name
+        assert a == (replays["jobs"] / name).read_text(), f"--jobs=3 {name}"
     rows = (replays["batched"] / "scores.csv").read_text().splitlines()
     # Every column was exercised: forecasts, anomaly scores (after warm-up) and levels.
     header = rows[0].split(",")

@@ -156,3 +156,18 @@ def test_rips_diagram_equals_the_ripser_wrapper_bit_for_bit(thresh: float | None
         got0, got1 = rips_diagram(points, thresh)
         assert got0.dtype == h0.dtype and got0.tobytes() == h0.tobytes()
         assert got1.shape == h1.shape and got1.tobytes() == h1.tobytes()
+
+
+def test_features_of_a_diagram_do_not_depend_on_its_batch() -> None:
+    # Padding to the batch's longest diagram must not change an entity's features by a bit
+    # (np.sum's pairwise order depends on the row length): the pool's chunking and the
+    # backtest's --jobs split would otherwise change results.
+    from exporter.tda.features import summaries
+
+    small = rips_diagram(np.cumsum(np.random.default_rng(0).normal(size=(13, 4)), axis=0))
+    big = rips_diagram(np.cumsum(np.random.default_rng(2).normal(size=(61, 4)), axis=0))
+    scale = np.array([np.nan, np.nan])
+    alone = diagram_features([small], scale[:1])
+    batched = diagram_features([small, big], scale)
+    assert alone[0].tobytes() == batched[0].tobytes()
+    assert summaries([small])[0].tobytes() == summaries([small, big])[0].tobytes()

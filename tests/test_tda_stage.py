@@ -363,3 +363,33 @@ def test_run_batch_without_features_keeps_the_score():
         assert np.isnan(y.betti).all() and np.isnan(y.fleet_betti).all()
         assert _same(x.features[:, -5:], y.features[:, -5:])  # window features stay
     assert _same(full.state()["rawhist"], lean.state()["rawhist"])
+
+
+def test_topology_shards_give_the_stage_results():
+    # The stage split by entity over 2 processes (aura backtest --jobs): same results, the
+    # fleet terms computed on the merged rows; a window without one shard's entities makes
+    # that shard forget them, as the whole stage does; a child's error is a TopologyError.
+    from exporter.tda.shards import TopologyShards
+    from exporter.windows import shard_of
+
+    cycles = range(30)
+    series = fleet_series(6, len(cycles), seed=13)
+    ents = tuple((f"h{i}",) for i in range(6))
+    zero = tuple(i for i, k in enumerate(ents) if shard_of(k, 2) == 0)
+    assert 0 < len(zero) < 6
+    windows = [window_at(series, c, ents) for c in cycles]
+    windows[12] = windows[12].select(np.array(zero))  # shard 1's entities gone for a cycle
+    nows = [c * SHIFT * STEP for c in cycles]
+    seq = TopologyStage(analysis(), workers=1)
+    expected = [seq.run(w, now) for w, now in zip(windows, nows, strict=True)]
+    seq.close()
+    shards = TopologyShards(analysis(), 2)
+    try:
+        got = shards.run_batch(windows[:20], nows[:20]) + shards.run_batch(windows[20:], nows[20:])
+        _assert_same_results(expected, got)
+        bad = Window("t", ("instance",), ents[:2], ("x",) * S, windows[0].timestamps,
+                     windows[0].values[:2])
+        with pytest.raises(TopologyError, match="shard"):
+            shards.run_batch([bad], [nows[-1] + 300])
+    finally:
+        shards.close()

@@ -74,14 +74,24 @@ def pad_diagrams(diagrams: Sequence[Diagram | None]) -> tuple[np.ndarray, np.nda
     return h0, h1
 
 
+def row_sum(x: np.ndarray) -> np.ndarray:
+    """Sums of x[E, N] along rows, NaN counted as 0, added left to right: the same value
+    whatever padding follows a row. (np.sum adds pairwise in an order set by the row length,
+    so the padding width of a batch — which entities share it, how the pool chunked them —
+    changed the last bits of an entity's features.)"""
+    if x.shape[1] == 0:
+        return np.zeros(len(x))
+    return np.cumsum(np.where(np.isnan(x), 0.0, x), axis=1)[:, -1]
+
+
 def _entropy(lifetimes: np.ndarray) -> np.ndarray:
     """Persistence entropy per row of NaN-padded lifetimes (0 for no bars)."""
     life = np.where(np.isfinite(lifetimes) & (lifetimes > 0), lifetimes, 0.0)
-    total = life.sum(axis=1, keepdims=True)
+    total = row_sum(life)[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
         p = np.where(total > 0, life / total, 0.0)
         terms = np.where(p > 0, -p * np.log(np.where(p > 0, p, 1.0)), 0.0)
-    return terms.sum(axis=1)
+    return row_sum(terms)
 
 
 def _landscapes(h1: np.ndarray) -> np.ndarray:
@@ -140,8 +150,8 @@ def diagram_features(diagrams: Sequence[Diagram | None], scale: np.ndarray) -> n
         betti1,
         _entropy(life0),
         _entropy(life1),
-        np.nansum(life0, axis=1),
-        np.nansum(life1, axis=1),
+        row_sum(life0),
+        row_sum(life1),
         max0,
         max1,
         _landscapes(h1),
@@ -237,8 +247,8 @@ def summaries(diagrams: Sequence[Diagram | None],
     top = np.pad(top, [(0, 0), (0, SUMMARY_TOP - top.shape[1])])
     if recent is None:
         recent = np.zeros((e, RECENT_POINTS))
-    out = np.column_stack([b0, b1, np.nansum(h0, axis=1),
-                           np.nansum(h1[..., 1] - h1[..., 0], axis=1), top,
+    out = np.column_stack([b0, b1, row_sum(h0),
+                           row_sum(h1[..., 1] - h1[..., 0]), top,
                            recent]).astype(np.float64)
     out = out.reshape(e, SUMMARY_SIZE)
     out[~known] = np.nan

@@ -102,6 +102,12 @@ class _Plan:
     upto: int
 
 
+def score_embedding(values: np.ndarray) -> tuple[int, int]:
+    """(dimension, delay) of the score clouds' embedding for the first window values[E, S, T]
+    an analysis sees: `embedding.takens_parameters` for one signal (TAKENS), else (1, 1)."""
+    return takens_parameters(values[:, 0]) if values.shape[1] == 1 and TAKENS else (1, 1)
+
+
 def degenerate(values: np.ndarray) -> np.ndarray:
     """[E] True where every signal of values[E, S, T] takes at most two distinct values over
     the window (constant, all-zero, two-state flapping) or is all missing."""
@@ -399,9 +405,7 @@ class TopologyStage:
 
     def _ensure_takens(self, values: np.ndarray) -> None:
         if self._takens is None:
-            e, s, _ = values.shape
-            self._takens = (takens_parameters(values[:, 0]) if s == 1 and TAKENS
-                            else (1, 1))
+            self._takens = score_embedding(values)
             log.info("msg=%s dimension=%d delay=%d", "topology score embedding",
                      *self._takens)
 
