@@ -10,7 +10,9 @@ run with the load average:
 - three sizes in entities and three in days, with the least-squares slope (seconds per
   entity-cycle) and intercept, so linearity is visible,
 - the cycle-by-cycle path (`run_cycle`, as before batching) on the smallest single-series
-  case, for the speed-up measured in the same run, and per-stage seconds of every run.
+  case, for the speed-up measured in the same run, and per-stage seconds of every run,
+- the largest fleet again with `--jobs` (default 2: the topology stage split by entity
+  over processes, exporter/tda/shards.py), for its speed-up in the same run.
 
     .venv/bin/python benchmarks/bench_backtest.py            # all of the above (~5 min)
     .venv/bin/python benchmarks/bench_backtest.py --quick    # smaller sizes (~1 min)
@@ -59,7 +61,7 @@ def _history(entities: int, days: float, seed: int = 16) -> Any:
 
 
 def one(entities: int, days: float, *, batched: bool, workers: int | None,
-        predictor: Any, info: dict[str, str]) -> dict[str, Any]:
+        predictor: Any, info: dict[str, str], jobs: int = 1) -> dict[str, Any]:
     from exporter.backtest import evaluation_times, replay
 
     cfg = _config()
@@ -70,11 +72,11 @@ def one(entities: int, days: float, *, batched: bool, workers: int | None,
     c0 = time.process_time()
     _, stages = asyncio.run(replay(cfg, analysis, window, times, predictor=predictor,
                                    model_info=info, topology_workers=workers, progress=None,
-                                   batched=batched))
+                                   batched=batched, jobs=jobs if batched else 1))
     wall = time.perf_counter() - t0
     n = len(times) * entities
     return {"entities": entities, "days": days, "cycles": len(times), "entity_cycles": n,
-            "batched": batched, "seconds": wall, "main_cpu_seconds": time.process_time() - c0,
+            "batched": batched, "jobs": jobs if batched else 1, "seconds": wall, "main_cpu_seconds": time.process_time() - c0,
             "cycles_per_second": len(times) / wall, "entity_cycles_per_second": n / wall,
             "stage_seconds": {k: round(v, 3) for k, v in stages.items()}}
 
@@ -86,10 +88,16 @@ def _slope(rows: list[dict[str, Any]]) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def _mode(r: dict[str, Any]) -> str:
+    if not r["batched"]:
+        return "cycle-by-cycle"
+    return "batched" if r.get("jobs", 1) == 1 else f"batched --jobs={r['jobs']}"
+
+
 def _line(r: dict[str, Any]) -> str:
     stages = " ".join(f"{k}={v:.2f}" for k, v in r["stage_seconds"].items())
     return (f"  {r['entities']:3d} entities x {r['days']:5.2f} d = {r['cycles']:5d} cycles "
-            f"{'batched' if r['batched'] else 'cycle-by-cycle'}: {r['seconds']:6.2f}s  "
+            f"{_mode(r)}: {r['seconds']:6.2f}s  "
             f"{r['cycles_per_second']:7.0f} cycles/s  {r['entity_cycles_per_second']:7.0f} "
             f"entity-cycles/s  [{stages}]")
 
@@ -99,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     p.add_argument("--topology.workers", dest="workers", type=int, default=None,
                    help="persistence processes (default: all cores)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="also replay the largest fleet with `aura backtest --jobs` this many "
+                        "(1: skip)")
     p.add_argument("--model.path", dest="model_path", default="models/default")
     p.add_argument("--output", default=None, help="also write the figures as JSON here")
     args = p.parse_args(argv)
@@ -117,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ref = one(1, days[0], batched=False, **kw)
     series = [one(1, d, batched=True, **kw) for d in days]
     fleet = [one(n, fleet_days, batched=True, **kw) for n in sizes]
-    for r in [ref, *series, *fleet]:
+    jobs = [one(sizes[-1], fleet_days, batched=True, jobs=args.jobs, **kw)] \
+        if args.jobs > 1 else []
+    for r in [ref, *series, *fleet, *jobs]:
         print(_line(r))
     a1, b1 = _slope(series)
     a2, b2 = _slope(fleet)
@@ -130,12 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"linearity in entities: {a2 * 1e3:.3f} ms per entity-cycle + {b2:.2f}s")
     print(f"batched / cycle-by-cycle speed-up at {ref['cycles']} cycles: "
           f"{ref['seconds'] / series[0]['seconds']:.1f}x")
+    if jobs:
+        print(f"--jobs={args.jobs} / --jobs=1 on the {top['entities']}-entity fleet: "
+              f"{top['seconds'] / jobs[0]['seconds']:.2f}x")
     after = os.getloadavg()
     print(f"load average after {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"benchmark": "backtest", "loadavg_before": load, "loadavg_after": after,
-                       "runs": [ref, *series, *fleet],
+                       "runs": [ref, *series, *fleet, *jobs],
                        "slope_seconds_per_cycle": a1, "slope_seconds_per_entity_cycle": a2},
                       f, indent=2)
     return 0

@@ -1,6 +1,7 @@
 """Throughput of the topology stage vs a plain single-process ripser loop (same clouds).
 
 Usage: .venv/bin/python benchmarks/bench_topology.py [--entities 1000,10000] [--workers N]
+       .venv/bin/python benchmarks/bench_topology.py --overhead-only   # `call_overhead`
 
 Prints entities/s for `TopologyStage.run` (first cycle: no baselines yet, so PH + features +
 fleet; the pool is started before timing) beside `ripser(cloud, maxdim=1)` called in a loop
@@ -53,6 +54,43 @@ def make_window(e: int, s: int, t: int, seed: int = 0):  # type: ignore[no-untyp
                   60.0 * np.arange(t), x)
 
 
+def call_overhead(n_clouds: int = 300) -> None:
+    """Why exporter.tda.persistence calls ripser's compiled routine (`_rips_core`): the
+    import of `ripser` (it imports scikit-learn) in a fresh process against `pyRipser`
+    alone, and the cost per cloud of `ripser.ripser(dist, distance_matrix=True)` against
+    `rips_diagram` (same diagrams, bit for bit: tests/test_tda_persistence.py) on random-walk
+    clouds of 13 points (score clouds) and 61 points (feature clouds), 9 signals."""
+    import subprocess
+    import sys
+
+    from ripser import ripser
+
+    from exporter.tda.persistence import rips_diagram
+
+    imports = {}
+    for mod in ("ripser", "pyRipser"):
+        code = f"import time; t = time.perf_counter(); import {mod}; print(time.perf_counter() - t)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True)
+        imports[mod] = float(out.stdout)
+    print(f"import seconds in a fresh process: ripser {imports['ripser']:.2f}, "
+          f"pyRipser {imports['pyRipser']:.2f}")
+    rng = np.random.default_rng(0)
+    for n in (13, 61):
+        clouds = [np.cumsum(rng.normal(size=(n, 9)), axis=0) for _ in range(n_clouds)]
+        t0 = time.perf_counter()
+        for c in clouds:
+            diff = c[:, None, :] - c[None, :, :]
+            ripser(np.sqrt((diff * diff).sum(axis=2)), maxdim=1, distance_matrix=True)
+        wrapped = (time.perf_counter() - t0) / n_clouds
+        t0 = time.perf_counter()
+        for c in clouds:
+            rips_diagram(c)
+        direct = (time.perf_counter() - t0) / n_clouds
+        print(f"{n}-point clouds: ripser.ripser {wrapped * 1e3:.3f} ms, rips_diagram "
+              f"{direct * 1e3:.3f} ms per cloud (load_avg={os.getloadavg()[0]:.2f})")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--entities", default="1000,10000")
@@ -60,7 +98,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--overhead-only", action="store_true",
+                   help="only the import and per-call costs (`call_overhead`)")
     args = p.parse_args()
+    call_overhead()
+    if args.overhead_only:
+        return
     from ripser import ripser
 
     from exporter.config import AnalysisConfig, SignalConfig
