@@ -393,3 +393,19 @@ def test_topology_shards_give_the_stage_results():
             shards.run_batch([bad], [nows[-1] + 300])
     finally:
         shards.close()
+
+
+def test_row_blocks_change_nothing_but_memory():
+    # The row-wise array work runs in blocks of row_block entities: bit-identical results.
+    cycles = range(12)
+    series = fleet_series(7, len(cycles), seed=14)
+    series[2, :, 40:] = np.nan  # a gap in one entity
+    windows = [window_at(series, c) for c in cycles]
+    nows = [c * SHIFT * STEP for c in cycles]
+    whole = TopologyStage(analysis(), workers=1)
+    blocks = TopologyStage(analysis(), workers=1, row_block=3)
+    expected = [whole.run(w, now) for w, now in zip(windows, nows, strict=True)]
+    got = blocks.run_batch(windows, nows)
+    whole.close()
+    blocks.close()
+    _assert_same_results(expected, got)

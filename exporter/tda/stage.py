@@ -55,6 +55,10 @@ log = logging.getLogger(__name__)
 TAKENS = True
 # The score's second window scale (features.recent_summaries; ablation switch).
 RECENT_SCALE = True
+# The row-wise array work of a window (percentiles, clouds, window features) runs in blocks
+# of this many entities: the same values, but temporaries of [block, S, T] rather than
+# [E, S, T] (at 10 000 entities x 8 x 120 they peaked at 180 / 330 / 470 MiB).
+ROW_BLOCK = 1024
 # run_batch sends an entity's clouds at least this many windows ahead (a few may be wasted
 # when its normalisation changes sooner; fewer would leave the pool waiting).
 SEND_AHEAD_MIN = 4
@@ -102,6 +106,14 @@ class _Plan:
     upto: int
 
 
+def _concat(parts: list[Clouds]) -> Clouds:
+    """Clouds of consecutive row blocks (same width) as one."""
+    if len(parts) == 1:
+        return parts[0]
+    return Clouds(np.concatenate([p.points for p in parts]),
+                  np.concatenate([p.counts for p in parts]))
+
+
 def score_embedding(values: np.ndarray) -> tuple[int, int]:
     """(dimension, delay) of the score clouds' embedding for the first window values[E, S, T]
     an analysis sees: `embedding.takens_parameters` for one signal (TAKENS), else (1, 1)."""
@@ -126,12 +138,15 @@ class TopologyStage:
     ----------
     analysis: the analysis (signals, `topology` settings).
     workers: persistence processes (None: all CPUs this process may use; 1: inline).
+    row_block: entities per block of the row-wise array work (memory only, same results).
     """
 
-    def __init__(self, analysis: AnalysisConfig, workers: int | None = None):
+    def __init__(self, analysis: AnalysisConfig, workers: int | None = None,
+                 row_block: int = ROW_BLOCK):
         self.analysis = analysis
         self.config = analysis.topology
         self.workers = workers
+        self.row_block = max(1, int(row_block))
         self._persistence = RipsPersistence(workers).fit()
         self._store: BaselineStore | None = None
         self._takens: tuple[int, int] | None = None  # score embedding (dimension, delay)
@@ -148,12 +163,23 @@ class TopologyStage:
     def feature_names(self) -> tuple[str, ...]:
         return FEATURE_NAMES
 
+    def _blocks(self, e: int) -> list[slice]:
+        """Row blocks of `row_block` entities covering range(e) (one empty block for e = 0)."""
+        return [slice(a, a + self.row_block) for a in range(0, e, self.row_block)] or [slice(0, 0)]
+
     def _clouds(self, values: np.ndarray, center: np.ndarray, scale: np.ndarray):  # type: ignore[no-untyped-def]
         c = self.config
         z = normalise(values, center, scale)
-        clouds = pack_clouds(delay_embed(z, c.embedding_dimension, c.embedding_delay),
-                             c.max_points, c.min_points, c.anchor)
+        clouds = _concat([pack_clouds(delay_embed(z[b], c.embedding_dimension,
+                                                  c.embedding_delay),
+                                      c.max_points, c.min_points, c.anchor)
+                          for b in self._blocks(len(z))])
         return z, clouds
+
+    def _window_features(self, z: np.ndarray, values: np.ndarray,
+                         zquart: np.ndarray) -> np.ndarray:
+        return np.concatenate([window_features(z[b], values[b], zquart[:, b])
+                               for b in self._blocks(len(z))])
 
     def run(self, window: Window, now: float) -> TopologyResult:
         """Analyse one cycle's window; rows follow `window.entities`."""
@@ -312,15 +338,21 @@ class TopologyStage:
     def _stats(self, window: Window) -> _Stats:
         """The window's own statistics and coarse clouds (no baseline involved)."""
         values = np.asarray(window.values, dtype=np.float64)
-        pct = nan_percentile(values, list(WINDOW_PERCENTILES), axis=2)  # [P, E, S], once
+        blocks = self._blocks(len(values))
+        # [P, E, S], once
+        pct = np.concatenate([nan_percentile(values[b], list(WINDOW_PERCENTILES), axis=2)
+                              for b in blocks], axis=1)
         quart = pct[[WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]]
         deciles = np.moveaxis(pct[[WINDOW_PERCENTILES.index(q) for q in DECILES]], 0, -1)
         center = quart[1].copy()
-        scale = max_spread_sigma(values, center, deciles[..., 0], quart[0], quart[2],
-                                 deciles[..., -1])
+        scale = np.concatenate([
+            max_spread_sigma(values[b], center[b], deciles[b, :, 0], quart[0, b], quart[2, b],
+                             deciles[b, :, -1]) for b in blocks])
         c = self.config
-        coarse = pack_clouds(values.transpose(0, 2, 1), c.score_points, c.min_points, False)
-        return _Stats(values, quart, deciles, center, scale, coarse, degenerate(values))
+        coarse = _concat([pack_clouds(values[b].transpose(0, 2, 1), c.score_points,
+                                      c.min_points, False) for b in blocks])
+        flat = np.concatenate([degenerate(values[b]) for b in blocks])
+        return _Stats(values, quart, deciles, center, scale, coarse, flat)
 
     def _prepare(self, window: Window, stats: _Stats | None = None) -> _Prepared:
         """What `run` and `learn` share: baselines, window percentiles, normalisation, coarse
@@ -363,7 +395,7 @@ class TopologyStage:
         # Per-window work overlaps with the workers' PH.
         # Percentiles commute with the monotone x -> clip((x - c) / s).
         zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
-        wfeats = window_features(z, values, zquart)
+        wfeats = self._window_features(z, values, zquart)
         diagrams, _, dfeats, h0_median = pending.result()
         known = clouds.counts > 0
 
