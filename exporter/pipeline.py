@@ -38,6 +38,10 @@ ROW_WISE_AGENTS = frozenset({"topology", "forecast", "capacity", "stability"})
 # row differently in a partial register block, and full blocks make each entity's forecast
 # independent of how many rows share the call (the live fleet, a replay's stacked cycles).
 FORECAST_ROW_BLOCK = 64
+# ... and on at most this many rows per call (a multiple of FORECAST_ROW_BLOCK, so the numbers
+# do not change): the CfC's activations grow with the rows (+430 MiB of peak RSS at 10 000
+# entities x 120 steps in one call; benchmarks/bench_pipeline.py).
+FORECAST_MAX_ROWS = 32 * FORECAST_ROW_BLOCK
 # A replay batch: about this many (cycle, entity) rows, at most this many cycles.
 REPLAY_ROWS = 2048
 REPLAY_MAX_CYCLES = 1024
@@ -437,12 +441,28 @@ class Pipeline:
                 if topo is not None:
                     topo = stacking.stack_topology([topology[k] for k in group],  # type: ignore[misc]
                                                    len(stacked.entities))
-                f = self.predictor.predict(stacked, rt.cfg, topo)
+                f = self._predict_rows(stacked, rt.cfg, topo)
                 if f is not None:
                     for k, part in zip(group, stacking.split(f, bounds), strict=True):
                         out[k] = part
         _add(stage_seconds, "forecast", self.clock() - t0)
         return out
+
+    def _predict_rows(self, window: Window, analysis: AnalysisConfig,
+                      topology: TopologyResult | None,
+                      max_rows: int = FORECAST_MAX_ROWS) -> Forecast | None:
+        """`predictor.predict` on blocks of at most max_rows rows, joined (same numbers)."""
+        n = len(window.entities)
+        if n <= max_rows:
+            return self.predictor.predict(window, analysis, topology)  # type: ignore[union-attr]
+        bounds = np.append(np.arange(0, n, max_rows), n)
+        topos = (stacking.split(topology, bounds) if topology is not None
+                 else [None] * (len(bounds) - 1))
+        parts = [self.predictor.predict(window.select(np.arange(a, b)), analysis, t)  # type: ignore[union-attr]
+                 for a, b, t in zip(bounds[:-1], bounds[1:], topos, strict=True)]
+        if any(p is None for p in parts):
+            return None
+        return stacking.stack_rows(parts)
 
     def _assess(self, rt: _AnalysisRuntime, cycles: Sequence[Cycle],
                 stage_seconds: dict[str, float], failed: set[str]) -> list[AnalysisResult]:

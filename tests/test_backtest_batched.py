@@ -158,3 +158,28 @@ def test_stack_pads_to_whole_blocks_and_splits_back() -> None:
     back = stacking.split(f, stacking.offsets(ws))
     np.testing.assert_array_equal(back[1].probability, _forecast(4, 5).probability)
     assert back[0].horizons == f.horizons
+
+
+def test_forecast_in_row_blocks_gives_the_same_numbers() -> None:
+    # The model is called on at most FORECAST_MAX_ROWS rows at a time (memory): blocks of a
+    # multiple of FORECAST_ROW_BLOCK rows give every row exactly the one-call numbers.
+    from exporter.backtest import ReplaySource
+    from exporter.pipeline import Pipeline, load_predictor
+
+    cfg = parse_config({"interval": "1m", "analyses": [{
+        "name": "fleet", "entity_labels": ["instance"], "window": "2h", "step": "1m",
+        "horizons": ["30m", "1h", "2h"], "signals": _signals()}]})
+    analysis = cfg.analyses[0]
+    predictor, info = load_predictor(str(MODEL))
+    window = stacking.stack_windows([_window(7, 300)], FORECAST_ROW_BLOCK)
+    topo = stacking.stack_topology([_topology(7, 300)], len(window.entities))
+    pipe = Pipeline(cfg, ReplaySource(window), predictor=predictor, model_info=info)
+    try:
+        whole = predictor.predict(window, analysis, topo)
+        blocks = pipe._predict_rows(window, analysis, topo, max_rows=2 * FORECAST_ROW_BLOCK)
+    finally:
+        pipe.close()
+    assert whole is not None and blocks is not None
+    assert np.isfinite(whole.probability).all()
+    assert whole.probability.tobytes() == blocks.probability.tobytes()
+    assert whole.time_to_failure.tobytes() == blocks.time_to_failure.tobytes()
