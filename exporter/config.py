@@ -190,11 +190,13 @@ class DecisionConfig:
     # The newest span left out of the reference (0: the analysis' largest horizon), so a
     # developing failure is compared with the days before it, not with its own precursor.
     exclude_recent: Duration = Duration(0)
-    # Own history needed before the entity's own reference applies (before: the fleet's).
-    min_reference: Duration = Duration(6 * 3600)
+    # Own history needed before the entity's own reference applies: one full daily cycle, so
+    # a nightly backup or a daily batch job has been seen once before it is judged.
+    min_reference: Duration = Duration(86400)
     # History each of at least 3 entities needs before the fleet's reference applies.
     fleet_min_reference: Duration = Duration(3600)
-    # Until any reference applies (a cold start), a level needs at least this risk.
+    # Until the entity's own reference applies (a cold start, a new pod), a level also needs
+    # at least this risk.
     cold_threshold: float = 0.8
 
 

@@ -23,9 +23,10 @@ the fleet's past risks, in the spirit of Numenta's anomaly likelihood (Ahmad et 
 and split-conformal p-values (Vovk et al., 2005). The fleet's reference is the median of
 its entities' own reference quantiles over all their samples (no lag: one entity's
 precursor cannot move a median); it applies once 3 entities have `fleet_min_reference` of
-history. Until an entity has `min_reference` of its own (lagged) history, its risk must also
-reach the prior `cold_threshold` (a cold start, a new pod of a rollout): the fleet's
-typical entity says little about what is usual for this one.
+history. An entity's own reference counts from `fleet_min_reference` of its own (lagged)
+history on; until it covers `min_reference` (default a day: one daily cycle, so a nightly
+backup has been seen once), the risk must also reach the prior `cold_threshold` (a cold
+start, a new pod of a rollout): a few hours say little about what is usual for the entity.
 
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
@@ -143,11 +144,14 @@ class DecisionStage:
             known = fleet_n >= self.fleet_min_samples
             fleet = float(np.median(fleet_all[known])) if known.sum() >= FLEET_MIN_ENTITIES \
                 else np.nan
-            own = np.where(own_n >= self.min_samples, own_all[rows], np.nan)
-            # Until the entity has a reference of its own (a cold start, a new pod), its risk
-            # must also reach the prior `cold_threshold`: the fleet's typical entity says
-            # little about what is usual for this one.
-            floor = np.where(np.isnan(own), float(self.cfg.cold_threshold) - MARGIN, -np.inf)
+            # Whatever own history there is counts at once (an entity whose first hours
+            # already show high risks is not judged by the fleet alone) ...
+            own = np.where(own_n >= self.fleet_min_samples, own_all[rows], np.nan)
+            # ... but until it covers `min_reference` (a cold start, a new pod), its risk must
+            # also reach the prior `cold_threshold`: a few hours say little about what is
+            # usual for this entity (its nightly backup has not happened yet).
+            floor = np.where(own_n < self.min_samples, float(self.cfg.cold_threshold) - MARGIN,
+                             -np.inf)
             threshold = np.fmax(np.fmax(own, fleet), floor)
         elevated = level >= 1
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)

@@ -193,6 +193,39 @@ def test_capacity_down_direction_means_free_space_falls_to_zero():
     assert "falls towards zero" in v.reasons[0]
 
 
+def _memory_only(series: np.ndarray) -> AgentInput:
+    t = np.arange(series.shape[-1]) * STEP
+    win = Window("n", ("instance",), tuple((f"h{i}",) for i in range(len(series))),
+                 ("memory",), t, series[:, None, :])
+    cfg = AnalysisConfig(name="n", signals=(SignalConfig("memory", capacity=1.0, kind="resource"),))
+    return AgentInput(cfg, win, None, None, t[-1])
+
+
+def test_capacity_sees_a_fast_onset_the_trend_lookbacks_miss():
+    """Flat for 100 minutes, then 2 %/min: neither Theil-Sen lookback sees a trend, the
+    segmented (hinge) fit does, and projects the remaining headroom at the new rate."""
+    rng = np.random.default_rng(3)
+    u = 0.38 + 0.004 * rng.standard_normal((4, T))
+    u[:, -15:] += 0.02 * np.arange(15)  # at 0.66 now: 17 minutes to go at 2 %/min
+    v = CapacityAgent().assess(_memory_only(u))
+    assert (v.risk >= 0.9).all(), v.risk
+    assert np.all(np.abs(v.time_to_failure - 17 * 60) <= 0.35 * 17 * 60), v.time_to_failure
+    assert set(v.action) == {"raise_memory_limit"}
+
+
+def test_capacity_warm_up_after_a_restart_is_recovery_not_exhaustion():
+    """Memory at 70 %, a restart drops it to 10 %, and it warms up again (fast, then slow):
+    climbing back towards where it was is not a failure coming, whatever the rate."""
+    rng = np.random.default_rng(4)
+    u = 0.7 + 0.004 * rng.standard_normal((2, T))
+    u[:, 60:] = 0.1 + 0.004 * rng.standard_normal((2, T - 60))
+    u[0, -15:] += 0.02 * np.arange(15)  # fast warm-up, 15 minutes in
+    u[1, 60:] += 0.45 * np.arange(T - 60) / (T - 60)  # slow warm-up over the last hour
+    v = CapacityAgent().assess(_memory_only(u))
+    assert (v.risk < 0.3).all(), v.risk
+    assert np.isnan(v.time_to_failure).all()
+
+
 def test_ttf_risk_follows_horizons():
     r = ttf_risk(np.array([600.0, 3600, 7200, 14400, 36000, np.inf, np.nan]),
                  (3600.0, 7200.0, 14400.0))

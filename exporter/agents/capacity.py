@@ -33,6 +33,14 @@ LONG_BINS = 16
 # Rate agreement: the whole-window slope must be at least this share of the recent slope.
 MIN_RATE_RATIO = 0.25
 STEPNESS_MAX = 1.6  # line error / step error beyond which the rise is a step
+# Segmented (hinge) fit of recent onsets: block count over the recent lookback, the fewest
+# blocks the rise must span, how far out of the noise it must stand (z from FAST_Z_MIN, full
+# weight at FAST_Z_FULL), and how far ahead a rise of a given duration may be projected.
+FAST_BINS = 15
+FAST_MIN_RISE_BINS = 3
+FAST_Z_MIN, FAST_Z_FULL = 6.0, 12.0
+FAST_PROJECT_RATIO = 3.0
+RECOVERY_TOLERANCE = 0.02  # utilisation below the earlier high that still counts as a new high
 UTIL_HIGH = 0.9  # utilisation from which "close to capacity" alone adds risk
 UTIL_RISK_MAX = 0.7
 
@@ -101,6 +109,83 @@ def _step_error(y: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(best, 0) / cn[..., -1])
 
 
+def hinge_fit(y: np.ndarray, min_rise: int = FAST_MIN_RISE_BINS) -> tuple[np.ndarray, ...]:
+    """Best one-breakpoint fit y = a + b * max(0, x - k) of y[..., K] (x = 0..K-1, NaN-aware).
+
+    Least squares for every breakpoint k with at least `min_rise` points after it, the best k
+    kept (segmented regression, Muggeo 2003, with the slope before the break fixed at 0).
+    Returns (slope b per point, fitted level at the last point, rise length K-1-k in points,
+    noise sigma of the residuals, slope over the last third of the rise / b); NaN where
+    fewer than 4 values are present.
+    """
+    k_len = y.shape[-1]
+    knots = np.arange(max(k_len - min_rise, 1))  # [N]
+    x = np.arange(k_len, dtype=np.float64)
+    h = np.maximum(0.0, x[None, :] - knots[:, None])  # [N, K]
+    w = (~np.isnan(y)).astype(np.float64)[..., None, :]  # [..., 1, K]
+    y0 = np.nan_to_num(y)[..., None, :]
+    n = w.sum(-1)
+    sh, sy = (w * h).sum(-1), (w * y0).sum(-1)
+    shh, shy, syy = (w * h * h).sum(-1), (w * h * y0).sum(-1), (w * y0 * y0).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = n * shh - sh * sh
+        b = np.where(den > 0, (n * shy - sh * sy) / den, np.nan)
+        a = (sy - b * sh) / n
+        sse = np.where(np.isnan(b), np.inf, syy - a * sy - b * shy)
+    best = np.argmin(sse, axis=-1)  # [...]
+    pick = best[..., None]
+    b_best = np.take_along_axis(b, pick, -1)[..., 0]
+    a_best = np.take_along_axis(a, pick, -1)[..., 0]
+    sse_best = np.take_along_axis(sse, pick, -1)[..., 0]
+    rise_len = (k_len - 1 - best).astype(np.float64)
+    level = a_best + b_best * rise_len
+    n_all = n[..., 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma = np.sqrt(np.maximum(sse_best, 0.0) / np.maximum(n_all - 2, 1))
+    # Is the rise still going on? Slope of the last third of the rise (at least 2 points).
+    tail = np.maximum(np.ceil(rise_len / 3).astype(np.int64), 2)
+    last = np.take_along_axis(np.nan_to_num(y), np.full(best.shape, k_len - 1)[..., None], -1)[..., 0]
+    first = np.take_along_axis(np.nan_to_num(y), (k_len - 1 - tail)[..., None], -1)[..., 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tail_ratio = (last - first) / (tail * b_best)
+    few = n_all < 4
+    nan = np.full(best.shape, np.nan)
+    return (np.where(few, nan, b_best), np.where(few, nan, level), np.where(few, nan, rise_len),
+            np.where(few, nan, sigma), np.where(few, nan, tail_ratio))
+
+
+def earlier_high(u: np.ndarray, short_steps: int, width: int) -> np.ndarray:
+    """Highest block median of u[..., T] before the recent `short_steps` (-inf if none).
+
+    A rise that only climbs back below this level is a recovery (a restart's warm-up, a
+    refill after garbage collection), not a new exhaustion.
+    """
+    earlier = u[..., : max(u.shape[-1] - short_steps, 0)]
+    if earlier.shape[-1] < width:
+        return np.full(u.shape[:-1], -np.inf)
+    blocks = bin_medians(earlier, width, earlier.shape[-1] // width)
+    return np.max(np.where(np.isnan(blocks), -np.inf, blocks), axis=-1)
+
+
+def _fast_onset(u: np.ndarray, short_steps: int, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Time to exhaustion (s) and its weight (0..1) from a hinge fit of the recent lookback."""
+    bins = max(4, min(FAST_BINS, short_steps))
+    width = max(1, short_steps // bins)
+    y = bin_medians(u, width, bins)
+    b, level, rise_len, sigma, tail_ratio = hinge_fit(y)
+    new_high = level > earlier_high(u, short_steps, width) + np.maximum(
+        3.0 * np.nan_to_num(sigma), 0.01)
+    per_s = b / (width * step)
+    rise_s = rise_len * width * step
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = b * rise_len / np.maximum(sigma, 0.002)
+        ttf = np.where(per_s > 0, np.maximum(1.0 - level, 0.0) / per_s, np.inf)
+    weight = (np.clip((z - FAST_Z_MIN) / (FAST_Z_FULL - FAST_Z_MIN), 0, 1)
+              * (np.nan_to_num(tail_ratio) >= 0.5)
+              * (ttf <= FAST_PROJECT_RATIO * rise_s) * new_high)
+    return np.where(np.isfinite(ttf), ttf, np.inf), np.nan_to_num(weight)
+
+
 class CapacityAgent:
     """Time to exhaustion of capacity-bound signals from two Theil-Sen fits (module docstring)."""
 
@@ -157,9 +242,21 @@ class CapacityAgent:
         # A step (surge, deploy) fitted by a line looks like a trend; over the whole window a
         # line must fit better than two flat levels.
         not_step = np.clip((STEPNESS_MAX - step_l) / (STEPNESS_MAX - 1), 0, 1)
-        trend_weight = np.nan_to_num(significance * consistent * not_step)
+        # Climbing back towards a level the window already held (the warm-up after a
+        # restart or a deploy) is recovery: the headroom it projects was there before.
+        recovering = level < earlier_high(u, short_steps, max(1, short_steps // SHORT_BINS)) \
+            - RECOVERY_TOLERANCE
+        trend_weight = np.nan_to_num(significance * consistent * not_step) * ~recovering
         r_trend = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf), ttf, 1e12), horizons))
         r_trend = r_trend * trend_weight
+        # A recent onset neither lookback sees as a trend (module docstring).
+        ttf_fast, fast_weight = _fast_onset(u, short_steps, step)
+        r_fast = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf_fast), ttf_fast, 1e12),
+                                        horizons)) * fast_weight
+        fast = r_fast > r_trend
+        r_trend = np.where(fast, r_fast, r_trend)
+        ttf = np.where(fast, ttf_fast, ttf)
+        trend_weight = np.where(fast, fast_weight, trend_weight)
 
         recent = nanmedian_last(u[..., -min(5, t):])
         r_util = UTIL_RISK_MAX * np.clip((recent - UTIL_HIGH) / (1 - UTIL_HIGH), 0, 1) ** 2
