@@ -200,3 +200,23 @@ def test_entities_gone_for_longer_than_the_reference_are_forgotten() -> None:
     assert list(stage.rows_) == [("pod-b",)]
     assert stage.risk_.shape == (1, stage.slots) and stage.last_.shape == (1,)
     assert np.nanmax(stage.risk_[0]) == pytest.approx(0.2)
+
+
+def test_own_history_counts_before_the_cold_period_ends() -> None:
+    """An entity whose first hours already reach high risks (a noisy role, a model that
+    misreads it) is judged by those hours too, not by the fleet and the cold floor alone:
+    on day 1 the same benign bump to 0.9 alerts the first time, then is usual."""
+    rng = np.random.default_rng(5)
+    n = 144  # one day at 10 minutes: the cold floor holds all along
+    r = np.clip(0.1 + 0.02 * rng.standard_normal(n), 0, 1)
+    bumps = [10, 70, 130]  # 0.9 for 4 steps at 1 h 40, 11 h 40 and 21 h 40 (lag 4 h)
+    for b in bumps:
+        r[b:b + 4] = 0.9
+    fleet = np.vstack([r] + [np.clip(0.1 + 0.02 * rng.standard_normal(n), 0, 1)
+                             for _ in range(5)])
+    stage = _stage()
+    gated = _replay(stage, fleet)
+    assert (gated[0, 10:14] == 2).all(), "the first bump is news: above the cold floor"
+    # 10 h later the first bump is in the lagged own reference: the same risk is usual.
+    assert (gated[0, 70:74] == 0).all() and (gated[0, 130:134] == 0).all()
+    assert float(stage.cfg.min_reference) >= 86400  # still inside the cold period
