@@ -6,7 +6,7 @@ Usage: .venv/bin/python benchmarks/bench_topology.py [--entities 1000,10000] [--
 Prints entities/s for `TopologyStage.run` (first cycle: no baselines yet, so PH + features +
 fleet; the pool is started before timing) beside `ripser(cloud, maxdim=1)` called in a loop
 over the very clouds the stage builds, the speed-up, and the largest difference between the
-two sets of diagrams (the stage hands ripser a pdist distance matrix; the loop lets ripser
+two sets of diagrams (the stage hands ripser a precomputed distance matrix; the loop lets ripser
 compute distances from points, so float rounding may differ in the last bits).
 
 Clouds are pooled to `TopologyConfig.max_points` (default 60: means of consecutive step pairs of
