@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from exporter.numeric import IQR_TO_SIGMA, nan_percentile
+from exporter.numeric import IQR_TO_SIGMA, nan_percentile, nanmedian_last
 from exporter.tda.persistence import Diagram
 
 DIAGRAM_FEATURES = (
@@ -181,7 +181,7 @@ def window_features(z: np.ndarray, values: np.ndarray,
             zquartiles = nan_percentile(z, [25, 50, 75], axis=2)
         q25, med, q75 = zquartiles
         level = np.nanmax(np.abs(med), axis=1)
-        spread = np.nanmedian((q75 - q25) / IQR_TO_SIGMA, axis=1)
+        spread = nanmedian_last((q75 - q25) / IQR_TO_SIGMA)
         tt = np.broadcast_to(np.arange(t, dtype=np.float64), z.shape)
         zz = np.where(missing, 0.0, z)
         n = (~missing).sum(axis=2, keepdims=True)
@@ -191,7 +191,7 @@ def window_features(z: np.ndarray, values: np.ndarray,
             zc = np.where(missing, 0.0, zz - zz.sum(axis=2, keepdims=True) / n)
             slope = (tc * zc).sum(axis=2) / (tc * tc).sum(axis=2)
         trend = np.nanmax(np.abs(slope), axis=1) * t
-        rough = np.nanmedian(np.nanmean(np.abs(np.diff(z, axis=2)), axis=2), axis=1)
+        rough = nanmedian_last(np.nanmean(np.abs(np.diff(z, axis=2)), axis=2))
     frac = missing.mean(axis=(1, 2)) if values.size else np.ones(e)
     return np.column_stack([level, spread, trend, rough, frac])
 
