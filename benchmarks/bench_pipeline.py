@@ -76,12 +76,13 @@ def ripser_loop(values: np.ndarray, analysis: Any, sample: int) -> dict[str, flo
     """Plain single-process ripser over the stage's own clouds (first `sample` entities)."""
     from ripser import ripser
 
-    from exporter.tda.embedding import WindowEmbedder
+    from exporter.tda.embedding import delay_embed, normalise, pack_clouds, robust_stats
 
     c = analysis.topology
-    emb = WindowEmbedder(c.embedding_dimension, c.embedding_delay, c.max_points,
-                         c.min_points, c.anchor)
-    clouds = emb.fit_transform(values[:sample])
+    center, scale = robust_stats(values[:sample])
+    clouds = pack_clouds(delay_embed(normalise(values[:sample], center, scale),
+                                     c.embedding_dimension, c.embedding_delay),
+                         c.max_points, c.min_points, c.anchor)
     ripser(clouds.points[0, :max(int(clouds.counts[0]), 2)], maxdim=1)  # warm the import
     t0 = time.perf_counter()
     done = 0

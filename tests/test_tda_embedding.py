@@ -5,12 +5,32 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.tda.embedding import EmbeddingError, WindowEmbedder, delay_embed, robust_stats
+from exporter.tda.embedding import (
+    Clouds,
+    EmbeddingError,
+    delay_embed,
+    normalise,
+    pack_clouds,
+    robust_stats,
+)
 
 
-def test_transform_before_fit_raises():
+def clouds_of(v: np.ndarray, center: np.ndarray | None = None, scale: np.ndarray | None = None,
+              *, dimension: int = 1, delay: int = 1, max_points: int = 60, min_points: int = 8,
+              anchor: bool = True) -> Clouds:
+    """The topology stage's chain (`TopologyStage._clouds`): normalise, embed, pack.
+
+    Without center/scale the window's own robust statistics (the stage before a baseline).
+    """
+    if center is None or scale is None:
+        center, scale = robust_stats(v)
+    return pack_clouds(delay_embed(normalise(v, center, scale), dimension, delay),
+                       max_points, min_points, anchor)
+
+
+def test_bad_embedding_parameters_raise():
     with pytest.raises(EmbeddingError):
-        WindowEmbedder().transform(np.zeros((1, 2, 20)))
+        delay_embed(np.zeros((1, 2, 20)), 0, 1)
 
 
 def test_missing_points_dropped_and_sparse_entities_skipped():
@@ -19,7 +39,7 @@ def test_missing_points_dropped_and_sparse_entities_skipped():
     v[1, 0, :10] = np.nan  # 30 finite steps left
     v[2] = np.nan
     v[2, :, :5] = 1.0  # 5 points < min_points
-    clouds = WindowEmbedder(min_points=8, anchor=False).fit_transform(v)
+    clouds = clouds_of(v, min_points=8, anchor=False)
     assert clouds.counts.tolist() == [40, 30, 0]
     assert np.isfinite(clouds.cloud(1)).all()
 
@@ -28,13 +48,13 @@ def test_constant_window_is_finite_and_degenerate():
     v = np.full((1, 3, 30), 5.0)
     center, scale = robust_stats(v)
     assert np.isfinite(scale).all() and (scale > 0).all()
-    clouds = WindowEmbedder().fit_transform(v)
+    clouds = clouds_of(v)
     assert np.all(clouds.cloud(0) == 0)  # the anchor coincides with the constant
 
 
 def test_subsample_and_delay_embedding_shapes():
     v = np.random.default_rng(1).normal(size=(2, 4, 200))
-    clouds = WindowEmbedder(dimension=3, delay=2, max_points=50).fit_transform(v)
+    clouds = clouds_of(v, dimension=3, delay=2, max_points=50)
     assert clouds.points.shape[2] == 12
     assert clouds.counts.tolist() == [51, 51]  # 50 + anchor
     emb = delay_embed(v, 3, 2)
@@ -48,8 +68,7 @@ def test_pooling_keeps_level_and_trend():
     t = np.arange(120, dtype=np.float64)
     v = np.stack([2.0 * t + 5.0, np.where(t % 2 == 0, 1.0, -1.0)])[None]  # trend, alternation
     # Scale 100 keeps every value inside the +-Z_CLIP normalised range.
-    clouds = WindowEmbedder(max_points=60, anchor=False).transform(
-        v, np.zeros((1, 2)), np.full((1, 2), 100.0))
+    clouds = clouds_of(v, np.zeros((1, 2)), np.full((1, 2), 100.0), anchor=False)
     assert clouds.counts.tolist() == [60]
     pts = clouds.cloud(0) * 100.0
     np.testing.assert_allclose(pts[:, 0], 2.0 * (2 * np.arange(60) + 0.5) + 5.0)
@@ -58,8 +77,7 @@ def test_pooling_keeps_level_and_trend():
     # Missing steps: the finite points are pooled in order, min_points counts observed steps.
     w = v.copy()
     w[0, 1, :30] = np.nan
-    clouds = WindowEmbedder(max_points=60, anchor=False).transform(
-        w, np.zeros((1, 2)), np.full((1, 2), 100.0))
+    clouds = clouds_of(w, np.zeros((1, 2)), np.full((1, 2), 100.0), anchor=False)
     assert clouds.counts.tolist() == [60] and np.isfinite(clouds.cloud(0)).all()
     # 90 finite steps -> 60 groups of 1-2 steps, the first = steps 30 and 31.
     assert clouds.cloud(0)[0, 0] * 100.0 == pytest.approx(2.0 * 30.5 + 5.0)
@@ -68,7 +86,7 @@ def test_pooling_keeps_level_and_trend():
 def test_normalisation_survives_sparse_signals_and_clips():
     # An error counter: zero but for two events. The IQR is 0; the scale must not collapse
     # to the 1e-9 floor (one event used to normalise to ~1e7 and swamp every distance).
-    from exporter.tda.embedding import Z_CLIP, normalise
+    from exporter.tda.embedding import Z_CLIP
 
     v = np.zeros((1, 2, 120))
     v[0, 0, [10, 70]] = 1.0 / 60

@@ -88,13 +88,6 @@ def delay_embed(z: np.ndarray, dimension: int, delay: int) -> np.ndarray:
     return np.concatenate(parts, axis=1).transpose(0, 2, 1)
 
 
-def subsample_index(n: int, max_points: int) -> np.ndarray:
-    """Evenly spaced indices into range(n), at most max_points, the last one always kept."""
-    if n <= max_points:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, max_points)).astype(int))
-
-
 def pool_starts(n: int, max_points: int) -> np.ndarray:
     """Start indices of min(n, max_points) contiguous, nearly equal groups covering range(n)."""
     if n <= max_points:
@@ -144,48 +137,6 @@ def pack_clouds(
     return Clouds(out, counts)
 
 
-class WindowEmbedder:
-    """Estimator: entity windows values[E, S, T] -> point clouds.
-
-    Parameters
-    ----------
-    dimension, delay: Takens embedding (dimension 1 = each step is a point in R^S).
-    max_points: pool each cloud to at most this many points (anchor not counted).
-    min_points: fewer finite points than this -> no cloud (count 0).
-    anchor: add the centre of normalisation as one extra point (see the module docstring).
-
-    `fit(values)` learns `center_` and `scale_` [E, S]; `transform(values, center, scale)`
-    accepts explicit statistics (the stage passes each entity's baseline) and falls back to the
-    fitted ones.
-    """
-
-    def __init__(self, dimension: int = 1, delay: int = 1, max_points: int = 60,
-                 min_points: int = 8, anchor: bool = True):
-        self.dimension = dimension
-        self.delay = delay
-        self.max_points = max_points
-        self.min_points = min_points
-        self.anchor = anchor
-
-    def fit(self, values: np.ndarray) -> WindowEmbedder:
-        self.center_, self.scale_ = robust_stats(_check(values))
-        return self
-
-    def transform(self, values: np.ndarray, center: np.ndarray | None = None,
-                  scale: np.ndarray | None = None) -> Clouds:
-        values = _check(values)
-        if center is None or scale is None:
-            if not hasattr(self, "center_"):
-                raise EmbeddingError("WindowEmbedder is not fitted: call fit() or pass statistics")
-            center, scale = self.center_, self.scale_
-        z = normalise(values, center, scale)
-        return pack_clouds(delay_embed(z, self.dimension, self.delay), self.max_points,
-                           self.min_points, self.anchor)
-
-    def fit_transform(self, values: np.ndarray) -> Clouds:
-        return self.fit(values).transform(values)
-
-
 def score_clouds(raw: Clouds, center: np.ndarray, scale: np.ndarray) -> Clouds:
     """Coarse clouds in raw units [E, P, S] -> normalised, clipped and anchored [E, P+1, S].
 
@@ -206,13 +157,6 @@ def score_clouds(raw: Clouds, center: np.ndarray, scale: np.ndarray) -> Clouds:
 def normalise(values: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """z = (x - center) / scale with center, scale [E, S], clipped to +-Z_CLIP (NaN stays)."""
     return clipped_z(values, center[..., None], scale[..., None], Z_CLIP)
-
-
-def _check(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 3:
-        raise EmbeddingError(f"expected values[E, S, T], got shape {values.shape}")
-    return values
 
 
 # Takens parameters for one-signal analyses (`takens_parameters`): bounds keep the clouds small.
