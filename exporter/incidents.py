@@ -142,18 +142,22 @@ class IncidentRecorder:
 
     @property
     def csv_path(self) -> Path:
+        """`<state_dir>/incidents.csv`, the recorded incidents (design §5 incidents format)."""
         return self.state_dir / CSV_NAME
 
     @property
     def index_path(self) -> Path:
+        """The JSON index beside the CSV: each alert's key -> its CSV row (a resolve fills its `end`)."""
         return self.state_dir / INDEX_NAME
 
     @property
     def header(self) -> list[str]:
+        """CSV columns: `start,end,<entity label columns>,kind`."""
         return ["start", "end", *self.columns, "kind"]
 
     @property
     def max_payload_bytes(self) -> int:
+        """Largest webhook body accepted (bytes, `incidents.max_payload_bytes`); larger gets 413."""
         return self.cfg.max_payload_bytes
 
     # -- persistence ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class ModelError(Exception):
 
 
 def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (the card's `sha256` of `model.pt`); OSError as raised."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

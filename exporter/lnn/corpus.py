@@ -39,6 +39,7 @@ class Corpus:
     domain: dict[str, Any] | None = None
 
     def analysis_of(self, i: int) -> AnalysisConfig:
+        """The analysis (window, step, signals) history `i` is replayed with."""
         return self.analyses[i] if self.analyses else self.analysis
 
     def trained_for(self) -> dict[str, list[str]]:

@@ -76,10 +76,12 @@ class Samples:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> Samples:
+        """The rows where `mask` ([N] bool or index array) holds, every field alike."""
         return Samples(*(getattr(self, f)[mask] for f in _FIELDS))
 
     @staticmethod
     def concat(parts: list[Samples]) -> Samples:
+        """Rows of `parts` one after the other (at least one part; shapes must agree past axis 0)."""
         return Samples(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
 
 
@@ -161,6 +163,7 @@ def build_samples(
 
 
 def empty_samples(n_h: int) -> Samples:
+    """No rows: x [0, TOKENS, F], y [0, n_h] (a history with no window to replay)."""
     from exporter.lnn.features import FEATURE_NAMES
 
     return Samples(

@@ -37,12 +37,14 @@ class NetworkSpec:
     wiring_seed: int = 22222
 
     def to_dict(self) -> dict[str, object]:
+        """The spec as the card's `network` mapping (horizons as float seconds)."""
         d = asdict(self)
         d["horizons"] = [float(h) for h in self.horizons]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> NetworkSpec:
+        """Inverse of `to_dict`; KeyError/ValueError/TypeError for a card missing or mangling a key."""
         return cls(
             n_inputs=int(d["n_inputs"]),  # type: ignore[call-overload]
             horizons=tuple(float(h) for h in d["horizons"]),  # type: ignore[attr-defined]

@@ -27,6 +27,9 @@ ALERT_THRESHOLD = 0.5
 
 @dataclass
 class TrainResult:
+    """One `train_network` run: the best network (eval mode), epochs run, its validation loss
+    (weighted hazard + ttf loss per window) and wall-clock seconds.
+    """
     net: Any
     epochs: int
     best_val: float

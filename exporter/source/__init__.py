@@ -20,6 +20,7 @@ class SourceError(Exception):
 
 @dataclass(frozen=True, eq=False)
 class Fetch:
+    """A source's answer: `block` ([E, S, T] on the step grid), per-signal errors and series counts."""
     block: Window
     # signal -> error text for queries that failed; their columns are NaN in `block`.
     errors: dict[str, str] = field(default_factory=dict)
@@ -28,9 +29,11 @@ class Fetch:
 
 
 class Source(Protocol):
+    """What every source implements: `fetch` a grid-aligned block, `close` its connections."""
     async def fetch(self, analysis: AnalysisConfig, start: float, end: float) -> Fetch:
         """Samples of every entity and signal of `analysis` on its step grid within [start, end]."""
         ...
 
     async def close(self) -> None:
+        """Release connections and files; safe to call twice."""
         ...

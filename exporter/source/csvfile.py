@@ -252,6 +252,7 @@ class CsvSource:
         return Fetch(block, errors, series)
 
     async def close(self) -> None:
+        """Nothing to release: the file was read whole at construction."""
         return None
 
 

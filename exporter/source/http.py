@@ -57,6 +57,7 @@ class RequestFailed(Exception):
 
 @dataclass(frozen=True)
 class Response:
+    """An HTTP response as read: status code and the whole body (bytes)."""
     status: int
     body: bytes
 
@@ -155,6 +156,7 @@ class PromHttp:
         return self._session
 
     async def close(self) -> None:
+        """Close the session if it belongs to the running event loop (else let it go)."""
         if (self._session is not None and not self._session.closed
                 and self._loop is asyncio.get_running_loop()):
             await self._session.close()
@@ -167,6 +169,7 @@ class PromHttp:
         return text
 
     def url(self, path: str) -> str:
+        """The configured base URL joined with `path` (which starts with /)."""
         return self.cfg.url.rstrip("/") + path
 
     def _request_options(self) -> dict[str, Any]:

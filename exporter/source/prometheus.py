@@ -230,6 +230,9 @@ def split_grid(timestamps: np.ndarray, max_points: int = MAX_POINTS) -> list[tup
 
 @dataclass
 class Assembled:
+    """One signal query's series assembled on the grid: the window, series counts, duplicate
+    series and warnings, and the series dropped with why (reason -> count, example labels).
+    """
     window: Window
     series: dict[str, int]
     duplicates: dict[str, int]
@@ -345,6 +348,7 @@ class PrometheusSource:
         self._errors_logged: dict[str, tuple[tuple[str, str], ...]] = {}
 
     async def close(self) -> None:
+        """Close the HTTP client's session."""
         await self.http.close()
 
     async def fetch(self, analysis: AnalysisConfig, start: float, end: float) -> Fetch:

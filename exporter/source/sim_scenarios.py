@@ -219,6 +219,9 @@ def random_surges(rng: np.random.Generator, n_services: int, ts: np.ndarray) -> 
 
 @dataclass
 class Generated:
+    """The generative model's output: values [E, S, T], ground-truth incidents, scripted events
+    (failures and benign episodes) and each entity's scenario family.
+    """
     values: np.ndarray  # [E, S, T]
     incidents: list[Incident]
     events: list[Event]

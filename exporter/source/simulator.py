@@ -99,14 +99,17 @@ class SimulatedFleet:
 
     @property
     def instances(self) -> tuple[str, ...]:
+        """The `instance` label of each entity, in row order."""
         return tuple(e[0] for e in self.entities)
 
     @property
     def start(self) -> float:
+        """First sample time (Unix seconds)."""
         return float(self.timestamps[0])
 
     @property
     def end(self) -> float:
+        """Last sample time (Unix seconds)."""
         return float(self.timestamps[-1])
 
     def signal(self, name: str) -> np.ndarray:
@@ -114,9 +117,11 @@ class SimulatedFleet:
         return self.values[:, self.signals.index(name)]
 
     def capacity(self, name: str) -> float | None:
+        """The signal's capacity (its units), None without one; ValueError for an unknown name."""
         return self.capacities[self.signals.index(name)]
 
     def entity_index(self, instance: str) -> int:
+        """Row of the entity with that `instance` label; ValueError when there is none."""
         return self.instances.index(instance)
 
 
@@ -307,6 +312,7 @@ class SimulatorSource:
         self.fleet = fleet
 
     async def fetch(self, analysis: AnalysisConfig, start: float, end: float) -> Fetch:
+        """The fleet's samples of `analysis`' signals on its step grid within [start, end] (see the class)."""
         fleet = self.fleet
         ts = grid(start, end, float(analysis.step))
         keys = self._keys(analysis.entity_labels)
@@ -343,6 +349,7 @@ class SimulatorSource:
         return list(zip(*(columns[n] for n in label_names), strict=True))
 
     async def close(self) -> None:
+        """Nothing to release."""
         return None
 
 
