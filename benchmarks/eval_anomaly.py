@@ -218,7 +218,11 @@ def detection(s: np.ndarray, at: np.ndarray, events: list, inwin: np.ndarray,
     vals = np.unique(s[np.isfinite(s)])
     if len(vals) == 0:
         return 0, float("nan")
-    cands = np.unique(np.quantile(vals, np.linspace(0.5, 1.0, 101)))
+    # Quantiles of the distinct values and of all values (a calibrated score has few distinct
+    # values in its body and many in its tail: distinct values alone leave no low thresholds).
+    cands = np.unique(np.concatenate([np.quantile(vals, np.linspace(0.5, 1.0, 101)),
+                                      np.quantile(s[np.isfinite(s)],
+                                                  np.linspace(0.5, 1.0, 201))]))
     best = (0, float("nan"))
     for thr in cands:
         alarm = np.nan_to_num(s, nan=-np.inf) >= thr

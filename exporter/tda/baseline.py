@@ -62,6 +62,7 @@ from exporter.numeric import clipped_z, nan_percentile
 from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale, summaries
 from exporter.tda.persistence import Diagram, diagram_distance
+from exporter.tda.seasonal import SLOTS, SeasonalLevels, fisher, survival, tail_fit
 from exporter.windows import decode_entity_key, encode_entity_key, shard_of
 
 PROTOTYPES = 3
@@ -75,7 +76,7 @@ MIN_RAW_HISTORY = 18
 RENORMALISE_EVERY = 6 * 3600.0
 REPLAY_REFIT_EVERY = 7200.0
 # Version of `BaselineStore.state()`; older saved baselines are refused (and relearned).
-STATE_FORMAT = 3
+STATE_FORMAT = 4
 DAY = 86400.0
 # Raw distance: L1 between the window's diagram summary (features.summaries) and the entity's
 # own past summaries at the same time of day (+-PHASE_TOLERANCE) once its history spans a day
@@ -87,6 +88,16 @@ NEIGHBOURS = 3
 # calibration history); 36 = +-1 h at one per 10 min over three days.
 MAX_REFERENCES = 36
 SEASONAL = True
+# The exported score fuses the topology distance's tail probability with the seasonal level
+# deviation's (exporter/tda/seasonal.py; ablation switches): FUSION off = the mid-rank ECDF
+# of the raw distance alone (the score before); SEASONAL_LEVEL off = Fisher's statistic of the
+# topology's tail probability alone; TOPOLOGY off = the seasonal level's alone (ablation
+# only: persistent homology is what the score is about); SMOOTH: seconds of the moving
+# average (0: none).
+FUSION = True
+SEASONAL_LEVEL = True
+TOPOLOGY = True
+SMOOTH = 1800.0
 DECILES = np.linspace(10, 90, 9)
 
 
@@ -279,6 +290,18 @@ class _Entry:
     # When center/scale were last re-estimated from the reservoir (-inf: still the first
     # window's); see BaselineStore.renormalise.
     normalised_at: float = -np.inf
+    # Seasonal levels (exporter/tda/seasonal.py) and, appended with raw_hist (aligned, NaN
+    # where not computed), the seasonal deviations, the Fisher statistics and their moving
+    # averages (BaselineStore.score); `pending`: this cycle's (time, level [S], deviation,
+    # Fisher statistic, moving average) from score() for update().
+    levels: SeasonalLevels | None = None
+    seas_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+    fis_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+    smooth_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+    pending: tuple[float, np.ndarray, float, float, float] | None = None
+    # seasonal.tail_fit of the finite raw_hist, seas_hist, smooth_hist (None: to compute;
+    # reset when they grow; not saved).
+    fits: tuple[tuple[float, float, float], ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -372,23 +395,66 @@ class BaselineStore:
             out[i] = float(np.partition(dist, k - 1)[:k].mean())
         return out
 
-    def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray) -> np.ndarray:
-        """Calibrated 0..1 scores of raw distances [E]: the share of the entity's own recent
-        raw distances (three days at most, one per window/score_points) below the current
-        one, ties counting half (mid-rank empirical CDF, the complement of a tail
-        probability as in an anomaly likelihood: 0.99 = exceeded by 1 window in 100 of this
-        entity's own). NaN with fewer than MIN_RAW_HISTORY own distances.
+    def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray,
+              now: float | None = None, coarse: Clouds | None = None) -> np.ndarray:
+        """Calibrated 0..1 scores [E] of raw distances [E] (NaN with fewer than
+        MIN_RAW_HISTORY own distances, or without a raw distance).
+
+        Without `now` and `coarse` (the window's coarse score clouds in raw units, whose
+        newest point per entity is its level), or with FUSION off: the share of the entity's
+        own recent raw distances (three days at most, one per window/score_points) below the
+        current one, ties counting half (mid-rank empirical CDF: 0.99 = exceeded by 1 window
+        in 100 of this entity's own).
+
+        Fused (exporter/tda/seasonal.py): p_topology = `survival(raw, raw history)`,
+        p_level = `survival(seasonal deviation, its history)`, Fisher's statistic of the
+        two averaged over the last SMOOTH seconds of its own history, and the score =
+        1 - `survival` of that average under the entity's own history of averages (so 0.99
+        still means 1 window in 100 of its own). Falls back to the ECDF above while that
+        history is shorter than MIN_RAW_HISTORY. Stashes the cycle's level and statistics in
+        the entity for `update` (which keeps them).
         """
         out = np.full(len(keys), np.nan)
+        fused = FUSION and now is not None and coarse is not None
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
-            if entry is None or not np.isfinite(raw[i]):
+            if entry is None:
                 continue
-            hist = entry.raw_hist[np.isfinite(entry.raw_hist)]
-            if len(hist) >= MIN_RAW_HISTORY:
-                x = np.float32(raw[i])
-                out[i] = (float((hist < x).sum()) + 0.5 * float((hist == x).sum())) / len(hist)
+            if fused:
+                out[i] = self._fused(entry, float(raw[i]), now, coarse, i)  # type: ignore[arg-type]
+                continue
+            if not np.isfinite(raw[i]):
+                continue
+            out[i] = _ecdf(np.float32(raw[i]), entry.raw_hist)
         return out
+
+    def _fused(self, entry: _Entry, raw: float, now: float, coarse: Clouds, i: int) -> float:
+        """One entity's fused score (see `score`); stashes `entry.pending`."""
+        n = int(coarse.counts[i])
+        level = (coarse.points[i, n - 1].copy() if n > 0
+                 else np.full(len(self.signals), np.nan))
+        if entry.levels is None:
+            entry.levels = SeasonalLevels(len(self.signals))
+        seas = entry.levels.deviation(level, now) if SEASONAL_LEVEL else float("nan")
+        entry.pending = (now, level, seas, float("nan"), float("nan"))
+        if not np.isfinite(raw):
+            return float("nan")
+        hists = [h[np.isfinite(h)] for h in (entry.raw_hist, entry.seas_hist, entry.smooth_hist)]
+        if len(hists[0]) < MIN_RAW_HISTORY:
+            return float("nan")
+        if entry.fits is None:
+            entry.fits = tuple(tail_fit(h) for h in hists)
+        p_level = float("nan")
+        if np.isfinite(seas) and len(hists[1]) >= MIN_RAW_HISTORY:
+            p_level = survival(seas, hists[1], entry.fits[1])
+        p_topology = survival(raw, hists[0], entry.fits[0]) if TOPOLOGY else float("nan")
+        fis = fisher(p_topology, p_level)
+        recent = (entry.hist_times >= now - SMOOTH) & np.isfinite(entry.fis_hist)
+        smooth = float((fis + entry.fis_hist[recent].sum()) / (1 + int(recent.sum())))
+        entry.pending = (now, level, seas, fis, smooth)
+        if len(hists[2]) < MIN_RAW_HISTORY:
+            return _ecdf(np.float32(raw), entry.raw_hist)
+        return 1.0 - survival(smooth, hists[2], entry.fits[2])
 
     def warming(self, keys: tuple[tuple[str, ...], ...]) -> np.ndarray:
         """[E] True where the score is not yet exported: fewer than MIN_RAW_HISTORY own
@@ -434,9 +500,19 @@ class BaselineStore:
                 entry = self.entries[key] = _Entry(
                     Reservoir(self.points, len(self.signals)),
                     center=center[i].copy(), scale=scale[i].copy())
+            pending = entry.pending if entry.pending is not None and \
+                entry.pending[0] == now else None
+            entry.pending = None
+            if pending is not None and entry.levels is not None:
+                entry.levels.add(pending[1], now)
             if np.isfinite(vecs[i]).all() and now - entry.last_raw >= self.raw_every:
                 keep = slice(-(RAW_HISTORY - 1), None)
                 entry.raw_hist = np.append(entry.raw_hist[keep], np.float32(raw[i]))
+                stats = pending[2:] if pending is not None else (np.nan,) * 3
+                entry.seas_hist = np.append(entry.seas_hist[keep], np.float32(stats[0]))
+                entry.fis_hist = np.append(entry.fis_hist[keep], np.float32(stats[1]))
+                entry.smooth_hist = np.append(entry.smooth_hist[keep], np.float32(stats[2]))
+                entry.fits = None
                 entry.vec_hist = np.concatenate([entry.vec_hist[keep],
                                                  vecs[i][None].astype(np.float16)])
                 entry.hist_times = np.append(entry.hist_times[keep], now)
@@ -582,6 +658,20 @@ class BaselineStore:
                                            or [np.empty(0)])
         out["vec_hist"] = np.concatenate([self.entries[k].vec_hist for k in keys]
                                          or [np.empty((0, SUMMARY_SIZE), np.float16)])
+        for name in ("seas_hist", "fis_hist", "smooth_hist"):
+            out[name] = np.concatenate([getattr(self.entries[k], name) for k in keys]
+                                       or [np.empty(0, np.float32)])
+        levels = [self.entries[k].levels for k in keys]
+        out["levels_present"] = np.array([lv is not None for lv in levels], dtype=bool)
+        kept = [lv for lv in levels if lv is not None]
+        out["levels_hours"] = np.array([lv.hours for lv in kept], dtype=np.int64
+                                       ).reshape(-1, SLOTS)
+        out["levels_means"] = np.array([lv.means for lv in kept], dtype=np.float32
+                                       ).reshape(-1, SLOTS, s)
+        out["levels_m2"] = np.array([lv.m2 for lv in kept], dtype=np.float32
+                                    ).reshape(-1, SLOTS, s)
+        out["levels_counts"] = np.array([lv.counts for lv in kept], dtype=np.uint8
+                                        ).reshape(-1, SLOTS, s)
         return out
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -599,7 +689,10 @@ class BaselineStore:
         res = _unpack("reservoir", arrays)
         protos = _unpack("proto", arrays)
         entries: dict[tuple[str, ...], _Entry] = {}
-        r = p = c = m = h = 0
+        if arrays["levels_hours"].shape[1:] != (SLOTS,):
+            raise BaselineError(f"saved seasonal levels have {arrays['levels_hours'].shape[1]} "
+                                f"hourly slots, this version {SLOTS}")
+        r = p = c = m = h = lv = 0
         for i, key in enumerate(keys):
             n = int(arrays["reservoir_counts"][i])
             reservoir = Reservoir(self.points, len(self.signals))
@@ -616,6 +709,16 @@ class BaselineStore:
             entry.raw_hist = arrays["rawhist"][h : h + k].astype(np.float32)
             entry.hist_times = arrays["hist_times"][h : h + k].astype(np.float64)
             entry.vec_hist = arrays["vec_hist"][h : h + k].astype(np.float16)
+            entry.seas_hist = arrays["seas_hist"][h : h + k].astype(np.float32)
+            entry.fis_hist = arrays["fis_hist"][h : h + k].astype(np.float32)
+            entry.smooth_hist = arrays["smooth_hist"][h : h + k].astype(np.float32)
+            if arrays["levels_present"][i]:
+                entry.levels = SeasonalLevels(len(self.signals))
+                entry.levels.hours = arrays["levels_hours"][lv].astype(np.int64)
+                entry.levels.means = arrays["levels_means"][lv].astype(np.float32)
+                entry.levels.m2 = arrays["levels_m2"][lv].astype(np.float32)
+                entry.levels.counts = arrays["levels_counts"][lv].astype(np.uint8)
+                lv += 1
             entry.last_raw = float(arrays["last_raw"][i])
             entry.normalised_at = float(arrays["normalised_at"][i])
             h += k
@@ -653,6 +756,15 @@ def _unpack(prefix: str, arrays: dict[str, np.ndarray]) -> list[Diagram]:
     h0 = np.split(arrays[f"{prefix}_h0"], np.cumsum(l0)[:-1]) if len(l0) else []
     h1 = np.split(arrays[f"{prefix}_h1"].reshape(-1, 2), np.cumsum(l1)[:-1]) if len(l1) else []
     return [(a.copy(), b.copy()) for a, b in zip(h0, h1, strict=True)]
+
+
+def _ecdf(x: np.float32, hist: np.ndarray) -> float:
+    """Mid-rank empirical CDF of x among the finite values of hist (NaN with fewer than
+    MIN_RAW_HISTORY)."""
+    hist = hist[np.isfinite(hist)]
+    if len(hist) < MIN_RAW_HISTORY:
+        return float("nan")
+    return (float((hist < x).sum()) + 0.5 * float((hist == x).sum())) / len(hist)
 
 
 def _or_nan(a: np.ndarray | None, n: int) -> np.ndarray:

@@ -326,7 +326,7 @@ class TopologyStage:
             diagrams, _, _, _ = self._persistence.submit(scored).result()
             vecs = self._summaries(diagrams, scored, p.degenerate)
             raw = p.store.distance(p.keys, vecs, now)
-            score = p.store.score(p.keys, raw)
+            score = p.store.score(p.keys, raw, now, p.coarse)
             # The score clouds' H0 medians are not the feature clouds' (Betti scale): none kept.
             p.store.update(p.keys, diagrams, p.coarse, np.full(len(p.keys), np.nan), p.deciles,
                            score, now, p.center, p.scale, raw, vecs, replay=True)
@@ -401,7 +401,7 @@ class TopologyStage:
 
         vecs = self._summaries(diagrams, scored, p.degenerate)
         raw = store.distance(keys, vecs, now)
-        score = store.score(keys, raw)
+        score = store.score(keys, raw, now, coarse)
         warming = store.warming(keys)  # before update: this cycle's distance not yet counted
 
         feats = np.concatenate([dfeats, wfeats], axis=1)

@@ -1,0 +1,206 @@
+"""Seasonal level deviation per entity, tail probabilities, and their fusion with topology.
+
+Why (issue 14, measured on ASD, benchmarks/README.md): the topology score compares the
+*shape* of the window with the entity's own same-time-of-day history; a level shift that keeps
+the shape (a service settling 20 % higher than it does at this hour) scores low there, while
+a plain seasonal z-score sees it. Both are turned into tail probabilities under the entity's
+own recent history and combined, so persistent homology stays one of two independent views.
+
+- Level: each signal's newest coarse point (the mean of the window's last
+  window/score_points, 10 min at the defaults), in raw units.
+- Reference (`SeasonalLevels`): per signal, the hourly mean level of each of the last
+  `DAYS` days, kept in a ring of DAYS x 24 hourly slots (sum and count per slot and signal;
+  memory per entity 8 + 5 x S bytes per slot: 72 slots x 8 signals = 3.5 KB, 35 MB at
+  10 000 entities). The deviation at time t is, per signal, |level - median| / scale over the
+  slots of the same hour of day +-1 h on previous days (at most 3 x DAYS hourly means), with
+  scale = max(1.4826 x MAD of those, SPREAD_FLOOR x the robust spread (IQR / 1.349) of all
+  stored hourly means of the signal), i.e. a robust seasonal z-score whose floor is a tenth
+  of the signal's own daily range (no absolute units); the entity's deviation is the max over
+  signals. NaN until MIN_REFERENCES hourly means of the same hour exist.
+- Tail probability (`survival`): P(X >= x) under an entity's own recent values: the
+  mid-rank empirical complement below their TAIL_QUANTILE, above it an exponential tail
+  fitted to the exceedances (peaks over threshold with a generalised Pareto of shape 0, as
+  in SPOT: Siffer et al., "Anomaly detection in streams with extreme value theory", KDD
+  2017), so values beyond the history's maximum keep being ranked instead of tying at 1.
+- Fusion (`fisher`): Fisher's method, -2 (ln p_topology + ln p_level), averaged over the
+  last SMOOTH seconds (a short moving average against the long-run distribution, as
+  Numenta's anomaly likelihood does), then re-calibrated by `survival` against the entity's
+  own history of the same statistic (exporter/tda/baseline.py `BaselineStore.score`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DAYS = 3
+HOUR = 3600.0
+SLOTS = DAYS * 24 + 2  # + the two slots the oldest day's interpolation needs
+NEAR = (-1, 0, 1)
+DAY = 86400.0
+# Reference: each earlier day's level interpolated at the same time of day (else the hourly
+# means of the same hour +-1 h: a steep daily slope then widens the reference).
+INTERPOLATE = False
+# Count the variance of single levels within the reference hours in the scale.
+WITHIN = False
+MIN_REFERENCES = 3
+SPREAD_FLOOR = 0.1
+TAIL_QUANTILE = 0.9
+MIN_TAIL = 3
+# Deviations are clipped here (a signal flat for days has a scale near 0; the calibration
+# ranks, the magnitude beyond this adds nothing).
+MAX_DEVIATION = 1e6
+
+
+class SeasonalLevels:
+    """One entity's hourly level statistics over the last DAYS days (a ring of SLOTS slots).
+
+    hours [SLOTS] int64: the absolute hour (Unix seconds // 3600) each slot holds (-1: none);
+    means, m2 [SLOTS, S] float32 (Welford's running mean and sum of squared deviations of
+    the levels counted in the slot), counts [SLOTS, S] uint8: per slot and signal.
+    """
+
+    __slots__ = ("hours", "means", "m2", "counts", "_ref", "_ref_hour")
+
+    def __init__(self, signals: int):
+        self.hours = np.full(SLOTS, -1, dtype=np.int64)
+        self.means = np.zeros((SLOTS, signals), dtype=np.float32)
+        self.m2 = np.zeros((SLOTS, signals), dtype=np.float32)
+        self.counts = np.zeros((SLOTS, signals), dtype=np.uint8)
+        # (centre [S], scale [S]) of the reference and the hour it was computed for: it
+        # reads only earlier days' slots, fixed within the hour (not saved: recomputed).
+        self._ref: tuple[np.ndarray, np.ndarray] | None = None
+        self._ref_hour = -1
+
+    def deviation(self, level: np.ndarray, now: float) -> float:
+        """Max over signals of the robust same-time-of-day z-score of level [S] (raw units)
+        at `now` (Unix seconds); NaN without MIN_REFERENCES earlier days' levels of any
+        signal.
+
+        Reference per signal: each earlier day's level at now's time of day (INTERPOLATE)
+        or the hourly means of the same hour +-1 h; centre: their median; scale: the root
+        of their squared MAD (x 1.4826) plus the median variance of single levels within
+        those hours (a level is noisier than an hourly mean), floored at SPREAD_FLOOR x the
+        robust spread of all the signal's hourly means.
+        """
+        hour = int(now // HOUR)
+        if INTERPOLATE:
+            centre, scale = self._reference(hour, now)
+        else:
+            if self._ref_hour != hour or self._ref is None:
+                self._ref, self._ref_hour = self._reference(hour, now), hour
+            centre, scale = self._ref
+        dev = np.abs(level - centre) / scale  # NaN where no reference or no level
+        if not np.isfinite(dev).any():
+            return float("nan")
+        return float(min(np.nanmax(dev), MAX_DEVIATION))
+
+    def _reference(self, hour: int, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(centre [S], scale [S]) of the reference at `now` (NaN where a signal has fewer
+        than MIN_REFERENCES values); see `deviation`."""
+        nan = np.full(self.means.shape[1], np.nan)
+        want = hour - np.array([24 * k - d for k in range(1, DAYS + 1) for d in NEAR])
+        rows = want % SLOTS
+        rows = rows[self.hours[rows] == want]
+        filled = np.where(self.counts > 0, self.means, np.nan)
+        ref = self._interpolated(filled, now) if INTERPOLATE else filled[rows]  # [R, S]
+        enough = np.isfinite(ref).sum(axis=0) >= MIN_REFERENCES
+        if not enough.any():
+            return nan, nan.copy()
+        q25, q75 = _nanquantiles(filled[:, enough])
+        ref = ref[:, enough]
+        med = _nanmedian(ref)
+        spread = 1.4826 * _nanmedian(np.abs(ref - med))
+        if WITHIN:
+            n = self.counts[rows][:, enough].astype(np.float32)
+            var = np.where(n > 1, self.m2[rows][:, enough] / np.maximum(n - 1, 1), np.nan)
+            has = np.isfinite(var).any(axis=0)
+            within = np.zeros(len(med))
+            within[has] = _nanmedian(var[:, has])
+            spread = np.sqrt(spread**2 + within)
+        centre, scale = nan, nan.copy()
+        centre[enough] = med
+        scale[enough] = np.fmax(np.fmax(spread, SPREAD_FLOOR * (q75 - q25) / 1.349), 1e-12)
+        return centre, scale
+
+    def _interpolated(self, means: np.ndarray, now: float) -> np.ndarray:
+        """[R, S] each earlier day's level at now's time of day: linear between the centres
+        of the two hourly slots around it (a day without both is left out)."""
+        out = []
+        for k in range(1, DAYS + 1):
+            x = (now - k * DAY) / HOUR - 0.5
+            h = int(np.floor(x))
+            w = x - h
+            a, b = h % SLOTS, (h + 1) % SLOTS
+            if self.hours[a] == h and self.hours[b] == h + 1:
+                out.append((1 - w) * means[a] + w * means[b])
+        return np.array(out).reshape(-1, means.shape[1])
+
+    def add(self, level: np.ndarray, now: float) -> None:
+        """Count level [S] (NaN: not observed) in the slot of `now`'s hour."""
+        hour = int(now // HOUR)
+        row = hour % SLOTS
+        if self.hours[row] != hour:
+            if self.hours[row] > hour:
+                return  # older than what the slot holds (out of order): dropped
+            self.hours[row] = hour
+            self.means[row] = 0.0
+            self.m2[row] = 0.0
+            self.counts[row] = 0
+        ok = np.isfinite(level) & (self.counts[row] < np.iinfo(np.uint8).max)
+        x = level[ok].astype(np.float32)
+        self.counts[row, ok] += 1
+        delta = x - self.means[row, ok]
+        self.means[row, ok] += delta / self.counts[row, ok]
+        self.m2[row, ok] += delta * (x - self.means[row, ok])
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
+    """Median over axis 0 of a [R, S] with NaN (every column has a finite value)."""
+    s = np.sort(a, axis=0)  # NaN last
+    n = np.isfinite(a).sum(axis=0)
+    cols = np.arange(a.shape[1])
+    return 0.5 * (s[(n - 1) // 2, cols] + s[n // 2, cols])
+
+
+def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """25th and 75th percentiles (nearest rank) over axis 0 of a [R, S] with NaN."""
+    s = np.sort(a, axis=0)
+    n = np.maximum(np.isfinite(a).sum(axis=0), 1)
+    cols = np.arange(a.shape[1])
+    return s[(n - 1) // 4, cols], s[(3 * (n - 1)) // 4, cols]
+
+
+def tail_fit(hist: np.ndarray) -> tuple[float, float, float]:
+    """(u, beta, share) of hist [n] finite: its TAIL_QUANTILE (nearest rank below), the
+    mean excess over it and the share of values above it; beta = 0 without a tail (fewer
+    than MIN_TAIL exceedances, or TAIL_QUANTILE >= 1)."""
+    n = len(hist)
+    if TAIL_QUANTILE >= 1.0 or n < MIN_TAIL / (1.0 - TAIL_QUANTILE):
+        return float("inf"), 0.0, 0.0
+    k = int(TAIL_QUANTILE * (n - 1))
+    u = float(np.partition(hist, k)[k])
+    exc = hist[hist > u] - u
+    if len(exc) < MIN_TAIL:
+        return u, 0.0, 0.0
+    return u, float(exc.mean()), len(exc) / n
+
+
+def survival(x: float, hist: np.ndarray, fit: tuple[float, float, float] | None = None
+             ) -> float:
+    """P(X >= x) for x under hist [n >= 1] finite (0 < p <= 1): the mid-rank empirical
+    complement up to hist's TAIL_QUANTILE, above it an exponential tail fitted to the
+    exceedances (peaks over threshold, GPD shape 0). NaN for NaN x. fit: `tail_fit(hist)`
+    when already known (it changes only when hist does)."""
+    if not np.isfinite(x):
+        return float("nan")
+    u, beta, share = tail_fit(hist) if fit is None else fit
+    if x > u and beta > 0:
+        return float(share * np.exp(-(x - u) / beta))
+    n = len(hist)
+    below = float((hist < x).sum()) + 0.5 * float((hist == x).sum())
+    return max((n - below) / n, 0.5 / n)
+
+
+def fisher(*p: float) -> float:
+    """Fisher's combined statistic -2 sum(ln p) of the finite p-values given (0 if none)."""
+    return float(-2.0 * sum(np.log(v) for v in p if np.isfinite(v)))

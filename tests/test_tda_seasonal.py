@@ -1,0 +1,147 @@
+"""Seasonal level deviation, tail probabilities and the fused topology score (issue 14)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exporter.config import AnalysisConfig, Duration, SignalConfig, TopologyConfig
+from exporter.tda import TopologyError, TopologyStage, baseline, seasonal
+from exporter.tda.seasonal import SeasonalLevels, fisher, survival
+from exporter.windows import Window
+
+DAY = 86400.0
+EVERY = 600.0  # one level / one cycle per 10 min
+
+
+def daily(t: np.ndarray) -> np.ndarray:
+    return 50.0 + 10.0 * np.sin(2 * np.pi * t / DAY)
+
+
+def test_a_daily_pattern_is_not_a_deviation_but_a_same_hour_level_shift_is():
+    rng = np.random.default_rng(0)
+    levels = SeasonalLevels(2)
+    for t in np.arange(0.0, 4 * DAY, EVERY):
+        levels.add(np.array([daily(t) + rng.normal(0, 0.3), 5.0]), t)
+    day5 = np.arange(4 * DAY, 5 * DAY, EVERY)
+    noise = rng.normal(0, 0.3, len(day5))
+    usual = [levels.deviation(np.array([daily(t) + n, 5.0]), t)
+             for t, n in zip(day5, noise, strict=True)]
+    # +5 all day long: inside the day's range (40..60), outside the range of each hour.
+    shifted = [levels.deviation(np.array([daily(t) + n + 5.0, 5.0]), t)
+               for t, n in zip(day5, noise, strict=True)]
+    assert np.median(shifted) > 3 * np.median(usual)
+    assert np.mean(np.array(shifted) > np.percentile(usual, 90)) > 0.9
+    # The other signal alone moving counts the same (max over signals).
+    assert levels.deviation(np.array([daily(day5[0]), 5.5]), day5[0]) > np.max(usual)
+
+
+def test_no_deviation_without_same_hour_history_and_old_slots_are_dropped():
+    levels = SeasonalLevels(1)
+    levels.add(np.array([1.0]), 0.0)
+    assert np.isnan(levels.deviation(np.array([1.0]), DAY))  # one same-hour mean only
+    hours = np.arange(0, 5 * 24)
+    for h in hours:
+        levels.add(np.array([float(h)]), h * 3600.0)
+    # The ring holds the newest SLOTS hours (DAYS days and the two the oldest day needs).
+    np.testing.assert_array_equal(np.sort(levels.hours), hours[-seasonal.SLOTS:])
+    # A sample older than what its slot holds is dropped.
+    levels.add(np.array([-99.0]), 0.0)
+    assert -99.0 not in levels.means
+
+
+def test_survival_is_a_calibrated_tail_probability_beyond_the_history():
+    rng = np.random.default_rng(1)
+    hist = rng.exponential(size=432)
+    # Calibrated on fresh draws from the same distribution: P(p <= a) ~ a.
+    fresh = rng.exponential(size=4000)
+    p = np.array([survival(x, hist) for x in fresh])
+    for a in (0.01, 0.05, 0.5):
+        assert abs((p <= a).mean() - a) < max(0.5 * a, 0.01)
+    # Beyond the maximum values keep being ranked (no tie at the top), always > 0.
+    top = [survival(hist.max() + d, hist) for d in (0.0, 1.0, 5.0)]
+    assert 0 < top[2] < top[1] < top[0] < 1.0 / len(hist)
+    assert np.isnan(survival(float("nan"), hist))
+    assert fisher(0.5, float("nan")) == pytest.approx(-2 * np.log(0.5))
+
+
+def _analysis() -> AnalysisConfig:
+    # 20-minute windows of 1-minute steps: cheap PH, same code as the product's 2 h.
+    return AnalysisConfig(
+        name="t", window=Duration(1200.0), step=Duration(60.0),
+        signals=tuple(SignalConfig(name=n, query="q") for n in ("a", "b")),
+        topology=TopologyConfig(baseline_admit_every=Duration(EVERY),
+                                baseline_every=Duration(3600)),
+    )
+
+
+def _series(days: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two entities x 2 signals of a daily pattern plus AR(1) noise, 1-minute steps."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(0.0, days * DAY, 60.0)
+    eps = rng.normal(0, 0.4, (2, 2, len(t)))
+    x = np.zeros_like(eps)
+    for k in range(1, len(t)):
+        x[..., k] = 0.7 * x[..., k - 1] + eps[..., k]
+    return t, x + daily(t)
+
+
+def _scores(t: np.ndarray, x: np.ndarray, learn_until: float) -> tuple[np.ndarray, np.ndarray]:
+    stage = TopologyStage(_analysis(), workers=1)
+    steps = 20
+    out, at = [], []
+    try:
+        for end in range(steps - 1, len(t), int(EVERY / 60)):
+            w = Window("t", ("instance",), (("h0",), ("h1",)), ("a", "b"),
+                       t[end - steps + 1 : end + 1], x[:, :, end - steps + 1 : end + 1])
+            if t[end] < learn_until:
+                stage.learn(w, float(t[end]))
+            else:
+                out.append(stage.run(w, float(t[end])).anomaly_score)
+                at.append(t[end])
+    finally:
+        stage.close()
+    return np.array(at), np.array(out)
+
+
+def test_fused_score_flags_a_same_hour_level_shift_and_not_the_daily_pattern(monkeypatch):
+    t, x = _series(4.2, seed=2)
+    shift = t >= 4 * DAY + 2 * 3600.0
+    x[1][:, shift] += 2.5  # h1 settles 2.5 higher, both signals: the day's range is 40..60
+    at, fused = _scores(t, x, 3 * DAY)
+    late = at >= 4 * DAY + 2 * 3600.0 + 1200.0  # windows wholly after the shift
+    assert np.nanmax(fused[late, 1]) > 0.99
+    assert np.nanmedian(fused[late, 1]) > 0.95
+    # h0 follows its daily pattern: no more high scores than calibration allows.
+    assert np.nanmedian(fused[:, 0]) < 0.9
+    assert (fused[:, 0] > 0.99).mean() < 0.1
+    # The topology alone (the score before the fusion) misses most of it.
+    monkeypatch.setattr(baseline, "FUSION", False)
+    _, alone = _scores(t, x, 3 * DAY)
+    assert np.nanmedian(alone[late, 1]) < np.nanmedian(fused[late, 1])
+
+
+def test_seasonal_state_round_trips_and_old_formats_are_refused():
+    t, x = _series(1.2, seed=3)
+    stage = TopologyStage(_analysis(), workers=1)
+    for end in range(19, len(t), 10):
+        w = Window("t", ("instance",), (("h0",), ("h1",)), ("a", "b"), t[end - 19 : end + 1],
+                   x[:, :, end - 19 : end + 1])
+        stage.learn(w, float(t[end]))
+    stage.close()
+    saved = stage.state()
+    again = TopologyStage(_analysis(), workers=1)
+    again.restore(saved)
+    again.close()
+    for key, entry in stage._store.entries.items():
+        other = again._store.entries[key]
+        assert entry.levels is not None and other.levels is not None
+        np.testing.assert_array_equal(entry.levels.hours, other.levels.hours)
+        np.testing.assert_array_equal(entry.levels.means, other.levels.means)
+        np.testing.assert_array_equal(entry.levels.counts, other.levels.counts)
+        for name in ("seas_hist", "fis_hist", "smooth_hist", "raw_hist"):
+            np.testing.assert_array_equal(getattr(entry, name), getattr(other, name))
+        assert np.isfinite(entry.fis_hist).any()
+    saved["format"] = np.array([3])
+    with pytest.raises(TopologyError, match="format 3"):
+        TopologyStage(_analysis(), workers=1).restore(saved)
