@@ -37,10 +37,12 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   newest three points with the anchor, a second window scale) compared by L1 with the
   entity's own past summaries (one per window/score_points, three days at most) that do not
   overlap the window, at the same time of day (+-1 h) once a day of history exists: the
-  mean distance to the 3 nearest of the newest 36. Score = the mid-rank empirical CDF of the
-  entity's own recent raw distances (the complement of a tail probability: 0.99 = exceeded
-  by 1 window in 100 of its own), exported once MIN_RAW_HISTORY exist
-  (`BaselineStore.warming`). Degenerate windows (every signal constant or two-state, or
+  mean distance to the 3 nearest of the newest 36. Score (`BaselineStore.score`, since the
+  second issue-14 session): that distance's tail probability under the entity's own recent
+  raw distances, fused (Fisher's method, 30-min moving average) with the tail probability of
+  a seasonal level deviation (exporter/tda/seasonal.py) and re-calibrated on the entity's
+  own history of the fused statistic (0.99 = exceeded by 1 window in 100 of its own);
+  exported once MIN_RAW_HISTORY raw distances exist (`BaselineStore.warming`). Degenerate windows (every signal constant or two-state, or
   missing) have no summary: no score, and nothing enters the history. Measured on real
   servers (benchmarks/eval_anomaly.py, ASD, ablation in benchmarks/README.md); the
   reservoir's prototypes and the old calibration sample no longer feed the score.
@@ -301,7 +303,7 @@ class _Entry:
     pending: tuple[float, np.ndarray, float, float, float] | None = None
     # seasonal.tail_fit of the finite raw_hist, seas_hist, smooth_hist (None: to compute;
     # reset when they grow; not saved).
-    fits: tuple[tuple[float, float, float], ...] | None = None
+    fits: tuple[tuple[float, float, float, int], ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -439,22 +441,25 @@ class BaselineStore:
         entry.pending = (now, level, seas, float("nan"), float("nan"))
         if not np.isfinite(raw):
             return float("nan")
-        hists = [h[np.isfinite(h)] for h in (entry.raw_hist, entry.seas_hist, entry.smooth_hist)]
-        if len(hists[0]) < MIN_RAW_HISTORY:
-            return float("nan")
         if entry.fits is None:
-            entry.fits = tuple(tail_fit(h) for h in hists)
+            entry.fits = tuple(tail_fit(h) for h in (entry.raw_hist, entry.seas_hist,
+                                                      entry.smooth_hist))
+        fit_raw, fit_seas, fit_smooth = entry.fits
+        if fit_raw[3] < MIN_RAW_HISTORY:
+            return float("nan")
         p_level = float("nan")
-        if np.isfinite(seas) and len(hists[1]) >= MIN_RAW_HISTORY:
-            p_level = survival(seas, hists[1], entry.fits[1])
-        p_topology = survival(raw, hists[0], entry.fits[0]) if TOPOLOGY else float("nan")
+        if np.isfinite(seas) and fit_seas[3] >= MIN_RAW_HISTORY:
+            p_level = survival(seas, entry.seas_hist, fit_seas)
+        p_topology = survival(raw, entry.raw_hist, fit_raw) if TOPOLOGY else float("nan")
         fis = fisher(p_topology, p_level)
-        recent = (entry.hist_times >= now - SMOOTH) & np.isfinite(entry.fis_hist)
-        smooth = float((fis + entry.fis_hist[recent].sum()) / (1 + int(recent.sum())))
+        # hist_times ascend: the statistics of the last SMOOTH seconds are a suffix.
+        recent = entry.fis_hist[np.searchsorted(entry.hist_times, now - SMOOTH):]
+        recent = recent[np.isfinite(recent)]
+        smooth = (fis + float(recent.sum())) / (1 + len(recent))
         entry.pending = (now, level, seas, fis, smooth)
-        if len(hists[2]) < MIN_RAW_HISTORY:
+        if fit_smooth[3] < MIN_RAW_HISTORY:
             return _ecdf(np.float32(raw), entry.raw_hist)
-        return 1.0 - survival(smooth, hists[2], entry.fits[2])
+        return 1.0 - survival(smooth, entry.smooth_hist, fit_smooth)
 
     def warming(self, keys: tuple[tuple[str, ...], ...]) -> np.ndarray:
         """[E] True where the score is not yet exported: fewer than MIN_RAW_HISTORY own

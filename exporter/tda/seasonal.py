@@ -30,6 +30,8 @@ own recent history and combined, so persistent homology stays one of two indepen
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 DAYS = 3
@@ -89,10 +91,9 @@ class SeasonalLevels:
             if self._ref_hour != hour or self._ref is None:
                 self._ref, self._ref_hour = self._reference(hour, now), hour
             centre, scale = self._ref
-        dev = np.abs(level - centre) / scale  # NaN where no reference or no level
-        if not np.isfinite(dev).any():
-            return float("nan")
-        return float(min(np.nanmax(dev), MAX_DEVIATION))
+        # NaN where no reference or no level; fmax skips NaN (NaN only if all are).
+        dev = float(np.fmax.reduce(np.abs(level - centre) / scale))
+        return min(dev, MAX_DEVIATION) if dev == dev else dev
 
     def _reference(self, hour: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(centre [S], scale [S]) of the reference at `now` (NaN where a signal has fewer
@@ -170,37 +171,37 @@ def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return s[(n - 1) // 4, cols], s[(3 * (n - 1)) // 4, cols]
 
 
-def tail_fit(hist: np.ndarray) -> tuple[float, float, float]:
-    """(u, beta, share) of hist [n] finite: its TAIL_QUANTILE (nearest rank below), the
-    mean excess over it and the share of values above it; beta = 0 without a tail (fewer
-    than MIN_TAIL exceedances, or TAIL_QUANTILE >= 1)."""
+def tail_fit(hist: np.ndarray) -> tuple[float, float, float, int]:
+    """(u, beta, share, n) of the finite values of hist [n']: n of them, their TAIL_QUANTILE
+    (nearest rank below) u, the mean excess over it and the share of values above it; beta =
+    0 without a tail (fewer than MIN_TAIL exceedances, or TAIL_QUANTILE >= 1)."""
+    hist = hist[np.isfinite(hist)]
     n = len(hist)
     if TAIL_QUANTILE >= 1.0 or n < MIN_TAIL / (1.0 - TAIL_QUANTILE):
-        return float("inf"), 0.0, 0.0
+        return float("inf"), 0.0, 0.0, n
     k = int(TAIL_QUANTILE * (n - 1))
     u = float(np.partition(hist, k)[k])
     exc = hist[hist > u] - u
     if len(exc) < MIN_TAIL:
-        return u, 0.0, 0.0
-    return u, float(exc.mean()), len(exc) / n
+        return u, 0.0, 0.0, n
+    return u, float(exc.mean()), len(exc) / n, n
 
 
-def survival(x: float, hist: np.ndarray, fit: tuple[float, float, float] | None = None
-             ) -> float:
-    """P(X >= x) for x under hist [n >= 1] finite (0 < p <= 1): the mid-rank empirical
-    complement up to hist's TAIL_QUANTILE, above it an exponential tail fitted to the
-    exceedances (peaks over threshold, GPD shape 0). NaN for NaN x. fit: `tail_fit(hist)`
-    when already known (it changes only when hist does)."""
-    if not np.isfinite(x):
+def survival(x: float, hist: np.ndarray,
+             fit: tuple[float, float, float, int] | None = None) -> float:
+    """P(X >= x) for x under the finite values of hist [n'] (at least one; 0 < p <= 1): the
+    mid-rank empirical complement up to their TAIL_QUANTILE, above it an exponential tail
+    fitted to the exceedances (peaks over threshold, GPD shape 0). NaN for NaN x. fit:
+    `tail_fit(hist)` when already known (it changes only when hist does)."""
+    if not math.isfinite(x):
         return float("nan")
-    u, beta, share = tail_fit(hist) if fit is None else fit
+    u, beta, share, n = tail_fit(hist) if fit is None else fit
     if x > u and beta > 0:
-        return float(share * np.exp(-(x - u) / beta))
-    n = len(hist)
-    below = float((hist < x).sum()) + 0.5 * float((hist == x).sum())
+        return share * math.exp(-(x - u) / beta)
+    below = float(np.count_nonzero(hist < x)) + 0.5 * float(np.count_nonzero(hist == x))
     return max((n - below) / n, 0.5 / n)
 
 
 def fisher(*p: float) -> float:
     """Fisher's combined statistic -2 sum(ln p) of the finite p-values given (0 if none)."""
-    return float(-2.0 * sum(np.log(v) for v in p if np.isfinite(v)))
+    return -2.0 * sum(math.log(v) for v in p if math.isfinite(v))
