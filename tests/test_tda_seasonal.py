@@ -62,6 +62,7 @@ def test_survival_is_a_calibrated_tail_probability_beyond_the_history():
     top = [survival(hist.max() + d, hist) for d in (0.0, 1.0, 5.0)]
     assert 0 < top[2] < top[1] < top[0] < 1.0 / len(hist)
     assert np.isnan(survival(float("nan"), hist))
+    assert survival(1e9, hist) > 0 and np.isfinite(fisher(survival(1e9, hist)))
     assert fisher(0.5, float("nan")) == pytest.approx(-2 * np.log(0.5))
 
 

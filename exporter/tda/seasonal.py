@@ -48,6 +48,7 @@ MIN_REFERENCES = 3
 SPREAD_FLOOR = 0.1
 TAIL_QUANTILE = 0.9
 MIN_TAIL = 3
+TINY = 1e-300
 # Deviations are clipped here (a signal flat for days has a scale near 0; the calibration
 # ranks, the magnitude beyond this adds nothing).
 MAX_DEVIATION = 1e6
@@ -197,7 +198,8 @@ def survival(x: float, hist: np.ndarray,
         return float("nan")
     u, beta, share, n = tail_fit(hist) if fit is None else fit
     if x > u and beta > 0:
-        return share * math.exp(-(x - u) / beta)
+        # Floored: far beyond the history exp underflows, and log(0) has no Fisher term.
+        return max(share * math.exp(-(x - u) / beta), TINY)
     below = float(np.count_nonzero(hist < x)) + 0.5 * float(np.count_nonzero(hist == x))
     return max((n - below) / n, 0.5 / n)
 
