@@ -55,7 +55,7 @@ def main() -> None:
     feats, fwd, total = [], [], []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        x = step_features(window, analysis, None)
+        x = step_features(window, analysis)
         t1 = time.perf_counter()
         with torch.inference_mode():
             pred.net_(torch.from_numpy(x))

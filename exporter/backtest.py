@@ -310,17 +310,15 @@ async def replay(cfg: Config, analysis: AnalysisConfig, window: Window, times: n
 
 
 def topology_features_needed(predictor: Any, entities: int) -> bool:
-    """Whether a replay's outputs read the topology diagram features: the forecast when the
-    model takes topology inputs (its card says so; a predictor without a card is assumed
-    to), the fleet outliers (topology agent) from `tda.fleet.MIN_FLEET` entities on."""
+    """Whether a replay's outputs read the topology diagram features: only the fleet outliers
+    (topology agent), from `tda.fleet.MIN_FLEET` entities on. The forecast never does (the
+    model takes no topology inputs; `lnn.artifacts` refuses a card that says otherwise), but
+    a predictor without a card (a test double) is assumed to."""
     from exporter.tda.fleet import MIN_FLEET
 
     if entities >= MIN_FLEET:
         return True
-    if predictor is None:
-        return False
-    card = getattr(predictor, "card", None)
-    return not isinstance(card, dict) or bool(card.get("topology_inputs", True))
+    return predictor is not None and not isinstance(getattr(predictor, "card", None), dict)
 
 
 class _Recorder:

@@ -57,6 +57,7 @@ class TrainError(Exception):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`aura train`'s flags on `parser` (the CLI's subparser)."""
     parser.add_argument("--config.file", dest="config_file", help="AURA configuration file")
     parser.add_argument("--analysis", help="analysis to train on (default: the first)")
     src = parser.add_mutually_exclusive_group(required=True)
@@ -155,7 +156,7 @@ def _user_corpus(args: argparse.Namespace) -> Corpus:
 # Driver
 
 
-def _split_groups(groups: np.ndarray, seed: int) -> tuple[set[int], set[int], set[int]]:
+def split_groups(groups: np.ndarray, seed: int) -> tuple[set[int], set[int], set[int]]:
     """Whole groups (fleets or entities) to train / validation / test, about 60/20/20."""
     uniq = np.unique(groups)
     order = np.random.default_rng(seed).permutation(uniq)
@@ -170,7 +171,7 @@ def _split_groups(groups: np.ndarray, seed: int) -> tuple[set[int], set[int], se
     return train, val, test
 
 
-def _weighted(samples: Samples, mask: np.ndarray, keep: float) -> Samples:
+def weighted_subset(samples: Samples, mask: np.ndarray, keep: float) -> Samples:
     """Subset whose quiet windows, thinned to `keep`, are weighted back by 1 / keep."""
     sub = samples.subset(mask)
     sub.weight = np.where(sub.y[:, -1] == 0, 1 / keep, 1.0)
@@ -178,6 +179,10 @@ def _weighted(samples: Samples, mask: np.ndarray, keep: float) -> Samples:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Build the corpus, split, train, calibrate, score and write the model directory.
+
+    Returns the exit code: 0, or 2 when the data is unusable (the reason is printed and logged).
+    """
     t_start = time.monotonic()
     deadline_all = t_start + 60 * args.max_minutes
     try:
@@ -198,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     if split_by == "fleet":
         # Split whole fleets before replay so held-out fleets are replayed in full while
         # training fleets keep only a share of their quiet windows (weighted back).
-        tr_g, va_g, te_g = _split_groups(np.arange(len(corpus.histories)), args.seed)
+        tr_g, va_g, te_g = split_groups(np.arange(len(corpus.histories)), args.seed)
     parts, offsets, off = [], [], 0
     for i, h in enumerate(corpus.histories):
         thin = split_by == "fleet" and i in tr_g
@@ -219,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
         thin_ok = np.ones(len(samples), dtype=bool)
     else:
         keys = samples.entity
-        tr_g, va_g, te_g = _split_groups(keys, args.seed)
+        tr_g, va_g, te_g = split_groups(keys, args.seed)
         thin_ok = ~negative | (rng.random(len(samples)) < keep_rate)
     in_tr, in_va, in_te = (np.isin(keys, list(g)) for g in (tr_g, va_g, te_g))
     if split_by != "fleet":
@@ -243,7 +248,7 @@ def run(args: argparse.Namespace) -> int:
     # Early stopping reads a thinned validation set (weighted back) to keep epochs cheap.
     val_thin = np.random.default_rng(args.seed + 3).random(len(samples)) < 0.35
     val_mask_fit &= ~negative | val_thin
-    val_fit = _weighted(samples, val_mask_fit, 0.35)
+    val_fit = weighted_subset(samples, val_mask_fit, 0.35)
     result = train_network(
         samples.subset(train_mask), val_fit, seed=args.seed, units=args.units,
         epochs=args.epochs, deadline=time.monotonic() + main_budget, base=base_net,
@@ -279,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
             lofo[fam] = {"skipped": "time budget exhausted"}
             continue
         not_fam = ent_fam != fam
-        r = train_network(samples.subset(train_mask & not_fam), _weighted(
+        r = train_network(samples.subset(train_mask & not_fam), weighted_subset(
             samples, val_mask_fit & not_fam, 0.35), seed=args.seed, units=args.units, epochs=args.epochs,
             deadline=time.monotonic() + budget, tag=f"lofo-{fam}", threads=args.threads)
         calibrate(r.net, samples.subset(in_va & not_fam))

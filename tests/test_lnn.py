@@ -12,7 +12,6 @@ import yaml
 from exporter.config import AnalysisConfig, Duration, SignalConfig
 from exporter.lnn.dataset import History, build_samples
 from exporter.lnn.features import FEATURE_NAMES, TOKENS, step_features
-from exporter.results import TopologyResult
 from exporter.windows import Window
 
 torch = pytest.importorskip("torch")
@@ -115,22 +114,14 @@ def test_features_independent_of_signal_count_and_order():
         np.testing.assert_allclose(x[:, :, j], x2[:, :, j], atol=1e-5, err_msg=name)
 
 
-def test_features_topology_optional():
-    w = window()
-    x = step_features(w, analysis())
+def test_features_topology_columns_reserved_zero():
+    # Topology inputs are not fed (README "Design notes"): the columns stay, always 0, and
+    # step_features takes no topology result.
+    x = step_features(window(), analysis())
     cols = [FEATURE_NAMES.index(n) for n in FEATURE_NAMES if n.startswith("topology_")]
-    assert (x[:, :, cols] == 0).all()
-    n = len(w.entities)
-    topo = TopologyResult(
-        anomaly_score=np.linspace(0, 1, n), betti=np.ones((n, 2)), entropy=np.ones((n, 2)),
-        features=np.zeros((n, 3)), feature_names=("a", "b", "c"),
-        signal_contribution=np.full((n, 5), np.nan), fleet_betti=np.array([1.0, 0.0]),
-        fleet_outlier=np.zeros(n))
-    topo.anomaly_score[1] = np.nan
-    x2 = step_features(w, analysis(), topo)
-    assert (x2[:, :, FEATURE_NAMES.index("topology_available")] == 1).all()
-    assert np.isfinite(x2).all()
-    assert x2[-1, 0, FEATURE_NAMES.index("topology_anomaly")] == pytest.approx(1.0)
+    assert len(cols) == 6 and (x[:, :, cols] == 0).all()
+    with pytest.raises(TypeError):
+        step_features(window(), analysis(), None)  # type: ignore[misc]
 
 
 # -- network --------------------------------------------------------------------------------
@@ -235,6 +226,22 @@ def test_load_refuses_sha_mismatch_and_other_inputs(tmp_path):
         load_model(d2)
     with pytest.raises(ModelError, match="model card"):
         load_model(tmp_path / "nowhere")
+
+
+def test_load_refuses_a_card_with_topology_inputs(tmp_path):
+    from exporter.lnn.artifacts import ModelError, load_model
+
+    d = _save(tmp_path)
+    load_model(d)  # no key: loads
+    card = yaml.safe_load((d / "model.yaml").read_text())
+    for value, ok in ((False, True), (True, False)):
+        card["topology_inputs"] = value
+        (d / "model.yaml").write_text(yaml.safe_dump(card))
+        if ok:
+            load_model(d)
+        else:
+            with pytest.raises(ModelError, match="topology_inputs: True.*no topology inputs"):
+                load_model(d)
 
 
 # -- predictor -----------------------------------------------------------------------------

@@ -164,6 +164,14 @@ def load_model(model_dir: str | Path) -> tuple[FailureNet, dict[str, Any]]:
             f"{model_dir}: model inputs {card['inputs']} differ from this version's features "
             f"{list(FEATURE_NAMES)}; retrain with `aura train`"
         )
+    if card.get("topology_inputs", False) is not False:
+        # Inputs 16-21 are always 0 now (lnn.features): a model that learned weights for them
+        # would read "no topology" on every window and forecast something it was not fitted to.
+        raise ModelError(
+            f"{model_dir}: the card says topology_inputs: {card['topology_inputs']!r}, but "
+            "this version feeds the model no topology inputs (they did not improve held-out "
+            "or out-of-distribution scores, README \"Design notes\"); retrain with `aura train`"
+        )
     if int(card.get("tokens", TOKENS)) != TOKENS:
         raise ModelError(f"{model_dir}: model expects {card['tokens']} tokens, features give "
                          f"{TOKENS}")

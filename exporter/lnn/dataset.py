@@ -125,7 +125,7 @@ def build_samples(
         win = Window(analysis.name, history.label_names,
                      tuple(history.entities) * len(cyc), history.signals,
                      history.timestamps[idx[0]], vals)
-        x = step_features(win, analysis, None, horizon_scale=hmax)
+        x = step_features(win, analysis, horizon_scale=hmax)
         t_rows = np.repeat(t_now, n_ent)
         e_rows = np.tile(np.arange(n_ent), len(cyc))
         # Next incident start after t, whether t is inside one, per row.

@@ -35,16 +35,19 @@ Inputs, in order (`FEATURE_NAMES`; copied into `model.yaml` as `inputs`):
  13   trending_up_ratio          share of present signals whose trend exceeds 1 z per hour
  14   missing_ratio              share of the token's samples that are missing
  15   capacity_available         1 when at least one signal has a capacity and data
- 16   topology_available         1 when a topology result was given
- 17   topology_anomaly           topology anomaly score 0..1 (0 while warming up)
- 18   topology_entropy_0         H0 persistence entropy / log(max_points)
- 19   topology_entropy_1         H1 persistence entropy / log(max_points)
- 20   topology_betti_0           log1p(Betti 0)
- 21   topology_betti_1           log1p(Betti 1)
+ 16   topology_available         reserved, always 0 (see below)
+ 17   topology_anomaly           reserved, always 0
+ 18   topology_entropy_0         reserved, always 0
+ 19   topology_entropy_1         reserved, always 0
+ 20   topology_betti_0           reserved, always 0
+ 21   topology_betti_1           reserved, always 0
 ====  =========================  ================================================================
 
-Topology columns (16-21) are constant along the sequence; they are zero with
-`topology_available = 0` when the topology stage is off, abstains or failed.
+Columns 16-21 were to carry the topology stage's result (available, anomaly score, H0/H1
+entropy, log1p Betti numbers). Trained with them, a model did not score better on held-out
+or out-of-distribution data (README, "Design notes"; `models/topology_ablation.py` fills
+them itself to repeat the measurement), so they are fed as zeros: the names stay so that
+shipped model cards (whose `inputs` list them) keep loading.
 """
 
 from __future__ import annotations
@@ -53,7 +56,6 @@ import numpy as np
 
 from exporter.config import AnalysisConfig
 from exporter.numeric import clipped_z, mad_sigma, nanmedian_last
-from exporter.results import TopologyResult
 from exporter.windows import Window
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -98,13 +100,14 @@ FEATURE_DOCS: dict[str, str] = {
     "trending_up_ratio": "share of present signals trending up by more than 1 z per hour",
     "missing_ratio": "share of the token's samples that are missing",
     "capacity_available": "1 when a signal with a capacity has data",
-    "topology_available": "1 when a topology result was given (else topology inputs are 0)",
-    "topology_anomaly": "topology anomaly score 0..1",
-    "topology_entropy_0": "H0 persistence entropy / log(max_points)",
-    "topology_entropy_1": "H1 persistence entropy / log(max_points)",
-    "topology_betti_0": "log1p(Betti 0)",
-    "topology_betti_1": "log1p(Betti 1)",
+    "topology_available": "reserved, always 0 (topology inputs are not fed)",
+    "topology_anomaly": "reserved, always 0",
+    "topology_entropy_0": "reserved, always 0",
+    "topology_entropy_1": "reserved, always 0",
+    "topology_betti_0": "reserved, always 0",
+    "topology_betti_1": "reserved, always 0",
 }
+# The reserved columns (16-21), zero in every window (module docstring).
 TOPOLOGY_COLUMNS = slice(16, 22)
 TOKENS = 20
 # Trend span on each side of the difference of means (seconds of signal).
@@ -183,7 +186,6 @@ def _group_reduce(z: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.nda
 def step_features(
     window: Window,
     analysis: AnalysisConfig,
-    topology: TopologyResult | None = None,
     *,
     horizon_scale: float = DEFAULT_HORIZON_SCALE,
     tokens: int = TOKENS,
@@ -194,7 +196,6 @@ def step_features(
     ----------
     window: the cycle's window; its signals must be the analysis' signals (any order).
     analysis: gives each signal's kind, direction and capacity, and the step.
-    topology: the topology stage's result for the same window, or None.
     horizon_scale: seconds that normalise the time to capacity (the model's largest horizon).
     tokens: sequence length after pooling.
     """
@@ -285,17 +286,6 @@ def step_features(
         urgency = 1.0 - np.clip(ttc.min(axis=1) / horizon_scale, 0.0, 1.0)
         out[:, :, 10] = np.where(any_f, urgency, 0.0)
         out[:, :, 15] = any_f.any(axis=1)[:, None]
-
-    if topology is not None:
-        norm = np.log(max(2, analysis.topology.max_points))
-        out[:, :, 16] = 1.0
-        out[:, :, 17] = np.nan_to_num(np.clip(topology.anomaly_score, 0, 1))[:, None]
-        ent = np.nan_to_num(np.asarray(topology.entropy, dtype=np.float64) / norm)
-        out[:, :, 18] = ent[:, 0, None]
-        out[:, :, 19] = ent[:, 1, None]
-        betti = np.log1p(np.clip(np.nan_to_num(np.asarray(topology.betti, np.float64)), 0, None))
-        out[:, :, 20] = betti[:, 0, None]
-        out[:, :, 21] = betti[:, 1, None]
 
     np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return out

@@ -90,6 +90,9 @@ class FailurePredictor:
                 topology: TopologyResult | None = None) -> Forecast:
         """Forecast every entity of `window` (rows in window order).
 
+        topology: accepted for the pipeline's `Predictor` protocol and not read: the model
+        takes no topology inputs (`lnn.features`, README "Design notes").
+
         Returns a Forecast on the analysis' horizons; rows of entities without recent samples
         and columns beyond the model's largest horizon are NaN (see `info["status"]`).
         """
@@ -112,11 +115,7 @@ class FailurePredictor:
                             np.full(n, np.nan))
         if n == 0:
             return Forecast(tuple(wanted), np.empty((0, len(wanted))), np.empty(0))
-        if not bool(self.card.get("topology_inputs", False)):
-            # A model trained without topology never learned weights for those inputs.
-            topology = None
-        x = step_features(window, analysis, topology,
-                          horizon_scale=float(self.horizons_[-1]))
+        x = step_features(window, analysis, horizon_scale=float(self.horizons_[-1]))
         with torch.inference_mode():
             p_t, ttf_t = self.net_(torch.from_numpy(x))
         p = p_t.numpy().astype(np.float64)
