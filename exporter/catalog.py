@@ -58,9 +58,10 @@ VOTERS = _entity(
 )
 TOPOLOGY_ANOMALY = _entity(
     "aura_topology_anomaly_score",
-    "Share of the entity's own recent windows whose topological distance (persistence "
-    "summaries vs its own history at the same time of day) is below the current one: 0.99 = "
-    "exceeded by 1 window in 100; absent while warming up and for constant windows.",
+    "Calibrated tail probability of the entity's topological distance (persistence summaries "
+    "vs its own history at the same time of day) fused with its seasonal level deviation: "
+    "0.99 = exceeded by 1 window in 100 of its own; absent while warming up and for constant "
+    "windows.",
 )
 BETTI = _entity(
     "aura_betti_number",
