@@ -169,7 +169,7 @@ def load_model(model_dir: str | Path) -> tuple[FailureNet, dict[str, Any]]:
         # would read "no topology" on every window and forecast something it was not fitted to.
         raise ModelError(
             f"{model_dir}: the card says topology_inputs: {card['topology_inputs']!r}, but "
-            "this version feeds the model no topology inputs (they did not improve held-out "
+            "this version feeds the model no topology inputs (not shown to improve held-out "
             "or out-of-distribution scores, README \"Design notes\"); retrain with `aura train`"
         )
     if int(card.get("tokens", TOKENS)) != TOKENS:

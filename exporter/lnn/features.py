@@ -44,10 +44,10 @@ Inputs, in order (`FEATURE_NAMES`; copied into `model.yaml` as `inputs`):
 ====  =========================  ================================================================
 
 Columns 16-21 were to carry the topology stage's result (available, anomaly score, H0/H1
-entropy, log1p Betti numbers). Trained with them, a model did not score better on held-out
-or out-of-distribution data (README, "Design notes"; `models/topology_ablation.py` fills
-them itself to repeat the measurement), so they are fed as zeros: the names stay so that
-shipped model cards (whose `inputs` list them) keep loading.
+entropy, log1p Betti numbers). Trained with them, a model was not shown to score better
+on held-out or out-of-distribution data (README, "Design notes"; `models/topology_ablation.py`
+fills them itself to repeat the measurement), so they are fed as zeros: the names stay so
+that shipped model cards (whose `inputs` list them) keep loading.
 """
 
 from __future__ import annotations
