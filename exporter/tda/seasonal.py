@@ -9,14 +9,17 @@ own recent history and combined, so persistent homology stays one of two indepen
 - Level: each signal's newest coarse point (the mean of the window's last
   window/score_points, 10 min at the defaults), in raw units.
 - Reference (`SeasonalLevels`): per signal, the hourly mean level of each of the last
-  `DAYS` days, kept in a ring of DAYS x 24 hourly slots (sum and count per slot and signal;
-  memory per entity 8 + 5 x S bytes per slot: 72 slots x 8 signals = 3.5 KB, 35 MB at
-  10 000 entities). The deviation at time t is, per signal, |level - median| / scale over the
-  slots of the same hour of day +-1 h on previous days (at most 3 x DAYS hourly means), with
-  scale = max(1.4826 x MAD of those, SPREAD_FLOOR x the robust spread (IQR / 1.349) of all
-  stored hourly means of the signal), i.e. a robust seasonal z-score whose floor is a tenth
-  of the signal's own daily range (no absolute units); the entity's deviation is the max over
-  signals. NaN until MIN_REFERENCES hourly means of the same hour exist.
+  `DAYS` days, kept in a ring of SLOTS = DAYS x 24 + 2 hourly slots (running mean, M2 and
+  count per slot and signal; memory per entity 8 + 9 x S bytes per slot: 74 slots x 8
+  signals = 5.9 KB, 59 MB at 10 000 entities). The deviation at time t is, per signal,
+  |level - median| / scale over the slots of the same hour of day +-1 h on previous days (at
+  most 3 x DAYS hourly means), with scale = max(1.4826 x MAD of those, SPREAD_FLOOR x the
+  robust spread (IQR / 1.349) of all stored hourly means of the signal), i.e. a robust
+  seasonal z-score whose floor is a tenth of the signal's own daily range (no absolute
+  units); the entity's deviation is the max over signals. NaN until MIN_REFERENCES hourly
+  means of the same hour exist. The reference is computed once per hour and entity (its
+  rows are at least 23 h old). INTERPOLATE and WITHIN are measured variants, off (worse on
+  ASD, benchmarks/README.md).
 - Tail probability (`survival`): P(X >= x) under an entity's own recent values: the
   mid-rank empirical complement below their TAIL_QUANTILE, above it an exponential tail
   fitted to the exceedances (peaks over threshold with a generalised Pareto of shape 0, as
