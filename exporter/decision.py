@@ -24,7 +24,7 @@ and split-conformal p-values (Vovk et al., 2005). The fleet's reference is the m
 its entities' own reference quantiles over all their samples (no lag: one entity's
 precursor cannot move a median); it applies once 3 entities have `fleet_min_reference` of
 history. An entity's own reference counts from `fleet_min_reference` of its own (lagged)
-history on; until it covers `min_reference` (default a day: one daily cycle, so a nightly
+history on; until its history spans `min_reference` (default a day: one daily cycle, so a nightly
 backup has been seen once), the risk must also reach the prior `cold_threshold` (a cold
 start, a new pod of a rollout): a few hours say little about what is usual for the entity.
 
@@ -109,7 +109,6 @@ class DecisionStage:
         self.sample_every = float(cfg.sample_every)
         self.slots = max(int(math.ceil(float(cfg.reference) / self.sample_every)), 1)
         self.quantile = threshold_quantile(cfg.alert_budget, self.sample_every)
-        self.min_samples = max(int(float(cfg.min_reference) / self.sample_every), 1)
         self.fleet_min_samples = max(int(float(cfg.fleet_min_reference) / self.sample_every), 1)
         self.rows_: dict[EntityKey, int] = {}
         self.risk_ = np.full((0, self.slots), np.nan, dtype=np.float32)
@@ -147,10 +146,13 @@ class DecisionStage:
             # Whatever own history there is counts at once (an entity whose first hours
             # already show high risks is not judged by the fleet alone) ...
             own = np.where(own_n >= self.fleet_min_samples, own_all[rows], np.nan)
-            # ... but until it covers `min_reference` (a cold start, a new pod), its risk must
-            # also reach the prior `cold_threshold`: a few hours say little about what is
-            # usual for this entity (its nightly backup has not happened yet).
-            floor = np.where(own_n < self.min_samples, float(self.cfg.cold_threshold) - MARGIN,
+            # ... but until its history spans `min_reference` (a cold start, a new pod), its
+            # risk must also reach the prior `cold_threshold`: a few hours say little about
+            # what is usual for this entity (its nightly backup has not happened yet). The
+            # span counts every sample (the lag only keeps a precursor out of its reference);
+            # a live cold start seeded from its bootstrap history is past it at once.
+            floor = np.where(self._span(rows, now) < float(self.cfg.min_reference)
+                             - self.sample_every, float(self.cfg.cold_threshold) - MARGIN,
                              -np.inf)
             threshold = np.fmax(np.fmax(own, fleet), floor)
         elevated = level >= 1
@@ -247,6 +249,12 @@ class DecisionStage:
         if some.any():
             out[some] = nan_percentile(ref[some], [100.0 * self.quantile], axis=1)[0]
         return out, counts
+
+    def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
+        """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""
+        valid = ~np.isnan(self.risk_[rows])
+        first = np.where(valid, self.time_[rows].astype(np.float64), np.inf).min(axis=1)
+        return np.where(np.isfinite(first), now - first, 0.0)
 
     def _drop_excluded(self, now: float) -> None:
         """Blank reference samples inside excluded spans; forget spans older than any sample."""
