@@ -9,7 +9,7 @@ import pytest
 
 from exporter.agents import AGENTS, AgentInput, agent_weights, run_agents, vote_of
 from exporter.agents.base import in_chunks
-from exporter.agents.capacity import CapacityAgent, ttf_risk
+from exporter.agents.capacity import CapacityAgent, hinge_fit, ttf_risk
 from exporter.agents.forecast import ForecastAgent
 from exporter.agents.network import NetworkAgent
 from exporter.agents.stability import StabilityAgent
@@ -199,6 +199,26 @@ def _memory_only(series: np.ndarray) -> AgentInput:
                  ("memory",), t, series[:, None, :])
     cfg = AnalysisConfig(name="n", signals=(SignalConfig("memory", capacity=1.0, kind="resource"),))
     return AgentInput(cfg, win, None, None, t[-1])
+
+
+def test_hinge_fit_matches_least_squares_at_every_breakpoint():
+    """The vectorised segmented fit equals numpy's least squares tried at every breakpoint."""
+    rng = np.random.default_rng(7)
+    y = rng.standard_normal((5, 15)).cumsum(axis=1)
+    y[1, 3] = np.nan  # a missing block
+    b, level, rise_len, sigma, _ = hinge_fit(y)
+    x = np.arange(15.0)
+    for r in range(len(y)):
+        ok = ~np.isnan(y[r])
+        fits = []
+        for k in range(15 - 3):
+            a_mat = np.column_stack([np.ones(ok.sum()), np.maximum(0.0, x[ok] - k)])
+            coef, res, *_ = np.linalg.lstsq(a_mat, y[r, ok], rcond=None)
+            fits.append((float(res[0]) if len(res) else 0.0, k, coef))
+        sse, k, (a0, b0) = min(fits, key=lambda f: f[0])
+        assert rise_len[r] == 14 - k
+        assert np.isclose(b[r], b0) and np.isclose(level[r], a0 + b0 * (14 - k))
+        assert np.isclose(sigma[r], np.sqrt(sse / (ok.sum() - 2)))
 
 
 def test_capacity_sees_a_fast_onset_the_trend_lookbacks_miss():
