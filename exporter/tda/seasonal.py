@@ -25,7 +25,8 @@ own recent history and combined, so persistent homology stays one of two indepen
   fitted to the exceedances (peaks over threshold with a generalised Pareto of shape 0, as
   in SPOT: Siffer et al., "Anomaly detection in streams with extreme value theory", KDD
   2017), so values beyond the history's maximum keep being ranked instead of tying at 1.
-- Fusion (`fisher`): Fisher's method, -2 (ln p_topology + ln p_level), averaged over the
+- Fusion (`fisher`): Fisher's method, -2 (ln p_topology + ln p_level) mapped back to two
+  degrees of freedom (one scale whether or not the level's p-value exists yet), averaged over the
   last SMOOTH seconds (a short moving average against the long-run distribution, as
   Numenta's anomaly likelihood does), then re-calibrated by `survival` against the entity's
   own history of the same statistic (exporter/tda/baseline.py `BaselineStore.score`).
@@ -55,6 +56,9 @@ TINY = 1e-300
 # Deviations are clipped here (a signal flat for days has a scale near 0; the calibration
 # ranks, the magnitude beyond this adds nothing).
 MAX_DEVIATION = 1e6
+# Fisher's statistic mapped back to 2 degrees of freedom whatever the number of p-values
+# (off: -2 sum ln p, whose scale doubles the day the level's p-value joins; measured variant).
+FISHER_DOF = True
 
 
 class SeasonalLevels:
@@ -208,5 +212,18 @@ def survival(x: float, hist: np.ndarray,
 
 
 def fisher(*p: float) -> float:
-    """Fisher's combined statistic -2 sum(ln p) of the finite p-values given (0 if none)."""
-    return -2.0 * sum(math.log(v) for v in p if math.isfinite(v))
+    """Fisher's combined statistic of the finite p-values given, on one scale whatever their
+    number k: -2 ln P(chi2 with 2k degrees of freedom >= -2 sum(ln p)) (0 if none; for k = 1
+    it is -2 ln p itself). Under the null (independent uniform p) it is chi2 with 2 degrees
+    of freedom for every k, so a history that mixes one- and two-term values (the level's
+    reference arrives a day after the topology's) stays one distribution (Fisher 1932; the
+    closed form of the chi2 survival with even degrees of freedom: e^(-x/2) sum_{j<k}
+    (x/2)^j / j!, as scipy.stats.chi2.sf gives it, ~20x faster per call)."""
+    if not FISHER_DOF:
+        return -2.0 * sum(math.log(v) for v in p if math.isfinite(v))
+    logs = [math.log(v) for v in p if math.isfinite(v)]
+    half = -sum(logs)  # x / 2
+    # ln P(chi2_2k >= x) = -x/2 + ln sum_{j<k} (x/2)^j / j!
+    tail = sum(math.exp(j * math.log(half) - math.lgamma(j + 1)) if half > 0 else float(j == 0)
+               for j in range(len(logs)))
+    return 2.0 * (half - math.log(tail)) if logs else 0.0
