@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 
+from exporter.numeric import IQR_TO_SIGMA, MAD_TO_SIGMA, nanmedian_last
+
 DAYS = 3
 HOUR = 3600.0
 SLOTS = DAYS * 24 + 2  # + the two slots the oldest day's interpolation needs
@@ -117,18 +119,18 @@ class SeasonalLevels:
             return nan, nan.copy()
         q25, q75 = _nanquantiles(filled[:, enough])
         ref = ref[:, enough]
-        med = _nanmedian(ref)
-        spread = 1.4826 * _nanmedian(np.abs(ref - med))
+        med = nanmedian_last(ref.T)
+        spread = MAD_TO_SIGMA * nanmedian_last(np.abs(ref - med).T)
         if WITHIN:
             n = self.counts[rows][:, enough].astype(np.float32)
             var = np.where(n > 1, self.m2[rows][:, enough] / np.maximum(n - 1, 1), np.nan)
             has = np.isfinite(var).any(axis=0)
             within = np.zeros(len(med))
-            within[has] = _nanmedian(var[:, has])
+            within[has] = nanmedian_last(var[:, has].T)
             spread = np.sqrt(spread**2 + within)
         centre, scale = nan, nan.copy()
         centre[enough] = med
-        scale[enough] = np.fmax(np.fmax(spread, SPREAD_FLOOR * (q75 - q25) / 1.349), 1e-12)
+        scale[enough] = np.fmax(np.fmax(spread, SPREAD_FLOOR * (q75 - q25) / IQR_TO_SIGMA), 1e-12)
         return centre, scale
 
     def _interpolated(self, means: np.ndarray, now: float) -> np.ndarray:
@@ -161,14 +163,6 @@ class SeasonalLevels:
         delta = x - self.means[row, ok]
         self.means[row, ok] += delta / self.counts[row, ok]
         self.m2[row, ok] += delta * (x - self.means[row, ok])
-
-
-def _nanmedian(a: np.ndarray) -> np.ndarray:
-    """Median over axis 0 of a [R, S] with NaN (every column has a finite value)."""
-    s = np.sort(a, axis=0)  # NaN last
-    n = np.isfinite(a).sum(axis=0)
-    cols = np.arange(a.shape[1])
-    return 0.5 * (s[(n - 1) // 2, cols] + s[n // 2, cols])
 
 
 def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
