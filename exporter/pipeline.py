@@ -50,6 +50,8 @@ SOURCE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, SourceError, OSE
 
 
 class Predictor(Protocol):
+    """What the forecast stage calls: exporter.lnn.predictor.CfcPredictor, or a test double."""
+
     info: dict[str, str]
 
     def predict(
@@ -57,7 +59,10 @@ class Predictor(Protocol):
     ) -> Forecast | None: ...
 
 
-class StateStore(Protocol):
+class StateBackend(Protocol):
+    """Where the pipeline keeps named array bundles across restarts (exporter.state.StateStore
+    on disk; tests inject failing ones)."""
+
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> None: ...
 
     def load(self, name: str) -> dict[str, np.ndarray] | None: ...
@@ -136,7 +141,7 @@ class Pipeline:
         *,
         predictor: Predictor | None = None,
         model_info: dict[str, str] | None = None,
-        state: StateStore | None = None,
+        state: StateBackend | None = None,
         shard: tuple[int, int] | None = None,
         topology_workers: int | None = None,
         clock: Callable[[], float] = time.time,
