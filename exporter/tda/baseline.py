@@ -425,8 +425,8 @@ class BaselineStore:
         1 - `survival` of that average under the entity's own history of averages (so 0.99
         still means 1 window in 100 of its own). p_level counts once MIN_LEVEL_HISTORY
         deviations exist; falls back to the ECDF above while the history of averages is
-        shorter than MIN_SMOOTH_HISTORY (an entity's first day). Stashes the cycle's level and statistics in
-        the entity for `update` (which keeps them).
+        shorter than MIN_SMOOTH_HISTORY (an entity's first day). Stashes the cycle's level
+        and statistics in the entity for `update` (which keeps them).
         """
         out = np.full(len(keys), np.nan)
         fused = FUSION and now is not None and coarse is not None
