@@ -171,3 +171,60 @@ def test_features_of_a_diagram_do_not_depend_on_its_batch() -> None:
     batched = diagram_features([small, big], scale)
     assert alone[0].tobytes() == batched[0].tobytes()
     assert summaries([small])[0].tobytes() == summaries([small, big])[0].tobytes()
+
+
+def _exact_norms(h1: np.ndarray) -> tuple[float, float, float]:
+    """||lambda_1||_1, ||lambda_1||_2, ||lambda_2||_1 from persim's exact landscape."""
+    from persim.landscapes import PersLandscapeExact
+
+    land = PersLandscapeExact(dgms=[np.zeros((1, 2)), h1], hom_deg=1)
+
+    def norms(pairs: list) -> tuple[float, float]:
+        p = np.asarray(pairs, dtype=float)
+        x, y = p[:, 0], p[:, 1]
+        dx = np.diff(x)
+        l1 = float(np.sum(dx * (y[:-1] + y[1:]) / 2))
+        # A linear piece's exact integral of y^2: dx * (y0^2 + y0 y1 + y1^2) / 3.
+        l2sq = float(np.sum(dx * (y[:-1] ** 2 + y[:-1] * y[1:] + y[1:] ** 2) / 3))
+        return l1, l2sq ** 0.5
+
+    l1, l2 = norms(land.critical_pairs[0])
+    l1b = norms(land.critical_pairs[1])[0] if len(land.critical_pairs) > 1 else 0.0
+    return l1, l2, l1b
+
+
+def test_landscape_norms_match_persim_exact_landscapes():
+    """The H1 landscape features (a 48-point grid) against persim's exact landscapes."""
+    from exporter.tda.features import _landscapes
+
+    rng = np.random.default_rng(11)
+    dgms = []
+    for n in (1, 2, 3, 6):
+        birth = rng.uniform(0, 1, n)
+        dgms.append(np.column_stack([birth, birth + rng.uniform(0.2, 1.5, n)]))
+    width = max(len(d) for d in dgms)
+    padded = np.full((len(dgms), width, 2), np.nan)
+    for i, d in enumerate(dgms):
+        padded[i, : len(d)] = d
+    got = _landscapes(padded)
+    for i, d in enumerate(dgms):
+        want = _exact_norms(d)
+        # A 48-point trapezoid over the diagram's span: within 1 % of the exact norms.
+        assert np.allclose(got[i], want, rtol=0.01, atol=0.002), (i, got[i], want)
+
+
+def test_persistence_entropy_matches_its_definition():
+    """Persistence entropy -sum p log p, p = lifetime / total (Chintakunta et al. 2015),
+    against scipy.stats.entropy of the lifetimes (which normalises them itself)."""
+    from scipy.stats import entropy
+
+    from exporter.tda.features import _entropy
+
+    rng = np.random.default_rng(12)
+    lifetimes = np.full((3, 5), np.nan)
+    lifetimes[0, :5] = rng.uniform(0.1, 2, 5)
+    lifetimes[1, :2] = [1.0, 1.0]
+    got = _entropy(lifetimes)
+    assert np.isclose(got[0], entropy(lifetimes[0, :5]))
+    assert np.isclose(got[1], np.log(2))
+    assert got[2] == 0.0
