@@ -19,18 +19,17 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
 - Windows less than one window length apart overlap (a 2 h window every 10 min shares 92 %
   of its points with the next) and would look alike for that reason alone, so distances are
   only ever taken between non-overlapping windows: prototypes are admitted >= one window ago,
-  and the calibration sample compares each reservoir diagram only with prototypes at least a
-  window away. Without that the calibration sample is biased low and healthy scores sit near 1.
+  and the score's references are at least a window old (`BaselineStore.distance`).
 - Normalisation: the first window's robust centre/scale until the first fit; then every
   RENORMALISE_EVERY (6 h, phase-staggered per entity) the robust statistics of all the
   reservoir's raw score-cloud points (hours of healthy history instead of one 2 h window,
   which mis-scaled every signal with a daily pattern or a sparse one), and every reservoir
-  diagram is recomputed under them (`BaselineStore.renormalise`), so prototypes,
-  calibration and live windows always share units (mixing units saturated healthy scores).
+  diagram is recomputed under them (`BaselineStore.renormalise`), so prototypes
+  and live windows always share units (mixing units saturated healthy scores).
 - Every `baseline_every` (phase-staggered) the baseline is refitted from the reservoir
   (`EntityBaseline.fit`): `PROTOTYPES` diagrams evenly spaced over the reservoir, the
-  calibrated Betti scale (`features.connectivity_scale` of the windows' median H0 deaths), and
-  the calibration sample: each reservoir diagram's median distance to the prototypes.
+  calibrated Betti scale (`features.connectivity_scale` of the windows' median H0 deaths) and
+  the typical healthy deciles (signal contributions).
 - Raw anomaly (since issue 14; the W1 distance to 3 reservoir prototypes before): the
   score diagram's fixed-normalisation summary (features.summaries: Betti curves at fixed
   radii in robust units, total persistence, the longest H0 bars, and the H0 bars of the
@@ -45,7 +44,8 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   exported once MIN_RAW_HISTORY raw distances exist (`BaselineStore.warming`). Degenerate windows (every signal constant or two-state, or
   missing) have no summary: no score, and nothing enters the history. Measured on real
   servers (benchmarks/eval_anomaly.py, ASD, ablation in benchmarks/README.md); the
-  reservoir's prototypes and the old calibration sample no longer feed the score.
+  reservoir's prototypes no longer feed the score (nor does the calibration sample of
+  reservoir x prototype distances they once had: removed, issue 17).
 - Signal contribution: per signal, the mean absolute difference of the current window's
   normalised deciles from the baseline's (a 1-D Wasserstein distance in robust units);
   rows normalised to sum 1 (equal shares when nothing deviates, NaN without a baseline).
@@ -63,7 +63,7 @@ import numpy as np
 from exporter.numeric import clipped_z, nan_percentile
 from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale, summaries
-from exporter.tda.persistence import Diagram, diagram_distance
+from exporter.tda.persistence import Diagram
 from exporter.tda.seasonal import SLOTS, SeasonalLevels, fisher, survival, tail_fit
 from exporter.windows import decode_entity_key, encode_entity_key, shard_of
 
@@ -124,11 +124,12 @@ def window_deciles(values: np.ndarray) -> np.ndarray:
 
 
 class EntityBaseline:
-    """Estimator: one entity's healthy diagrams -> calibrated anomaly scores.
+    """Estimator: one entity's healthy reservoir -> its normalisation and healthy shape.
 
-    `fit(diagrams, deciles)` learns `center_`, `scale_` [S], `zdeciles_` [S, 9],
-    `prototypes_`, `calibration_` (sorted) and `betti_scale_`; `transform(raw)` maps raw
-    distances to 0..1 and raises when not fitted.
+    `fit(...)` learns `center_`, `scale_` [S], `zdeciles_` [S, 9] (typical healthy deciles
+    in robust units, for signal contributions), `prototypes_` (reservoir diagrams, for
+    display) and `betti_scale_`. The anomaly score is not computed here
+    (`BaselineStore.score`).
     """
 
     def __init__(self, prototypes: int = PROTOTYPES):
@@ -136,14 +137,10 @@ class EntityBaseline:
 
     def fit(self, diagrams: list[Diagram], h0_medians: list[float], deciles: list[np.ndarray],
             times: np.ndarray, now: float, window: float, center: np.ndarray,
-            scale: np.ndarray, calibration: np.ndarray | None = None) -> EntityBaseline:
+            scale: np.ndarray) -> EntityBaseline:
         """Fit from the reservoir; `center`/`scale` [S] are the normalisation its diagrams
-        were computed with (kept, so calibration and live distances compare like with like).
-
-        calibration: a calibration sample to keep instead of computing one (reservoir x
-        prototype distances were ~half of all topology CPU; once an entity calibrates on its
-        own distances the sample is not used, see BaselineStore.score).
-        """
+        were computed with (kept, so live windows use the same units); raise BaselineError
+        without enough non-overlapping history (`ready`)."""
         if not ready(np.asarray(times), now, window):
             raise BaselineError("too little non-overlapping healthy history for a baseline")
         import warnings
@@ -162,16 +159,6 @@ class EntityBaseline:
         k = min(self.prototypes, len(cand))
         idx = cand[np.unique(np.round(np.linspace(0, len(cand) - 1, k)).astype(int))]
         self.prototypes_ = [diagrams[i] for i in idx]
-        if calibration is not None:
-            self.calibration_ = calibration
-        else:
-            calib = []
-            for j, d in enumerate(diagrams):
-                # Same rule as prototypes: only prototypes not overlapping window j.
-                others = [diagrams[i] for i in idx if abs(times[i] - times[j]) >= window]
-                if others:
-                    calib.append(float(np.median([diagram_distance(d, p) for p in others])))
-            self.calibration_ = np.sort(np.asarray(calib))
         # SCALE_FACTOR x the median of the windows' median H0 deaths (feature clouds).
         medians = np.asarray(h0_medians, dtype=np.float64)
         # NaN (each window's own scale) until live windows have brought feature-cloud medians
@@ -179,11 +166,6 @@ class EntityBaseline:
         self.betti_scale_ = (connectivity_scale(medians) if np.isfinite(medians).any()
                              else float("nan"))
         return self
-
-    def transform(self, raw: np.ndarray) -> np.ndarray:
-        if not hasattr(self, "calibration_"):
-            raise BaselineError("EntityBaseline is not fitted: call fit() first")
-        return calibrate(np.asarray(raw, dtype=np.float64), self.calibration_)
 
 
 def ready(times: np.ndarray, now: float, window: float) -> bool:
@@ -195,16 +177,6 @@ def ready(times: np.ndarray, now: float, window: float) -> bool:
         return False
     comparable = (np.abs(times[:, None] - old[None, :]) >= window).any(axis=1)
     return int(comparable.sum()) >= MIN_BASELINE - 1
-
-
-def calibrate(raw: np.ndarray, calibration: np.ndarray) -> np.ndarray:
-    """Empirical CDF of a sorted calibration sample at raw (mid-ranks, linear in between)."""
-    n = len(calibration)
-    ranks = (np.arange(n) + 0.5) / n
-    xs = np.concatenate([[0.0], calibration, [calibration[-1] * 1.5 + 1e-12]])
-    ys = np.concatenate([[0.0], ranks, [1.0]])
-    out = np.interp(raw, xs, ys)
-    return np.where(np.isnan(raw), np.nan, out)
 
 
 class Reservoir:
@@ -558,11 +530,9 @@ class BaselineStore:
                 entry.normalised_at = now - phase * RENORMALISE_EVERY
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
-            # The score no longer uses the reservoir's calibration sample: none computed.
             entry.model = EntityBaseline().fit(
                 res.diagrams, res.h0_medians.tolist(), list(res.deciles), res.times, now,
                 self.window, entry.center, entry.scale,  # type: ignore[arg-type]
-                np.empty(0),
             )
             entry.last_refresh = now - phase * self.refresh_every if first else now
             refits += 1
@@ -667,9 +637,6 @@ class BaselineStore:
         out["betti_scale"] = np.array([m.betti_scale_ for m in models])
         out["proto_counts"] = np.array([len(m.prototypes_) for m in models], dtype=np.int64)
         out.update(_pack("proto", [p for m in models for p in m.prototypes_]))
-        out["calib_counts"] = np.array([len(m.calibration_) for m in models], dtype=np.int64)
-        out["calib"] = (np.concatenate([m.calibration_ for m in models]) if models
-                        else np.empty(0))
         out["rawhist_counts"] = np.array([len(self.entries[k].raw_hist) for k in keys],
                                          dtype=np.int64)
         out["rawhist"] = np.array([x for k in keys for x in self.entries[k].raw_hist.tolist()],
@@ -713,7 +680,7 @@ class BaselineStore:
         if arrays["levels_hours"].shape[1:] != (SLOTS,):
             raise BaselineError(f"saved seasonal levels have {arrays['levels_hours'].shape[1]} "
                                 f"hourly slots, this version {SLOTS}")
-        r = p = c = m = h = lv = 0
+        r = p = m = h = lv = 0
         for i, key in enumerate(keys):
             n = int(arrays["reservoir_counts"][i])
             reservoir = Reservoir(self.points, len(self.signals))
@@ -752,9 +719,6 @@ class BaselineStore:
                 k = int(arrays["proto_counts"][m])
                 model.prototypes_ = protos[p : p + k]
                 p += k
-                k = int(arrays["calib_counts"][m])
-                model.calibration_ = arrays["calib"][c : c + k].copy()
-                c += k
                 m += 1
                 entry.model = model
             entries[key] = entry
