@@ -44,8 +44,8 @@ def synthetic_snapshot(entities: int, seed: int = 0) -> Any:
 
     from exporter.config import AnalysisConfig, Config
     from exporter.exposition import render
-    from exporter.pipeline import SelfStats, Snapshot
     from exporter.results import AnalysisResult, Consensus, Forecast, TopologyResult, Votes
+    from exporter.snapshot import SelfStats, Snapshot
     from exporter.source.simulator import fleet_signals
     from exporter.windows import Window
 

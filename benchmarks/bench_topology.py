@@ -55,7 +55,7 @@ def make_window(e: int, s: int, t: int, seed: int = 0):  # type: ignore[no-untyp
 
 
 def call_overhead(n_clouds: int = 300) -> None:
-    """Why exporter.tda.persistence calls ripser's compiled routine (`_rips_core`): the
+    """Why exporter.tda.rips calls ripser's compiled routine (`_rips_core`): the
     import of `ripser` (it imports scikit-learn) in a fresh process against `pyRipser`
     alone, and the cost per cloud of `ripser.ripser(dist, distance_matrix=True)` against
     `rips_diagram` (same diagrams, bit for bit: tests/test_tda_persistence.py) on random-walk

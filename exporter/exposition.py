@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import platform
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import (
@@ -28,9 +27,7 @@ from exporter import __version__, catalog
 from exporter.catalog import Metric
 from exporter.config import Config, format_duration
 from exporter.results import AnalysisResult
-
-if TYPE_CHECKING:
-    from exporter.pipeline import SelfStats
+from exporter.snapshot import SelfStats
 
 
 def escape(value: str) -> str:
@@ -91,7 +88,7 @@ def _type(m: Metric) -> str:
 
 
 def render(results: Sequence[AnalysisResult], stats: SelfStats, cfg: Config) -> bytes:
-    """Render every result, the self-metrics in `stats` (pipeline.SelfStats) and the
+    """Render every result, the self-metrics in `stats` (snapshot.SelfStats) and the
     standard `process_*` / `python_*` families."""
     w = _Writer()
     # Families are written metric by metric across analyses so each has one HELP/TYPE block.

@@ -17,14 +17,16 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
 
 from exporter import stacking
 from exporter.config import AnalysisConfig, Config
+from exporter.exposition import render
 from exporter.results import AnalysisResult, Consensus, Forecast, TopologyResult, Votes
+from exporter.snapshot import SelfStats, Snapshot
 from exporter.source import Fetch, Source, SourceError
 from exporter.windows import Window, WindowBuffer, shard_of
 
@@ -66,33 +68,6 @@ class StateBackend(Protocol):
     def save(self, name: str, arrays: dict[str, np.ndarray]) -> None: ...
 
     def load(self, name: str) -> dict[str, np.ndarray] | None: ...
-
-
-@dataclass
-class SelfStats:
-    """Counters and gauges about the exporter itself, rendered with every snapshot."""
-
-    up: float = 0.0
-    cycles_total: int = 0
-    failures_total: dict[str, int] = field(default_factory=dict)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-    cycle_seconds: float | None = None
-    last_success: float | None = None
-    query_errors_total: dict[tuple[str, str], int] = field(default_factory=dict)
-    dropped_total: dict[str, int] = field(default_factory=dict)
-    incidents_recorded_total: int = 0
-    model_info: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, eq=False)
-class Snapshot:
-    """What /metrics serves until the next cycle: results plus pre-rendered exposition bytes."""
-
-    created: float
-    results: tuple[AnalysisResult, ...]
-    body: bytes
-    body_gzip: bytes
-    ready: bool
 
 
 @dataclass
@@ -760,8 +735,6 @@ class Pipeline:
 
     def _render(self, results: tuple[AnalysisResult, ...], *, created: float,
                 ready: bool) -> Snapshot:
-        from exporter.exposition import render
-
         body = render(results, self.stats, self.cfg)
         return Snapshot(created, results, body, gzip.compress(body, compresslevel=5), ready)
 

@@ -8,8 +8,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import catalog
 from exporter.config import parse_config
 from exporter.exposition import render
-from exporter.pipeline import SelfStats
 from exporter.results import AnalysisResult, Consensus, Forecast, TopologyResult, Votes
+from exporter.snapshot import SelfStats
 from exporter.windows import Window
 
 CFG = parse_config({"analyses": [{"name": "nodes", "entity_labels": ["instance", "job"],

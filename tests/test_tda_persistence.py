@@ -124,7 +124,7 @@ def test_summaries_are_betti_curves_at_fixed_radii():
 
 def test_h0_deaths_of_small_clouds_equal_ripser():
     from exporter.tda.features import recent_summaries
-    from exporter.tda.persistence import h0_deaths, rips_diagram
+    from exporter.tda.rips import h0_deaths, rips_diagram
 
     clouds = np.random.default_rng(1).normal(size=(5, 6, 3))
     expected = [np.sort(rips_diagram(c)[0])[::-1] for c in clouds]

@@ -9,7 +9,7 @@ The snapshot carries Betti numbers and entropies, not diagrams (they would cost 
 every entity every cycle), so the entity view recomputes the one diagram it shows with the
 topology stage's own building blocks: robust normalisation (exporter.tda.embedding), the
 configured delay embedding, pooling to `max_points` (+ the anchor) and Rips H0/H1 with ripser
-(exporter.tda.persistence.rips_diagram). Normalisation uses the window's own robust statistics,
+(exporter.tda.rips.rips_diagram). Normalisation uses the window's own robust statistics,
 not the entity's learned baseline, so the diagram can differ slightly from the one the
 stage computed. One 60-point cloud costs a few milliseconds.
 """

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from exporter.numeric import IQR_TO_SIGMA, nan_percentile, nanmedian_last
-from exporter.tda.persistence import Diagram
+from exporter.tda.rips import Diagram, h0_deaths
 
 DIAGRAM_FEATURES = (
     "betti_0",
@@ -213,8 +213,6 @@ def recent_summaries(points: np.ndarray, counts: np.ndarray) -> np.ndarray:
     *nearest* of all points, so a departure of the last half hour stays hidden until the
     window has left the baseline; here it shows at once.
     """
-    from exporter.tda.persistence import h0_deaths
-
     e = len(counts)
     out = np.full((e, RECENT_POINTS), np.nan)
     ok = counts > RECENT_POINTS

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.tda.features import connectivity_scale
+from exporter.tda.rips import rips_diagram
 
 FLEET_POINTS = 256
 MIN_FLEET = 5
@@ -37,8 +38,6 @@ class FleetTopology:
 
     def fit(self, features: np.ndarray, order: np.ndarray | None = None) -> FleetTopology:
         from scipy.spatial.distance import cdist
-
-        from exporter.tda.persistence import rips_diagram
 
         e = len(features)
         self.betti_ = np.full(2, np.nan)
