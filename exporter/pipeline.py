@@ -51,6 +51,11 @@ REPLAY_MAX_CYCLES = 1024
 SOURCE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, SourceError, OSError)
 
 
+class StateSaveError(RuntimeError):
+    """The state of one or more analyses could not be saved this cycle (the first cause
+    chained)."""
+
+
 class Predictor(Protocol):
     """What the forecast stage calls: exporter.lnn.predictor.CfcPredictor, or a test double."""
 
@@ -128,6 +133,8 @@ class Pipeline:
         self.shard = shard
         self.topology_workers = topology_workers
         self.clock = clock
+        # (stage, analysis) failing since its last success, for stages logged once per run.
+        self._failing: set[tuple[str, str]] = set()
         self.stats = SelfStats(model_info=dict(model_info or predictor_info(predictor)))
         self.runtimes = [
             _AnalysisRuntime(a, self._new_buffer(a)) for a in cfg.analyses
@@ -622,29 +629,45 @@ class Pipeline:
     @contextmanager
     def _stage(self, stage: str, analysis: str, failed: set[str],
                stage_seconds: dict[str, float] | None = None,
-               expected: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+               expected: tuple[type[BaseException], ...] = (),
+               recovered: str | None = None) -> Iterator[None]:
         """Isolate one stage run: an exception ends the block and is counted in
         `aura_cycle_failures_total{stage}` and logged (`_fail`; `expected` ones as a warning
         without a traceback), then the caller carries on with what it has. With
-        `stage_seconds`, the block's wall time is added to `stage_seconds[stage]`."""
+        `stage_seconds`, the block's wall time is added to `stage_seconds[stage]`. With
+        `recovered`, a run of failures of (stage, analysis) is logged once, when it starts,
+        and `recovered` (info) when the block next succeeds."""
         t0 = self.clock()
+        key = (stage, analysis)
+        was_failing = recovered is not None and key in self._failing
+        failing = True
         try:
             yield
+            failing = False
         except expected as err:
-            self._fail(stage, failed, analysis, err, expected=True)
+            self._fail(stage, failed, analysis, err, expected=True, quiet=was_failing)
         except Exception as err:
-            self._fail(stage, failed, analysis, err)
+            self._fail(stage, failed, analysis, err, quiet=was_failing)
+        if recovered is not None and failing:
+            self._failing.add(key)
+        elif was_failing:
+            self._failing.discard(key)
+            log.info('msg="%s" stage=%s analysis=%s', recovered, stage, analysis)
         if stage_seconds is not None:
             _add(stage_seconds, stage, self.clock() - t0)
 
     def _fail(self, stage: str, failed: set[str], analysis: str, err: BaseException,
-              expected: bool = False) -> None:
+              expected: bool = False, quiet: bool = False) -> None:
+        """Count a failure of `stage` and log it (unless `quiet`: already logged)."""
         failed.add(stage)
         self.stats.failures_total[stage] = self.stats.failures_total.get(stage, 0) + 1
+        if quiet:
+            return
         if expected:
             log.warning("stage failed stage=%s analysis=%s err=%r", stage, analysis, err)
         else:
-            log.error("stage failed stage=%s analysis=%s", stage, analysis, exc_info=err)
+            log.error("stage failed stage=%s analysis=%s err=%r", stage, analysis, err,
+                      exc_info=err)
 
     # ---------------------------------------------------------------- state
 
@@ -702,34 +725,39 @@ class Pipeline:
     def _save_state(self) -> bool:
         """Save every analysis' buffers and baselines; a failure never stops the cycle.
 
-        A failed save (disk full, read-only or deleted state_dir, a bug) is counted in
+        A failed save (disk full, read-only or deleted state_dir, a bug) goes through the
+        stage isolation (`_stage`): counted once per cycle in
         `aura_cycle_failures_total{stage="state"}` and logged when it starts and when it
-        recovers, not every cycle; the next cycle simply tries again. Returns success.
+        recovers, not every cycle; the next cycle simply tries again. It does not fail the
+        cycle (`aura_last_cycle_success_timestamp_seconds` still advances). Returns success.
         """
         if self.state is None:
             return True
-        failed: list[tuple[str, BaseException]] = []
-        for rt in self.runtimes:
-            try:
-                arrays = {f"buffer.{k}": v for k, v in rt.buffer.state().items()}
-                if rt.topology is not None:
-                    arrays.update({f"topology.{k}": v for k, v in rt.topology.state().items()})
-                if rt.decision is not None:
-                    arrays.update({f"decision.{k}": v for k, v in rt.decision.state().items()})
-                self.state.save(rt.cfg.name, arrays)
-            except Exception as err:  # StateError, OSError, or a bug: isolate it all the same
-                failed.append((rt.cfg.name, err))
-        was_failing = getattr(self, "_state_failing", False)
-        self._state_failing = bool(failed)
-        if failed:
-            self.stats.failures_total["state"] = self.stats.failures_total.get("state", 0) + 1
-            if not was_failing:
-                name, first = failed[0]
-                log.error("msg=\"cannot save state; retrying every cycle (logged once)\" "
-                          "analysis=%s analyses_failed=%d err=%r", name, len(failed), str(first))
-        elif was_failing:
-            log.info("msg=\"state saved again\"")
+        failed: set[str] = set()
+        with self._stage("state", ",".join(rt.cfg.name for rt in self.runtimes), failed,
+                         recovered="state saved again"):
+            errors: list[tuple[str, BaseException]] = []
+            for rt in self.runtimes:
+                try:
+                    self.state.save(rt.cfg.name, self._state_arrays(rt))
+                except Exception as err:  # one analysis' failure must not skip the others
+                    errors.append((rt.cfg.name, err))
+            if errors:
+                name, first = errors[0]
+                raise StateSaveError(
+                    f"cannot save state; retrying every cycle (logged once) analysis={name} "
+                    f"analyses_failed={len(errors)} err={first}") from first
         return not failed
+
+    @staticmethod
+    def _state_arrays(rt: _AnalysisRuntime) -> dict[str, np.ndarray]:
+        """One analysis' saved state: `buffer.*`, `topology.*` and `decision.*` arrays."""
+        arrays = {f"buffer.{k}": v for k, v in rt.buffer.state().items()}
+        if rt.topology is not None:
+            arrays.update({f"topology.{k}": v for k, v in rt.topology.state().items()})
+        if rt.decision is not None:
+            arrays.update({f"decision.{k}": v for k, v in rt.decision.state().items()})
+        return arrays
 
     # ---------------------------------------------------------------- render
 
