@@ -61,9 +61,10 @@ class Predictor(Protocol):
 
     info: dict[str, str]
 
-    def predict(
-        self, window: Window, analysis: AnalysisConfig, topology: TopologyResult | None
-    ) -> Forecast | None: ...
+    def predict(self, window: Window, analysis: AnalysisConfig) -> Forecast | None:
+        """Forecast every row of `window` [E, S, T] on `analysis.horizons`: a Forecast with
+        probability [E, H] and time_to_failure [E] seconds, or None to abstain."""
+        ...
 
 
 class StateBackend(Protocol):
@@ -304,7 +305,7 @@ class Pipeline:
             self._ensure_topology(rt, failed)
         topology = self._topology(rt, [window], [now], stage_seconds, failed)
         self._seed_decision(rt, now, failed)
-        forecast = self._forecast(rt, [window], topology, stage_seconds, failed)
+        forecast = self._forecast(rt, [window], stage_seconds, failed)
         cycle = Cycle(now, window, fetch, topology[0], forecast[0])
         return self._assess(rt, [cycle], stage_seconds, failed)[0]
 
@@ -364,7 +365,7 @@ class Pipeline:
                                           failed, replay={"features": topology_features,
                                                           "fleet_betti": False})
                 self._seed_decision(rt, cycles[0].now, failed)
-                forecast = self._forecast(rt, windows, topology, stage_seconds, failed)
+                forecast = self._forecast(rt, windows, stage_seconds, failed)
                 cycles = [Cycle(c.now, c.window, c.fetch, t, f)
                           for c, t, f in zip(cycles, topology, forecast, strict=True)]
                 for c, r in zip(cycles, self._assess(rt, cycles, stage_seconds, failed),
@@ -411,42 +412,34 @@ class Pipeline:
         return out
 
     def _forecast(self, rt: _AnalysisRuntime, windows: Sequence[Window],
-                  topology: Sequence[TopologyResult | None], stage_seconds: dict[str, float],
-                  failed: set[str]) -> list[Forecast | None]:
-        """Forecasts of consecutive cycles: one model call per run of cycles alike (topology
-        present or not) on their stacked rows, padded to a multiple of FORECAST_ROW_BLOCK."""
+                  stage_seconds: dict[str, float], failed: set[str]) -> list[Forecast | None]:
+        """Forecasts of consecutive cycles: one model call on the stacked rows of the cycles
+        with entities, padded to a multiple of FORECAST_ROW_BLOCK. The model takes no
+        topology inputs (README design notes), so topology is neither waited for nor passed."""
         out: list[Forecast | None] = [None] * len(windows)
+        group = [k for k, w in enumerate(windows) if w.entities]
         if self.predictor is None:
             return out
-        t0 = self.clock()
-        for group in _runs([k for k, w in enumerate(windows) if w.entities],
-                           lambda k: topology[k] is None):
-            with self._stage("forecast", rt.cfg.name, failed):  # timed over all groups
-                bounds = stacking.offsets([windows[k] for k in group])
-                stacked = stacking.stack_windows([windows[k] for k in group], FORECAST_ROW_BLOCK)
-                topo = topology[group[0]]
-                if topo is not None:
-                    topo = stacking.stack_topology([topology[k] for k in group],  # type: ignore[misc]
-                                                   len(stacked.entities))
-                f = self._predict_rows(stacked, rt.cfg, topo)
-                if f is not None:
-                    for k, part in zip(group, stacking.split(f, bounds), strict=True):
-                        out[k] = part
-        _add(stage_seconds, "forecast", self.clock() - t0)
+        with self._stage("forecast", rt.cfg.name, failed, stage_seconds):
+            if not group:
+                return out
+            bounds = stacking.offsets([windows[k] for k in group])
+            stacked = stacking.stack_windows([windows[k] for k in group], FORECAST_ROW_BLOCK)
+            f = self._predict_rows(stacked, rt.cfg)
+            if f is not None:
+                for k, part in zip(group, stacking.split(f, bounds), strict=True):
+                    out[k] = part
         return out
 
     def _predict_rows(self, window: Window, analysis: AnalysisConfig,
-                      topology: TopologyResult | None,
                       max_rows: int = FORECAST_MAX_ROWS) -> Forecast | None:
         """`predictor.predict` on blocks of at most max_rows rows, joined (same numbers)."""
         n = len(window.entities)
         if n <= max_rows:
-            return self.predictor.predict(window, analysis, topology)  # type: ignore[union-attr]
+            return self.predictor.predict(window, analysis)  # type: ignore[union-attr]
         bounds = np.append(np.arange(0, n, max_rows), n)
-        topos = (stacking.split(topology, bounds) if topology is not None
-                 else [None] * (len(bounds) - 1))
-        parts = [self.predictor.predict(window.select(np.arange(a, b)), analysis, t)  # type: ignore[union-attr]
-                 for a, b, t in zip(bounds[:-1], bounds[1:], topos, strict=True)]
+        parts = [self.predictor.predict(window.select(np.arange(a, b)), analysis)  # type: ignore[union-attr]
+                 for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         if any(p is None for p in parts):
             return None
         return stacking.stack_rows(parts)
@@ -620,7 +613,7 @@ class Pipeline:
                 windows.append(Window(history.analysis, history.label_names, history.entities,
                                       history.signals, ts[j - steps:j],
                                       history.values[:, :, j - steps:j]))
-            forecast = self._forecast(rt, windows, [None] * len(windows), scratch, failed)
+            forecast = self._forecast(rt, windows, scratch, failed)
             self._assess(rt, [Cycle(float(w.timestamps[-1]), w, Fetch(w), None, f)
                               for w, f in zip(windows, forecast, strict=True)], scratch, failed)
         log.info("decision bootstrap analysis=%s windows=%d entities=%d duration_seconds=%.2f",

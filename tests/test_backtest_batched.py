@@ -172,11 +172,10 @@ def test_forecast_in_row_blocks_gives_the_same_numbers() -> None:
     analysis = cfg.analyses[0]
     predictor, info = load_predictor(str(MODEL))
     window = stacking.stack_windows([_window(7, 300)], FORECAST_ROW_BLOCK)
-    topo = stacking.stack_topology([_topology(7, 300)], len(window.entities))
     pipe = Pipeline(cfg, ReplaySource(window), predictor=predictor, model_info=info)
     try:
-        whole = predictor.predict(window, analysis, topo)
-        blocks = pipe._predict_rows(window, analysis, topo, max_rows=2 * FORECAST_ROW_BLOCK)
+        whole = predictor.predict(window, analysis)
+        blocks = pipe._predict_rows(window, analysis, max_rows=2 * FORECAST_ROW_BLOCK)
     finally:
         pipe.close()
     assert whole is not None and blocks is not None
