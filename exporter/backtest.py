@@ -234,18 +234,11 @@ class Progress:
         elapsed = now - self.started
         eta = elapsed / done * (self.total - done) if done else float("nan")
         line = (f"backtest {done}/{self.total} cycles {100 * done / max(self.total, 1):.0f}% "
-                f"elapsed {_hms(elapsed)} eta {_hms(eta)}")
+                f"elapsed {util.format_clock(elapsed)} eta {util.format_clock(eta)}")
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         if self.tty and done >= self.total:
             self.stream.write("\n")
         self.stream.flush()
-
-
-def _hms(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def evaluation_times(window: Window, analysis: AnalysisConfig, interval: float) -> np.ndarray:

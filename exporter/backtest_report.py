@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from exporter.incidents import Incident
+from exporter.util import humanize_seconds
 from exporter.windows import EntityKey
 
 RECALL_LEADS = (("lead_ge_0s", 0.0), ("lead_ge_30m", 1800.0), ("lead_ge_2h", 7200.0))
@@ -221,11 +222,7 @@ def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[Inciden
 
 
 def _fmt_lead(value: float | None) -> str:
-    if value is None:
-        return "—"
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    return f"{sign}{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+    return "—" if value is None else humanize_seconds(value)
 
 
 def _fmt_ratio(value: float | None) -> str:

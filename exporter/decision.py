@@ -45,6 +45,7 @@ import numpy as np
 from exporter.config import DecisionConfig
 from exporter.numeric import nan_percentile
 from exporter.results import Consensus
+from exporter.util import format_duration
 from exporter.windows import EntityKey, decode_entity_key, encode_entity_key
 
 # An alert of a benign pattern typically lasts about this long; the budget of alerts per
@@ -296,12 +297,7 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
         actions[i] = "none"
         texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} does not exceed "
                     f"{d.threshold[i]:.2f}, what it and the fleet reached in the last "
-                    f"{_days(stage.cfg.reference)} ({texts[i]})")
+                    f"{format_duration(stage.cfg.reference)} ({texts[i]})")
     return replace(consensus, level=d.level, action=tuple(actions),
                    time_to_failure=np.where(d.suppressed, np.nan, consensus.time_to_failure),
                    explanation=tuple(texts), threshold=d.threshold)
-
-
-def _days(seconds: float) -> str:
-    days = float(seconds) / 86400.0
-    return f"{days:g} days" if days >= 1 else f"{float(seconds) / 3600.0:g} h"

@@ -2,8 +2,11 @@
 
 One rule for times: Unix seconds, or RFC 3339 / ISO 8601 where a time without a zone is UTC
 (never the machine's local time, which would make a backtest depend on where it runs).
-Durations are Prometheus durations (`1h30m`) for configuration and `2h10m` prose for
-explanations. Files are replaced atomically (temp file in the same directory, fsync, rename,
+Durations have three written forms, each one function: `format_duration` (a Prometheus
+duration, exact to the second: configuration values, the `horizon` label, a configured span
+named in a reason), `humanize_seconds` (`2h10m` to the minute: estimated times and lead times
+in explanations and reports) and `format_clock` (`0:05:07`: elapsed and remaining time of a
+progress line). Files are replaced atomically (temp file in the same directory, fsync, rename,
 fsync of the directory), so a crash leaves the old file or the new one, never half of one.
 """
 
@@ -92,15 +95,16 @@ def format_duration(seconds: float) -> str:
 
 
 def humanize_seconds(seconds: float) -> str:
-    """`7800` -> `2h10m` for explanations: minutes resolution, days beyond 24 h; "" if not finite."""
+    """`7800` -> `2h10m` for explanations and reports: minutes resolution, days and hours only
+    beyond 24 h, `-` before a negative span of a minute or more; "" if not finite."""
     if not math.isfinite(seconds):
         return ""
-    minutes = int(round(seconds / 60))
+    minutes = int(round(abs(seconds) / 60))
     if minutes < 1:
         return "under a minute"
     days, rest = divmod(minutes, 1440)
     hours, mins = divmod(rest, 60)
-    parts = []
+    parts = ["-"] if seconds < 0 else []
     if days:
         parts.append(f"{days}d")
     if hours:
@@ -108,6 +112,15 @@ def humanize_seconds(seconds: float) -> str:
     if mins and not days:
         parts.append(f"{mins}m")
     return "".join(parts)
+
+
+def format_clock(seconds: float) -> str:
+    """`3725` -> `1:02:05` (hours:minutes:seconds, whole seconds) for progress lines; `?` if
+    not finite."""
+    if not math.isfinite(seconds):
+        return "?"
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 @contextmanager

@@ -9,6 +9,7 @@ import pytest
 from exporter.util import (
     atomic_open,
     atomic_write,
+    format_clock,
     format_duration,
     humanize_seconds,
     parse_duration,
@@ -62,6 +63,32 @@ def test_durations() -> None:
     assert humanize_seconds(2 * 86400 + 3600 + 60) == "2d1h" and humanize_seconds(float("nan")) == ""
     with pytest.raises(ValueError):
         parse_duration("5 minutes")
+
+
+@pytest.mark.parametrize(("seconds", "prometheus", "human", "clock"), [
+    # the default horizons as the `horizon` label and the forecast agent's reasons write them
+    (900, "15m", "15m", "0:15:00"),
+    (3600, "1h", "1h", "1:00:00"),
+    (14400, "4h", "4h", "4:00:00"),
+    (5400, "1h30m", "1h30m", "1:30:00"),
+    (3 * 86400, "3d", "3d", "72:00:00"),  # the decision stage's default reference
+    (3900, "1h5m", "1h5m", "1:05:00"),  # a lead time in report.md
+    (93784.6, "1d2h3m5s", "1d2h", "26:03:04"),  # exact / to the minute, days and hours / clock
+    (29, "29s", "under a minute", "0:00:29"),
+    (0, "0s", "under a minute", "0:00:00"),
+])
+def test_duration_forms(seconds: float, prometheus: str, human: str, clock: str) -> None:
+    assert format_duration(seconds) == prometheus
+    assert parse_duration(prometheus) == round(seconds)
+    assert humanize_seconds(seconds) == human
+    assert format_clock(seconds) == clock
+
+
+def test_humanized_spans_keep_their_sign_and_unknown_ones_say_so() -> None:
+    assert humanize_seconds(-1800) == "-30m"  # an alert after the incident started
+    assert humanize_seconds(-90000) == "-1d1h"
+    assert humanize_seconds(-20) == "under a minute"
+    assert humanize_seconds(float("inf")) == "" and format_clock(float("nan")) == "?"
 
 
 def test_atomic_write_replaces_whole_files(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from exporter.agents.base import AgentError, AgentInput, abstain, make_votes
 from exporter.results import Votes
+from exporter.util import format_duration
 
 URGENCY_EXPONENT = 0.25
 CONFIDENCE = 0.8
@@ -43,11 +44,7 @@ class ForecastAgent:
         reasons = [""] * e
         for i in np.flatnonzero(np.nan_to_num(risk) >= 0.3):
             k = int(np.nanargmax(weighted[i]))
-            reasons[i] = f"failure model: {p[i, k]:.0%} within {_hours(h[k])}"
+            reasons[i] = f"failure model: {p[i, k]:.0%} within {format_duration(h[k])}"
         contribution = np.full((e, s), np.nan)
         confidence = np.full(e, CONFIDENCE)
         return make_votes(self.name, risk, confidence, ("none",) * e, ttf, contribution, reasons)
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m"
