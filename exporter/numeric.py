@@ -12,6 +12,8 @@ rules exist on purpose and have different names):
   deviation, each scaled to a normal sigma, floored by `floor_scale`; stays > 0 for sparse
   signals (the topology stage's normalisation, exporter/tda/embedding.py says why).
 - `clipped_z`: (x - center) / scale clipped to +-limit, NaN kept.
+- `median_iqr`: per-column median and floored IQR of finite rows, the fleet-wide scaling of
+  feature vectors (exporter/tda/fleet.py, the console's fleet map).
 - `bin_medians`, `theil_sen`: block medians and the Theil-Sen line (Sen 1968), batched.
 
 Every helper works on the last axis (or the named axis) and is batched over leading axes;
@@ -126,6 +128,19 @@ def clipped_z(values: np.ndarray, center: np.ndarray, scale: np.ndarray,
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.clip((values - center) / scale, -limit, limit)
+
+
+def median_iqr(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column median and interquartile range of x[N, K]: ([K], [K]).
+
+    np.median and np.percentile (linear method) over the rows; the IQR (q75 - q25, not
+    scaled to a sigma) is floored at 1e-6 * (|median| + 1), so a constant column scales to
+    zeros instead of dividing by 0. Rows must be finite (callers keep the known rows);
+    `(x - median) / iqr` is the robust scaling of a fleet's feature vectors.
+    """
+    median = np.median(x, axis=0)
+    q25, q75 = np.percentile(x, [25, 75], axis=0)
+    return median, np.maximum(q75 - q25, 1e-6 * (np.abs(median) + 1.0))
 
 
 def bin_medians(values: np.ndarray, width: int, bins: int) -> np.ndarray:

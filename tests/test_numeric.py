@@ -15,6 +15,7 @@ from exporter.numeric import (
     floor_scale,
     mad_sigma,
     max_spread_sigma,
+    median_iqr,
     nan_percentile,
     nanmedian_last,
     theil_sen,
@@ -131,3 +132,17 @@ def test_bin_medians_pads_and_takes_the_last_blocks():
     np.testing.assert_array_equal(bin_medians(v, 3, 3), [[2.0, 5.0, 8.0]])
     np.testing.assert_array_equal(bin_medians(v, 4, 3), [[0.5, 3.5, 7.5]])  # 2 NaN pads
     np.testing.assert_array_equal(bin_medians(v[:, :2], 2, 2), [[np.nan, 0.5]])
+
+
+def test_median_iqr_matches_numpy_and_floors_constant_columns():
+    rng = np.random.default_rng(4)
+    x = np.column_stack([rng.normal(5.0, 2.0, 41), rng.exponential(1.0, 41),
+                         np.full(41, 3.0), np.full(41, -2e6)])
+    med, iqr = median_iqr(x)
+    np.testing.assert_array_equal(med, np.median(x, axis=0))
+    q75, q25 = np.percentile(x, [75, 25], axis=0)
+    np.testing.assert_array_equal(iqr[:2], (q75 - q25)[:2])
+    np.testing.assert_allclose(iqr[:2], stats.iqr(x[:, :2], axis=0), rtol=1e-12)
+    # Constant columns: 0 IQR floored at 1e-6 (|median| + 1), so they scale to zeros.
+    np.testing.assert_array_equal(iqr[2:], [4e-6, 1e-6 * (2e6 + 1)])
+    np.testing.assert_array_equal(((x - med) / iqr)[:, 2:], 0.0)

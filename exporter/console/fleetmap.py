@@ -1,7 +1,7 @@
 """The fleet topology map: each entity's topology feature vector projected to 2-D.
 
 Principal component analysis (numpy SVD) of the features scaled per column by the fleet's
-median and IQR (floored at 1e-9, the same robust scaling as exporter.tda.fleet), so no feature
+median and IQR (exporter.numeric.median_iqr, as exporter.tda.fleet scales them), so no feature
 dominates and a few extreme entities do not set the scale. Each component's sign is fixed so
 its largest loading is positive: the map does not flip between cycles. The axes are fitted on
 the entities that are not outliers (else the first component is just "the outlier versus the
@@ -14,6 +14,8 @@ stage's fleet outlier score puts at least twice as far from their peers as is ty
 from __future__ import annotations
 
 import numpy as np
+
+from exporter.numeric import median_iqr
 
 OUTLIER_SCORE = 0.5
 
@@ -35,9 +37,7 @@ def embed(features: np.ndarray, fit: np.ndarray | None = None) -> np.ndarray:
     if base.sum() < 3:
         return out
     x = features[base]
-    med = np.median(x, axis=0)
-    iqr = np.subtract(*np.percentile(x, [75, 25], axis=0))
-    scale = np.maximum(iqr, 1e-9)
+    med, scale = median_iqr(x)
     z = (x - med) / scale
     mean = z.mean(axis=0)
     _, _, vt = np.linalg.svd(z - mean, full_matrices=False)

@@ -1,7 +1,7 @@
 """Topology of the fleet: entities as points (their current feature vectors, robustly scaled).
 
-- Columns are scaled by the fleet's median and IQR (floored), so no feature dominates and a
-  few extreme entities do not set the scale.
+- Columns are scaled by the fleet's median and floored IQR (`numeric.median_iqr`), so no
+  feature dominates and a few extreme entities do not set the scale.
 - Betti numbers of the fleet come from Rips persistence of at most `FLEET_POINTS` entities
   (a stable subsample by label hash: PH is ~N^2 and the fleet shape needs no more), read at the
   fleet's own calibrated scale (the Tukey fence of its H0 deaths, as for entities): β0 = groups
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from exporter.numeric import median_iqr
 from exporter.tda.features import connectivity_scale
 from exporter.tda.rips import rips_diagram
 
@@ -46,9 +47,7 @@ class FleetTopology:
         x = features[known]
         if len(x) < MIN_FLEET:
             return self
-        med = np.median(x, axis=0)
-        q25, q75 = np.percentile(x, [25, 75], axis=0)
-        scale = np.maximum(q75 - q25, 1e-6 * (np.abs(med) + 1.0))
+        med, scale = median_iqr(x)
         z = (x - med) / scale
         keys = order[known] if order is not None else np.arange(len(x))
         sample = np.argsort(keys, kind="stable")[: self.max_points]
