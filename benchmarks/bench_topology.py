@@ -139,8 +139,8 @@ def main() -> None:
             plain = [ripser(clouds.cloud(i), maxdim=1)["dgms"] for i in range(e)]
             plain_coarse = [ripser(coarse.cloud(i), maxdim=1)["dgms"] for i in range(e)]
             t_loop_runs.append(time.perf_counter() - t0)
-        pooled, _, _, _ = stage._persistence.transform(clouds)
-        pooled_coarse, _, _, _ = stage._persistence.transform(coarse)
+        pooled, _, _, _ = stage._persistence.submit(clouds).result()
+        pooled_coarse, _, _, _ = stage._persistence.submit(coarse).result()
         stage.close()
         t_stage, t_loop = float(np.median(t_stage_runs)), float(np.median(t_loop_runs))
         diff = 0.0

@@ -81,10 +81,10 @@ def test_wasserstein_h0_is_sorted_transport():
     assert wasserstein_h0(a, a) == 0
 
 
-def test_transform_before_fit_raises():
+def test_submit_before_fit_raises():
     clouds = Clouds(np.zeros((1, 10, 2)), np.array([10]))
     with pytest.raises(PersistenceError):
-        RipsPersistence().transform(clouds)
+        RipsPersistence().submit(clouds)
 
 
 def test_pool_gives_the_same_diagrams_as_inline():
@@ -93,11 +93,11 @@ def test_pool_gives_the_same_diagrams_as_inline():
     counts = np.full(40, 30)
     counts[3] = 0
     clouds = Clouds(pts, counts)
-    inline, _, _, _ = RipsPersistence(workers=1).fit().transform(clouds)
+    inline, _, _, _ = RipsPersistence(workers=1).fit().submit(clouds).result()
     pooled_est = RipsPersistence(workers=2).fit()
     try:
-        pooled, _, _, _ = pooled_est.transform(clouds)
-        again, _, _, _ = pooled_est.transform(clouds)  # the pool is reused
+        pooled, _, _, _ = pooled_est.submit(clouds).result()
+        again, _, _, _ = pooled_est.submit(clouds).result()  # the pool is reused
     finally:
         pooled_est.close()
     assert inline[3] is None and pooled[3] is None

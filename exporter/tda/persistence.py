@@ -262,8 +262,11 @@ class RipsPersistence:
     workers: processes for large batches (None: the CPUs this process may use; 1: inline).
     thresh: optional Rips threshold (cuts cost; H1 deaths above it are capped at it).
 
-    Stateless like giotto-tda's `VietorisRipsPersistence`: `fit` only checks parameters.
-    Holds a process pool between calls; call `close()` when done.
+    Stateless like giotto-tda's `VietorisRipsPersistence`: `fit` only checks parameters;
+    `submit(clouds, ...)` starts a batch and its `Pending.result()` returns the diagrams, raw
+    distances [E], diagram features [E, F] and median H0 deaths [E] (the stage does other work
+    in between; there is no blocking `transform`). Holds a process pool between calls; call
+    `close()` when done. Raises PersistenceError before `fit` and when a worker fails.
     """
 
     def __init__(self, workers: int | None = None, thresh: float | None = None):
@@ -356,22 +359,6 @@ class RipsPersistence:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
 
-    def transform(
-        self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,
-        scale: np.ndarray | None = None,
-    ) -> tuple[list[Diagram | None], np.ndarray, np.ndarray, np.ndarray]:
-        """Diagrams per entity (None where counts is 0), raw distances, diagram features,
-        median H0 deaths.
-
-        Returns
-        -------
-        diagrams: list of (h0 deaths, h1 pairs) or None for entities without a cloud.
-        raw: [E] median distance to the entity's prototypes; NaN without prototypes or cloud.
-        features: [E, len(features.DIAGRAM_FEATURES)], NaN rows without a cloud.
-        h0_median: [E] median H0 death (the typical neighbour spacing), NaN without a cloud.
-        """
-        return self.submit(clouds, prototypes, scale).result()
-
     def _ensure_pool(self):  # type: ignore[no-untyped-def]
         if self._pool is None:
             import multiprocessing
@@ -384,7 +371,7 @@ class RipsPersistence:
         return self._pool
 
     def close(self) -> None:
-        """Shut the worker pool down (a later transform starts a new one)."""
+        """Shut the worker pool down (a later `submit` starts a new one)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
