@@ -43,18 +43,26 @@ AGENT_NAMES = ("topology", "forecast", "capacity", "network", "stability")
 
 @dataclass(frozen=True)
 class Authorization:
+    """`authorization`: an HTTP `Authorization: <type> <credentials>` header, the credentials
+    read from `credentials_file` on every request (secrets only via files)."""
+
     type: str = "Bearer"
     credentials_file: str | None = None
 
 
 @dataclass(frozen=True)
 class BasicAuth:
+    """`basic_auth`: HTTP basic authentication, the password read from `password_file`."""
+
     username: str = ""
     password_file: str | None = None
 
 
 @dataclass(frozen=True)
 class TLSConfig:
+    """`tls_config`: CA bundle, client certificate and key files, server name (SNI) and
+    `insecure_skip_verify`, as in Prometheus' `tls_config`."""
+
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
@@ -64,6 +72,9 @@ class TLSConfig:
 
 @dataclass(frozen=True)
 class OAuth2:
+    """`oauth2`: client-credentials grant (RFC 6749 section 4.4) against `token_url`, the
+    secret read from `client_secret_file`; tokens are renewed before they expire."""
+
     client_id: str = ""
     client_secret_file: str | None = None
     token_url: str = ""
@@ -101,6 +112,13 @@ class SourceConfig(HttpClientConfig):
 
 @dataclass(frozen=True)
 class SignalConfig:
+    """`analyses[i].signals[j]`: one PromQL query returning one series per entity.
+
+    name: column / `signal` label ([a-zA-Z_][a-zA-Z0-9_]*, unique in the analysis).
+    capacity: the level at which the resource is exhausted, in the query's units (> 0), or
+    None; kind: what the signal measures (SIGNAL_KINDS); direction: which way is bad.
+    """
+
     name: str
     query: str = ""
     capacity: float | None = None
@@ -111,6 +129,10 @@ class SignalConfig:
 
 @dataclass(frozen=True)
 class TopologyConfig:
+    """`analyses[i].topology`: delay embedding, Rips cloud sizes and the healthy-baseline
+    reservoir of the topology stage (exporter.tda). Counts are points or windows, durations
+    seconds; `max_points` and `score_points` must be >= 2."""
+
     embedding_dimension: int = 1
     embedding_delay: int = 1
     # Points per Rips cloud; longer windows are pooled (means of consecutive steps). PH costs
@@ -145,6 +167,14 @@ class TopologyConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
+    """`analyses[i]`: one set of entities analysed together.
+
+    name: the `analysis` label (a simple name, unique); entity_labels: the labels that
+    identify an entity, copied verbatim to outputs; window / step: seconds (at least 8
+    steps per window); horizons: seconds of the failure probabilities; max_entities: the
+    cardinality guard; signals and topology: see SignalConfig and TopologyConfig.
+    """
+
     name: str
     preset: str | None = None
     entity_labels: tuple[str, ...] = ("instance",)
@@ -163,12 +193,17 @@ class AnalysisConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """`agents.<name>`: whether the agent votes and the weight (>= 0) of its vote."""
+
     enabled: bool = True
     weight: float = 1.0
 
 
 @dataclass(frozen=True)
 class ConsensusConfig:
+    """`agents.consensus`: risk levels of warning and critical (0 < warning <= critical <=
+    1), the ballots an entity needs (>= 1) and the confidence a vote needs to be a ballot."""
+
     warning_risk: float = 0.5
     critical_risk: float = 0.8
     # Below this many ballots an entity's risk is reported as undecided, never healthy.
@@ -202,6 +237,9 @@ class DecisionConfig:
 
 @dataclass(frozen=True)
 class AgentsConfig:
+    """`agents`: one AgentConfig per agent of AGENT_NAMES, the consensus and the decision
+    stage; at least `consensus.min_voters` agents must be enabled."""
+
     topology: AgentConfig = AgentConfig()
     forecast: AgentConfig = AgentConfig()
     # Capacity projections are physical evidence (a robust, consistent trend reaching a
@@ -215,12 +253,18 @@ class AgentsConfig:
 
 @dataclass(frozen=True)
 class ExpositionConfig:
+    """`exposition`: detail series for every entity (`full`) or only the `top_k_details`
+    riskiest (`summary`, >= 0)."""
+
     detail: Literal["summary", "full"] = "summary"
     top_k_details: int = 50
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """`model`: the failure model directory (`aura train` output); missing or incompatible,
+    the forecast abstains."""
+
     path: str = "models/default"
 
 
@@ -259,6 +303,9 @@ class AlertmanagerConfig(HttpClientConfig):
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration file (`parse_config`, `load_config`): every key has a default;
+    durations are seconds; `stale_after` defaults to 3 intervals (`stale_seconds`)."""
+
     source: SourceConfig = SourceConfig()
     interval: Duration = Duration(60)
     # Results older than this are dropped from /metrics rather than served as current.
@@ -274,6 +321,7 @@ class Config:
 
     @property
     def stale_seconds(self) -> float:
+        """Seconds after which an analysis' last good result leaves /metrics."""
         return float(self.stale_after) if self.stale_after is not None else 3 * float(self.interval)
 
     def analysis(self, name: str | None = None) -> AnalysisConfig:
