@@ -40,6 +40,7 @@ class DashboardContext:
 
     @property
     def selector(self) -> str:
+        """`rules.selector` without surrounding commas ("" when none)."""
         return self.cfg.rules.selector.strip().strip(",")
 
     def q(self, metric: catalog.Metric | str, *matchers: str) -> str:
@@ -50,10 +51,12 @@ class DashboardContext:
 
     @property
     def entity_legend(self) -> str:
+        """Grafana legend `{{<entity label>}}`."""
         return "{{" + self.entity_label + "}}"
 
     @property
     def entity_matcher(self) -> str:
+        """PromQL matcher `<entity label>="$entity"` (the drill-down's variable)."""
         return f'{self.entity_label}="$entity"'
 
 
@@ -67,6 +70,7 @@ def default_entity_label(cfg: Config) -> str:
 
 
 def datasource_variable() -> Any:
+    """The `datasource` template variable (any Prometheus data source)."""
     from grafanalib.core import Template
 
     return Template(
@@ -75,6 +79,7 @@ def datasource_variable() -> Any:
 
 
 def analysis_variable(ctx: DashboardContext, *, multi: bool) -> Any:
+    """The `analysis` variable: label values of `aura_risk_score` (multi: several and All)."""
     from grafanalib.core import Template
 
     return Template(
@@ -91,6 +96,7 @@ def analysis_variable(ctx: DashboardContext, *, multi: bool) -> Any:
 
 
 def entity_variable(ctx: DashboardContext) -> Any:
+    """The `entity` variable: values of the entity label in the chosen `$analysis`."""
     from grafanalib.core import Template
 
     return Template(
@@ -114,6 +120,7 @@ def entity_variable(ctx: DashboardContext) -> Any:
 def target(
     expr: str, legend: str = "", *, ref: str = "A", instant: bool = False, table: bool = False
 ) -> Any:
+    """One PromQL target; instant and/or table format for stat and table panels."""
     from grafanalib.core import Target
 
     return Target(
@@ -140,6 +147,7 @@ def timeseries(
     w: int = 12,
     h: int = 8,
 ) -> Any:
+    """Time-series panel of (expr, legend) queries, w x h grid units, min 0 (max `max_`)."""
     from grafanalib.core import TimeSeries
 
     return TimeSeries(
@@ -169,6 +177,7 @@ def stat(
     w: int = 6,
     h: int = 4,
 ) -> Any:
+    """Stat panel of the last value; `thresholds` are (from value or None, colour) steps."""
     from grafanalib.core import Stat, Threshold
 
     steps = thresholds or [(None, "green")]
@@ -198,6 +207,7 @@ def table(
     w: int = 12,
     h: int = 10,
 ) -> Any:
+    """Table of instant queries merged on their labels; `hide` columns, `rename` headers."""
     from grafanalib.core import Table
 
     excluded = {"Time": True, "__name__": True, "job": True, **{c: True for c in hide}}
@@ -220,6 +230,7 @@ def table(
 def heatmap(
     title: str, expr: str, legend: str, *, description: str = "", w: int = 24, h: int = 9
 ) -> Any:
+    """Heatmap with one row per series (entity) of `expr`."""
     from grafanalib.core import Heatmap, HeatmapColor
 
     # One row per series (entity): `tsbuckets` keeps the series as buckets instead of binning.
@@ -237,6 +248,7 @@ def heatmap(
 
 
 def row(title: str) -> Any:
+    """A full-width row header."""
     from grafanalib.core import RowPanel
 
     return RowPanel(title=title, gridPos=_size(GRID_WIDTH, 1))
@@ -296,6 +308,8 @@ def dashboard(
     tags: Sequence[str] = ("aura",),
     refresh: str = "1m",
 ) -> Any:
+    """A Dashboard of `panels` placed by `layout`, with the template `variables`, the last 6 h
+    in UTC, refreshed every `refresh`, panel ids assigned."""
     from grafanalib.core import Dashboard, Templating, Time
 
     return Dashboard(
@@ -356,6 +370,7 @@ def to_json(dash: Any) -> str:
 
 
 def definitions(source_dir: Path) -> list[Path]:
+    """The `*.dashboard.py` files of `source_dir`, sorted."""
     return sorted(source_dir.glob(f"*{SUFFIX}"))
 
 
