@@ -117,6 +117,8 @@ class ReplaySource:
                         for j, s in enumerate(window.signals)}
 
     async def fetch(self, analysis: AnalysisConfig, start: float, end: float) -> Fetch:
+        """The held samples with start <= t <= end (Unix seconds, 1 µs tolerance); never
+        fails, and reports every signal's series count as the live source does."""
         ts = self.window.timestamps
         lo = int(np.searchsorted(ts, start - 1e-6, side="left"))
         hi = int(np.searchsorted(ts, end + 1e-6, side="right"))
@@ -126,6 +128,7 @@ class ReplaySource:
         return Fetch(block, {}, dict(self._series))
 
     async def close(self) -> None:
+        """Nothing to release (the Source protocol's close)."""
         return None
 
 
@@ -138,6 +141,7 @@ def parse_time(text: str) -> float:
 
 
 def rfc3339(ts: float) -> str:
+    """Unix seconds -> `2024-05-01T00:00:00Z` (UTC, whole seconds) for report.json."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -211,6 +215,7 @@ class Scores:
         return (self.signals[t] if t >= 0 else "", agents, self.actions[a] if a >= 0 else "")
 
     def column(self, name: str) -> np.ndarray:
+        """The [E, N] array an alert rule reads: `risk`, `level` or `anomaly_score`."""
         return {"risk": self.risk, "level": self.level, "anomaly_score": self.anomaly}[name]
 
 
@@ -227,6 +232,8 @@ class Progress:
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
 
     def update(self, done: int) -> None:
+        """Report `done` cycles: at most every `every` s on a terminal (10x that otherwise),
+        and always at the end."""
         now = self.clock()
         if done < self.total and now - self.last < (self.every if self.tty else 10 * self.every):
             return
@@ -410,12 +417,16 @@ def _cell(value: float, digits: int = 6) -> str:
 
 
 def score_header(analysis: AnalysisConfig) -> list[str]:
+    """scores.csv columns: timestamp, the entity labels, risk, level, anomaly_score, one
+    failure_probability_<horizon> per horizon, time_to_failure_seconds (design.md section 5)."""
     probs = [f"failure_probability_{format_duration(h)}" for h in analysis.horizons]
     return ["timestamp", *analysis.entity_labels, "risk", "level", "anomaly_score", *probs,
             "time_to_failure_seconds"]
 
 
 def write_scores_csv(path: Path, analysis: AnalysisConfig, scores: Scores) -> None:
+    """scores.csv: one row per present entity per evaluation (6 significant digits, 10 for
+    the time to failure in seconds; empty cells for NaN). Raises OSError."""
     from exporter.backtest_report import fmt_time
 
     with path.open("w", newline="") as f:
@@ -434,6 +445,8 @@ def write_scores_csv(path: Path, analysis: AnalysisConfig, scores: Scores) -> No
 
 
 def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
+    """AURA's alerts on the scores: every rule of `alert_semantics(cfg)` with its `for:`
+    (backtest_report.alert_events), level alerts with their top signal, agents and action."""
     from exporter.backtest_report import alert_events
 
     out = []
@@ -452,6 +465,9 @@ def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
 def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: list[Any],
                  baseline: list[Any], baseline_names: Sequence[str], incidents: list[Any],
                  interval: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """report.json's content: per system (AURA and each baseline) precision, recall, false
+    alerts per entity-day and lead-time quantiles on the incidents inside the evaluated span
+    (definitions in exporter.backtest_report), plus per-incident lead times in seconds."""
     from exporter.backtest_report import (
         false_alert_causes,
         lead_time,
@@ -514,6 +530,7 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `aura backtest` (design.md section 4)."""
     parser.add_argument("--config.file", dest="config_file", default="aura.yml",
                         help="configuration file (YAML)")
     parser.add_argument("--input", default=None,
@@ -552,6 +569,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`aura backtest`: exit status 0, or 1 with the reason on stderr (bad flags, config,
+    input or source, an unwritable output directory)."""
     try:
         return asyncio.run(_run(args))
     except (BacktestError, ConfigError, SourceError) as err:
