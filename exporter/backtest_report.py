@@ -88,6 +88,9 @@ def fire_intervals(times: np.ndarray, condition: np.ndarray,
 
 def alert_events(name: str, severity: str, entities: Sequence[EntityKey], times: np.ndarray,
                  condition: np.ndarray, for_: float) -> list[AlertEvent]:
+    """Alerts `name` of `severity` from condition[E, N] over evaluation `times` (Unix s): one
+    per run of true evaluations held at least `for_` seconds (`fire_intervals`), as
+    Prometheus' `for:` fires them."""
     return [AlertEvent(name, severity, tuple(entities[row]), start, end)
             for row, start, end in fire_intervals(times, condition, for_)]
 
@@ -105,6 +108,9 @@ def _overlaps(a: AlertEvent, ws: float, we: float) -> bool:
 
 def lead_time(alerts_by_entity: dict[EntityKey, list[AlertEvent]], inc: Incident,
               horizon: float, last_eval: float) -> float | None:
+    """Seconds from the first alert of the incident's entity that overlaps [start - horizon,
+    end (or last_eval)] to the incident's start (negative: it fired after the start); None
+    when no alert did."""
     ws, we = inc.start - horizon, inc.end if inc.end is not None else last_eval
     starts = [a.start for a in alerts_by_entity.get(inc.entity, ()) if _overlaps(a, ws, we)]
     return inc.start - min(starts) if starts else None
@@ -190,6 +196,8 @@ def fmt_time(value: float | None) -> str:
 
 
 def write_alerts_csv(path: Path, label_names: Sequence[str], alerts: Iterable[AlertEvent]) -> None:
+    """alerts.csv: alertname, severity, the entity labels, start, end (Unix s; empty while
+    firing), top_signal, agents, action; sorted by start. Raises OSError."""
     with path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["alertname", "severity", *label_names, "start", "end", "top_signal",

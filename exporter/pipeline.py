@@ -71,9 +71,13 @@ class StateBackend(Protocol):
     """Where the pipeline keeps named array bundles across restarts (exporter.state.StateStore
     on disk; tests inject failing ones)."""
 
-    def save(self, name: str, arrays: dict[str, np.ndarray]) -> None: ...
+    def save(self, name: str, arrays: dict[str, np.ndarray]) -> None:
+        """Replace bundle `name`; raise (any exception) when it cannot be written."""
+        ...
 
-    def load(self, name: str) -> dict[str, np.ndarray] | None: ...
+    def load(self, name: str) -> dict[str, np.ndarray] | None:
+        """Bundle `name`, or None when there is none (or it is unreadable)."""
+        ...
 
 
 @dataclass
@@ -239,6 +243,7 @@ class Pipeline:
                 rt.decision.exclude(spans)
 
     def close(self) -> None:
+        """Shut the topology stages' worker pools down; call once the pipeline is done."""
         for rt in self.runtimes:
             if rt.topology is not None:
                 rt.topology.close()
@@ -761,6 +766,8 @@ class Pipeline:
 
 
 def predictor_info(predictor: Predictor | None) -> dict[str, str]:
+    """The `aura_model_info` labels (model, version, status) of `predictor`; `not_loaded`
+    when there is none."""
     if predictor is None:
         return {"model": "none", "version": "", "status": "not_loaded"}
     return dict(predictor.info)

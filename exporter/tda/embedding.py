@@ -63,6 +63,7 @@ class Clouds:
     counts: np.ndarray
 
     def cloud(self, e: int) -> np.ndarray:
+        """Entity e's cloud [counts[e], D] (a view, no copy)."""
         return self.points[e, : self.counts[e]]
 
 

@@ -38,6 +38,9 @@ class FleetTopology:
         self.betti = betti
 
     def fit(self, features: np.ndarray, order: np.ndarray | None = None) -> FleetTopology:
+        """Learn `betti_` [2] and `outlier_` [E] from features [E, K] (rows with a NaN are
+        left out and get NaN; fewer than MIN_FLEET known rows: all NaN). `order` [E]: the
+        stable keys choosing the FLEET_POINTS subsample of the Betti numbers."""
         from scipy.spatial.distance import cdist
 
         e = len(features)
@@ -73,6 +76,7 @@ class FleetTopology:
         return self
 
     def transform(self) -> tuple[np.ndarray, np.ndarray]:
+        """(betti_ [2], outlier_ [E] in 0..1); RuntimeError before `fit`."""
         if not hasattr(self, "betti_"):
             raise RuntimeError("FleetTopology is not fitted: call fit() first")
         return self.betti_, self.outlier_

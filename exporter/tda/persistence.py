@@ -168,6 +168,7 @@ class DiagramCache:
         self._pending: dict[bytes, tuple[list[bytes], Future[list[Diagram]]]] = {}
 
     def get(self, key: bytes) -> Diagram | None:
+        """The diagram of `key`, waiting for it if in flight; None when unknown."""
         dgm = self.done.get(key)
         if dgm is None and key in self._pending:
             keys, fut = self._pending[key]
@@ -187,6 +188,7 @@ class DiagramCache:
         return len(self.done) + len(self._pending)
 
     def add_pending(self, keys: list[bytes], fut: Future[list[Diagram]]) -> None:
+        """Mark `keys` as in flight: `fut` will give their diagrams in the same order."""
         for k in keys:
             self._pending[k] = (keys, fut)
 
@@ -248,6 +250,7 @@ def _init_worker() -> None:
 
 
 def default_workers() -> int:
+    """The CPUs this process may run on (its affinity mask; os.cpu_count() elsewhere)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -275,6 +278,7 @@ class RipsPersistence:
         self._pool = None
 
     def fit(self, clouds: Clouds | None = None) -> RipsPersistence:
+        """Resolve `workers_` (clouds are not read: nothing is learnt); returns self."""
         self.workers_ = default_workers() if self.workers is None else max(1, int(self.workers))
         return self
 

@@ -161,6 +161,7 @@ class TopologyStage:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
+        """Column names of `TopologyResult.features` (features.FEATURE_NAMES)."""
         return FEATURE_NAMES
 
     def _blocks(self, e: int) -> list[slice]:
