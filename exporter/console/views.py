@@ -42,6 +42,7 @@ MAP_SCALE = 200
 
 
 def horizon_name(seconds: float) -> str:
+    """A horizon as its `horizon` label writes it (`1h`: util.format_duration)."""
     return format_duration(seconds)
 
 
@@ -81,6 +82,7 @@ class FleetAnalysis:
     ints: np.ndarray
 
     def rows(self, which: np.ndarray | None = None) -> list[list[int | None]]:
+        """`ints` (the rows `which` selects, or all) as lists, None for NONE."""
         data = self.ints if which is None else self.ints[which]
         return [[None if v == NONE else v for v in row] for row in data.tolist()]
 
@@ -90,11 +92,13 @@ class FleetAnalysis:
         return _json(self.ints.tolist()).replace(str(NONE), "null")
 
     def head(self) -> dict[str, Any]:
+        """The analysis' tables: name, labels, signals, horizons, columns, actions, map scale."""
         return {"name": self.name, "labels": list(self.labels), "signals": list(self.signals),
                 "horizons": list(self.horizons), "columns": list(self.columns),
                 "actions": list(self.actions), "map_scale": MAP_SCALE}
 
     def to_json(self) -> dict[str, Any]:
+        """`head()` plus `entities` (label values) and `rows`."""
         return {**self.head(), "entities": [list(k) for k in self.entities],
                 "rows": self.rows()}
 
@@ -106,6 +110,10 @@ class FleetAnalysis:
 
 @dataclass(frozen=True, eq=False)
 class FleetState:
+    """The whole fleet view of one snapshot: `seq` numbers consecutive states (WebSocket
+    diffs), `created` the snapshot's Unix seconds, `counts` entities per badge
+    (`level_counts`)."""
+
     seq: int
     created: float
     health: dict[str, Any]
@@ -113,6 +121,7 @@ class FleetState:
     counts: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The WebSocket `full` message: this state with every analysis' rows."""
         return {"type": "full", "seq": self.seq, "created": self.created, "health": self.health,
                 "counts": self.counts, "analyses": [a.to_json() for a in self.analyses]}
 
@@ -176,6 +185,7 @@ def level_counts(analyses: tuple[FleetAnalysis, ...]) -> dict[str, int]:
 
 
 def fleet_state(snapshot: Any, seq: int, health: dict[str, Any]) -> FleetState:
+    """The FleetState of a pipeline Snapshot (no results: no analyses)."""
     analyses = tuple(fleet_analysis(r) for r in getattr(snapshot, "results", ()))
     return FleetState(seq, float(getattr(snapshot, "created", 0.0)), health, analyses,
                       level_counts(analyses))
@@ -272,6 +282,7 @@ def _quote(value: str) -> str:
 
 
 def entity_selector(analysis: str, label_names: tuple[str, ...], key: EntityKey) -> str:
+    """PromQL selector `{analysis="...",<label>="..."}` of one entity, values escaped."""
     parts = [f"analysis={_quote(analysis)}"]
     parts += [f"{n}={_quote(v)}" for n, v in zip(label_names, key, strict=True)]
     return "{" + ",".join(parts) + "}"
@@ -451,4 +462,5 @@ def entity_detail(
 
 
 def analysis_config(config: Config, name: str) -> AnalysisConfig | None:
+    """The analysis called `name`, or None."""
     return next((a for a in config.analyses if a.name == name), None)
