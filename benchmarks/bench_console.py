@@ -9,10 +9,21 @@ with console clients open, at `--entities` entities (10 000).
    step of `--step` (0..1 units; map features fixed). The diff's bytes, raw and gzip.
    A diff carries the cells whose integer value changed, column by column; how many depends
    on how much the fleet moves; `--step 1` is the worst case.
-3. First render in headless chromium: navigation start to the first page of rows and the map
-   drawn, served by the real app (`exporter.server.make_app`).
-4. /metrics p50/p99 (gzip, 4 back-to-back scrapers, `--duration` s) with 0 and with 20 console
-   WebSockets open while the snapshot changes every `--cycle` seconds (each change is a
+3. First render in headless chromium, served by the real app (`exporter.server.make_app`):
+   from navigation start to the first page of rows and the map drawn with data. `--renders`
+   cold runs, each in a freshly launched browser (fresh profile: nothing cached, nothing
+   compiled), and one warm run (a second navigation in the first browser). Two clocks, both
+   from the page's navigation start: `drawn_ms`, the page's own mark `aura:fleet-drawn` (set
+   after the frame that shows the table and map has been painted), and `observed_ms`, the
+   first animation frame at which Playwright sees both the rows and the map's canvas (the
+   only clock for pages without the mark). With them the page's timeline: document received
+   (`response_end_ms`), DOMContentLoaded (`dcl_ms`), fleet data parsed (`data_ms`), table and
+   map rendered in script (`rendered_ms`), first contentful paint (`fcp_ms`). Then
+   `/api/v1/console/fleet` answer times (`fleet_api_ms`: the state is built when a snapshot
+   is published, so a first request does not wait for it).
+4. /metrics p50/p99 (gzip, 4 back-to-back scrapers, `--duration` s) with 0 and with
+   `--clients` (20) console WebSockets open, alternately, `--rounds` times, while the snapshot
+   changes every `--cycle` seconds (each change is a fleet-state build and, with clients, a
    broadcast of a diff to every client). The server runs in its own process.
 
     .venv/bin/python benchmarks/bench_console.py --entities 10000
@@ -112,22 +123,71 @@ def serve(entities: int, cycle: float, step: float) -> None:
     asyncio.run(main())
 
 
-def first_render(base: str) -> dict[str, float]:
+# The first animation frame at which the table's rows and the map are in the page (polled by
+# Playwright on every frame, so no round trip to this process is counted).
+DRAWN = """() => document.querySelector("tr.entity-row") &&
+    document.querySelector("#map canvas[data-points]") ? performance.now() : false"""
+TIMELINE = """async () => {
+    const mark = (name) => { const m = performance.getEntriesByName(name)[0];
+                             return m ? m.startTime : null; };
+    for (let k = 0; k < 200 && mark("aura:fleet-drawn") === null &&
+         mark("aura:fleet-rendered") !== null; k++) await new Promise((r) => setTimeout(r, 10));
+    const nav = performance.getEntriesByType("navigation")[0];
+    const fcp = performance.getEntriesByName("first-contentful-paint")[0];
+    return {drawn_ms: mark("aura:fleet-drawn"), rendered_ms: mark("aura:fleet-rendered"),
+            data_ms: mark("aura:fleet-data"), response_end_ms: nav.responseEnd,
+            dcl_ms: nav.domContentLoadedEventEnd, fcp_ms: fcp ? fcp.startTime : null,
+            rows_on_page: document.querySelectorAll("tr.entity-row").length,
+            map_points: Number(document.querySelector("#map canvas").dataset.points)};
+}"""
+
+
+def render_once(page: Any, base: str) -> dict[str, Any]:
+    page.goto(base + "/", wait_until="commit")
+    observed = page.wait_for_function(DRAWN, polling="raf", timeout=30000).json_value()
+    timeline: dict[str, Any] = page.evaluate(TIMELINE)
+    return {"observed_ms": observed, **timeline}
+
+
+def first_render(base: str, renders: int) -> dict[str, Any]:
+    """`renders` cold first renders (a fresh browser each) and one warm one (see item 3)."""
     from playwright.sync_api import sync_playwright
 
+    cold: list[dict[str, Any]] = []
+    out: dict[str, Any] = {"cold": cold}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
-        out = {}
-        for run in ("cold", "warm"):
-            page.goto(base + "/", wait_until="commit")
-            page.wait_for_selector("tr.entity-row", timeout=30000)
-            page.wait_for_selector("#map canvas[data-points]", timeout=30000)
-            out[f"{run}_ms"] = page.evaluate("performance.now()")
-            out["rows_on_page"] = page.locator("tr.entity-row").count()
-            out["map_points"] = int(page.locator("#map canvas").get_attribute("data-points"))
-        browser.close()
+        for k in range(renders):
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            cold.append(render_once(page, base))
+            if k == 0:
+                out["warm"] = render_once(page, base)
+            browser.close()
+    for key in ("observed_ms", "drawn_ms"):
+        values = [r[key] for r in cold if r[key] is not None]
+        if values:
+            out[f"cold_{key}"] = {"median": float(np.median(values)), "max": max(values),
+                                  "min": min(values)}
     return out
+
+
+async def fleet_api(base: str, cycle: float, n: int = 5) -> dict[str, Any]:
+    """Answer times (ms) of GET /api/v1/console/fleet with gzip, and the body's bytes: `n`
+    requests 0.5 s apart after the server's first `cycle` (its start-up is not counted)."""
+    import aiohttp
+
+    times = []
+    await asyncio.sleep(cycle)
+    async with aiohttp.ClientSession(auto_decompress=False) as s:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            async with s.get(base + "/api/v1/console/fleet",
+                             headers={"Accept-Encoding": "gzip"}) as r:
+                body = await r.read()
+            times.append((time.perf_counter() - t0) * 1e3)
+            await asyncio.sleep(0.5)
+    return {"ms": times, "gzip_bytes": len(body)}
 
 
 async def with_clients(base: str, clients: int, duration: float) -> dict[str, Any]:
@@ -160,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between snapshots in the scrape run (a live interval is 60)")
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--clients", type=int, default=20)
+    p.add_argument("--renders", type=int, default=5, help="cold first renders (fresh browsers)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="scrape runs without and with clients, alternately")
     p.add_argument("--serve", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--output", default=str(RESULTS / "console.json"))
     args = p.parse_args(argv)
@@ -183,14 +246,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         assert server.stdout is not None
         base = f"http://127.0.0.1:{json.loads(server.stdout.readline())['port']}"
-        out["render"] = first_render(base)
-        print(f"first render: {out['render']}")
+        out["fleet_api"] = asyncio.run(fleet_api(base, args.cycle))
+        print("GET /api/v1/console/fleet: "
+              + " ".join(f"{t:.0f}" for t in out["fleet_api"]["ms"]) + " ms")
+        out["render"] = render = first_render(base, args.renders)
+        for r in render["cold"]:
+            print("cold first render: " + ", ".join(
+                f"{k} {v:.0f}" for k, v in r.items() if k.endswith("_ms") and v is not None))
+        print(f"warm first render: observed {render['warm']['observed_ms']:.0f} ms")
+        for key in ("observed_ms", "drawn_ms"):
+            if f"cold_{key}" in render:
+                c = render[f"cold_{key}"]
+                print(f"cold {key}: median {c['median']:.0f}, min {c['min']:.0f}, "
+                      f"max {c['max']:.0f} ({args.renders} fresh browsers)")
+        for r in range(args.rounds):
+            for n in (0, args.clients):
+                res = asyncio.run(with_clients(base, n, args.duration))
+                out.setdefault(f"scrape_{n}_clients", []).append(res)
+                print(f"round {r + 1}, {n} console clients: {res['requests']} scrapes "
+                      f"p50={res['p50_ms']:.1f}ms p99={res['p99_ms']:.1f}ms "
+                      f"max={res['max_ms']:.1f}ms errors={res['errors']} "
+                      f"ws messages={res['ws_messages']}")
         for n in (0, args.clients):
-            res = asyncio.run(with_clients(base, n, args.duration))
-            out[f"scrape_{n}_clients"] = res
-            print(f"{n} console clients: {res['requests']} scrapes p50={res['p50_ms']:.1f}ms "
-                  f"p99={res['p99_ms']:.1f}ms max={res['max_ms']:.1f}ms errors={res['errors']}"
-                  f" ws messages={res['ws_messages']}")
+            p99 = [res["p99_ms"] for res in out[f"scrape_{n}_clients"]]
+            print(f"{n} console clients: p99 {' '.join(f'{v:.1f}' for v in p99)} ms "
+                  f"(median {np.median(p99):.1f})")
     finally:
         server.terminate()
         server.wait(timeout=10)

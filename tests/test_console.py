@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import functools
 import gzip
 import json
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -307,6 +309,17 @@ async def _serve(app):
     return runner, site._server.sockets[0].getsockname()[1]
 
 
+@contextlib.asynccontextmanager
+async def _served(app):
+    """`app` on 127.0.0.1: (base URL, a client session), cleaned up on exit."""
+    runner, port = await _serve(app)
+    try:
+        async with aiohttp.ClientSession() as s:
+            yield f"http://127.0.0.1:{port}", s
+    finally:
+        await runner.cleanup()
+
+
 def basic_auth_config(tmp_path) -> WebConfig:
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode()
     path = tmp_path / "web.yml"
@@ -451,6 +464,81 @@ def test_live_update_and_websockets_do_not_take_scrape_slots():
             await runner.cleanup()
 
     asyncio.run(go())
+
+
+def _live(app):
+    """The console's snapshot watcher (exporter.console.live.Live) mounted on `app`."""
+    return next(r.handler.__self__ for r in app.router.routes()
+                if r.resource is not None and r.resource.canonical == "/api/v1/console/ws")
+
+
+def test_fleet_state_is_built_when_published_and_a_socket_since_it_gets_only_diffs():
+    cfg, snaps = demo_snapshots()
+    current = {"snap": snaps[0]}
+
+    async def go():
+        app = make_app(lambda: current["snap"], WebConfig(), config=cfg)
+        live = _live(app)
+        async with _served(app) as (base, s):
+            # No console open: the watcher still builds the state of a new snapshot, so the
+            # first page view does not wait for it.
+            for _ in range(100):
+                if live.state is not None and live.state.created == snaps[0].created:
+                    break
+                await asyncio.sleep(0.05)
+            assert live.state is not None and live.state.created == snaps[0].created
+            async with s.get(base + "/api/v1/console/fleet") as r:
+                first = await r.json()
+            assert first["seq"] == live.state.seq
+            # A page holding that state: its socket sends no full state, only the next diff.
+            ws = await s.ws_connect(f"{base}/api/v1/console/ws?since={first['seq']}")
+            current["snap"] = snaps[1]
+            update = await _receive(ws)
+            assert update["type"] == "diff" and update["base"] == first["seq"]
+            # Any other seq (an older state, another server's): the full state first.
+            other = await s.ws_connect(f"{base}/api/v1/console/ws?since={first['seq']}")
+            assert (await _receive(other))["type"] == "full"
+            for w in (ws, other):
+                await w.close()
+
+    asyncio.run(go())
+
+
+def test_a_page_opened_during_a_build_gets_the_previous_state_at_once_then_the_new_one():
+    cfg, snaps = demo_snapshots()
+    current = {"snap": snaps[0]}
+    gate = threading.Event()
+
+    async def go():
+        app = make_app(lambda: current["snap"], WebConfig(), config=cfg)
+        live, build = _live(app), _live(app)._build
+        async with _served(app) as (base, s):
+            async with s.get(base + "/api/v1/console/fleet") as r:
+                first = await r.json()
+            # Hold the next build until the page is open (a slow build on a busy machine).
+            live._build = lambda *a: (gate.wait(20), build(*a))[1]
+            current["snap"] = snaps[1]
+            for _ in range(100):
+                if live._lock.locked():
+                    break
+                await asyncio.sleep(0.02)
+            assert live._lock.locked()
+            started = time.monotonic()
+            async with s.get(base + "/api/v1/console/fleet") as r:
+                during = await r.json()
+            assert during["seq"] == first["seq"] and time.monotonic() - started < 5
+            ws = await s.ws_connect(f"{base}/api/v1/console/ws?since={during['seq']}")
+            gate.set()
+            # No client when the build began, so no diff: the page gets the full new state.
+            update = await _receive(ws)
+            assert update["type"] == "full" and update["seq"] == first["seq"] + 1
+            assert update["created"] == snaps[1].created
+            await ws.close()
+
+    try:
+        asyncio.run(go())
+    finally:
+        gate.set()
 
 
 def test_console_pages_forbid_inline_script_and_escape_nothing_server_side():

@@ -152,6 +152,50 @@ def test_fleet_lists_every_entity_and_updates_live(browser, server, demo):
     context.close()
 
 
+MAP_PIXELS = """([points, P]) => {
+    const c = document.querySelector("#map canvas"), dpr = devicePixelRatio;
+    const W = c.width / dpr, H = c.height / dpr, ctx = c.getContext("2d");
+    const css = getComputedStyle(document.documentElement);
+    const rgb = (name) => { ctx.fillStyle = css.getPropertyValue("--" + name).trim();
+                            const s = ctx.fillStyle;
+                            return [1, 3, 5].map((i) => parseInt(s.slice(i, i + 2), 16)); };
+    return points.map(([x, y, level]) => {
+      const px = Math.round((P + x * (W - 2 * P)) * dpr), py = Math.round((P + (1 - y) * (H - 2 * P)) * dpr);
+      return [Array.from(ctx.getImageData(px, py, 1, 1).data), rgb(level)];
+    });
+}"""
+
+
+def test_fleet_page_takes_the_preloaded_state_and_draws_every_point(browser, server, demo):
+    context, page, errors = _page(browser, viewport={"width": 1100, "height": 900},
+                                  device_scale_factor=2)
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto(server.url + "/")
+    page.wait_for_function("performance.getEntriesByName('aura:fleet-drawn').length > 0")
+    page.wait_for_function("document.body.dataset.live === 'ws'")
+    # One request for the fleet data: the document's preload, taken by the script's fetch;
+    # the socket then starts from that state.
+    url = server.url + "/api/v1/console/fleet"
+    assert page.evaluate(f"performance.getEntriesByName('{url}').length") == 1
+    seq = page.evaluate("document.body.dataset.seq")
+    assert sockets == [server.url.replace("http", "ws") + f"/api/v1/console/ws?since={seq}"]
+    # Every entity's point is on the map (opaque at its centre); the warning one in the
+    # theme's warning colour (drawn above the ok ones).
+    [a] = context.request.get(url).json()["analyses"]
+    col = {c: j for j, c in enumerate(a["columns"])}
+    names = {-1: "undecided", 0: "ok", 1: "warning", 2: "critical"}
+    points = [(r[col["x"]] / a["map_scale"], r[col["y"]] / a["map_scale"],
+               "nodata" if r[col["nodata"]] else names[r[col["level"]]]) for r in a["rows"]]
+    assert len(points) == 12 and {p[2] for p in points} == {"ok", "warning"}
+    pixels = page.evaluate(MAP_PIXELS, [points, 10])
+    assert all(px[3] == 255 for px, _ in pixels)
+    [(warning, want)] = [pix for pix, p in zip(pixels, points, strict=True) if p[2] == "warning"]
+    assert warning[:3] == want
+    assert not errors, errors
+    context.close()
+
+
 def test_entity_diagram_has_a_point_per_bar(browser, server):
     context, page, errors = _page(browser, viewport={"width": 1280, "height": 1000})
     query = "analysis=fleet&instance=host-03:9100"

@@ -29,6 +29,9 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'")
 # path -> (page name: static/<name>.main.html and <name>.js, title)
 PAGES = {"/": ("fleet", "fleet"), "/entity": ("entity", "entity"), "/alerts": ("alerts", "alerts")}
+# page name -> the data its script fetches first: the browser starts loading it with the
+# document instead of after the scripts have run (see Live.websocket's `since`).
+PRELOAD = {"fleet": "/api/v1/console/fleet"}
 
 
 class Console:
@@ -61,6 +64,8 @@ class Console:
                 .replace("__TELEMETRY_PATH__", html.escape(self.telemetry_path, quote=True))
                 .replace("__CLOCK__", "simulated" if self.clock_speed else "real")
                 .replace("__SPEED__", f"{self.clock_speed or 1:g}")
+                .replace("__PRELOAD__", f'<link rel="preload" href="{PRELOAD[name]}" as="fetch" '
+                         'crossorigin="anonymous">' if name in PRELOAD else "")
                 .replace("__MAIN__", main))
 
         async def handler(_: web.Request) -> web.Response:

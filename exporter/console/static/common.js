@@ -85,8 +85,10 @@ const AURA = (() => {
     return "/entity?" + q.toString();
   }
 
-  async function getJSON(url) {
-    const r = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+  /* `preloaded`: the document preloads `url` (routes.PRELOAD); the default cache mode lets
+     the fetch take that response. */
+  async function getJSON(url, preloaded) {
+    const r = await fetch(url, { credentials: "same-origin", cache: preloaded ? "default" : "no-store" });
     if (!r.ok) throw new Error(url + ": HTTP " + r.status);
     return r.json();
   }
@@ -122,8 +124,10 @@ const AURA = (() => {
   }
 
   /* The WebSocket with a polling fallback: onMessage(msg) for every update; while the socket
-     is down, poll() runs every pollSeconds and the socket is retried with backoff. */
-  function live({ onMessage, poll, pollSeconds, status }) {
+     is down, poll() runs every pollSeconds and the socket is retried with backoff. `since`:
+     the state the page already holds (its seq), so the first connection does not send it
+     again (later ones always start with the full state: the server may have restarted). */
+  function live({ onMessage, poll, pollSeconds, status, since }) {
     let socket = null, timer = null, retry = 1;
     const setStatus = (mode) => {
       if (!status) return;
@@ -138,7 +142,9 @@ const AURA = (() => {
     };
     const connect = () => {
       const proto = location.protocol === "https:" ? "wss://" : "ws://";
-      try { socket = new WebSocket(proto + location.host + "/api/v1/console/ws"); }
+      const query = since ? "?since=" + encodeURIComponent(since) : "";
+      since = null;
+      try { socket = new WebSocket(proto + location.host + "/api/v1/console/ws" + query); }
       catch (e) { startPolling(); return; }
       socket.onopen = () => {
         retry = 1; setStatus("ws");
