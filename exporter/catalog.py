@@ -19,6 +19,19 @@ _RECOMPUTED = " Recomputed every interval."
 
 @dataclass(frozen=True)
 class Metric:
+    """One exported metric family, as the exposition writes it and the rules/dashboards read it.
+
+    Attributes
+    ----------
+    name: the family name (`aura_` prefix, base units, `_total` only on counters).
+    type: `gauge`, `counter` or `info` (Prometheus text format 0.0.4 TYPE).
+    help: the HELP text.
+    labels: label names in exposition order; `ENTITY` stands for `analysis` plus the
+        analysis' configured entity labels.
+    scope: which series exist: `entity` one per entity, `detail` only for the entities chosen
+        by `exposition.detail`, `analysis` one per analysis, `self` the process itself.
+    """
+
     name: str
     type: MetricType
     help: str
@@ -28,6 +41,7 @@ class Metric:
 
     @property
     def per_entity(self) -> bool:
+        """True when the family carries the entity labels (one series per entity)."""
         return ENTITY in self.labels
 
     def extra_labels(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from exporter.config import Config, ConfigError, format_duration, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `check-config`'s one positional argument, the YAML file, to `parser`."""
     parser.add_argument("file", help="configuration file (YAML)")
 
 
@@ -40,6 +41,11 @@ def model_problems(cfg: Config) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Validate `args.file`: 0 and a `SUCCESS` line on stdout, or 1 and every problem on stderr.
+
+    A problem is a bad key path (`ConfigError.problems`, from `load_config`) or, for a config
+    that loads, one of `model_problems`; nothing is raised for a bad file.
+    """
     try:
         cfg = load_config(args.file)
     except ConfigError as err:

@@ -82,6 +82,10 @@ class LogfmtFormatter(logging.Formatter):
     """`ts=... level=info logger=... msg="..."` followed by the record's key=value fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One logfmt line: UTC millisecond `ts`, level, logger, `msg`, then the fields.
+
+        The exception of `record.exc_info`, if any, is reduced to its last line (`err=`).
+        """
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
         msg, fields = split_message(record.getMessage())
         out = (f"ts={ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} "
@@ -96,7 +100,13 @@ class LogfmtFormatter(logging.Formatter):
 
 
 class JSONFormatter(logging.Formatter):
+    """`--log.format=json`: one JSON object a line with the same keys as `LogfmtFormatter`."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """One JSON object: `ts`, `level`, `logger`, `msg`, the fields (first wins), `err`.
+
+        Field values stay strings, unquoted; a field named like a fixed key is dropped.
+        """
         msg, fields = split_message(record.getMessage())
         doc = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -113,6 +123,12 @@ class JSONFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, fmt: str) -> None:
+    """Send every log record to stderr, one line each, at `level` and above.
+
+    `level`: a stdlib level name, any case (`debug`, `info`, `warning`, `error`); `fmt`: `json`
+    or anything else for logfmt. Replaces the root logger's handlers; raises ValueError for an
+    unknown level name.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else LogfmtFormatter())
     root = logging.getLogger()
@@ -141,6 +157,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `aura` with `argv` (default `sys.argv[1:]`); return the exit status.
+
+    Parses the flags (argparse exits 2 on bad ones), configures logging, imports the
+    subcommand's module and returns its `run(args)` (None counts as 0); Ctrl-C returns 130.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if a in COMMANDS), "")
     args = build_parser(command).parse_args(argv)

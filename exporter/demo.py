@@ -15,6 +15,7 @@ from exporter.server import DEFAULT_PORT, add_web_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `--web.*` flags (listening on 127.0.0.1 by default) and the `--demo.*` ones."""
     add_web_arguments(parser)
     parser.set_defaults(listen_address=f"127.0.0.1:{DEFAULT_PORT}")
     parser.add_argument("--demo.speed", dest="speed", type=float, default=60.0,
@@ -29,6 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Serve the simulated fleet's console and `/metrics` until Ctrl-C; return the exit status.
+
+    Returns 1 with a message on stderr for a bad `--web.listen-address`, a bad
+    `--web.config.file` or a `--demo.speed` that is not > 0; 0 when stopped. Each pipeline
+    cycle covers one simulated interval (the demo config's) in `interval / speed` real seconds.
+    """
     from exporter.pipeline import Pipeline, load_predictor
     from exporter.server import parse_listen_address, serve
     from exporter.source.simulator import SimulatorSource, demo_config, demo_fleet

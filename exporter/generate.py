@@ -46,6 +46,7 @@ def default_config() -> Config:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `generate`'s positional `what` and its flags (output, config, dashboards, --check)."""
     parser.add_argument("what", choices=["rules", "dashboards", "kubernetes", "metrics"],
                         help="what to generate")
     parser.add_argument(
@@ -165,6 +166,11 @@ def check(out_dir: Path, files: dict[str, str], write: Callable[[str], None] = p
 
 
 def run(args: argparse.Namespace) -> int:
+    """Write `args.what`'s files atomically into the output directory, or `--check` them.
+
+    Returns 0 on success (or when up to date), 1 for a bad `--config.file` (its problems on
+    stderr) or, with `--check`, when a file is stale (a short diff each on stderr).
+    """
     try:
         cfg = load_config(args.config_file) if args.config_file else default_config()
     except ConfigError as err:

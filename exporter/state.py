@@ -53,6 +53,11 @@ class StateStore:
         self.state_dir = Path(state_dir)
 
     def path(self, analysis_name: str) -> Path:
+        """The analysis' state file, `<state_dir>/<analysis_name>.npz`.
+
+        Raises StateError for a name that is not letters, digits, `_` and `-` starting with a
+        letter or `_` (the name becomes a file name).
+        """
         if not _NAME_RE.fullmatch(analysis_name):
             # The name becomes a file name: refuse anything that could leave the directory.
             raise StateError(f"analysis name {analysis_name!r} is not usable as a state file")

@@ -48,6 +48,15 @@ _TOP_UNSUPPORTED = {"rate_limit"}
 
 @dataclass
 class WebConfig:
+    """A parsed web config file (see `load_web_config`); the default serves plain HTTP, no auth.
+
+    Attributes
+    ----------
+    ssl_context: the server's TLS context, or None for plain HTTP.
+    users: user name -> bcrypt hash (`basic_auth_users`); empty means no authentication.
+    headers: extra response headers (`http_server_config.headers`).
+    """
+
     ssl_context: ssl.SSLContext | None = None
     users: dict[str, bytes] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
@@ -58,6 +67,7 @@ class WebConfig:
 
     @property
     def auth_required(self) -> bool:
+        """True when basic auth users are configured (every request must then authenticate)."""
         return bool(self.users)
 
     def check(self, username: str, password: str) -> bool:

@@ -76,6 +76,7 @@ class Window:
 
     @property
     def end(self) -> float:
+        """The last grid timestamp in Unix seconds; NaN for a window with no steps."""
         return float(self.timestamps[-1]) if len(self.timestamps) else float("nan")
 
     def select(self, rows: np.ndarray) -> Window:
@@ -101,6 +102,7 @@ def grid(start: float, end: float, step: float) -> np.ndarray:
 
 def empty_window(analysis: str, label_names: tuple[str, ...], signals: tuple[str, ...],
                  timestamps: np.ndarray) -> Window:
+    """A window with no entities: values of shape [0, len(signals), len(timestamps)]."""
     return Window(analysis, label_names, (), signals, timestamps,
                   np.empty((0, len(signals), len(timestamps))))
 
@@ -143,6 +145,7 @@ class WindowBuffer:
 
     @property
     def empty(self) -> bool:
+        """True until the first non-empty block is merged (`end` is still NaN)."""
         return not np.isfinite(self.end)
 
     def fetch_start(self, now: float, overlap: float) -> float:
@@ -223,6 +226,7 @@ class WindowBuffer:
         self._index = {e: i for i, e in enumerate(self.entities)}
 
     def timestamps(self) -> np.ndarray:
+        """[steps] grid timestamps in Unix seconds ending at `end` (all NaN while `empty`)."""
         return self.end - self.step * np.arange(self.steps - 1, -1, -1, dtype=np.float64)
 
     def window(self) -> Window:
