@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import csv
 import dataclasses
-import datetime as dt
 import json
 import logging
 import math
@@ -138,11 +137,6 @@ def parse_time(text: str) -> float:
         return util.parse_time(text)
     except ValueError as err:
         raise BacktestError(f"invalid time {text!r} (Unix seconds or RFC 3339)") from err
-
-
-def rfc3339(ts: float) -> str:
-    """Unix seconds -> `2024-05-01T00:00:00Z` (UTC, whole seconds) for report.json."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 async def load_history(cfg: Config, analysis: AnalysisConfig, args: argparse.Namespace) -> Window:
@@ -507,8 +501,8 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
         "evaluations": len(times),
         "first_evaluation": first,
         "last_evaluation": last,
-        "first_evaluation_rfc3339": rfc3339(first),
-        "last_evaluation_rfc3339": rfc3339(last),
+        "first_evaluation_rfc3339": util.format_rfc3339(first),
+        "last_evaluation_rfc3339": util.format_rfc3339(last),
         "entities": len(scores.entities),
         "entity_days": entity_days,
         "incidents_total": len(all_inc),

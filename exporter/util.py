@@ -1,7 +1,8 @@
 """Time and file plumbing shared by every command: parse times and durations, write atomically.
 
 One rule for times: Unix seconds, or RFC 3339 / ISO 8601 where a time without a zone is UTC
-(never the machine's local time, which would make a backtest depend on where it runs).
+(never the machine's local time, which would make a backtest depend on where it runs); times
+are written back as RFC 3339 in UTC (`format_rfc3339`).
 Durations have three written forms, each one function: `format_duration` (a Prometheus
 duration, exact to the second: configuration values, the `horizon` label, a configured span
 named in a reason), `humanize_seconds` (`2h10m` to the minute: estimated times and lead times
@@ -47,6 +48,21 @@ def parse_rfc3339(text: str) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp() + fraction
+
+
+def format_rfc3339(seconds: float) -> str:
+    """Unix seconds -> `2024-05-01T00:00:00Z`: RFC 3339 in UTC, whole seconds (the fraction is
+    dropped, rounding towards the past), as report.json writes times.
+
+    `parse_time` reads it back to `math.floor(seconds)`. Raise ValueError when `seconds` is not
+    finite or lies outside the years 0001-9999.
+    """
+    try:
+        moment = datetime.fromtimestamp(math.floor(seconds), UTC)
+    except (OverflowError, OSError, ValueError) as err:
+        raise ValueError(f"time {seconds!r} is not a representable Unix time") from err
+    # isoformat, not strftime: %Y drops the leading zeros of years before 1000 on glibc.
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 def parse_time(text: str) -> float:

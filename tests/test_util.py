@@ -1,7 +1,9 @@
 """exporter.util: one time rule (no zone = UTC), durations, atomic file replacement."""
 
 import calendar
+import math
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from exporter.util import (
     atomic_write,
     format_clock,
     format_duration,
+    format_rfc3339,
     humanize_seconds,
     parse_duration,
     parse_rfc3339,
@@ -31,8 +34,6 @@ def test_rfc3339_forms_agree(text: str) -> None:
 
 
 def test_no_zone_is_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
-    import time
-
     monkeypatch.setenv("TZ", "America/New_York")
     time.tzset()
     try:
@@ -53,6 +54,34 @@ def test_unix_seconds_and_errors() -> None:
             parse_time(bad)
     with pytest.raises(ValueError):
         parse_rfc3339("1700000000")  # webhook times are RFC 3339 only
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (T0, "2026-11-20T10:00:00Z"),
+    (T0 + 0.999, "2026-11-20T10:00:00Z"),  # whole seconds, towards the past
+    (0.0, "1970-01-01T00:00:00Z"),
+    (-0.5, "1969-12-31T23:59:59Z"),
+    (-62135596800.0, "0001-01-01T00:00:00Z"),  # four-digit year, not "1-01-01"
+    (253402300799.0, "9999-12-31T23:59:59Z"),
+])
+def test_format_rfc3339_round_trips_through_parse_time(seconds: float, text: str) -> None:
+    assert format_rfc3339(seconds) == text
+    assert parse_time(text) == math.floor(seconds)
+    assert parse_rfc3339(text) == math.floor(seconds)
+
+
+def test_format_rfc3339_agrees_with_the_stdlib_and_refuses_what_it_cannot_write() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    for seconds in rng.uniform(-1e10, 1e10, 200):
+        text = format_rfc3339(float(seconds))
+        assert parse_time(text) == math.floor(seconds)
+        # C's gmtime as the oracle (years 1653-2286 here: four digits either way).
+        assert text == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(math.floor(seconds)))
+    for bad in (math.nan, math.inf, -math.inf, 253402300800.0, -62135596801.0):
+        with pytest.raises(ValueError):
+            format_rfc3339(bad)
 
 
 def test_durations() -> None:
