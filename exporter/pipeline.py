@@ -539,7 +539,7 @@ class Pipeline:
         first = cycles[0]
         stacked = AgentInput(
             rt.cfg, stacking.stack_windows(windows),
-            None if first.topology is None else stacking.stack_topology(
+            None if first.topology is None else stacking.stack_rows(
                 [c.topology for c in cycles]),  # type: ignore[misc]
             None if first.forecast is None else stacking.stack_rows(
                 [c.forecast for c in cycles]),  # type: ignore[misc]

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from exporter.results import TopologyResult
 from exporter.windows import Window
 
 T = TypeVar("T")
@@ -46,24 +45,11 @@ def stack_windows(windows: Sequence[Window], pad_to: int = 1) -> Window:
                   np.concatenate(parts) if len(parts) > 1 else parts[0])
 
 
-def stack_topology(results: Sequence[TopologyResult], rows: int | None = None) -> TopologyResult:
-    """Row-wise concatenation padded with NaN rows up to `rows`; `fleet_betti` (one per fleet,
-    read by no row-wise stage) is the first cycle's."""
-    first = results[0]
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(first):
-        if f.name in _FIXED:
-            continue
-        a = np.concatenate([getattr(r, f.name) for r in results])
-        if rows is not None and rows > len(a):
-            a = np.concatenate([a, np.full((rows - len(a), *a.shape[1:]), np.nan)])
-        out[f.name] = a
-    return dataclasses.replace(first, **out)
-
-
 def stack_rows(items: Sequence[T]) -> T:
-    """Row-wise concatenation of per-cycle results of one kind (Votes, Forecast, ...); an
-    optional field absent (None) in any of them is absent."""
+    """Row-wise concatenation of per-cycle results of one kind (TopologyResult, Forecast,
+    Votes, ...): [sum of the cycles' entities] rows per field. An optional field absent (None)
+    in any of them is absent; the fields describing the whole batch (`_FIXED`: `fleet_betti`,
+    read by no row-wise stage, the baseline store, names) are the first item's."""
     first: Any = items[0]
     rows: dict[str, Any] = {}
     for f in dataclasses.fields(first):

@@ -134,7 +134,7 @@ def test_row_wise_agents_vote_alike_alone_and_stacked(name: str) -> None:
     alone = [agent.assess(AgentInput(analysis, w, t, f, 0.0)) for w, t, f in parts]
     stacked = agent.assess(AgentInput(
         analysis, stacking.stack_windows([p[0] for p in parts]),
-        stacking.stack_topology([p[1] for p in parts]), stacking.stack_rows([p[2] for p in parts]),
+        stacking.stack_rows([p[1] for p in parts]), stacking.stack_rows([p[2] for p in parts]),
         0.0))
     bounds = stacking.offsets([p[0] for p in parts])
     for got, want in zip(stacking.split(stacked, bounds), alone, strict=True):
@@ -151,9 +151,12 @@ def test_stack_pads_to_whole_blocks_and_splits_back() -> None:
     st = stacking.stack_windows(ws, FORECAST_ROW_BLOCK)
     assert len(st.entities) == FORECAST_ROW_BLOCK == len(st.values)
     assert np.isfinite(st.values[7:]).all() and st.entities[7:] == ((),) * (FORECAST_ROW_BLOCK - 7)
-    topo = stacking.stack_topology([_topology(3, 2), _topology(4, 5)], FORECAST_ROW_BLOCK)
-    assert topo.anomaly_score.shape == (FORECAST_ROW_BLOCK,)
-    assert np.isnan(topo.anomaly_score[7:]).all()
+    topo = stacking.stack_rows([_topology(3, 2), _topology(4, 5)])
+    assert topo.anomaly_score.shape == (7,) and topo.features.shape == (7, 6)
+    back_topo = stacking.split(topo, stacking.offsets(ws))
+    np.testing.assert_array_equal(back_topo[1].signal_contribution,
+                                  _topology(4, 5).signal_contribution)
+    np.testing.assert_array_equal(back_topo[0].fleet_betti, topo.fleet_betti)
     f = stacking.stack_rows([_forecast(3, 2), _forecast(4, 5)])
     back = stacking.split(f, stacking.offsets(ws))
     np.testing.assert_array_equal(back[1].probability, _forecast(4, 5).probability)
