@@ -89,7 +89,7 @@ def _incident_recorder(cfg: Any) -> Any:
     """The Alertmanager webhook recorder, when a state dir exists to record into."""
     if not cfg.state_dir:
         return None
-    from exporter.incidents import IncidentRecorder
+    from exporter.incident_recorder import IncidentRecorder
 
     labels = {a.name: tuple(a.entity_labels) for a in cfg.analyses}
     return IncidentRecorder(Path(cfg.state_dir), cfg.incidents, labels)

@@ -145,7 +145,7 @@ async def serve(
     """Serve HTTP and run the pipeline until SIGINT/SIGTERM."""
     handler = None
     if incidents is not None:
-        from exporter.incidents import make_handler
+        from exporter.incident_recorder import make_handler
 
         handler = make_handler(incidents, lambda result: pipeline.record_incidents(
             result.recorded, result.incidents))

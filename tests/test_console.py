@@ -400,7 +400,7 @@ def test_tls_serves_the_console_and_its_websocket(tmp_path):
 
 
 def test_alerts_view_lists_incidents_recorded_by_the_webhook(tmp_path):
-    from exporter.incidents import IncidentRecorder, make_handler
+    from exporter.incident_recorder import IncidentRecorder, make_handler
 
     cfg, snaps = demo_snapshots()
     cfg = dataclasses.replace(cfg, state_dir=str(tmp_path))

@@ -146,7 +146,7 @@ def test_webhook_with_unwritable_state_dir_answers_503_not_500(tmp_path):
     import json
 
     from exporter.config import IncidentsConfig
-    from exporter.incidents import IncidentRecorder, IncidentStoreError
+    from exporter.incident_recorder import IncidentRecorder, IncidentStoreError
     from tests.test_fuzz_inputs import VALID_WEBHOOK
 
     blocked = tmp_path / "state"

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exporter.config import Config, ConfigError, IncidentsConfig, load_config, parse_config
-from exporter.incidents import IncidentPayloadError, IncidentRecorder, RecordResult
+from exporter.incident_recorder import IncidentPayloadError, IncidentRecorder, RecordResult
 from exporter.source.csvfile import CsvFormatError, CsvSource
 from exporter.source.prometheus import Decoded, QueryError, decode_query_range
 from exporter.webconfig import WebConfig, load_web_config

@@ -14,16 +14,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from exporter.config import IncidentsConfig
-from exporter.incidents import (
+from exporter.incident_recorder import (
     CSV_NAME,
     INDEX_NAME,
-    Incident,
     IncidentPayloadError,
     IncidentPayloadTooLarge,
     IncidentRecorder,
     RecordResult,
     make_handler,
 )
+from exporter.incidents import Incident
 from exporter.util import parse_rfc3339
 
 LABELS = {"nodes": ("instance",)}

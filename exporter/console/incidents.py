@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from exporter.incidents import CSV_NAME
+from exporter.incident_recorder import CSV_NAME
 
 log = logging.getLogger("aura.console")
 
