@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from exporter.lnn.trainer import (
     incident_list,
     train_network,
 )
-from exporter.util import parse_time
+from exporter.util import format_rfc3339, parse_time
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
     card = {
         "name": args.name or out.name,
         "version": MODEL_VERSION,
-        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": format_rfc3339(time.time()),
         "description": "CfC (ncps, AutoNCP wiring) failure model: P(failure within horizon) "
                        "from a monotone cumulative hazard, and time to failure.",
         "command": _command(args),
