@@ -55,10 +55,11 @@ class Live:
         self._lock = asyncio.Lock()
 
     async def current(self) -> tuple[FleetState, bytes]:
-        """The fleet state of the current snapshot (built now if the watcher is behind), or,
-        while the watcher is building a new one, the previous state at once: the page gets
-        the new one as the next update (a first render waited up to ~0.2 s for the build)."""
-        if self.state is None or not self._lock.locked():
+        """The latest fleet state the watcher built, at once (built now only if there is none
+        yet). A snapshot published in the last `poll` seconds or still being built is not in
+        it: the page gets that one as its next update instead of waiting for the build (up
+        to ~0.2 s of a first render at 10 000 entities on a busy machine)."""
+        if self.state is None:
             await self.refresh()
         assert self.state is not None and self.full is not None
         return self.state, self.full

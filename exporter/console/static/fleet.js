@@ -309,7 +309,8 @@
   /* Premultiplied RGBA in floats, composited "over" in the order stamped. */
   class Bitmap {
     constructor(w, h) { this.w = w; this.h = h; this.px = new Float32Array(w * h * 4); }
-    stamp({ R, dx, dy, cov }, cx, cy, [r, g, b]) {
+    stamp(shape, cx, cy, rgb) {
+      const { R, dx, dy, cov } = shape, r = rgb[0], g = rgb[1], b = rgb[2];
       const { w, h, px } = this, inside = cx >= R && cy >= R && cx < w - R && cy < h - R;
       for (let m = 0; m < cov.length; m++) {
         const x = cx + dx[m], y = cy + dy[m];
