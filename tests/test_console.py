@@ -166,6 +166,12 @@ def test_fast_json_text_equals_the_plain_encoding():
             row += gap
             rows[row][index[col]] = value
     assert rows == s2.analyses[0].rows()
+    # Rows are encoded a chunk at a time: across chunk boundaries, and with no rows at all.
+    for e in (0, views.ROWS_PER_CHUNK, 2 * views.ROWS_PER_CHUNK + 1):
+        level = np.arange(e) % 4 - 1
+        risk = np.where(np.arange(e) % 3 == 0, np.nan, np.linspace(0, 1, e))
+        a = views.fleet_state(_Snap((_result(level, risk, np.ones((e, 1, 10))),)), 1, {})
+        assert json.loads(a.to_text()) == a.to_json()
 
 
 def test_fleet_map_separates_two_groups_and_keeps_its_orientation():
