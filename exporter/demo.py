@@ -11,7 +11,7 @@ import asyncio
 import sys
 import time
 
-from exporter.server import DEFAULT_PORT, add_web_arguments
+from exporter.webconfig import DEFAULT_PORT, add_web_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     cycle covers one simulated interval (the demo config's) in `interval / speed` real seconds.
     """
     from exporter.pipeline import Pipeline, load_predictor
-    from exporter.server import parse_listen_address, serve
+    from exporter.server import serve
     from exporter.source.simulator import SimulatorSource, demo_config, demo_fleet
-    from exporter.webconfig import load_web_config
+    from exporter.webconfig import load_web_config, parse_listen_address
 
     try:
         parse_listen_address(args.listen_address)

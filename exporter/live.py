@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.server import add_web_arguments, parse_listen_address, serve
+from exporter.server import serve
+from exporter.webconfig import add_web_arguments, parse_listen_address
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

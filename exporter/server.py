@@ -21,35 +21,13 @@ from typing import Any
 from aiohttp import web
 
 from exporter import console
-from exporter.webconfig import WebConfig
+from exporter.webconfig import WebConfig, parse_listen_address
 
 log = logging.getLogger("aura.server")
 
-DEFAULT_PORT = 10977
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def add_web_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags shared by `aura run` and `aura demo`."""
-    parser.add_argument("--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}",
-                        help=f"address to listen on (default :{DEFAULT_PORT})")
-    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
-                        help="path under which to expose metrics")
-    parser.add_argument("--web.config.file", dest="web_config_file", default=None,
-                        help="exporter-toolkit web config (TLS, basic auth)")
-    parser.add_argument("--web.max-requests", dest="max_requests", type=int, default=40,
-                        help="maximum parallel requests; 0 means no limit")
-
-
-def parse_listen_address(address: str) -> tuple[str | None, int]:
-    """`:10977` -> (None, 10977) meaning all interfaces; `127.0.0.1:80` -> ('127.0.0.1', 80)."""
-    host, _, port = address.rpartition(":")
-    if not port.isdigit():
-        raise ValueError(f"invalid listen address {address!r} (expected host:port)")
-    host = host.strip("[]")
-    return (host or None), int(port)
 
 
 def make_app(

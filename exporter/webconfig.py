@@ -1,4 +1,5 @@
-"""The exporter-toolkit web configuration file (`--web.config.file`): TLS and basic auth.
+"""The exporter's web settings: the `--web.*` flags and the exporter-toolkit web configuration
+file (`--web.config.file`): TLS and basic auth.
 
 Same format as node_exporter's, so an SRE's existing file works unchanged:
 
@@ -10,6 +11,7 @@ Same format as node_exporter's, so an SRE's existing file works unchanged:
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import ssl
@@ -21,6 +23,30 @@ from typing import Any
 import yaml
 
 from exporter.config import ConfigError
+
+DEFAULT_PORT = 10977
+
+
+def add_web_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags shared by `aura run` and `aura demo`."""
+    parser.add_argument("--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}",
+                        help=f"address to listen on (default :{DEFAULT_PORT})")
+    parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                        help="path under which to expose metrics")
+    parser.add_argument("--web.config.file", dest="web_config_file", default=None,
+                        help="exporter-toolkit web config (TLS, basic auth)")
+    parser.add_argument("--web.max-requests", dest="max_requests", type=int, default=40,
+                        help="maximum parallel requests; 0 means no limit")
+
+
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    """`:10977` -> (None, 10977) meaning all interfaces; `127.0.0.1:80` -> ('127.0.0.1', 80)."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"invalid listen address {address!r} (expected host:port)")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
 
 _CLIENT_AUTH = {
     "NoClientCert": ssl.CERT_NONE,

@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 
 from exporter.config import ConfigError
-from exporter.server import make_app, parse_listen_address
-from exporter.webconfig import load_web_config
+from exporter.server import make_app
+from exporter.webconfig import load_web_config, parse_listen_address
 
 
 @dataclass
