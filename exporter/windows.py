@@ -108,8 +108,12 @@ def empty_window(analysis: str, label_names: tuple[str, ...], signals: tuple[str
 
 
 def shard_of(entity: EntityKey, count: int) -> int:
-    """Stable shard of an entity (md5 of its label values, like Prometheus' hashmod)."""
-    digest = hashlib.md5("\xff".join(entity).encode()).digest()
+    """Stable shard of an entity (md5 of its label values, like Prometheus' hashmod).
+
+    The label values are joined as legacy entity keys were, so shards never move; a hash
+    input needs no unambiguous split.
+    """
+    digest = hashlib.md5(_LEGACY_KEY_SEPARATOR.join(entity).encode()).digest()
     return int.from_bytes(digest[8:], "big") % count
 
 
