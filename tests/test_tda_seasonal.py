@@ -7,7 +7,7 @@ import pytest
 
 from exporter.config import AnalysisConfig, Duration, SignalConfig, TopologyConfig
 from exporter.tda import TopologyError, TopologyStage, baseline, seasonal
-from exporter.tda.seasonal import SeasonalLevels, fisher, survival
+from exporter.tda.seasonal import SeasonalLevels, drift, fisher, survival, tippett
 from exporter.windows import Window
 
 DAY = 86400.0
@@ -131,14 +131,20 @@ def test_fused_score_flags_a_same_hour_level_shift_and_not_the_daily_pattern(mon
     assert np.nanmedian(alone[late, 1]) < np.nanmedian(fused[late, 1])
 
 
-def test_seasonal_state_round_trips_and_old_formats_are_refused():
-    t, x = _series(1.2, seed=3)
+def _learned(days: float, seed: int) -> TopologyStage:
+    """A stage (closed) that replayed `days` of `_series` through `learn`."""
+    t, x = _series(days, seed=seed)
     stage = TopologyStage(_analysis(), workers=1)
     for end in range(19, len(t), 10):
         w = Window("t", ("instance",), (("h0",), ("h1",)), ("a", "b"), t[end - 19 : end + 1],
                    x[:, :, end - 19 : end + 1])
         stage.learn(w, float(t[end]))
     stage.close()
+    return stage
+
+
+def test_seasonal_state_round_trips_and_old_formats_are_refused():
+    stage = _learned(1.2, seed=3)
     saved = stage.state()
     again = TopologyStage(_analysis(), workers=1)
     again.restore(saved)
@@ -210,3 +216,66 @@ def test_fused_score_is_calibrated_in_a_healthy_entitys_first_two_days():
             run = run + 1 if x > 0.95 else 0
             held += run == 4  # a 10-min cycle: > 0.95 on 4 in a row is 30 min held
     assert held <= 1.5 * len(fused.T) * 2  # per entity-day
+
+
+def _null_fisher(n: int, rng: np.random.Generator, top: float = 1.0) -> np.ndarray:
+    """Fisher statistics of n pairs of independent p-values, uniform on (0, top]."""
+    u = rng.uniform(0.0, top, size=(n, 2))
+    return np.array([fisher(a, b) for a, b in np.fmax(u, 1e-12)])
+
+
+def _drifts(stats: np.ndarray) -> np.ndarray:
+    out, prev = [], 0.0
+    for x in stats:
+        prev = drift(prev, float(x))
+        out.append(prev)
+    return np.array(out)
+
+
+def test_drift_accumulates_moderate_evidence_that_a_30_min_average_misses():
+    # Both views only mildly unusual for 6 h (36 values at 10 min; p-values uniform on
+    # (0, 0.4]: each window alone is "1 in 2.5"): at one false alarm in 1000 healthy values,
+    # the CUSUM of the Fisher statistic crosses in (nearly) every such episode, the 30-min
+    # (3-value) average of the same statistics in a minority (measured: 1.0 vs 0.375).
+    rng = np.random.default_rng(4)
+    null = _null_fisher(20000, rng)
+    drift_null = _drifts(null)
+    avg_null = np.convolve(null, np.ones(3) / 3, mode="valid")
+    # Under the null the drift keeps returning to 0 and stays small.
+    assert (drift_null == 0).mean() > 0.3
+    assert np.quantile(drift_null, 0.99) < 25
+    by_drift = by_average = 0
+    for _ in range(100):
+        episode = _null_fisher(36, rng, top=0.4)
+        by_drift += _drifts(episode).max() > np.quantile(drift_null, 0.999)
+        by_average += (np.convolve(episode, np.ones(3) / 3, mode="valid").max()
+                       > np.quantile(avg_null, 0.999))
+    assert by_drift >= 95 and by_average <= 60
+    # NaN statistics are skipped; a NaN previous value restarts from 0.
+    assert np.isnan(drift(5.0, float("nan")))
+    assert drift(float("nan"), 7.0) == pytest.approx(7.0 - seasonal.DRIFT_K)
+
+
+def test_tippett_of_independent_calibrated_scores_stays_calibrated():
+    u = np.random.default_rng(6).uniform(size=(20000, 2))
+    combined = np.array([tippett(a, b) for a, b in u])
+    for q in (0.5, 0.95, 0.99):
+        assert abs((combined > q).mean() - (1 - q)) < max(0.2 * (1 - q), 0.003)
+    assert tippett(0.3, float("nan")) == 0.3 and np.isnan(tippett())
+
+
+def test_drift_history_round_trips_and_older_states_restart_it():
+    # 2.6 days replayed: the level's p-value joins after a day of its own deviations, then
+    # the drift accumulates.
+    stage = _learned(2.6, seed=3)
+    saved = stage.state()
+    assert np.isfinite(saved["drift_hist"]).sum() >= 100  # 2 entities x ~0.6 day
+    assert (saved["drift_hist"][np.isfinite(saved["drift_hist"])] >= 0).all()
+    again = TopologyStage(_analysis(), workers=1)
+    again.restore(saved)
+    older = TopologyStage(_analysis(), workers=1)
+    older.restore({k: v for k, v in saved.items() if k != "drift_hist"})
+    for key, entry in stage._store.entries.items():
+        np.testing.assert_array_equal(entry.drift_hist, again._store.entries[key].drift_hist)
+        old = older._store.entries[key]
+        assert len(old.drift_hist) == len(entry.drift_hist) and np.isnan(old.drift_hist).all()

@@ -38,9 +38,10 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   overlap the window, at the same time of day (+-1 h) once a day of history exists: the
   mean distance to the 3 nearest of the newest 36. Score (`BaselineStore.score`, since the
   second issue-14 session): that distance's tail probability under the entity's own recent
-  raw distances, fused (Fisher's method, 30-min moving average) with the tail probability of
-  a seasonal level deviation (exporter/tda/seasonal.py) and re-calibrated on the entity's
-  own history of the fused statistic (0.99 = exceeded by 1 window in 100 of its own);
+  raw distances, fused (Fisher's method) with the tail probability of a seasonal level
+  deviation (exporter/tda/seasonal.py), the fused statistic's 30-min moving average and its
+  CUSUM (slow drift, fourth session) each re-calibrated on the entity's own history of it and
+  combined by Tippett's minimum p (0.99 = exceeded by 1 window in 100 of its own);
   exported once MIN_RAW_HISTORY raw distances exist (`BaselineStore.warming`). Degenerate windows (every signal constant or two-state, or
   missing) have no summary: no score, and nothing enters the history. Measured on real
   servers (benchmarks/eval_anomaly.py, ASD, ablation in benchmarks/README.md); the
@@ -64,7 +65,15 @@ from exporter.numeric import clipped_z, nan_percentile
 from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale, summaries
 from exporter.tda.persistence import Diagram
-from exporter.tda.seasonal import SLOTS, SeasonalLevels, fisher, survival, tail_fit
+from exporter.tda.seasonal import (
+    SLOTS,
+    SeasonalLevels,
+    drift,
+    fisher,
+    survival,
+    tail_fit,
+    tippett,
+)
 from exporter.windows import decode_entity_key, encode_entity_key, shard_of
 
 PROTOTYPES = 3
@@ -100,6 +109,10 @@ FUSION = True
 SEASONAL_LEVEL = True
 TOPOLOGY = True
 SMOOTH = 1800.0
+# Slow evidence (issue 14, fourth session; exporter/tda/seasonal.py `drift`): a CUSUM of the
+# Fisher statistic, calibrated on its own history and combined with the 30-min average by
+# Tippett's minimum p once MIN_SMOOTH_HISTORY of its values exist (off: the average alone).
+DRIFT = True
 # An entity's first days (issue 14, fleetgen-303, benchmarks/README.md): the level's tail
 # probability enters the fusion only once MIN_LEVEL_HISTORY of its own deviations exist (a
 # day at one per 10 min; its reference appears after a day, and a few hours of deviations
@@ -278,14 +291,16 @@ class _Entry:
     # Seasonal levels (exporter/tda/seasonal.py) and, appended with raw_hist (aligned, NaN
     # where not computed), the seasonal deviations, the Fisher statistics and their moving
     # averages (BaselineStore.score); `pending`: this cycle's (time, level [S], deviation,
-    # Fisher statistic, moving average) from score() for update().
+    # Fisher statistic, moving average, drift) from score() for update().
     levels: SeasonalLevels | None = None
     seas_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
     fis_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
     smooth_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
-    pending: tuple[float, np.ndarray, float, float, float] | None = None
-    # seasonal.tail_fit of the finite raw_hist, seas_hist, smooth_hist (None: to compute;
-    # reset when they grow; not saved).
+    # The CUSUM of the Fisher statistics (seasonal.drift), aligned the same way.
+    drift_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+    pending: tuple[float, np.ndarray, float, float, float, float] | None = None
+    # seasonal.tail_fit of the finite raw_hist, seas_hist, smooth_hist, drift_hist (None: to
+    # compute; reset when they grow; not saved).
     fits: tuple[tuple[float, float, float, int], ...] | None = None
 
 
@@ -393,12 +408,14 @@ class BaselineStore:
 
         Fused (exporter/tda/seasonal.py): p_topology = `survival(raw, raw history)`,
         p_level = `survival(seasonal deviation, its history)`, Fisher's statistic of the
-        two averaged over the last SMOOTH seconds of its own history, and the score =
-        1 - `survival` of that average under the entity's own history of averages (so 0.99
+        two averaged over the last SMOOTH seconds of its own history (fast) and accumulated
+        by a CUSUM (`seasonal.drift`, slow), each calibrated as 1 - `survival` under the
+        entity's own history of it, and the score = `seasonal.tippett` of the two (so 0.99
         still means 1 window in 100 of its own). p_level counts once MIN_LEVEL_HISTORY
-        deviations exist; falls back to the ECDF above while the history of averages is
-        shorter than MIN_SMOOTH_HISTORY (an entity's first day). Stashes the cycle's level
-        and statistics in the entity for `update` (which keeps them).
+        deviations exist; the drift once MIN_SMOOTH_HISTORY of its values do; falls back
+        to the ECDF above while the history of averages is shorter than MIN_SMOOTH_HISTORY
+        (an entity's first day). Stashes the cycle's level and statistics in the entity for
+        `update` (which keeps them).
         """
         out = np.full(len(keys), np.nan)
         fused = FUSION and now is not None and coarse is not None
@@ -422,13 +439,14 @@ class BaselineStore:
         if entry.levels is None:
             entry.levels = SeasonalLevels(len(self.signals))
         seas = entry.levels.deviation(level, now) if SEASONAL_LEVEL else float("nan")
-        entry.pending = (now, level, seas, float("nan"), float("nan"))
+        nan = float("nan")
+        entry.pending = (now, level, seas, nan, nan, nan)
         if not np.isfinite(raw):
-            return float("nan")
+            return nan
         if entry.fits is None:
             entry.fits = tuple(tail_fit(h) for h in (entry.raw_hist, entry.seas_hist,
-                                                      entry.smooth_hist))
-        fit_raw, fit_seas, fit_smooth = entry.fits
+                                                      entry.smooth_hist, entry.drift_hist))
+        fit_raw, fit_seas, fit_smooth, fit_drift = entry.fits
         if fit_raw[3] < MIN_RAW_HISTORY:
             return float("nan")
         p_level = float("nan")
@@ -440,10 +458,21 @@ class BaselineStore:
         recent = entry.fis_hist[np.searchsorted(entry.hist_times, now - SMOOTH):]
         recent = recent[np.isfinite(recent)]
         smooth = (fis + float(recent.sum())) / (1 + len(recent))
-        entry.pending = (now, level, seas, fis, smooth)
+        # The drift accumulates only statistics with every term (the level's p-value joins
+        # after MIN_LEVEL_HISTORY): a CUSUM adds up any bias, and an entity's first day's
+        # p-values come from hours of its own history (measured: a healthy entity's second
+        # day above 0.95 on 26 % of cycles when it started with the topology's alone).
+        whole = np.isfinite(p_level) or not SEASONAL_LEVEL
+        done = np.flatnonzero(np.isfinite(entry.drift_hist))
+        slow = (drift(float(entry.drift_hist[done[-1]]) if len(done) else 0.0, fis)
+                if whole else nan)
+        entry.pending = (now, level, seas, fis, smooth, slow)
         if fit_smooth[3] < MIN_SMOOTH_HISTORY:
             return _ecdf(np.float32(raw), entry.raw_hist)
-        return 1.0 - survival(smooth, entry.smooth_hist, fit_smooth)
+        fast = 1.0 - survival(smooth, entry.smooth_hist, fit_smooth)
+        if not DRIFT or fit_drift[3] < MIN_SMOOTH_HISTORY:
+            return fast
+        return tippett(fast, 1.0 - survival(slow, entry.drift_hist, fit_drift))
 
     def warming(self, keys: tuple[tuple[str, ...], ...]) -> np.ndarray:
         """[E] True where the score is not yet exported: fewer than MIN_RAW_HISTORY own
@@ -501,10 +530,11 @@ class BaselineStore:
                     if entry.last_raw < switch <= now:
                         entry.raw_hist = np.full_like(entry.raw_hist, np.nan)
                 entry.raw_hist = np.append(entry.raw_hist[keep], np.float32(raw[i]))
-                stats = pending[2:] if pending is not None else (np.nan,) * 3
+                stats = pending[2:] if pending is not None else (np.nan,) * 4
                 entry.seas_hist = np.append(entry.seas_hist[keep], np.float32(stats[0]))
                 entry.fis_hist = np.append(entry.fis_hist[keep], np.float32(stats[1]))
                 entry.smooth_hist = np.append(entry.smooth_hist[keep], np.float32(stats[2]))
+                entry.drift_hist = np.append(entry.drift_hist[keep], np.float32(stats[3]))
                 entry.fits = None
                 entry.vec_hist = np.concatenate([entry.vec_hist[keep],
                                                  vecs[i][None].astype(np.float16)])
@@ -646,7 +676,7 @@ class BaselineStore:
                                            or [np.empty(0)])
         out["vec_hist"] = np.concatenate([self.entries[k].vec_hist for k in keys]
                                          or [np.empty((0, SUMMARY_SIZE), np.float16)])
-        for name in ("seas_hist", "fis_hist", "smooth_hist"):
+        for name in ("seas_hist", "fis_hist", "smooth_hist", "drift_hist"):
             out[name] = np.concatenate([getattr(self.entries[k], name) for k in keys]
                                        or [np.empty(0, np.float32)])
         levels = [self.entries[k].levels for k in keys]
@@ -700,6 +730,9 @@ class BaselineStore:
             entry.seas_hist = arrays["seas_hist"][h : h + k].astype(np.float32)
             entry.fis_hist = arrays["fis_hist"][h : h + k].astype(np.float32)
             entry.smooth_hist = arrays["smooth_hist"][h : h + k].astype(np.float32)
+            # Saved before the drift existed: none yet (it restarts from 0).
+            entry.drift_hist = (arrays["drift_hist"][h : h + k].astype(np.float32)
+                                if "drift_hist" in arrays else np.full(k, np.nan, np.float32))
             if arrays["levels_present"][i]:
                 entry.levels = SeasonalLevels(len(self.signals))
                 entry.levels.hours = arrays["levels_hours"][lv].astype(np.int64)

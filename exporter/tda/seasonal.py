@@ -30,6 +30,15 @@ own recent history and combined, so persistent homology stays one of two indepen
   last SMOOTH seconds (a short moving average against the long-run distribution, as
   Numenta's anomaly likelihood does), then re-calibrated by `survival` against the entity's
   own history of the same statistic (exporter/tda/baseline.py `BaselineStore.score`).
+- Drift (`drift`, since the fourth issue-14 session): a one-sided CUSUM of the same Fisher
+  statistic (Page, "Continuous inspection schemes", Biometrika 1954), S = max(0, S' + x -
+  DRIFT_K), one step per own value (10 min at the defaults): evidence that is only moderate
+  in each window but lasts hours accumulates instead of being averaged away over 30 min.
+  The reference value DRIFT_K = 3 is the null mean of chi2 with 2 degrees of freedom (2)
+  plus half its standard deviation (2), Page's rule for detecting a shift of one standard
+  deviation; no fitted constant. Re-calibrated like the average on the entity's own history
+  of S, and the two calibrated views (30-min average, drift) are combined by Tippett's
+  minimum p with Sidak's correction (`tippett`): the score stays a tail probability.
 """
 
 from __future__ import annotations
@@ -61,6 +70,8 @@ MAX_DEVIATION = 1e6
 # Fisher's statistic mapped back to 2 degrees of freedom whatever the number of p-values
 # (off: -2 sum ln p, whose scale doubles the day the level's p-value joins; measured variant).
 FISHER_DOF = True
+# CUSUM reference value of the drift: chi2_2's mean 2 + half its standard deviation 2.
+DRIFT_K = 3.0
 
 
 class SeasonalLevels:
@@ -221,3 +232,21 @@ def fisher(*p: float) -> float:
     tail = sum(math.exp(j * math.log(half) - math.lgamma(j + 1)) if half > 0 else float(j == 0)
                for j in range(len(logs)))
     return 2.0 * (half - math.log(tail)) if logs else 0.0
+
+
+def drift(previous: float, statistic: float) -> float:
+    """One step of the one-sided CUSUM max(0, previous + statistic - DRIFT_K) of Fisher
+    statistics (chi2 with 2 degrees of freedom under the null: mean 2, standard deviation 2);
+    previous: the last value (0 to start; NaN counts as 0); NaN statistic: NaN (Page 1954)."""
+    if not math.isfinite(statistic):
+        return float("nan")
+    start = previous if math.isfinite(previous) else 0.0
+    return max(0.0, start + statistic - DRIFT_K)
+
+
+def tippett(*scores: float) -> float:
+    """Combined 0..1 score of calibrated scores (each 1 - p): 1 - P(min of k independent
+    uniform p <= the smallest p) = (1 - min p)^k = max(scores)^k (Tippett's method; Sidak's
+    correction of the minimum p). NaN entries are left out; NaN if none."""
+    ok = [v for v in scores if math.isfinite(v)]
+    return max(ok) ** len(ok) if ok else float("nan")
