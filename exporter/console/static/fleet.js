@@ -44,8 +44,7 @@
     state.seq = msg.seq; state.created = msg.created;
     document.body.dataset.seq = String(msg.seq);
     AURA.showClock(msg.created);
-    renderCounts(msg.counts); renderFilters(); render(); renderMap();
-    renderHealth(msg.health);  // after the table and map: its first date format loads ICU data
+    renderHealth(msg.health); renderCounts(msg.counts); renderFilters(); render(); renderMap();
     if (!drawn) {
       drawn = true;
       performance.mark("aura:fleet-rendered");
