@@ -18,7 +18,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from exporter.results import AnalysisResult, Consensus, Forecast, TopologyResult
 from exporter.snapshot import SelfStats, Snapshot
 from exporter.source import Fetch, Source, SourceError
 from exporter.windows import Window, WindowBuffer, shard_of
+
+if TYPE_CHECKING:
+    from exporter.agents import AgentInput
 
 log = logging.getLogger("aura.pipeline")
 
@@ -529,11 +533,12 @@ class Pipeline:
 
     def _agents_stacked(self, rt: _AnalysisRuntime, cycles: Sequence[Cycle],
                         ) -> list[tuple[Votes, ...]]:
-        """Votes of cycles alike: row-wise agents once on the stacked rows, the others per
-        cycle; per cycle in registry order."""
-        from exporter.agents import AgentInput, enabled_agents, run_agents
+        """Votes of cycles alike: row-wise agents once on the stacked rows, fleet-wide agents
+        with `assess_cycles` (fleet terms per cycle, the rest row-wise) once on them too, the
+        others per cycle; per cycle in registry order."""
+        from exporter.agents import AGENTS, AgentInput, enabled_agents, run_agents
 
-        row_cfg, fleet_cfg = self._agent_configs()
+        row_cfg, cycle_cfg, fleet_cfg = self._agent_configs()
         windows = [c.window for c in cycles]
         bounds = stacking.offsets(windows)
         first = cycles[0]
@@ -544,7 +549,11 @@ class Pipeline:
             None if first.forecast is None else stacking.stack_rows(
                 [c.forecast for c in cycles]),  # type: ignore[misc]
             first.now)
-        row_votes = [stacking.split(v, bounds) for v in run_agents(stacked, row_cfg)]
+        by_cycle = {n: partial(_CyclesAgent, AGENTS[n](), bounds) for n in AGENTS
+                    if hasattr(AGENTS[n], "assess_cycles")}
+        row_votes = [stacking.split(v, bounds) for v in (*run_agents(stacked, row_cfg),
+                                                         *run_agents(stacked, cycle_cfg,
+                                                                     by_cycle))]
         order = enabled_agents(self.cfg.agents)
         out = []
         for k, c in enumerate(cycles):
@@ -556,8 +565,9 @@ class Pipeline:
             out.append(tuple(mine[a] for a in order))
         return out
 
-    def _agent_configs(self) -> tuple[Any, Any]:
-        """The agents config split into its row-wise and fleet-wide agents (others disabled)."""
+    def _agent_configs(self) -> tuple[Any, Any, Any]:
+        """The agents config split into its row-wise agents, its fleet-wide agents with
+        `assess_cycles` and the other fleet-wide agents (others disabled in each)."""
         from exporter.agents import AGENTS
 
         a = self.cfg.agents
@@ -566,7 +576,10 @@ class Pipeline:
             return replace(a, **{n: replace(getattr(a, n), enabled=getattr(a, n).enabled
                                             and n in names) for n in AGENTS})
 
-        return only(ROW_WISE_AGENTS), only(set(AGENTS) - ROW_WISE_AGENTS)
+        cycle_wise = {n for n in set(AGENTS) - ROW_WISE_AGENTS
+                      if hasattr(AGENTS[n], "assess_cycles")}
+        return (only(ROW_WISE_AGENTS), only(cycle_wise),
+                only(set(AGENTS) - ROW_WISE_AGENTS - cycle_wise))
 
     def _replay_topology(self, rt: _AnalysisRuntime, history: Window, now: float) -> None:
         """Feed past windows (one per baseline admission) to topology to learn baselines."""
@@ -800,3 +813,15 @@ def _runs(items: Sequence[int], key: Callable[[int], Any]) -> list[list[int]]:
         else:
             out.append([i])
     return out
+
+
+class _CyclesAgent:
+    """An agent's `assess_cycles(inp, bounds)` seen as `Agent.assess` (for `run_agents`, which
+    isolates its failures) on the stacked rows of the cycles at `bounds`."""
+
+    def __init__(self, agent: Any, bounds: np.ndarray) -> None:
+        self.name: str = agent.name
+        self.agent, self.bounds = agent, bounds
+
+    def assess(self, inp: AgentInput) -> Votes:
+        return self.agent.assess_cycles(inp, self.bounds)  # type: ignore[no-any-return]

@@ -136,14 +136,40 @@ def test_row_wise_agents_vote_alike_alone_and_stacked(name: str) -> None:
         analysis, stacking.stack_windows([p[0] for p in parts]),
         stacking.stack_rows([p[1] for p in parts]), stacking.stack_rows([p[2] for p in parts]),
         0.0))
-    bounds = stacking.offsets([p[0] for p in parts])
-    for got, want in zip(stacking.split(stacked, bounds), alone, strict=True):
-        for f in dataclasses.fields(want):
-            a, b = getattr(got, f.name), getattr(want, f.name)
+    _assert_same_votes(stacking.split(stacked, stacking.offsets([p[0] for p in parts])), alone)
+
+
+def _assert_same_votes(got: list, want: list) -> None:
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        for f in dataclasses.fields(w):
+            a, b = getattr(g, f.name), getattr(w, f.name)
             if isinstance(b, np.ndarray):
                 np.testing.assert_array_equal(a, b, err_msg=f.name)
             else:
                 assert a == b, f.name
+
+
+def test_network_agent_votes_cycles_alike_alone_and_stacked() -> None:
+    """The network agent has a fleet term (a quantile over each cycle's entities): on the
+    stacked rows of cycles of different sizes, `assess_cycles` gives every cycle the votes of
+    `assess` on that cycle alone; one fleet of all the rows would not."""
+    analysis = parse_config({"analyses": [{"name": "fleet", "entity_labels": ["instance"],
+                                           "window": "2h", "step": "1m",
+                                           "horizons": ["30m", "1h", "2h"],
+                                           "signals": _signals()}]}).analyses[0]
+    windows = [_window(k, e) for k, e in ((1, 3), (2, 7), (3, 3), (4, 1), (5, 7))]
+    # Cycle 2's fleet is quiet: its floor (a quarter of the fleet's usual level) is low.
+    windows[2].values[:, :, :] *= 1e-3
+    windows[2].values[0, :, -20:] *= 50
+    agent = AGENTS["network"]()
+    alone = [agent.assess(AgentInput(analysis, w, None, None, 0.0)) for w in windows]
+    bounds = stacking.offsets(windows)
+    inp = AgentInput(analysis, stacking.stack_windows(windows), None, None, 0.0)
+    _assert_same_votes(stacking.split(agent.assess_cycles(inp, bounds), bounds), alone)
+    assert np.nanmax(alone[2].risk) > 0
+    one_fleet = stacking.split(agent.assess(inp), bounds)
+    assert not np.array_equal(one_fleet[2].risk, alone[2].risk, equal_nan=True)
 
 
 def test_stack_pads_to_whole_blocks_and_splits_back() -> None:

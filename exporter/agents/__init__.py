@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def agent_weights(cfg: AgentsConfig) -> dict[str, float]:
 
 
 def run_agents(
-    inp: AgentInput, cfg: AgentsConfig, registry: Mapping[str, type] | None = None
+    inp: AgentInput, cfg: AgentsConfig, registry: Mapping[str, Callable[[], Agent]] | None = None
 ) -> tuple[Votes, ...]:
     """Votes of every enabled agent, in registry order; a failing agent abstains for all.
 

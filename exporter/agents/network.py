@@ -39,11 +39,12 @@ RESOURCE_STRAINED_Z = 4.0
 RESOURCE_STRAINED_UTIL = 0.85
 
 
-def _change(values: np.ndarray, recent_steps: int) -> tuple[np.ndarray, ...]:
-    """Recent level vs the earlier part of each [E, K, T] series.
+def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Recent level vs the earlier part of each [R, K, T] series (rows of the cycles at
+    `bounds`, see `NetworkAgent.assess_cycles`).
 
-    Returns (base median, recent median, noise floor, enough data); `_severity` turns them
-    into a severity for either direction without recomputing the medians.
+    Returns (base median, recent median, noise floor, scale, enough data); `_severity` turns
+    them into a severity for either direction without recomputing the medians.
     """
     t = values.shape[-1]
     e = values.shape[0]
@@ -63,12 +64,12 @@ def _change(values: np.ndarray, recent_steps: int) -> tuple[np.ndarray, ...]:
         )
     # Fleet-level floors stop a signal that is flat at zero (errors) from turning every tiny
     # blip into an infinite z-score: a quarter of the fleet's typical level is "noise" too.
-    fleet_level = _fleet_quantile(np.abs(base_med), 0.75)
+    fleet_level = _fleet_quantile(np.abs(base_med), 0.75, bounds)  # [R, K]: the row's cycle's
+    level = np.abs(np.nan_to_num(base_med))
     floor = np.maximum.reduce(
-        [np.nan_to_num(base_sigma), 0.05 * np.abs(np.nan_to_num(base_med)),
-         0.25 * fleet_level[None, :] * np.ones_like(base_med), np.full_like(base_med, 1e-12)]
+        [np.nan_to_num(base_sigma), 0.05 * level, 0.25 * fleet_level, np.full_like(base_med, 1e-12)]
     )
-    scale = np.maximum(np.abs(np.nan_to_num(base_med)), np.maximum(fleet_level, 1e-12))
+    scale = np.maximum(level, np.maximum(fleet_level, 1e-12))
     return base_med, recent_med, floor, scale, enough
 
 
@@ -80,16 +81,26 @@ def _severity(change: tuple[np.ndarray, ...], sign: np.ndarray) -> np.ndarray:
     return np.where(enough, sev, np.nan)
 
 
-def _fleet_quantile(a: np.ndarray, q: float) -> np.ndarray:
-    """Quantile over entities (axis 0) of [E, K], ignoring NaN; 0 for columns with no value."""
-    s = np.sort(a, axis=0)
-    n = np.sum(~np.isnan(a), axis=0)
-    pos = np.clip(np.floor(q * (n - 1)).astype(int), 0, max(len(a) - 1, 0))
-    if len(a) == 0:
-        return np.zeros(a.shape[1:])
-    out = np.take_along_axis(s, pos[None, :], axis=0)[0]
-    return np.where(n > 0, out, 0.0)
+def _fleet_quantile(a: np.ndarray, q: float, bounds: np.ndarray) -> np.ndarray:
+    """Quantile over each cycle's entities of [R, K] rows (cycles at `bounds`), ignoring NaN;
+    0 for columns with no value. Returns [R, K]: every row gets its own cycle's quantile.
 
+    Cycles of equal size are sorted together ([C, E, K] along E), so many cycles of a replay
+    cost one sort instead of one call each.
+    """
+    out = np.zeros(a.shape)
+    sizes = np.diff(bounds)
+    for n in np.unique(sizes):
+        if n == 0:
+            continue
+        rows = bounds[:-1][sizes == n][:, None] + np.arange(n)  # [C, n]
+        block = a[rows]  # [C, n, K]
+        s = np.sort(block, axis=1)
+        count = np.sum(~np.isnan(block), axis=1)  # [C, K]
+        pos = np.clip(np.floor(q * (count - 1)).astype(int), 0, n - 1)
+        level = np.take_along_axis(s, pos[:, None, :], axis=1)  # [C, 1, K]
+        out[rows] = np.where(count[:, None, :] > 0, level, 0.0)
+    return out
 
 def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
     return cap * np.clip((sev - 0.6) / 1.2, 0, 1)
@@ -102,6 +113,14 @@ class NetworkAgent:
 
     def assess(self, inp: AgentInput) -> Votes:
         """Votes per entity against a fleet quantile floor (contract: `Agent.assess`)."""
+        return self.assess_cycles(inp, np.array([0, inp.window.values.shape[0]]))
+
+    def assess_cycles(self, inp: AgentInput, bounds: np.ndarray) -> Votes:
+        """Votes of the stacked rows of several cycles (exporter.stacking): rows
+        bounds[c]:bounds[c + 1] are cycle c's entities, and each cycle's fleet floor comes
+        from its own rows; the votes equal `assess` of each cycle alone, stacked. One call
+        for a replay's batch of cycles instead of one per cycle (the rest is row-wise).
+        """
         win = inp.window
         e, s, t = win.values.shape
         cfgs = signal_configs(inp)
@@ -116,7 +135,7 @@ class NetworkAgent:
         )
         sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in net_idx])
         x = win.values[:, net_idx, :]
-        change = _change(x, recent_steps)
+        change = _change(x, recent_steps, bounds)
         base_med, recent_med = change[0], change[1]
         sev = _severity(change, sign)
         # Volume counts in both directions: traffic collapsing is as telling as traffic piling up.
@@ -130,7 +149,7 @@ class NetworkAgent:
         r_volume = np.where(~quality[None, :], filled, 0).max(axis=1)
         risk = np.where(voting, 1 - (1 - r_quality) * (1 - r_volume), np.nan)
 
-        strained = self._resources_strained(inp, cfgs, recent_steps)
+        strained = self._resources_strained(inp, cfgs, recent_steps, bounds)
         lead = np.argmax(filled, axis=1)
         contribution = np.zeros((e, s))
         contribution[:, net_idx] = filled
@@ -155,7 +174,8 @@ class NetworkAgent:
         return make_votes(self.name, risk, specialist_confidence(risk, 0.8 * valid), actions, ttf, contribution, reasons)
 
     @staticmethod
-    def _resources_strained(inp: AgentInput, cfgs: list, recent_steps: int) -> np.ndarray:
+    def _resources_strained(inp: AgentInput, cfgs: list, recent_steps: int,
+                            bounds: np.ndarray) -> np.ndarray:
         """Entities whose own resource/saturation signals are near capacity or well above usual."""
         e = inp.window.values.shape[0]
         idx = [j for j, c in enumerate(cfgs) if c.kind in ("resource", "saturation")]
@@ -163,7 +183,7 @@ class NetworkAgent:
             return np.zeros(e, dtype=bool)
         x = inp.window.values[:, idx, :]
         sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in idx])
-        change = _change(x, recent_steps)
+        change = _change(x, recent_steps, bounds)
         sev, recent = _severity(change, sign), change[1]
         strained = np.nan_to_num(sev) * Z_SCALE >= RESOURCE_STRAINED_Z
         caps = np.array([cfgs[j].capacity or np.nan for j in idx], dtype=np.float64)
