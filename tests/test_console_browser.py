@@ -316,10 +316,14 @@ def test_basic_auth_protects_page_assets_and_websocket(browser, demo, tmp_path):
         context.close()
         context, page, errors = _page(browser, http_credentials={"username": "prom",
                                                                  "password": "s3cret"})
+        sockets = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
         assert page.goto(s.url + "/").status == 200
         page.wait_for_selector("tr.entity-row")
         # The WebSocket handshake carried the credentials (else the page falls back to polling).
         page.wait_for_function("document.body.dataset.live === 'ws'", timeout=5000)
+        # So did the preloaded fetch of the fleet state: the socket starts from its state.
+        assert len(sockets) == 1 and "?since=" in sockets[0]
         context.close()
     finally:
         s.close()
