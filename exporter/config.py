@@ -175,11 +175,13 @@ class ConsensusConfig:
     min_voters: int = 1
     # A vote is a ballot (counted by the consensus) only with at least this confidence.
     min_confidence: float = 0.6
-    # Agents whose support alone never makes a level: a specialist that sees the mechanism
-    # (capacity, stability, network) must agree at least at warning_risk. The learned
-    # forecast's probabilities do not transfer to fleets it was not trained on (measured:
-    # on 7 evaluation sources no forecast-only alert was true); see exporter/consensus.py.
-    corroborate: tuple[str, ...] = ("forecast",)
+    # Agents whose support alone never makes a level: an agent that sees a failure mechanism
+    # (capacity: a resource running out; network: errors/latency degrading) must agree at
+    # least at warning_risk. The learned forecast's probabilities do not transfer to fleets it
+    # was not trained on; stability's evidence (restarts, scrape gaps, jitter, error bursts)
+    # is what deploys, cron restarts and scrape trouble also show. Measured on 7 evaluation
+    # sources: none of their solo alerts was true; see exporter/consensus.py.
+    corroborate: tuple[str, ...] = ("forecast", "stability")
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,14 @@ outside what the others say:
   the trimmed mean keeps a specialist that honestly sees nothing (network during a memory
   leak), so that rule would make critical unreachable for most failures. With n = 3..5 the
   quorum is 1, 3, 3 agents; n < min_voters is undecided (risk NaN, level -1), never healthy.
-- corroboration: agents listed in `corroborate` (default: the learned forecast) never make a
-  level alone: a specialist that sees the mechanism (capacity, stability, network) must be at
-  or above warning_risk too. The forecast's probabilities come from a model trained on
-  AURA's simulator and do not transfer to other fleets (measured on seven evaluation sources:
-  none of its solo alerts was true; benchmarks/README.md), while its agreement still raises
-  the combined risk.
+- corroboration: agents listed in `corroborate` (default: the learned forecast and stability)
+  never make a level alone: an agent that sees a failure mechanism (capacity: a resource
+  running out; network: errors or latency degrading) must be at or above warning_risk too.
+  The forecast's probabilities come from a model trained on AURA's simulator and do not
+  transfer to other fleets; stability's evidence (restarts, scrape gaps, jitter, error
+  bursts) is also what deploys, cron restarts and scrape trouble show. On seven evaluation
+  sources none of their solo alerts was true (benchmarks/README.md); their agreement still
+  raises the combined risk.
 - action: the most frequent non-"none" action among the agents supporting the level (tie:
   the highest-risk supporter's); "investigate" when supporters name none; "none" below warning.
 - time to failure: median of the supporters' projections (agents only project within the
@@ -182,7 +184,7 @@ def _describe(
         lead = max(high, key=lambda a: rr[i, a])
         reason = votes[lead].reasons[i] or "elevated risk"
         if all(agents[a] in cfg.corroborate for a in high):
-            why = "no specialist agent corroborates it"
+            why = "no capacity or network evidence corroborates it"
         elif len(high) >= quorum[i]:
             why = f"the combined risk {risk[i]:.2f} stays below {cfg.warning_risk:g}"
         else:

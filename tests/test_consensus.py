@@ -296,15 +296,18 @@ def test_forecast_alone_makes_no_level_and_says_why():
              _votes("network", [0.02], confidence=0.2)]
     c = combine(votes, cfg, SIGNALS)
     assert c.level[0] == 0 and c.risk[0] == pytest.approx(0.95)
-    assert "no specialist agent corroborates it" in c.explanation[0]
+    assert "no capacity or network evidence corroborates it" in c.explanation[0]
     plain = combine(votes, ConsensusConfig(min_voters=1, min_confidence=0.6, corroborate=()),
                     SIGNALS)
     assert plain.level[0] == 2
 
 
 def test_a_specialist_at_warning_corroborates_the_forecast():
+    """Forecast and stability agree at 0.95 on every entity; capacity at 0.6 corroborates the
+    first (critical), capacity at 0.4 does not (no level though two agents are at critical)."""
     cfg = ConsensusConfig(min_voters=1, min_confidence=0.6)
-    votes = [_votes("forecast", [0.95, 0.95]), _votes("capacity", [0.6, 0.4])]
+    votes = [_votes("forecast", [0.95, 0.95]), _votes("stability", [0.95, 0.95]),
+             _votes("capacity", [0.6, 0.4])]
     c = combine(votes, cfg, SIGNALS)
     assert c.level.tolist() == [2, 0]
 
@@ -313,6 +316,6 @@ def test_corroborate_names_known_agents_and_leaves_a_level_reachable():
     base = {"analyses": [{"name": "n", "signals": [{"name": "cpu", "query": "up"}]}]}
     with pytest.raises(ConfigError, match="corroborate: unknown agents"):
         parse_config({**base, "agents": {"consensus": {"corroborate": ["oracle"]}}})
-    only_forecast = {n: {"enabled": n == "forecast"} for n in ("capacity", "network", "stability")}
+    no_mechanism = {"capacity": {"enabled": False}, "network": {"enabled": False}}
     with pytest.raises(ConfigError, match="no level could ever be reached"):
-        parse_config({**base, "agents": only_forecast})
+        parse_config({**base, "agents": no_mechanism})
