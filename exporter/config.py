@@ -210,6 +210,13 @@ class ConsensusConfig:
     min_voters: int = 1
     # A vote is a ballot (counted by the consensus) only with at least this confidence.
     min_confidence: float = 0.6
+    # Agents whose support alone never makes a level: an agent that sees a failure mechanism
+    # (capacity: a resource running out; network: errors/latency degrading) must agree at
+    # least at warning_risk. The learned forecast's probabilities do not transfer to fleets it
+    # was not trained on; stability's evidence (restarts, scrape gaps, jitter, error bursts)
+    # is what deploys, cron restarts and scrape trouble also show. Measured on 7 evaluation
+    # sources: none of their solo alerts was true; see exporter/consensus.py.
+    corroborate: tuple[str, ...] = ("forecast", "stability")
 
 
 @dataclass(frozen=True)
@@ -503,6 +510,10 @@ def _validate_consensus(obj: ConsensusConfig, path: str, problems: list[str]) ->
         problems.append(f"{_join(path, 'min_voters')}: must be >= 1")
     if not 0 <= obj.min_confidence <= 1:
         problems.append(f"{_join(path, 'min_confidence')}: must be in [0, 1]")
+    unknown = sorted(set(obj.corroborate) - set(AGENT_NAMES))
+    if unknown:
+        problems.append(f"{_join(path, 'corroborate')}: unknown agents {unknown} "
+                        f"(known: {', '.join(AGENT_NAMES)})")
 
 
 def _validate_agents(obj: AgentsConfig, path: str, problems: list[str]) -> None:
@@ -515,6 +526,11 @@ def _validate_agents(obj: AgentsConfig, path: str, problems: list[str]) -> None:
         problems.append(
             f"{path}: {len(enabled)} agents enabled but consensus.min_voters is "
             f"{obj.consensus.min_voters}; consensus could never be reached"
+        )
+    if enabled and all(n in obj.consensus.corroborate or n == "topology" for n in enabled):
+        problems.append(
+            f"{path}.consensus.corroborate: every enabled agent needs corroboration "
+            f"({', '.join(enabled)}); no level could ever be reached"
         )
 
 

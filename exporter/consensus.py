@@ -20,6 +20,14 @@ outside what the others say:
   the trimmed mean keeps a specialist that honestly sees nothing (network during a memory
   leak), so that rule would make critical unreachable for most failures. With n = 3..5 the
   quorum is 1, 3, 3 agents; n < min_voters is undecided (risk NaN, level -1), never healthy.
+- corroboration: agents listed in `corroborate` (default: the learned forecast and stability)
+  never make a level alone: an agent that sees a failure mechanism (capacity: a resource
+  running out; network: errors or latency degrading) must be at or above warning_risk too.
+  The forecast's probabilities come from a model trained on AURA's simulator and do not
+  transfer to other fleets; stability's evidence (restarts, scrape gaps, jitter, error
+  bursts) is also what deploys, cron restarts and scrape trouble show. On seven evaluation
+  sources none of their solo alerts was true (benchmarks/README.md); their agreement still
+  raises the combined risk.
 - action: the most frequent non-"none" action among the agents supporting the level (tie:
   the highest-risk supporter's); "investigate" when supporters name none; "none" below warning.
 - time to failure: median of the supporters' projections (agents only project within the
@@ -103,7 +111,9 @@ def combine(
     quorum = 2 * f + 1
     count_w = (np.nan_to_num(r, nan=-1) >= cfg.warning_risk).sum(axis=1)
     count_c = (np.nan_to_num(r, nan=-1) >= cfg.critical_risk).sum(axis=1)
-    gate = np.nan_to_num(risk, nan=-1) >= cfg.warning_risk
+    specialist = np.array([a not in cfg.corroborate for a in agents])
+    seen = ((np.nan_to_num(r, nan=-1) >= cfg.warning_risk) & specialist[None, :]).any(axis=1)
+    gate = (np.nan_to_num(risk, nan=-1) >= cfg.warning_risk) & seen
     level = np.zeros(e, dtype=np.int64)
     level[(count_w >= quorum) & gate] = 1
     level[(count_c >= quorum) & gate] = 2
@@ -173,7 +183,9 @@ def _describe(
         high = [a for a in range(len(agents)) if rr[i, a] >= cfg.warning_risk]
         lead = max(high, key=lambda a: rr[i, a])
         reason = votes[lead].reasons[i] or "elevated risk"
-        if len(high) >= quorum[i]:
+        if all(agents[a] in cfg.corroborate for a in high):
+            why = "no capacity or network evidence corroborates it"
+        elif len(high) >= quorum[i]:
             why = f"the combined risk {risk[i]:.2f} stays below {cfg.warning_risk:g}"
         else:
             why = f"{int(quorum[i])} agreeing agents are needed"

@@ -280,3 +280,42 @@ def test_low_confidence_votes_are_opinions_not_ballots():
     quiet = [v("network", 0.0, 0.2), v("stability", 0.0, 0.2)]
     c_none = combine(quiet, ConsensusConfig(0.5, 0.8, 1, min_confidence=0.6), ("memory",))
     assert int(c_none.level[0]) == -1 and np.isnan(c_none.risk[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Corroboration: the learned forecast never makes a level alone
+
+
+def test_forecast_alone_makes_no_level_and_says_why():
+    """The forecast at 0.95 with every specialist quiet (opinions, not ballots): the risk is
+    shown as combined, but the level stays 0 and the explanation names the missing specialist.
+    With `corroborate: []` the same votes make a critical level (the rule is what changes it)."""
+    cfg = ConsensusConfig(min_voters=1, min_confidence=0.6)
+    votes = [_votes("forecast", [0.95], action="investigate", reason="model sees failure"),
+             _votes("capacity", [0.05], confidence=0.2),
+             _votes("network", [0.02], confidence=0.2)]
+    c = combine(votes, cfg, SIGNALS)
+    assert c.level[0] == 0 and c.risk[0] == pytest.approx(0.95)
+    assert "no capacity or network evidence corroborates it" in c.explanation[0]
+    plain = combine(votes, ConsensusConfig(min_voters=1, min_confidence=0.6, corroborate=()),
+                    SIGNALS)
+    assert plain.level[0] == 2
+
+
+def test_a_specialist_at_warning_corroborates_the_forecast():
+    """Forecast and stability agree at 0.95 on every entity; capacity at 0.6 corroborates the
+    first (critical), capacity at 0.4 does not (no level though two agents are at critical)."""
+    cfg = ConsensusConfig(min_voters=1, min_confidence=0.6)
+    votes = [_votes("forecast", [0.95, 0.95]), _votes("stability", [0.95, 0.95]),
+             _votes("capacity", [0.6, 0.4])]
+    c = combine(votes, cfg, SIGNALS)
+    assert c.level.tolist() == [2, 0]
+
+
+def test_corroborate_names_known_agents_and_leaves_a_level_reachable():
+    base = {"analyses": [{"name": "n", "signals": [{"name": "cpu", "query": "up"}]}]}
+    with pytest.raises(ConfigError, match="corroborate: unknown agents"):
+        parse_config({**base, "agents": {"consensus": {"corroborate": ["oracle"]}}})
+    no_mechanism = {"capacity": {"enabled": False}, "network": {"enabled": False}}
+    with pytest.raises(ConfigError, match="no level could ever be reached"):
+        parse_config({**base, "agents": no_mechanism})

@@ -167,13 +167,22 @@ def earlier_high(u: np.ndarray, short_steps: int, width: int) -> np.ndarray:
     return np.max(np.where(np.isnan(blocks), -np.inf, blocks), axis=-1)
 
 
-def _fast_onset(u: np.ndarray, short_steps: int, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Time to exhaustion (s) and its weight (0..1) from a hinge fit of the recent lookback."""
+def fast_blocks(short_steps: int) -> tuple[int, int]:
+    """Block count and width (samples) the recent lookback is summarised by."""
     bins = max(4, min(FAST_BINS, short_steps))
-    width = max(1, short_steps // bins)
+    return bins, max(1, short_steps // bins)
+
+
+def _fast_onset(u: np.ndarray, short_steps: int, step: float,
+                high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Time to exhaustion (s) and its weight (0..1) from a hinge fit of the recent lookback.
+
+    high: [...] the window's earlier high (`earlier_high`); only a rise beyond it counts.
+    """
+    bins, width = fast_blocks(short_steps)
     y = bin_medians(u, width, bins)
     b, level, rise_len, sigma, tail_ratio = hinge_fit(y)
-    new_high = level > earlier_high(u, short_steps, width) + np.maximum(
+    new_high = level > high + np.maximum(
         3.0 * np.nan_to_num(sigma), 0.01)
     per_s = b / (width * step)
     rise_s = rise_len * width * step
@@ -244,13 +253,13 @@ class CapacityAgent:
         not_step = np.clip((STEPNESS_MAX - step_l) / (STEPNESS_MAX - 1), 0, 1)
         # Climbing back towards a level the window already held (the warm-up after a
         # restart or a deploy) is recovery: the headroom it projects was there before.
-        recovering = level < earlier_high(u, short_steps, max(1, short_steps // SHORT_BINS)) \
-            - RECOVERY_TOLERANCE
+        high = earlier_high(u, short_steps, fast_blocks(short_steps)[1])
+        recovering = level < high - RECOVERY_TOLERANCE
         trend_weight = np.nan_to_num(significance * consistent * not_step) * ~recovering
         r_trend = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf), ttf, 1e12), horizons))
         r_trend = r_trend * trend_weight
         # A recent onset neither lookback sees as a trend (module docstring).
-        ttf_fast, fast_weight = _fast_onset(u, short_steps, step)
+        ttf_fast, fast_weight = _fast_onset(u, short_steps, step, high)
         r_fast = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf_fast), ttf_fast, 1e12),
                                         horizons)) * fast_weight
         fast = r_fast > r_trend
