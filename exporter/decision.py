@@ -117,6 +117,8 @@ class DecisionStage:
         self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
+        # (reference risks, quantiles, counts) of the last `_quantiles` call, lagged or not.
+        self._last_quantiles: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -244,12 +246,19 @@ class DecisionStage:
         with np.errstate(invalid="ignore"):
             inside = (t <= now - lag) & (t > now - float(self.cfg.reference) - lag)
         ref = np.where(inside, self.risk_, np.nan)
+        # The references change only when a sample is learned or ages out: cycles in between
+        # (a step below `sample_every` before the reference is full) reuse the last answer.
+        last = self._last_quantiles.get(lagged)
+        if last is not None and last[0].shape == ref.shape and np.array_equal(
+                last[0], ref, equal_nan=True):
+            return last[1], last[2]
         counts = (~np.isnan(ref)).sum(axis=1)
         out = np.full(len(counts), np.nan)
         some = counts > 0
         if some.any():
             out[some] = nan_percentile(ref[some], [100.0 * self.quantile], axis=1)[0]
-        return out, counts
+        self._last_quantiles[lagged] = (ref, out, counts)
+        return out.copy(), counts.copy()
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""
