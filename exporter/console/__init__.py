@@ -46,7 +46,7 @@ def setup(app: web.Application, snapshot: Callable[[], Any], config: Config | No
     live = Live(snapshot, history)
     console = Console(live, history, config or Config(), prometheus_url=prometheus_url,
                       telemetry_path=telemetry_path, story=story)
-    add_routes(app, console)
+    add_routes(app, console, ws_path=WS_PATH)
 
     async def watch(app: web.Application) -> Any:
         task = asyncio.create_task(live.run(), name="aura-console")

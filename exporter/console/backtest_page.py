@@ -20,6 +20,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from exporter.console.errors import ReportError
+
 MAX_ALERT_ROWS = 500
 MAX_CHARTS = 12
 _IMAGE = re.compile(r"^!\[([^\]]*)\]\(([^)\s]+)\)\s*$")
@@ -132,8 +134,6 @@ def _risk_charts(directory: Path, header: list[str], alerts: list[dict[str, str]
 
 def render(directory: Path, fmt: str) -> str:
     """The report of a backtest directory as `fmt` ('html' or 'md'); raises ReportError."""
-    from exporter.console.export import ReportError
-
     summary_path, alerts_path = directory / "report.md", directory / "alerts.csv"
     if not alerts_path.is_file():
         raise ReportError(f"--backtest-dir: {directory} has no alerts.csv "

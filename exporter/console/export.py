@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-class ReportError(RuntimeError):
-    """A report could not be produced (message for the user)."""
+from exporter.console.errors import ReportError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -170,7 +170,13 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def add_routes(app: web.Application, console: Console) -> None:
+def add_routes(app: web.Application, console: Console, *, ws_path: str) -> None:
+    """Register the console's pages, JSON API, `ws_path` WebSocket and static assets on `app`.
+
+    `ws_path` is the package's WS_PATH (exporter.console), passed in so that this module does
+    not import its package (the server also reads it to exempt the socket from its request
+    cap). Raises RuntimeError (aiohttp) if `app`'s router is already frozen.
+    """
     for path, (name, title) in PAGES.items():
         app.router.add_get(path, console.page(name, title))
     app.router.add_get("/api/v1/console/fleet", console.fleet)
@@ -178,7 +184,5 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/api/v1/console/alerts", console.alerts)
     app.router.add_get("/api/v1/console/report", console.report)
     app.router.add_get("/api/v1/console/story", console.story)
-    from exporter.console import WS_PATH
-
-    app.router.add_get(WS_PATH, console.live.websocket)
+    app.router.add_get(ws_path, console.live.websocket)
     app.router.add_static("/console/static/", STATIC, append_version=False)
