@@ -11,7 +11,10 @@ listener, TLS and basic-auth middleware cover its pages, assets, JSON API and We
 Modules: `history` (bounded per-entity history), `views` (JSON view models), `fleetmap` (2-D
 map of the fleet), `diagram` (persistence diagram of one entity), `alerts` (generated rules
 evaluated on the snapshot), `health` (self metrics), `live` (snapshot watcher and WebSocket),
-`routes` (handlers).
+`routes` (handlers), `incidents` (the webhook's recorded incidents), `alertmanager` (live
+alerts and silences), `story` (the demo's story panel); `aura report`: `export` (the CLI),
+`report` (one entity's report), `backtest_page` (a backtest directory's report), `errors`
+(their ReportError).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from exporter.console.errors import ReportError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `aura report`'s flags (see the module docstring) to its subcommand parser."""
     parser.add_argument("--url", default=None,
                         help="a running exporter, e.g. http://127.0.0.1:10977 (entity report)")
     parser.add_argument("--entity", action="append", default=[], metavar="LABEL=VALUE",
@@ -148,6 +149,12 @@ def render(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """`aura report`: write the report to `args.output`; exit status 0, or 1 on a ReportError.
+
+    The error is one line on stderr and no file is written. The file is replaced atomically
+    (util.atomic_write): an OSError while writing propagates and leaves any previous file
+    whole.
+    """
     from exporter.util import atomic_write
 
     try:

@@ -84,9 +84,11 @@ class History:
         return recorded
 
     def horizons(self, analysis: str) -> tuple[float, ...]:
+        """The forecast horizons (s) behind columns 3.. of `analysis`' frames; () if none yet."""
         return self._horizons.get(analysis, ())
 
     def frames(self, analysis: str) -> int:
+        """How many frames of `analysis` are held now (0 for an unknown analysis)."""
         return len(self._frames.get(analysis, ()))
 
     def series(self, analysis: str, key: EntityKey) -> tuple[np.ndarray, np.ndarray]:

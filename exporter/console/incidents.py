@@ -1,4 +1,4 @@
-"""Incidents recorded by the Alertmanager webhook (exporter.incidents), newest first.
+"""Incidents recorded by the Alertmanager webhook (exporter.incident_recorder), newest first.
 
 Read from the recorder's CSV in the state directory (written atomically, so a read never sees
 half a file); absent when no state directory is configured. Rows that do not parse are

@@ -31,6 +31,12 @@ log = logging.getLogger("aura.console")
 
 
 def health_of(snapshot: Any) -> dict[str, Any]:
+    """The exporter's health (health.exporter_health's dict) from a pipeline Snapshot.
+
+    Reads its exposition `body` (bytes), `created` (Unix s) and `ready`; a missing attribute
+    counts as b"" / 0 / False (so any object will do: the self metrics are then None, failures
+    0). Never raises for a missing metric.
+    """
     return exporter_health(getattr(snapshot, "body", b""), float(getattr(snapshot, "created", 0)),
                            bool(getattr(snapshot, "ready", False)))
 
@@ -138,6 +144,7 @@ class Live:
         return ws
 
     async def close(self) -> None:
+        """Close every open WebSocket (close code 1000) and forget the clients; idempotent."""
         for ws in list(self.clients):
             await ws.close()
         self.clients.clear()

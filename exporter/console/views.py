@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from exporter.config import AnalysisConfig, Config, ConsensusConfig, format_duration
+from exporter.config import AnalysisConfig, Config, ConsensusConfig
 from exporter.console import fleetmap
 from exporter.console.history import History
 from exporter.results import AnalysisResult
 from exporter.tda.baseline import DECILES, BaselineView
+from exporter.util import format_duration
 from exporter.windows import EntityKey
 
 NODATA_STEPS = 2
@@ -40,11 +41,6 @@ NONE = -(2**31)  # integer sentinel for "absent" inside the int64 row arrays
 # finer values would change every cycle and turn each WebSocket diff into the whole fleet.
 MAP_SCALE = 200
 ROWS_PER_CHUNK = 500  # rows per json.dumps call (FleetAnalysis.rows_json)
-
-
-def horizon_name(seconds: float) -> str:
-    """A horizon as its `horizon` label writes it (`1h`: util.format_duration)."""
-    return format_duration(seconds)
 
 
 def _pct(x: np.ndarray) -> np.ndarray:
@@ -141,7 +137,7 @@ class FleetState:
 def fleet_analysis(r: AnalysisResult) -> FleetAnalysis:
     """The compact rows of one analysis (see the module docstring)."""
     e = len(r.entities)
-    horizons = tuple(horizon_name(h) for h in r.forecast.horizons) if r.forecast else ()
+    horizons = tuple(format_duration(h) for h in r.forecast.horizons) if r.forecast else ()
     columns = ("level", "nodata", "risk", "anomaly", *(f"p_{h}" for h in horizons), "ttf",
                "action", "top", "x", "y", "outlier")
     ints = np.full((e, len(columns)), NONE, dtype=np.int64)
@@ -419,12 +415,12 @@ def entity_detail(
                                                                      result.label_names, key),
                                         "2h")
         signals.append(item)
-    horizons = [horizon_name(h) for h in f.horizons] if f is not None else []
+    horizons = [format_duration(h) for h in f.horizons] if f is not None else []
     hist: dict[str, Any] = {"times": [], "risk": [], "level": [], "anomaly": [],
                             "probability": {h: [] for h in horizons}}
     if history is not None:
         times, vals = history.series(result.analysis, key)
-        hist_h = [horizon_name(h) for h in history.horizons(result.analysis)]
+        hist_h = [format_duration(h) for h in history.horizons(result.analysis)]
         hist = {"times": [round(x, 1) for x in times.tolist()],
                 "risk": _series(vals[:, 0], 3), "level": _series(vals[:, 1], 0),
                 "anomaly": _series(vals[:, 2], 3),
