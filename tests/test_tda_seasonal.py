@@ -279,3 +279,15 @@ def test_drift_history_round_trips_and_older_states_restart_it():
         np.testing.assert_array_equal(entry.drift_hist, again._store.entries[key].drift_hist)
         old = older._store.entries[key]
         assert len(old.drift_hist) == len(entry.drift_hist) and np.isnan(old.drift_hist).all()
+
+
+def test_reference_quartiles_are_numpys_lower_quantiles():
+    rng = np.random.default_rng(8)
+    for _ in range(50):
+        a = rng.normal(size=(seasonal.SLOTS, 5)).astype(np.float32)
+        a[rng.uniform(size=a.shape) < 0.5] = np.nan
+        a[:, 0] = np.nan  # a signal never seen is left out by the caller
+        q25, q75 = seasonal._nanquantiles(a[:, 1:])
+        want = np.nanquantile(a[:, 1:], [0.25, 0.75], axis=0, method="lower")
+        np.testing.assert_array_equal(q25, want[0])
+        np.testing.assert_array_equal(q75, want[1])

@@ -177,7 +177,13 @@ class SeasonalLevels:
 
 
 def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """25th and 75th percentiles (nearest rank) over axis 0 of a [R, S] with NaN."""
+    """25th and 75th percentiles (nearest rank below) over axis 0 of a [R, S] with NaN.
+
+    The same values as np.nanquantile(a, [0.25, 0.75], axis=0, method="lower") (tested), ~10x
+    faster ([74, 8]: 20 vs 210 us; it runs once per entity and hour). Kept over
+    exporter.numeric.nan_percentile (linear interpolation; issue 17): measured, ASD multi AUROC
+    0.720 -> 0.710, uni and fleetgen-202 unchanged (benchmarks/README.md, issue 14 fourth
+    session)."""
     s = np.sort(a, axis=0)
     n = np.maximum(np.isfinite(a).sum(axis=0), 1)
     cols = np.arange(a.shape[1])
