@@ -146,6 +146,9 @@ class WindowBuffer:
     def __post_init__(self) -> None:
         self.values = np.full((0, len(self.signals), self.steps), np.nan)
         self._index: dict[EntityKey, int] = {}
+        # `window()` hands out `values` itself (read-only): the next update writes a new array
+        # instead (copy on write), so the buffer and its latest window are one copy, not two.
+        self._shared = False
 
     @property
     def empty(self) -> bool:
@@ -176,15 +179,17 @@ class WindowBuffer:
         elif new_end < self.end - self.step / 2:
             # The clock went back: what the buffer holds lies "in the future" of the new block
             # and would never be overwritten. Start again from this block.
-            self.values[:] = np.nan
+            self._set(np.full_like(self.values, np.nan))
             self.end = new_end
         elif new_end > self.end:
             shift = int(round((new_end - self.end) / self.step))
             if shift >= self.steps:
-                self.values[:] = np.nan
+                self._set(np.full_like(self.values, np.nan))
             elif shift > 0:
-                self.values[:, :, :-shift] = self.values[:, :, shift:]
-                self.values[:, :, -shift:] = np.nan
+                shifted = np.empty_like(self.values)
+                shifted[:, :, :-shift] = self.values[:, :, shift:]
+                shifted[:, :, -shift:] = np.nan
+                self._set(shifted)
             self.end = new_end
         rows = self._rows_for(block.entities)
         cols = np.rint((block.timestamps - self.end) / self.step).astype(int) + self.steps - 1
@@ -194,6 +199,8 @@ class WindowBuffer:
             src = block.values[np.ix_(keep_e, np.arange(len(self.signals)), keep_t)]
             dst_rows, dst_cols = rows[keep_e], cols[keep_t]
             current = self.values[np.ix_(dst_rows, np.arange(len(self.signals)), dst_cols)]
+            if self._shared:  # the last window holds this array: write to a copy
+                self._set(self.values.copy())
             # A missing sample in a later fetch never erases one we already hold.
             self.values[np.ix_(dst_rows, np.arange(len(self.signals)), dst_cols)] = np.where(
                 np.isnan(src), current, src
@@ -217,8 +224,12 @@ class WindowBuffer:
         if new:
             self.entities.extend(new)
             pad = np.full((len(new), len(self.signals), self.steps), np.nan)
-            self.values = np.concatenate([self.values, pad])
+            self._set(np.concatenate([self.values, pad]))
         return rows
+
+    def _set(self, values: np.ndarray) -> None:
+        """Hold a new values array (one no window shares yet)."""
+        self.values, self._shared = values, False
 
     def _expire(self) -> None:
         """Forget entities with no sample left in the window (they vanished from the source)."""
@@ -226,7 +237,7 @@ class WindowBuffer:
         if alive.all():
             return
         self.entities = [e for e, a in zip(self.entities, alive, strict=True) if a]
-        self.values = self.values[alive]
+        self._set(self.values[alive])
         self._index = {e: i for i, e in enumerate(self.entities)}
 
     def timestamps(self) -> np.ndarray:
@@ -234,14 +245,18 @@ class WindowBuffer:
         return self.end - self.step * np.arange(self.steps - 1, -1, -1, dtype=np.float64)
 
     def window(self) -> Window:
-        """A copy of the current windows, safe to hand to later stages."""
+        """The current windows, safe to hand to later stages: a read-only view of values the
+        buffer never writes again (its next update writes a new array: copy on write)."""
+        view = self.values.view()
+        view.flags.writeable = False
+        self._shared = True
         return Window(
             self.analysis,
             self.label_names,
             tuple(self.entities),
             self.signals,
             self.timestamps(),
-            self.values.copy(),
+            view,
         )
 
     def state(self) -> dict[str, np.ndarray]:
@@ -272,7 +287,7 @@ class WindowBuffer:
         if len(ents) != len(values):
             raise ValueError("saved buffer is inconsistent")
         self.entities = ents
-        self.values = values.copy()
+        self._set(values.copy())
         self._index = {e: i for i, e in enumerate(ents)}
         self.end = float(arrays["end"][0])
         self.dropped_total = int(arrays["dropped_total"][0])

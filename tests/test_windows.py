@@ -55,3 +55,22 @@ def test_shards_partition_entities_stably():
     shards = [shard_of(e, 3) for e in ents]
     assert set(shards) == {0, 1, 2}
     assert shards == [shard_of(e, 3) for e in ents]
+
+
+def test_window_is_the_buffer_copy_and_later_updates_leave_it_alone():
+    """Copy on write: the latest window shares the buffer's values (one copy in memory, read
+    only); updates after it (a shift, a late sample in place, a new entity, a clock jump
+    back) write new arrays, so a window handed out never changes."""
+    buf = WindowBuffer("x", ("instance",), ("a",), 60.0, 3)
+    buf.update(_block(["h1"], [60, 120, 180], [[[1, 2, 3]]]))
+    updates = [_block(["h1"], [240], [[[4]]]),  # shift
+               _block(["h1"], [240], [[[5]]]),  # same end: written in place before
+               _block(["h2"], [240], [[[6]]]),  # new entity
+               _block(["h1"], [60], [[[7]]])]  # clock back
+    for block in updates:
+        w = buf.window()
+        held = w.values.copy()
+        assert np.shares_memory(w.values, buf.values) and not w.values.flags.writeable
+        buf.update(block)
+        np.testing.assert_array_equal(w.values, held)
+    np.testing.assert_array_equal(buf.window().values[:, 0], [[np.nan, np.nan, 7]])
