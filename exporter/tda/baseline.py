@@ -235,6 +235,8 @@ class Reservoir:
 
     @property
     def diagrams(self) -> list[Diagram]:
+        """Persistence diagrams of the reservoir's windows, oldest first: (H0 [n0, 2], H1
+        [n1, 2]) birth/death pairs in filtration units (float64), padding dropped."""
         out = []
         for h0, h1 in zip(self.h0_arr, self.h1_arr, strict=True):
             out.append((h0[np.isfinite(h0)].astype(np.float64),
@@ -242,6 +244,8 @@ class Reservoir:
         return out
 
     def set_diagrams(self, diagrams: list[Diagram]) -> None:
+        """Replace the stored diagrams (one per reservoir window, in order), padded to the
+        widest H0 and H1 with NaN pairs."""
         self.h0_arr, self.h1_arr = _pad_diagrams(diagrams, 0, 0)
 
 
@@ -485,6 +489,7 @@ class BaselineStore:
         return out
 
     def models(self, keys: tuple[tuple[str, ...], ...]) -> list[EntityBaseline | None]:
+        """Each entity's fitted baseline, or None while it has none yet (same order as keys)."""
         return [e.model if (e := self.entries.get(k)) is not None else None for k in keys]
 
     def provisional(self, keys: tuple[tuple[str, ...], ...], center: np.ndarray,
@@ -632,6 +637,8 @@ class BaselineStore:
     # Persistence as flat numeric/unicode arrays (no pickle).
 
     def state(self) -> dict[str, np.ndarray]:
+        """Arrays to persist (format STATE_FORMAT): entity keys, reservoirs, models and score
+        histories; `restore` reads them back."""
         keys = list(self.entries)
         s = len(self.signals)
         out: dict[str, np.ndarray] = {
@@ -693,6 +700,8 @@ class BaselineStore:
         return out
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load `state()` arrays. Raises BaselineError when they have another format, other
+        signals or other shapes (the baselines are then relearned)."""
         saved = int(arrays["format"][0]) if "format" in arrays else 1
         if saved != STATE_FORMAT:
             raise BaselineError(f"saved baselines have format {saved}, this version reads "
