@@ -192,7 +192,31 @@ def test_fleet_map_separates_two_groups_and_keeps_its_orientation():
     fit = np.ones(41, dtype=bool)
     fit[-1] = False
     pos = fleetmap.embed(far, fit=fit)
-    assert np.ptp(pos[:40, 0]) == pytest.approx(0.8) and pos[40].max() == 1.0
+    inner = fleetmap.INNER_HI - fleetmap.INNER_LO
+    assert np.ptp(pos[:40, 0]) == pytest.approx(inner)
+    # ... and the outlier is drawn in the compressed margin, inside the map, not on its border.
+    assert fleetmap.INNER_HI < pos[40].max() < 0.98 and pos.min() > 0.02
+    # Farther stays farther along an axis (the break keeps the order).
+    farther = fleetmap.embed(np.vstack([far, np.full((1, 6), 2e3)]), fit=np.append(fit, False))
+    assert farther[41, 0] > farther[40, 0]
+
+
+def test_fleet_map_clusters_two_groups_and_leaves_a_blob_whole():
+    rng = np.random.default_rng(1)
+    two = np.vstack([rng.normal(-1, 0.1, (30, 2)), rng.normal(1, 0.1, (20, 2))])
+    member = np.ones(50, dtype=bool)
+    member[0] = False  # an outlier: in no cluster
+    c = fleetmap.clusters(two, member)
+    assert c[0] == -1
+    assert set(c[1:30].tolist()) == {0} and set(c[30:].tolist()) == {1}  # numbered by x
+    blob = rng.normal(0, 1, (400, 2))
+    assert set(fleetmap.clusters(blob).tolist()) == {0}
+    big = np.vstack([rng.normal(-1, 0.2, (6000, 2)), rng.normal(1, 0.2, (4000, 2))])
+    nan = big.copy()
+    nan[5] = np.nan
+    c = fleetmap.clusters(nan)
+    assert c[5] == -1 and np.bincount(c[c >= 0]).tolist() == [5999, 4000]
+    assert np.array_equal(fleetmap.clusters(nan), c)  # deterministic
 
 
 def test_noisy_circle_has_one_long_h1_bar():

@@ -196,6 +196,47 @@ def test_fleet_page_takes_the_preloaded_state_and_draws_every_point(browser, ser
     context.close()
 
 
+def _two_groups_and_an_outlier(snap):
+    """The snapshot with its entities' topology features in two clear groups (7 and 4), and
+    the last entity far from both (fleet outlier score 0.9)."""
+    r = snap.results[0]
+    t = r.topology
+    rng = np.random.default_rng(3)
+    e, k = t.features.shape
+    features = rng.normal(0.0, 0.05, (e, k))
+    features[7:] += 5.0
+    features[-1] += 200.0
+    outlier = np.zeros(e)
+    outlier[-1] = 0.9
+    topology = dataclasses.replace(t, features=features, fleet_outlier=outlier)
+    return dataclasses.replace(snap, results=(dataclasses.replace(r, topology=topology),))
+
+
+def test_fleet_map_marks_clusters_and_draws_outliers_inside(browser, demo):
+    cfg, snaps = demo
+    s = Server(_two_groups_and_an_outlier(snaps[0]), cfg)
+    try:
+        context, page, errors = _page(browser, viewport={"width": 1100, "height": 900})
+        page.goto(s.url + "/")
+        page.wait_for_selector("#map-legend .cluster-item")
+        canvas = page.locator("#map canvas")
+        assert canvas.get_attribute("data-clusters") == "2"
+        assert page.locator("#map-legend .cluster-item").all_text_contents() == \
+            ["C1: 7 entities", "C2: 4 entities"]
+        # Every point, the far outlier too, is inside the map: its centre at least a point's
+        # radius plus the canvas padding from each border.
+        assert canvas.get_attribute("data-points") == "12"
+        margins = [float(v) for v in canvas.get_attribute("data-extent").split(",")]
+        assert min(margins) > 10, margins
+        [outlier] = page.locator("#map-legend a").all_text_contents()
+        assert outlier.startswith(snaps[0].results[0].entities[-1][0] + " (fleet): ")
+        page.locator("#map").screenshot(path=str(SHOTS / "fleet-map-clusters.png"))
+        assert not errors, errors
+        context.close()
+    finally:
+        s.close()
+
+
 def test_entity_diagram_has_a_point_per_bar(browser, server):
     context, page, errors = _page(browser, viewport={"width": 1280, "height": 1000})
     query = "analysis=fleet&instance=host-03:9100"

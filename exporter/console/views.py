@@ -3,7 +3,8 @@
 - `fleet_state`: every entity of every analysis in a compact row format: one list of label
   values per entity and one list of small integers per entity (`FleetAnalysis.columns` names
   them: percentages 0..100 for risk, anomaly and P(h), seconds (whole minutes) for the time to
-  failure, indices into the analysis' `actions` / `signals` tables, map position 0..MAP_SCALE),
+  failure, indices into the analysis' `actions` / `signals` tables, map position 0..MAP_SCALE,
+  map cluster 0..k-1 (fleetmap.clusters; None for outliers and unplaced entities)),
   None where a value is absent. `diff_text` turns two consecutive states into the WebSocket
   update (changed cells only).
 - `entity_detail`: one entity's signals with its own baseline band (the fleet's while it has
@@ -139,7 +140,7 @@ def fleet_analysis(r: AnalysisResult) -> FleetAnalysis:
     e = len(r.entities)
     horizons = tuple(format_duration(h) for h in r.forecast.horizons) if r.forecast else ()
     columns = ("level", "nodata", "risk", "anomaly", *(f"p_{h}" for h in horizons), "ttf",
-               "action", "top", "x", "y", "outlier")
+               "action", "top", "x", "y", "outlier", "cluster")
     ints = np.full((e, len(columns)), NONE, dtype=np.int64)
     col = {c: i for i, c in enumerate(columns)}
     nodata = no_data(r)
@@ -162,11 +163,15 @@ def fleet_analysis(r: AnalysisResult) -> FleetAnalysis:
     t = r.topology
     if t is not None:
         ints[:, col["anomaly"]] = _pct(t.anomaly_score)
-        pos = fleetmap.embed(t.features, fit=~fleetmap.outliers(t.fleet_outlier))
+        out = fleetmap.outliers(t.fleet_outlier)
+        comps = fleetmap.project(t.features, fit=~out)
+        pos = fleetmap.place(comps, fit=~out)
         ok = np.isfinite(pos).all(axis=1)
         ints[:, col["x"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 0]) * MAP_SCALE), NONE)
         ints[:, col["y"]] = np.where(ok, np.round(np.nan_to_num(pos[:, 1]) * MAP_SCALE), NONE)
-        ints[:, col["outlier"]] = fleetmap.outliers(t.fleet_outlier)
+        ints[:, col["outlier"]] = out
+        cluster = fleetmap.clusters(comps, member=~out)
+        ints[:, col["cluster"]] = np.where(cluster >= 0, cluster, NONE)
     return FleetAnalysis(r.analysis, tuple(r.label_names), tuple(r.signals), horizons, columns,
                          actions, tuple(r.entities), ints)
 

@@ -192,7 +192,8 @@
      were a third of the first render. */
   const DRAW_ORDER = ["ok", "undecided", "nodata", "warning", "critical"];  // last on top
   const map = { n: 0, x: new Float32Array(0), y: new Float32Array(0), level: new Uint8Array(0),
-    ringed: new Uint8Array(0), row: new Int32Array(0), analysis: [], name: [] };
+    ringed: new Uint8Array(0), row: new Int32Array(0), group: new Int32Array(0), analysis: [],
+    name: [], groups: [] };
 
   function pointLabel(j) {
     const a = map.analysis[j];
@@ -209,12 +210,12 @@
     for (const a of state.analyses.values()) n += a.rows.length;
     if (map.x.length < n) {
       map.x = new Float32Array(n); map.y = new Float32Array(n); map.level = new Uint8Array(n);
-      map.ringed = new Uint8Array(n); map.row = new Int32Array(n);
+      map.ringed = new Uint8Array(n); map.row = new Int32Array(n); map.group = new Int32Array(n);
     }
-    map.analysis = []; map.name = [];
+    map.analysis = []; map.name = []; map.groups = [];
     let j = 0;
     for (const [name, a] of state.analyses) {
-      const c = a.col, k = a.head.map_scale, rows = a.rows;
+      const c = a.col, k = a.head.map_scale, rows = a.rows, first = map.groups.length;
       for (let i = 0; i < rows.length; i++) {
         const row = rows[i];
         if (row[c.x] === null || row[c.x] === undefined) continue;
@@ -223,6 +224,15 @@
         map.level[j] = DRAW_ORDER.indexOf(levelName(row[c.level], row[c.nodata] === 1));
         map.ringed[j] = row[c.outlier] === 1 ? 1 : 0;
         map.row[j] = i; map.analysis[j] = a; map.name[j] = name;
+        const g = row[c.cluster];
+        if (g === null || g === undefined) map.group[j] = -1;
+        else {
+          while (map.groups.length <= first + g) {
+            const label = "C" + (map.groups.length - first + 1);
+            map.groups.push({ label: state.analyses.size > 1 ? name + " " + label : label, n: 0 });
+          }
+          map.group[j] = first + g; map.groups[first + g].n++;
+        }
         j++;
       }
     }
@@ -264,20 +274,92 @@
         if (map.ringed[j]) { bitmap.stamp(ring, px, py, fg); ringed[code].push(j); }
       }
     });
-    ctx.putImageData(bitmap.image(ctx), 0, 0);
+    // Frame and cluster areas first, the points over them (an image drawn, composited).
+    drawFrame(ctx, W, H, css);
+    drawClusters(ctx, css);
+    const layer = document.createElement("canvas");
+    layer.width = canvas.width; layer.height = canvas.height;
+    const lctx = layer.getContext("2d");
+    lctx.putImageData(bitmap.image(lctx), 0, 0);
+    ctx.drawImage(layer, 0, 0, W, H);
     if (!map.n) {
       ctx.fillStyle = css.getPropertyValue("--fg").trim();
       ctx.fillText("no topology features yet (warming up)", W / 2 - 90, H / 2);
     }
     canvas.dataset.points = String(map.n);
+    canvas.dataset.clusters = String(map.groups.length);
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;  // for the tests: all inside
+    for (let j = 0; j < map.n; j++) {
+      x0 = Math.min(x0, map.x[j]); x1 = Math.max(x1, map.x[j]); y0 = Math.min(y0, map.y[j]); y1 = Math.max(y1, map.y[j]);
+    }
+    canvas.dataset.extent = map.n ? [x0, y0, W - x1, H - y1].map((v) => v.toFixed(1)).join(",") : "";
     const outliers = ringed.reverse().flat();  // the levels that matter first
     const shown = outliers.slice(0, 20);
     document.getElementById("map-legend").replaceChildren(
       legend(["critical", "warning", "ok", "undecided", "nodata"].map((k) => ["lvl-" + k, k === "nodata" ? "no data" : k])),
+      el("p", { class: "small clusters" }, el("span", { class: "muted", text: "Clusters (shaded): " }),
+        ...(map.groups.length ? map.groups.flatMap((g, i) => [i ? ", " : "",
+          el("span", { class: "cluster-item", text: `${g.label}: ${g.n} ${g.n === 1 ? "entity" : "entities"}` })])
+          : [el("span", { class: "muted", text: "none" })])),
       el("p", { class: "small" }, el("span", { class: "muted", text: "Outliers (ringed): " }),
         ...(shown.length ? shown.flatMap((j, i) => [i ? ", " : "", el("a", { href: pointHref(j), text: pointLabel(j) })])
           : [el("span", { class: "muted", text: "none" })]),
         outliers.length > shown.length ? el("span", { class: "muted", text: ` and ${outliers.length - shown.length} more` }) : null));
+  }
+
+  /* The frame the non-outliers span (fleetmap.INNER_LO..INNER_HI): outside it the axes are
+     compressed (a broken axis), so far outliers stay inside the map. */
+  function drawFrame(ctx, W, H, css) {
+    const P = 10, lo = 0.12, hi = 0.88, out = 7;  // 7 px outside the frame's points
+    ctx.save();
+    ctx.strokeStyle = css.getPropertyValue("--line").trim(); ctx.setLineDash([4, 4]);
+    ctx.strokeRect(P + lo * (W - 2 * P) - out, P + (1 - hi) * (H - 2 * P) - out,
+      (hi - lo) * (W - 2 * P) + 2 * out, (hi - lo) * (H - 2 * P) + 2 * out);
+    ctx.restore();
+  }
+
+  /* Each cluster as a shaded area: its convex hull (Andrew's monotone chain) filled and
+     stroked with a wide round pen, so a cluster of one or two points, or of points in a line,
+     still gets an area; labelled above it. */
+  function drawClusters(ctx, css) {
+    if (map.groups.length < 2) return;  // one cluster: nothing to tell apart
+    const members = map.groups.map(() => []);
+    for (let j = 0; j < map.n; j++) if (map.group[j] >= 0) members[map.group[j]].push(j);
+    ctx.save();
+    ctx.strokeStyle = ctx.fillStyle = css.getPropertyValue("--accent").trim();
+    ctx.lineWidth = 18; ctx.lineJoin = ctx.lineCap = "round";
+    const hulls = members.map((js) => convexHull(js.map((j) => [map.x[j], map.y[j]])));
+    ctx.globalAlpha = 0.13;
+    for (const hull of hulls) {
+      if (!hull.length) continue;
+      ctx.beginPath();
+      hull.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      ctx.closePath(); ctx.fill(); ctx.stroke();
+    }
+    ctx.globalAlpha = 1; ctx.fillStyle = css.getPropertyValue("--fg").trim();
+    ctx.font = "bold 11px system-ui, sans-serif";
+    hulls.forEach((hull, g) => {
+      if (!hull.length) return;
+      const top = hull.reduce((b, p) => (p[1] < b[1] ? p : b));
+      ctx.fillText(map.groups[g].label, Math.max(2, top[0] - 6), Math.max(11, top[1] - 12));
+    });
+    ctx.restore();
+  }
+
+  function convexHull(pts) {
+    if (pts.length < 3) return pts;
+    pts.sort((p, q) => p[0] - q[0] || p[1] - q[1]);
+    const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+    const half = (seq) => {
+      const h = [];
+      for (const p of seq) {
+        while (h.length >= 2 && cross(h[h.length - 2], h[h.length - 1], p) <= 0) h.pop();
+        h.push(p);
+      }
+      h.pop();
+      return h;
+    };
+    return half(pts).concat(half([...pts].reverse()));
   }
 
   /* The points are stamped into one bitmap instead of drawn as one canvas arc each: at 10 000
