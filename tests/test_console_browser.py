@@ -120,6 +120,10 @@ def test_fleet_lists_every_entity_and_updates_live(browser, server, demo):
     placed = page.locator("#map canvas").get_attribute("data-points")
     assert int(placed) == len(expected)  # every entity has features after the bootstrap
     page.wait_for_function("document.body.dataset.live === 'ws'")
+    # The two clocks of the health panel say which they are.
+    health = page.locator("#health").text_content()
+    assert "last cycle (data time): " in health
+    assert "last fully successful cycle (wall time): " in health
     page.screenshot(path=str(SHOTS / "fleet.png"), full_page=True)
     seq = page.evaluate("document.body.dataset.seq")
     page.evaluate("window.__still_here = true")
