@@ -310,6 +310,20 @@ def test_phone_width_has_no_horizontal_scroll(browser, server):
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, (path, width)
         if path.startswith("/entity"):
+            # The agents' votes stack as cards: every vote's reasons, action and time to
+            # failure are on screen, none scrolled out of its panel.
+            votes = page.locator("tr.vote").all()
+            assert votes
+            for vote in votes:
+                for label in ("Action", "Time to failure", "Reasons"):
+                    cell = vote.locator(f"td[data-label='{label}']")
+                    box = cell.bounding_box()
+                    assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, (label, box)
+                    assert cell.is_visible()
+                reasons = vote.locator("td.reasons")
+                assert reasons.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
+            assert page.evaluate("document.querySelector('#votes').closest('.table-wrap')"
+                                 ".scrollWidth <= 390")
             page.screenshot(path=str(SHOTS / "entity-390.png"), full_page=True)
     page.goto(server.url + "/")
     page.wait_for_selector("tr.entity-row")

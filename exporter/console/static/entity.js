@@ -91,14 +91,15 @@
 
   function renderVotes(votes) {
     const t = document.getElementById("votes");
-    const head = el("tr", {}, ...["Agent", "Risk", "Confidence", "Counts as", "Weight", "Action", "Time to failure", "Reasons"]
-      .map((h) => el("th", { scope: "col", text: h })));
-    const rows = votes.map((v) => el("tr", { class: "vote" },
-      el("td", { text: v.agent }), el("td", { text: f2(v.risk) }), el("td", { text: f2(v.confidence) }),
-      el("td", { text: v.role === "ballot" ? (v.trimmed ? "ballot (trimmed)" : "ballot") : v.role }),
-      el("td", { text: v.role === "ballot" ? f2(v.weight) : "" }),
-      el("td", { text: v.action }), el("td", { text: duration(v.ttf) }),
-      el("td", { class: "wrap", text: v.reasons })));
+    // Each cell carries its column's name: at phone widths the CSS stacks a row as a card
+    // with the names inline (table.cards), so nothing is scrolled out of sight.
+    const names = ["Agent", "Risk", "Confidence", "Counts as", "Weight", "Action", "Time to failure", "Reasons"];
+    const head = el("tr", {}, ...names.map((h) => el("th", { scope: "col", text: h })));
+    const rows = votes.map((v) => el("tr", { class: "vote" }, ...[
+      [v.agent], [f2(v.risk)], [f2(v.confidence)],
+      [v.role === "ballot" ? (v.trimmed ? "ballot (trimmed)" : "ballot") : v.role],
+      [v.role === "ballot" ? f2(v.weight) : ""], [v.action], [duration(v.ttf)], [v.reasons, "wrap reasons"],
+    ].map(([text, cls], i) => el("td", { class: cls || null, "data-label": names[i], text }))));
     t.replaceChildren(el("thead", {}, head), el("tbody", {}, ...rows));
   }
 
