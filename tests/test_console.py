@@ -230,6 +230,15 @@ def test_noisy_circle_has_one_long_h1_bar():
     assert lifetimes[0] > 5 * (lifetimes[1] if len(lifetimes) > 1 else 0.01)
     curve = d["betti_curve"]
     assert max(curve["b1"]) >= 1 and curve["b0"][-1] == 1
+    # Exact step functions: counts (integers >= 0) stepping at every birth and death, 0 after
+    # the last death.
+    for b in ("b0", "b1"):
+        assert all(isinstance(v, int) and v >= 0 for v in curve[b])
+    assert curve["b1"][-1] == 0 and curve["scale"] == sorted(set(curve["scale"]))
+    ends = {round(x, 4) for bar in d["h1"] for x in bar} | {x for _, x in d["h0"]}
+    assert ends <= {round(s, 4) for s in curve["scale"]}
+    for s, b1 in zip(curve["scale"], curve["b1"], strict=True):
+        assert b1 == sum(lo <= s < hi for lo, hi in d["h1"])
 
 
 def test_health_reads_the_exposition():

@@ -251,6 +251,17 @@ def test_entity_diagram_has_a_point_per_bar(browser, server):
     assert bars > 0
     assert page.locator("#diagram circle.pt").count() == bars
     assert page.locator("#barcode line.bar").count() == bars
+    # The barcode has a filtration-scale axis and bars thick and long enough to see; the
+    # Betti curve is drawn as steps (no slanted segment) of whole counts >= 0.
+    assert "filtration scale" in page.locator("#barcode").text_content()
+    widths = page.locator("#barcode line.bar").evaluate_all(
+        "ls => ls.map(l => [+l.getAttribute('stroke-width'), l.x2.baseVal.value - l.x1.baseVal.value])")
+    assert all(w >= 4 and length >= 3 for w, length in widths)
+    for path in page.locator("#betti path").all():
+        d = path.get_attribute("d")
+        assert d.startswith("M") and set(d[1:]) - set("HV0123456789.,") == set(), d
+    curve = data["diagram"]["betti_curve"]
+    assert all(v >= 0 and v == int(v) for v in curve["b0"] + curve["b1"])
     assert page.locator("tr.vote").count() == len(data["votes"])
     assert page.locator("#signals svg").count() == len(data["signals"])
     # Each signal's band is the entity's own baseline, so labelled with the reservoir's size.

@@ -25,15 +25,16 @@ from exporter.tda.baseline import BaselineView
 from exporter.tda.embedding import delay_embed, normalise, pack_clouds, robust_stats
 from exporter.tda.persistence import Diagram, rips_diagram
 
-CURVE_POINTS = 48
-
 
 def entity_diagram(values: np.ndarray, cfg: TopologyConfig) -> dict[str, Any]:
     """values [S, T] of one entity -> {h0: [[0, death]], h1: [[birth, death]], betti_curve}.
 
-    `betti_curve` = {scale: [CURVE_POINTS], b0, b1}: the Betti numbers at each filtration scale
-    (the infinite H0 bar counts as one component everywhere). Too few finite points: empty
-    bars and an empty curve.
+    `betti_curve` = {scale: [P], b0: [P], b1: [P]}: the Betti numbers as exact step functions
+    of the filtration scale (robust units): at scale[i] they step to b0[i], b1[i] and hold
+    until scale[i + 1] (right-continuous: a bar [b, d) counts at b, not at d); the steps are
+    every birth and death, from 0 to 5 % past the last death. Counts, so integers >= 0 (the
+    infinite H0 bar counts as one component everywhere). Too few finite points: empty bars
+    and an empty curve.
     """
     v = np.asarray(values, dtype=np.float64)[None]
     center, scale = robust_stats(v)
@@ -45,13 +46,17 @@ def entity_diagram(values: np.ndarray, cfg: TopologyConfig) -> dict[str, Any]:
         return {"h0": [], "h1": [], "betti_curve": {"scale": [], "b0": [], "b1": []}}
     h0, h1 = rips_diagram(clouds.points[0, :n])
     top = max(float(h0.max()) if len(h0) else 0.0, float(h1[:, 1].max()) if len(h1) else 0.0)
-    grid = np.linspace(0.0, top * 1.05 if top > 0 else 1.0, CURVE_POINTS)
+    # Sampled on a fixed grid, a curve drawn point to point slanted between samples and
+    # missed short bars; the steps are exact (at the 4 decimals the bars are sent with).
+    h0, h1 = np.round(h0, 4), np.round(h1, 4)
+    grid = np.unique(np.round(np.concatenate([[0.0, top * 1.05 if top > 0 else 1.0], h0,
+                                              h1.ravel()]), 4))
     b0 = 1 + (h0[None, :] > grid[:, None]).sum(axis=1)
     b1 = ((h1[None, :, 0] <= grid[:, None]) & (h1[None, :, 1] > grid[:, None])).sum(axis=1)
     return {
         "h0": [[0.0, round(float(d), 4)] for d in h0],
         "h1": [[round(float(b), 4), round(float(d), 4)] for b, d in h1],
-        "betti_curve": {"scale": [round(float(s), 4) for s in grid], "b0": b0.tolist(),
+        "betti_curve": {"scale": grid.tolist(), "b0": b0.tolist(),
                         "b1": b1.tolist()},
     }
 

@@ -169,9 +169,11 @@ const AURA = (() => {
   }
 
   /* A line chart: series [{values, cls, label}] over x = index (or `times`), optional band
-     [lo[], hi[]], optional horizontal capacity line. Returns the <svg>. */
-  function lineChart({ series, times, band, capacity, yMin, yMax, width, height, label }) {
-    const W = width || 360, H = height || 120, L = 34, R = 6, T = 6, B = 16;
+     [lo[], hi[]], optional horizontal capacity line. `step`: each value holds until the next
+     x (a step function, drawn with horizontal and vertical segments only). `xLabel`: the x
+     axis' name, drawn under it with its first and last x. Returns the <svg>. */
+  function lineChart({ series, times, band, capacity, yMin, yMax, width, height, label, step, xLabel }) {
+    const W = width || 360, H = height || 120, L = 34, R = 6, T = 6, B = xLabel ? 28 : 16;
     const all = [];
     series.forEach((s) => s.values.forEach((v) => { if (v !== null) all.push(v); }));
     if (band) band.forEach((b) => b.forEach((v) => { if (v !== null) all.push(v); }));
@@ -191,6 +193,11 @@ const AURA = (() => {
     root.append(svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
     root.append(svg("text", { x: 2, y: T + 8, text: fmtAxis(hi) }));
     root.append(svg("text", { x: 2, y: H - B, text: fmtAxis(lo) }));
+    if (xLabel) {
+      root.append(svg("text", { x: L, y: H - B + 12, text: fmtAxis(x0) }),
+        svg("text", { x: W - R, y: H - B + 12, "text-anchor": "end", text: fmtAxis(x1) }),
+        svg("text", { x: (L + W - R) / 2, y: H - 3, "text-anchor": "middle", text: xLabel }));
+    }
     if (band && band[0].length) {
       const up = [], down = [];
       band[1].forEach((v, i) => { if (v !== null && band[0][i] !== null) up.push(`${X(i)},${Y(v)}`); });
@@ -207,7 +214,9 @@ const AURA = (() => {
       let d = "", pen = false;
       s.values.forEach((v, i) => {
         if (v === null) { pen = false; return; }
-        d += (pen ? "L" : "M") + X(i).toFixed(1) + "," + Y(v).toFixed(1); pen = true;
+        if (step && pen) d += "H" + X(i).toFixed(1) + "V" + Y(v).toFixed(1);
+        else d += (pen ? "L" : "M") + X(i).toFixed(1) + "," + Y(v).toFixed(1);
+        pen = true;
       });
       if (d) root.append(svg("path", { class: s.cls || "s" + k, d }, svg("title", { text: s.label || "" })));
       // A single point draws no line: mark it.

@@ -165,13 +165,28 @@
     const top = topOf(dg);
     const S = (v) => P + v / top * (W - 2 * P);
     dBox.replaceChildren(diagramPlot(dg, top, "persistence diagram"), legend([["sw-h0", "H0"], ["sw-h1", "H1"]]));
-    const BH = Math.max(60, bars.length * 3 + 20);
+    // One bar per row, BAR px thick with a gap, at least MIN_LEN px long (a short-lived H1
+    // loop stays visible), over a filtration-scale axis shared with the diagram.
+    const BAR = 4, ROW = 6, MIN_LEN = 3, AX = 36;
+    const BH = Math.max(60, bars.length * ROW + 10 + AX);
     const code = svg("svg", { class: "chart barcode", viewBox: `0 0 ${W} ${BH}`, role: "img", "aria-label": "barcode: " + bars.length + " bars" });
     const sorted = bars.slice().sort((x, y) => x[0] - y[0] || (y[1][1] - y[1][0]) - (x[1][1] - x[1][0]));
-    sorted.forEach(([dim, b], i) => code.append(svg("line", { class: "bar h" + dim, x1: S(b[0]), x2: S(b[1]), y1: 10 + i * 3, y2: 10 + i * 3, "stroke-width": 2 })));
-    bBox.replaceChildren(code);
+    sorted.forEach(([dim, b], i) => {
+      const y = 8 + i * ROW, x1 = S(b[0]), x2 = Math.max(S(b[1]), x1 + MIN_LEN);
+      code.append(svg("line", { class: "bar h" + dim, x1, x2, y1: y, y2: y, "stroke-width": BAR },
+        svg("title", { text: "H" + dim + " [" + b[0] + ", " + b[1] + ")" })));
+    });
+    const axisY = BH - AX + 4;
+    code.append(svg("line", { class: "axis", x1: S(0), x2: S(top), y1: axisY, y2: axisY }));
+    for (const t of [0, top / 2, top]) {
+      code.append(svg("line", { class: "axis", x1: S(t), x2: S(t), y1: axisY, y2: axisY + 4 }),
+        svg("text", { x: S(t), y: axisY + 14, "text-anchor": "middle", text: t ? t.toPrecision(2) : "0" }));
+    }
+    code.append(svg("text", { x: W / 2, y: BH - 2, "text-anchor": "middle", text: "filtration scale (robust units)" }));
+    bBox.replaceChildren(code, legend([["sw-h0", "H0"], ["sw-h1", "H1"]]));
     cBox.replaceChildren(lineChart({ series: [{ values: dg.betti_curve.b0, label: "β0", cls: "s0" }, { values: dg.betti_curve.b1, label: "β1", cls: "s4" }],
-      times: dg.betti_curve.scale, yMin: 0, label: "Betti curve" }), legend([["sw-s0", "β0"], ["sw-s4", "β1"]]));
+      times: dg.betti_curve.scale, yMin: 0, step: true, xLabel: "filtration scale (robust units)", label: "Betti curve" }),
+    legend([["sw-s0", "β0 (components)"], ["sw-s4", "β1 (loops)"]]));
   }
 
   document.addEventListener("DOMContentLoaded", () => {
