@@ -142,6 +142,11 @@ def test_fleet_lists_every_entity_and_updates_live(browser, server, demo):
         cells = row.locator("td").all_text_contents()
         got[cells[0]] = (cells[2].strip(), cells[-1].strip())
     assert got == want
+    # The anomaly score says what it is, and only a tail of 1 in 100 or rarer is coloured.
+    assert "1 window in 100" in page.locator("th:has(button:text('Anomaly'))").get_attribute("title")
+    hot = page.locator("tr.entity-row td.hot").all_text_contents()
+    assert all(float(v) >= 0.99 for v in hot)
+    assert len(hot) == sum(v[1] != "" and float(v[1]) >= 0.99 for v in want.values())
     # Keyboard: the sort buttons and entity links are reachable and work with Enter.
     page.focus("th button.sort >> text=Entity")
     page.keyboard.press("Enter")

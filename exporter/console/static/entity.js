@@ -42,7 +42,8 @@
       ["time to failure", duration(d.ttf) || "none projected"],
       ["action", el("span", {}, d.action, d.runbook ? " — " : "", link(d.runbook, "runbook"))],
       ["explanation", d.explanation],
-      ["anomaly score", d.anomaly === null ? "warming up" : f2(d.anomaly)],
+      ["anomaly score", d.anomaly === null ? "warming up" : f2(d.anomaly) +
+        " (tail probability under the entity's own history: 0.99 = 1 window in 100)"],
       ["Betti numbers (H0, H1)", d.betti.join(", ")],
       ["persistence entropy", d.entropy.map(f2).join(", ")],
       ["fleet outlier score", f2(d.fleet_outlier)],

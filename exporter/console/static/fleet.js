@@ -13,6 +13,11 @@
     ["top", "Top signal"], ["anomaly", "Anomaly"],
   ];
   const NARROW = new Set(["p_1h", "p_2h", "p_4h", "top", "anomaly", "action"]);
+  const HINTS = {
+    anomaly: "Tail probability of this window's topology under the entity's own history: 0.99 = as unusual as 1 window in 100. Values up to ~0.9 are ordinary; highlighted from 0.99.",
+    ttf: "Time until the forecast crosses the failure threshold (whole minutes).",
+  };
+  const ANOMALY_HOT = 99;  // percent: highlighted from 0.99 (1 window in 100)
 
   function setFull(a) {
     state.analyses.set(a.name, {
@@ -105,9 +110,9 @@
     const tr = document.getElementById("fleet-head");
     tr.replaceChildren();
     for (const [key, title] of COLUMNS) {
-      const th = el("th", { scope: "col", class: NARROW.has(key) ? "hide-narrow" : null,
+      const th = el("th", { scope: "col", class: NARROW.has(key) ? "hide-narrow" : null, title: HINTS[key] || null,
         "aria-sort": view.sort === key ? (view.dir > 0 ? "ascending" : "descending") : "none" });
-      th.append(el("button", { class: "sort", type: "button", text: title, onclick: () => {
+      th.append(el("button", { class: "sort" + (HINTS[key] ? " hint" : ""), type: "button", text: title, onclick: () => {
         view.dir = view.sort === key ? -view.dir : (key === "entity" || key === "ttf" ? 1 : -1);
         view.sort = key; view.page = 0; renderHead(); render();
       } }));
@@ -139,7 +144,8 @@
       cells.push(el("td", {}, duration(row[c.ttf])));
       cells.push(el("td", { class: "hide-narrow", text: row[c.action] === null ? "" : a.head.actions[row[c.action]] }));
       cells.push(el("td", { class: "hide-narrow", text: row[c.top] === null ? "" : a.head.signals[row[c.top]] }));
-      cells.push(el("td", { class: "hide-narrow" }, pct(row[c.anomaly])));
+      const score = row[c.anomaly];
+      cells.push(el("td", { class: "hide-narrow" + (score !== null && score >= ANOMALY_HOT ? " hot" : "") }, pct(score)));
       frag.append(el("tr", { class: "entity-row", "data-level": levelName(row[c.level], nodata) }, ...cells));
     }
     body.replaceChildren(frag);
