@@ -41,6 +41,8 @@ from exporter.tda.embedding import (
 )
 from exporter.tda.features import (
     FEATURE_NAMES,
+    RECENT_POINTS,
+    WINDOW_FEATURES,
     WINDOW_PERCENTILES,
     recent_summaries,
     summaries,
@@ -96,14 +98,25 @@ class _Prepared(_Stats):
 
 
 @dataclass
-class _Plan:
-    """An entity's clouds sent ahead in `run_batch`: the normalisation they used, whether the
-    entity was fitted then, and the index of the first window not sent."""
+class _Spec:
+    """A window's normalisation-dependent products computed ahead in `run_batch`, rows in
+    its entity order: `done` [E] rows computed, under the normalisation center/scale [E, S];
+    window features [E, len(WINDOW_FEATURES)], feature and score clouds, and the score
+    clouds' short-scale summaries [E, RECENT_POINTS] (None without RECENT_SCALE)."""
 
+    done: np.ndarray
     center: np.ndarray
     scale: np.ndarray
-    fitted: bool
-    upto: int
+    wfeats: np.ndarray
+    fine: Clouds
+    scored: Clouds
+    recent: np.ndarray | None
+
+
+def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[E] True where rows a[i] and b[i] ([E, S] float64) have the same bits."""
+    return (np.ascontiguousarray(a).view(np.int64)
+            == np.ascontiguousarray(b).view(np.int64)).all(axis=1)
 
 
 def _concat(parts: list[Clouds]) -> Clouds:
@@ -112,6 +125,16 @@ def _concat(parts: list[Clouds]) -> Clouds:
         return parts[0]
     return Clouds(np.concatenate([p.points for p in parts]),
                   np.concatenate([p.counts for p in parts]))
+
+
+def _rows(vals: list[np.ndarray], offsets: np.ndarray, b: slice) -> np.ndarray:
+    """Rows b (a slice of the stacked rows) of the arrays vals, stacked."""
+    parts = []
+    for i in range(len(vals)):
+        lo, hi = max(b.start, offsets[i]), min(b.stop, offsets[i + 1])
+        if hi > lo:
+            parts.append(vals[i][lo - offsets[i]:hi - offsets[i]])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def score_embedding(values: np.ndarray) -> tuple[int, int]:
@@ -194,18 +217,25 @@ class TopologyStage:
 
     def run_batch(self, windows: Sequence[Window], nows: Sequence[float], *,
                   features: bool = True, fleet_betti: bool = True) -> list[TopologyResult]:
-        """`run(w, now)` for each pair in order, with the persistence computed ahead.
+        """`run(w, now)` for each pair in order, with the per-window array work and the
+        persistence computed ahead.
 
         Same results as the sequential calls (the baselines are updated window by window as
-        `run` does): a Rips diagram is a pure function of its cloud, and an entity's clouds
-        depend on the baselines only through its normalisation, which changes rarely (first
-        window, then every RENORMALISE_EVERY at a refit). So each entity's clouds of the
-        coming windows are built under its current normalisation, as far as it is known to
-        hold (`_stable_upto`), and sent to the pool at once; the sequential pass looks each
-        cloud up by its exact bits (waiting for it if in flight) and computes the few that
-        differ inline. An entity whose normalisation changed is sent ahead again. With one
-        worker nothing runs ahead (no wasted work). For replays of many cycles (the
-        backtest), where per-cycle pool hand-offs would dominate.
+        `run` does; tests/test_tda_stage_batched.py). The windows' own statistics
+        (percentiles, scales, coarse clouds, degenerate mask) need no baseline: they are
+        computed for all windows at once, rows stacked (`_stats_many`). The rest depends on
+        the baselines only through each entity's normalisation, which changes rarely (first
+        window, then every RENORMALISE_EVERY at a refit): each entity's window features,
+        feature and score clouds and short-scale summaries of the coming windows are
+        computed stacked under its current normalisation, as far as it is known to hold
+        (`_stable_upto`), and each window uses the rows computed under exactly its
+        normalisation, recomputing the others (`_speculate`). A Rips diagram is a pure
+        function of its cloud: with a pool the clouds computed ahead are sent to it at once
+        and the sequential pass looks each one up by its exact bits (waiting for it if in
+        flight); with one worker they are computed when looked up. Only the baselines'
+        distance, score and update (sequential state), the signal contributions and the
+        fleet terms run window by window. For replays of many cycles (the backtest), where
+        per-cycle work would dominate.
 
         features=False: the caller reads neither the diagram features nor what comes from
         them (betti, entropy, fleet outliers): the feature clouds' persistence is skipped and
@@ -221,18 +251,18 @@ class TopologyStage:
         # Only the feature clouds are worth the pool: a score cloud's PH costs about its
         # hand-off.
         ahead = features and self._persistence.workers_ > 1
-        stats: dict[int, _Stats] = {}
+        specs: dict[int, _Spec] = {}
         rows: dict[int, dict[tuple[str, ...], int]] = {}
-        plans: dict[tuple[str, ...], _Plan] = {}
         out = []
         try:
+            stats = self._stats_many(windows)
             for k, (w, now) in enumerate(zip(windows, times, strict=True)):
-                p = self._prepare(w, stats.pop(k, None))
+                p = self._prepare(w, stats[k])
+                self._speculate(k, p, windows, times, stats, specs, rows, cache, ahead)
+                stats[k] = None  # type: ignore[call-overload]
                 rows.pop(k, None)
-                if ahead:
-                    self._send_ahead(k, p, windows, times, stats, rows, plans, cache)
                 out.append(self._run(w, now, time.perf_counter(), cache, p, features,
-                                     fleet_betti))
+                                     fleet_betti, specs.pop(k)))
         except TopologyError:
             raise
         except Exception as err:
@@ -241,53 +271,121 @@ class TopologyStage:
                   len(cache), time.perf_counter() - started)
         return out
 
-    def _send_ahead(self, k: int, p: _Prepared, windows: Sequence[Window],
-                    nows: list[float], stats: dict[int, _Stats],
-                    rows: dict[int, dict[tuple[str, ...], int]],
-                    plans: dict[tuple[str, ...], _Plan], cache: DiagramCache) -> None:
-        """Send to the pool the clouds of later windows that window k's normalisations
-        predict and that were not sent yet (see `run_batch`). Window k's own clouds go too
-        on the batch's first window; later, the few of an entity whose normalisation just
-        changed are computed inline (queued behind the rest they would arrive last)."""
-        want: dict[int, list[tuple[tuple[str, ...], np.ndarray, np.ndarray]]] = {}
-        first = k + 1 if k else 0
-        for i, key in enumerate(p.keys):
-            c, s = p.center[i], p.scale[i]
-            entry = p.store.entries.get(key)
-            fitted = entry is not None and entry.model is not None
-            plan = plans.get(key)
-            same = (plan is not None and np.array_equal(plan.center, c, equal_nan=True)
-                    and np.array_equal(plan.scale, s, equal_nan=True))
-            if same and plan.fitted == fitted and plan.upto > k + 1:  # type: ignore[union-attr]
-                continue
-            start = max(plan.upto, first) if same else first  # type: ignore[union-attr]
-            upto = self._stable_upto(key, entry if fitted else None, nows, k)
-            plans[key] = _Plan(c.copy(), s.copy(), fitted, max(upto, start))
-            for j in range(start, upto):
-                want.setdefault(j, []).append((key, c, s))
-        if not want:
+    def _speculate(self, k: int, p: _Prepared, windows: Sequence[Window], nows: list[float],
+                   stats: list[_Stats], specs: dict[int, _Spec],
+                   rows: dict[int, dict[tuple[str, ...], int]], cache: DiagramCache,
+                   ahead: bool) -> None:
+        """Make `specs[k]` hold window k's normalisation-dependent products under the
+        normalisations of `p`, computing those of later windows along (see `run_batch`).
+
+        Rows of window k computed earlier under the same normalisation (the same bits) are
+        kept; the others are computed now, together with the entity's rows of the windows
+        its normalisation surely holds for (`_stable_upto`), all stacked: every step is
+        row-wise, so a row's values are those of its window alone. An entity whose rows run
+        out at window k + 1 is extended from there. With a pool (`ahead`) the clouds of
+        later windows (and window 0's) go to it at once; window k's own are computed inline
+        when submitted (queued behind the rest they would arrive last)."""
+        n = len(windows)
+        e = len(p.keys)
+        sp = specs.get(k)
+        ok = np.zeros(e, dtype=bool) if sp is None else \
+            sp.done & _same_rows(sp.center, p.center) & _same_rows(sp.scale, p.scale)
+        extend = np.zeros(e, dtype=bool)
+        if k + 1 < n and ok.any():
+            nxt = specs.get(k + 1)
+            if nxt is None:
+                extend = ok
+            else:
+                index = self._index(k + 1, windows, rows)
+                for i in np.flatnonzero(ok):
+                    r = index.get(p.keys[i])
+                    extend[i] = r is not None and not nxt.done[r]
+        todo = np.flatnonzero(~ok | extend)
+        if len(todo) == 0:
             return
         self._ensure_takens(p.values)
+        # window j -> (rows of j, rows of k giving their normalisation)
+        want: dict[int, tuple[list[int], list[int]]] = {}
+        for i in todo:
+            key = p.keys[i]
+            entry = p.store.entries.get(key)
+            fitted = entry is not None and entry.model is not None
+            start = k + 1 if ok[i] else k
+            upto = max(start + 1, self._stable_upto(key, entry if fitted else None, nows, k))
+            for j in range(start, upto):
+                r = int(i) if j == k else self._index(j, windows, rows).get(key)
+                if r is not None:
+                    rs, src = want.setdefault(j, ([], []))
+                    rs.append(r)
+                    src.append(int(i))
+        items = [(j, np.array(want[j][0]), np.array(want[j][1])) for j in sorted(want)]
         clouds: list[np.ndarray] = []
-        for j in sorted(want):
-            st = stats.get(j)
-            if st is None:
-                st = stats[j] = self._stats(windows[j])
-            index = rows.get(j)
-            if index is None:
-                index = rows[j] = {e: r for r, e in enumerate(windows[j].entities)}
-            items = [(index[key], c, s) for key, c, s in want[j] if key in index]
-            if not items:
-                continue
-            sub = np.array([r for r, _, _ in items])
-            center = np.stack([c for _, c, _ in items])
-            scale = np.stack([s for _, _, s in items])
-            _, fine = self._clouds(st.values[sub], center, scale)
-            coarse = Clouds(st.coarse.points[sub], st.coarse.counts[sub])
-            scored = self._score_clouds_of(st.values[sub], coarse, center, scale)
-            for cl in (fine, scored):
-                clouds.extend(cl.cloud(int(r)) for r in np.flatnonzero(cl.counts > 0))
-        self._persistence.speculate(cache, clouds)
+        for chunk in self._item_chunks(items):
+            values = np.concatenate([stats[j].values[d] for j, d, _ in chunk])
+            center = np.concatenate([p.center[src] for _, _, src in chunk])
+            scale = np.concatenate([p.scale[src] for _, _, src in chunk])
+            quart = np.concatenate([stats[j].quart[:, d] for j, d, _ in chunk], axis=1)
+            coarse = Clouds(np.concatenate([stats[j].coarse.points[d] for j, d, _ in chunk]),
+                            np.concatenate([stats[j].coarse.counts[d] for j, d, _ in chunk]))
+            z, fine = self._clouds(values, center, scale)
+            wfeats = self._window_features(
+                z, values, clipped_z(quart, center[None], scale[None], Z_CLIP))
+            scored = self._score_clouds_of(values, coarse, center, scale)
+            recent = recent_summaries(scored.points, scored.counts) if RECENT_SCALE else None
+            a = 0
+            for j, d, _ in chunk:
+                b = a + len(d)
+                spec = specs.get(j)
+                if spec is None:
+                    spec = specs[j] = self._empty_spec(len(windows[j].entities),
+                                                       center.shape[1], fine, scored)
+                spec.done[d] = True
+                spec.center[d], spec.scale[d] = center[a:b], scale[a:b]
+                spec.wfeats[d] = wfeats[a:b]
+                for dst, cl in ((spec.fine, fine), (spec.scored, scored)):
+                    dst.points[d], dst.counts[d] = cl.points[a:b], cl.counts[a:b]
+                if recent is not None:
+                    spec.recent[d] = recent[a:b]  # type: ignore[index]
+                if ahead and (j > k or k == 0):
+                    for cl in (fine, scored):
+                        clouds.extend(cl.cloud(int(r)) for r in range(a, b) if cl.counts[r] > 0)
+                a = b
+        if clouds:
+            self._persistence.speculate(cache, clouds)
+
+    @staticmethod
+    def _index(j: int, windows: Sequence[Window],
+               rows: dict[int, dict[tuple[str, ...], int]]) -> dict[tuple[str, ...], int]:
+        index = rows.get(j)
+        if index is None:
+            index = rows[j] = {key: r for r, key in enumerate(windows[j].entities)}
+        return index
+
+    def _item_chunks(self, items: list[tuple[int, np.ndarray, np.ndarray]]
+                     ) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
+        """(window, rows, source rows) items in chunks of about `row_block` rows (an item of
+        more rows is split)."""
+        chunks: list[list[tuple[int, np.ndarray, np.ndarray]]] = []
+        n = 0
+        for j, d, src in items:
+            for a in range(0, len(d), self.row_block):
+                m = min(len(d), a + self.row_block) - a
+                if not chunks or (n > 0 and n + m > self.row_block):
+                    chunks.append([])
+                    n = 0
+                chunks[-1].append((j, d[a:a + m], src[a:a + m]))
+                n += m
+        return chunks
+
+    @staticmethod
+    def _empty_spec(e: int, s: int, fine: Clouds, scored: Clouds) -> _Spec:
+        """A `_Spec` of e rows, none done, clouds shaped as `fine` and `scored`."""
+        def clouds(c: Clouds) -> Clouds:
+            return Clouds(np.zeros((e, *c.points.shape[1:])), np.zeros(e, dtype=np.int64))
+
+        return _Spec(np.zeros(e, dtype=bool), np.full((e, s), np.nan), np.full((e, s), np.nan),
+                     np.full((e, len(WINDOW_FEATURES)), np.nan), clouds(fine), clouds(scored),
+                     np.full((e, RECENT_POINTS), np.nan) if RECENT_SCALE else None)
 
     def _stable_upto(self, key: tuple[str, ...], entry, nows: list[float], k: int) -> int:  # type: ignore[no-untyped-def]
         """Index after the last window (from k on) that surely keeps the entity's current
@@ -338,22 +436,88 @@ class TopologyStage:
 
     def _stats(self, window: Window) -> _Stats:
         """The window's own statistics and coarse clouds (no baseline involved)."""
-        values = np.asarray(window.values, dtype=np.float64)
-        blocks = self._blocks(len(values))
-        # [P, E, S], once
-        pct = np.concatenate([nan_percentile(values[b], list(WINDOW_PERCENTILES), axis=2)
-                              for b in blocks], axis=1)
-        quart = pct[[WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]]
-        deciles = np.moveaxis(pct[[WINDOW_PERCENTILES.index(q) for q in DECILES]], 0, -1)
-        center = quart[1].copy()
-        scale = np.concatenate([
-            max_spread_sigma(values[b], center[b], deciles[b, :, 0], quart[0, b], quart[2, b],
-                             deciles[b, :, -1]) for b in blocks])
+        return self._stats_many([window])[0]
+
+    def _stats_many(self, windows: Sequence[Window]) -> list[_Stats]:
+        """`_stats` of each window, computed on their rows stacked (windows of one [S, T]
+        shape), in chunks of `row_block` rows: every step is row-wise, so the values are
+        those of one window alone. `nan_percentile` takes a sort path for an array with a
+        missing sample and `np.percentile` otherwise (documented to agree only to about the
+        last bit; no difference measured), so each row goes the way its window's row block
+        went: blocks with a NaN are stacked with each other (whole, so every chunk has one),
+        the others apart."""
+        vals = [np.asarray(w.values, dtype=np.float64) for w in windows]
+        if len({v.shape[1:] for v in vals}) > 1:
+            return [s for v in vals for s in self._stats_rows([v])]
+        return self._stats_rows(vals)
+
+    def _stats_rows(self, vals: list[np.ndarray]) -> list[_Stats]:
+        if not vals:
+            return []
         c = self.config
-        coarse = _concat([pack_clouds(values[b].transpose(0, 2, 1), c.score_points,
-                                      c.min_points, False) for b in blocks])
-        flat = np.concatenate([degenerate(values[b]) for b in blocks])
-        return _Stats(values, quart, deciles, center, scale, coarse, flat)
+        _, s, t = vals[0].shape
+        total = sum(len(v) for v in vals)
+        # The rows of each path, as (window, block) slices in stacking order.
+        nan_rows: list[tuple[int, slice]] = []
+        clean_rows: list[tuple[int, slice]] = []
+        for i, v in enumerate(vals):
+            for b in self._blocks(len(v)):
+                (nan_rows if np.isnan(v[b]).any() else clean_rows).append((i, b))
+        pct = np.empty((len(WINDOW_PERCENTILES), total, s))
+        offsets = np.cumsum([0] + [len(v) for v in vals])
+        for group in (nan_rows, clean_rows):
+            for chunk in self._row_chunks(group, vals):
+                x = vals[chunk[0][0]][chunk[0][1]] if len(chunk) == 1 else \
+                    np.concatenate([vals[i][b] for i, b in chunk])
+                q = nan_percentile(x, list(WINDOW_PERCENTILES), axis=2)
+                n = 0
+                for i, b in chunk:
+                    m = len(vals[i][b])
+                    pct[:, offsets[i] + b.start:offsets[i] + b.start + m] = q[:, n:n + m]
+                    n += m
+        qi = [WINDOW_PERCENTILES.index(q) for q in (25.0, 50.0, 75.0)]
+        di = [WINDOW_PERCENTILES.index(q) for q in DECILES]
+        scale = np.empty((total, s))
+        points: np.ndarray | None = None
+        counts = np.empty(total, dtype=np.int64)
+        flat = np.empty(total, dtype=bool)
+        allv = vals[0] if len(vals) == 1 else None
+        for a in range(0, total, self.row_block):
+            b = slice(a, min(total, a + self.row_block))
+            x = allv[b] if allv is not None else _rows(vals, offsets, b)
+            p = pct[:, b]
+            scale[b] = max_spread_sigma(x, p[qi[1]], p[di[0]], p[qi[0]], p[qi[2]], p[di[-1]])
+            coarse = pack_clouds(x.transpose(0, 2, 1), c.score_points, c.min_points, False)
+            if points is None:
+                points = np.empty((total, *coarse.points.shape[1:]))
+            points[b] = coarse.points
+            counts[b] = coarse.counts
+            flat[b] = degenerate(x)
+        if points is None:  # no rows at all
+            points = pack_clouds(np.empty((0, t, s)), c.score_points, c.min_points,
+                                 False).points
+        out = []
+        for i, v in enumerate(vals):
+            r = slice(offsets[i], offsets[i + 1])
+            pw = pct[:, r]
+            quart = pw[qi]
+            out.append(_Stats(v, quart, np.moveaxis(pw[di], 0, -1), quart[1].copy(),
+                              scale[r], Clouds(points[r], counts[r]), flat[r]))
+        return out
+
+    def _row_chunks(self, group: list[tuple[int, slice]],
+                    vals: list[np.ndarray]) -> list[list[tuple[int, slice]]]:
+        """(window, block) slices grouped into chunks of about `row_block` rows."""
+        chunks: list[list[tuple[int, slice]]] = []
+        n = 0
+        for i, b in group:
+            m = len(vals[i][b])
+            if not chunks or (n > 0 and n + m > self.row_block):
+                chunks.append([])
+                n = 0
+            chunks[-1].append((i, b))
+            n += m
+        return chunks
 
     def _prepare(self, window: Window, stats: _Stats | None = None) -> _Prepared:
         """What `run` and `learn` share: baselines, window percentiles, normalisation, coarse
@@ -379,7 +543,8 @@ class TopologyStage:
 
     def _run(self, window: Window, now: float, started: float,
              cache: DiagramCache | None = None, p: _Prepared | None = None,
-             features: bool = True, fleet_betti: bool = True) -> TopologyResult:
+             features: bool = True, fleet_betti: bool = True,
+             spec: _Spec | None = None) -> TopologyResult:
         if p is None:
             p = self._prepare(window)
         values, store, keys, models, fitted = p.values, p.store, p.keys, p.models, p.fitted
@@ -390,17 +555,24 @@ class TopologyStage:
         for i in np.flatnonzero(fitted):
             base_z[i] = models[i].zdeciles_  # type: ignore[union-attr]
             betti_scale[i] = models[i].betti_scale_  # type: ignore[union-attr]
-        z, clouds = self._clouds(values, center, scale)
-        scored = self._score_clouds(p)
+        if spec is None:
+            z, clouds = self._clouds(values, center, scale)
+            scored = self._score_clouds(p)
+        else:  # computed ahead (run_batch) under these center/scale
+            clouds, scored = spec.fine, spec.scored
         pending = self._persistence.submit(clouds, None, betti_scale, scored, cache, features)
         # Per-window work overlaps with the workers' PH.
-        # Percentiles commute with the monotone x -> clip((x - c) / s).
-        zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
-        wfeats = self._window_features(z, values, zquart)
+        if spec is None:
+            # Percentiles commute with the monotone x -> clip((x - c) / s).
+            zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
+            wfeats = self._window_features(z, values, zquart)
+        else:
+            wfeats = spec.wfeats
         diagrams, _, dfeats, h0_median = pending.result()
         known = clouds.counts > 0
 
-        vecs = self._summaries(diagrams, scored, p.degenerate)
+        vecs = self._summaries(diagrams, scored, p.degenerate,
+                               None if spec is None else spec.recent)
         raw = store.distance(keys, vecs, now)
         score = store.score(keys, raw, now, coarse)
         warming = store.warming(keys)  # before update: this cycle's distance not yet counted
@@ -453,12 +625,13 @@ class TopologyStage:
 
     @staticmethod
     def _summaries(diagrams: list[Diagram | None], scored: Clouds,
-                   degenerate: np.ndarray) -> np.ndarray:
+                   degenerate: np.ndarray, recent: np.ndarray | None = None) -> np.ndarray:
         """Score diagrams' summaries [E, SUMMARY_SIZE] with the short scale of the score
         clouds; NaN for degenerate windows (no score: a constant or two-state window has no
         shape to compare, and its distances are 0 or ties that used to calibrate to the top
-        of the range)."""
-        recent = recent_summaries(scored.points, scored.counts) if RECENT_SCALE else None
+        of the range). `recent` [E, RECENT_POINTS]: the short scale when already computed."""
+        if recent is None and RECENT_SCALE:
+            recent = recent_summaries(scored.points, scored.counts)
         vecs = summaries(diagrams, recent)
         vecs[degenerate] = np.nan
         return vecs
