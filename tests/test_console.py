@@ -99,7 +99,7 @@ def test_history_is_bounded_by_span_and_spacing():
     assert h.frames("a") == 3600 // 300 + 1  # only the last hour kept
     times, values = h.series("a", ("e1",))
     assert times[0] == 7200 - 3600 and times[-1] == 7200
-    assert values.shape == (13, 3) and np.allclose(values[:, 0], 0.6) and (values[:, 1] == 1).all()
+    assert values.shape == (13, 4) and np.allclose(values[:, 0], 0.6) and (values[:, 1] == 1).all()
     assert h.series("a", ("nobody",))[0].size == 0
 
 
@@ -762,6 +762,19 @@ def test_demo_story_tells_the_prediction_then_the_arrival():
     after = asyncio.run(get(dataclasses.replace(snaps[0], created=at + 60), story))
     assert after["arrived"] and after["failure"]["at"] == at
     assert asyncio.run(get(snaps[0], ())) == {"enabled": False}
+
+
+def test_story_quotes_the_forecast_of_the_first_warning_of_the_latest_run():
+    from exporter.console.story import Failure, _first_warned
+
+    h = History(span=86400, spacing=60)
+    for t, level, ttf in ((0, 1, 9000), (600, 0, np.nan), (1200, 1, 6840), (1800, 2, 5000)):
+        r = _result([level], [0.5], np.ones((1, 1, 5)))
+        c = dataclasses.replace(r.consensus, time_to_failure=np.array([ttf]))
+        assert h.record(t, (dataclasses.replace(r, consensus=c),))
+    f = Failure("a", {"instance": "e0"}, "memory_leak", 12000)
+    assert _first_warned(h, f, ("e0",)) == (1200, 6840)  # the run since 1200, its forecast then
+    assert _first_warned(h, f, ("nobody",)) == (None, None)
 
 
 def test_baseline_view_is_the_entitys_own_reservoir():

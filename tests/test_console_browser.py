@@ -472,6 +472,8 @@ def test_demo_story_panel_tells_prediction_then_arrival_on_a_simulated_clock(bro
         assert f"top signal: {data['prediction']['signal']}" in body
         # The clock: a chip in the header, and every time on the page says "simulated".
         page.wait_for_selector("#clock:not([hidden])")
+        # The chip gets its time with the fleet state (which may land after the story).
+        page.wait_for_function("document.getElementById('clock').textContent.includes('): ')")
         assert page.locator("#clock").text_content().startswith("Simulated time (60× real): ")
         assert "(simulated)" in page.locator("#health").text_content()
         assert "runs 60× faster" in body and "one real minute shows 1h" in body
@@ -482,6 +484,7 @@ def test_demo_story_panel_tells_prediction_then_arrival_on_a_simulated_clock(bro
         page.wait_for_selector("#story .story-head >> text=arrived at")
         head = page.locator("#story .story-head").text_content()
         assert head.startswith("The memory leak failure of host-03:9100 arrived at ")
+        assert "did not warn" in head or "before it arrived (its forecast then" in head
         page.screenshot(path=str(SHOTS / "fleet-story-arrived.png"), full_page=False)
         # The entity page shows the same clock.
         page.goto(s.url + "/entity?analysis=fleet&instance=host-03:9100")

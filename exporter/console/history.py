@@ -1,13 +1,14 @@
-"""Bounded history of every entity's risk, P(failure within h) and anomaly score.
+"""Bounded history of every entity's risk, level, anomaly score, time to failure and P(h).
 
 The console's entity view shows the last day of these figures without Prometheus, so the
 exporter keeps them itself. One *frame* per recorded cycle: the cycle's time, the entity keys
 (shared between frames while the entity set is unchanged, the usual case) and one float32
-array [E, C] of columns `risk, level, anomaly, p(h1)..p(hH)`. Frames closer than `spacing`
+array [E, C] of columns `risk, level, anomaly, ttf, p(h1)..p(hH)` (ttf: the consensus time
+to failure, s; the demo's story tells what the forecast said when AURA first warned). Frames closer than `spacing`
 seconds to the previous one are not recorded (a 1 min interval keeps one frame per 5 min
 by default), frames older than `span` are dropped, so memory is bounded by
-`span / spacing` frames: at 10 000 entities and 3 horizons, 288 frames x 10 000 x 6 x 4 bytes
-= 69 MB; a small fleet costs next to nothing.
+`span / spacing` frames: at 10 000 entities and 3 horizons, 288 frames x 10 000 x 7 x 4 bytes
+= 81 MB; a small fleet costs next to nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from exporter.results import AnalysisResult
 from exporter.windows import EntityKey
 
-FIXED_COLUMNS = ("risk", "level", "anomaly")
+FIXED_COLUMNS = ("risk", "level", "anomaly", "ttf")
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,17 +32,19 @@ class _Frame:
 
 
 def columns(result: AnalysisResult) -> np.ndarray:
-    """[E, 3 + H] float32: consensus risk, level, anomaly score, P(h) per horizon (NaN = none)."""
+    """[E, 4 + H] float32: consensus risk, level, anomaly score, time to failure (s), P(h) per
+    horizon (NaN = none)."""
     e = len(result.entities)
     horizons = len(result.forecast.horizons) if result.forecast is not None else 0
     out = np.full((e, len(FIXED_COLUMNS) + horizons), np.nan, dtype=np.float32)
     if result.consensus is not None:
         out[:, 0] = result.consensus.risk
         out[:, 1] = result.consensus.level
+        out[:, 3] = result.consensus.time_to_failure
     if result.topology is not None:
         out[:, 2] = result.topology.anomaly_score
     if result.forecast is not None and horizons:
-        out[:, 3:] = result.forecast.probability
+        out[:, len(FIXED_COLUMNS):] = result.forecast.probability
     return out
 
 
@@ -84,7 +87,7 @@ class History:
         return recorded
 
     def horizons(self, analysis: str) -> tuple[float, ...]:
-        """The forecast horizons (s) behind columns 3.. of `analysis`' frames; () if none yet."""
+        """The forecast horizons (s) behind columns 4.. of `analysis`' frames; () if none yet."""
         return self._horizons.get(analysis, ())
 
     def frames(self, analysis: str) -> int:

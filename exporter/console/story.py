@@ -43,21 +43,30 @@ class Story:
         return iter(self.failures)
 
 
-def _first_warned(history: History, f: Failure, key: tuple[str, ...]) -> float | None:
-    """Earliest recorded time of the latest run of frames at level >= warning."""
+def _first_warned(history: History, f: Failure,
+                  key: tuple[str, ...]) -> tuple[float | None, float | None]:
+    """(time, time to failure then) of the first frame of the latest run of frames at level
+    >= warning; (None, None) if none, the time to failure None where the forecast had none."""
     times, values = history.series(f.analysis, key)
-    first = None
-    for t, level in zip(times.tolist(), values[:, 1].tolist(), strict=True):
+    first, ttf = None, None
+    for t, level, eta in zip(times.tolist(), values[:, 1].tolist(), values[:, 3].tolist(),
+                             strict=True):
         if level == level and level >= 1:  # NaN-safe
-            first = t if first is None else first
+            if first is None:
+                first, ttf = t, (eta if eta == eta else None)
         else:
-            first = None
-    return first
+            first, ttf = None, None
+    return first, ttf
 
 
 def tell(snapshot: Any, history: History, failures: Sequence[Failure],
          detail: Callable[[Any, int], dict[str, Any]]) -> dict[str, Any]:
-    """{enabled, now, failure: {...}, prediction: {...} | None, arrived, first_warned}.
+    """{enabled, now, failure: {...}, prediction: {...} | None, arrived, first_warned,
+    warned_ttf}.
+
+    first_warned: when the current run of warnings began (s, from the console's history);
+    warned_ttf: the time to failure (s) the consensus gave at that moment, so the panel can
+    say what was forecast when it warned, next to when the failure came.
 
     The failure told is the first predictable one not over yet (the last one once all are);
     `detail(result, row)` gives the entity view (routes.Console._detail).
@@ -71,14 +80,14 @@ def tell(snapshot: Any, history: History, failures: Sequence[Failure],
     story: dict[str, Any] = {"enabled": True, "now": now, "arrived": now >= f.at,
                              "failure": {"analysis": f.analysis, "labels": f.labels,
                                          "kind": f.kind, "at": f.at},
-                             "prediction": None, "first_warned": None}
+                             "prediction": None, "first_warned": None, "warned_ttf": None}
     found = views.find_entity(snapshot, f.analysis, f.labels)
     if found is None:
         return story
     result, i = found
     d = detail(result, i)
-    story["first_warned"] = _first_warned(history, f, tuple(f.labels[n]
-                                                             for n in result.label_names))
+    story["first_warned"], story["warned_ttf"] = _first_warned(
+        history, f, tuple(f.labels[n] for n in result.label_names))
     signals = [s for s in d["signals"] if s.get("contribution") is not None]
     top = max(signals, key=lambda s: s["contribution"])["name"] if signals else None
     agents = [v["agent"] for v in d["votes"]

@@ -29,7 +29,7 @@ import numpy as np
 
 from exporter.config import AnalysisConfig, Config, ConsensusConfig
 from exporter.console import fleetmap
-from exporter.console.history import History
+from exporter.console.history import FIXED_COLUMNS, History
 from exporter.results import AnalysisResult
 from exporter.tda.baseline import DECILES, BaselineView
 from exporter.util import format_duration
@@ -429,7 +429,8 @@ def entity_detail(
         hist = {"times": [round(x, 1) for x in times.tolist()],
                 "risk": _series(vals[:, 0], 3), "level": _series(vals[:, 1], 0),
                 "anomaly": _series(vals[:, 2], 3),
-                "probability": {h: _series(vals[:, 3 + j], 3) for j, h in enumerate(hist_h)}}
+                "probability": {h: _series(vals[:, len(FIXED_COLUMNS) + j], 3)
+                                for j, h in enumerate(hist_h)}}
     weights = agent_weights(config.agents)
     votes, arithmetic = (consensus_arithmetic(result, i, config.agents.consensus, weights)
                          if result.votes else ([], None))

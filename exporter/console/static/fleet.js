@@ -463,12 +463,20 @@
     const f = s.failure, names = Object.keys(f.labels), values = Object.values(f.labels);
     const who = el("a", { href: entityHref(f.analysis, names, values), text: values.join(" / ") });
     const p = s.prediction, lines = [];
+    // What was warned when, and what the forecast said then: the lead is measured from the
+    // first warning to the arrival; the forecast's time to failure is quoted as it was.
+    const warnedThen = s.first_warned === null ? "" : s.warned_ttf === null
+      ? " (its forecast then gave no time to failure)"
+      : ` (its forecast then: failure in ${duration(s.warned_ttf)}, at about ${AURA.time(s.first_warned + s.warned_ttf)})`;
     if (s.arrived) {
       lines.push(el("p", { class: "story-head" }, "The ", f.kind.replace(/_/g, " "), " failure of ", who, " arrived at ",
-        AURA.time(f.at), s.first_warned ? ` — AURA first warned at ${AURA.time(s.first_warned)}, ${duration(f.at - s.first_warned)} ahead.` : " — AURA did not warn before it."));
+        AURA.time(f.at), s.first_warned !== null && s.first_warned <= f.at
+          ? `. AURA first warned at ${AURA.time(s.first_warned)}, ${duration(f.at - s.first_warned)} before it arrived${warnedThen}.`
+          : ". AURA did not warn before it."));
     } else if (p && p.level !== null && p.level >= 1) {
       lines.push(el("p", { class: "story-head" }, who, " is predicted to fail ", badge(p.level, p.nodata),
-        p.eta ? ` in ${duration(p.eta - s.now)}, at about ${AURA.time(p.eta)}` : "", s.first_warned ? `; warned since ${AURA.time(s.first_warned)}` : "", "."));
+        p.eta ? ` in ${duration(p.eta - s.now)}, at about ${AURA.time(p.eta)} (the forecast now)` : "",
+        s.first_warned !== null && s.first_warned < s.now ? `. AURA has warned since ${AURA.time(s.first_warned)}${warnedThen}` : "", "."));
     } else {
       lines.push(el("p", { class: "story-head" }, "Watch ", who, ": its ", f.kind.replace(/_/g, " "), " is building up (the simulation fails it at ",
         AURA.time(f.at), ", ", duration(f.at - s.now), " from now). AURA has not raised a warning yet."));
