@@ -363,6 +363,11 @@ class RipsPersistence:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
 
+    def diagrams_here(self, clouds: Sequence[np.ndarray], cache: DiagramCache) -> list[Diagram]:
+        """Diagrams of clouds [n_i, D] computed in this process whatever `workers` (looked
+        up in `cache` first, added to it): the same diagrams `submit` with that cache gives."""
+        return [_cached_diagram(c, self.thresh, cache) for c in clouds]
+
     def _ensure_pool(self):  # type: ignore[no-untyped-def]
         if self._pool is None:
             import multiprocessing

@@ -42,6 +42,7 @@ from exporter.tda.embedding import (
 from exporter.tda.features import (
     FEATURE_NAMES,
     RECENT_POINTS,
+    SUMMARY_SIZE,
     WINDOW_FEATURES,
     WINDOW_PERCENTILES,
     recent_summaries,
@@ -102,7 +103,8 @@ class _Spec:
     """A window's normalisation-dependent products computed ahead in `run_batch`, rows in
     its entity order: `done` [E] rows computed, under the normalisation center/scale [E, S];
     window features [E, len(WINDOW_FEATURES)], feature and score clouds, and the score
-    clouds' short-scale summaries [E, RECENT_POINTS] (None without RECENT_SCALE)."""
+    clouds' short-scale summaries [E, RECENT_POINTS] (None without RECENT_SCALE); without
+    a pool also their summaries [E, SUMMARY_SIZE] (`_summaries`; else None)."""
 
     done: np.ndarray
     center: np.ndarray
@@ -111,6 +113,7 @@ class _Spec:
     fine: Clouds
     scored: Clouds
     recent: np.ndarray | None
+    vecs: np.ndarray | None
 
 
 def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -332,13 +335,23 @@ class TopologyStage:
                 z, values, clipped_z(quart, center[None], scale[None], Z_CLIP))
             scored = self._score_clouds_of(values, coarse, center, scale)
             recent = recent_summaries(scored.points, scored.counts) if RECENT_SCALE else None
+            vecs = None
+            if not ahead:  # the score diagrams now, here (submit would compute them here)
+                dgms = self._persistence.diagrams_here(
+                    [scored.cloud(int(r)) for r in np.flatnonzero(fine.counts)], cache)
+                full: list[Diagram | None] = [None] * len(fine.counts)
+                for row, dgm in zip(np.flatnonzero(fine.counts), dgms, strict=True):
+                    full[row] = dgm
+                vecs = self._summaries(full, scored, np.concatenate(
+                    [stats[j].degenerate[d] for j, d, _ in chunk]), recent)
             a = 0
             for j, d, _ in chunk:
                 b = a + len(d)
                 spec = specs.get(j)
                 if spec is None:
                     spec = specs[j] = self._empty_spec(len(windows[j].entities),
-                                                       center.shape[1], fine, scored)
+                                                       center.shape[1], fine, scored,
+                                                       not ahead)
                 spec.done[d] = True
                 spec.center[d], spec.scale[d] = center[a:b], scale[a:b]
                 spec.wfeats[d] = wfeats[a:b]
@@ -346,6 +359,8 @@ class TopologyStage:
                     dst.points[d], dst.counts[d] = cl.points[a:b], cl.counts[a:b]
                 if recent is not None:
                     spec.recent[d] = recent[a:b]  # type: ignore[index]
+                if vecs is not None:
+                    spec.vecs[d] = vecs[a:b]  # type: ignore[index]
                 if ahead and (j > k or k == 0):
                     for cl in (fine, scored):
                         clouds.extend(cl.cloud(int(r)) for r in range(a, b) if cl.counts[r] > 0)
@@ -378,14 +393,16 @@ class TopologyStage:
         return chunks
 
     @staticmethod
-    def _empty_spec(e: int, s: int, fine: Clouds, scored: Clouds) -> _Spec:
-        """A `_Spec` of e rows, none done, clouds shaped as `fine` and `scored`."""
+    def _empty_spec(e: int, s: int, fine: Clouds, scored: Clouds, vecs: bool) -> _Spec:
+        """A `_Spec` of e rows, none done, clouds shaped as `fine` and `scored`, with
+        summaries when `vecs`."""
         def clouds(c: Clouds) -> Clouds:
             return Clouds(np.zeros((e, *c.points.shape[1:])), np.zeros(e, dtype=np.int64))
 
         return _Spec(np.zeros(e, dtype=bool), np.full((e, s), np.nan), np.full((e, s), np.nan),
                      np.full((e, len(WINDOW_FEATURES)), np.nan), clouds(fine), clouds(scored),
-                     np.full((e, RECENT_POINTS), np.nan) if RECENT_SCALE else None)
+                     np.full((e, RECENT_POINTS), np.nan) if RECENT_SCALE else None,
+                     np.full((e, SUMMARY_SIZE), np.nan) if vecs else None)
 
     def _stable_upto(self, key: tuple[str, ...], entry, nows: list[float], k: int) -> int:  # type: ignore[no-untyped-def]
         """Index after the last window (from k on) that surely keeps the entity's current
@@ -571,8 +588,11 @@ class TopologyStage:
         diagrams, _, dfeats, h0_median = pending.result()
         known = clouds.counts > 0
 
-        vecs = self._summaries(diagrams, scored, p.degenerate,
-                               None if spec is None else spec.recent)
+        if spec is not None and spec.vecs is not None:
+            vecs = spec.vecs
+        else:
+            vecs = self._summaries(diagrams, scored, p.degenerate,
+                                   None if spec is None else spec.recent)
         raw = store.distance(keys, vecs, now)
         score = store.score(keys, raw, now, coarse)
         warming = store.warming(keys)  # before update: this cycle's distance not yet counted
