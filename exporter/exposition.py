@@ -229,7 +229,8 @@ def _render_analyses(w: _Writer, results: Sequence[AnalysisResult], stats: SelfS
 
 def _render_self(w: _Writer, stats: SelfStats) -> None:
     s = stats
-    w.sample(catalog.UP, "", s.up)
+    if s.up is not None:  # absent until the first cycle has tried the source (SelfStats.up)
+        w.sample(catalog.UP, "", s.up)
     w.sample(catalog.BUILD_INFO,
              _labels([("version", __version__), ("pythonversion", platform.python_version())]), 1)
     info = s.model_info

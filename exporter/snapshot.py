@@ -15,7 +15,12 @@ from exporter.results import AnalysisResult
 class SelfStats:
     """Counters and gauges about the exporter itself, rendered with every snapshot.
 
-    up: 1 when every source query of the last cycle succeeded, else 0 (`aura_up`).
+    up: 1 when every source query of the last cycle succeeded, else 0 (`aura_up`); None
+        until the first cycle has queried the source, and `aura_up` is then absent: a
+        restarted exporter must not read as a failing source (AuraSourceDown is
+        `aura_up == 0`) before it has tried it. As a probe's `probe_success` (blackbox
+        exporter) or a collector's `node_scrape_collector_success` (node exporter): reported
+        only for an attempt that was made.
     cycles_total / failures_total[stage]: cycles run and stage failures (counters).
     stage_seconds[stage], cycle_seconds: wall seconds of the last cycle (None before one).
     last_success: Unix seconds of the last cycle without a failed stage (None before one).
@@ -24,7 +29,7 @@ class SelfStats:
     model_info: the failure model's `model`, `version` and `status` labels.
     """
 
-    up: float = 0.0
+    up: float | None = None
     cycles_total: int = 0
     failures_total: dict[str, int] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)

@@ -63,6 +63,11 @@ def test_every_catalog_metric_rendered_with_labels_and_no_nan():
     assert len(fams["aura_topology_anomaly_score"].samples) == 2
 
 
+def test_aura_up_absent_until_the_first_cycle_tried_the_source():
+    assert b"aura_up" not in render([], SelfStats(), CFG)  # not 0: nothing was tried yet
+    assert _families(render([], SelfStats(up=0), CFG))["aura_up"].samples[0].value == 0
+
+
 def test_detail_series_limited_to_top_k_riskiest():
     body = render([_result(5)], SelfStats(), CFG)
     fams = _families(body)
