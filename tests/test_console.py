@@ -845,3 +845,45 @@ def test_entity_page_draws_its_own_baseline_else_the_fleets():
             assert sig["band_source"] == "fleet"
             assert sig["band"][0] == views._series(fleet[0, s])
         assert html_report(d).count("(band: fleet)") == len(d["signals"])
+
+
+def test_every_asset_a_page_references_is_served_and_shipped_as_package_data():
+    """The console's assets are hand-written package data (no build step generates them): each
+    script, stylesheet and image a served page names must answer 200 from the package's
+    static/ folder, and be matched by pyproject's package-data globs so a pip install has it."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from exporter.console import routes
+
+    root = Path(__file__).resolve().parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["exporter.console"]
+    package = routes.STATIC.parent
+    shipped = {p.relative_to(package).as_posix() for p in routes.STATIC.rglob("*") if p.is_file()}
+    # setuptools expands package-data globs like Path.glob in the package folder.
+    assert shipped <= {p.relative_to(package).as_posix() for g in globs for p in package.glob(g)}
+    cfg, snaps = demo_snapshots()
+    ref = re.compile(r'<(?:script|link|img)\b[^>]*?\b(?:src|href)="([^"]+)"')
+
+    async def go():
+        async with _served(make_app(lambda: snaps[0], WebConfig(), config=cfg)) as (base, s):
+            seen = set()
+            for path in routes.PAGES:
+                async with s.get(base + path, params={"analysis": "fleet",
+                                                      "instance": "host-03:9100"}) as r:
+                    assert r.status == 200, path
+                    urls = ref.findall(await r.text())
+                static = [u for u in urls if u.startswith("/console/static/")]
+                assert len(static) >= 3, (path, urls)  # the stylesheet and two scripts
+                for url in static:
+                    async with s.get(base + url) as r:
+                        assert r.status == 200, url
+                        name = url.removeprefix("/console/")
+                        assert await r.read() == (routes.STATIC.parent / name).read_bytes()
+                    seen.add(name)
+            return seen
+
+    seen = asyncio.run(go())
+    assert seen <= shipped and "static/fleet.js" in seen and "static/console.css" in seen

@@ -162,14 +162,14 @@
     const up = h.up === null ? "unknown" : h.up >= 1 ? "1 (source queries ok)" : "0 (source queries failing)";
     // Two clocks: a cycle's data time is the evaluation time of its windows (the demo's
     // simulated clock, or the time the cycle started); the exporter stamps its own health
-    // metrics with its wall clock (aura_last_successful_cycle_timestamp_seconds).
+    // metrics with its wall clock (aura_last_cycle_success_timestamp_seconds).
     const items = [
       ["aura_up", up], ["ready", h.ready ? "yes" : "no (first cycle running)"],
       ["last cycle (data time)", AURA.time(h.created),
        "The evaluation time of the latest cycle's windows: the data's clock (in aura demo, the simulated clock)."],
       ["cycle time", h.cycle_seconds === null ? "" : h.cycle_seconds.toFixed(2) + " s"],
       ["last fully successful cycle (wall time)", AURA.time(h.last_success, true),
-       "When the exporter last finished a cycle without a stage failure, on its own wall clock (aura_last_successful_cycle_timestamp_seconds)."],
+       "When the exporter last finished a cycle without a stage failure, on its own wall clock (aura_last_cycle_success_timestamp_seconds)."],
       ["cycles", h.cycles === null ? "" : String(h.cycles)],
       ["stage failures", String(h.failures)],
     ];
