@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds):
             for n in (0, args.clients):
                 res = asyncio.run(with_clients(base, n, args.duration))
+                res["loadavg_1m"] = os.getloadavg()[0]
                 out.setdefault(f"scrape_{n}_clients", []).append(res)
                 print(f"round {r + 1}, {n} console clients: {res['requests']} scrapes "
                       f"p50={res['p50_ms']:.1f}ms p99={res['p99_ms']:.1f}ms "
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         for n in (0, args.clients):
             p99 = [res["p99_ms"] for res in out[f"scrape_{n}_clients"]]
             print(f"{n} console clients: p99 {' '.join(f'{v:.1f}' for v in p99)} ms "
-                  f"(median {np.median(p99):.1f})")
+                  f"(median {np.median(p99):.1f}, spread {min(p99):.1f}-{max(p99):.1f})")
+        out["loadavg_after"] = os.getloadavg()
     finally:
         server.terminate()
         server.wait(timeout=10)
