@@ -104,7 +104,8 @@ class _Spec:
     its entity order: `done` [E] rows computed, under the normalisation center/scale [E, S];
     window features [E, len(WINDOW_FEATURES)], feature and score clouds, and the score
     clouds' short-scale summaries [E, RECENT_POINTS] (None without RECENT_SCALE); without
-    a pool also their summaries [E, SUMMARY_SIZE] (`_summaries`; else None)."""
+    a pool also their summaries [E, SUMMARY_SIZE] (`_summaries`) and diagrams (None where
+    there is no feature cloud, as `RipsPersistence.submit` gives them; else both None)."""
 
     done: np.ndarray
     center: np.ndarray
@@ -114,6 +115,7 @@ class _Spec:
     scored: Clouds
     recent: np.ndarray | None
     vecs: np.ndarray | None
+    dgms: list[Diagram | None] | None
 
 
 def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -361,6 +363,8 @@ class TopologyStage:
                     spec.recent[d] = recent[a:b]  # type: ignore[index]
                 if vecs is not None:
                     spec.vecs[d] = vecs[a:b]  # type: ignore[index]
+                    for row, got in zip(d, full[a:b], strict=True):
+                        spec.dgms[row] = got  # type: ignore[index]
                 if ahead and (j > k or k == 0):
                     for cl in (fine, scored):
                         clouds.extend(cl.cloud(int(r)) for r in range(a, b) if cl.counts[r] > 0)
@@ -402,7 +406,8 @@ class TopologyStage:
         return _Spec(np.zeros(e, dtype=bool), np.full((e, s), np.nan), np.full((e, s), np.nan),
                      np.full((e, len(WINDOW_FEATURES)), np.nan), clouds(fine), clouds(scored),
                      np.full((e, RECENT_POINTS), np.nan) if RECENT_SCALE else None,
-                     np.full((e, SUMMARY_SIZE), np.nan) if vecs else None)
+                     np.full((e, SUMMARY_SIZE), np.nan) if vecs else None,
+                     [None] * e if vecs else None)
 
     def _stable_upto(self, key: tuple[str, ...], entry, nows: list[float], k: int) -> int:  # type: ignore[no-untyped-def]
         """Index after the last window (from k on) that surely keeps the entity's current
@@ -577,15 +582,23 @@ class TopologyStage:
             scored = self._score_clouds(p)
         else:  # computed ahead (run_batch) under these center/scale
             clouds, scored = spec.fine, spec.scored
-        pending = self._persistence.submit(clouds, None, betti_scale, scored, cache, features)
-        # Per-window work overlaps with the workers' PH.
-        if spec is None:
-            # Percentiles commute with the monotone x -> clip((x - c) / s).
-            zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
-            wfeats = self._window_features(z, values, zquart)
+        if spec is not None and spec.dgms is not None and not features:
+            # What submit(..., features=False) gives: the score diagrams where there is a
+            # feature cloud, NaN features and H0 medians.
+            diagrams, wfeats = list(spec.dgms), spec.wfeats
+            dfeats = np.full((e, len(FEATURE_NAMES) - len(WINDOW_FEATURES)), np.nan)
+            h0_median = np.full(e, np.nan)
         else:
-            wfeats = spec.wfeats
-        diagrams, _, dfeats, h0_median = pending.result()
+            pending = self._persistence.submit(clouds, None, betti_scale, scored, cache,
+                                               features)
+            # Per-window work overlaps with the workers' PH.
+            if spec is None:
+                # Percentiles commute with the monotone x -> clip((x - c) / s).
+                zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
+                wfeats = self._window_features(z, values, zquart)
+            else:
+                wfeats = spec.wfeats
+            diagrams, _, dfeats, h0_median = pending.result()
         known = clouds.counts > 0
 
         if spec is not None and spec.vecs is not None:
