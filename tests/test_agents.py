@@ -9,7 +9,7 @@ import pytest
 
 from exporter.agents import AGENTS, AgentInput, agent_weights, run_agents, vote_of
 from exporter.agents.base import in_chunks
-from exporter.agents.capacity import CapacityAgent, hinge_fit, ttf_risk
+from exporter.agents.capacity import CapacityAgent, hinge_fit, quadratic_fit, ttf_risk
 from exporter.agents.forecast import ForecastAgent
 from exporter.agents.network import NetworkAgent
 from exporter.agents.stability import StabilityAgent
@@ -244,6 +244,51 @@ def test_capacity_warm_up_after_a_restart_is_recovery_not_exhaustion():
     v = CapacityAgent().assess(_memory_only(u))
     assert (v.risk < 0.3).all(), v.risk
     assert np.isnan(v.time_to_failure).all()
+
+
+def test_quadratic_fit_matches_numpy_polyfit():
+    """The batched parabola equals numpy.polyfit per row (level and slope at the last point,
+    curvature), with a missing block; its z-score is the curvature over polyfit's standard
+    error of it."""
+    rng = np.random.default_rng(11)
+    y = rng.standard_normal((4, 16)).cumsum(axis=1)
+    y[2, 5] = np.nan
+    a, b, c, z = quadratic_fit(y)
+    x = np.arange(16.0) - 15
+    for r in range(len(y)):
+        ok = ~np.isnan(y[r])
+        coef, cov = np.polyfit(x[ok], y[r, ok], 2, cov="unscaled")
+        resid = y[r, ok] - np.polyval(coef, x[ok])
+        se = np.sqrt(cov[0, 0] * (resid @ resid) / (ok.sum() - 3))
+        assert np.allclose([c[r], b[r], a[r]], coef)
+        assert np.isclose(z[r], coef[0] / se)
+
+
+def test_capacity_warm_up_whose_earlier_level_left_the_window_is_not_exhaustion():
+    """Two hours after a restart the level it held before is no longer in the window: memory
+    climbs from 15 % towards its working size, fast then slower (an exponential approach).
+    Its line would run out of memory in 4-5 h; its curve levels off below capacity."""
+    rng = np.random.default_rng(5)
+    t = np.arange(T) * STEP
+    u = np.array([0.15 + 0.55 * (1 - np.exp(-(t + 900) / tau)) for tau in (3000, 4500, 6000)])
+    u += 0.004 * rng.standard_normal(u.shape)
+    v = CapacityAgent().assess(_memory_only(u))
+    assert (v.risk < 0.3).all(), v.risk
+    assert np.isnan(v.time_to_failure).all()
+
+
+def test_capacity_slowing_rise_that_still_reaches_capacity_is_projected_along_its_curve():
+    """A parabola that slows down but still reaches 100 % 90 min after the window: the
+    projection follows the curve (later than the line's, never ignored)."""
+    t = np.arange(T) * STEP
+    hit = t[-1] + 5400.0
+    tau = (t - t[0]) / (hit - t[0])  # 0 .. 0.57 over the window, 1 at exhaustion
+    u = 0.3 + 0.7 * (1.5 * tau - 0.5 * tau * tau)  # concave, still rising at tau = 1
+    v = CapacityAgent().assess(_memory_only(u[None, :]))
+    line = (1.0 - u[-1]) / ((u[-1] - u[-16]) / (15 * STEP))
+    assert np.isfinite(v.time_to_failure[0]) and v.risk[0] >= 0.5, (v.risk, v.time_to_failure)
+    assert v.time_to_failure[0] >= 0.9 * min(line, 5400.0)
+    assert abs(v.time_to_failure[0] - 5400.0) <= 0.35 * 5400.0, v.time_to_failure
 
 
 def test_ttf_risk_follows_horizons():

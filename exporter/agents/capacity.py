@@ -7,6 +7,10 @@ Theil-Sen line over block medians twice: the recent lookback (default 45 min) gi
 rate and the time to exhaustion; the whole window must confirm it (same sign, comparable rate).
 Block medians drop spikes, Theil-Sen ignores restarts and GC drops, and the two-lookback check
 ignores plateaus (old rise, flat now) and surges (a step near the end tilts only the short fit).
+A rise whose whole-window curve decelerates significantly (a parabola's curvature CONCAVE_Z
+standard errors below 0: the warm-up after a restart whose earlier level has left the window)
+is projected along that curve instead of its line: later, or never when it levels off first.
+A recent onset after a flat stretch is found by a one-breakpoint (hinge) fit instead.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ FAST_MIN_RISE_BINS = 3
 FAST_Z_MIN, FAST_Z_FULL = 6.0, 12.0
 FAST_PROJECT_RATIO = 3.0
 RECOVERY_TOLERANCE = 0.02  # utilisation below the earlier high that still counts as a new high
+# A rise that decelerates (a warm-up after a restart: caches and heaps filling towards their
+# working size) is projected with its curve, not its line: the curvature of a parabola
+# fitted to the whole window's block medians must stand this many standard errors below 0.
+CONCAVE_Z = 3.0
 UTIL_HIGH = 0.9  # utilisation from which "close to capacity" alone adds risk
 UTIL_RISK_MAX = 0.7
 
@@ -195,6 +203,54 @@ def _fast_onset(u: np.ndarray, short_steps: int, step: float,
     return np.where(np.isfinite(ttf), ttf, np.inf), np.nan_to_num(weight)
 
 
+def quadratic_fit(y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Least-squares parabola y = a + b x + c x^2 of y[..., K], x = -(K-1)..0 (NaN-aware).
+
+    Returns (a: the fitted level at the last point, b: the slope there per point, c, and the
+    z-score of c: c over its standard error from the residual variance); NaN where fewer
+    than 5 values are present. Ordinary least squares by the normal equations, batched
+    (numpy.polyfit per row gives the same coefficients; tests/test_agents.py checks it).
+    """
+    k_len = y.shape[-1]
+    x = np.arange(k_len, dtype=np.float64) - (k_len - 1)
+    basis = np.stack([np.ones_like(x), x, x * x])  # [3, K]
+    w = (~np.isnan(y)).astype(np.float64)
+    y0 = np.nan_to_num(y)
+    n = w.sum(-1)
+    ok = n >= 5
+    xtx = np.einsum("...k,ik,jk->...ij", w, basis, basis)
+    xtx = np.where(ok[..., None, None], xtx, np.eye(3))
+    xty = np.einsum("...k,ik->...i", w * y0, basis)
+    coef = np.linalg.solve(xtx, xty[..., None])[..., 0]
+    resid = np.where(w > 0, y0 - np.einsum("...i,ik->...k", coef, basis), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sigma2 = (resid * resid).sum(-1) / np.maximum(n - 3, 1)
+        var_c = np.linalg.inv(xtx)[..., 2, 2] * sigma2
+        z = coef[..., 2] / np.sqrt(np.maximum(var_c, 1e-18))
+    nan = np.full(n.shape, np.nan)
+    return (np.where(ok, coef[..., 0], nan), np.where(ok, coef[..., 1], nan),
+            np.where(ok, coef[..., 2], nan), np.where(ok, z, nan))
+
+
+def decelerating_ttf(u: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where the whole window's rise decelerates significantly: its time to exhaustion (s)
+    along the fitted parabola (inf when the curve levels off below capacity).
+
+    Returns (concave [...] bool, ttf [...] seconds). A warm-up after a restart climbs fast,
+    then slower; its straight-line projection would run out of headroom it never reaches.
+    """
+    bins = max(5, min(LONG_BINS, u.shape[-1]))
+    width = max(1, u.shape[-1] // bins)
+    a, b, c, z = quadratic_fit(bin_medians(u, width, bins))
+    concave = np.nan_to_num(z, nan=0.0) <= -CONCAVE_Z
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # a + b x + c x^2 = 1 for x > 0 with c < 0: the smaller root, if the vertex reaches 1.
+        disc = b * b - 4.0 * c * (a - 1.0)
+        root = (-b + np.sqrt(np.maximum(disc, 0.0))) / (2.0 * c)
+        ttf = np.where((disc >= 0) & (b > 0) & (root > 0), root * width * step, np.inf)
+    return concave, np.where(concave, ttf, np.inf)
+
+
 class CapacityAgent:
     """Time to exhaustion of capacity-bound signals from two Theil-Sen fits (module docstring)."""
 
@@ -244,6 +300,9 @@ class CapacityAgent:
             headroom = 1.0 - level
             ttf = np.where(slope > 0, headroom / slope, np.inf)
             ttf = np.where(headroom <= 0, 0.0, ttf)
+        # A decelerating rise is projected along its curve (later, or never).
+        concave, ttf_curve = decelerating_ttf(u, step)
+        ttf = np.where(concave & (headroom > 0), np.maximum(ttf, ttf_curve), ttf)
         # Trend evidence counts only when it stands out of the noise in both lookbacks and the
         # whole window confirms the recent rate.
         significance = np.clip((z_s - 2.0) / 3.0, 0, 1) * np.clip((z_l - 1.0) / 2.0, 0, 1)
@@ -260,6 +319,7 @@ class CapacityAgent:
         r_trend = r_trend * trend_weight
         # A recent onset neither lookback sees as a trend (module docstring).
         ttf_fast, fast_weight = _fast_onset(u, short_steps, step, high)
+        ttf_fast = np.where(concave, np.maximum(ttf_fast, ttf_curve), ttf_fast)
         r_fast = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf_fast), ttf_fast, 1e12),
                                         horizons)) * fast_weight
         fast = r_fast > r_trend
