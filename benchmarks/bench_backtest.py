@@ -16,6 +16,8 @@ run with the load average:
 
     .venv/bin/python benchmarks/bench_backtest.py            # all of the above (~5 min)
     .venv/bin/python benchmarks/bench_backtest.py --quick    # smaller sizes (~1 min)
+    .venv/bin/python benchmarks/bench_backtest.py --case 1,14 --topology.workers 1
+        # one replay and its main-process CPU; PYTHONPATH=<a git archive> runs older code
 
 Not a test. The model abstains on this window (trained on 2 h at 1 m); its forward still
 runs on every row, so the forecast cost is measured.
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                         "(1: skip)")
     p.add_argument("--model.path", dest="model_path", default="models/default")
     p.add_argument("--output", default=None, help="also write the figures as JSON here")
+    p.add_argument("--case", default=None, metavar="ENTITIES,DAYS",
+                   help="only this batched replay (e.g. 1,14), with its main-process CPU: "
+                        "for before/after runs of the same script (PYTHONPATH=<other tree>)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="%(message)s")
     from exporter.pipeline import load_predictor
@@ -123,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     fleet_days = 1.0 * scale + 10 / 24  # window 10 h + evaluated span
     sizes = [12, 24, 48]
     kw = {"workers": args.workers, "predictor": predictor, "info": info}
+    if args.case:
+        import exporter
+
+        n, d = args.case.split(",")
+        r = one(int(n), float(d), batched=True, **kw)
+        print(f"{os.path.dirname(os.path.dirname(exporter.__file__))}: {_line(r)} "
+              f"main CPU {r['main_cpu_seconds']:.2f}s (load average "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())})")
+        return 0
     print(f"== backtest replay, window 10h at 5m, 9 signals, model {info.get('model')} "
           f"(load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, {os.cpu_count()} cpus)")
     ref = one(1, days[0], batched=False, **kw)
