@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from exporter.tda import TopologyStage
+from exporter.windows import Window
 from tests.test_tda_stage import (
     SHIFT,
     STEP,
@@ -64,6 +65,24 @@ def test_one_worker_batches_equal_sequential_runs_across_renormalisations_and_ch
         _assert_same_results(expected, got)
         assert _same(batch.state()["rawhist"], seq.state()["rawhist"])
         assert np.isfinite(expected[-1].anomaly_score).sum() >= 3
+    finally:
+        seq.close()
+        batch.close()
+
+
+def test_a_window_without_entities_inside_a_batch():
+    series = fleet_series(3, 8, seed=2)
+    windows = [window_at(series, c) for c in range(8)]
+    w = windows[3]
+    windows[3] = Window(w.analysis, w.label_names, (), w.signals, w.timestamps,
+                        np.empty((0, *w.values.shape[1:])))
+    nows = [c * SHIFT * STEP for c in range(8)]
+    seq, batch = TopologyStage(analysis(), workers=1), TopologyStage(analysis(), workers=1)
+    try:
+        expected = [seq.run(x, now) for x, now in zip(windows, nows, strict=True)]
+        got = batch.run_batch(windows, nows)
+        assert got[3].anomaly_score.shape == (0,)
+        _assert_same_results(expected, got)
     finally:
         seq.close()
         batch.close()

@@ -267,7 +267,7 @@ class TopologyStage:
                 stats[k] = None  # type: ignore[call-overload]
                 rows.pop(k, None)
                 out.append(self._run(w, now, time.perf_counter(), cache, p, features,
-                                     fleet_betti, specs.pop(k)))
+                                     fleet_betti, specs.pop(k, None)))
         except TopologyError:
             raise
         except Exception as err:
