@@ -214,7 +214,8 @@ def _describe(
         if top[i] >= 0 and signals[top[i]] not in text:
             text += f" (mostly {signals[top[i]]})"
         if np.isfinite(ttf[i]):
-            text += f", about {humanize_seconds(float(ttf[i]))} left"
+            left = humanize_seconds(float(ttf[i]))
+            text += f", {left} left" if left == "under a minute" else f", about {left} left"
         ordered = sorted(sup, key=lambda a: -rr[i, a])
         verb = "agrees" if len(ordered) == 1 else "agree"
         texts[i] = f"{text}; {_names([agents[a] for a in ordered])} {verb}"

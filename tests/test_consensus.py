@@ -319,3 +319,10 @@ def test_corroborate_names_known_agents_and_leaves_a_level_reachable():
     no_mechanism = {"capacity": {"enabled": False}, "network": {"enabled": False}}
     with pytest.raises(ConfigError, match="no level could ever be reached"):
         parse_config({**base, "agents": no_mechanism})
+
+
+def test_explanation_says_under_a_minute_without_about():
+    cfg = ConsensusConfig(min_voters=1, min_confidence=0.0)
+    c = combine([_votes("capacity", [0.95], ttf=20.0, reason="disk rises towards its limit")],
+                cfg, SIGNALS)
+    assert ", under a minute left" in c.explanation[0] and "about under" not in c.explanation[0]
