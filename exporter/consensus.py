@@ -25,9 +25,9 @@ outside what the others say:
   running out; network: errors or latency degrading) must be at or above warning_risk too.
   The forecast's probabilities come from a model trained on AURA's simulator and do not
   transfer to other fleets; stability's evidence (restarts, scrape gaps, jitter, error
-  bursts) is also what deploys, cron restarts and scrape trouble show. On seven evaluation
-  sources none of their solo alerts was true (benchmarks/README.md); their agreement still
-  raises the combined risk.
+  bursts) is also what deploys, cron restarts and scrape trouble show. On nine evaluation
+  sources their solo alerts were 1 true against 11 false (benchmarks/README.md); their
+  agreement still raises the combined risk.
 - action: the most frequent non-"none" action among the agents supporting the level (tie:
   the highest-risk supporter's); "investigate" when supporters name none; "none" below warning.
 - time to failure: median of the supporters' projections (agents only project within the
@@ -184,7 +184,7 @@ def _describe(
         lead = max(high, key=lambda a: rr[i, a])
         reason = votes[lead].reasons[i] or "elevated risk"
         if all(agents[a] in cfg.corroborate for a in high):
-            why = "no capacity or network evidence corroborates it"
+            why = "it needs an agent outside agents.consensus.corroborate to agree"
         elif len(high) >= quorum[i]:
             why = f"the combined risk {risk[i]:.2f} stays below {cfg.warning_risk:g}"
         else:

@@ -296,7 +296,7 @@ def test_forecast_alone_makes_no_level_and_says_why():
              _votes("network", [0.02], confidence=0.2)]
     c = combine(votes, cfg, SIGNALS)
     assert c.level[0] == 0 and c.risk[0] == pytest.approx(0.95)
-    assert "no capacity or network evidence corroborates it" in c.explanation[0]
+    assert "needs an agent outside agents.consensus.corroborate" in c.explanation[0]
     plain = combine(votes, ConsensusConfig(min_voters=1, min_confidence=0.6, corroborate=()),
                     SIGNALS)
     assert plain.level[0] == 2
