@@ -326,3 +326,14 @@ def test_explanation_says_under_a_minute_without_about():
     c = combine([_votes("capacity", [0.95], ttf=20.0, reason="disk rises towards its limit")],
                 cfg, SIGNALS)
     assert ", under a minute left" in c.explanation[0] and "about under" not in c.explanation[0]
+
+
+def test_a_crash_loop_alone_is_left_to_its_own_alerts_unless_configured():
+    """Stability's strong ballot (a crash loop) makes no level by default; with
+    `corroborate: [forecast]` it pages alone again."""
+    votes = [_votes("stability", [0.85], action="investigate", reason="restarted about 4 times"),
+             _votes("capacity", [0.05], confidence=0.2)]
+    cfg = ConsensusConfig(min_voters=1, min_confidence=0.6)
+    assert combine(votes, cfg, SIGNALS).level[0] == 0
+    alone = ConsensusConfig(min_voters=1, min_confidence=0.6, corroborate=("forecast",))
+    assert combine(votes, alone, SIGNALS).level[0] == 2

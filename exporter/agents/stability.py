@@ -1,7 +1,11 @@
 """Stability agent: flapping evidence — scrape gaps, restarts, jittery changes, error bursts.
 
 Four independent pieces of evidence, each mapped to a bounded risk and combined as a noisy-OR
-(a ballot only when two kinds agree or one is strong; a single benign event is an opinion):
+(a ballot only when two kinds agree or one is strong; a single benign event is an opinion).
+By default (`agents.consensus.corroborate`) a ballot of this agent raises a level only with
+capacity or network agreeing: a deploy that restarts a host 3-4 times in two hours (measured on
+the independent fleet generator) looks like a crash loop to restart counting
+(exporter/consensus.py).
 - gaps: samples missing for the whole entity after it first reported (scrape failures), the
   share in the recent part and the number of separate gaps;
 - restarts: a resource/saturation signal falling to under a fifth of its previous three samples
