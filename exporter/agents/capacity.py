@@ -75,11 +75,13 @@ def ttf_risk(ttf: np.ndarray, horizons: tuple[float, ...]) -> np.ndarray:
     return np.where(np.isnan(ttf), np.nan, r)
 
 
-def _fit(u: np.ndarray, steps: int, step: float, bins: int) -> tuple[np.ndarray, ...]:
+def _fit(u: np.ndarray, steps: int, step: float,
+         bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Theil-Sen over `bins` block medians of the last `steps` samples.
 
-    Returns slope (per second), level at the window end, and the significance of the rise
-    over the lookback relative to the residual scale (a z-like ratio).
+    Returns slope (per second), level at the window end, the significance of the rise
+    over the lookback relative to the residual scale (a z-like ratio), the line-vs-step error
+    ratio, the block medians y[..., bins] and the block width in samples.
     """
     bins = max(4, min(bins, steps))
     width = max(1, steps // bins)
@@ -96,7 +98,7 @@ def _fit(u: np.ndarray, steps: int, step: float, bins: int) -> tuple[np.ndarray,
     with np.errstate(invalid="ignore", divide="ignore"):
         line_err = np.sqrt(sq.sum(axis=-1) / (~np.isnan(resid)).sum(axis=-1))
     stepness = line_err / np.maximum(_step_error(y), 0.001)
-    return slope, level, z, stepness
+    return slope, level, z, stepness, y, width
 
 
 def _step_error(y: np.ndarray) -> np.ndarray:
@@ -232,16 +234,15 @@ def quadratic_fit(y: np.ndarray) -> tuple[np.ndarray, ...]:
             np.where(ok, coef[..., 2], nan), np.where(ok, z, nan))
 
 
-def decelerating_ttf(u: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+def decelerating_ttf(y: np.ndarray, width: int, step: float) -> tuple[np.ndarray, np.ndarray]:
     """Where the whole window's rise decelerates significantly: its time to exhaustion (s)
-    along the fitted parabola (inf when the curve levels off below capacity).
+    along the parabola fitted to its block medians y[..., K] (blocks of `width` samples of
+    `step` seconds; inf when the curve levels off below capacity).
 
     Returns (concave [...] bool, ttf [...] seconds). A warm-up after a restart climbs fast,
     then slower; its straight-line projection would run out of headroom it never reaches.
     """
-    bins = max(5, min(LONG_BINS, u.shape[-1]))
-    width = max(1, u.shape[-1] // bins)
-    a, b, c, z = quadratic_fit(bin_medians(u, width, bins))
+    a, b, c, z = quadratic_fit(y)
     concave = np.nan_to_num(z, nan=0.0) <= -CONCAVE_Z
     with np.errstate(invalid="ignore", divide="ignore"):
         # a + b x + c x^2 = 1 for x > 0 with c < 0: the smaller root, if the vertex reaches 1.
@@ -287,8 +288,8 @@ class CapacityAgent:
 
         # The whole window must be clearly longer than the recent lookback to confirm it.
         short_steps = int(max(4, min(round(SHORT_LOOKBACK_S / step), t // 2)))
-        b_s, lvl_s, z_s, _ = _fit(u, short_steps, step, SHORT_BINS)
-        b_l, lvl_l, z_l, step_l = _fit(u, t, step, LONG_BINS)
+        b_s, lvl_s, z_s, *_ = _fit(u, short_steps, step, SHORT_BINS)
+        b_l, lvl_l, z_l, step_l, y_l, width_l = _fit(u, t, step, LONG_BINS)
 
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(b_s > 0, b_l / b_s, 0.0)
@@ -301,7 +302,7 @@ class CapacityAgent:
             ttf = np.where(slope > 0, headroom / slope, np.inf)
             ttf = np.where(headroom <= 0, 0.0, ttf)
         # A decelerating rise is projected along its curve (later, or never).
-        concave, ttf_curve = decelerating_ttf(u, step)
+        concave, ttf_curve = decelerating_ttf(y_l, width_l, step)
         ttf = np.where(concave & (headroom > 0), np.maximum(ttf, ttf_curve), ttf)
         # Trend evidence counts only when it stands out of the noise in both lookbacks and the
         # whole window confirms the recent rate.
