@@ -7,6 +7,8 @@ Runs `aura backtest` (the real CLI, one subprocess per source) on
      test periods (`benchmarks/asd/aura-asd.yml`);
   b. `fleetgen-<seed>`: fleets of benchmarks/fleetgen.py, the independent generator written
      without reading AURA's simulator (evaluation only, never training or tuning);
+     `fleetgen-long-<seed>`: the same with precursors of 2-8 h instead of 30 min - 6 h, where
+     a 2-4 h warning is possible for every predictable failure (the median-lead target);
   c. `sim-<seed>`: held-out seeds of AURA's own simulator (training used 1000-1059);
 
 and prints, per source, AURA's failure alerts (AuraFailurePredicted ∪ AuraFailureRisk) next
@@ -81,11 +83,16 @@ def _asd(work: Path, quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
         "scored_from": scored_from}
 
 
-def _fleetgen(work: Path, seed: int, quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
-    out = work / f"fleetgen-{seed}"
+def _fleetgen(work: Path, seed: int, quick: bool,
+              long: bool = False) -> tuple[Path, Path, Path, dict[str, Any]]:
+    name = f"fleetgen-long-{seed}" if long else f"fleetgen-{seed}"
+    out = work / name
     hosts, days = ("16", "2") if quick else ("48", "3")
+    # "long": precursors of 2-8 h, where a 2-4 h warning is possible for every failure.
+    precursor = "2,8" if long else "0.5,6"
     _run([sys.executable, "benchmarks/fleetgen.py", "--seed", str(seed), "--hosts", hosts,
-          "--days", days, "--step", "60", "--out", str(out)], work / f"fleetgen-{seed}.log")
+          "--days", days, "--step", "60", "--precursor", precursor, "--out", str(out)],
+         work / f"{name}.log")
     return out / "aura.yml", out / "data.csv", out / "incidents.csv", {}
 
 
@@ -128,18 +135,19 @@ def _healthy_alerting(out: Path, label: str, report: dict[str, Any]) -> float | 
 
 
 def evaluate(name: str, work: Path, quick: bool) -> dict[str, Any]:
-    kind, _, seed = name.partition("-")
+    kind, _, seed = name.rpartition("-") if name != "asd" else ("asd", "", "")
     if kind == "asd":
         config, data, incidents, extra = _asd(work, quick)
         label = "server"
-    elif kind == "fleetgen":
-        config, data, incidents, extra = _fleetgen(work, int(seed), quick)
+    elif kind in ("fleetgen", "fleetgen-long") and seed.isdigit():
+        config, data, incidents, extra = _fleetgen(work, int(seed), quick, kind != "fleetgen")
         label = "instance"
-    elif kind == "sim":
+    elif kind == "sim" and seed.isdigit():
         config, data, incidents, extra = _sim(work, int(seed), quick)
         label = "instance"
     else:
-        raise SystemExit(f"unknown source {name!r} (asd, fleetgen-SEED, sim-SEED)")
+        raise SystemExit(f"unknown source {name!r} (asd, fleetgen-SEED, fleetgen-long-SEED, "
+                         "sim-SEED)")
     out = work / f"bt-{name}"
     started = time.monotonic()
     _run([*AURA, "backtest", f"--config.file={config}", f"--input={data}",

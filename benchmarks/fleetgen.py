@@ -28,7 +28,7 @@ latency grows with CPU like an M/M/1 queue (1/(1-u)^0.7); open connections follo
 noisy neighbours); restarts reset uptime, re-warm memory/caches (CPU and latency elevated for
 minutes) and leave a scrape gap.
 
-Predictable failures (precursor 30 min - 6 h, log-uniform): memory_leak_oom, disk_full,
+Predictable failures (precursor 30 min - 6 h, log-uniform; --precursor changes the range): memory_leak_oom, disk_full,
 connection_pool_exhaustion, cpu_saturation, network_degradation, error_buildup. Each drives its
 signal to capacity (or to the level at which the service falls over) exactly at the incident
 start, with the side effects seen in practice (GC thrash before OOM, queueing latency,
@@ -350,14 +350,21 @@ def _compatible(host: Host, family: str, params: dict, failure_kind: str | None,
 def plan(seed: int, hosts: int = 48, days: float = 3.0, step: float = 60.0,
          families: tuple[str, ...] | None = None, benign_only: bool = False,
          failures: int | None = None, sudden: int | None = None,
-         start: float | None = None) -> Fleet:
-    """Choose roles, benign families and failure schedule for a fleet (no signals yet)."""
+         start: float | None = None,
+         precursor: tuple[float, float] = (30 * 60, 6 * HOUR)) -> Fleet:
+    """Choose roles, benign families and failure schedule for a fleet (no signals yet).
+
+    precursor: (shortest, longest) precursor in seconds, drawn log-uniform per failure.
+    """
     if hosts < 1:
         raise FleetgenError("--hosts must be >= 1")
     if step <= 0 or step > 600:
         raise FleetgenError("--step must be in (0, 600] seconds")
     if days * DAY < 12 * HOUR:
         raise FleetgenError("--days must cover at least 12 hours")
+    pre_lo, pre_hi = precursor
+    if not 5 * 60 <= pre_lo <= pre_hi <= 12 * HOUR:
+        raise FleetgenError("--precursor must be MIN,MAX hours with 5 min <= MIN <= MAX <= 12 h")
     fams = tuple(FAMILIES if families is None else families)
     for f in fams:
         if f not in FAMILIES:
@@ -398,8 +405,8 @@ def plan(seed: int, hosts: int = 48, days: float = 3.0, step: float = 60.0,
         host = fleet.hosts[hi]
         frng = np.random.default_rng([seed, 2, hi])
         recovery = frng.uniform(5 * 60, 40 * 60)
-        max_pre = min(6 * HOUR, span - 6 * HOUR - recovery - HOUR)
-        pre = math.exp(frng.uniform(math.log(30 * 60), math.log(max(max_pre, 30 * 60 + 1))))
+        max_pre = min(pre_hi, span - 6 * HOUR - recovery - HOUR)
+        pre = math.exp(frng.uniform(math.log(pre_lo), math.log(max(max_pre, pre_lo + 1))))
         lo, hi_t = fleet.start + 6 * HOUR + pre + step, fleet.end - recovery - HOUR
         a = lo + (hi_t - lo) * slot / n_pred
         b = lo + (hi_t - lo) * (slot + 1) / n_pred
@@ -932,13 +939,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--failures", type=int, default=None, help="predictable failures")
     ap.add_argument("--sudden", type=int, default=None, help="sudden failures")
     ap.add_argument("--start", type=float, default=None, help="first timestamp (Unix seconds)")
+    ap.add_argument("--precursor", default="0.5,6",
+                    help="shortest,longest precursor in hours (log-uniform; default 0.5,6)")
     args = ap.parse_args(argv)
     fams = None
     if args.families is not None:
         fams = tuple(x for a in args.families for x in a.split(",") if x)
     try:
+        try:
+            lo, hi = (float(x) * HOUR for x in args.precursor.split(","))
+        except ValueError:
+            raise FleetgenError(f"--precursor {args.precursor!r}: expected MIN,MAX hours") from None
         fleet = plan(args.seed, args.hosts, args.days, args.step, fams, args.benign_only,
-                     args.failures, args.sudden, args.start)
+                     args.failures, args.sudden, args.start, (lo, hi))
     except FleetgenError as err:
         print(f"fleetgen: {err}", file=sys.stderr)
         return 2

@@ -165,3 +165,15 @@ def test_unknown_family_is_refused(tmp_path: Path, capsys) -> None:
     rc = fg.main(["--seed", "1", "--out", str(tmp_path), "--families", "typo"])
     assert rc == 2 and "unknown family 'typo'" in capsys.readouterr().err
     assert not (tmp_path / "data.csv").exists()
+
+
+def test_precursor_range_is_honoured_and_checked(tmp_path: Path, capsys) -> None:
+    out = _gen(tmp_path / "long", "--failures", "4", "--sudden", "0", "--precursor", "2,8",
+               hosts=12)
+    _, _, truth = _load(out)
+    pre = [f["start"] - f["precursor_start"] for h in truth["hosts"] for f in h["failures"]]
+    assert len(pre) == 4 and all(2 * 3600 - 60 <= p <= 8 * 3600 + 60 for p in pre), pre
+    rc = fg.main(["--seed", "1", "--out", str(tmp_path / "bad"), "--precursor", "3,1"])
+    assert rc == 2 and "--precursor must be MIN,MAX hours" in capsys.readouterr().err
+    rc = fg.main(["--seed", "1", "--out", str(tmp_path / "bad"), "--precursor", "two"])
+    assert rc == 2 and "expected MIN,MAX hours" in capsys.readouterr().err
