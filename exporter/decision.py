@@ -9,6 +9,11 @@ critical level through only when the current risk lies above both
 * the entity's own reference quantile (by at least MARGIN) (its usual risks over the last `reference` span), and
 * the fleet's reference quantile (what every entity of the analysis usually shows),
 
+and, where the entity reached an alert's level at this time of day on an earlier day of the
+reference (a daily surge, a nightly batch job: nothing was recorded then), above that risk by
+an odds factor (`_same_phase`): a recurring pattern peaks a little higher on some days than
+on others, and "higher than ever by 0.02" must not page for it;
+
 where the quantile comes from the configured **alert budget** (alerts per entity-day that
 benign behaviour may spend; see `threshold_quantile`). The reference leaves out the newest
 `exclude_recent` (default: the analysis' largest horizon), so a developing failure is
@@ -54,6 +59,12 @@ TYPICAL_ALERT_SECONDS = 3600.0
 # A risk must clear the threshold by this much to count as rare (risks are stored as float32,
 # and a model's risk wobbles by about this much between cycles on an unchanged entity).
 MARGIN = 0.02
+# A daily pattern (exporter.decision.DecisionStage._same_phase): the same time of day +- this
+# many seconds on earlier days; it applies where the risk then reached PHASE_MIN_RISK, and the
+# risk must now exceed that with odds PHASE_ODDS times higher.
+PHASE_HALF_WIDTH = 5400.0
+PHASE_MIN_RISK = 0.5
+PHASE_ODDS = math.e ** 0.5
 # How often entities unseen for longer than the reference are forgotten (seconds).
 FORGET_EVERY = 3600.0
 # The fleet reference needs this many entities with enough history of their own.
@@ -157,7 +168,7 @@ class DecisionStage:
             floor = np.where(self._span(rows, now) < float(self.cfg.min_reference)
                              - self.sample_every, float(self.cfg.cold_threshold) - MARGIN,
                              -np.inf)
-            threshold = np.fmax(np.fmax(own, fleet), floor)
+            threshold = np.fmax(np.fmax(np.fmax(own, fleet), floor), self._same_phase(rows, now))
         elevated = level >= 1
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
@@ -259,6 +270,26 @@ class DecisionStage:
             out[some] = nan_percentile(ref[some], [100.0 * self.quantile], axis=1)[0]
         self._last_quantiles[lagged] = (ref, out, counts)
         return out.copy(), counts.copy()
+
+    def _same_phase(self, rows: np.ndarray, now: float) -> np.ndarray:
+        """Per row: the threshold a daily pattern sets, -inf where there is none.
+
+        The highest reference risk within PHASE_HALF_WIDTH of this time of day on each earlier
+        day the reference holds; where that reached PHASE_MIN_RISK (the entity was at an
+        alert's level at this hour and nothing was recorded), the risk must now exceed it by
+        the odds factor PHASE_ODDS: a daily surge or batch job peaks a little higher on some
+        days than on others, and a recurring pattern must not page whenever it does.
+        """
+        t = self.time_[rows].astype(np.float64)
+        r = self.risk_[rows].astype(np.float64)
+        high = np.full(len(rows), -np.inf)
+        days = int(float(self.cfg.reference) // 86400)
+        for k in range(1, days + 1):
+            near = (np.abs(t - (now - k * 86400.0)) <= PHASE_HALF_WIDTH) & ~np.isnan(r)
+            high = np.fmax(high, np.max(np.where(near, r, -np.inf), axis=1, initial=-np.inf))
+        p = np.clip(high, 1e-6, 1 - 1e-6)
+        odds = PHASE_ODDS * p / (1 - p)
+        return np.where(high >= PHASE_MIN_RISK, odds / (1 + odds), -np.inf)
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""

@@ -220,3 +220,24 @@ def test_own_history_counts_before_the_cold_period_ends() -> None:
     # 10 h later the first bump is in the lagged own reference: the same risk is usual.
     assert (gated[0, 70:74] == 0).all() and (gated[0, 130:134] == 0).all()
     assert float(stage.cfg.min_reference) >= 86400  # still inside the cold period
+
+
+def test_daily_pattern_peaking_a_little_higher_does_not_page() -> None:
+    # A daily surge the capacity agent projects: risk 0.80 at 19 h on day 1, a little higher on
+    # day 2 (0.88: above the entity's own maximum + the margin, below PHASE_ODDS x its odds).
+    n = 3 * 144
+    day = 144
+    quiet = 0.1 + 0.01 * np.sin(np.arange(n))
+    surge = quiet.copy()
+    for d, peak in ((0, 0.80), (1, 0.88), (2, 0.87)):
+        k = d * day + 114  # 19:00
+        surge[k:k + 6] = peak
+    # The same 0.88 at an hour the entity never reached an alert's level is news.
+    novel = surge.copy()
+    novel[day + 114:day + 120] = quiet[day + 114:day + 120]
+    novel[day + 60:day + 66] = 0.88  # 10:00 on day 2
+    fleet = np.vstack([surge, novel] + [quiet] * 4)
+    gated = _replay(_stage(), fleet)
+    day2 = slice(day, 2 * day)
+    assert (gated[0, day2] >= 1).sum() == 0 and (gated[0, 2 * day:] >= 1).sum() == 0
+    assert (gated[1, day2] >= 1).sum() >= 4
