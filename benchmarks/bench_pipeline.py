@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,37 +98,91 @@ def ripser_loop(values: np.ndarray, analysis: Any, sample: int) -> dict[str, flo
             "points_per_cloud": float(np.mean(clouds.counts))}
 
 
-def _mib(arrays: Any) -> float:
-    """MiB held by the numpy arrays in a dict/list/tuple (recursively), or by one array."""
+def _mib(arrays: Any, seen: set[int] | None = None) -> float:
+    """MiB held by the numpy arrays in a dict/list/tuple (recursively), or by one array;
+    with `seen`, an array whose memory (its base array) was counted before counts 0."""
     if isinstance(arrays, np.ndarray):
-        return arrays.nbytes / 2**20
+        root = arrays
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        if seen is not None:
+            if id(root) in seen:
+                return 0.0
+            seen.add(id(root))
+        return root.nbytes / 2**20
     if isinstance(arrays, dict):
-        return sum(_mib(v) for v in arrays.values())
+        return sum(_mib(v, seen) for v in arrays.values())
     if isinstance(arrays, list | tuple):
-        return sum(_mib(v) for v in arrays)
+        return sum(_mib(v, seen) for v in arrays)
     return 0.0
 
 
 def memory_breakdown(pipeline: Any, predictor: Any) -> dict[str, float]:
     """MiB per long-lived structure after the last cycle: window buffers, topology baselines
-    (their saved state's arrays: what they keep), the served snapshot (text + gzip bytes and
-    the results it holds), the model's parameters."""
-    out = {"buffers": sum(_mib(rt.buffer.values) for rt in pipeline.runtimes),
+    (their saved state's arrays: what they keep), the decision stage's risk references, the
+    served snapshot (text + gzip bytes, and the results it holds beyond the buffers: its
+    window is the buffer's array), the model's parameters."""
+    seen: set[int] = set()
+    out = {"buffers": sum(_mib(rt.buffer.values, seen) for rt in pipeline.runtimes),
            "baselines": sum(_mib(rt.topology.state()) for rt in pipeline.runtimes
-                            if rt.topology is not None)}
+                            if rt.topology is not None),
+           "decision": sum(_mib(rt.decision.state()) for rt in pipeline.runtimes
+                           if rt.decision is not None)}
     snap = pipeline.snapshot
     results = 0.0
     for r in snap.results:
-        results += _mib(r.window.values)
+        results += _mib(r.window.values, seen)
         for part in (r.topology, r.forecast, r.consensus, *r.votes):
             if part is not None:
-                results += _mib([getattr(part, f) for f in vars(part)])
+                results += _mib([getattr(part, f) for f in vars(part)], seen)
     out["snapshot_bytes"] = (len(snap.body) + len(snap.body_gzip)) / 2**20
     out["snapshot_results"] = results
     net = getattr(predictor, "net_", None)
     out["model"] = (sum(p.numel() * p.element_size() for p in net.parameters()) / 2**20
                     if net is not None else 0.0)
     return out
+
+
+class StagePeaks:
+    """Peak RSS of this process per pipeline stage: the kernel's high-water mark (VmHWM)
+    is reset when a stage starts (`/proc/self/clear_refs` 5, Linux) and read when it ends;
+    `overall` keeps the largest mark seen, which the resets would otherwise lose."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self.stages: dict[str, float] = {}
+        self.overall = _hwm_mib()
+        stage = pipeline._stage
+
+        @contextlib.contextmanager
+        def measured(name: str, *args: Any, **kwargs: Any) -> Iterator[None]:
+            self._reset()
+            with stage(name, *args, **kwargs):
+                yield
+            peak = _hwm_mib()
+            self.overall = max(self.overall, peak)
+            self.stages[name] = max(self.stages.get(name, 0.0), peak)
+
+        pipeline._stage = measured
+
+    def _reset(self) -> None:
+        self.overall = max(self.overall, _hwm_mib())
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:  # not allowed here: each stage then shows the peak so far
+            pass
+
+    def cycle(self) -> dict[str, float]:
+        """The stages' peaks since the last call (MiB), then start again."""
+        out, self.stages = self.stages, {}
+        self.overall = max(self.overall, _hwm_mib())
+        return out
+
+
+def _hwm_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
 
 
 async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | None,
@@ -136,6 +192,7 @@ async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | N
     predictor, info = load_predictor(cfg.model.path)
     pipeline = Pipeline(cfg, source, predictor=predictor, model_info=info,
                         topology_workers=workers)
+    peaks = StagePeaks(pipeline)
     out = []
     try:
         for k in range(warm + 1):
@@ -152,11 +209,13 @@ async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | N
                    "stage_seconds": stages, "entities": n,
                    "entities_per_second": n / wall if wall > 0 else None,
                    "exposition_bytes": len(snap.body),
-                   "model": info.get("status", "")}
+                   "model": info.get("status", ""),
+                   "stage_peak_rss_mib": peaks.cycle()}
             if prom is not None:
                 row["query_range_requests"] = query_range_requests(prom) - before
             out.append(row)
         out[-1]["children_peak_rss_mib"] = _children_hwm_mib()
+        out[-1]["peak_rss_mib"] = peaks.overall
         out[-1]["memory_mib"] = memory_breakdown(pipeline, predictor)
     finally:
         pipeline.close()
@@ -204,7 +263,9 @@ def one(entities: int, args: argparse.Namespace) -> dict[str, Any]:
                 res["prometheus_cycles"] = asyncio.run(_cycles(
                     pcfg, PrometheusSource(pcfg.source), end, args.warm_cycles, args.workers,
                     prom))
-    res["peak_rss_mib"] = _rss_mib_self()
+    # The resets of StagePeaks also reset ru_maxrss: the largest of both marks.
+    res["peak_rss_mib"] = max([_rss_mib_self()] + [c.get("peak_rss_mib", 0.0)
+                                                   for c in res["cycles"]])
     return res
 
 
@@ -275,6 +336,9 @@ def _print(res: dict[str, Any]) -> None:
         print(f"  prometheus {c['kind']:4s} cycle {c['seconds']:.2f}s ingest="
               f"{c['stage_seconds'].get('ingest', 0):.2f}s requests="
               f"{c.get('query_range_requests')}")
+    for c in res["cycles"]:
+        print(f"  {c['kind']:4s} cycle peak RSS per stage (MiB): " + " ".join(
+            f"{k}={v:.0f}" for k, v in c.get("stage_peak_rss_mib", {}).items()))
     kids = res["cycles"][-1].get("children_peak_rss_mib", [])
     print(f"  peak RSS: main {res['peak_rss_mib']:.0f} MiB, workers "
           f"{', '.join(f'{k:.0f}' for k in kids) or 'none'} MiB; total "

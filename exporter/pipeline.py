@@ -45,14 +45,41 @@ ROW_WISE_AGENTS = frozenset({"topology", "forecast", "capacity", "stability"})
 # independent of how many rows share the call (the live fleet, a replay's stacked cycles).
 FORECAST_ROW_BLOCK = 64
 # ... and on at most this many rows per call (a multiple of FORECAST_ROW_BLOCK, so the numbers
-# do not change): the CfC's activations grow with the rows (+430 MiB of peak RSS at 10 000
-# entities x 120 steps in one call; benchmarks/bench_pipeline.py).
-FORECAST_MAX_ROWS = 32 * FORECAST_ROW_BLOCK
+# do not change): the step features' [rows, S, T] float64 temporaries and the CfC's
+# activations grow with the rows (+430 MiB of peak RSS at 10 000 entities x 120 steps in one
+# call, ~+130 MiB in blocks of 2 048; benchmarks/bench_pipeline.py).
+FORECAST_MAX_ROWS = 16 * FORECAST_ROW_BLOCK
 # A replay batch: about this many (cycle, entity) rows, at most this many cycles.
 REPLAY_ROWS = 2048
 REPLAY_MAX_CYCLES = 1024
 # Ingest failures of the source (logged as warnings); anything else is a bug (a traceback).
 SOURCE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, SourceError, OSError)
+
+
+_LIBC: Any = None  # glibc, loaded on first use by `release_free_heap`; False elsewhere
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS: glibc's `malloc_trim(0)` (every arena);
+    nothing on another C library.
+
+    glibc keeps freed blocks below its (adaptive, up to 32 MiB) mmap threshold in its heaps,
+    where a later stage's different block sizes often cannot reuse them: a live cycle at
+    10 000 entities left ~100 MiB of freed pages resident under the next stage's peak
+    (benchmarks/README.md, issue 16). Dask's workers call the same function for the same
+    reason ("Memory not released back to the OS", distributed's worker-memory docs). Costs
+    a few milliseconds; called between the stages of a live cycle, not per replay batch."""
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):  # not glibc (musl, macOS)
+            _LIBC = False
+    if _LIBC:
+        _LIBC.malloc_trim(0)
 
 
 class StateSaveError(RuntimeError):
@@ -196,6 +223,7 @@ class Pipeline:
         snapshot = self._render(tuple(results), created=now, ready=True)
         self._render_seconds = self.clock() - t0
         self.snapshot = snapshot
+        release_free_heap()
         # Every cycle: debug. Info is kept for changes of state (failures, recoveries).
         log.debug(
             "msg=\"cycle done\" duration_seconds=%.3f entities=%d failed_stages=%s",
@@ -313,8 +341,10 @@ class Pipeline:
         if window.entities:
             self._ensure_topology(rt, failed)
         topology = self._topology(rt, [window], [now], stage_seconds, failed)
+        release_free_heap()  # each stage's peak starts from what is held, not freed
         self._seed_decision(rt, now, failed)
         forecast = self._forecast(rt, [window], stage_seconds, failed)
+        release_free_heap()
         cycle = Cycle(now, window, fetch, topology[0], forecast[0])
         return self._assess(rt, [cycle], stage_seconds, failed)[0]
 
@@ -433,7 +463,9 @@ class Pipeline:
             if not group:
                 return out
             bounds = stacking.offsets([windows[k] for k in group])
-            stacked = stacking.stack_windows([windows[k] for k in group], FORECAST_ROW_BLOCK)
+            # Unpadded: one cycle's window is passed as is, not copied (73 MiB at 10 000
+            # entities); _predict_rows pads the last block.
+            stacked = stacking.stack_windows([windows[k] for k in group])
             f = self._predict_rows(stacked, rt.cfg)
             if f is not None:
                 for k, part in zip(group, stacking.split(f, bounds), strict=True):
@@ -442,16 +474,21 @@ class Pipeline:
 
     def _predict_rows(self, window: Window, analysis: AnalysisConfig,
                       max_rows: int = FORECAST_MAX_ROWS) -> Forecast | None:
-        """`predictor.predict` on blocks of at most max_rows rows, joined (same numbers)."""
+        """`predictor.predict` on blocks of at most max_rows rows (a multiple of
+        FORECAST_ROW_BLOCK), the last padded to a multiple of FORECAST_ROW_BLOCK, joined: the
+        numbers of one call on the rows padded whole (padding rows included), without a
+        padded copy of them all. Blocks before the last are views of `window`."""
         n = len(window.entities)
-        if n <= max_rows:
-            return self.predictor.predict(window, analysis)  # type: ignore[union-attr]
-        bounds = np.append(np.arange(0, n, max_rows), n)
-        parts = [self.predictor.predict(window.select(np.arange(a, b)), analysis)  # type: ignore[union-attr]
-                 for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-        if any(p is None for p in parts):
-            return None
-        return stacking.stack_rows(parts)
+        parts = []
+        for a in range(0, max(n, 1), max_rows):
+            block = window if a == 0 and n <= max_rows else \
+                window.select(slice(a, min(n, a + max_rows)))
+            part = self.predictor.predict(  # type: ignore[union-attr]
+                stacking.stack_windows([block], FORECAST_ROW_BLOCK), analysis)
+            if part is None:
+                return None
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else stacking.stack_rows(parts)
 
     def _assess(self, rt: _AnalysisRuntime, cycles: Sequence[Cycle],
                 stage_seconds: dict[str, float], failed: set[str]) -> list[AnalysisResult]:

@@ -79,8 +79,12 @@ class Window:
         """The last grid timestamp in Unix seconds; NaN for a window with no steps."""
         return float(self.timestamps[-1]) if len(self.timestamps) else float("nan")
 
-    def select(self, rows: np.ndarray) -> Window:
-        """The window restricted to the entity rows given (bool mask or indices)."""
+    def select(self, rows: np.ndarray | slice) -> Window:
+        """The window restricted to the entity rows given (bool mask or indices: values
+        copied; a slice: values a view)."""
+        if isinstance(rows, slice):
+            return Window(self.analysis, self.label_names, self.entities[rows], self.signals,
+                          self.timestamps, self.values[rows], self.dropped)
         idx = np.flatnonzero(rows) if rows.dtype == bool else rows
         return Window(
             self.analysis,

@@ -109,6 +109,36 @@ def test_pool_gives_the_same_diagrams_as_inline():
         np.testing.assert_array_equal(b[1], c[1])
 
 
+def test_pool_tasks_give_the_inline_results_with_rows_missing():
+    # Enough work for the pool (MIN_POOL_WORK), several tasks; two entities without a cloud
+    # make one task's rows non-consecutive (copied, the others are views).
+    rng = np.random.default_rng(6)
+    e = 300
+    pts = rng.normal(size=(e, 21, 3))
+    counts = np.full(e, 21)
+    counts[[7, 150]] = 0
+    spts = rng.normal(size=(e, 6, 3))
+    scnt = np.where(counts > 0, 6, 0)
+    scale = np.where(np.arange(e) % 2 == 0, np.nan, 0.5)
+    args = (Clouds(pts, counts), None, scale, Clouds(spts, scnt))
+    inline = RipsPersistence(workers=1).fit().submit(*args).result()
+    pooled_est = RipsPersistence(workers=2).fit()
+    try:
+        pending = pooled_est.submit(*args)
+        assert len(pending._parts) >= 2 and all(hasattr(p, "result") for p in pending._parts)
+        pooled = pending.result()
+    finally:
+        pooled_est.close()
+    assert inline[0][7] is None and pooled[0][150] is None
+    for a, b in zip(inline[0], pooled[0], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+    for a, b in zip(inline[1:], pooled[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(pooled[2][0]).all() and np.isnan(pooled[2][7]).all()
+
+
 def test_summaries_are_betti_curves_at_fixed_radii():
     from exporter.tda.features import SUMMARY_RADII, SUMMARY_SIZE, summaries
 

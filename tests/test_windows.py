@@ -74,3 +74,13 @@ def test_window_is_the_buffer_copy_and_later_updates_leave_it_alone():
         buf.update(block)
         np.testing.assert_array_equal(w.values, held)
     np.testing.assert_array_equal(buf.window().values[:, 0], [[np.nan, np.nan, 7]])
+
+
+def test_select_by_slice_is_a_view_of_the_same_rows():
+    w = _block(["h1", "h2", "h3", "h4"], [60, 120], np.arange(8.0).reshape(4, 1, 2))
+    by_slice = w.select(slice(1, 3))
+    by_index = w.select(np.array([1, 2]))
+    assert by_slice.entities == by_index.entities == (("h2",), ("h3",))
+    np.testing.assert_array_equal(by_slice.values, by_index.values)
+    assert np.shares_memory(by_slice.values, w.values)
+    assert not np.shares_memory(by_index.values, w.values)

@@ -49,7 +49,9 @@ FEATURE_NAMES = DIAGRAM_FEATURES + WINDOW_FEATURES
 
 LANDSCAPE_GRID = 48
 SCALE_FACTOR = 8.0
-_CHUNK = 512
+# Rows per block of `_landscapes`: its [rows, LANDSCAPE_GRID, bars] temporaries set a pool
+# worker's peak (same values whatever the block).
+_CHUNK = 64
 
 
 def connectivity_scale(h0_deaths: np.ndarray) -> float:

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 # points) a batch runs inline: pool hand-off costs more than it saves. Score clouds (13
 # points, ~0.06 ms each) go to the pool only beyond ~350 of them.
 MIN_POOL_WORK = 16 * 61 * 61
+# A pool task holds at most this many clouds (at least 4 tasks per worker): a worker's peak
+# grows with its task (the clouds, their diagrams, the padded feature arrays).
+POOL_TASK_CLOUDS = 256
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
@@ -61,6 +64,17 @@ def _cached_diagram(points: np.ndarray, thresh: float | None,
     if dgm is None:
         dgm = cache[key] = rips_diagram(points, thresh)
     return dgm
+
+
+def _take(points: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """points[rows] without the padding columns no row of them needs (less to pickle): a
+    view when rows are consecutive (usually every entity has a cloud), else a copy. A copy
+    of every cloud for the pool, held until its last chunk is done, was 37 MiB at 10 000
+    entities."""
+    width = int(counts.max()) if len(counts) else 0
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1:
+        return points[rows[0]:rows[-1] + 1, :width]
+    return points[rows, :width]
 
 
 def _diagrams_task(clouds: list[np.ndarray], thresh: float | None) -> list[Diagram]:
@@ -307,26 +321,27 @@ class RipsPersistence:
         if len(rows) == 0:
             return Pending(self, e, rows, [])
         cnt = clouds.counts[rows]
-        # Trim padding columns the chunk does not need: less to pickle.
-        pts = clouds.points[rows][:, : int(cnt.max())]
         sub = [protos[r] for r in rows]
-        spts = scnt = None
+        scnt = spts = None
         if score_clouds is not None:
-            scnt = score_clouds.counts[rows]
-            spts = score_clouds.points[rows][:, : int(scnt.max())]
+            scnt, spts = score_clouds.counts[rows], score_clouds.points
         try:
             work = int((cnt.astype(np.int64) ** 2).sum()) if features or scnt is None else 0
             if scnt is not None:
                 work += int((scnt.astype(np.int64) ** 2).sum())
             if cache is not None or self.workers_ <= 1 or work < MIN_POOL_WORK:
-                return Pending(self, e, rows, [_chunk_task(pts, cnt, sub, eps[rows], self.thresh,
-                                                           spts, scnt, cache, features)])
+                return Pending(self, e, rows, [_chunk_task(
+                    _take(clouds.points, rows, cnt), cnt, sub, eps[rows], self.thresh,
+                    None if spts is None else _take(spts, rows, scnt), scnt, cache,  # type: ignore[arg-type]
+                    features)])
             pool = self._ensure_pool()
-            n_chunks = min(len(rows), self.workers_ * 4)
+            n_chunks = min(len(rows), max(self.workers_ * 4,
+                                          -(-len(rows) // POOL_TASK_CLOUDS)))
             bounds = np.linspace(0, len(rows), n_chunks + 1).astype(int)
             parts = [
-                pool.submit(_chunk_task, pts[a:b], cnt[a:b], sub[a:b], eps[rows[a:b]],
-                            self.thresh, None if spts is None else spts[a:b],
+                pool.submit(_chunk_task, _take(clouds.points, rows[a:b], cnt[a:b]), cnt[a:b],
+                            sub[a:b], eps[rows[a:b]], self.thresh,
+                            None if spts is None else _take(spts, rows[a:b], scnt[a:b]),  # type: ignore[index]
                             None if scnt is None else scnt[a:b], None, features)
                 for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a
             ]
