@@ -26,6 +26,7 @@ import numpy as np
 from exporter import stacking
 from exporter.config import AnalysisConfig, Config
 from exporter.exposition import render
+from exporter.heap import release_free_heap
 from exporter.results import AnalysisResult, Consensus, Forecast, TopologyResult, Votes
 from exporter.snapshot import SelfStats, Snapshot
 from exporter.source import Fetch, Source, SourceError
@@ -54,32 +55,6 @@ REPLAY_ROWS = 2048
 REPLAY_MAX_CYCLES = 1024
 # Ingest failures of the source (logged as warnings); anything else is a bug (a traceback).
 SOURCE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, SourceError, OSError)
-
-
-_LIBC: Any = None  # glibc, loaded on first use by `release_free_heap`; False elsewhere
-
-
-def release_free_heap() -> None:
-    """Hand the C heap's free pages back to the OS: glibc's `malloc_trim(0)` (every arena);
-    nothing on another C library.
-
-    glibc keeps freed blocks below its (adaptive, up to 32 MiB) mmap threshold in its heaps,
-    where a later stage's different block sizes often cannot reuse them: a live cycle at
-    10 000 entities left ~100 MiB of freed pages resident under the next stage's peak
-    (benchmarks/README.md, issue 16). Dask's workers call the same function for the same
-    reason ("Memory not released back to the OS", distributed's worker-memory docs). Costs
-    a few milliseconds; called between the stages of a live cycle, not per replay batch."""
-    global _LIBC
-    if _LIBC is None:
-        try:
-            import ctypes
-
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim.argtypes = [ctypes.c_size_t]
-        except (OSError, AttributeError):  # not glibc (musl, macOS)
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
 
 
 class StateSaveError(RuntimeError):

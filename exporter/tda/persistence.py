@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 MIN_POOL_WORK = 16 * 61 * 61
 # A pool task holds at most this many clouds (at least 4 tasks per worker): a worker's peak
 # grows with its task (the clouds, their diagrams, the padded feature arrays).
-POOL_TASK_CLOUDS = 256
+POOL_TASK_CLOUDS = 128
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
