@@ -198,7 +198,7 @@ class Pipeline:
         snapshot = self._render(tuple(results), created=now, ready=True)
         self._render_seconds = self.clock() - t0
         self.snapshot = snapshot
-        release_free_heap()
+        await asyncio.to_thread(release_free_heap)  # off the loop that serves scrapes
         # Every cycle: debug. Info is kept for changes of state (failures, recoveries).
         log.debug(
             "msg=\"cycle done\" duration_seconds=%.3f entities=%d failed_stages=%s",
