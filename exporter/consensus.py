@@ -22,7 +22,9 @@ outside what the others say:
   quorum is 1, 3, 3 agents; n < min_voters is undecided (risk NaN, level -1), never healthy.
 - corroboration: agents listed in `corroborate` (default: the learned forecast and stability)
   never make a level alone: an agent that sees a failure mechanism (capacity: a resource
-  running out; network: errors or latency degrading) must be at or above warning_risk too.
+  running out; network: errors or latency degrading) must be at or above that level's risk
+  too (warning_risk for a warning, critical_risk for critical: a restart burst that stability
+  rates critical while network sees a mild latency rise is a warning at most).
   The forecast's probabilities come from a model trained on AURA's simulator and do not
   transfer to other fleets; stability's evidence (restarts, scrape gaps, jitter, error
   bursts) is also what deploys, cron restarts and scrape trouble show. On nine evaluation
@@ -112,11 +114,12 @@ def combine(
     count_w = (np.nan_to_num(r, nan=-1) >= cfg.warning_risk).sum(axis=1)
     count_c = (np.nan_to_num(r, nan=-1) >= cfg.critical_risk).sum(axis=1)
     specialist = np.array([a not in cfg.corroborate for a in agents])
-    seen = ((np.nan_to_num(r, nan=-1) >= cfg.warning_risk) & specialist[None, :]).any(axis=1)
-    gate = (np.nan_to_num(risk, nan=-1) >= cfg.warning_risk) & seen
+    mechanism = np.where(specialist[None, :], np.nan_to_num(r, nan=-1), -1.0).max(axis=1)
+    gate = (np.nan_to_num(risk, nan=-1) >= cfg.warning_risk) & (mechanism >= cfg.warning_risk)
     level = np.zeros(e, dtype=np.int64)
     level[(count_w >= quorum) & gate] = 1
-    level[(count_c >= quorum) & gate] = 2
+    # Critical, too, needs an agent that sees the mechanism at that level.
+    level[(count_c >= quorum) & gate & (mechanism >= cfg.critical_risk)] = 2
     level[undecided] = -1
 
     threshold = np.where(level == 2, cfg.critical_risk, cfg.warning_risk)

@@ -302,14 +302,16 @@ def test_forecast_alone_makes_no_level_and_says_why():
     assert plain.level[0] == 2
 
 
-def test_a_specialist_at_warning_corroborates_the_forecast():
-    """Forecast and stability agree at 0.95 on every entity; capacity at 0.6 corroborates the
-    first (critical), capacity at 0.4 does not (no level though two agents are at critical)."""
+def test_a_specialist_corroborates_up_to_its_own_level():
+    """Forecast and stability agree at 0.95 on every entity; capacity at 0.85 corroborates
+    critical, at 0.6 only a warning, at 0.4 nothing (no level though two agents are at
+    critical)."""
     cfg = ConsensusConfig(min_voters=1, min_confidence=0.6)
-    votes = [_votes("forecast", [0.95, 0.95]), _votes("stability", [0.95, 0.95]),
-             _votes("capacity", [0.6, 0.4])]
+    votes = [_votes("forecast", [0.95] * 3), _votes("stability", [0.95] * 3),
+             _votes("capacity", [0.85, 0.6, 0.4])]
     c = combine(votes, cfg, SIGNALS)
-    assert c.level.tolist() == [2, 0]
+    assert c.level.tolist() == [2, 1, 0]
+    assert c.agreeing[1].tolist() == [True, True, True]
 
 
 def test_corroborate_names_known_agents_and_leaves_a_level_reachable():
