@@ -212,7 +212,7 @@ class ConsensusConfig:
     min_confidence: float = 0.6
     # Agents whose support alone never makes a level: an agent that sees a failure mechanism
     # (capacity: a resource running out; network: errors/latency degrading) must agree at
-    # least at warning_risk. The learned forecast's probabilities do not transfer to fleets it
+    # that level (warning_risk for a warning, critical_risk for critical). The learned forecast's probabilities do not transfer to fleets it
     # was not trained on; stability's evidence (restarts, scrape gaps, jitter, error bursts)
     # is what deploys, cron restarts and scrape trouble also show. Measured on 9 evaluation
     # sources: their solo alerts were 1 true, 11 false; see exporter/consensus.py.
