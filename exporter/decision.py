@@ -42,7 +42,7 @@ minutes), 35 MB at 10 000 entities.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -65,6 +65,9 @@ MARGIN = 0.02
 PHASE_HALF_WIDTH = 5400.0
 PHASE_MIN_RISK = 0.5
 PHASE_ODDS = math.e ** 0.5
+# Rows per block of the reference computations: their temporaries stay a few MiB
+# ([ROW_BLOCK, R] float64 = 3.6 MiB at 440 slots) however many entities there are.
+ROW_BLOCK = 1024
 # How often entities unseen for longer than the reference are forgotten (seconds).
 FORGET_EVERY = 3600.0
 # The fleet reference needs this many entities with enough history of their own.
@@ -113,10 +116,13 @@ class DecisionStage:
     cfg: the `agents.decision` settings.
     exclude_recent: seconds of the newest history left out of the reference (the analysis'
         largest horizon when the config says 0).
+    row_block: entities per block of the reference computations (memory only: the results
+        do not depend on it).
     """
 
-    def __init__(self, cfg: DecisionConfig, exclude_recent: float):
+    def __init__(self, cfg: DecisionConfig, exclude_recent: float, row_block: int = ROW_BLOCK):
         self.cfg = cfg
+        self.row_block = max(int(row_block), 1)
         self.exclude_recent = float(cfg.exclude_recent) or float(exclude_recent)
         self.sample_every = float(cfg.sample_every)
         self.slots = max(int(math.ceil(float(cfg.reference) / self.sample_every)), 1)
@@ -128,8 +134,13 @@ class DecisionStage:
         self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
-        # (reference risks, quantiles, counts) of the last `_quantiles` call, lagged or not.
-        self._last_quantiles: dict[bool, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        # Bumped whenever risk_/time_ change (a sample learned or blanked, rows added,
+        # forgotten or restored): with the per-row count and sum of the sample times inside
+        # the reference, an exact signature of what the reference holds (see `_quantiles`).
+        self._version = 0
+        # (signature, quantiles, counts) of the last `_quantiles` call, lagged or not.
+        self._last_quantiles: dict[bool, tuple[tuple[int, np.ndarray, np.ndarray],
+                                               np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -214,6 +225,7 @@ class DecisionStage:
                              f"{n} entities x {self.slots} slots")
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
+        self._version += 1
 
     # ----------------------------------------------------------------- private
 
@@ -228,6 +240,7 @@ class DecisionStage:
         keys = sorted(self.rows_, key=self.rows_.__getitem__)
         self.rows_ = {keys[i]: j for j, i in enumerate(keep)}
         self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
+        self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
         if now - self.forgot_at_ >= FORGET_EVERY:
@@ -242,6 +255,7 @@ class DecisionStage:
             self.risk_ = np.vstack([self.risk_, np.full((grow, self.slots), np.nan, np.float32)])
             self.time_ = np.vstack([self.time_, np.zeros((grow, self.slots), np.uint32)])
             self.last_ = np.concatenate([self.last_, np.full(grow, -np.inf)])
+            self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
 
@@ -249,26 +263,50 @@ class DecisionStage:
         """Per known entity: the reference quantile of its risks and how many samples it has.
 
         lagged: leave out the newest `exclude_recent` (the entity's own reference).
+        Rows are taken `row_block` at a time; the result is the one-block computation's, bit
+        for bit (`nan_percentile` takes the same path in every block as it would on all).
         """
         if self.excluded_:
             self._drop_excluded(now)
         lag = self.exclude_recent if lagged else 0.0
-        t = self.time_.astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            inside = (t <= now - lag) & (t > now - float(self.cfg.reference) - lag)
-        ref = np.where(inside, self.risk_, np.nan)
-        # The references change only when a sample is learned or ages out: cycles in between
-        # (a step below `sample_every` before the reference is full) reuse the last answer.
+        low, high = now - float(self.cfg.reference) - lag, now - lag
+        bounds = _time_bounds(lambda t: low < t <= high, low, high)
+        n = len(self.risk_)
+        counts = np.zeros(n, dtype=np.int64)
+        sums = np.zeros(n, dtype=np.int64)
+        for b in range(0, n, self.row_block):
+            rb = slice(b, b + self.row_block)
+            valid = _inside(self.time_[rb], bounds) & ~np.isnan(self.risk_[rb])
+            counts[rb] = valid.sum(axis=1)
+            sums[rb] = np.sum(self.time_[rb], axis=1, dtype=np.int64, where=valid)
+        # The references change only when a sample is learned, blanked or ages out: cycles in
+        # between (a step below `sample_every` before the reference is full) reuse the last
+        # answer. With risk_/time_ unchanged (the version), the reference window moving keeps
+        # the count and sum of the times inside only if no sample entered or left: a sample
+        # entering is newer than every one leaving, so a row's sum would change.
+        signature = (self._version, counts, sums)
         last = self._last_quantiles.get(lagged)
-        if last is not None and last[0].shape == ref.shape and np.array_equal(
-                last[0], ref, equal_nan=True):
-            return last[1], last[2]
-        counts = (~np.isnan(ref)).sum(axis=1)
-        out = np.full(len(counts), np.nan)
+        if last is not None and last[0][0] == self._version and np.array_equal(
+                last[0][1], counts) and np.array_equal(last[0][2], sums):
+            return last[1].copy(), last[2].copy()
+        out = np.full(n, np.nan)
         some = counts > 0
-        if some.any():
-            out[some] = nan_percentile(ref[some], [100.0 * self.quantile], axis=1)[0]
-        self._last_quantiles[lagged] = (ref, out, counts)
+        # nan_percentile on all rows with some samples would sort (NaN present) if any of them
+        # is short of full; a block without NaN then gets an all-NaN row so it sorts too.
+        pad = bool((counts[some] < self.slots).any())
+        q = [100.0 * self.quantile]
+        for b in range(0, n, self.row_block):
+            rb = slice(b, b + self.row_block)
+            pick = some[rb]
+            if not pick.any():
+                continue
+            inside = _inside(self.time_[rb][pick], bounds)
+            ref = np.where(inside, self.risk_[rb][pick], np.float32(np.nan))
+            if pad:
+                ref = np.vstack([ref, np.full((1, self.slots), np.nan, np.float32)])
+            values = nan_percentile(ref, q, axis=1)[0]
+            out[b + np.flatnonzero(pick)] = values[:int(pick.sum())]
+        self._last_quantiles[lagged] = (signature, out, counts)
         return out.copy(), counts.copy()
 
     def _same_phase(self, rows: np.ndarray, now: float) -> np.ndarray:
@@ -280,22 +318,37 @@ class DecisionStage:
         the odds factor PHASE_ODDS: a daily surge or batch job peaks a little higher on some
         days than on others, and a recurring pattern must not page whenever it does.
         """
-        t = self.time_[rows].astype(np.float64)
-        r = self.risk_[rows].astype(np.float64)
         high = np.full(len(rows), -np.inf)
         days = int(float(self.cfg.reference) // 86400)
+        near_day = []
         for k in range(1, days + 1):
-            near = (np.abs(t - (now - k * 86400.0)) <= PHASE_HALF_WIDTH) & ~np.isnan(r)
-            high = np.fmax(high, np.max(np.where(near, r, -np.inf), axis=1, initial=-np.inf))
+            at = now - k * 86400.0
+
+            def same_hour(t: float, at: float = at) -> bool:
+                return abs(t - at) <= PHASE_HALF_WIDTH
+            near_day.append(_time_bounds(same_hour, at - PHASE_HALF_WIDTH, at + PHASE_HALF_WIDTH))
+        for b in range(0, len(rows), self.row_block):
+            rb = rows[b:b + self.row_block]
+            t, r = self.time_[rb], self.risk_[rb]
+            valid = ~np.isnan(r)
+            for bounds in near_day:
+                hit = _inside(t, bounds) & valid
+                top = np.max(np.where(hit, r, np.float32(-np.inf)), axis=1, initial=-np.inf)
+                high[b:b + self.row_block] = np.fmax(high[b:b + self.row_block], top)
         p = np.clip(high, 1e-6, 1 - 1e-6)
         odds = PHASE_ODDS * p / (1 - p)
         return np.where(high >= PHASE_MIN_RISK, odds / (1 + odds), -np.inf)
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""
-        valid = ~np.isnan(self.risk_[rows])
-        first = np.where(valid, self.time_[rows].astype(np.float64), np.inf).min(axis=1)
-        return np.where(np.isfinite(first), now - first, 0.0)
+        out = np.zeros(len(rows))
+        for b in range(0, len(rows), self.row_block):
+            rb = rows[b:b + self.row_block]
+            valid = ~np.isnan(self.risk_[rb])
+            first = np.min(self.time_[rb], axis=1, where=valid, initial=_TIME_MAX)
+            some = valid.any(axis=1)
+            out[b:b + self.row_block] = np.where(some, now - first.astype(np.float64), 0.0)
+        return out
 
     def _drop_excluded(self, now: float) -> None:
         """Blank reference samples inside excluded spans; forget spans older than any sample."""
@@ -307,7 +360,10 @@ class DecisionStage:
                 continue
             with np.errstate(invalid="ignore"):
                 hit = (self.time_[row] >= start) & (self.time_[row] <= end)
-            self.risk_[row, hit] = np.nan
+            hit &= ~np.isnan(self.risk_[row])
+            if hit.any():
+                self.risk_[row, hit] = np.nan
+                self._version += 1
 
     def _learn(self, rows: np.ndarray, risk: np.ndarray, now: float) -> None:
         due = (now - self.last_[rows] >= self.sample_every - 1e-6) & np.isfinite(risk)
@@ -318,6 +374,40 @@ class DecisionStage:
         self.risk_[r, slot] = risk[due].astype(np.float32)
         self.time_[r, slot] = np.uint32(max(now, 0.0))
         self.last_[r] = now
+        self._version += 1
+
+
+_TIME_MAX = int(np.iinfo(np.uint32).max)
+
+
+def _time_bounds(keep: Callable[[float], bool], low: float, high: float) -> tuple[int, int] | None:
+    """The sample times t (whole uint32 seconds) for which keep(float(t)) holds, inclusive.
+
+    keep is the float comparison a range test replaces (so the bounds are exactly that
+    comparison's, its rounding included): it must hold on one run of times, from about `low`
+    to about `high` (within a second). None when no time qualifies.
+    """
+    if math.isnan(low) or math.isnan(high):
+        return None
+    lo = math.ceil(min(max(low, -1.0), _TIME_MAX + 1.0))
+    hi = math.floor(min(max(high, -1.0), _TIME_MAX + 1.0))
+    lo, hi = max(lo, 0), min(hi, _TIME_MAX)
+    while lo > 0 and keep(float(lo - 1)):
+        lo -= 1
+    while lo <= hi and not keep(float(lo)):
+        lo += 1
+    while hi < _TIME_MAX and keep(float(hi + 1)):
+        hi += 1
+    while hi >= lo and not keep(float(hi)):
+        hi -= 1
+    return (lo, hi) if lo <= hi else None
+
+
+def _inside(times: np.ndarray, bounds: tuple[int, int] | None) -> np.ndarray:
+    """times (uint32, any shape) within `_time_bounds`' inclusive range, as a bool mask."""
+    if bounds is None:
+        return np.zeros(times.shape, dtype=bool)
+    return (times >= np.uint32(bounds[0])) & (times <= np.uint32(bounds[1]))
 
 
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,

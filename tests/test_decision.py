@@ -8,6 +8,7 @@ import pytest
 from exporter.config import DecisionConfig, Duration
 from exporter.decision import DecisionError, DecisionStage, gate, threshold_quantile
 from exporter.results import Consensus
+from exporter.windows import decode_entity_key
 
 H = 3600.0
 STEP = 600.0
@@ -241,3 +242,75 @@ def test_daily_pattern_peaking_a_little_higher_does_not_page() -> None:
     day2 = slice(day, 2 * day)
     assert (gated[0, day2] >= 1).sum() == 0 and (gated[0, 2 * day:] >= 1).sum() == 0
     assert (gated[1, day2] >= 1).sum() >= 4
+
+
+def _mixed_state(stage: DecisionStage, n: int, now: float, seed: int) -> dict[str, np.ndarray]:
+    """A saved state of n entities: full references, gappy ones, young ones, and none."""
+    rng = np.random.default_rng(seed)
+    slots = stage.slots
+    times = np.tile((now - STEP * np.arange(slots))[::-1], (n, 1)).astype(np.uint32)
+    risk = rng.beta(1, 5, (n, slots)).astype(np.float32)
+    risk[n // 2:][rng.random((n - n // 2, slots)) < 0.05] = np.nan  # gaps
+    young = rng.integers(0, slots, n)
+    risk[n - n // 8:][np.arange(slots) < young[n - n // 8:, None]] = np.nan
+    risk[-3:] = np.nan
+    risk[: n // 10, slots - 150:slots - 140] = 0.7  # a daily surge a day ago
+    keys = np.array([f'{{"host":"h{i}"}}' for i in range(n)])
+    return {"version": np.array([2]), "keys": keys, "risk": risk, "time": times,
+            "last": np.full(n, now - STEP)}
+
+
+@pytest.mark.parametrize("gappy", [True, False])
+def test_blocked_references_equal_one_block(gappy: bool) -> None:
+    """The references are computed a block of rows at a time (memory); the decisions are
+    those of one block over all entities, bit for bit, whether every reference is full or
+    only some are (numpy's nan percentile takes another path when a NaN is present)."""
+    n, now = 3000, 1_700_000_000.25
+    one, blocks = (DecisionStage(DecisionConfig(), 4 * H, row_block=b) for b in (10**6, 256))
+    arrays = _mixed_state(one, n, now, seed=8)
+    if not gappy:
+        arrays["risk"] = np.nan_to_num(arrays["risk"], nan=0.1)
+    one.restore({k: v.copy() for k, v in arrays.items()})
+    blocks.restore({k: v.copy() for k, v in arrays.items()})
+    entities = [decode_entity_key(str(k)) for k in arrays["keys"]]
+    rng = np.random.default_rng(9)
+    for k in range(4):
+        risk = rng.beta(1, 3, n)
+        a, b = (s.decide(entities, risk, _level(risk), now + k * STEP / 2) for s in (one, blocks))
+        for field in ("level", "threshold", "own_samples", "suppressed"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert np.isfinite(a.threshold).sum() > n // 2
+    assert a.suppressed.any() and (a.level >= 1).any()
+
+
+@pytest.mark.parametrize("now", [1_700_000_000.0, 1_700_000_000.5, 5400.25, 3.0, 0.0])
+def test_integer_time_bounds_equal_the_float_comparison(now: float) -> None:
+    from exporter.decision import _inside, _time_bounds
+
+    t = (np.arange(-20_000, 20_000) + int(now)).clip(0).astype(np.uint32)
+    for low, high in ((now - 86400.0 - 4 * H, now - 4 * H), (now - 7200.0, now)):
+        bounds = _time_bounds(lambda x, lo=low, hi=high: lo < x <= hi, low, high)
+        want = (t.astype(np.float64) > low) & (t.astype(np.float64) <= high)
+        np.testing.assert_array_equal(_inside(t, bounds), want)
+    at = now - 86400.0 + 12_345.678
+    bounds = _time_bounds(lambda x: abs(x - at) <= 5400.0, at - 5400.0, at + 5400.0)
+    np.testing.assert_array_equal(_inside(t, bounds),
+                                  np.abs(t.astype(np.float64) - at) <= 5400.0)
+
+
+def test_restored_references_are_not_answered_from_the_last_cycle() -> None:
+    """The quantiles are reused while the references hold the same samples; a restored
+    state with the same sample times but other risks must be read again."""
+    stage = _stage()
+    now = 1_700_000_000.0
+    arrays = _mixed_state(stage, 40, now, seed=3)
+    arrays["last"][:] = now  # nothing is learned in between: only the restore changes them
+    held = ~np.isnan(arrays["risk"])
+    arrays["risk"][held] = 0.1
+    stage.restore({k: v.copy() for k, v in arrays.items()})
+    entities = [decode_entity_key(str(k)) for k in arrays["keys"]]
+    risk = np.full(40, 0.5)  # a warning; below PHASE_MIN_RISK, so no daily pattern
+    assert (stage.decide(entities, risk, _level(risk), now).level[:30] == 1).all()
+    arrays["risk"][held] = 0.49
+    stage.restore(arrays)
+    assert (stage.decide(entities, risk, _level(risk), now + 1.0).level[:30] == 0).all()
