@@ -134,13 +134,13 @@ class DecisionStage:
         self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
-        # Bumped whenever risk_/time_ change (a sample learned or blanked, rows added,
-        # forgotten or restored): with the per-row count and sum of the sample times inside
-        # the reference, an exact signature of what the reference holds (see `_quantiles`).
+        # What the references hold, for the quantile cache (see `_quantiles`): a counter
+        # bumped when rows are added, forgotten or restored, a sample is blanked, or one is
+        # learned no later than `_newest` (an upper bound of the sample times held).
         self._version = 0
+        self._newest = -1
         # (signature, quantiles, counts) of the last `_quantiles` call, lagged or not.
-        self._last_quantiles: dict[bool, tuple[tuple[int, np.ndarray, np.ndarray],
-                                               np.ndarray, np.ndarray]] = {}
+        self._last_quantiles: dict[bool, tuple[_Signature, np.ndarray, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ public
 
@@ -226,6 +226,7 @@ class DecisionStage:
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
         self._version += 1
+        self._newest = int(times.max()) if times.size else -1
 
     # ----------------------------------------------------------------- private
 
@@ -269,43 +270,48 @@ class DecisionStage:
         if self.excluded_:
             self._drop_excluded(now)
         lag = self.exclude_recent if lagged else 0.0
-        low, high = now - float(self.cfg.reference) - lag, now - lag
-        bounds = _time_bounds(lambda t: low < t <= high, low, high)
+        bounds = _window(now - float(self.cfg.reference) - lag, now - lag)
         n = len(self.risk_)
-        counts = np.zeros(n, dtype=np.int64)
-        sums = np.zeros(n, dtype=np.int64)
-        for b in range(0, n, self.row_block):
-            rb = slice(b, b + self.row_block)
-            valid = _inside(self.time_[rb], bounds) & ~np.isnan(self.risk_[rb])
+        blocks = [slice(b, b + self.row_block) for b in range(0, n, self.row_block)]
+        tally = np.zeros((2, n), dtype=np.int64)  # per row: samples, sum of their times
+        counts, sums = tally
+        kept: list[np.ndarray] = []  # the references themselves when they are one block
+        for rb in blocks:
+            ref = np.where(_inside(self.time_[rb], bounds), self.risk_[rb], np.float32(np.nan))
+            valid = ~np.isnan(ref)
             counts[rb] = valid.sum(axis=1)
-            sums[rb] = np.sum(self.time_[rb], axis=1, dtype=np.int64, where=valid)
-        # The references change only when a sample is learned, blanked or ages out: cycles in
-        # between (a step below `sample_every` before the reference is full) reuse the last
-        # answer. With risk_/time_ unchanged (the version), the reference window moving keeps
-        # the count and sum of the times inside only if no sample entered or left: a sample
-        # entering is newer than every one leaving, so a row's sum would change.
-        signature = (self._version, counts, sums)
+            sums[rb] = (self.time_[rb] * valid).sum(axis=1, dtype=np.int64)
+            if len(blocks) == 1:
+                kept.append(ref)
+        # The references change only when a sample enters, leaves or is blanked: cycles in
+        # between (a step below `sample_every`, the lagged reference after a sample is learned
+        # outside it) reuse the last answer. Exact: with the version unchanged, a sample is
+        # never changed, only dropped (aged out, overwritten) or added (entering the window as
+        # it moves forward, or learned later than every sample held), so every sample added
+        # to a row's reference is newer than every one dropped, and its count and sum of
+        # sample times cannot both stay the same unless none was.
+        signature = _Signature(self._version, bounds, tally)
         last = self._last_quantiles.get(lagged)
-        if last is not None and last[0][0] == self._version and np.array_equal(
-                last[0][1], counts) and np.array_equal(last[0][2], sums):
+        if last is not None and last[0].holds_as(signature):
             return last[1].copy(), last[2].copy()
         out = np.full(n, np.nan)
         some = counts > 0
         # nan_percentile on all rows with some samples would sort (NaN present) if any of them
         # is short of full; a block without NaN then gets an all-NaN row so it sorts too.
-        pad = bool((counts[some] < self.slots).any())
+        pad = len(blocks) > 1 and bool((counts[some] < self.slots).any())
         q = [100.0 * self.quantile]
-        for b in range(0, n, self.row_block):
-            rb = slice(b, b + self.row_block)
+        for rb in blocks:
             pick = some[rb]
             if not pick.any():
                 continue
-            inside = _inside(self.time_[rb][pick], bounds)
-            ref = np.where(inside, self.risk_[rb][pick], np.float32(np.nan))
+            ref = kept[0] if kept else np.where(_inside(self.time_[rb], bounds), self.risk_[rb],
+                                                np.float32(np.nan))
+            if not pick.all():
+                ref = ref[pick]
             if pad:
                 ref = np.vstack([ref, np.full((1, self.slots), np.nan, np.float32)])
             values = nan_percentile(ref, q, axis=1)[0]
-            out[b + np.flatnonzero(pick)] = values[:int(pick.sum())]
+            out[rb][pick] = values[:len(values) - pad]
         self._last_quantiles[lagged] = (signature, out, counts)
         return out.copy(), counts.copy()
 
@@ -330,11 +336,12 @@ class DecisionStage:
         for b in range(0, len(rows), self.row_block):
             rb = rows[b:b + self.row_block]
             t, r = self.time_[rb], self.risk_[rb]
-            valid = ~np.isnan(r)
+            hit = np.zeros(t.shape, dtype=bool)  # near this hour on any earlier day
             for bounds in near_day:
-                hit = _inside(t, bounds) & valid
-                top = np.max(np.where(hit, r, np.float32(-np.inf)), axis=1, initial=-np.inf)
-                high[b:b + self.row_block] = np.fmax(high[b:b + self.row_block], top)
+                hit |= _inside(t, bounds)
+            hit &= ~np.isnan(r)
+            high[b:b + self.row_block] = np.max(np.where(hit, r, np.float32(-np.inf)), axis=1,
+                                                initial=-np.inf)
         p = np.clip(high, 1e-6, 1 - 1e-6)
         odds = PHASE_ODDS * p / (1 - p)
         return np.where(high >= PHASE_MIN_RISK, odds / (1 + odds), -np.inf)
@@ -345,7 +352,7 @@ class DecisionStage:
         for b in range(0, len(rows), self.row_block):
             rb = rows[b:b + self.row_block]
             valid = ~np.isnan(self.risk_[rb])
-            first = np.min(self.time_[rb], axis=1, where=valid, initial=_TIME_MAX)
+            first = np.where(valid, self.time_[rb], np.uint32(_TIME_MAX)).min(axis=1)
             some = valid.any(axis=1)
             out[b:b + self.row_block] = np.where(some, now - first.astype(np.float64), 0.0)
         return out
@@ -372,15 +379,47 @@ class DecisionStage:
         r = rows[due]
         slot = (np.floor(now / self.sample_every).astype(np.int64)) % self.slots
         self.risk_[r, slot] = risk[due].astype(np.float32)
-        self.time_[r, slot] = np.uint32(max(now, 0.0))
+        stamp = int(np.uint32(max(now, 0.0)))
+        if stamp <= self._newest:  # not later than every sample held: see `_quantiles`
+            self._version += 1
+        self._newest = max(self._newest, stamp)
+        self.time_[r, slot] = np.uint32(stamp)
         self.last_[r] = now
-        self._version += 1
 
 
 _TIME_MAX = int(np.iinfo(np.uint32).max)
+_Bounds = tuple[np.uint32, np.uint32]  # an inclusive range of sample times
 
 
-def _time_bounds(keep: Callable[[float], bool], low: float, high: float) -> tuple[int, int] | None:
+@dataclass(frozen=True)
+class _Signature:
+    """What a `_quantiles` answer was computed from: the state's version, the reference's
+    time bounds, and per row the count and sum of the sample times inside it [2, E]."""
+
+    version: int
+    bounds: _Bounds | None
+    tally: np.ndarray
+
+    def holds_as(self, now: _Signature) -> bool:
+        """Whether the references of `now` hold exactly the samples of this one (`now`'s
+        window not earlier than this one's, the version unchanged, counts and sums equal)."""
+        forward = self.bounds is None or now.bounds is None or (
+            now.bounds[0] >= self.bounds[0] and now.bounds[1] >= self.bounds[1])
+        return bool(forward and now.version == self.version
+                    and np.array_equal(now.tally, self.tally))
+
+
+def _window(low: float, high: float) -> _Bounds | None:
+    """The sample times t (whole uint32 seconds) with low < t <= high, inclusive (exact: a
+    uint32 is exact as a float64, so this is the float comparison). None when there is none."""
+    if math.isnan(low) or math.isnan(high) or high < 0 or low >= _TIME_MAX:
+        return None
+    lo = 0 if low < 0 else math.floor(low) + 1
+    hi = _TIME_MAX if high >= _TIME_MAX else math.floor(high)
+    return (np.uint32(lo), np.uint32(hi)) if lo <= hi else None
+
+
+def _time_bounds(keep: Callable[[float], bool], low: float, high: float) -> _Bounds | None:
     """The sample times t (whole uint32 seconds) for which keep(float(t)) holds, inclusive.
 
     keep is the float comparison a range test replaces (so the bounds are exactly that
@@ -400,14 +439,14 @@ def _time_bounds(keep: Callable[[float], bool], low: float, high: float) -> tupl
         hi += 1
     while hi >= lo and not keep(float(hi)):
         hi -= 1
-    return (lo, hi) if lo <= hi else None
+    return (np.uint32(lo), np.uint32(hi)) if lo <= hi else None
 
 
-def _inside(times: np.ndarray, bounds: tuple[int, int] | None) -> np.ndarray:
+def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
     """times (uint32, any shape) within `_time_bounds`' inclusive range, as a bool mask."""
     if bounds is None:
         return np.zeros(times.shape, dtype=bool)
-    return (times >= np.uint32(bounds[0])) & (times <= np.uint32(bounds[1]))
+    return (times >= bounds[0]) & (times <= bounds[1])
 
 
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,

@@ -285,13 +285,14 @@ def test_blocked_references_equal_one_block(gappy: bool) -> None:
 
 @pytest.mark.parametrize("now", [1_700_000_000.0, 1_700_000_000.5, 5400.25, 3.0, 0.0])
 def test_integer_time_bounds_equal_the_float_comparison(now: float) -> None:
-    from exporter.decision import _inside, _time_bounds
+    from exporter.decision import _inside, _time_bounds, _window
 
     t = (np.arange(-20_000, 20_000) + int(now)).clip(0).astype(np.uint32)
     for low, high in ((now - 86400.0 - 4 * H, now - 4 * H), (now - 7200.0, now)):
-        bounds = _time_bounds(lambda x, lo=low, hi=high: lo < x <= hi, low, high)
         want = (t.astype(np.float64) > low) & (t.astype(np.float64) <= high)
-        np.testing.assert_array_equal(_inside(t, bounds), want)
+        np.testing.assert_array_equal(_inside(t, _window(low, high)), want)
+    assert _window(-np.inf, np.inf) == (0, 2**32 - 1) and _window(np.nan, now) is None
+    assert _window(now, now) is None and _time_bounds(lambda x: x > 1.0, np.nan, 9.0) is None
     at = now - 86400.0 + 12_345.678
     bounds = _time_bounds(lambda x: abs(x - at) <= 5400.0, at - 5400.0, at + 5400.0)
     np.testing.assert_array_equal(_inside(t, bounds),
