@@ -52,6 +52,8 @@ from exporter.results import Consensus, Votes
 from exporter.util import humanize_seconds
 
 QUIET = "no agent sees a failure coming"
+# Agents whose vote says "unusual", not "failing": never the mechanism a level needs.
+UNUSUAL_ONLY = ("topology",)
 
 
 class ConsensusError(ValueError):
@@ -113,13 +115,16 @@ def combine(
     quorum = 2 * f + 1
     count_w = (np.nan_to_num(r, nan=-1) >= cfg.warning_risk).sum(axis=1)
     count_c = (np.nan_to_num(r, nan=-1) >= cfg.critical_risk).sum(axis=1)
-    specialist = np.array([a not in cfg.corroborate for a in agents])
+    # Agents that see a failure mechanism: not the corroborated ones, and not topology (its
+    # score flags the unusual, not the failing), whatever min_confidence lets it vote.
+    specialist = np.array([a not in cfg.corroborate and a not in UNUSUAL_ONLY for a in agents])
     mechanism = np.where(specialist[None, :], np.nan_to_num(r, nan=-1), -1.0).max(axis=1)
     gate = (np.nan_to_num(risk, nan=-1) >= cfg.warning_risk) & (mechanism >= cfg.warning_risk)
     level = np.zeros(e, dtype=np.int64)
     level[(count_w >= quorum) & gate] = 1
     # Critical, too, needs an agent that sees the mechanism at that level.
     level[(count_c >= quorum) & gate & (mechanism >= cfg.critical_risk)] = 2
+    held_at_warning = (level == 1) & (count_c >= quorum)
     level[undecided] = -1
 
     threshold = np.where(level == 2, cfg.critical_risk, cfg.warning_risk)
@@ -141,7 +146,7 @@ def combine(
         contribution = np.zeros((e, 0))
 
     actions, explanations = _describe(votes, agents, r, risk, n, level, support, count_w,
-                                      quorum, ttf, contribution, signals, cfg)
+                                      quorum, ttf, contribution, signals, cfg, held_at_warning)
     return Consensus(
         agents=agents,
         risk=risk,
@@ -169,8 +174,12 @@ def _describe(
     contribution: np.ndarray,
     signals: tuple[str, ...],
     cfg: ConsensusConfig,
+    held_at_warning: np.ndarray,
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Actions and explanation texts; Python only for entities that are not simply quiet."""
+    """Actions and explanation texts; Python only for entities that are not simply quiet.
+
+    held_at_warning: [E] warnings that a quorum rated critical but no mechanism agent did.
+    """
     e = len(level)
     actions = ["none"] * e
     texts = [QUIET] * e
@@ -186,8 +195,11 @@ def _describe(
         high = [a for a in range(len(agents)) if rr[i, a] >= cfg.warning_risk]
         lead = max(high, key=lambda a: rr[i, a])
         reason = votes[lead].reasons[i] or "elevated risk"
-        if all(agents[a] in cfg.corroborate for a in high):
-            why = "it needs an agent outside agents.consensus.corroborate to agree"
+        if all(agents[a] in cfg.corroborate or agents[a] in UNUSUAL_ONLY for a in high):
+            who = [a for a in agents if a not in cfg.corroborate and a not in UNUSUAL_ONLY]
+            why = (f"it needs an agent that sees a failure mechanism "
+                   f"({_names(who, 'or') or 'capacity or network'}) to agree "
+                   "(agents.consensus.corroborate)")
         elif len(high) >= quorum[i]:
             why = f"the combined risk {risk[i]:.2f} stays below {cfg.warning_risk:g}"
         else:
@@ -222,11 +234,15 @@ def _describe(
         ordered = sorted(sup, key=lambda a: -rr[i, a])
         verb = "agrees" if len(ordered) == 1 else "agree"
         texts[i] = f"{text}; {_names([agents[a] for a in ordered])} {verb}"
+        if held_at_warning[i]:
+            who = [a for a in agents if a not in cfg.corroborate and a not in UNUSUAL_ONLY]
+            texts[i] += (f" (a warning: critical needs {_names(who, 'or') or 'a mechanism'} at "
+                         f"{cfg.critical_risk:g})")
     return tuple(actions), tuple(texts)
 
 
-def _names(items: list[str]) -> str:
-    """`a`, `a and b`, `a, b and c`."""
+def _names(items: list[str], conj: str = "and") -> str:
+    """`a`, `a and b`, `a, b and c` (or `or`)."""
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
+    return ", ".join(items[:-1]) + f" {conj} " + items[-1]

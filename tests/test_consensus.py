@@ -296,7 +296,7 @@ def test_forecast_alone_makes_no_level_and_says_why():
              _votes("network", [0.02], confidence=0.2)]
     c = combine(votes, cfg, SIGNALS)
     assert c.level[0] == 0 and c.risk[0] == pytest.approx(0.95)
-    assert "needs an agent outside agents.consensus.corroborate" in c.explanation[0]
+    assert "needs an agent that sees a failure mechanism" in c.explanation[0]
     plain = combine(votes, ConsensusConfig(min_voters=1, min_confidence=0.6, corroborate=()),
                     SIGNALS)
     assert plain.level[0] == 2
@@ -312,6 +312,18 @@ def test_a_specialist_corroborates_up_to_its_own_level():
     c = combine(votes, cfg, SIGNALS)
     assert c.level.tolist() == [2, 1, 0]
     assert c.agreeing[1].tolist() == [True, True, True]
+    assert c.explanation[1].endswith("(a warning: critical needs capacity at 0.8)")
+    assert "a warning" not in c.explanation[0]
+
+
+def test_topology_is_never_the_mechanism_a_level_needs():
+    """Even where min_confidence lets topology vote, forecast + stability + topology make no
+    level: topology flags the unusual, not a failure mechanism."""
+    cfg = ConsensusConfig(min_voters=1, min_confidence=0.3)
+    votes = [_votes("forecast", [0.95]), _votes("stability", [0.95]), _votes("topology", [0.85])]
+    c = combine(votes, cfg, SIGNALS)
+    assert c.level.tolist() == [0]
+    assert "needs an agent that sees a failure mechanism" in c.explanation[0]
 
 
 def test_corroborate_names_known_agents_and_leaves_a_level_reachable():
