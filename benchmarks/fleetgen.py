@@ -365,6 +365,12 @@ def plan(seed: int, hosts: int = 48, days: float = 3.0, step: float = 60.0,
     pre_lo, pre_hi = precursor
     if not 5 * 60 <= pre_lo <= pre_hi <= 12 * HOUR:
         raise FleetgenError("--precursor must be MIN,MAX hours with 5 min <= MIN <= MAX <= 12 h")
+    # A precursor starts after the first 6 h and its failure ends (recovery <= 40 min) an hour
+    # before the end; longer precursors are capped to that, a shortest one beyond it refused.
+    room = days * DAY - 6 * HOUR - HOUR - 40 * 60
+    if not benign_only and failures != 0 and pre_lo > room:
+        raise FleetgenError(f"--precursor: a {pre_lo / HOUR:g} h precursor does not fit a "
+                            f"{days:g}-day fleet (at most {max(room, 0) / HOUR:.1f} h)")
     fams = tuple(FAMILIES if families is None else families)
     for f in fams:
         if f not in FAMILIES:
@@ -940,7 +946,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sudden", type=int, default=None, help="sudden failures")
     ap.add_argument("--start", type=float, default=None, help="first timestamp (Unix seconds)")
     ap.add_argument("--precursor", default="0.5,6",
-                    help="shortest,longest precursor in hours (log-uniform; default 0.5,6)")
+                    help="shortest,longest precursor in hours (log-uniform; default 0.5,6; "
+                         "capped to what --days leaves after the first 6 h)")
     args = ap.parse_args(argv)
     fams = None
     if args.families is not None:

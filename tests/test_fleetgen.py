@@ -177,3 +177,6 @@ def test_precursor_range_is_honoured_and_checked(tmp_path: Path, capsys) -> None
     assert rc == 2 and "--precursor must be MIN,MAX hours" in capsys.readouterr().err
     rc = fg.main(["--seed", "1", "--out", str(tmp_path / "bad"), "--precursor", "two"])
     assert rc == 2 and "expected MIN,MAX hours" in capsys.readouterr().err
+    rc = fg.main(["--seed", "1", "--days", "0.5", "--out", str(tmp_path / "bad"),
+                  "--precursor", "8,12"])
+    assert rc == 2 and "does not fit a 0.5-day fleet" in capsys.readouterr().err
