@@ -14,8 +14,11 @@ from exporter.config import Config, ConfigError, format_duration, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add `check-config`'s one positional argument, the YAML file, to `parser`."""
-    parser.add_argument("file", help="configuration file (YAML)")
+    """Add `check-config`'s one argument, the YAML file, to `parser`: positional as the
+    contract says, or `--config.file` like every other command."""
+    parser.add_argument("file", nargs="?", help="configuration file (YAML)")
+    parser.add_argument("--config.file", dest="config_file", metavar="FILE",
+                        help="the same, as the other commands take it")
 
 
 def model_problems(cfg: Config) -> list[str]:
@@ -46,6 +49,15 @@ def run(args: argparse.Namespace) -> int:
     A problem is a bad key path (`ConfigError.problems`, from `load_config`) or, for a config
     that loads, one of `model_problems`; nothing is raised for a bad file.
     """
+    if args.file is None:
+        args.file = args.config_file
+    elif args.config_file is not None and args.config_file != args.file:
+        print("check-config: give the file once (FILE or --config.file)", file=sys.stderr)
+        return 2
+    if args.file is None:
+        print("check-config: the configuration file is required (FILE or --config.file)",
+              file=sys.stderr)
+        return 2
     try:
         cfg = load_config(args.file)
     except ConfigError as err:

@@ -120,6 +120,12 @@ def test_check_config_cli(tmp_path):
                            str(ROOT / "aura.example.yml")], capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
     assert "SUCCESS" in good.stdout
+    flag = subprocess.run([sys.executable, "-m", "exporter", "check-config",
+                           f"--config.file={bad}"], capture_output=True, text=True)
+    assert flag.returncode == 1 and "invalid duration 'fast'" in flag.stderr
+    none = subprocess.run([sys.executable, "-m", "exporter", "check-config"],
+                          capture_output=True, text=True)
+    assert none.returncode == 2 and "configuration file is required" in none.stderr
 
 
 def test_queries_optional_only_for_csv_commands():
