@@ -36,7 +36,8 @@ start, a new pod of a rollout): a few hours say little about what is usual for t
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
 and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
-minutes), 35 MB at 10 000 entities.
+minutes), 35 MB at 10 000 entities; what a cycle computes from them goes ROW_BLOCK entities
+at a time (a few MiB of temporaries however many entities there are).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ TYPICAL_ALERT_SECONDS = 3600.0
 # A risk must clear the threshold by this much to count as rare (risks are stored as float32,
 # and a model's risk wobbles by about this much between cycles on an unchanged entity).
 MARGIN = 0.02
+# What may set a threshold (Decision.bound), in the order DecisionStage.decide stacks them.
+BOUNDS = ("own", "fleet", "cold", "daily")
 # A daily pattern (exporter.decision.DecisionStage._same_phase): the same time of day +- this
 # many seconds on earlier days; it applies where the risk then reached PHASE_MIN_RISK, and the
 # risk must now exceed that with odds PHASE_ODDS times higher.
@@ -84,16 +87,22 @@ class Decision:
     """What the stage decided for each entity of one cycle.
 
     level: [E] the gated level (0 ok, 1 warning, 2 critical, -1 undecided kept as is).
-    threshold: [E] the risk the entity had to exceed (max of its own and the fleet's
-        reference quantile); NaN while no reference applies.
+    threshold: [E] the highest of the entity's own and the fleet's reference quantiles, the
+        cold-start floor and the daily-pattern bar; a level needs a risk above threshold +
+        MARGIN; NaN while no reference applies.
     own_samples: [E] reference samples of the entity itself.
     suppressed: [E] bool, a level >= 1 was lowered to 0 because the risk is usual.
+    bound: [E] which of them set the threshold: one of BOUNDS ("" where none applies).
+    phase_high: [E] the earlier risk at this time of day behind the daily-pattern bar (NaN
+        where there is none).
     """
 
     level: np.ndarray
     threshold: np.ndarray
     own_samples: np.ndarray
     suppressed: np.ndarray
+    bound: np.ndarray | None = None
+    phase_high: np.ndarray | None = None
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -158,6 +167,8 @@ class DecisionStage:
         rows = self._rows(entities, now)
         threshold = np.full(e, np.nan)
         own_n = np.zeros(e, dtype=np.int64)
+        bound = np.full(e, "", dtype=object)
+        phase_high = np.full(e, np.nan)
         if self.cfg.enabled and e:
             own_all, own_n_all = self._quantiles(now, lagged=True)
             own_n = own_n_all[rows]
@@ -179,13 +190,18 @@ class DecisionStage:
             floor = np.where(self._span(rows, now) < float(self.cfg.min_reference)
                              - self.sample_every, float(self.cfg.cold_threshold) - MARGIN,
                              -np.inf)
-            threshold = np.fmax(np.fmax(np.fmax(own, fleet), floor), self._same_phase(rows, now))
+            bar, phase_high = self._same_phase(rows, now)
+            parts = np.stack([own, np.full(e, fleet), floor, bar])  # BOUNDS order
+            threshold = np.fmax.reduce(parts, axis=0)
+            known = np.isfinite(threshold)
+            pick = np.argmax(np.where(np.isnan(parts), -np.inf, parts), axis=0)
+            bound = np.where(known, np.array(BOUNDS, dtype=object)[pick], "")
         elevated = level >= 1
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
         gated = np.where(usual, 0, level)
         self._learn(rows, risk, now)
-        return Decision(gated, threshold, own_n, usual)
+        return Decision(gated, threshold, own_n, usual, bound, phase_high)
 
     def exclude(self, spans: Iterable[tuple[EntityKey, float, float | None]]) -> None:
         """Leave (entity, start, end) spans out of the reference (recorded incidents).
@@ -311,18 +327,21 @@ class DecisionStage:
             if pad:
                 ref = np.vstack([ref, np.full((1, self.slots), np.nan, np.float32)])
             values = nan_percentile(ref, q, axis=1)[0]
-            out[rb][pick] = values[:len(values) - pad]
+            out[rb][pick] = values[:len(values) - int(pad)]
         self._last_quantiles[lagged] = (signature, out, counts)
         return out.copy(), counts.copy()
 
-    def _same_phase(self, rows: np.ndarray, now: float) -> np.ndarray:
-        """Per row: the threshold a daily pattern sets, -inf where there is none.
+    def _same_phase(self, rows: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the threshold a daily pattern sets (-inf where there is none) and the
+        earlier risk it comes from (NaN where none).
 
         The highest reference risk within PHASE_HALF_WIDTH of this time of day on each earlier
-        day the reference holds; where that reached PHASE_MIN_RISK (the entity was at an
-        alert's level at this hour and nothing was recorded), the risk must now exceed it by
-        the odds factor PHASE_ODDS: a daily surge or batch job peaks a little higher on some
-        days than on others, and a recurring pattern must not page whenever it does.
+        day the reference holds; where that reached PHASE_MIN_RISK (risk 0.5: the entity was
+        at an alert's level at this hour and nothing was recorded), the risk must now exceed
+        it by the odds factor PHASE_ODDS: a daily surge or batch job peaks a little higher on
+        some days than on others, and a recurring pattern must not page whenever it does.
+        Near 1 the bar is capped at max(earlier risk, 1 - 2 MARGIN), so it never asks for
+        more than the entity's own maximum would (0.97 earlier: above 0.99 now, not never).
         """
         high = np.full(len(rows), -np.inf)
         days = int(float(self.cfg.reference) // 86400)
@@ -344,7 +363,9 @@ class DecisionStage:
                                                 initial=-np.inf)
         p = np.clip(high, 1e-6, 1 - 1e-6)
         odds = PHASE_ODDS * p / (1 - p)
-        return np.where(high >= PHASE_MIN_RISK, odds / (1 + odds), -np.inf)
+        bar = np.minimum(odds / (1 + odds), np.maximum(high, 1.0 - 2 * MARGIN))
+        applies = high >= PHASE_MIN_RISK
+        return np.where(applies, bar, -np.inf), np.where(applies, high, np.nan)
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""
@@ -462,11 +483,21 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
         return replace(consensus, threshold=d.threshold)
     actions = list(consensus.action)
     texts = list(consensus.explanation)
+    ref = format_duration(stage.cfg.reference)
     for i in np.flatnonzero(d.suppressed):
         actions[i] = "none"
-        texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} does not exceed "
-                    f"{d.threshold[i]:.2f}, what it and the fleet reached in the last "
-                    f"{format_duration(stage.cfg.reference)} ({texts[i]})")
+        bound = "" if d.bound is None else d.bound[i]
+        why = {
+            "own": f"the highest it reached in the last {ref}",
+            "fleet": f"what the fleet's entities usually reach (last {ref})",
+            "cold": (f"the cold-start bar while it has less than "
+                     f"{format_duration(stage.cfg.min_reference)} of history"),
+            "daily": (f"it reached {np.nan_to_num(d.phase_high[i]):.2f} at this time of day on "
+                      "an earlier day with nothing recorded" if d.phase_high is not None
+                      else "a daily pattern"),
+        }.get(bound, f"what it and the fleet reached in the last {ref}")
+        texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} needs more than "
+                    f"{d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
     return replace(consensus, level=d.level, action=tuple(actions),
                    time_to_failure=np.where(d.suppressed, np.nan, consensus.time_to_failure),
                    explanation=tuple(texts), threshold=d.threshold)

@@ -315,3 +315,42 @@ def test_restored_references_are_not_answered_from_the_last_cycle() -> None:
     arrays["risk"][held] = 0.49
     stage.restore(arrays)
     assert (stage.decide(entities, risk, _level(risk), now + 1.0).level[:30] == 0).all()
+
+
+def _consensus(risk: list[float]) -> Consensus:
+    n = len(risk)
+    return Consensus(agents=("capacity",), risk=np.array(risk), level=_level(np.array(risk)),
+                     voters=np.ones(n, int), action=("scale_out",) * n,
+                     time_to_failure=np.full(n, 600.0), contribution=np.zeros((n, 0)),
+                     agreeing=np.ones((n, 1), bool), explanation=("cpu rises",) * n)
+
+
+def test_suppressed_explanation_names_the_bound_and_the_bar_with_its_margin() -> None:
+    stage = _stage()
+    out = gate(stage, [("a",)], _consensus([0.7]), 0.0)
+    assert out.explanation[0] == ("usual for this entity: risk 0.70 needs more than 0.80, the "
+                                  "cold-start bar while it has less than 1d of history "
+                                  "(cpu rises)")
+    # A daily pattern: 0.80 yesterday at this hour, a quiet fleet, 0.85 now.
+    n = 2 * 144
+    quiet = np.full((4, n), 0.1)
+    quiet[0, 114:120] = 0.80
+    stage = _stage()
+    _replay(stage, quiet)
+    d = stage.decide([(f"e{i}",) for i in range(4)], np.array([0.85, 0.1, 0.1, 0.1]),
+                     np.array([2, 0, 0, 0]), (144 + 115) * STEP)
+    assert d.suppressed[0] and d.bound[0] == "daily" and d.phase_high[0] == pytest.approx(0.8)
+    assert d.threshold[0] == pytest.approx(0.868, abs=0.001)
+
+
+def test_daily_pattern_bar_never_exceeds_what_the_own_maximum_asks() -> None:
+    # 0.97 once yesterday at this hour (nothing recorded): a risk of 1.0 now still pages
+    # (odds x e^0.5 alone would ask for 0.98 + the margin, i.e. more than 1).
+    n = 2 * 144
+    quiet = np.full((4, n), 0.1)
+    quiet[0, 114:117] = 0.97
+    stage = _stage()
+    _replay(stage, quiet)
+    d = stage.decide([(f"e{i}",) for i in range(4)], np.array([1.0, 0.1, 0.1, 0.1]),
+                     np.array([2, 0, 0, 0]), (144 + 115) * STEP)
+    assert d.level[0] == 2 and d.threshold[0] == pytest.approx(0.97, abs=1e-6)
