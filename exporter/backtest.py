@@ -199,6 +199,8 @@ class Scores:
     support: np.ndarray | None = None
     action: np.ndarray | None = None
     suppressed: int = 0  # evaluations whose level exporter.decision lowered to 0
+    # (row, evaluation) -> the explanation of each lowered level, for the per-incident table.
+    held: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
 
     def why(self, row: int, k: int) -> tuple[str, str, str]:
         """(top signal, supporting agents `a+b`, action) of entity `row` at evaluation `k`."""
@@ -336,6 +338,7 @@ class _Recorder:
         self.agents: tuple[str, ...] = ()
         self.actions: dict[str, int] = {}
         self.suppressed = 0
+        self.held: dict[tuple[int, int], str] = {}
 
     def add(self, k: int, results: Sequence[Any]) -> None:
         res = next((r for r in results if r.analysis == self.analysis.name), None)
@@ -371,8 +374,11 @@ class _Recorder:
         self.agents = self.agents or tuple(c.agents)
         up = level >= 1
         if c.threshold is not None and c.explanation:
-            self.suppressed += sum(1 for i in np.flatnonzero(ok)
-                                   if c.explanation[i].startswith("usual for this entity"))
+            rows = np.flatnonzero(ok)
+            for j, i in enumerate(rows):
+                if c.explanation[i].startswith("usual for this entity"):
+                    self.suppressed += 1
+                    self.held[(int(r[j]), k)] = c.explanation[i]
         if not up.any():
             return
         contrib = np.asarray(c.contribution, dtype=float)[ok]
@@ -392,7 +398,7 @@ class _Recorder:
         ttf = np.where(np.isfinite(self.ttf), self.ttf, np.nan)  # +Inf: none projected
         return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
                       self.prob, ttf, self.signals, self.agents, tuple(self.actions),
-                      self.top, self.support, self.action, self.suppressed)
+                      self.top, self.support, self.action, self.suppressed, self.held)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -456,6 +462,21 @@ def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
     return out
 
 
+def _before_incident(scores: Scores, row: int | None, lo: float,
+                     hi: float) -> dict[str, Any]:
+    """What AURA showed for one incident's entity in [lo, hi) (its match window before the
+    start): the peak risk, how many evaluations the decision stage held at level 0, and the
+    first of those explanations (why an alert came late or not at all)."""
+    if row is None:
+        return {"peak_risk_before": None, "held_evaluations": 0, "first_held": ""}
+    ks = np.flatnonzero((scores.times >= lo) & (scores.times < hi))
+    risk = scores.risk[row, ks] if len(ks) else np.array([])
+    held = [k for k in ks if (row, int(k)) in scores.held]
+    peak = float(np.nanmax(risk)) if np.isfinite(risk).any() else None
+    return {"peak_risk_before": peak, "held_evaluations": len(held),
+            "first_held": scores.held[(row, int(held[0]))] if held else ""}
+
+
 def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: list[Any],
                  baseline: list[Any], baseline_names: Sequence[str], incidents: list[Any],
                  interval: float, extra: dict[str, Any]) -> dict[str, Any]:
@@ -487,12 +508,14 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
         for a in alerts:
             by_entity.setdefault(a.entity, []).append(a)
         lead_times[name] = [lead_time(by_entity, i, horizon, last) for i in inc]
+    row_of = {e: r for r, e in enumerate(scores.entities)}
     for j, i in enumerate(inc):
         detail.append({
             "start": i.start, "end": i.end,
             "entity": dict(zip(analysis.entity_labels, i.entity, strict=False)),
             "kind": i.kind, "sudden": i.sudden,
             "lead_time_seconds": {name: lead_times[name][j] for name in sets},
+            **_before_incident(scores, row_of.get(i.entity), i.start - horizon, i.start),
         })
     return {
         "analysis": analysis.name,

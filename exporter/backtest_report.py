@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from exporter.incidents import Incident
-from exporter.util import humanize_seconds
+from exporter.util import format_rfc3339, humanize_seconds
 from exporter.windows import EntityKey
 
 RECALL_LEADS = (("lead_ge_0s", 0.0), ("lead_ge_30m", 1800.0), ("lead_ge_2h", 7200.0))
@@ -286,6 +286,29 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
                 cells.append(f"{_fmt_ratio(k['recall_lead_ge_0s'])} / "
                              f"{_fmt_lead(k['median_lead_time_seconds'])}")
             lines.append(f"| {kind} | {count} | " + " | ".join(cells) + " |")
+        lines.append("")
+    incidents = report.get("incidents") or []
+    if incidents:
+        names = [n for n in ("aura_any_failure_alert", "BaselinePredictLinear",
+                             "BaselineStaticThreshold")
+                 if n in incidents[0].get("lead_time_seconds", {})]
+        lines += ["## Per incident", "",
+                  "Lead of each system (— not alerted in the match window), AURA's peak risk "
+                  "before the start, how many evaluations the decision stage held at level 0 "
+                  "then, and the first of those explanations: why an alert came late or not "
+                  "at all.", "",
+                  "| entity | kind | start | " + " | ".join(names)
+                  + " | peak risk before | held | first held because |",
+                  "|---|---|---|" + "---|" * len(names) + "---|---|---|"]
+        for inc in incidents:
+            ent = ",".join(str(v) for v in inc["entity"].values())
+            leads = " | ".join(_fmt_lead(inc["lead_time_seconds"].get(n)) for n in names)
+            peak = inc.get("peak_risk_before")
+            why = str(inc.get("first_held", "")).replace("|", "/")
+            kind = inc["kind"] + (" (sudden)" if inc.get("sudden") else "")
+            lines.append(f"| {ent} | {kind} | {format_rfc3339(inc['start'])} | {leads} | "
+                         f"{'—' if peak is None else f'{peak:.2f}'} | "
+                         f"{inc.get('held_evaluations', 0)} | {why[:160]} |")
         lines.append("")
     causes = report.get("false_alert_causes")
     if causes:

@@ -325,3 +325,21 @@ def test_history_from_prometheus_equals_csv(tmp_path: Path) -> None:
     assert prom_scores.count("\n") == 1 + 4 * 7  # header + 4 entities x 7 evaluations (2h..3h)
     assert prom_scores == (tmp_path / "c" / "scores.csv").read_text()
     assert (tmp_path / "p" / "alerts.csv").read_text() == (tmp_path / "c" / "alerts.csv").read_text()
+
+
+def test_per_incident_table_says_why_an_alert_came_late(backtest_run: dict) -> None:
+    out = backtest_run["out"]
+    report = json.loads((out / "report.json").read_text())
+    _, rows = _rows(out / "scores.csv")
+    leak = next(i for i in report["incidents"] if not i["sudden"])
+    inst = leak["entity"]["instance"]
+    before = [float(r["risk"]) for r in rows if r["instance"] == inst and r["risk"]
+              and leak["start"] - 4 * H <= float(r["timestamp"]) < leak["start"]]
+    assert leak["peak_risk_before"] == pytest.approx(max(before), abs=1e-5)
+    # The fleet is hours old: the cold-start bar holds some of the leak's early warnings.
+    assert leak["held_evaluations"] > 0
+    assert leak["first_held"].startswith("usual for this entity: risk ")
+    assert "cold-start bar" in leak["first_held"]
+    md = (out / "report.md").read_text()
+    table = md.split("## Per incident\n", 1)[1].split("\n## ", 1)[0]
+    assert f"| {inst} | {leak['kind']} |" in table and "cold-start bar" in table
