@@ -325,6 +325,17 @@ def _consensus(risk: list[float]) -> Consensus:
                      agreeing=np.ones((n, 1), bool), explanation=("cpu rises",) * n)
 
 
+def _after_one_peak_yesterday(peak: float, steps: int, now_risk: float):
+    """Two days of a quiet 4-entity fleet where e0 reached `peak` for `steps` samples at
+    19:00 on day 1; then the decision for e0 at `now_risk` (critical) at 19:10 on day 2."""
+    quiet = np.full((4, 2 * 144), 0.1)
+    quiet[0, 114:114 + steps] = peak
+    stage = _stage()
+    _replay(stage, quiet)
+    return stage.decide([(f"e{i}",) for i in range(4)], np.array([now_risk, 0.1, 0.1, 0.1]),
+                        np.array([2, 0, 0, 0]), (144 + 115) * STEP)
+
+
 def test_suppressed_explanation_names_the_bound_and_the_bar_with_its_margin() -> None:
     stage = _stage()
     out = gate(stage, [("a",)], _consensus([0.7]), 0.0)
@@ -332,13 +343,7 @@ def test_suppressed_explanation_names_the_bound_and_the_bar_with_its_margin() ->
                                   "cold-start bar while it has less than 1d of history "
                                   "(cpu rises)")
     # A daily pattern: 0.80 yesterday at this hour, a quiet fleet, 0.85 now.
-    n = 2 * 144
-    quiet = np.full((4, n), 0.1)
-    quiet[0, 114:120] = 0.80
-    stage = _stage()
-    _replay(stage, quiet)
-    d = stage.decide([(f"e{i}",) for i in range(4)], np.array([0.85, 0.1, 0.1, 0.1]),
-                     np.array([2, 0, 0, 0]), (144 + 115) * STEP)
+    d = _after_one_peak_yesterday(0.80, 6, 0.85)
     assert d.suppressed[0] and d.bound[0] == "daily" and d.phase_high[0] == pytest.approx(0.8)
     assert d.threshold[0] == pytest.approx(0.868, abs=0.001)
 
@@ -346,11 +351,5 @@ def test_suppressed_explanation_names_the_bound_and_the_bar_with_its_margin() ->
 def test_daily_pattern_bar_never_exceeds_what_the_own_maximum_asks() -> None:
     # 0.97 once yesterday at this hour (nothing recorded): a risk of 1.0 now still pages
     # (odds x e^0.5 alone would ask for 0.98 + the margin, i.e. more than 1).
-    n = 2 * 144
-    quiet = np.full((4, n), 0.1)
-    quiet[0, 114:117] = 0.97
-    stage = _stage()
-    _replay(stage, quiet)
-    d = stage.decide([(f"e{i}",) for i in range(4)], np.array([1.0, 0.1, 0.1, 0.1]),
-                     np.array([2, 0, 0, 0]), (144 + 115) * STEP)
+    d = _after_one_peak_yesterday(0.97, 3, 1.0)
     assert d.level[0] == 2 and d.threshold[0] == pytest.approx(0.97, abs=1e-6)
