@@ -198,9 +198,23 @@ class Scores:
     top: np.ndarray | None = None
     support: np.ndarray | None = None
     action: np.ndarray | None = None
-    suppressed: int = 0  # evaluations whose level exporter.decision lowered to 0
-    # (row, evaluation) -> the explanation of each lowered level, for the per-incident table.
-    held: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+    # [E, N] bool: the decision stage lowered the level to 0 (exporter.decision), and the
+    # explanation at the first evaluation of each such run, keyed (row, evaluation).
+    held: np.ndarray | None = None
+    held_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def suppressed(self) -> int:
+        """Evaluations whose level exporter.decision lowered to 0."""
+        return 0 if self.held is None else int(self.held.sum())
+
+    def held_because(self, row: int, k: int) -> str:
+        """The explanation of the held run that evaluation `k` of entity `row` belongs to."""
+        if self.held is None or not self.held[row, k]:
+            return ""
+        while k > 0 and self.held[row, k - 1] and (row, k) not in self.held_text:
+            k -= 1
+        return self.held_text.get((row, k), "")
 
     def why(self, row: int, k: int) -> tuple[str, str, str]:
         """(top signal, supporting agents `a+b`, action) of entity `row` at evaluation `k`."""
@@ -337,8 +351,8 @@ class _Recorder:
         self.signals: tuple[str, ...] = ()
         self.agents: tuple[str, ...] = ()
         self.actions: dict[str, int] = {}
-        self.suppressed = 0
-        self.held: dict[tuple[int, int], str] = {}
+        self.held = np.zeros((e, n), dtype=bool)
+        self.held_text: dict[tuple[int, int], str] = {}
 
     def add(self, k: int, results: Sequence[Any]) -> None:
         res = next((r for r in results if r.analysis == self.analysis.name), None)
@@ -374,11 +388,12 @@ class _Recorder:
         self.agents = self.agents or tuple(c.agents)
         up = level >= 1
         if c.threshold is not None and c.explanation:
-            rows = np.flatnonzero(ok)
-            for j, i in enumerate(rows):
+            for j, i in enumerate(np.flatnonzero(ok)):
                 if c.explanation[i].startswith("usual for this entity"):
-                    self.suppressed += 1
-                    self.held[(int(r[j]), k)] = c.explanation[i]
+                    row = int(r[j])
+                    self.held[row, k] = True
+                    if k == 0 or not self.held[row, k - 1]:  # texts at run starts only
+                        self.held_text[(row, k)] = c.explanation[i]
         if not up.any():
             return
         contrib = np.asarray(c.contribution, dtype=float)[ok]
@@ -398,7 +413,7 @@ class _Recorder:
         ttf = np.where(np.isfinite(self.ttf), self.ttf, np.nan)  # +Inf: none projected
         return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
                       self.prob, ttf, self.signals, self.agents, tuple(self.actions),
-                      self.top, self.support, self.action, self.suppressed, self.held)
+                      self.top, self.support, self.action, self.held, self.held_text)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -471,10 +486,10 @@ def _before_incident(scores: Scores, row: int | None, lo: float,
         return {"peak_risk_before": None, "held_evaluations": 0, "first_held": ""}
     ks = np.flatnonzero((scores.times >= lo) & (scores.times < hi))
     risk = scores.risk[row, ks] if len(ks) else np.array([])
-    held = [k for k in ks if (row, int(k)) in scores.held]
+    held = ks[scores.held[row, ks]] if scores.held is not None else ks[:0]
     peak = float(np.nanmax(risk)) if np.isfinite(risk).any() else None
     return {"peak_risk_before": peak, "held_evaluations": len(held),
-            "first_held": scores.held[(row, int(held[0]))] if held else ""}
+            "first_held": scores.held_because(row, int(held[0])) if len(held) else ""}
 
 
 def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: list[Any],
