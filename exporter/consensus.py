@@ -117,7 +117,8 @@ def combine(
     count_c = (np.nan_to_num(r, nan=-1) >= cfg.critical_risk).sum(axis=1)
     # Agents that see a failure mechanism: not the corroborated ones, and not topology (its
     # score flags the unusual, not the failing), whatever min_confidence lets it vote.
-    specialist = np.array([a not in cfg.corroborate and a not in UNUSUAL_ONLY for a in agents])
+    mechanisms = tuple(a for a in agents if a not in cfg.corroborate and a not in UNUSUAL_ONLY)
+    specialist = np.array([a in mechanisms for a in agents])
     mechanism = np.where(specialist[None, :], np.nan_to_num(r, nan=-1), -1.0).max(axis=1)
     gate = (np.nan_to_num(risk, nan=-1) >= cfg.warning_risk) & (mechanism >= cfg.warning_risk)
     level = np.zeros(e, dtype=np.int64)
@@ -146,7 +147,8 @@ def combine(
         contribution = np.zeros((e, 0))
 
     actions, explanations = _describe(votes, agents, r, risk, n, level, support, count_w,
-                                      quorum, ttf, contribution, signals, cfg, held_at_warning)
+                                      quorum, ttf, contribution, signals, cfg, held_at_warning,
+                                      mechanisms)
     return Consensus(
         agents=agents,
         risk=risk,
@@ -175,11 +177,14 @@ def _describe(
     signals: tuple[str, ...],
     cfg: ConsensusConfig,
     held_at_warning: np.ndarray,
+    mechanisms: tuple[str, ...],
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Actions and explanation texts; Python only for entities that are not simply quiet.
 
-    held_at_warning: [E] warnings that a quorum rated critical but no mechanism agent did.
+    held_at_warning: [E] warnings that a quorum rated critical but no mechanism agent did;
+    mechanisms: the voting agents that see a failure mechanism (outside `corroborate`).
     """
+    mech_names = _names(list(mechanisms), "or")
     e = len(level)
     actions = ["none"] * e
     texts = [QUIET] * e
@@ -195,10 +200,9 @@ def _describe(
         high = [a for a in range(len(agents)) if rr[i, a] >= cfg.warning_risk]
         lead = max(high, key=lambda a: rr[i, a])
         reason = votes[lead].reasons[i] or "elevated risk"
-        if all(agents[a] in cfg.corroborate or agents[a] in UNUSUAL_ONLY for a in high):
-            who = [a for a in agents if a not in cfg.corroborate and a not in UNUSUAL_ONLY]
+        if not any(agents[a] in mechanisms for a in high):
             why = (f"it needs an agent that sees a failure mechanism "
-                   f"({_names(who, 'or') or 'capacity or network'}) to agree "
+                   f"({mech_names or 'capacity or network'}) to agree "
                    "(agents.consensus.corroborate)")
         elif len(high) >= quorum[i]:
             why = f"the combined risk {risk[i]:.2f} stays below {cfg.warning_risk:g}"
@@ -235,8 +239,7 @@ def _describe(
         verb = "agrees" if len(ordered) == 1 else "agree"
         texts[i] = f"{text}; {_names([agents[a] for a in ordered])} {verb}"
         if held_at_warning[i]:
-            who = [a for a in agents if a not in cfg.corroborate and a not in UNUSUAL_ONLY]
-            texts[i] += (f" (a warning: critical needs {_names(who, 'or') or 'a mechanism'} at "
+            texts[i] += (f" (a warning: critical needs {mech_names or 'a mechanism'} at "
                          f"{cfg.critical_risk:g})")
     return tuple(actions), tuple(texts)
 
