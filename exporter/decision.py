@@ -101,8 +101,8 @@ class Decision:
     threshold: np.ndarray
     own_samples: np.ndarray
     suppressed: np.ndarray
-    bound: np.ndarray | None = None
-    phase_high: np.ndarray | None = None
+    bound: np.ndarray
+    phase_high: np.ndarray
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -193,9 +193,8 @@ class DecisionStage:
             bar, phase_high = self._same_phase(rows, now)
             parts = np.stack([own, np.full(e, fleet), floor, bar])  # BOUNDS order
             threshold = np.fmax.reduce(parts, axis=0)
-            known = np.isfinite(threshold)
             pick = np.argmax(np.where(np.isnan(parts), -np.inf, parts), axis=0)
-            bound = np.where(known, np.array(BOUNDS, dtype=object)[pick], "")
+            bound = np.where(np.isfinite(threshold), np.array(BOUNDS, dtype=object)[pick], "")
         elevated = level >= 1
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
@@ -486,16 +485,14 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     ref = format_duration(stage.cfg.reference)
     for i in np.flatnonzero(d.suppressed):
         actions[i] = "none"
-        bound = "" if d.bound is None else d.bound[i]
         why = {
             "own": f"the highest it reached in the last {ref}",
             "fleet": f"what the fleet's entities usually reach (last {ref})",
             "cold": (f"the cold-start bar while it has less than "
                      f"{format_duration(stage.cfg.min_reference)} of history"),
-            "daily": (f"it reached {np.nan_to_num(d.phase_high[i]):.2f} at this time of day on "
-                      "an earlier day with nothing recorded" if d.phase_high is not None
-                      else "a daily pattern"),
-        }.get(bound, f"what it and the fleet reached in the last {ref}")
+            "daily": (f"it reached {d.phase_high[i]:.2f} at this time of day on an earlier day "
+                      "with nothing recorded"),
+        }[d.bound[i]]
         texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} needs more than "
                     f"{d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
     return replace(consensus, level=d.level, action=tuple(actions),
