@@ -36,6 +36,9 @@ SHORT_BINS = 12
 LONG_BINS = 16
 # Rate agreement: the whole-window slope must be at least this share of the recent slope.
 MIN_RATE_RATIO = 0.25
+# Whole-window vs recent rate: within this factor of each other one line explains both (the
+# whole window's fit is used); beyond CHANGED_RATIO the trend changed (the recent fit is used).
+SAME_LINE_RATIO, CHANGED_RATIO = 1.5, 2.0
 STEPNESS_MAX = 1.6  # line error / step error beyond which the rise is a step
 # Segmented (hinge) fit of recent onsets: block count over the recent lookback, the fewest
 # blocks the rise must span, how far out of the noise it must stand (z from FAST_Z_MIN, full
@@ -293,11 +296,16 @@ class CapacityAgent:
 
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(b_s > 0, b_l / b_s, 0.0)
-            # One straight line explains both lookbacks: the whole window estimates it more
-            # precisely. Otherwise the trend changed and the recent rate is the current one.
-            same_line = (ratio >= 2 / 3) & (ratio <= 1.5)
-            slope = np.where(same_line, b_l, b_s)
-            level = np.where(same_line, lvl_l, lvl_s)
+            # One straight line explains both lookbacks (rates within SAME_LINE_RATIO of each
+            # other): the whole window estimates it more precisely. Rates further apart: the
+            # trend changed and the recent rate is the current one. In between the two blend
+            # in log-ratio, so one noisy sample at the boundary cannot move the time to
+            # exhaustion by half (a hard switch did: 1.9 h -> 2.8 h from one minute to the next).
+            off = np.abs(np.log(np.where(ratio > 0, ratio, 1e-12)))
+            w_long = np.clip((np.log(CHANGED_RATIO) - off)
+                             / (np.log(CHANGED_RATIO) - np.log(SAME_LINE_RATIO)), 0, 1)
+            slope = w_long * b_l + (1 - w_long) * b_s
+            level = w_long * lvl_l + (1 - w_long) * lvl_s
             headroom = 1.0 - level
             ttf = np.where(slope > 0, headroom / slope, np.inf)
             ttf = np.where(headroom <= 0, 0.0, ttf)
