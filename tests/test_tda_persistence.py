@@ -165,15 +165,25 @@ def test_h0_deaths_of_small_clouds_equal_ripser():
     assert np.isnan(rec[3:]).all()
 
 
+@pytest.mark.parametrize("engine", ["gudhi", "ripser"])
 @pytest.mark.parametrize("thresh", [None, 0.8])
-def test_rips_diagram_equals_the_ripser_wrapper_bit_for_bit(thresh: float | None) -> None:
-    # rips_diagram calls ripser.py's compiled routine directly (no scikit-learn import):
-    # the diagrams must be exactly those of the documented `ripser.ripser` call.
+def test_rips_diagram_equals_the_ripser_wrapper_bit_for_bit(thresh: float | None,
+                                                            engine: str) -> None:
+    # rips_diagram calls GUDHI's or ripser.py's compiled routine directly (no scikit-learn
+    # import): the diagrams, and the order of their pairs, must be exactly those of the
+    # documented `ripser.ripser` call, whichever engine is installed.
     from ripser import ripser
 
+    from exporter.tda.rips import _rips_engine
+
+    assert _rips_engine(engine) is not None, f"{engine} is a dependency (pyproject.toml)"
     rng = np.random.default_rng(16)
     clouds = [noisy_circle(40, seed=3), two_clusters(20), np.ones((5, 2)), rng.normal(size=(2, 3))]
     clouds += [np.cumsum(rng.normal(size=(n, d)), axis=0) for n, d in ((13, 9), (61, 9), (31, 3))]
+    # Ties: points on a grid (many equal distances, several pairs born at the same edge).
+    clouds += [np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0)), -1).reshape(-1, 2)]
+    clouds += [np.cumsum(rng.normal(size=(61, 8)), axis=0) * 0.1 + rng.normal(size=(61, 8))
+               for _ in range(40)]
     for points in clouds:
         diff = points[:, None, :] - points[None, :, :]
         dist = np.sqrt((diff * diff).sum(axis=2))
@@ -183,7 +193,7 @@ def test_rips_diagram_equals_the_ripser_wrapper_bit_for_bit(thresh: float | None
         h1 = np.asarray(h1, dtype=np.float64).reshape(-1, 2)
         if thresh is not None and len(h1):
             h1[:, 1] = np.minimum(h1[:, 1], thresh)
-        got0, got1 = rips_diagram(points, thresh)
+        got0, got1 = rips_diagram(points, thresh, engine_name=engine)
         assert got0.dtype == h0.dtype and got0.tobytes() == h0.tobytes()
         assert got1.shape == h1.shape and got1.tobytes() == h1.tobytes()
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from exporter.tda.embedding import Clouds
 from exporter.tda.features import DIAGRAM_FEATURES, diagram_features
-from exporter.tda.rips import Diagram, _rips_core, rips_diagram
+from exporter.tda.rips import Diagram, _rips_engine, rips_diagram
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ def _init_worker() -> None:
         pass
     # Pay the import once per worker, not in the first cycle's critical path. (scipy is only
     # needed for distances to prototypes, imported there: ~40 MB less per idle worker.)
-    _rips_core()
+    _rips_engine()
 
 
 def default_workers() -> int:

@@ -1,9 +1,14 @@
 """Rips persistence diagram (H0 + H1) of one point cloud, and H0 of many small clouds at once.
 
 - The distance matrix is computed by numpy broadcasting (no BLAS, exact differences; scipy's
-  pdist had more call overhead than work on small clouds) and handed to ripser's compiled
-  routine as the condensed float32 matrix `ripser.ripser` would pass it (`_rips_core`: same
-  diagrams bit for bit, without the wrapper's scikit-learn import and per-call checks).
+  pdist had more call overhead than work on small clouds) and handed, in float32 as
+  `ripser.ripser` would pass it, to a compiled Ripser routine (`_rips_engine`): GUDHI's
+  (`gudhi`, MIT, Inria; its Ripser implementation behind `gudhi.sklearn.RipsPersistence`)
+  when installed, else ripser.py's. Both give the diagrams of the documented `ripser.ripser`
+  call bit for bit, in the same order (tests/test_tda_persistence.py); GUDHI's costs 0.56 ms
+  per 61-point cloud against ripser.py's 1.43 ms (2.6x; `benchmarks/bench_topology.py`,
+  "engines" line). Neither wrapper is called: both import scikit-learn (2-3.5 s per process)
+  and check their input on every call.
 - The infinite H0 bar (every cloud has exactly one) is removed from the diagrams: every window
   of an entity has it, so it carries no information. Features that need it (Betti 0) count it
   explicitly as one component alive at every scale, i.e. it is capped at +inf for β0 and left
@@ -21,40 +26,88 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 Diagram = tuple[np.ndarray, np.ndarray]  # (h0 deaths [n0], h1 pairs [n1, 2])
 
 
-def _rips_core():  # type: ignore[no-untyped-def]
-    """ripser.py's compiled Rips routine (`pyRipser.doRipsFiltrationDM`), or None.
+def _gudhi_engine():  # type: ignore[no-untyped-def]
+    """GUDHI's compiled Ripser (`gudhi._ripser_ext._full`) as an engine, or None if absent.
 
-    `ripser.ripser` is a thin Python wrapper around it; importing the wrapper imports
-    scikit-learn (~2-3.5 s per process, measured: every pool worker and every backtest paid it)
-    and its per-call checks cost ~0.1-0.3 ms, more than the PH of a 13-point score cloud.
-    Called with the wrapper's exact argument (the condensed distance matrix in float32, row-
-    major upper triangle) the diagrams are bit-identical (tests/test_tda_persistence.py).
+    Called as `gudhi.sklearn.RipsPersistence` calls it on a full distance matrix: the edge
+    threshold is the matrix's cone (enclosing) radius, min over points of the max distance,
+    above which a Rips complex is a cone and has no homology left (Henselman-Petrusek &
+    Bauer), or the caller's `thresh` when smaller.
     """
-    global _CORE
-    if _CORE is None:
-        try:
-            from pyRipser import doRipsFiltrationDM
+    try:
+        from gudhi._ripser_ext import _full
+    except ImportError:
+        return None
 
-            _CORE = doRipsFiltrationDM
-        except ImportError:  # pragma: no cover - a ripser build without the module name
-            _CORE = False
-    return _CORE or None
+    def engine(dist: np.ndarray, thresh: float | None) -> list[np.ndarray]:
+        d32 = np.ascontiguousarray(dist, dtype=np.float32)
+        cone = float(d32.max(axis=1).min())
+        edge = cone if thresh is None else min(float(thresh), cone)
+        dgms = [np.asarray(d, dtype=np.float64).reshape(-1, 2)
+                for d in _full(d32, max_dimension=1, max_edge_length=edge,
+                               homology_coeff_field=2)]
+        # GUDHI leaves out trailing empty dimensions (a 2-point cloud has no H1 list).
+        return dgms + [np.empty((0, 2))] * (2 - len(dgms))
+
+    return engine
 
 
-_CORE = None
+def _ripser_engine():  # type: ignore[no-untyped-def]
+    """ripser.py's compiled routine (`pyRipser.doRipsFiltrationDM`) as an engine, or None.
+
+    Called with the wrapper's exact argument (the condensed distance matrix in float32,
+    row-major upper triangle), as `ripser.ripser(dist, maxdim=1, distance_matrix=True)` does.
+    """
+    try:
+        from pyRipser import doRipsFiltrationDM
+    except ImportError:  # pragma: no cover - a ripser build without the module name
+        return None
+
+    def engine(dist: np.ndarray, thresh: float | None) -> list[np.ndarray]:
+        n = len(dist)
+        iu = _TRIU.get(n)
+        if iu is None:
+            iu = _TRIU[n] = np.triu_indices(n, 1)
+        res = doRipsFiltrationDM(np.array(dist[iu], dtype=np.float32), 1,
+                                 np.inf if thresh is None else thresh, 2, False)
+        return [np.asarray(d).reshape(-1, 2) for d in res["births_and_deaths_by_dim"]]
+
+    return engine
+
+
+ENGINES = {"gudhi": _gudhi_engine, "ripser": _ripser_engine}
+
+
+def _rips_engine(name: str | None = None):  # type: ignore[no-untyped-def]
+    """The compiled routine `rips_diagram` uses: `name` from ENGINES, or the first installed
+    of GUDHI's and ripser.py's; None when neither loads (then the `ripser.ripser` wrapper)."""
+    if name is not None:
+        return ENGINES[name]()
+    global _ENGINE
+    if _ENGINE is None:
+        _ENGINE = _gudhi_engine() or _ripser_engine() or False
+    return _ENGINE or None
+
+
+_ENGINE: Any = None  # the chosen engine, or False when none loads
 _TRIU: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
-def rips_diagram(points: np.ndarray, thresh: float | None = None) -> Diagram:
+def rips_diagram(points: np.ndarray, thresh: float | None = None,
+                 engine_name: str | None = None) -> Diagram:
     """H0 deaths (finite) and H1 pairs of the Rips filtration of one cloud points[n, D].
 
-    Computed by ripser (Bauer 2021, ripser.py: Tralie, Saul & Bar-On 2018) on the Euclidean
-    distance matrix, through its compiled routine when available (`_rips_core`).
+    Computed by Ripser (Bauer 2021; GUDHI's implementation, or ripser.py: Tralie, Saul &
+    Bar-On 2018) on the Euclidean distance matrix (`_rips_engine`; `engine_name` forces one
+    of ENGINES, for tests and benchmarks). Returns h0 [n0] float64 sorted ascending and h1
+    [n1, 2] float64 (birth, death); deaths capped at `thresh` when given.
     """
     if len(points) < 2:
         return np.empty(0), np.empty((0, 2))
@@ -63,16 +116,10 @@ def rips_diagram(points: np.ndarray, thresh: float | None = None) -> Diagram:
     # diagram's time, profiled in benchmarks/eval_anomaly.py).
     diff = points[:, None, :] - points[None, :, :]
     dist = np.sqrt((diff * diff).sum(axis=2))
-    core = _rips_core()
-    if core is not None:
-        n = len(points)
-        iu = _TRIU.get(n)
-        if iu is None:
-            iu = _TRIU[n] = np.triu_indices(n, 1)
-        res = core(np.array(dist[iu], dtype=np.float32), 1,
-                   np.inf if thresh is None else thresh, 2, False)
-        dgms = [np.array(d).reshape(-1, 2) for d in res["births_and_deaths_by_dim"]]
-    else:  # pragma: no cover - see _rips_core
+    engine = _rips_engine(engine_name)
+    if engine is not None:
+        dgms = engine(dist, thresh)
+    else:  # pragma: no cover - see _rips_engine
         from ripser import ripser
 
         kwargs = {"thresh": thresh} if thresh is not None else {}
