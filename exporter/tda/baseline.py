@@ -57,7 +57,9 @@ benchmarks/README.md).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 import numpy as np
 
@@ -148,7 +150,8 @@ class EntityBaseline:
     def __init__(self, prototypes: int = PROTOTYPES):
         self.prototypes = prototypes
 
-    def fit(self, diagrams: list[Diagram], h0_medians: list[float], deciles: list[np.ndarray],
+    def fit(self, diagrams: Sequence[Diagram], h0_medians: list[float],
+            deciles: list[np.ndarray] | np.ndarray,
             times: np.ndarray, now: float, window: float, center: np.ndarray,
             scale: np.ndarray) -> EntityBaseline:
         """Fit from the reservoir; `center`/`scale` [S] are the normalisation its diagrams
@@ -163,7 +166,8 @@ class EntityBaseline:
             warnings.simplefilter("ignore", RuntimeWarning)
             # np.nanmedian on these small arrays goes through masked arrays (~0.7 ms a call);
             # same values.
-            typical = nan_percentile(np.stack(deciles), [50.0], axis=0)[0]  # [S, 9]
+            typical = nan_percentile(np.asarray(deciles), [50.0], axis=0,
+                                     always_sort=True)[0]  # [S, 9]
         self.zdeciles_ = clipped_z(typical, self.center_[:, None], self.scale_[:, None], Z_CLIP)
         times = np.asarray(times, dtype=np.float64)
         # Prototypes: windows that do not overlap the present (admitted >= one window ago), so
@@ -237,16 +241,40 @@ class Reservoir:
     def diagrams(self) -> list[Diagram]:
         """Persistence diagrams of the reservoir's windows, oldest first: (H0 [n0, 2], H1
         [n1, 2]) birth/death pairs in filtration units (float64), padding dropped."""
-        out = []
-        for h0, h1 in zip(self.h0_arr, self.h1_arr, strict=True):
-            out.append((h0[np.isfinite(h0)].astype(np.float64),
-                        h1[np.isfinite(h1[:, 0])].astype(np.float64)))
-        return out
+        return [self.diagram(j) for j in range(len(self.h0_arr))]
+
+    def diagram(self, j: int) -> Diagram:
+        """Window j's diagram (as in `diagrams`), unpacked alone: a refit keeps only
+        PROTOTYPES of them, and unpacking all (~70) was the largest part of its cost."""
+        h0, h1 = self.h0_arr[j], self.h1_arr[j]
+        return (h0[np.isfinite(h0)].astype(np.float64),
+                h1[np.isfinite(h1[:, 0])].astype(np.float64))
 
     def set_diagrams(self, diagrams: list[Diagram]) -> None:
         """Replace the stored diagrams (one per reservoir window, in order), padded to the
         widest H0 and H1 with NaN pairs."""
         self.h0_arr, self.h1_arr = _pad_diagrams(diagrams, 0, 0)
+
+
+class _LazyDiagrams(Sequence[Diagram]):
+    """A reservoir's diagrams as a read-only sequence, each unpacked when indexed."""
+
+    def __init__(self, reservoir: Reservoir):
+        self._res = reservoir
+
+    def __len__(self) -> int:
+        return len(self._res.h0_arr)
+
+    @overload
+    def __getitem__(self, j: int) -> Diagram: ...
+
+    @overload
+    def __getitem__(self, j: slice) -> list[Diagram]: ...
+
+    def __getitem__(self, j: int | slice) -> Diagram | list[Diagram]:
+        if isinstance(j, slice):
+            return [self._res.diagram(k) for k in range(len(self))[j]]
+        return self._res.diagram(range(len(self))[j])
 
 
 def _pad_diagrams(diagrams: list[Diagram], w0: int, w1: int) -> tuple[np.ndarray, np.ndarray]:
@@ -566,7 +594,7 @@ class BaselineStore:
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
             entry.model = EntityBaseline().fit(
-                res.diagrams, res.h0_medians.tolist(), list(res.deciles), res.times, now,
+                _LazyDiagrams(res), res.h0_medians.tolist(), res.deciles, res.times, now,
                 self.window, entry.center, entry.scale,  # type: ignore[arg-type]
             )
             entry.last_refresh = now - phase * self.refresh_every if first else now

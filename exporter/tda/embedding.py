@@ -39,6 +39,7 @@ delay embedding). Choices, and why:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,14 +97,23 @@ def pool_starts(n: int, max_points: int) -> np.ndarray:
     return np.round(np.linspace(0, n, max_points + 1)[:-1]).astype(np.int64)
 
 
+@functools.lru_cache(maxsize=256)
+def _pool_groups(n: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pool_starts [m], group sizes [m, 1] float64), read-only: a replay pools thousands of
+    rows of a few lengths, and building these per row was most of `pool_points`' cost."""
+    starts = pool_starts(n, max_points)
+    sizes = np.diff(np.append(starts, n)).astype(np.float64)[:, None]
+    starts.flags.writeable = sizes.flags.writeable = False
+    return starts, sizes
+
+
 def pool_points(points: np.ndarray, max_points: int) -> np.ndarray:
     """Means of contiguous groups of points along axis -2: [..., n, D] -> [..., m, D]."""
     n = points.shape[-2]
     if n <= max_points:
         return points
-    starts = pool_starts(n, max_points)
-    sizes = np.diff(np.append(starts, n)).astype(np.float64)
-    return np.add.reduceat(points, starts, axis=-2) / sizes[:, None]
+    starts, sizes = _pool_groups(n, max_points)
+    return np.add.reduceat(points, starts, axis=-2) / sizes
 
 
 def pack_clouds(

@@ -136,7 +136,9 @@ def diagram_features(diagrams: Sequence[Diagram | None], scale: np.ndarray) -> n
     e = len(diagrams)
     known = np.array([d is not None for d in diagrams], dtype=bool)
     h0, h1 = pad_diagrams(diagrams)
-    own = np.array([connectivity_scale(d[0]) if d is not None else np.nan for d in diagrams])
+    # connectivity_scale of each row at once (the same medians: sorted finite deaths).
+    med = nanmedian_last(np.where(np.isfinite(h0), h0, np.nan))
+    own = np.where(known, np.where(np.isnan(med), 0.0, SCALE_FACTOR * med), np.nan)
     eps = np.where(np.isfinite(scale), scale, own) if e else own
     life0 = h0
     life1 = h1[..., 1] - h1[..., 0]

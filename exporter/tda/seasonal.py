@@ -168,12 +168,20 @@ class SeasonalLevels:
             self.means[row] = 0.0
             self.m2[row] = 0.0
             self.counts[row] = 0
-        ok = np.isfinite(level) & (self.counts[row] < np.iinfo(np.uint8).max)
+        counts, means, m2 = self.counts[row], self.means[row], self.m2[row]  # views
+        ok = np.isfinite(level) & (counts < np.iinfo(np.uint8).max)
+        if ok.all():  # the usual case: whole rows, no masked copies (same arithmetic)
+            x = level.astype(np.float32)
+            counts += 1
+            delta = x - means
+            means += delta / counts
+            m2 += delta * (x - means)
+            return
         x = level[ok].astype(np.float32)
-        self.counts[row, ok] += 1
-        delta = x - self.means[row, ok]
-        self.means[row, ok] += delta / self.counts[row, ok]
-        self.m2[row, ok] += delta * (x - self.means[row, ok])
+        counts[ok] += 1
+        delta = x - means[ok]
+        means[ok] += delta / counts[ok]
+        m2[ok] += delta * (x - means[ok])
 
 
 def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,112 @@
+"""The replay's faster paths give the same bits as the code they replaced (issue 16).
+
+Each test compares a shortcut taken for the batched replay's main-process CPU with the
+straightforward computation it stands for, bit for bit (np.array_equal, not allclose): the
+fixed-seed backtest must stay byte-identical.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from exporter.numeric import nan_percentile
+from exporter.tda.baseline import Reservoir, _LazyDiagrams
+from exporter.tda.embedding import pool_points, pool_starts
+from exporter.tda.features import DIAGRAM_FEATURES, connectivity_scale, diagram_features
+from exporter.tda.seasonal import SeasonalLevels
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sort_path_percentiles_equal_numpy_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n, s = int(rng.integers(1, 80)), int(rng.integers(1, 9))
+    x = rng.normal(size=(n, s, 9)) * 10.0 ** rng.uniform(-5, 5)
+    if seed % 3 == 0:
+        x = np.round(x, 1)  # ties
+    x = x.astype(np.float32).astype(np.float64)  # the reservoir keeps float32
+    q = [50.0] if seed % 2 else [0.0, 10.0, 25.0, 33.3, 50.0, 75.0, 90.0, 100.0]
+    want = np.percentile(x, q, axis=0)
+    got = nan_percentile(x, q, axis=0, always_sort=True)
+    assert np.array_equal(want, got)
+
+
+def _random_diagram(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    h0 = np.sort(rng.exponential(size=int(rng.integers(0, 30))))
+    if rng.random() < 0.2:
+        h0 = np.append(h0, np.inf)  # an infinite bar is not a finite death
+    birth = rng.uniform(0, 2, size=int(rng.integers(0, 6)))
+    h1 = np.stack([birth, birth + rng.exponential(size=len(birth))], axis=1)
+    return h0, h1.reshape(-1, 2)
+
+
+def test_diagram_features_scale_equals_connectivity_scale_per_row() -> None:
+    rng = np.random.default_rng(3)
+    diagrams = [None if i % 7 == 3 else _random_diagram(rng) for i in range(60)]
+    feats = diagram_features(diagrams, np.full(len(diagrams), np.nan))
+    col = DIAGRAM_FEATURES.index("scale")
+    want = np.array([connectivity_scale(d[0]) if d is not None else np.nan for d in diagrams])
+    assert np.array_equal(feats[:, col], want, equal_nan=True)
+    # A diagram without finite H0 deaths has scale 0 (one point), not NaN.
+    one = diagram_features([(np.array([np.inf]), np.empty((0, 2)))], np.array([np.nan]))
+    assert one[0, col] == 0.0
+
+
+def test_pool_points_equal_the_uncached_groups() -> None:
+    rng = np.random.default_rng(5)
+    for n in (13, 60, 61, 118, 119, 120):
+        pts = rng.normal(size=(4, n, 9))
+        starts = pool_starts(n, 12)
+        sizes = np.diff(np.append(starts, n)).astype(np.float64)
+        want = np.add.reduceat(pts, starts, axis=-2) / sizes[:, None]
+        assert np.array_equal(pool_points(pts, 12), want)
+        assert np.array_equal(pool_points(pts[0], 12), want[0])
+
+
+def test_seasonal_add_whole_row_equals_masked_update() -> None:
+    rng = np.random.default_rng(11)
+    fast, masked = SeasonalLevels(5), SeasonalLevels(5)
+    for k in range(400):
+        level = rng.normal(size=5) * 100
+        now = 1.7e9 + 300.0 * k
+        fast.add(level, now)
+        # The masked update of every element, as before the whole-row path.
+        hour = int(now // 3600.0)
+        row = hour % len(masked.hours)
+        if masked.hours[row] != hour:
+            masked.hours[row] = hour
+            masked.means[row] = masked.m2[row] = 0.0
+            masked.counts[row] = 0
+        ok = np.isfinite(level) & (masked.counts[row] < 255)
+        x = level[ok].astype(np.float32)
+        masked.counts[row, ok] += 1
+        delta = x - masked.means[row, ok]
+        masked.means[row, ok] += delta / masked.counts[row, ok]
+        masked.m2[row, ok] += delta * (x - masked.means[row, ok])
+    assert np.array_equal(fast.means, masked.means)
+    assert np.array_equal(fast.m2, masked.m2)
+    assert np.array_equal(fast.counts, masked.counts)
+    # A NaN signal is left alone on the masked path.
+    before = fast.counts.copy()
+    fast.add(np.array([1.0, np.nan, 2.0, 3.0, 4.0]), 1.7e9 + 300.0 * 399)
+    row = int((1.7e9 + 300.0 * 399) // 3600.0) % len(fast.hours)
+    assert fast.counts[row, 1] == before[row, 1]
+    assert fast.counts[row, 0] == before[row, 0] + 1
+
+
+def test_lazy_diagrams_equal_the_reservoir_list() -> None:
+    rng = np.random.default_rng(2)
+    res = Reservoir(12, 3)
+    for k in range(9):
+        res.append(rng.normal(size=(12, 3)), _random_diagram(rng), rng.normal(size=(3, 9)),
+                   1.0, 600.0 * k, 6)
+    lazy = _LazyDiagrams(res)
+    full = res.diagrams
+    assert len(lazy) == len(full) == 6
+    for j in (*range(6), -1, np.int64(2)):
+        for a, b in zip(lazy[j], full[j], strict=True):
+            assert a.dtype == b.dtype == np.float64
+            assert np.array_equal(a, b)
+    assert len(lazy[1:4]) == 3
+    with pytest.raises(IndexError):
+        lazy[6]
