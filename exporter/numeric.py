@@ -40,16 +40,22 @@ def nanmedian_last(a: np.ndarray) -> np.ndarray:
     per-row partition is slower than one sort for rows of <= a few hundred values (measured):
     NaNs sort last, so the median sits at the middle of each row's valid prefix.
     """
-    if a.shape[-1] == 0:
+    t = a.shape[-1]
+    if t == 0:
         return np.full(a.shape[:-1], np.nan)
     s = np.sort(a, axis=-1)
-    n = np.sum(~np.isnan(a), axis=-1)
-    lo = np.clip((n - 1) // 2, 0, None)
-    hi = np.clip(n // 2, 0, None)
-    # Clip into range so empty rows index safely; they are masked to NaN below.
-    last = a.shape[-1] - 1
-    lo_v = np.take_along_axis(s, np.minimum(lo, last)[..., None], axis=-1)[..., 0]
-    hi_v = np.take_along_axis(s, np.minimum(hi, last)[..., None], axis=-1)[..., 0]
+    nan = np.isnan(s)
+    if not nan[..., -1].any():  # no NaN at all: the middle of every row, by slicing
+        return 0.5 * (s[..., (t - 1) // 2] + s[..., t // 2])
+    # Valid counts: the first NaN's position in each sorted row (argmax of a short bool row
+    # is cheaper than a sum; rows without NaN have t).
+    n = np.where(nan[..., -1], nan.argmax(axis=-1), t) if t <= 32 else t - nan.sum(axis=-1)
+    # Clip into range so empty rows index safely; they are masked to NaN below. One flat
+    # gather per order statistic (take_along_axis builds broadcast index arrays).
+    flat = s.reshape(-1)
+    base = np.arange(0, flat.size, t).reshape(n.shape)
+    lo_v = flat[base + np.clip((n - 1) // 2, 0, t - 1)]
+    hi_v = flat[base + np.clip(n // 2, 0, t - 1)]
     return np.where(n > 0, 0.5 * (lo_v + hi_v), np.nan)
 
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.numeric import nan_percentile
+from exporter.numeric import nan_percentile, nanmedian_last
 from exporter.tda.baseline import Reservoir, _LazyDiagrams
 from exporter.tda.embedding import pool_points, pool_starts
-from exporter.tda.features import DIAGRAM_FEATURES, connectivity_scale, diagram_features
+from exporter.tda.features import (
+    DIAGRAM_FEATURES,
+    connectivity_scale,
+    diagram_features,
+    median_h0_deaths,
+)
 from exporter.tda.seasonal import SeasonalLevels
 
 
@@ -110,3 +115,29 @@ def test_lazy_diagrams_equal_the_reservoir_list() -> None:
     assert len(lazy[1:4]) == 3
     with pytest.raises(IndexError):
         lazy[6]
+
+
+def test_median_h0_deaths_equal_np_median_per_diagram() -> None:
+    rng = np.random.default_rng(8)
+    diagrams = [_random_diagram(rng) for _ in range(50)]
+    diagrams = [(h0[np.isfinite(h0)], h1) for h0, h1 in diagrams]  # as rips_diagram gives
+    diagrams.append((np.empty(0), np.empty((0, 2))))
+    want = np.array([float(np.median(d[0])) if len(d[0]) else 0.0 for d in diagrams])
+    got = median_h0_deaths(diagrams)
+    assert np.array_equal(got, want)
+    assert median_h0_deaths([]).shape == (0,)
+
+
+@pytest.mark.parametrize("shape", [(40, 9, 120), (40, 9, 6), (30, 4, 12, 10), (5, 3), (0, 4),
+                                   (7, 1)])
+@pytest.mark.parametrize("missing", [0.0, 0.02, 0.5, 1.0])
+def test_nanmedian_last_equals_np_nanmedian(shape: tuple[int, ...], missing: float) -> None:
+    import warnings
+
+    rng = np.random.default_rng(len(shape) * 100 + int(missing * 10))
+    a = rng.normal(size=shape)
+    a[rng.random(shape) < missing] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        want = np.nanmedian(a, axis=-1) if a.size else np.full(shape[:-1], np.nan)
+    assert np.array_equal(nanmedian_last(a), want, equal_nan=True)

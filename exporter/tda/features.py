@@ -62,6 +62,18 @@ def connectivity_scale(h0_deaths: np.ndarray) -> float:
     return float(SCALE_FACTOR * np.median(h0_deaths))
 
 
+def median_h0_deaths(diagrams: Sequence[Diagram]) -> np.ndarray:
+    """[E] median H0 death of each diagram, 0.0 for a diagram without H0 deaths: the values
+    of np.median per diagram, from one sort of the NaN-padded deaths (a replay takes tens of
+    thousands of these; np.median's per-call overhead was most of their cost)."""
+    n0 = max((len(d[0]) for d in diagrams), default=0)
+    h0 = np.full((len(diagrams), max(n0, 1)), np.nan)
+    for i, d in enumerate(diagrams):
+        h0[i, : len(d[0])] = d[0]
+    med = nanmedian_last(h0)
+    return np.where(np.array([len(d[0]) > 0 for d in diagrams], dtype=bool), med, 0.0)
+
+
 def pad_diagrams(diagrams: Sequence[Diagram | None]) -> tuple[np.ndarray, np.ndarray]:
     """H0 deaths [E, N0] and H1 pairs [E, N1, 2], NaN-padded (rows of None entities all NaN)."""
     e = len(diagrams)

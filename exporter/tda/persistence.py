@@ -30,7 +30,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from exporter.tda.embedding import Clouds
-from exporter.tda.features import DIAGRAM_FEATURES, diagram_features
+from exporter.tda.features import DIAGRAM_FEATURES, diagram_features, median_h0_deaths
 from exporter.tda.rips import Diagram, _rips_engine, rips_diagram
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def _chunk_task(
     if not (features or not score):
         return dgms, raw, np.full((len(counts), len(DIAGRAM_FEATURES)), np.nan), \
             np.full(len(counts), np.nan)
-    h0_median = np.array([float(np.median(d[0])) if len(d[0]) else 0.0 for d in fine])
+    h0_median = median_h0_deaths(fine)
     return dgms, raw, diagram_features(fine, scale), h0_median
 
 
