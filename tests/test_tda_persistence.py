@@ -198,6 +198,24 @@ def test_rips_diagram_equals_the_ripser_wrapper_bit_for_bit(thresh: float | None
         assert got1.shape == h1.shape and got1.tobytes() == h1.tobytes()
 
 
+def test_rips_engine_falls_back_to_ripser_without_gudhi(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GUDHI is preferred when it loads; without it ripser.py's routine is used, and the
+    # diagrams are the same either way.
+    from exporter.tda import rips
+
+    points = np.cumsum(np.random.default_rng(5).normal(size=(61, 8)), axis=0)
+    monkeypatch.setattr(rips, "_ENGINE", None)
+    preferred = rips.rips_diagram(points)
+    assert rips._ENGINE is not None and rips._ENGINE.__qualname__.startswith("_gudhi_engine")
+    monkeypatch.setitem(rips.ENGINES, "gudhi", lambda: None)
+    monkeypatch.setattr(rips, "_gudhi_engine", lambda: None)
+    monkeypatch.setattr(rips, "_ENGINE", None)
+    fallback = rips.rips_diagram(points)
+    assert rips._ENGINE.__qualname__.startswith("_ripser_engine")
+    for a, b in zip(preferred, fallback, strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
 def test_features_of_a_diagram_do_not_depend_on_its_batch() -> None:
     # Padding to the batch's longest diagram must not change an entity's features by a bit
     # (np.sum's pairwise order depends on the row length): the pool's chunking and the
