@@ -141,3 +141,36 @@ def test_nanmedian_last_equals_np_nanmedian(shape: tuple[int, ...], missing: flo
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
         want = np.nanmedian(a, axis=-1) if a.size else np.full(shape[:-1], np.nan)
     assert np.array_equal(nanmedian_last(a), want, equal_nan=True)
+
+
+def _window_trend_before(z: np.ndarray) -> np.ndarray:
+    """The trend column as window_features computed it before issue 16's replay work."""
+    e, s, t = z.shape
+    missing = np.isnan(z)
+    tt = np.broadcast_to(np.arange(t, dtype=np.float64), z.shape)
+    zz = np.where(missing, 0.0, z)
+    n = (~missing).sum(axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tt = np.where(missing, 0.0, tt)
+        tc = np.where(missing, 0.0, tt - tt.sum(axis=2, keepdims=True) / n)
+        zc = np.where(missing, 0.0, zz - zz.sum(axis=2, keepdims=True) / n)
+        slope = (tc * zc).sum(axis=2) / (tc * tc).sum(axis=2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmax(np.abs(slope), axis=1) * t
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_window_trend_equals_the_plain_least_squares(seed: int) -> None:
+    from exporter.tda.features import WINDOW_FEATURES, window_features
+
+    rng = np.random.default_rng(seed)
+    e, s, t = int(rng.integers(1, 40)), int(rng.integers(1, 10)), int(rng.integers(2, 130))
+    z = rng.normal(size=(e, s, t)) * 10.0 ** rng.uniform(-3, 3)
+    z[rng.random(z.shape) < [0.0, 0.01, 0.3, 1.0][seed % 4]] = np.nan
+    if e > 1:
+        z[1, :, : t // 3] = np.nan  # a gap in every signal
+    got = window_features(z, z)[:, WINDOW_FEATURES.index("trend")]
+    assert np.array_equal(got, _window_trend_before(z), equal_nan=True)

@@ -407,24 +407,27 @@ class BaselineStore:
         reference.
         """
         out = np.full(len(keys), np.nan)
+        finite = np.isfinite(vecs).all(axis=1) if len(keys) else np.zeros(0, dtype=bool)
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
-            if entry is None or not np.isfinite(vecs[i]).all() or not len(entry.hist_times):
+            if entry is None or not finite[i] or not len(entry.hist_times):
                 continue
             age = now - entry.hist_times
             ok = age >= self.window
-            if SEASONAL and age.max() >= DAY - PHASE_TOLERANCE:
+            # hist_times ascend (appended with a later `now`): the oldest is the first.
+            if SEASONAL and age[0] >= DAY - PHASE_TOLERANCE:
                 phase = np.abs((age + DAY / 2) % DAY - DAY / 2)
                 ok &= phase <= PHASE_TOLERANCE
-            ok[np.flatnonzero(ok)[:-MAX_REFERENCES]] = False
-            if not ok.any():
+            rows = np.flatnonzero(ok)[-MAX_REFERENCES:]  # the newest references
+            if not len(rows):
                 continue
-            dist = np.abs(entry.vec_hist[ok].astype(np.float64) - vecs[i]).sum(axis=1)
+            dist = np.abs(entry.vec_hist[rows].astype(np.float64) - vecs[i]).sum(axis=1)
             if NEIGHBOURS <= 0:
                 out[i] = float(np.median(dist))
                 continue
             k = min(NEIGHBOURS, len(dist))
-            out[i] = float(np.partition(dist, k - 1)[:k].mean())
+            # The mean of the k smallest: np.mean's sum and division, without its wrapper.
+            out[i] = float(np.partition(dist, k - 1)[:k].sum()) / k
         return out
 
     def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray,

@@ -198,14 +198,22 @@ def window_features(z: np.ndarray, values: np.ndarray,
         q25, med, q75 = zquartiles
         level = np.nanmax(np.abs(med), axis=1)
         spread = nanmedian_last((q75 - q25) / IQR_TO_SIGMA)
-        tt = np.broadcast_to(np.arange(t, dtype=np.float64), z.shape)
+        # Least squares over the present samples: times and values centred on their means.
+        # Rows without a gap share their times (their sums are computed once, the same
+        # bits); only rows with one sum their own (sums of small integers: exact).
+        ar = np.arange(t, dtype=np.float64)
         zz = np.where(missing, 0.0, z)
-        n = (~missing).sum(axis=2, keepdims=True)
+        n = t - np.count_nonzero(missing, axis=2)[..., None]
+        gaps = n[..., 0] < t
+        tsum = np.full((e, s, 1), ar.sum())
+        tsum[gaps] = np.where(missing[gaps], 0.0, ar).sum(axis=-1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            tt = np.where(missing, 0.0, tt)
-            tc = np.where(missing, 0.0, tt - tt.sum(axis=2, keepdims=True) / n)
-            zc = np.where(missing, 0.0, zz - zz.sum(axis=2, keepdims=True) / n)
-            slope = (tc * zc).sum(axis=2) / (tc * tc).sum(axis=2)
+            tc = np.where(missing, 0.0, ar - tsum / n)
+            zc = np.where(missing, 0.0, z - zz.sum(axis=2, keepdims=True) / n)
+            full = ar - ar.sum() / t
+            tss = np.full((e, s), (full * full).sum())
+            tss[gaps] = (tc[gaps] * tc[gaps]).sum(axis=-1)
+            slope = (tc * zc).sum(axis=2) / tss
         trend = np.nanmax(np.abs(slope), axis=1) * t
         rough = nanmedian_last(np.nanmean(np.abs(np.diff(z, axis=2)), axis=2))
     frac = missing.mean(axis=(1, 2)) if values.size else np.ones(e)
