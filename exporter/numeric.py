@@ -81,14 +81,18 @@ def nan_percentile(x: np.ndarray, q: list[float] | np.ndarray, axis: int,
         return np.percentile(x, q, axis=axis)
     qs = np.asarray(q, dtype=np.float64) / 100.0
     xs = np.sort(np.moveaxis(x, axis, -1), axis=-1)
+    width = xs.shape[-1]
     n = (~np.isnan(xs)).sum(axis=-1)  # [...]
     pos = qs.reshape(-1, *([1] * n.ndim)) * np.maximum(n - 1, 0)  # [Q, ...]
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
     t = pos - lo
-    a = np.take_along_axis(xs, np.moveaxis(lo, 0, -1), axis=-1)
-    b = np.take_along_axis(xs, np.moveaxis(hi, 0, -1), axis=-1)
-    a, b = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
+    if width == 0:
+        return np.full(pos.shape if np.ndim(q) else pos.shape[1:], np.nan)
+    # One flat gather per bound, already [Q, ...] (take_along_axis needed the axis moved).
+    flat = xs.reshape(-1)
+    base = np.arange(0, flat.size, width).reshape(n.shape)
+    a, b = flat[base + lo], flat[base + hi]
     with np.errstate(invalid="ignore"):
         diff = b - a
         out = np.where(t >= 0.5, b - diff * (1.0 - t), a + diff * t)

@@ -174,3 +174,19 @@ def test_window_trend_equals_the_plain_least_squares(seed: int) -> None:
         z[1, :, : t // 3] = np.nan  # a gap in every signal
     got = window_features(z, z)[:, WINDOW_FEATURES.index("trend")]
     assert np.array_equal(got, _window_trend_before(z), equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_nan_percentile_with_gaps_equals_numpy_bit_for_bit(seed: int) -> None:
+    import warnings
+
+    rng = np.random.default_rng(100 + seed)
+    shape = tuple(int(v) for v in rng.integers(1, 25, size=3))
+    x = rng.normal(size=shape) * 10.0 ** rng.uniform(-4, 4)
+    x[rng.random(shape) < [0.02, 0.3, 1.0, 0.1][seed % 4]] = np.nan
+    axis = seed % 3
+    q = [10.0, 25.0, 50.0, 75.0, 90.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
+        want = np.nanpercentile(x, q, axis=axis)
+    assert np.array_equal(nan_percentile(x, q, axis=axis), want, equal_nan=True)
