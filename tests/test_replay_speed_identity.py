@@ -12,7 +12,7 @@ import pytest
 
 from exporter.numeric import nan_percentile, nanmedian_last
 from exporter.tda.baseline import Reservoir, _LazyDiagrams
-from exporter.tda.embedding import pool_points, pool_starts
+from exporter.tda.embedding import Clouds, pack_clouds, pool_points, pool_starts
 from exporter.tda.features import (
     DIAGRAM_FEATURES,
     connectivity_scale,
@@ -190,3 +190,30 @@ def test_nan_percentile_with_gaps_equals_numpy_bit_for_bit(seed: int) -> None:
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
         want = np.nanpercentile(x, q, axis=axis)
     assert np.array_equal(nan_percentile(x, q, axis=axis), want, equal_nan=True)
+
+
+def _pack_row_by_row(points: np.ndarray, max_points: int, min_points: int) -> Clouds:
+    """pack_clouds (no anchor) as it pooled rows with a missing point before: one by one."""
+    e, t, d = points.shape
+    finite = np.isfinite(points).all(axis=2)
+    out = np.zeros((e, min(max_points, t), d))
+    counts = np.zeros(e, dtype=np.int64)
+    for row in range(e):
+        if finite[row].sum() >= min_points:
+            pooled = pool_points(points[row, finite[row]], min(max_points, t))
+            out[row, : len(pooled)] = pooled
+            counts[row] = len(pooled)
+    return Clouds(out, counts)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_pack_clouds_pools_rows_with_gaps_as_row_by_row(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    e, t, d = int(rng.integers(1, 40)), int(rng.integers(1, 130)), int(rng.integers(1, 10))
+    points = rng.normal(size=(e, t, d))
+    points[rng.random((e, t)) < [0.0, 0.01, 0.1, 0.6][seed % 4]] = np.nan
+    points[rng.random((e, t, d)) < 0.002] = np.inf
+    got = pack_clouds(points, 60, 8, False)
+    want = _pack_row_by_row(points, 60, 8)
+    assert np.array_equal(got.counts, want.counts)
+    assert np.array_equal(got.points, want.points)

@@ -135,10 +135,14 @@ def pack_clouds(
         pooled = pool_points(points[full], cap)
         out[full, : pooled.shape[1]] = pooled
         counts[full] = pooled.shape[1]
-    for row in np.flatnonzero(~full & (n_finite >= min_points)):
-        pooled = pool_points(points[row, finite[row]], cap)
-        out[row, : len(pooled)] = pooled
-        counts[row] = len(pooled)
+    # Rows with a missing point: their finite points, pooled together by finite count (rows
+    # of one count share their groups; the same sums as row by row, tested).
+    part = np.flatnonzero(~full & (n_finite >= min_points))
+    for m in np.unique(n_finite[part]).tolist():
+        rows = part[n_finite[part] == m]
+        pooled = pool_points(points[rows][finite[rows]].reshape(len(rows), m, d), cap)
+        out[rows, : pooled.shape[1]] = pooled
+        counts[rows] = pooled.shape[1]
     counts[n_finite < min_points] = 0
     if anchor:
         has = counts > 0
