@@ -57,6 +57,7 @@ benchmarks/README.md).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -173,8 +174,7 @@ class EntityBaseline:
         # Prototypes: windows that do not overlap the present (admitted >= one window ago), so
         # live distances never compare a window with itself shifted by a few steps.
         cand = np.flatnonzero(now - times >= window)
-        k = min(self.prototypes, len(cand))
-        idx = cand[np.unique(np.round(np.linspace(0, len(cand) - 1, k)).astype(int))]
+        idx = cand[list(_spread(len(cand), min(self.prototypes, len(cand))))]
         self.prototypes_ = [diagrams[i] for i in idx]
         # SCALE_FACTOR x the median of the windows' median H0 deaths (feature clouds).
         medians = np.asarray(h0_medians, dtype=np.float64)
@@ -183,6 +183,12 @@ class EntityBaseline:
         self.betti_scale_ = (connectivity_scale(medians) if np.isfinite(medians).any()
                              else float("nan"))
         return self
+
+
+@functools.lru_cache(maxsize=1024)
+def _spread(n: int, k: int) -> tuple[int, ...]:
+    """k (or fewer, distinct) indices evenly spread over range(n), first and last included."""
+    return tuple(np.unique(np.round(np.linspace(0, n - 1, k)).astype(int)).tolist())
 
 
 def ready(times: np.ndarray, now: float, window: float) -> bool:
@@ -545,9 +551,15 @@ class BaselineStore:
         refresh_every = max(self.refresh_every, REPLAY_REFIT_EVERY) if replay else \
             self.refresh_every
         refits = 0
+        finite = np.isfinite(vecs).all(axis=1) if len(keys) else np.zeros(0, dtype=bool)
+        # Not yet calibrated (NaN) counts as healthy: the reservoir only sets the
+        # normalisation, the contributions and the Betti scale.
+        with np.errstate(invalid="ignore"):
+            hot = np.isfinite(scores) & (scores > self.admit_quantile)
+        counts = clouds.counts.tolist()
         for i, key in enumerate(keys):
             dgm = diagrams[i]
-            if dgm is None or clouds.counts[i] == 0:
+            if dgm is None or counts[i] == 0:
                 continue
             entry = self.entries.get(key)
             if entry is None:
@@ -559,7 +571,7 @@ class BaselineStore:
             entry.pending = None
             if pending is not None and entry.levels is not None:
                 entry.levels.add(pending[1], now)
-            if np.isfinite(vecs[i]).all() and now - entry.last_raw >= self.raw_every:
+            if finite[i] and now - entry.last_raw >= self.raw_every:
                 keep = slice(-(RAW_HISTORY - 1), None)
                 if RESTART_AT_SWITCH and SEASONAL and len(entry.hist_times):
                     switch = entry.hist_times[0] + DAY - PHASE_TOLERANCE
@@ -577,10 +589,7 @@ class BaselineStore:
                 entry.hist_times = np.append(entry.hist_times[keep], now)
                 entry.last_raw = now
             res = entry.reservoir
-            # Not yet calibrated (NaN) counts as healthy: the reservoir only sets the
-            # normalisation, the contributions and the Betti scale.
-            healthy = not (np.isfinite(scores[i]) and scores[i] > self.admit_quantile)
-            if healthy and now - entry.last_admit >= self.admit_every:
+            if not hot[i] and now - entry.last_admit >= self.admit_every:
                 res.append(clouds.cloud(i), dgm, deciles[i], float(h0_median[i]), now,
                            self.size)
                 entry.last_admit = now
