@@ -708,5 +708,8 @@ async def _run(args: argparse.Namespace) -> int:
                                  alerts=aura, report=report)
         write_markdown(out, report, plots)
     print(f"aura backtest: {len(times)} cycles, {len(window.entities)} entities, "
-          f"{len(aura)} AURA alerts, {len(baseline)} baseline alerts -> {out}", file=sys.stderr)
+          f"{len(aura)} AURA alerts, {len(baseline)} baseline alerts -> {out}"
+          + ("" if args.incidents else
+             " (scores.csv, alerts.csv; report.md needs --incidents=FILE: start,end,<labels>)"),
+          file=sys.stderr)
     return 0

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -308,7 +309,8 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
             kind = inc["kind"] + (" (sudden)" if inc.get("sudden") else "")
             lines.append(f"| {ent} | {kind} | {format_rfc3339(inc['start'])} | {leads} | "
                          f"{'—' if peak is None else f'{peak:.2f}'} | "
-                         f"{inc.get('held_evaluations', 0)} | {why[:160]} |")
+                         f"{inc.get('held_evaluations', 0)} | "
+                         f"{textwrap.shorten(why, 160, placeholder=' …')} |")
         lines.append("")
     causes = report.get("false_alert_causes")
     if causes:

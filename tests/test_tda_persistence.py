@@ -199,21 +199,43 @@ def test_rips_diagram_equals_the_ripser_wrapper_bit_for_bit(thresh: float | None
 
 
 def test_rips_engine_falls_back_to_ripser_without_gudhi(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GUDHI is preferred when it loads; without it ripser.py's routine is used, and the
-    # diagrams are the same either way.
+    # GUDHI's routine is preferred when it loads; when GUDHI is not installed (its package
+    # cannot be found) ripser.py's routine is used, with the same diagrams.
+    import importlib.util
+
     from exporter.tda import rips
 
     points = np.cumsum(np.random.default_rng(5).normal(size=(61, 8)), axis=0)
     monkeypatch.setattr(rips, "_ENGINE", None)
     preferred = rips.rips_diagram(points)
-    assert rips._ENGINE is not None and rips._ENGINE.__qualname__.startswith("_gudhi_engine")
-    monkeypatch.setitem(rips.ENGINES, "gudhi", lambda: None)
-    monkeypatch.setattr(rips, "_gudhi_engine", lambda: None)
+    assert rips._ENGINE.__qualname__.startswith("_gudhi_engine")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gudhi" else find_spec(name, *a))
     monkeypatch.setattr(rips, "_ENGINE", None)
     fallback = rips.rips_diagram(points)
     assert rips._ENGINE.__qualname__.startswith("_ripser_engine")
     for a, b in zip(preferred, fallback, strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def test_rips_engine_falls_back_when_gudhi_fails_its_probe(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # A GUDHI whose routine changed (here: another signature) is caught once, at the choice,
+    # not in every cycle: ripser.py's routine is used and the reason is logged.
+    from types import SimpleNamespace
+
+    from exporter.tda import rips
+
+    def changed(matrix: np.ndarray) -> None:
+        raise TypeError("_full() takes 1 argument")
+
+    monkeypatch.setattr(rips, "_load_gudhi_ripser", lambda: SimpleNamespace(_full=changed))
+    monkeypatch.setattr(rips, "_ENGINE", None)
+    with caplog.at_level("WARNING", logger="exporter.tda.rips"):
+        h0, h1 = rips.rips_diagram(two_clusters(10))
+    assert rips._ENGINE.__qualname__.startswith("_ripser_engine")
+    assert len(h0) == 19 and "probe failed" in caplog.text
 
 
 def test_features_of_a_diagram_do_not_depend_on_its_batch() -> None:

@@ -3,12 +3,16 @@
 - The distance matrix is computed by numpy broadcasting (no BLAS, exact differences; scipy's
   pdist had more call overhead than work on small clouds) and handed, in float32 as
   `ripser.ripser` would pass it, to a compiled Ripser routine (`_rips_engine`): GUDHI's
-  (`gudhi`, MIT, Inria; its Ripser implementation behind `gudhi.sklearn.RipsPersistence`)
-  when installed, else ripser.py's. Both give the diagrams of the documented `ripser.ripser`
-  call bit for bit, in the same order (tests/test_tda_persistence.py); GUDHI's costs 0.56 ms
-  per 61-point cloud against ripser.py's 1.43 ms (2.6x; `benchmarks/bench_topology.py`,
-  "engines" line). Neither wrapper is called: both import scikit-learn (2-3.5 s per process)
-  and check their input on every call.
+  `_ripser_ext` (Inria, MIT; the Ripser implementation behind `gudhi.sklearn.RipsPersistence`)
+  when it loads, else ripser.py's. Both give the diagrams of the documented `ripser.ripser`
+  call bit for bit, in the same order (tests/test_tda_persistence.py); on the 61-point feature
+  clouds GUDHI's costs 0.56 ms against ripser.py's 1.54 ms (2.7x; 1.3x on the 13-point score
+  clouds: `benchmarks/bench_topology.py --overhead-only`). Neither wrapper is called: both
+  import scikit-learn (1-3.5 s per process) and check their input on every call.
+- Only GUDHI's MIT-licensed `_ripser_ext` module is loaded, from its file, without running
+  `gudhi/__init__.py`: that would load every GUDHI extension, including the CGAL-based ones
+  (GPLv3 in practice) and the bundled GMP/MPFR (LGPL), into AURA's processes (AURA is
+  Apache-2.0). The wheel still installs them; AURA never imports them.
 - The infinite H0 bar (every cloud has exactly one) is removed from the diagrams: every window
   of an entity has it, so it carries no information. Features that need it (Betti 0) count it
   explicitly as one component alive at every scale, i.e. it is capped at +inf for β0 and left
@@ -26,24 +30,57 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 Diagram = tuple[np.ndarray, np.ndarray]  # (h0 deaths [n0], h1 pairs [n1, 2])
 
 
+def _load_gudhi_ripser() -> Any:
+    """GUDHI's `_ripser_ext` extension module, loaded from its file alone (not through the
+    `gudhi` package, whose __init__ imports every GUDHI extension: module docstring).
+
+    Raises ImportError when GUDHI is not installed or has no such module.
+    """
+    import importlib.machinery
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("gudhi")  # a top-level package: not imported by this
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("gudhi is not installed")
+    for folder in spec.submodule_search_locations:
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = Path(folder) / f"_ripser_ext{suffix}"
+            if path.is_file():
+                name = "gudhi._ripser_ext"
+                loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+                ext_spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+                if ext_spec is None:  # pragma: no cover - a file path always gives a spec
+                    break
+                module = importlib.util.module_from_spec(ext_spec)
+                loader.exec_module(module)
+                return module
+    raise ImportError("gudhi has no _ripser_ext module (GUDHI >= 3.10 ships it)")
+
+
 def _gudhi_engine():  # type: ignore[no-untyped-def]
-    """GUDHI's compiled Ripser (`gudhi._ripser_ext._full`) as an engine, or None if absent.
+    """GUDHI's compiled Ripser (`_ripser_ext._full`) as an engine, or None when it does not
+    load or does not answer a 3-point probe (a GUDHI whose routine changed its signature
+    falls back to ripser.py instead of failing every cycle).
 
     Called as `gudhi.sklearn.RipsPersistence` calls it on a full distance matrix: the edge
-    threshold is the matrix's cone (enclosing) radius, min over points of the max distance,
-    above which a Rips complex is a cone and has no homology left (Henselman-Petrusek &
-    Bauer), or the caller's `thresh` when smaller.
+    threshold is the matrix's enclosing radius, min over points of the max distance, above
+    which a Rips complex is a cone and has no homology left (Bauer 2021, Ripser, section 3),
+    or the caller's `thresh` when smaller.
     """
     try:
-        from gudhi._ripser_ext import _full
-    except ImportError:
+        full = _load_gudhi_ripser()._full
+    except (ImportError, OSError, AttributeError):
         return None
 
     def engine(dist: np.ndarray, thresh: float | None) -> list[np.ndarray]:
@@ -51,11 +88,18 @@ def _gudhi_engine():  # type: ignore[no-untyped-def]
         cone = float(d32.max(axis=1).min())
         edge = cone if thresh is None else min(float(thresh), cone)
         dgms = [np.asarray(d, dtype=np.float64).reshape(-1, 2)
-                for d in _full(d32, max_dimension=1, max_edge_length=edge,
-                               homology_coeff_field=2)]
+                for d in full(d32, max_dimension=1, max_edge_length=edge,
+                              homology_coeff_field=2)]
         # GUDHI leaves out trailing empty dimensions (a 2-point cloud has no H1 list).
         return dgms + [np.empty((0, 2))] * (2 - len(dgms))
 
+    try:
+        probe = engine(np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 1.5], [2.0, 1.5, 0.0]]), None)
+        if len(probe) != 2 or sorted(probe[0][:, 1].tolist()) != [1.0, 1.5, np.inf]:
+            raise ValueError(f"unexpected diagram {probe!r}")
+    except Exception as err:  # noqa: BLE001 - any failure means: use ripser.py instead
+        log.warning("gudhi ripser probe failed, using ripser.py err=%r", err)
+        return None
     return engine
 
 
@@ -82,6 +126,7 @@ def _ripser_engine():  # type: ignore[no-untyped-def]
     return engine
 
 
+# In order of preference.
 ENGINES = {"gudhi": _gudhi_engine, "ripser": _ripser_engine}
 
 
@@ -89,14 +134,23 @@ def _rips_engine(name: str | None = None):  # type: ignore[no-untyped-def]
     """The compiled routine `rips_diagram` uses: `name` from ENGINES, or the first installed
     of GUDHI's and ripser.py's; None when neither loads (then the `ripser.ripser` wrapper)."""
     if name is not None:
-        return ENGINES[name]()
+        if name not in _NAMED:
+            _NAMED[name] = ENGINES[name]()
+        return _NAMED[name]
     global _ENGINE
     if _ENGINE is None:
-        _ENGINE = _gudhi_engine() or _ripser_engine() or False
+        for candidate, make in ENGINES.items():
+            _ENGINE = make()
+            if _ENGINE is not None:
+                log.debug("rips engine chosen engine=%s", candidate)
+                break
+        else:  # pragma: no cover - ripser is a dependency
+            _ENGINE = False
     return _ENGINE or None
 
 
 _ENGINE: Any = None  # the chosen engine, or False when none loads
+_NAMED: dict[str, Any] = {}  # engines asked for by name (tests, benchmarks)
 _TRIU: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 
