@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from exporter.numeric import nan_percentile, nanmedian_last
-from exporter.tda.baseline import Reservoir, _LazyDiagrams
+from exporter.tda.baseline import Reservoir, _Entry, _LazyDiagrams
 from exporter.tda.embedding import Clouds, pack_clouds, pool_points, pool_starts
 from exporter.tda.features import (
     DIAGRAM_FEATURES,
@@ -217,3 +217,42 @@ def test_pack_clouds_pools_rows_with_gaps_as_row_by_row(seed: int) -> None:
     want = _pack_row_by_row(points, 60, 8)
     assert np.array_equal(got.counts, want.counts)
     assert np.array_equal(got.points, want.points)
+
+
+def _distance_before(entry: _Entry, vec: np.ndarray, now: float, window: float) -> float:
+    """One entity's raw distance as BaselineStore.distance computed it before issue 16."""
+    from exporter.tda.baseline import DAY, MAX_REFERENCES, NEIGHBOURS, PHASE_TOLERANCE
+
+    age = now - entry.hist_times
+    ok = age >= window
+    if age.max() >= DAY - PHASE_TOLERANCE:
+        ok &= np.abs((age + DAY / 2) % DAY - DAY / 2) <= PHASE_TOLERANCE
+    ok[np.flatnonzero(ok)[:-MAX_REFERENCES]] = False
+    if not ok.any():
+        return float("nan")
+    dist = np.abs(entry.vec_hist[ok].astype(np.float64) - vec).sum(axis=1)
+    k = min(NEIGHBOURS, len(dist))
+    return float(np.partition(dist, k - 1)[:k].mean())
+
+
+def test_distance_shares_references_and_keeps_each_entitys_value() -> None:
+    from exporter.tda.baseline import BaselineStore
+
+    rng = np.random.default_rng(4)
+    store = BaselineStore(("a", "b"), 72, 1800.0, 1200.0, window=7200.0)
+    now = 1.7e9
+    keys = tuple((f"h{i}",) for i in range(12))
+    shared = now - 600.0 * np.arange(500)[::-1] - 60.0
+    for i, key in enumerate(keys):
+        entry = store.entries[key] = _Entry(Reservoir(12, 2))
+        n = [500, 500, 40, 0, 500, 200][i % 6]
+        entry.hist_times = shared[len(shared) - n:] - (7.0 if i % 6 == 4 else 0.0)
+        entry.vec_hist = rng.random((n, 17)).astype(np.float16)
+    vecs = rng.random((len(keys), 17))
+    vecs[5] = np.nan
+    got = store.distance(keys, vecs, now)
+    want = [float("nan") if i == 5 or not len(store.entries[k].hist_times) else
+            _distance_before(store.entries[k], vecs[i], now, 7200.0)
+            for i, k in enumerate(keys)]
+    assert np.array_equal(got, np.array(want), equal_nan=True)
+    assert np.isfinite(got).sum() >= 8

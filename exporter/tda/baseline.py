@@ -58,6 +58,7 @@ benchmarks/README.md).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -414,17 +415,17 @@ class BaselineStore:
         """
         out = np.full(len(keys), np.nan)
         finite = np.isfinite(vecs).all(axis=1) if len(keys) else np.zeros(0, dtype=bool)
+        # Entities that joined together share their history times (one per raw_every): their
+        # reference rows are found once per cycle.
+        references: dict[bytes, np.ndarray] = {}
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
             if entry is None or not finite[i] or not len(entry.hist_times):
                 continue
-            age = now - entry.hist_times
-            ok = age >= self.window
-            # hist_times ascend (appended with a later `now`): the oldest is the first.
-            if SEASONAL and age[0] >= DAY - PHASE_TOLERANCE:
-                phase = np.abs((age + DAY / 2) % DAY - DAY / 2)
-                ok &= phase <= PHASE_TOLERANCE
-            rows = np.flatnonzero(ok)[-MAX_REFERENCES:]  # the newest references
+            same = entry.hist_times.tobytes()
+            rows = references.get(same)
+            if rows is None:
+                rows = references[same] = self._references(entry.hist_times, now)
             if not len(rows):
                 continue
             dist = np.abs(entry.vec_hist[rows].astype(np.float64) - vecs[i]).sum(axis=1)
@@ -435,6 +436,18 @@ class BaselineStore:
             # The mean of the k smallest: np.mean's sum and division, without its wrapper.
             out[i] = float(np.partition(dist, k - 1)[:k].sum()) / k
         return out
+
+    def _references(self, times: np.ndarray, now: float) -> np.ndarray:
+        """Rows of an entity's history (`hist_times`, ascending) that `distance` compares
+        with: at least a window old, at the same time of day once a day old, the newest
+        MAX_REFERENCES."""
+        age = now - times
+        ok = age >= self.window
+        # hist_times ascend (appended with a later `now`): the oldest is the first.
+        if SEASONAL and age[0] >= DAY - PHASE_TOLERANCE:
+            phase = np.abs((age + DAY / 2) % DAY - DAY / 2)
+            ok &= phase <= PHASE_TOLERANCE
+        return np.flatnonzero(ok)[-MAX_REFERENCES:]
 
     def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray,
               now: float | None = None, coarse: Clouds | None = None) -> np.ndarray:
@@ -482,7 +495,7 @@ class BaselineStore:
         seas = entry.levels.deviation(level, now) if SEASONAL_LEVEL else float("nan")
         nan = float("nan")
         entry.pending = (now, level, seas, nan, nan, nan)
-        if not np.isfinite(raw):
+        if not math.isfinite(raw):
             return nan
         if entry.fits is None:
             entry.fits = tuple(tail_fit(h) for h in (entry.raw_hist, entry.seas_hist,
@@ -491,7 +504,7 @@ class BaselineStore:
         if fit_raw[3] < MIN_RAW_HISTORY:
             return float("nan")
         p_level = float("nan")
-        if np.isfinite(seas) and fit_seas[3] >= MIN_LEVEL_HISTORY:
+        if math.isfinite(seas) and fit_seas[3] >= MIN_LEVEL_HISTORY:
             p_level = survival(seas, entry.seas_hist, fit_seas)
         p_topology = survival(raw, entry.raw_hist, fit_raw) if TOPOLOGY else float("nan")
         fis = fisher(p_topology, p_level)
@@ -503,10 +516,8 @@ class BaselineStore:
         # after MIN_LEVEL_HISTORY): a CUSUM adds up any bias, and an entity's first day's
         # p-values come from hours of its own history (measured: a healthy entity's second
         # day above 0.95 on 26 % of cycles when it started with the topology's alone).
-        whole = np.isfinite(p_level) or not SEASONAL_LEVEL
-        done = np.flatnonzero(np.isfinite(entry.drift_hist))
-        slow = (drift(float(entry.drift_hist[done[-1]]) if len(done) else 0.0, fis)
-                if whole else nan)
+        whole = math.isfinite(p_level) or not SEASONAL_LEVEL
+        slow = drift(_last_finite(entry.drift_hist), fis) if whole else nan
         entry.pending = (now, level, seas, fis, smooth, slow)
         if fit_smooth[3] < MIN_SMOOTH_HISTORY:
             return _ecdf(np.float32(raw), entry.raw_hist)
@@ -832,6 +843,14 @@ def _ecdf(x: np.float32, hist: np.ndarray) -> float:
     if len(hist) < MIN_RAW_HISTORY:
         return float("nan")
     return (float((hist < x).sum()) + 0.5 * float((hist == x).sum())) / len(hist)
+
+
+def _last_finite(hist: np.ndarray) -> float:
+    """The newest finite value of hist (0.0 if none): where the drift's CUSUM resumes."""
+    if len(hist) and math.isfinite(hist[-1]):  # the usual case, without a scan
+        return float(hist[-1])
+    done = np.flatnonzero(np.isfinite(hist))
+    return float(hist[done[-1]]) if len(done) else 0.0
 
 
 def _or_nan(a: np.ndarray | None, n: int) -> np.ndarray:
