@@ -281,7 +281,7 @@ class CapacityAgent:
         caps = np.array([cfgs[j].capacity or np.nan for j in cap_idx], dtype=np.float64)
         known_cap = np.isfinite(caps)
         down = np.array([cfgs[j].direction == "down" for j in cap_idx])
-        x = win.values[:, cap_idx, :]
+        x = np.take(win.values, cap_idx, axis=1)  # = values[:, cap_idx], gathered faster
         own_scale = np.abs(np.nanmax(np.where(np.isnan(x), -np.inf, x), axis=-1))  # [E, C]
         caps = np.where(known_cap[None, :], caps[None, :], own_scale)[..., None]
         caps = np.where((caps > 0) & np.isfinite(caps), caps, np.nan)

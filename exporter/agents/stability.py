@@ -78,7 +78,7 @@ class StabilityAgent:
         drops_per_signal = np.zeros((e, s))
         restart_score = np.zeros(e)
         if res_idx:
-            x = v[:, res_idx, :]
+            x = np.take(v, res_idx, axis=1)  # = v[:, res_idx], gathered faster
             prev = np.fmin(np.fmin(x[..., 2:-1], x[..., 1:-2]), x[..., :-3])  # [E, C, T-3]
             now = x[..., 3:]
             with np.errstate(invalid="ignore"):
@@ -106,7 +106,7 @@ class StabilityAgent:
         err_idx = [j for j, c in enumerate(cfgs) if c.kind == "errors"]
         bursts_per_signal = np.zeros((e, s))
         if err_idx:
-            x = v[:, err_idx, :]
+            x = np.take(v, err_idx, axis=1)
             med = nanmedian_last(x)
             sig = np.maximum(np.nan_to_num(mad_sigma(x, med)), 0.05 * np.abs(np.nan_to_num(med)))
             with np.errstate(invalid="ignore"):
