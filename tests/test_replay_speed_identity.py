@@ -256,3 +256,33 @@ def test_distance_shares_references_and_keeps_each_entitys_value() -> None:
             for i, k in enumerate(keys)]
     assert np.array_equal(got, np.array(want), equal_nan=True)
     assert np.isfinite(got).sum() >= 8
+
+
+def test_refits_of_a_cycle_equal_one_by_one_fits() -> None:
+    from exporter.tda.baseline import BaselineStore, EntityBaseline
+    from exporter.tda.features import SUMMARY_SIZE
+
+    rng = np.random.default_rng(6)
+    e, s = 7, 3
+    store = BaselineStore(("a", "b", "c"), 20, 120.0, 60.0, window=600.0, points=4)
+    keys = tuple((f"h{i}",) for i in range(e))
+    refits = 0
+    for k in range(60):
+        now = 1.7e9 + 60.0 * k
+        diagrams = [_random_diagram(rng) for _ in range(e)]
+        deciles = np.sort(rng.normal(size=(e, s, 9)), axis=2)
+        deciles[2, 1] = np.nan  # a signal without samples
+        clouds = Clouds(rng.normal(size=(e, 4, s)), np.full(e, 4))
+        refits += store.update(keys, diagrams, clouds, rng.random(e), deciles,
+                               np.full(e, np.nan), now, np.zeros((e, s)), np.ones((e, s)),
+                               rng.random(e), rng.random((e, SUMMARY_SIZE)))
+        for key in keys:
+            entry = store.entries[key]
+            if entry.model is None or entry.last_refresh != now:
+                continue
+            res = entry.reservoir
+            alone = EntityBaseline().fit(res.diagrams, res.h0_medians.tolist(),
+                                         list(res.deciles), res.times, now, 600.0,
+                                         entry.center, entry.scale)  # type: ignore[arg-type]
+            assert np.array_equal(alone.zdeciles_, entry.model.zdeciles_, equal_nan=True)
+    assert refits > 2 * e

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -155,21 +156,22 @@ class EntityBaseline:
     def fit(self, diagrams: Sequence[Diagram], h0_medians: list[float],
             deciles: list[np.ndarray] | np.ndarray,
             times: np.ndarray, now: float, window: float, center: np.ndarray,
-            scale: np.ndarray) -> EntityBaseline:
+            scale: np.ndarray, typical: np.ndarray | None = None) -> EntityBaseline:
         """Fit from the reservoir; `center`/`scale` [S] are the normalisation its diagrams
         were computed with (kept, so live windows use the same units); raise BaselineError
-        without enough non-overlapping history (`ready`)."""
+        without enough non-overlapping history (`ready`). `typical` [S, 9]: the median of
+        `deciles` over the windows when already computed (BaselineStore.update computes
+        those of a cycle's refits in one call)."""
         if not ready(np.asarray(times), now, window):
             raise BaselineError("too little non-overlapping healthy history for a baseline")
-        import warnings
-
         self.center_, self.scale_ = np.asarray(center), np.asarray(scale)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            # np.nanmedian on these small arrays goes through masked arrays (~0.7 ms a call);
-            # same values.
-            typical = nan_percentile(np.asarray(deciles), [50.0], axis=0,
-                                     always_sort=True)[0]  # [S, 9]
+        if typical is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                # np.nanmedian on these small arrays goes through masked arrays (~0.7 ms a
+                # call); same values.
+                typical = nan_percentile(np.asarray(deciles), [50.0], axis=0,
+                                         always_sort=True)[0]  # [S, 9]
         self.zdeciles_ = clipped_z(typical, self.center_[:, None], self.scale_[:, None], Z_CLIP)
         times = np.asarray(times, dtype=np.float64)
         # Prototypes: windows that do not overlap the present (admitted >= one window ago), so
@@ -568,6 +570,7 @@ class BaselineStore:
         with np.errstate(invalid="ignore"):
             hot = np.isfinite(scores) & (scores > self.admit_quantile)
         counts = clouds.counts.tolist()
+        due_fits: list[tuple[_Entry, bool, float]] = []
         for i, key in enumerate(keys):
             dgm = diagrams[i]
             if dgm is None or counts[i] == 0:
@@ -616,9 +619,24 @@ class BaselineStore:
                 entry.normalised_at = now - phase * RENORMALISE_EVERY
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
+            due_fits.append((entry, first, phase))
+        # The refits after the loop (an entity's fit reads only its own state): the typical
+        # deciles of all of them in one call, NaN-padded (each column's median counts its
+        # own finite values, so the padding changes nothing: the same bits as one by one).
+        width = max((len(e.reservoir.deciles) for e, _, _ in due_fits), default=0)
+        stack = np.full((len(due_fits), width, len(self.signals), len(DECILES)), np.nan,
+                        dtype=np.float32)
+        for j, (entry, _, _) in enumerate(due_fits):
+            stack[j, : len(entry.reservoir.deciles)] = entry.reservoir.deciles
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            typical = nan_percentile(stack, [50.0], axis=1, always_sort=True)[0] \
+                if due_fits else stack.reshape(0, *stack.shape[2:])
+        for (entry, first, phase), typ in zip(due_fits, typical, strict=True):
+            res = entry.reservoir
             entry.model = EntityBaseline().fit(
                 _LazyDiagrams(res), res.h0_medians.tolist(), res.deciles, res.times, now,
-                self.window, entry.center, entry.scale,  # type: ignore[arg-type]
+                self.window, entry.center, entry.scale, typ,  # type: ignore[arg-type]
             )
             entry.last_refresh = now - phase * self.refresh_every if first else now
             refits += 1
