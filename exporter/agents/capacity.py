@@ -298,14 +298,17 @@ class CapacityAgent:
             ratio = np.where(b_s > 0, b_l / b_s, 0.0)
             # One straight line explains both lookbacks (rates within SAME_LINE_RATIO of each
             # other): the whole window estimates it more precisely. Rates further apart: the
-            # trend changed and the recent rate is the current one. In between the two blend
-            # in log-ratio, so one noisy sample at the boundary cannot move the time to
+            # trend changed and the recent rate is the current one. In between (1.5-2x apart,
+            # either way) the two blend in log-ratio, so one noisy sample at the boundary cannot move the time to
             # exhaustion by half (a hard switch did: 1.9 h -> 2.8 h from one minute to the next).
             off = np.abs(np.log(np.where(ratio > 0, ratio, 1e-12)))
             w_long = np.clip((np.log(CHANGED_RATIO) - off)
                              / (np.log(CHANGED_RATIO) - np.log(SAME_LINE_RATIO)), 0, 1)
-            slope = w_long * b_l + (1 - w_long) * b_s
-            level = w_long * lvl_l + (1 - w_long) * lvl_s
+            # Outside the band exactly one fit (NaN in the other then never leaks in).
+            slope = np.where(w_long >= 1, b_l, np.where(w_long <= 0, b_s,
+                                                        w_long * b_l + (1 - w_long) * b_s))
+            level = np.where(w_long >= 1, lvl_l, np.where(w_long <= 0, lvl_s,
+                                                          w_long * lvl_l + (1 - w_long) * lvl_s))
             headroom = 1.0 - level
             ttf = np.where(slope > 0, headroom / slope, np.inf)
             ttf = np.where(headroom <= 0, 0.0, ttf)
