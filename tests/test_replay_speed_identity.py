@@ -286,3 +286,33 @@ def test_refits_of_a_cycle_equal_one_by_one_fits() -> None:
                                          entry.center, entry.scale)  # type: ignore[arg-type]
             assert np.array_equal(alone.zdeciles_, entry.model.zdeciles_, equal_nan=True)
     assert refits > 2 * e
+
+
+def test_pool_traffic_packing_round_trips_clouds_and_diagrams_bit_for_bit() -> None:
+    """speculate's tasks carry clouds stacked in one array and diagrams in four: unpacked
+    they are the same arrays (values, dtype, shape), including empty H0/H1 and 1-point
+    clouds; the key is the former numpy-built one."""
+    from exporter.tda.persistence import (
+        cloud_key,
+        pack_clouds,
+        pack_diagrams,
+        unpack_clouds,
+        unpack_diagrams,
+    )
+    from exporter.tda.rips import rips_diagram
+
+    rng = np.random.default_rng(7)
+    clouds = [rng.normal(size=(int(n), 5)) for n in [1, 2, 13, 61, 3, 1, 40]]
+    flat, counts = pack_clouds(clouds)
+    back = unpack_clouds(flat, counts)
+    assert len(back) == len(clouds)
+    for a, b in zip(clouds, back, strict=True):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
+        assert cloud_key(a) == np.asarray(a.shape, dtype=np.int64).tobytes() + a.tobytes()
+        assert cloud_key(a) == cloud_key(b)
+    dgms = [rips_diagram(c) for c in clouds]
+    assert any(len(d[1]) == 0 for d in dgms) and any(len(d[0]) == 0 for d in dgms)
+    for a, b in zip(dgms, unpack_diagrams(pack_diagrams(dgms)), strict=True):
+        for x, y in zip(a, b, strict=True):
+            assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
+    assert unpack_diagrams(pack_diagrams([])) == []

@@ -9,7 +9,9 @@
   `exporter.tda.features`.
 - Distances to the entity's baseline prototypes and the diagram features are computed in the
   same worker task, so they run in parallel too, and `submit` lets the stage do its own
-  per-window work while the workers run. Distances:
+  per-window work while the workers run. `speculate`'s tasks carry their clouds stacked in
+  one array and return their diagrams in four (`pack_clouds`, `pack_diagrams`): one array to
+  pickle each way instead of one or two per cloud. Distances:
   * H0: every H0 bar is born at 0, so the diagram is the multiset of MST edge lengths; its
     distance is the 1-D transport cost between the sorted deaths (the shorter padded with zeros
     = bars of length 0), i.e. a sort, not an assignment problem. This is a metric on H0 diagrams
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from collections.abc import Sequence
 from concurrent.futures import Future
 
@@ -50,9 +53,12 @@ class PersistenceError(RuntimeError):
 
 
 def cloud_key(points: np.ndarray) -> bytes:
-    """Exact identity of one cloud (shape and bits): diagrams are a pure function of it."""
+    """Exact identity of one cloud (shape and bits): diagrams are a pure function of it.
+
+    The shape as native int64s, then the float64 values in C order."""
     points = np.ascontiguousarray(points, dtype=np.float64)
-    return np.asarray(points.shape, dtype=np.int64).tobytes() + points.tobytes()
+    shape = points.shape
+    return struct.pack(f"={len(shape)}q", *shape) + points.tobytes()
 
 
 def _cached_diagram(points: np.ndarray, thresh: float | None,
@@ -77,9 +83,55 @@ def _take(points: np.ndarray, rows: np.ndarray, counts: np.ndarray) -> np.ndarra
     return points[rows, :width]
 
 
-def _diagrams_task(clouds: list[np.ndarray], thresh: float | None) -> list[Diagram]:
-    """Worker body of `RipsPersistence.diagrams`."""
-    return [rips_diagram(c, thresh) for c in clouds]
+_Packed = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def pack_clouds(clouds: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Clouds [n_i, D] (one D and dtype) -> (their rows stacked [sum n_i, D], n [k]): one
+    array to pickle to a worker instead of k."""
+    return np.concatenate(clouds), np.array([len(c) for c in clouds], dtype=np.int64)
+
+
+def unpack_clouds(flat: np.ndarray, counts: np.ndarray) -> list[np.ndarray]:
+    """Inverse of `pack_clouds`: views [n_i, D] of `flat`, the same values and dtype."""
+    out, a = [], 0
+    for n in counts.tolist():
+        out.append(flat[a:a + n])
+        a += n
+    return out
+
+
+def pack_diagrams(dgms: Sequence[Diagram]) -> _Packed:
+    """Diagrams -> (all H0 deaths [sum n0], n0 [k], all H1 pairs [sum n1, 2], n1 [k]): four
+    arrays to pickle back instead of 2k."""
+    h0 = np.concatenate([d[0] for d in dgms]) if dgms else np.empty(0)
+    h1 = np.concatenate([d[1] for d in dgms]) if dgms else np.empty((0, 2))
+    n0 = np.array([len(d[0]) for d in dgms], dtype=np.int64)
+    n1 = np.array([len(d[1]) for d in dgms], dtype=np.int64)
+    return h0, n0, h1, n1
+
+
+def unpack_diagrams(packed: _Packed) -> list[Diagram]:
+    """Inverse of `pack_diagrams`: each diagram's arrays are views of the packed ones (the
+    same values; diagrams are only read)."""
+    h0, n0, h1, n1 = packed
+    out: list[Diagram] = []
+    a0 = a1 = 0
+    for k0, k1 in zip(n0.tolist(), n1.tolist(), strict=True):
+        out.append((h0[a0:a0 + k0], h1[a1:a1 + k1]))
+        a0 += k0
+        a1 += k1
+    return out
+
+
+def _diagrams_task(flat: np.ndarray, counts: np.ndarray, thresh: float | None) -> _Packed:
+    """Worker body of `RipsPersistence.speculate`: packed clouds -> packed diagrams."""
+    return pack_diagrams([rips_diagram(c, thresh) for c in unpack_clouds(flat, counts)])
+
+
+def _diagrams_list_task(clouds: list[np.ndarray], thresh: float | None) -> _Packed:
+    """`_diagrams_task` for clouds that cannot share one array."""
+    return pack_diagrams([rips_diagram(c, thresh) for c in clouds])
 
 
 def wasserstein_h0(a: np.ndarray, b: np.ndarray) -> float:
@@ -179,14 +231,14 @@ class DiagramCache:
 
     def __init__(self) -> None:
         self.done: dict[bytes, Diagram] = {}
-        self._pending: dict[bytes, tuple[list[bytes], Future[list[Diagram]]]] = {}
+        self._pending: dict[bytes, tuple[list[bytes], Future[_Packed]]] = {}
 
     def get(self, key: bytes) -> Diagram | None:
         """The diagram of `key`, waiting for it if in flight; None when unknown."""
         dgm = self.done.get(key)
         if dgm is None and key in self._pending:
             keys, fut = self._pending[key]
-            for k, d in zip(keys, fut.result(), strict=True):
+            for k, d in zip(keys, unpack_diagrams(fut.result()), strict=True):
                 self.done[k] = d
                 self._pending.pop(k, None)
             dgm = self.done[key]
@@ -201,8 +253,9 @@ class DiagramCache:
     def __len__(self) -> int:
         return len(self.done) + len(self._pending)
 
-    def add_pending(self, keys: list[bytes], fut: Future[list[Diagram]]) -> None:
-        """Mark `keys` as in flight: `fut` will give their diagrams in the same order."""
+    def add_pending(self, keys: list[bytes], fut: Future[_Packed]) -> None:
+        """Mark `keys` as in flight: `fut` will give their diagrams in the same order, packed
+        (`pack_diagrams`)."""
         for k in keys:
             self._pending[k] = (keys, fut)
 
@@ -367,13 +420,17 @@ class RipsPersistence:
         keys, pts = list(todo), list(todo.values())
         try:
             if self.workers_ <= 1:
-                for k, d in zip(keys, _diagrams_task(pts, self.thresh), strict=True):
-                    cache[k] = d
+                for k, c in zip(keys, pts, strict=True):
+                    cache[k] = rips_diagram(c, self.thresh)
                 return
             pool = self._ensure_pool()
             for a in range(0, len(keys), chunk):
-                cache.add_pending(keys[a:a + chunk],
-                                  pool.submit(_diagrams_task, pts[a:a + chunk], self.thresh))
+                part = pts[a:a + chunk]
+                if len({(c.dtype, c.shape[1:]) for c in part}) == 1:
+                    fut = pool.submit(_diagrams_task, *pack_clouds(part), self.thresh)
+                else:  # mixed dtypes would be cast by packing: sent one by one
+                    fut = pool.submit(_diagrams_list_task, part, self.thresh)
+                cache.add_pending(keys[a:a + chunk], fut)
         except Exception as err:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
