@@ -316,3 +316,51 @@ def test_pool_traffic_packing_round_trips_clouds_and_diagrams_bit_for_bit() -> N
         for x, y in zip(a, b, strict=True):
             assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y)
     assert unpack_diagrams(pack_diagrams([])) == []
+
+
+def test_scale_free_features_from_other_batches_give_the_same_features() -> None:
+    """diagram_features with scale-free rows computed in other batches (the pool's chunks)
+    equals computing them with the window's own padding, bit for bit."""
+    from exporter.tda.features import scale_free_features
+    from exporter.tda.rips import rips_diagram
+
+    rng = np.random.default_rng(3)
+    dgms = [rips_diagram(rng.normal(size=(int(n), 4))) for n in [1, 2, 5, 30, 61, 8, 45]]
+    window: list = [dgms[0], None, *dgms[1:]]
+    scale = np.where(rng.random(len(window)) < 0.5, np.nan, rng.uniform(0.5, 3, len(window)))
+    want = diagram_features(window, scale)
+    free = np.concatenate([scale_free_features(window[:3]), scale_free_features(window[3:4]),
+                           scale_free_features(window[4:])])
+    got = diagram_features(window, scale, free)
+    assert np.array_equal(want, got, equal_nan=True)
+
+
+def test_speculated_features_equal_the_inline_ones() -> None:
+    """Clouds speculated on a real pool (feature clouds flagged, some not sent ahead) give
+    submit's diagrams, features and H0 medians bit for bit as the inline path."""
+    from exporter.tda.persistence import DiagramCache, RipsPersistence
+
+    rng = np.random.default_rng(11)
+    counts = np.array([61, 0, 13, 40, 61, 2, 61, 30])
+    points = np.zeros((len(counts), 61, 4))
+    for i, n in enumerate(counts):
+        points[i, :n] = rng.normal(size=(n, 4))
+    clouds = Clouds(points, counts)
+    scale = np.array([np.nan, 1.0, 0.7, np.nan, 2.0, np.nan, 0.3, np.nan])
+    inline = RipsPersistence(workers=1).fit()
+    want = inline.submit(clouds, None, scale).result()
+    pool = RipsPersistence(workers=2).fit()
+    try:
+        cache = DiagramCache()
+        ahead = [clouds.cloud(i) for i in range(len(counts)) if 0 < counts[i] and i != 3]
+        pool.speculate(cache, ahead, chunk=3, features=[i % 2 == 0 for i in range(len(ahead))])
+        got = pool.submit(clouds, None, scale, cache=cache).result()
+    finally:
+        pool.close()
+    assert len(cache.free) == 3
+    for a, b in zip(want[0], got[0], strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    for x, y in zip(want[1:], got[1:], strict=True):
+        assert np.array_equal(x, y, equal_nan=True)

@@ -140,30 +140,30 @@ def _landscapes(h1: np.ndarray) -> np.ndarray:
     return out
 
 
-def diagram_features(diagrams: Sequence[Diagram | None], scale: np.ndarray) -> np.ndarray:
-    """[E, len(DIAGRAM_FEATURES)] features; rows of entities without a diagram are NaN.
+# Columns of `scale_free_features`: what of `diagram_features` does not depend on the scale.
+SCALE_FREE_FEATURES = ("median_h0_death",) + DIAGRAM_FEATURES[2:-1]
 
-    `scale` [E] is the calibrated scale for the Betti numbers (NaN: use the window's own).
-    """
-    e = len(diagrams)
-    known = np.array([d is not None for d in diagrams], dtype=bool)
+
+def scale_free_features(diagrams: Sequence[Diagram | None]) -> np.ndarray:
+    """[E, len(SCALE_FREE_FEATURES)]: each diagram's median H0 death (NaN without deaths),
+    entropies, total persistences, longest bars and landscape norms, the columns of
+    `diagram_features` that need no scale. Row by row: a row's values do not depend on the
+    other rows (the pool computes them for the clouds it speculates on; rows of None are
+    meaningless)."""
     h0, h1 = pad_diagrams(diagrams)
-    # connectivity_scale of each row at once (the same medians: sorted finite deaths).
+    return _scale_free(h0, h1)
+
+
+def _scale_free(h0: np.ndarray, h1: np.ndarray) -> np.ndarray:
     med = nanmedian_last(np.where(np.isfinite(h0), h0, np.nan))
-    own = np.where(known, np.where(np.isnan(med), 0.0, SCALE_FACTOR * med), np.nan)
-    eps = np.where(np.isfinite(scale), scale, own) if e else own
     life0 = h0
     life1 = h1[..., 1] - h1[..., 0]
-    with np.errstate(invalid="ignore"):
-        betti0 = 1.0 + (life0 > eps[:, None]).sum(axis=1)
-        betti1 = ((h1[..., 0] <= eps[:, None]) & (h1[..., 1] > eps[:, None])).sum(axis=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         max0 = np.nan_to_num(np.nanmax(life0, axis=1), nan=0.0)
         max1 = np.nan_to_num(np.nanmax(life1, axis=1), nan=0.0)
-    feats = np.column_stack([
-        betti0,
-        betti1,
+    return np.column_stack([
+        med,
         _entropy(life0),
         _entropy(life1),
         row_sum(life0),
@@ -171,8 +171,32 @@ def diagram_features(diagrams: Sequence[Diagram | None], scale: np.ndarray) -> n
         max0,
         max1,
         _landscapes(h1),
-        eps,
-    ]) if e else np.empty((0, len(DIAGRAM_FEATURES)))
+    ])
+
+
+def diagram_features(diagrams: Sequence[Diagram | None], scale: np.ndarray,
+                     free: np.ndarray | None = None) -> np.ndarray:
+    """[E, len(DIAGRAM_FEATURES)] features; rows of entities without a diagram are NaN.
+
+    `scale` [E] is the calibrated scale for the Betti numbers (NaN: use the window's own).
+    `free` [E, len(SCALE_FREE_FEATURES)]: the diagrams' `scale_free_features` when already
+    computed (the same values, not recomputed).
+    """
+    e = len(diagrams)
+    known = np.array([d is not None for d in diagrams], dtype=bool)
+    h0, h1 = pad_diagrams(diagrams)
+    if e == 0:
+        return np.empty((0, len(DIAGRAM_FEATURES)))
+    if free is None:
+        free = _scale_free(h0, h1)
+    # connectivity_scale of each row at once (the same medians: sorted finite deaths).
+    med = free[:, 0]
+    own = np.where(known, np.where(np.isnan(med), 0.0, SCALE_FACTOR * med), np.nan)
+    eps = np.where(np.isfinite(scale), scale, own)
+    with np.errstate(invalid="ignore"):
+        betti0 = 1.0 + (h0 > eps[:, None]).sum(axis=1)
+        betti1 = ((h1[..., 0] <= eps[:, None]) & (h1[..., 1] > eps[:, None])).sum(axis=1)
+    feats = np.column_stack([betti0, betti1, free[:, 1:], eps])
     feats[~known] = np.nan
     return feats
 

@@ -33,7 +33,12 @@ from concurrent.futures import Future
 import numpy as np
 
 from exporter.tda.embedding import Clouds
-from exporter.tda.features import DIAGRAM_FEATURES, diagram_features, median_h0_deaths
+from exporter.tda.features import (
+    DIAGRAM_FEATURES,
+    diagram_features,
+    median_h0_deaths,
+    scale_free_features,
+)
 from exporter.tda.rips import Diagram, _rips_engine, rips_diagram
 
 log = logging.getLogger(__name__)
@@ -62,10 +67,11 @@ def cloud_key(points: np.ndarray) -> bytes:
 
 
 def _cached_diagram(points: np.ndarray, thresh: float | None,
-                    cache: DiagramCache | None) -> Diagram:
+                    cache: DiagramCache | None, key: bytes | None = None) -> Diagram:
     if cache is None:
         return rips_diagram(points, thresh)
-    key = cloud_key(points)
+    if key is None:
+        key = cloud_key(points)
     dgm = cache.get(key)
     if dgm is None:
         dgm = cache[key] = rips_diagram(points, thresh)
@@ -124,14 +130,22 @@ def unpack_diagrams(packed: _Packed) -> list[Diagram]:
     return out
 
 
-def _diagrams_task(flat: np.ndarray, counts: np.ndarray, thresh: float | None) -> _Packed:
-    """Worker body of `RipsPersistence.speculate`: packed clouds -> packed diagrams."""
-    return pack_diagrams([rips_diagram(c, thresh) for c in unpack_clouds(flat, counts)])
+def _diagrams_task(flat: np.ndarray, counts: np.ndarray, thresh: float | None,
+                   with_free: np.ndarray | None = None) -> tuple[_Packed, np.ndarray | None]:
+    """Worker body of `RipsPersistence.speculate`: packed clouds -> packed diagrams, and the
+    `scale_free_features` of those flagged in `with_free` [k] (rows in their order)."""
+    return _diagrams_list_task(unpack_clouds(flat, counts), thresh, with_free)
 
 
-def _diagrams_list_task(clouds: list[np.ndarray], thresh: float | None) -> _Packed:
+def _diagrams_list_task(clouds: Sequence[np.ndarray], thresh: float | None,
+                        with_free: np.ndarray | None = None
+                        ) -> tuple[_Packed, np.ndarray | None]:
     """`_diagrams_task` for clouds that cannot share one array."""
-    return pack_diagrams([rips_diagram(c, thresh) for c in clouds])
+    dgms = [rips_diagram(c, thresh) for c in clouds]
+    free = None
+    if with_free is not None and with_free.any():
+        free = scale_free_features([d for d, f in zip(dgms, with_free, strict=True) if f])
+    return pack_diagrams(dgms), free
 
 
 def wasserstein_h0(a: np.ndarray, b: np.ndarray) -> float:
@@ -203,9 +217,14 @@ def _chunk_task(
     not computed; features and H0 medians are NaN.
     """
     score = score_points is not None and score_counts is not None
-    if features or not score:
-        fine: list[Diagram] = [_cached_diagram(points[i, :n], thresh, cache)
-                               for i, n in enumerate(counts)]
+    free = None
+    if (features or not score) and cache is not None:
+        keys = [cloud_key(points[i, :n]) for i, n in enumerate(counts)]
+        fine: list[Diagram] = [_cached_diagram(points[i, :n], thresh, cache, k)
+                               for (i, n), k in zip(enumerate(counts), keys, strict=True)]
+        free = cache.scale_free(keys, fine)
+    elif features or not score:
+        fine = [rips_diagram(points[i, :n], thresh) for i, n in enumerate(counts)]
     if not score:
         dgms = fine
     else:
@@ -218,8 +237,11 @@ def _chunk_task(
     if not (features or not score):
         return dgms, raw, np.full((len(counts), len(DIAGRAM_FEATURES)), np.nan), \
             np.full(len(counts), np.nan)
-    h0_median = median_h0_deaths(fine)
-    return dgms, raw, diagram_features(fine, scale), h0_median
+    if free is None:
+        return dgms, raw, diagram_features(fine, scale), median_h0_deaths(fine)
+    # median_h0_deaths' values: the same medians of the same finite deaths, 0.0 for none.
+    h0_median = np.where(np.array([len(d[0]) > 0 for d in fine], dtype=bool), free[:, 0], 0.0)
+    return dgms, raw, diagram_features(fine, scale, free), h0_median
 
 
 class DiagramCache:
@@ -231,18 +253,38 @@ class DiagramCache:
 
     def __init__(self) -> None:
         self.done: dict[bytes, Diagram] = {}
-        self._pending: dict[bytes, tuple[list[bytes], Future[_Packed]]] = {}
+        self.free: dict[bytes, np.ndarray] = {}
+        self._pending: dict[bytes, tuple[list[bytes], Future[tuple[_Packed, np.ndarray | None]],
+                                         np.ndarray | None]] = {}
 
     def get(self, key: bytes) -> Diagram | None:
         """The diagram of `key`, waiting for it if in flight; None when unknown."""
         dgm = self.done.get(key)
         if dgm is None and key in self._pending:
-            keys, fut = self._pending[key]
-            for k, d in zip(keys, unpack_diagrams(fut.result()), strict=True):
+            keys, fut, with_free = self._pending[key]
+            packed, free = fut.result()
+            for k, d in zip(keys, unpack_diagrams(packed), strict=True):
                 self.done[k] = d
                 self._pending.pop(k, None)
+            if free is not None and with_free is not None:
+                for k, row in zip([k for k, f in zip(keys, with_free, strict=True) if f], free,
+                                  strict=True):
+                    self.free[k] = row
             dgm = self.done[key]
         return dgm
+
+    def scale_free(self, keys: Sequence[bytes], dgms: Sequence[Diagram]) -> np.ndarray:
+        """`scale_free_features` rows [len(keys), F] of the done diagrams `dgms` of `keys`:
+        those computed with them on the pool, the others here (rows are independent)."""
+        rows = [self.free.get(k) for k in keys]
+        missing = [i for i, r in enumerate(rows) if r is None]
+        if missing:
+            for i, r in zip(missing, scale_free_features([dgms[i] for i in missing]),
+                            strict=True):
+                rows[i] = r
+        if not rows:
+            return scale_free_features([])
+        return np.stack(rows)  # type: ignore[arg-type]
 
     def __setitem__(self, key: bytes, dgm: Diagram) -> None:
         self.done[key] = dgm
@@ -253,11 +295,13 @@ class DiagramCache:
     def __len__(self) -> int:
         return len(self.done) + len(self._pending)
 
-    def add_pending(self, keys: list[bytes], fut: Future[_Packed]) -> None:
+    def add_pending(self, keys: list[bytes], fut: Future[tuple[_Packed, np.ndarray | None]],
+                    with_free: np.ndarray | None = None) -> None:
         """Mark `keys` as in flight: `fut` will give their diagrams in the same order, packed
-        (`pack_diagrams`)."""
+        (`pack_diagrams`), and the `scale_free_features` rows of the keys flagged in
+        `with_free` (None: no rows)."""
         for k in keys:
-            self._pending[k] = (keys, fut)
+            self._pending[k] = (keys, fut, with_free)
 
 
 class Pending:
@@ -404,20 +448,28 @@ class RipsPersistence:
         return Pending(self, e, rows, parts)
 
     def speculate(self, cache: DiagramCache, clouds: Sequence[np.ndarray],
-                  chunk: int = 32) -> None:
+                  chunk: int = 32, features: Sequence[bool] | None = None) -> None:
         """Start computing the diagrams of clouds [n_i, D] on the pool, into `cache` (those
         already there or duplicated computed once): the parallel half of
-        `TopologyStage.run_batch`. Inline with one worker (nothing runs ahead then)."""
+        `TopologyStage.run_batch`. Inline with one worker (nothing runs ahead then).
+
+        features: per cloud, whether the pool also computes its diagram's
+        `scale_free_features` (a feature cloud's: `submit` with this cache then only adds
+        the scale-dependent columns)."""
         if not hasattr(self, "workers_"):
             raise PersistenceError("RipsPersistence is not fitted: call fit() first")
+        flags = [False] * len(clouds) if features is None else list(features)
         todo: dict[bytes, np.ndarray] = {}
-        for c in clouds:
+        wants: dict[bytes, bool] = {}
+        for c, f in zip(clouds, flags, strict=True):
             key = cloud_key(c)
             if key not in cache:
                 todo.setdefault(key, c)
+                wants[key] = wants.get(key, False) or f
         if not todo:
             return
         keys, pts = list(todo), list(todo.values())
+        want = np.array([wants[k] for k in keys], dtype=bool)
         try:
             if self.workers_ <= 1:
                 for k, c in zip(keys, pts, strict=True):
@@ -425,12 +477,13 @@ class RipsPersistence:
                 return
             pool = self._ensure_pool()
             for a in range(0, len(keys), chunk):
-                part = pts[a:a + chunk]
+                part, with_free = pts[a:a + chunk], want[a:a + chunk]
+                args = (self.thresh, with_free if with_free.any() else None)
                 if len({(c.dtype, c.shape[1:]) for c in part}) == 1:
-                    fut = pool.submit(_diagrams_task, *pack_clouds(part), self.thresh)
+                    fut = pool.submit(_diagrams_task, *pack_clouds(part), *args)
                 else:  # mixed dtypes would be cast by packing: sent one by one
-                    fut = pool.submit(_diagrams_list_task, part, self.thresh)
-                cache.add_pending(keys[a:a + chunk], fut)
+                    fut = pool.submit(_diagrams_list_task, part, *args)
+                cache.add_pending(keys[a:a + chunk], fut, args[1])
         except Exception as err:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err

@@ -327,6 +327,7 @@ class TopologyStage:
                     src.append(int(i))
         items = [(j, np.array(want[j][0]), np.array(want[j][1])) for j in sorted(want)]
         clouds: list[np.ndarray] = []
+        is_fine: list[bool] = []
         for chunk in self._item_chunks(items):
             values = np.concatenate([stats[j].values[d] for j, d, _ in chunk])
             center = np.concatenate([p.center[src] for _, _, src in chunk])
@@ -369,10 +370,13 @@ class TopologyStage:
                         spec.dgms[row] = got  # type: ignore[index]
                 if ahead and (j > k or k == 0):
                     for cl in (fine, scored):
-                        clouds.extend(cl.cloud(int(r)) for r in range(a, b) if cl.counts[r] > 0)
+                        ahead_clouds = [cl.cloud(int(r)) for r in range(a, b)
+                                        if cl.counts[r] > 0]
+                        clouds.extend(ahead_clouds)
+                        is_fine.extend([cl is fine] * len(ahead_clouds))
                 a = b
         if clouds:
-            self._persistence.speculate(cache, clouds)
+            self._persistence.speculate(cache, clouds, features=is_fine)
 
     @staticmethod
     def _index(j: int, windows: Sequence[Window],
