@@ -94,8 +94,13 @@ class StabilityAgent:
         d = np.abs(np.diff(v, axis=-1))
         vol_recent = nanmedian_last(d[..., -recent:])
         vol_base = nanmedian_last(d[..., :-recent])
-        scale = np.nan_to_num(nanmedian_last(np.abs(v)))
         cap = np.array([c.capacity or np.nan for c in cfgs], dtype=np.float64)
+        # The typical level sets the floor only of signals without a capacity: its medians
+        # are taken of those columns alone (row by row: the same values).
+        scale = np.zeros((e, s))
+        no_cap = [j for j in range(s) if not np.isfinite(cap[j])]
+        if no_cap:
+            scale[:, no_cap] = np.nan_to_num(nanmedian_last(np.abs(np.take(v, no_cap, axis=1))))
         floor = np.where(np.isfinite(cap)[None, :], 0.002 * np.nan_to_num(cap)[None, :],
                          0.01 * scale)
         ratio = vol_recent / np.maximum(np.nan_to_num(vol_base), np.maximum(floor, 1e-12))
@@ -147,13 +152,16 @@ class StabilityAgent:
             kind = kinds[int(lead[i])]
             # Restarting does not cure a crash loop or error bursts: those need a look.
             actions[i] = "investigate" if kind in ("restarts", "bursts") else "restart_candidate"
-            reasons[i] = {
-                "gaps": f"scrapes failing ({int(gap_starts[i])} gaps, "
-                        f"{gap_share[i]:.0%} of the last {recent} samples missing)",
-                "restarts": f"restarted about {int(round(restart_score[i] + 0.49))} times",
-                "jitter": "values flapping far more than usual",
-                "bursts": f"{int(bursts[i])} error bursts",
-            }[kind]
+            # Only the lead kind's text is formatted (thousands of rows in a replay).
+            if kind == "gaps":
+                reasons[i] = (f"scrapes failing ({int(gap_starts[i])} gaps, "
+                              f"{gap_share[i]:.0%} of the last {recent} samples missing)")
+            elif kind == "restarts":
+                reasons[i] = f"restarted about {int(round(restart_score[i] + 0.49))} times"
+            elif kind == "jitter":
+                reasons[i] = "values flapping far more than usual"
+            else:
+                reasons[i] = f"{int(bursts[i])} error bursts"
         ttf = np.full(e, np.nan)
         return make_votes(self.name, risk, confidence, actions, ttf, contribution, reasons)
 
