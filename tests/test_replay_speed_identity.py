@@ -364,3 +364,38 @@ def test_speculated_features_equal_the_inline_ones() -> None:
             assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     for x, y in zip(want[1:], got[1:], strict=True):
         assert np.array_equal(x, y, equal_nan=True)
+
+
+def _append_by_concatenation(res: Reservoir, cloud: np.ndarray, dgm, deciles: np.ndarray,
+                             h0_median: float, now: float, size: int) -> None:
+    """Reservoir.append as it was: concatenate, then keep the newest `size`."""
+    from exporter.tda.baseline import _pad_diagrams, _widen
+
+    keep = slice(max(len(res) + 1 - size, 0), None)
+    row = np.full((1, *res.cloud_arr.shape[1:]), np.nan, dtype=np.float32)
+    row[0, : len(cloud)] = cloud
+    res.cloud_arr = np.concatenate([res.cloud_arr, row])[keep]
+    h0, h1 = _pad_diagrams([dgm], res.h0_arr.shape[1], res.h1_arr.shape[1])
+    res.h0_arr = np.concatenate([_widen(res.h0_arr, h0.shape[1]), h0])[keep]
+    res.h1_arr = np.concatenate([_widen(res.h1_arr, h1.shape[1]), h1])[keep]
+    res.deciles = np.concatenate([res.deciles, deciles[None].astype(np.float32)])[keep]
+    res.h0_medians = np.append(res.h0_medians, np.float32(h0_median))[keep]
+    res.times = np.append(res.times, now)[keep]
+
+
+def test_reservoir_append_equals_concatenation() -> None:
+    from exporter.tda.rips import rips_diagram
+
+    rng = np.random.default_rng(5)
+    fast, slow = Reservoir(13, 3), Reservoir(13, 3)
+    for k in range(40):
+        cloud = rng.normal(size=(int(rng.integers(1, 14)), 3)) * 10.0 ** rng.uniform(-3, 3)
+        dgm = rips_diagram(cloud)
+        deciles = rng.normal(size=(3, 9))
+        args = (cloud, dgm, deciles, float(rng.normal()), 60.0 * k, 7)
+        fast.append(*args)
+        _append_by_concatenation(slow, *args)
+        for name in ("cloud_arr", "h0_arr", "h1_arr", "deciles", "h0_medians", "times"):
+            x, y = getattr(fast, name), getattr(slow, name)
+            assert x.dtype == y.dtype and x.shape == y.shape, name
+            assert np.array_equal(x, y, equal_nan=True), name

@@ -227,8 +227,17 @@ class Reservoir:
 
     def append(self, cloud: np.ndarray, dgm: Diagram, deciles: np.ndarray, h0_median: float,
                now: float, size: int) -> None:
-        """Add one window, keep the newest `size`."""
-        keep = slice(max(len(self) + 1 - size, 0), None)
+        """Add one window, keep the newest `size`.
+
+        Each array is built once at its new length (the kept rows, then the new one): the
+        values of concatenating and slicing, with half the array calls (a replay appends
+        tens of thousands of windows)."""
+        n = len(self)
+        drop = max(n + 1 - size, 0)
+        if n + 1 - drop >= 1:
+            self._append_kept(cloud, dgm, deciles, h0_median, now, drop)
+            return
+        keep = slice(drop, None)
         row = np.full((1, *self.cloud_arr.shape[1:]), np.nan, dtype=np.float32)
         row[0, : len(cloud)] = cloud
         self.cloud_arr = np.concatenate([self.cloud_arr, row])[keep]
@@ -239,6 +248,34 @@ class Reservoir:
         self.deciles = np.concatenate([self.deciles, deciles[None].astype(np.float32)])[keep]
         self.h0_medians = np.append(self.h0_medians, np.float32(h0_median))[keep]
         self.times = np.append(self.times, now)[keep]
+
+    def _append_kept(self, cloud: np.ndarray, dgm: Diagram, deciles: np.ndarray,
+                     h0_median: float, now: float, drop: int) -> None:
+        m = len(self) - drop  # kept rows; the new one goes at index m
+        a, b = dgm
+        cl = np.empty((m + 1, *self.cloud_arr.shape[1:]), dtype=np.float32)
+        cl[:m] = self.cloud_arr[drop:]
+        cl[m] = np.nan
+        cl[m, : len(cloud)] = cloud
+        w0 = max(self.h0_arr.shape[1], len(a))
+        h0 = np.full((m + 1, w0), np.nan, dtype=np.float32)
+        h0[:m, : self.h0_arr.shape[1]] = self.h0_arr[drop:]
+        h0[m, : len(a)] = a
+        w1 = max(self.h1_arr.shape[1], len(b))
+        h1 = np.full((m + 1, w1, 2), np.nan, dtype=np.float32)
+        h1[:m, : self.h1_arr.shape[1]] = self.h1_arr[drop:]
+        h1[m, : len(b)] = b
+        dec = np.empty((m + 1, *self.deciles.shape[1:]), dtype=np.float32)
+        dec[:m] = self.deciles[drop:]
+        dec[m] = deciles
+        med = np.empty(m + 1, dtype=np.float32)
+        med[:m] = self.h0_medians[drop:]
+        med[m] = np.float32(h0_median)
+        times = np.empty(m + 1, dtype=np.float64)
+        times[:m] = self.times[drop:]
+        times[m] = now
+        self.cloud_arr, self.h0_arr, self.h1_arr = cl, h0, h1
+        self.deciles, self.h0_medians, self.times = dec, med, times
 
     @property
     def clouds(self) -> list[np.ndarray]:
