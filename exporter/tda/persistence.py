@@ -50,6 +50,10 @@ MIN_POOL_WORK = 16 * 61 * 61
 # A pool task holds at most this many clouds (at least 4 tasks per worker): a worker's peak
 # grows with its task (the clouds, their diagrams, the padded feature arrays).
 POOL_TASK_CLOUDS = 128
+# Clouds per `speculate` task: 64 cost ~0.4 s less main-process CPU than 32 on the 48-host
+# x 3-day replay (fewer tasks to hand over and collect), the same wall time; 16 was slower
+# and 128 no better (benchmarks/bench_backtest.py --case 48,3, 2026-11-30, load ~1.7).
+SPECULATE_TASK_CLOUDS = 64
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
@@ -448,7 +452,8 @@ class RipsPersistence:
         return Pending(self, e, rows, parts)
 
     def speculate(self, cache: DiagramCache, clouds: Sequence[np.ndarray],
-                  chunk: int = 32, features: Sequence[bool] | None = None) -> None:
+                  chunk: int = SPECULATE_TASK_CLOUDS,
+                  features: Sequence[bool] | None = None) -> None:
         """Start computing the diagrams of clouds [n_i, D] on the pool, into `cache` (those
         already there or duplicated computed once): the parallel half of
         `TopologyStage.run_batch`. Inline with one worker (nothing runs ahead then).
