@@ -24,6 +24,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import struct
@@ -54,6 +55,11 @@ POOL_TASK_CLOUDS = 128
 # x 3-day replay (fewer tasks to hand over and collect), the same wall time; 16 was slower
 # and 128 no better (benchmarks/bench_backtest.py --case 48,3, 2026-11-30, load ~1.7).
 SPECULATE_TASK_CLOUDS = 64
+# `speculate` tasks on the pool at once per worker; the others wait in the cache, soonest
+# needed first. All at once (FIFO) queued the whole replay's clouds behind window 0, and the
+# clouds re-sent after a first fit behind them: the main process waited ~12 s of the 48-host
+# x 3-day replay, then the workers idled.
+SPECULATE_IN_FLIGHT = 3
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
@@ -260,10 +266,44 @@ class DiagramCache:
         self.free: dict[bytes, np.ndarray] = {}
         self._pending: dict[bytes, tuple[list[bytes], Future[tuple[_Packed, np.ndarray | None]],
                                          np.ndarray | None]] = {}
+        # Tasks not yet on the pool: (priority, sequence, task) in a heap and by key; a task
+        # is [keys, start] where start() puts it on the pool (None once it has).
+        self._held: list[tuple[float, int, list]] = []  # type: ignore[type-arg]
+        self._held_keys: dict[bytes, list] = {}  # type: ignore[type-arg]
+        self._flying: list[Future] = []  # type: ignore[type-arg]
+        self._seq = 0
+
+    def hold(self, keys: list[bytes], priority: float, start) -> None:  # type: ignore[no-untyped-def]
+        """Keep a task of `keys` until `pump` (lowest priority first) or a `get` of one of
+        them calls start(), which submits it and returns its future (`add_pending` done)."""
+        task = [keys, start]
+        heapq.heappush(self._held, (priority, self._seq, task))
+        self._seq += 1
+        for k in keys:
+            self._held_keys[k] = task
+
+    def _start(self, task: list) -> None:  # type: ignore[type-arg]
+        start = task[1]
+        if start is None:
+            return
+        task[1] = None
+        for k in task[0]:
+            self._held_keys.pop(k, None)
+        self._flying.append(start())
+
+    def pump(self, limit: int, due: float) -> None:
+        """Start the held tasks of priority <= `due`, then more, lowest priority first,
+        until `limit` are on the pool."""
+        self._flying = [f for f in self._flying if not f.done()]
+        while self._held and (self._held[0][0] <= due or len(self._flying) < limit):
+            self._start(heapq.heappop(self._held)[2])
 
     def get(self, key: bytes) -> Diagram | None:
-        """The diagram of `key`, waiting for it if in flight; None when unknown."""
+        """The diagram of `key`, waiting for it if in flight (starting it if held); None
+        when unknown."""
         dgm = self.done.get(key)
+        if dgm is None and key in self._held_keys:
+            self._start(self._held_keys[key])
         if dgm is None and key in self._pending:
             keys, fut, with_free = self._pending[key]
             packed, free = fut.result()
@@ -294,10 +334,10 @@ class DiagramCache:
         self.done[key] = dgm
 
     def __contains__(self, key: object) -> bool:
-        return key in self.done or key in self._pending
+        return key in self.done or key in self._pending or key in self._held_keys
 
     def __len__(self) -> int:
-        return len(self.done) + len(self._pending)
+        return len(self.done) + len(self._pending) + len(self._held_keys)
 
     def add_pending(self, keys: list[bytes], fut: Future[tuple[_Packed, np.ndarray | None]],
                     with_free: np.ndarray | None = None) -> None:
@@ -453,23 +493,32 @@ class RipsPersistence:
 
     def speculate(self, cache: DiagramCache, clouds: Sequence[np.ndarray],
                   chunk: int = SPECULATE_TASK_CLOUDS,
-                  features: Sequence[bool] | None = None) -> None:
+                  features: Sequence[bool] | None = None,
+                  priority: Sequence[float] | None = None) -> None:
         """Start computing the diagrams of clouds [n_i, D] on the pool, into `cache` (those
         already there or duplicated computed once): the parallel half of
         `TopologyStage.run_batch`. Inline with one worker (nothing runs ahead then).
 
         features: per cloud, whether the pool also computes its diagram's
         `scale_free_features` (a feature cloud's: `submit` with this cache then only adds
-        the scale-dependent columns)."""
+        the scale-dependent columns).
+        priority: per cloud, when it is needed (lower sooner; None: all now, in order). Only
+        SPECULATE_IN_FLIGHT tasks per worker are on the pool at a time; the others wait in
+        the cache, the soonest needed first (a task's priority is its first cloud's), and
+        start at `pump` or when a `get` asks for one of their clouds.
+        Clouds come in priority order within a call (a call's tasks keep its order)."""
         if not hasattr(self, "workers_"):
             raise PersistenceError("RipsPersistence is not fitted: call fit() first")
         flags = [False] * len(clouds) if features is None else list(features)
+        prio = [0.0] * len(clouds) if priority is None else list(priority)
         todo: dict[bytes, np.ndarray] = {}
         wants: dict[bytes, bool] = {}
-        for c, f in zip(clouds, flags, strict=True):
+        first: dict[bytes, float] = {}
+        for c, f, q in zip(clouds, flags, prio, strict=True):
             key = cloud_key(c)
             if key not in cache:
                 todo.setdefault(key, c)
+                first.setdefault(key, q)
                 wants[key] = wants.get(key, False) or f
         if not todo:
             return
@@ -484,14 +533,33 @@ class RipsPersistence:
             for a in range(0, len(keys), chunk):
                 part, with_free = pts[a:a + chunk], want[a:a + chunk]
                 args = (self.thresh, with_free if with_free.any() else None)
-                if len({(c.dtype, c.shape[1:]) for c in part}) == 1:
-                    fut = pool.submit(_diagrams_task, *pack_clouds(part), *args)
-                else:  # mixed dtypes would be cast by packing: sent one by one
-                    fut = pool.submit(_diagrams_list_task, part, *args)
-                cache.add_pending(keys[a:a + chunk], fut, args[1])
+                cache.hold(keys[a:a + chunk], first[keys[a]],
+                           self._starter(pool, cache, keys[a:a + chunk], part, args))
         except Exception as err:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
+
+    def pump(self, cache: DiagramCache, due: float = float("-inf")) -> None:
+        """Start `cache`'s held `speculate` tasks of priority <= `due`, and top the pool
+        up with the next ones."""
+        try:
+            cache.pump(SPECULATE_IN_FLIGHT * self.workers_, due)
+        except Exception as err:
+            self.close()
+            raise PersistenceError(f"persistence failed: {err!r}") from err
+
+    @staticmethod
+    def _starter(pool, cache: DiagramCache, keys: list[bytes], part: list[np.ndarray],  # type: ignore[no-untyped-def]
+                 args: tuple):  # type: ignore[type-arg]
+        """A function submitting one `speculate` task and marking its keys in flight."""
+        def start() -> Future:  # type: ignore[type-arg]
+            if len({(c.dtype, c.shape[1:]) for c in part}) == 1:
+                fut = pool.submit(_diagrams_task, *pack_clouds(part), *args)
+            else:  # mixed dtypes would be cast by packing: sent one by one
+                fut = pool.submit(_diagrams_list_task, part, *args)
+            cache.add_pending(keys, fut, args[1])
+            return fut
+        return start
 
     def diagrams_here(self, clouds: Sequence[np.ndarray], cache: DiagramCache) -> list[Diagram]:
         """Diagrams of clouds [n_i, D] computed in this process whatever `workers` (looked

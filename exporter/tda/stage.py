@@ -290,8 +290,9 @@ class TopologyStage:
         its normalisation surely holds for (`_stable_upto`), all stacked: every step is
         row-wise, so a row's values are those of its window alone. An entity whose rows run
         out at window k + 1 is extended from there. With a pool (`ahead`) the clouds of
-        later windows (and window 0's) go to it at once; window k's own are computed inline
-        when submitted (queued behind the rest they would arrive last)."""
+        later windows (and window 0's) go to it, a few tasks at a time, the soonest needed
+        first (`RipsPersistence.speculate`); window k's own are computed inline when
+        submitted."""
         n = len(windows)
         e = len(p.keys)
         sp = specs.get(k)
@@ -309,6 +310,8 @@ class TopologyStage:
                     extend[i] = r is not None and not nxt.done[r]
         todo = np.flatnonzero(~ok | extend)
         if len(todo) == 0:
+            if ahead:
+                self._persistence.pump(cache, k + 1)
             return
         self._ensure_takens(p.values)
         # window j -> (rows of j, rows of k giving their normalisation)
@@ -326,9 +329,10 @@ class TopologyStage:
                     rs.append(r)
                     src.append(int(i))
         items = [(j, np.array(want[j][0]), np.array(want[j][1])) for j in sorted(want)]
-        clouds: list[np.ndarray] = []
-        is_fine: list[bool] = []
         for chunk in self._item_chunks(items):
+            clouds: list[np.ndarray] = []
+            is_fine: list[bool] = []
+            needed: list[float] = []
             values = np.concatenate([stats[j].values[d] for j, d, _ in chunk])
             center = np.concatenate([p.center[src] for _, _, src in chunk])
             scale = np.concatenate([p.scale[src] for _, _, src in chunk])
@@ -374,9 +378,13 @@ class TopologyStage:
                                         if cl.counts[r] > 0]
                         clouds.extend(ahead_clouds)
                         is_fine.extend([cl is fine] * len(ahead_clouds))
+                        needed.extend([float(j)] * len(ahead_clouds))
                 a = b
-        if clouds:
-            self._persistence.speculate(cache, clouds, features=is_fine)
+            if clouds:  # chunk by chunk: the workers start while the next is computed
+                self._persistence.speculate(cache, clouds, features=is_fine, priority=needed)
+                self._persistence.pump(cache, k + 1)
+        if ahead:  # the next window's clouds now, then the soonest needed
+            self._persistence.pump(cache, k + 1)
 
     @staticmethod
     def _index(j: int, windows: Sequence[Window],
