@@ -28,8 +28,10 @@ import heapq
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -254,6 +256,15 @@ def _chunk_task(
     return dgms, raw, diagram_features(fine, scale, free), h0_median
 
 
+@dataclass
+class _HeldTask:
+    """A `speculate` task kept off the pool: its cloud keys, and the function that submits
+    it (None once it has been submitted)."""
+
+    keys: list[bytes]
+    start: Callable[[], Future[Any]] | None
+
+
 class DiagramCache:
     """Diagrams by `cloud_key`, some still being computed on the pool (`speculate`).
 
@@ -268,26 +279,26 @@ class DiagramCache:
                                          np.ndarray | None]] = {}
         # Tasks not yet on the pool: (priority, sequence, task) in a heap and by key; a task
         # is [keys, start] where start() puts it on the pool (None once it has).
-        self._held: list[tuple[float, int, list]] = []  # type: ignore[type-arg]
-        self._held_keys: dict[bytes, list] = {}  # type: ignore[type-arg]
-        self._flying: list[Future] = []  # type: ignore[type-arg]
+        self._held: list[tuple[float, int, _HeldTask]] = []
+        self._held_keys: dict[bytes, _HeldTask] = {}
+        self._flying: list[Future[Any]] = []
         self._seq = 0
 
-    def hold(self, keys: list[bytes], priority: float, start) -> None:  # type: ignore[no-untyped-def]
+    def hold(self, keys: list[bytes], priority: float,
+             start: Callable[[], Future[Any]]) -> None:
         """Keep a task of `keys` until `pump` (lowest priority first) or a `get` of one of
         them calls start(), which submits it and returns its future (`add_pending` done)."""
-        task = [keys, start]
+        task = _HeldTask(keys, start)
         heapq.heappush(self._held, (priority, self._seq, task))
         self._seq += 1
         for k in keys:
             self._held_keys[k] = task
 
-    def _start(self, task: list) -> None:  # type: ignore[type-arg]
-        start = task[1]
-        if start is None:
+    def _start(self, task: _HeldTask) -> None:
+        if task.start is None:  # already on the pool
             return
-        task[1] = None
-        for k in task[0]:
+        start, task.start = task.start, None
+        for k in task.keys:
             self._held_keys.pop(k, None)
         self._flying.append(start())
 
@@ -549,10 +560,10 @@ class RipsPersistence:
             raise PersistenceError(f"persistence failed: {err!r}") from err
 
     @staticmethod
-    def _starter(pool, cache: DiagramCache, keys: list[bytes], part: list[np.ndarray],  # type: ignore[no-untyped-def]
-                 args: tuple):  # type: ignore[type-arg]
+    def _starter(pool: Any, cache: DiagramCache, keys: list[bytes], part: list[np.ndarray],
+                 args: tuple[float | None, np.ndarray | None]) -> Callable[[], Future[Any]]:
         """A function submitting one `speculate` task and marking its keys in flight."""
-        def start() -> Future:  # type: ignore[type-arg]
+        def start() -> Future[Any]:
             if len({(c.dtype, c.shape[1:]) for c in part}) == 1:
                 fut = pool.submit(_diagrams_task, *pack_clouds(part), *args)
             else:  # mixed dtypes would be cast by packing: sent one by one
