@@ -33,6 +33,16 @@ history on; until its history spans `min_reference` (default a day: one daily cy
 backup has been seen once), the risk must also reach the prior `cold_threshold` (a cold
 start, a new pod of a rollout): a few hours say little about what is usual for the entity.
 
+The other way round, a *sustained extreme anomaly* raises level 0 to a warning: where the
+calibrated topology anomaly score (exporter/tda/baseline.py: a tail probability under the
+entity's own history) has stayed at or above `anomaly_threshold` at every cycle for
+`anomaly_for`, and the entity's history spans `anomaly_min_history`. No agent has to see a
+failure mechanism: on servers whose capacities are unknown (min-max scaled metrics, ASD) the
+incidents are "unusual", not "filling up", and nothing else speaks for them. Rarity is the
+entity's own (1 in 500 windows at 0.998), held for half an hour, and only once the score
+has a calibrated history (two daily cycles); measured in benchmarks/README.md ("Sustained
+anomalies").
+
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
 and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
@@ -50,7 +60,7 @@ import numpy as np
 
 from exporter.config import DecisionConfig
 from exporter.numeric import nan_percentile
-from exporter.results import Consensus
+from exporter.results import Consensus, TopologyResult
 from exporter.util import format_duration
 from exporter.windows import EntityKey, decode_entity_key, encode_entity_key
 
@@ -95,6 +105,9 @@ class Decision:
     bound: [E] which of them set the threshold: one of BOUNDS ("" where none applies).
     phase_high: [E] the earlier risk at this time of day behind the daily-pattern bar (NaN
         where there is none).
+    escalated: [E] bool, level 0 raised to 1 by a sustained extreme anomaly.
+    anomaly_since: [E] Unix seconds since when the anomaly score has stayed at or above
+        `anomaly_threshold` (NaN where it is below or unknown).
     """
 
     level: np.ndarray
@@ -103,6 +116,8 @@ class Decision:
     suppressed: np.ndarray
     bound: np.ndarray
     phase_high: np.ndarray
+    escalated: np.ndarray
+    anomaly_since: np.ndarray
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -141,6 +156,8 @@ class DecisionStage:
         self.risk_ = np.full((0, self.slots), np.nan, dtype=np.float32)
         self.time_ = np.zeros((0, self.slots), dtype=np.uint32)  # Unix s; empty: risk NaN
         self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
+        # Per row: since when the anomaly score has stayed at or above anomaly_threshold.
+        self.since_ = np.empty(0, dtype=np.float64)
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
         # What the references hold, for the quantile cache (see `_quantiles`): a counter
@@ -154,8 +171,10 @@ class DecisionStage:
     # ------------------------------------------------------------------ public
 
     def decide(self, entities: Sequence[EntityKey], risk: np.ndarray, level: np.ndarray,
-               now: float) -> Decision:
-        """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; then learn it.
+               now: float, anomaly: np.ndarray | None = None) -> Decision:
+        """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; raise level 0
+        to 1 where the calibrated `anomaly` score [E] (0..1, NaN unknown; None: no topology
+        this cycle) has stayed extreme (see the module docstring); then learn the risk.
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -164,6 +183,8 @@ class DecisionStage:
         e = len(entities)
         if risk.shape != (e,) or level.shape != (e,):
             raise DecisionError(f"risk {risk.shape} / level {level.shape} for {e} entities")
+        if anomaly is not None and np.shape(anomaly) != (e,):
+            raise DecisionError(f"anomaly {np.shape(anomaly)} for {e} entities")
         rows = self._rows(entities, now)
         threshold = np.full(e, np.nan)
         own_n = np.zeros(e, dtype=np.int64)
@@ -199,8 +220,11 @@ class DecisionStage:
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
         gated = np.where(usual, 0, level)
+        escalated, since = self._sustained(rows, anomaly, now)
+        escalated &= gated == 0
+        gated = np.where(escalated, 1, gated)
         self._learn(rows, risk, now)
-        return Decision(gated, threshold, own_n, usual, bound, phase_high)
+        return Decision(gated, threshold, own_n, usual, bound, phase_high, escalated, since)
 
     def exclude(self, spans: Iterable[tuple[EntityKey, float, float | None]]) -> None:
         """Leave (entity, start, end) spans out of the reference (recorded incidents).
@@ -223,6 +247,7 @@ class DecisionStage:
             "version": np.array([_STATE_VERSION]),
             "keys": np.array([encode_entity_key(k) for k in keys], dtype=str),
             "risk": self.risk_, "time": self.time_, "last": self.last_,
+            "anomaly_since": self.since_,
         }
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -238,8 +263,12 @@ class DecisionStage:
         if risk.shape != (n, self.slots) or times.shape != (n, self.slots) or last.shape != (n,):
             raise ValueError(f"decision state: shapes {risk.shape} / {times.shape} do not fit "
                              f"{n} entities x {self.slots} slots")
+        # Saved before sustained anomalies were tracked: no run in progress.
+        since = np.asarray(arrays.get("anomaly_since", np.full(n, np.nan)), dtype=np.float64)
+        if since.shape != (n,):
+            raise ValueError(f"decision state: anomaly_since {since.shape} for {n} entities")
         self.rows_ = {k: i for i, k in enumerate(keys)}
-        self.risk_, self.time_, self.last_ = risk, times, last
+        self.risk_, self.time_, self.last_, self.since_ = risk, times, last, since
         self._version += 1
         self._newest = int(times.max()) if times.size else -1
 
@@ -256,6 +285,7 @@ class DecisionStage:
         keys = sorted(self.rows_, key=self.rows_.__getitem__)
         self.rows_ = {keys[i]: j for j, i in enumerate(keep)}
         self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
+        self.since_ = self.since_[keep]
         self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
@@ -271,6 +301,7 @@ class DecisionStage:
             self.risk_ = np.vstack([self.risk_, np.full((grow, self.slots), np.nan, np.float32)])
             self.time_ = np.vstack([self.time_, np.zeros((grow, self.slots), np.uint32)])
             self.last_ = np.concatenate([self.last_, np.full(grow, -np.inf)])
+            self.since_ = np.concatenate([self.since_, np.full(grow, np.nan)])
             self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
@@ -365,6 +396,32 @@ class DecisionStage:
         bar = np.minimum(odds / (1 + odds), np.maximum(high, 1.0 - 2 * MARGIN))
         applies = high >= PHASE_MIN_RISK
         return np.where(applies, bar, -np.inf), np.where(applies, high, np.nan)
+
+    def _sustained(self, rows: np.ndarray, anomaly: np.ndarray | None,
+                   now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: whether a sustained extreme anomaly raises the level, and since when the
+        score has stayed at or above `anomaly_threshold` (NaN: below it, or unknown).
+
+        A run of extreme scores starts at the first cycle at or above the threshold and ends
+        at the first below it or without a score (NaN, or a cycle without topology); it
+        raises the level once it has lasted `anomaly_for` and the row's reference spans
+        `anomaly_min_history` (every risk sample counts, as for the cold period).
+        """
+        e = len(rows)
+        threshold = float(self.cfg.anomaly_threshold)
+        if anomaly is None or not self.cfg.enabled or threshold >= 1.0 or e == 0:
+            self.since_[rows] = np.nan
+            return np.zeros(e, dtype=bool), np.full(e, np.nan)
+        with np.errstate(invalid="ignore"):
+            hot = np.asarray(anomaly, dtype=np.float64) >= threshold
+        since = np.where(hot, np.fmin(self.since_[rows], now), np.nan)
+        self.since_[rows] = since
+        with np.errstate(invalid="ignore"):
+            held = hot & (now - since >= float(self.cfg.anomaly_for) - 1e-6)
+        if held.any():
+            held &= self._span(rows, now) >= float(self.cfg.anomaly_min_history) \
+                - self.sample_every
+        return held, since
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""
@@ -470,20 +527,26 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
 
 
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
-         now: float) -> Consensus:
-    """The consensus with its level gated by `stage` (see DecisionStage.decide).
+         now: float, topology: TopologyResult | None = None) -> Consensus:
+    """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
+    cycle's topology result (its anomaly score; None: none this cycle).
 
     A suppressed entity keeps its risk, votes and contributions (a drill-down still shows
     what moves) but gets level 0, action "none", no time to failure, and an explanation
-    naming the threshold it stayed under.
+    naming the threshold it stayed under. An entity raised by a sustained anomaly gets
+    level 1, action "investigate", the topology agent among its supporters, the topology's
+    signal contributions and an explanation saying how rare and for how long.
     """
-    d = stage.decide(entities, consensus.risk, consensus.level, now)
-    if not d.suppressed.any():
+    anomaly = None if topology is None else topology.anomaly_score
+    d = stage.decide(entities, consensus.risk, consensus.level, now, anomaly)
+    if not d.suppressed.any() and not d.escalated.any():
         return replace(consensus, threshold=d.threshold)
     actions = list(consensus.action)
     texts = list(consensus.explanation)
+    if d.escalated.any():
+        consensus = _escalate(stage, consensus, topology, d, now, actions, texts)
     ref = format_duration(stage.cfg.reference)
-    for i in np.flatnonzero(d.suppressed):
+    for i in np.flatnonzero(d.suppressed & ~d.escalated):
         actions[i] = "none"
         why = {
             "own": f"the highest it reached in the last {ref}",
@@ -498,3 +561,32 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     return replace(consensus, level=d.level, action=tuple(actions),
                    time_to_failure=np.where(d.suppressed, np.nan, consensus.time_to_failure),
                    explanation=tuple(texts), threshold=d.threshold)
+
+
+def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResult | None,
+              d: Decision, now: float, actions: list[str], texts: list[str]) -> Consensus:
+    """The escalated entities' supporters, contributions, actions and texts (`gate`)."""
+    rows = np.flatnonzero(d.escalated)
+    agreeing = np.array(consensus.agreeing, dtype=bool, copy=True)
+    if agreeing.ndim == 2:
+        # The others agreed with level 0 (quiet); topology alone supports the warning.
+        agreeing[rows] = False
+        if "topology" in consensus.agents:
+            agreeing[rows, consensus.agents.index("topology")] = True
+    contribution = np.array(consensus.contribution, dtype=np.float64, copy=True)
+    if topology is not None and contribution.ndim == 2:
+        topo = np.asarray(topology.signal_contribution, dtype=np.float64)
+        if topo.shape == contribution.shape:
+            known = rows[np.isfinite(topo[rows]).any(axis=1)]
+            contribution[known] = topo[known]
+    threshold = float(stage.cfg.anomaly_threshold)
+    rarer = f"1 in {round(1 / (1 - threshold)):,}" if threshold < 1 else "never"
+    score = np.asarray(topology.anomaly_score, dtype=np.float64) if topology is not None \
+        else np.full(len(actions), np.nan)
+    for i in rows:
+        actions[i] = "investigate"
+        texts[i] = (f"sustained anomaly: its topology anomaly score has stayed at or above "
+                    f"{threshold:g} (rarer than {rarer} of its own windows) for "
+                    f"{format_duration(now - d.anomaly_since[i])}, now {score[i]:.4f}; no agent "
+                    f"sees a failure mechanism ({texts[i]})")
+    return replace(consensus, agreeing=agreeing, contribution=contribution)

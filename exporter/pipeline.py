@@ -535,7 +535,8 @@ class Pipeline:
         with self._stage("decision", rt.cfg.name, failed, stage_seconds):
             if rt.decision is None:
                 rt.decision = self._new_decision(rt)
-            consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now)
+            consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now,
+                            cycle.topology)
         return consensus
 
     def _new_decision(self, rt: _AnalysisRuntime) -> Any:

@@ -145,6 +145,10 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
     consensus = cfg.agents.consensus
     up_selector = s.strip().strip(",") or 'job=~"aura.*"'
     stalled = r.stalled_intervals * float(cfg.interval)
+    d = cfg.agents.decision
+    sustained = (f", or a sustained anomaly: topology anomaly score >= "
+                 f"{_num(d.anomaly_threshold)} for {format_duration(d.anomaly_for)}"
+                 if d.enabled and d.anomaly_threshold < 1 else "")
     return (
         Alert(
             "AuraFailurePredicted",
@@ -170,7 +174,7 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             r.failure_risk_for,
             f"AURA sees a rising failure risk for {ent} ({{{{ $labels.analysis }}}}).",
             f"The agents' consensus rates {ent} in analysis {{{{ $labels.analysis }}}} at warning "
-            f"level or above (risk >= {_num(consensus.warning_risk)}) for "
+            f"level or above (risk >= {_num(consensus.warning_risk)}{sustained}) for "
             f"{format_duration(r.failure_risk_for)}.",
             entity=True,
             metric=catalog.RISK_LEVEL.name,

@@ -353,3 +353,114 @@ def test_daily_pattern_bar_never_exceeds_what_the_own_maximum_asks() -> None:
     # (odds x e^0.5 alone would ask for 0.98 + the margin, i.e. more than 1).
     d = _after_one_peak_yesterday(0.97, 3, 1.0)
     assert d.level[0] == 2 and d.threshold[0] == pytest.approx(0.97, abs=1e-6)
+
+
+# ------------------------------------------------------------ sustained extreme anomalies
+
+DAY_STEPS = int(86400 / STEP)
+
+
+def _quiet_days(stage: DecisionStage, days: float, n: int = 4) -> float:
+    """Replay `days` of a quiet fleet of n entities (risk 0.1, no anomaly); the next time."""
+    steps = int(days * DAY_STEPS)
+    _replay(stage, np.full((n, steps), 0.1))
+    return steps * STEP
+
+
+def _hot_run(stage: DecisionStage, t0: float, scores: list[float], n: int = 4):
+    """Decisions while e0's anomaly score follows `scores` (one per STEP), the rest 0.5."""
+    keys = [(f"e{i}",) for i in range(n)]
+    out = []
+    for k, a in enumerate(scores):
+        anomaly = np.array([a] + [0.5] * (n - 1))
+        out.append(stage.decide(keys, np.full(n, 0.1), np.zeros(n, int), t0 + k * STEP, anomaly))
+    return out
+
+
+def test_sustained_extreme_anomaly_raises_a_warning_once_held_and_history_is_long() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    d = _hot_run(stage, t0, [0.999] * 5)
+    # 30 min at one cycle per 10 min: raised at the 4th extreme cycle, not before.
+    assert [int(x.level[0]) for x in d] == [0, 0, 0, 1, 1]
+    assert [bool(x.escalated[0]) for x in d] == [False, False, False, True, True]
+    assert d[3].anomaly_since[0] == t0 and np.isnan(d[3].anomaly_since[1])
+    assert all((x.level[1:] == 0).all() for x in d)
+
+
+def test_sustained_anomaly_needs_two_days_of_history() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 1.5)
+    assert [int(x.level[0]) for x in _hot_run(stage, t0, [0.9999] * 8)] == [0] * 8
+
+
+def test_a_cycle_below_the_threshold_or_without_a_score_restarts_the_run() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    d = _hot_run(stage, t0, [0.999, 0.999, 0.99, 0.999, 0.999, np.nan, 0.999, 0.999, 0.999,
+                             0.999])
+    assert [int(x.level[0]) for x in d] == [0] * 9 + [1]
+    # A cycle without topology (None) also ends the run.
+    keys = [(f"e{i}",) for i in range(4)]
+    later = t0 + 10 * STEP
+    after = stage.decide(keys, np.full(4, 0.1), np.zeros(4, int), later)
+    assert not after.escalated.any() and np.isnan(after.anomaly_since).all()
+
+
+def test_sustained_anomaly_off_at_threshold_one_and_validated() -> None:
+    from exporter.config import ConfigError, parse_config
+
+    stage = DecisionStage(DecisionConfig(anomaly_threshold=1.0), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    assert not any(x.escalated.any() for x in _hot_run(stage, t0, [1.0] * 6))
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match="anomaly_threshold"):
+            parse_config({"analyses": [{"name": "a", "entity_labels": ["instance"],
+                                            "signals": [{"name": "cpu", "query": "up"}]}],
+                              "agents": {"decision": {"anomaly_threshold": bad}}})
+
+
+def test_gate_explains_an_escalated_entity_and_credits_topology() -> None:
+    from exporter.results import TopologyResult
+
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1, n=2)
+    keys = [("e0",), ("e1",)]
+    c = Consensus(agents=("topology", "capacity"), risk=np.array([0.2, 0.1]),
+                  level=np.array([0, 0]), voters=np.array([2, 2]), action=("none", "none"),
+                  time_to_failure=np.array([np.nan, np.nan]),
+                  contribution=np.array([[0.5, 0.5], [0.5, 0.5]]),
+                  agreeing=np.zeros((2, 2), bool), explanation=("quiet", "quiet"))
+    contribution = np.array([[0.1, 0.9], [0.5, 0.5]])
+    out = c
+    for k in range(4):
+        topo = TopologyResult(anomaly_score=np.array([0.9995, 0.3]), betti=np.zeros((2, 2)),
+                              entropy=np.zeros((2, 2)), features=np.zeros((2, 0)),
+                              feature_names=(), signal_contribution=contribution,
+                              fleet_betti=np.zeros(2), fleet_outlier=np.zeros(2))
+        out = gate(stage, keys, c, t0 + k * STEP, topo)
+    assert out.level.tolist() == [1, 0]
+    assert out.action == ("investigate", "none")
+    assert out.agreeing.tolist() == [[True, False], [False, False]]
+    np.testing.assert_array_equal(out.contribution[0], [0.1, 0.9])
+    assert out.explanation[0] == (
+        "sustained anomaly: its topology anomaly score has stayed at or above 0.998 (rarer "
+        "than 1 in 500 of its own windows) for 30m, now 0.9995; no agent sees a failure "
+        "mechanism (quiet)")
+    assert out.explanation[1] == "quiet"
+
+
+def test_state_round_trip_keeps_a_run_in_progress_and_reads_older_states() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    _hot_run(stage, t0, [0.999] * 2)
+    saved = stage.state()
+    again = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    again.restore(saved)
+    np.testing.assert_array_equal(again.since_, stage.since_)
+    # Held since t0: 20 min at the restore, 30 min one cycle later.
+    assert [int(x.level[0]) for x in _hot_run(again, t0 + 2 * STEP, [0.999] * 3)] == [0, 1, 1]
+    older = {k: v for k, v in saved.items() if k != "anomaly_since"}
+    old = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    old.restore(older)
+    assert np.isnan(old.since_).all() and len(old.since_) == 4
