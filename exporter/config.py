@@ -242,14 +242,14 @@ class DecisionConfig:
     cold_threshold: float = 0.8
     # A sustained, extreme anomaly is a warning even where no agent sees a failure mechanism
     # (servers without known capacities; an incident that is "unusual", not "filling up"):
-    # the calibrated topology anomaly score at or above `anomaly_threshold` (0.998: rarer
-    # than 1 in 500 of the entity's own windows) at every cycle for `anomaly_for`, once the
-    # entity's own history spans `anomaly_min_history` (the score compares a window with the
+    # the calibrated topology anomaly score at or above `sustained_anomaly_threshold` (0.998: rarer
+    # than 1 in 500 of the entity's own windows) at every cycle for `sustained_anomaly_for`, once the
+    # entity's own history spans `sustained_anomaly_min_history` (the score compares a window with the
     # same time of day from the second day on; a day of those comparisons calibrates it).
     # 1 turns it off.
-    anomaly_threshold: float = 0.998
-    anomaly_for: Duration = Duration(1800)
-    anomaly_min_history: Duration = Duration(2 * 86400)
+    sustained_anomaly_threshold: float = 0.998
+    sustained_anomaly_for: Duration = Duration(1800)
+    sustained_anomaly_min_history: Duration = Duration(2 * 86400)
 
 
 @dataclass(frozen=True)
@@ -537,9 +537,9 @@ def _validate_agents(obj: AgentsConfig, path: str, problems: list[str]) -> None:
             f"{path}: {len(enabled)} agents enabled but consensus.min_voters is "
             f"{obj.consensus.min_voters}; consensus could never be reached"
         )
-    if not 0 < obj.decision.anomaly_threshold <= 1:
-        problems.append(f"{path}.decision.anomaly_threshold: must be in (0, 1] (1: off), got "
-                        f"{obj.decision.anomaly_threshold}")
+    if not 0 < obj.decision.sustained_anomaly_threshold <= 1:
+        problems.append(f"{path}.decision.sustained_anomaly_threshold: must be in (0, 1] (1: off), got "
+                        f"{obj.decision.sustained_anomaly_threshold}")
     if enabled and all(n in obj.consensus.corroborate or n == "topology" for n in enabled):
         problems.append(
             f"{path}.consensus.corroborate: every enabled agent needs corroboration "

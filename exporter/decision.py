@@ -33,15 +33,18 @@ history on; until its history spans `min_reference` (default a day: one daily cy
 backup has been seen once), the risk must also reach the prior `cold_threshold` (a cold
 start, a new pod of a rollout): a few hours say little about what is usual for the entity.
 
-The other way round, a *sustained extreme anomaly* raises level 0 to a warning: where the
-calibrated topology anomaly score (exporter/tda/baseline.py: a tail probability under the
-entity's own history) has stayed at or above `anomaly_threshold` at every cycle for
-`anomaly_for`, and the entity's history spans `anomaly_min_history`. No agent has to see a
-failure mechanism: on servers whose capacities are unknown (min-max scaled metrics, ASD) the
+The other way round, a *sustained extreme anomaly* raises level 0 (the consensus's own, or
+a level this stage lowered as usual) to a warning: where the calibrated topology anomaly
+score (exporter/tda/baseline.py: a tail probability under the entity's own history) has
+stayed at or above `sustained_anomaly_threshold` at every cycle for `sustained_anomaly_for`
+(cycles at most max(`sample_every`, half that) apart), and the history the score is
+calibrated on spans `sustained_anomaly_min_history`. No agent has to see a failure
+mechanism: on servers whose capacities are unknown (min-max scaled metrics, ASD) the
 incidents are "unusual", not "filling up", and nothing else speaks for them. Rarity is the
 entity's own (1 in 500 windows at 0.998), held for half an hour, and only once the score
 has a calibrated history (two daily cycles); measured in benchmarks/README.md ("Sustained
-anomalies").
+anomalies"). Off where the topology agent is disabled. Undecided entities (level -1) are
+left as they are.
 
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
@@ -105,9 +108,10 @@ class Decision:
     bound: [E] which of them set the threshold: one of BOUNDS ("" where none applies).
     phase_high: [E] the earlier risk at this time of day behind the daily-pattern bar (NaN
         where there is none).
-    escalated: [E] bool, level 0 raised to 1 by a sustained extreme anomaly.
+    escalated: [E] bool, level 0 raised to 1 by a sustained extreme anomaly (also where
+        this stage lowered the level as usual first: `suppressed` and `escalated` both True).
     anomaly_since: [E] Unix seconds since when the anomaly score has stayed at or above
-        `anomaly_threshold` (NaN where it is below or unknown).
+        `sustained_anomaly_threshold` (NaN where it is below or unknown).
     """
 
     level: np.ndarray
@@ -156,8 +160,10 @@ class DecisionStage:
         self.risk_ = np.full((0, self.slots), np.nan, dtype=np.float32)
         self.time_ = np.zeros((0, self.slots), dtype=np.uint32)  # Unix s; empty: risk NaN
         self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
-        # Per row: since when the anomaly score has stayed at or above anomaly_threshold.
+        # Per row: since when the anomaly score has stayed at or above the sustained-anomaly
+        # threshold, and the last cycle it was (Unix s; NaN: not in a run).
         self.since_ = np.empty(0, dtype=np.float64)
+        self.hot_ = np.empty(0, dtype=np.float64)
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
         # What the references hold, for the quantile cache (see `_quantiles`): a counter
@@ -171,10 +177,13 @@ class DecisionStage:
     # ------------------------------------------------------------------ public
 
     def decide(self, entities: Sequence[EntityKey], risk: np.ndarray, level: np.ndarray,
-               now: float, anomaly: np.ndarray | None = None) -> Decision:
+               now: float, anomaly: np.ndarray | None = None,
+               history: np.ndarray | None = None) -> Decision:
         """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; raise level 0
         to 1 where the calibrated `anomaly` score [E] (0..1, NaN unknown; None: no topology
-        this cycle) has stayed extreme (see the module docstring); then learn the risk.
+        this cycle) has stayed extreme (see the module docstring), given the seconds of
+        `history` [E] it is calibrated on (None: the span of the entity's own risk
+        reference stands in); then learn the risk.
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -183,8 +192,9 @@ class DecisionStage:
         e = len(entities)
         if risk.shape != (e,) or level.shape != (e,):
             raise DecisionError(f"risk {risk.shape} / level {level.shape} for {e} entities")
-        if anomaly is not None and np.shape(anomaly) != (e,):
-            raise DecisionError(f"anomaly {np.shape(anomaly)} for {e} entities")
+        for name, arr in (("anomaly", anomaly), ("history", history)):
+            if arr is not None and np.shape(arr) != (e,):
+                raise DecisionError(f"{name} {np.shape(arr)} for {e} entities")
         rows = self._rows(entities, now)
         threshold = np.full(e, np.nan)
         own_n = np.zeros(e, dtype=np.int64)
@@ -220,7 +230,7 @@ class DecisionStage:
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
         gated = np.where(usual, 0, level)
-        escalated, since = self._sustained(rows, anomaly, now)
+        escalated, since = self._sustained(rows, anomaly, history, now)
         escalated &= gated == 0
         gated = np.where(escalated, 1, gated)
         self._learn(rows, risk, now)
@@ -247,7 +257,7 @@ class DecisionStage:
             "version": np.array([_STATE_VERSION]),
             "keys": np.array([encode_entity_key(k) for k in keys], dtype=str),
             "risk": self.risk_, "time": self.time_, "last": self.last_,
-            "anomaly_since": self.since_,
+            "anomaly_since": self.since_, "anomaly_last": self.hot_,
         }
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -264,11 +274,15 @@ class DecisionStage:
             raise ValueError(f"decision state: shapes {risk.shape} / {times.shape} do not fit "
                              f"{n} entities x {self.slots} slots")
         # Saved before sustained anomalies were tracked: no run in progress.
-        since = np.asarray(arrays.get("anomaly_since", np.full(n, np.nan)), dtype=np.float64)
-        if since.shape != (n,):
-            raise ValueError(f"decision state: anomaly_since {since.shape} for {n} entities")
+        runs = []
+        for name in ("anomaly_since", "anomaly_last"):
+            arr = np.asarray(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
+            if arr.shape != (n,):
+                raise ValueError(f"decision state: {name} {arr.shape} for {n} entities")
+            runs.append(arr)
         self.rows_ = {k: i for i, k in enumerate(keys)}
-        self.risk_, self.time_, self.last_, self.since_ = risk, times, last, since
+        self.risk_, self.time_, self.last_ = risk, times, last
+        self.since_, self.hot_ = runs
         self._version += 1
         self._newest = int(times.max()) if times.size else -1
 
@@ -285,7 +299,7 @@ class DecisionStage:
         keys = sorted(self.rows_, key=self.rows_.__getitem__)
         self.rows_ = {keys[i]: j for j, i in enumerate(keep)}
         self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
-        self.since_ = self.since_[keep]
+        self.since_, self.hot_ = self.since_[keep], self.hot_[keep]
         self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
@@ -302,6 +316,7 @@ class DecisionStage:
             self.time_ = np.vstack([self.time_, np.zeros((grow, self.slots), np.uint32)])
             self.last_ = np.concatenate([self.last_, np.full(grow, -np.inf)])
             self.since_ = np.concatenate([self.since_, np.full(grow, np.nan)])
+            self.hot_ = np.concatenate([self.hot_, np.full(grow, np.nan)])
             self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
@@ -398,29 +413,37 @@ class DecisionStage:
         return np.where(applies, bar, -np.inf), np.where(applies, high, np.nan)
 
     def _sustained(self, rows: np.ndarray, anomaly: np.ndarray | None,
-                   now: float) -> tuple[np.ndarray, np.ndarray]:
+                   history: np.ndarray | None, now: float) -> tuple[np.ndarray, np.ndarray]:
         """Per row: whether a sustained extreme anomaly raises the level, and since when the
-        score has stayed at or above `anomaly_threshold` (NaN: below it, or unknown).
+        score has stayed at or above `sustained_anomaly_threshold` (NaN: below it, or unknown).
 
         A run of extreme scores starts at the first cycle at or above the threshold and ends
-        at the first below it or without a score (NaN, or a cycle without topology); it
-        raises the level once it has lasted `anomaly_for` and the row's reference spans
-        `anomaly_min_history` (every risk sample counts, as for the cold period).
+        at the first below it or without a score (NaN, or a cycle without topology); a cycle
+        more than max(`sample_every`, half of `sustained_anomaly_for`) after the run's last
+        one starts a new run (the entity was absent, or the state was restored after
+        downtime: "every cycle" cannot be known across the gap). The run raises the level
+        once it has lasted `sustained_anomaly_for` and `history` (else the row's reference
+        span) reaches `sustained_anomaly_min_history`.
         """
         e = len(rows)
-        threshold = float(self.cfg.anomaly_threshold)
-        if anomaly is None or not self.cfg.enabled or threshold >= 1.0 or e == 0:
+        cfg = self.cfg
+        threshold = float(cfg.sustained_anomaly_threshold)
+        if anomaly is None or not cfg.enabled or threshold >= 1.0 or e == 0:
             self.since_[rows] = np.nan
+            self.hot_[rows] = np.nan
             return np.zeros(e, dtype=bool), np.full(e, np.nan)
+        gap = max(self.sample_every, float(cfg.sustained_anomaly_for) / 2)
         with np.errstate(invalid="ignore"):
             hot = np.asarray(anomaly, dtype=np.float64) >= threshold
-        since = np.where(hot, np.fmin(self.since_[rows], now), np.nan)
+            going = now - self.hot_[rows] <= gap  # NaN (no run): False
+        since = np.where(hot, np.where(going, np.fmin(self.since_[rows], now), now), np.nan)
         self.since_[rows] = since
+        self.hot_[rows] = np.where(hot, now, np.nan)
         with np.errstate(invalid="ignore"):
-            held = hot & (now - since >= float(self.cfg.anomaly_for) - 1e-6)
+            held = hot & (now - since >= float(cfg.sustained_anomaly_for) - 1e-6)
         if held.any():
-            held &= self._span(rows, now) >= float(self.cfg.anomaly_min_history) \
-                - self.sample_every
+            span = self._span(rows, now) if history is None else np.asarray(history, float)
+            held &= span >= float(cfg.sustained_anomaly_min_history) - self.sample_every
         return held, since
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
@@ -529,24 +552,26 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
          now: float, topology: TopologyResult | None = None) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
-    cycle's topology result (its anomaly score; None: none this cycle).
+    cycle's topology result (its anomaly score and history; None: none this cycle).
 
     A suppressed entity keeps its risk, votes and contributions (a drill-down still shows
     what moves) but gets level 0, action "none", no time to failure, and an explanation
     naming the threshold it stayed under. An entity raised by a sustained anomaly gets
-    level 1, action "investigate", the topology agent among its supporters, the topology's
-    signal contributions and an explanation saying how rare and for how long.
+    level 1, action "investigate", the topology agent as its only supporter, the topology's
+    signal contributions and an explanation saying how rare and for how long (and, where its
+    agents' risk was lowered as usual, why). Sustained anomalies count only where the
+    topology agent is enabled (it is among the consensus's agents).
     """
-    anomaly = None if topology is None else topology.anomaly_score
-    d = stage.decide(entities, consensus.risk, consensus.level, now, anomaly)
+    topo = topology if topology is not None and "topology" in consensus.agents else None
+    d = stage.decide(entities, consensus.risk, consensus.level, now,
+                     None if topo is None else topo.anomaly_score,
+                     None if topo is None else topo.history_seconds)
     if not d.suppressed.any() and not d.escalated.any():
         return replace(consensus, threshold=d.threshold)
     actions = list(consensus.action)
     texts = list(consensus.explanation)
-    if d.escalated.any():
-        consensus = _escalate(stage, consensus, topology, d, now, actions, texts)
     ref = format_duration(stage.cfg.reference)
-    for i in np.flatnonzero(d.suppressed & ~d.escalated):
+    for i in np.flatnonzero(d.suppressed):
         actions[i] = "none"
         why = {
             "own": f"the highest it reached in the last {ref}",
@@ -558,12 +583,14 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
         }[d.bound[i]]
         texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} needs more than "
                     f"{d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
+    if topo is not None and d.escalated.any():
+        consensus = _escalate(stage, consensus, topo, d, now, actions, texts)
     return replace(consensus, level=d.level, action=tuple(actions),
                    time_to_failure=np.where(d.suppressed, np.nan, consensus.time_to_failure),
                    explanation=tuple(texts), threshold=d.threshold)
 
 
-def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResult | None,
+def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResult,
               d: Decision, now: float, actions: list[str], texts: list[str]) -> Consensus:
     """The escalated entities' supporters, contributions, actions and texts (`gate`)."""
     rows = np.flatnonzero(d.escalated)
@@ -571,22 +598,21 @@ def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResu
     if agreeing.ndim == 2:
         # The others agreed with level 0 (quiet); topology alone supports the warning.
         agreeing[rows] = False
-        if "topology" in consensus.agents:
-            agreeing[rows, consensus.agents.index("topology")] = True
+        agreeing[rows, consensus.agents.index("topology")] = True
     contribution = np.array(consensus.contribution, dtype=np.float64, copy=True)
-    if topology is not None and contribution.ndim == 2:
-        topo = np.asarray(topology.signal_contribution, dtype=np.float64)
-        if topo.shape == contribution.shape:
-            known = rows[np.isfinite(topo[rows]).any(axis=1)]
-            contribution[known] = topo[known]
-    threshold = float(stage.cfg.anomaly_threshold)
-    rarer = f"1 in {round(1 / (1 - threshold)):,}" if threshold < 1 else "never"
-    score = np.asarray(topology.anomaly_score, dtype=np.float64) if topology is not None \
-        else np.full(len(actions), np.nan)
+    topo = np.asarray(topology.signal_contribution, dtype=np.float64)
+    if contribution.ndim == 2 and topo.shape == contribution.shape:
+        known = rows[np.isfinite(topo[rows]).any(axis=1)]
+        contribution[known] = topo[known]
+    threshold = float(stage.cfg.sustained_anomaly_threshold)
+    score = np.asarray(topology.anomaly_score, dtype=np.float64)
     for i in rows:
         actions[i] = "investigate"
+        # A level lowered as usual says so: its text already starts "usual for this entity".
+        tail = texts[i] if d.suppressed[i] else \
+            f"no agent sees a failure mechanism ({texts[i]})"
         texts[i] = (f"sustained anomaly: its topology anomaly score has stayed at or above "
-                    f"{threshold:g} (rarer than {rarer} of its own windows) for "
-                    f"{format_duration(now - d.anomaly_since[i])}, now {score[i]:.4f}; no agent "
-                    f"sees a failure mechanism ({texts[i]})")
+                    f"{threshold:g} (rarer than 1 in {round(1 / (1 - threshold)):,} of its own "
+                    f"windows) for {format_duration(now - d.anomaly_since[i])}, now "
+                    f"{score[i]:.4f}; {tail}")
     return replace(consensus, agreeing=agreeing, contribution=contribution)

@@ -32,6 +32,9 @@ class TopologyResult:
     baseline: the analysis' live baseline store (not a per-entity array: shared by the
         cycle's rows, and it keeps learning after the cycle); read only through
         `BaselineStore.view(key)`, on demand (the console's entity page). None where absent.
+    history_seconds: [E] seconds of own history the anomaly score is calibrated on
+        (`BaselineStore.history_seconds`: three days at most; 0 without any). None where
+        absent.
     """
 
     anomaly_score: np.ndarray
@@ -43,6 +46,7 @@ class TopologyResult:
     fleet_betti: np.ndarray
     fleet_outlier: np.ndarray
     baseline: BaselineStore | None = None
+    history_seconds: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

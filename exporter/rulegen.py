@@ -145,10 +145,12 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
     consensus = cfg.agents.consensus
     up_selector = s.strip().strip(",") or 'job=~"aura.*"'
     stalled = r.stalled_intervals * float(cfg.interval)
+    # The decision stage's sustained-anomaly warning (exporter/decision.py), where it is on.
     d = cfg.agents.decision
-    sustained = (f", or a sustained anomaly: topology anomaly score >= "
-                 f"{_num(d.anomaly_threshold)} for {format_duration(d.anomaly_for)}"
-                 if d.enabled and d.anomaly_threshold < 1 else "")
+    on = d.enabled and d.sustained_anomaly_threshold < 1 and cfg.agents.topology.enabled
+    held = (f"{_num(d.sustained_anomaly_threshold)} for "
+            f"{format_duration(d.sustained_anomaly_for)}")
+    sustained = f", or a sustained anomaly: topology anomaly score >= {held}" if on else ""
     return (
         Alert(
             "AuraFailurePredicted",
@@ -172,7 +174,8 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             # Alertmanager's inhibition hides it once the critical fires.
             f"{_sel(catalog.RISK_LEVEL, s)} >= 1",
             r.failure_risk_for,
-            f"AURA sees a rising failure risk for {ent} ({{{{ $labels.analysis }}}}).",
+            f"AURA sees a rising failure risk{' or a sustained anomaly' if on else ''} for "
+            f"{ent} ({{{{ $labels.analysis }}}}).",
             f"The agents' consensus rates {ent} in analysis {{{{ $labels.analysis }}}} at warning "
             f"level or above (risk >= {_num(consensus.warning_risk)}{sustained}) for "
             f"{format_duration(r.failure_risk_for)}.",
@@ -190,7 +193,8 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             f"The shape of {ent}'s signals in analysis {{{{ $labels.analysis }}}} has been far "
             'from its own baseline (topology anomaly score {{ printf "%.2f" $value }} > '
             f"{_num(r.topology_anomaly_threshold)}) for {format_duration(r.topology_anomaly_for)}. "
-            "Informational: an anomaly is not a predicted failure.",
+            "Informational: an anomaly is not a predicted failure"
+            + (f" (held at or above {held} it raises AuraFailureRisk)." if on else "."),
             entity=True,
             metric=catalog.TOPOLOGY_ANOMALY.name,
             op=">",

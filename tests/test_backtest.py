@@ -375,7 +375,7 @@ def _anomalous_app_fleet(tmp: Path, threshold: float) -> Path:
                       "horizons": ["1h", "2h", "4h"],
                       "signals": [{"name": s, "query": s, "kind": "other"}
                                   for s in ("latency", "qps", "gc")]}],
-        "agents": {"decision": {"anomaly_threshold": threshold}}}))
+        "agents": {"decision": {"sustained_anomaly_threshold": threshold}}}))
     out = tmp / f"out-{threshold}"
     assert main(["backtest", f"--config.file={cfg}", f"--input={data}", f"--output-dir={out}",
                  "--no-plots", "--log.level=warn"]) == 0

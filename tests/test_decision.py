@@ -410,14 +410,14 @@ def test_a_cycle_below_the_threshold_or_without_a_score_restarts_the_run() -> No
 def test_sustained_anomaly_off_at_threshold_one_and_validated() -> None:
     from exporter.config import ConfigError, parse_config
 
-    stage = DecisionStage(DecisionConfig(anomaly_threshold=1.0), exclude_recent=4 * H)
+    stage = DecisionStage(DecisionConfig(sustained_anomaly_threshold=1.0), exclude_recent=4 * H)
     t0 = _quiet_days(stage, 2.1)
     assert not any(x.escalated.any() for x in _hot_run(stage, t0, [1.0] * 6))
     for bad in (0.0, 1.5):
-        with pytest.raises(ConfigError, match="anomaly_threshold"):
+        with pytest.raises(ConfigError, match="sustained_anomaly_threshold"):
             parse_config({"analyses": [{"name": "a", "entity_labels": ["instance"],
                                             "signals": [{"name": "cpu", "query": "up"}]}],
-                              "agents": {"decision": {"anomaly_threshold": bad}}})
+                              "agents": {"decision": {"sustained_anomaly_threshold": bad}}})
 
 
 def test_gate_explains_an_escalated_entity_and_credits_topology() -> None:
@@ -464,3 +464,104 @@ def test_state_round_trip_keeps_a_run_in_progress_and_reads_older_states() -> No
     old = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
     old.restore(older)
     assert np.isnan(old.since_).all() and len(old.since_) == 4
+
+
+def test_a_gap_in_the_cycles_restarts_the_run() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    _hot_run(stage, t0, [0.999] * 3)
+    # e0 absent for three hours (the others go on), then back and still extreme.
+    keys = [(f"e{i}",) for i in range(1, 4)]
+    for k in range(3, 21):
+        stage.decide(keys, np.full(3, 0.1), np.zeros(3, int), t0 + k * STEP)
+    back = _hot_run(stage, t0 + 21 * STEP, [0.999] * 4)
+    assert [int(x.level[0]) for x in back] == [0, 0, 0, 1]
+    assert back[0].anomaly_since[0] == t0 + 21 * STEP
+
+
+def test_a_state_restored_after_downtime_starts_a_new_run() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    _hot_run(stage, t0, [0.999] * 5)
+    again = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    again.restore(stage.state())
+    later = _hot_run(again, t0 + 6 * H, [0.999] * 4)
+    assert [int(x.level[0]) for x in later] == [0, 0, 0, 1]
+
+
+def test_the_score_history_not_the_risk_reference_arms_it() -> None:
+    # Three days of risk reference, but the topology relearned an hour ago (a refused state).
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 3.0)
+    keys = [(f"e{i}",) for i in range(4)]
+    anomaly = np.array([0.9999, 0.5, 0.5, 0.5])
+    levels = [int(stage.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + k * STEP,
+                               anomaly, np.full(4, H + k * STEP)).level[0]) for k in range(5)]
+    assert levels == [0] * 5
+    levels = [int(stage.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + k * STEP,
+                               anomaly, np.full(4, 2 * 86400.0)).level[0]) for k in range(5, 10)]
+    # Armed, the run held since t0 counts at once.
+    assert levels == [1] * 5
+
+
+def _topology(score: list[float], contribution: np.ndarray):
+    from exporter.results import TopologyResult
+
+    e = len(score)
+    return TopologyResult(anomaly_score=np.array(score), betti=np.zeros((e, 2)),
+                          entropy=np.zeros((e, 2)), features=np.zeros((e, 0)),
+                          feature_names=(), signal_contribution=contribution,
+                          fleet_betti=np.zeros(2), fleet_outlier=np.zeros(e),
+                          history_seconds=np.full(e, 3 * 86400.0))
+
+
+def test_a_level_lowered_as_usual_and_raised_by_the_anomaly_says_both() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    rng = np.random.default_rng(6)
+    _replay(stage, np.vstack([_sawtooth(2 * DAY_STEPS + 20, 12, rng) for _ in range(2)]))
+    t0 = (2 * DAY_STEPS + 20) * STEP
+    keys = [("e0",), ("e1",)]
+    c = Consensus(agents=("topology", "capacity"), risk=np.array([0.9, 0.1]),
+                  level=np.array([2, 0]), voters=np.array([2, 2]),
+                  action=("free_disk", "none"), time_to_failure=np.array([600.0, np.nan]),
+                  contribution=np.full((2, 2), 0.5), agreeing=np.ones((2, 2), bool),
+                  explanation=("disk fills", "quiet"))
+    topo = _topology([0.9995, 0.3], np.array([[0.2, 0.8], [0.5, 0.5]]))
+    outs = [gate(stage, keys, c, t0 + k * STEP, topo) for k in range(4)]
+    assert [int(o.level[0]) for o in outs] == [0, 0, 0, 1]
+    text = outs[3].explanation[0]
+    assert text.startswith("sustained anomaly: ") and "for 30m, now 0.9995; usual for this " \
+        "entity: risk 0.90 needs more than" in text and text.endswith("(disk fills)")
+    assert outs[3].action == ("investigate", "none")
+    assert np.isnan(outs[3].time_to_failure[0])
+
+
+def test_no_sustained_anomaly_without_the_topology_agent() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1, n=2)
+    c = Consensus(agents=("capacity",), risk=np.array([0.1, 0.1]), level=np.array([0, 0]),
+                  voters=np.array([1, 1]), action=("none", "none"),
+                  time_to_failure=np.array([np.nan, np.nan]), contribution=np.zeros((2, 2)),
+                  agreeing=np.zeros((2, 1), bool), explanation=("quiet", "quiet"))
+    topo = _topology([0.9995, 0.3], np.full((2, 2), 0.5))
+    outs = [gate(stage, [("e0",), ("e1",)], c, t0 + k * STEP, topo) for k in range(5)]
+    assert all(o.level.tolist() == [0, 0] for o in outs)
+
+
+def test_rule_texts_name_the_sustained_anomaly_only_where_it_is_on() -> None:
+    from exporter.config import parse_config
+    from exporter.rulegen import alerts
+
+    base = {"analyses": [{"name": "a", "entity_labels": ["instance"],
+                          "signals": [{"name": "cpu", "query": "up"}]}]}
+
+    def texts(agents: dict) -> str:
+        cfg = parse_config({**base, "agents": agents})
+        return " ".join(f"{a.summary} {a.description}" for a in alerts(cfg)
+                        if a.name in ("AuraFailureRisk", "AuraTopologyAnomaly"))
+
+    assert "sustained anomaly: topology anomaly score >= 0.998 for 30m" in texts({})
+    assert "raises AuraFailureRisk" in texts({})
+    for off in ({"decision": {"sustained_anomaly_threshold": 1}},
+                {"topology": {"enabled": False}}, {"decision": {"enabled": False}}):
+        assert "sustained" not in texts(off) and "raises AuraFailureRisk" not in texts(off)

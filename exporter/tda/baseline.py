@@ -575,6 +575,17 @@ class BaselineStore:
                 out[i] = int(np.isfinite(entry.raw_hist).sum()) < MIN_RAW_HISTORY
         return out
 
+    def history_seconds(self, keys: tuple[tuple[str, ...], ...], now: float) -> np.ndarray:
+        """[E] seconds from each entity's oldest own score-history entry (the raw distances
+        its score is calibrated on: RAW_HISTORY of them, three days at most) to `now`; 0 for
+        an entity without one (new, or relearning after its state was refused)."""
+        out = np.zeros(len(keys))
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is not None and len(entry.hist_times):
+                out[i] = max(now - float(entry.hist_times[0]), 0.0)
+        return out
+
     def models(self, keys: tuple[tuple[str, ...], ...]) -> list[EntityBaseline | None]:
         """Each entity's fitted baseline, or None while it has none yet (same order as keys)."""
         return [e.model if (e := self.entries.get(k)) is not None else None for k in keys]

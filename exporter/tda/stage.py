@@ -648,6 +648,7 @@ class TopologyStage:
             fleet_betti=fleet_b,
             fleet_outlier=fleet_outlier,
             baseline=store,
+            history_seconds=store.history_seconds(keys, now),
         )
 
     def _score_clouds(self, p: _Prepared) -> Clouds:
