@@ -133,7 +133,11 @@ def _detail_rows(r: AnalysisResult, cfg: Config) -> list[int]:
     if cfg.exposition.detail == "full" or n <= cfg.exposition.top_k_details:
         return list(range(n))
     if r.consensus is not None:
-        score = np.nan_to_num(r.consensus.risk, nan=-1.0)
+        # Level first, then risk: an entity at a level has an alert whose description reads
+        # its detail series, and a sustained anomaly (exporter/decision.py) may hold a warning
+        # at a low risk.
+        level = np.clip(np.nan_to_num(np.asarray(r.consensus.level, float), nan=0.0), 0, None)
+        score = 2.0 * level + np.nan_to_num(r.consensus.risk, nan=-1.0)
     elif r.topology is not None:
         score = np.nan_to_num(r.topology.anomaly_score, nan=-1.0)
     else:

@@ -19,6 +19,9 @@ def build(ctx: d.DashboardContext) -> Any:
     a = 'analysis=~"$analysis"'
     ent = ctx.entity_legend
     risk = ctx.q(catalog.RISK_SCORE, a)
+    level = ctx.q(catalog.RISK_LEVEL, a)
+    # Level first, then risk (risk <= 1 < 2 per level).
+    top = f"topk(20, 2 * {level} + {risk})"
     critical, warning = (f'level="{catalog.LEVELS[n]}"' for n in (2, 1))
     panels = [
         d.stat(
@@ -48,12 +51,13 @@ def build(ctx: d.DashboardContext) -> Any:
         d.table(
             "Riskiest entities",
             [
-                (f"topk(20, {risk})", ""),
-                (f"{ctx.q(catalog.RISK_LEVEL, a)} and topk(20, {risk})", ""),
-                (f"{ctx.q(catalog.TIME_TO_FAILURE, a)} and topk(20, {risk})", ""),
+                (f"{risk} and {top}", ""),
+                (f"{level} and {top}", ""),
+                (f"{ctx.q(catalog.TIME_TO_FAILURE, a)} and {top}", ""),
             ],
-            description="The 20 entities with the highest consensus risk, their level and time "
-            "to failure (empty: none projected).",
+            description="The 20 entities at the highest level, then with the highest consensus "
+            "risk (a sustained anomaly holds a warning at a low risk), their level and time to "
+            "failure (empty: none projected).",
             rename={"Value #A": "risk", "Value #B": "level", "Value #C": "time to failure (s)"},
             w=12,
             h=12,

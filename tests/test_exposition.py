@@ -1,5 +1,6 @@
 import shutil
 import subprocess
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -74,6 +75,16 @@ def test_detail_series_limited_to_top_k_riskiest():
     instances = {s.labels["instance"] for s in fams["aura_agent_risk_score"].samples}
     assert instances == {'h"3\\', 'h"4\\'}
     assert len(fams["aura_risk_score"].samples) == 5
+
+
+def test_detail_series_of_an_entity_at_a_level_despite_a_low_risk():
+    # A sustained-anomaly warning at risk 0.1 outranks level-0 entities at risk 0.5-0.7.
+    r = _result(5)
+    c = r.consensus
+    r = replace(r, consensus=replace(c, level=np.array([1, 0, 0, 0, 2])))
+    instances = {s.labels["instance"]
+                 for s in _families(render([r], SelfStats(), CFG))["aura_agent_risk_score"].samples}
+    assert instances == {'h"0\\', 'h"4\\'}
 
 
 @pytest.mark.stack
