@@ -111,6 +111,10 @@ class Cycle:
     forecast: Forecast | None
 
 
+# Finishes a started topology stage run: its results, one per window (`_topology_start`).
+_Finish = Callable[[], "list[TopologyResult | None]"]
+
+
 class Pipeline:
     """The cycle runner.
 
@@ -337,7 +341,11 @@ class Pipeline:
         windows are ingested cycle by cycle, the topology stage gets them in one `run_batch`
         (persistence in one pool pass), the forecast, the row-wise agents and consensus run
         once on the stacked rows, and what follows consensus runs cycle by cycle in time
-        order. Nothing is rendered, so the fleet's Betti numbers are not computed (NaN).
+        order. The next batch is ingested and its topology started (`_topology_start`: the
+        baselines it reads are final once this batch's topology is done) before this batch's
+        forecast, agents and decisions run, so the persistence workers compute its diagrams
+        meanwhile; per-entity state is still consumed in time order. Nothing is rendered,
+        so the fleet's Betti numbers are not computed (NaN).
         topology_features=False: nothing reads the diagram features (the caller knows the
         model has no topology inputs and the replay has fewer than `tda.fleet.MIN_FLEET`
         entities, so no fleet outliers): their persistence is skipped (`run_batch`).
@@ -349,8 +357,15 @@ class Pipeline:
         stage_seconds: dict[str, float] = {}
         failed: set[str] = set()
         self._topology_jobs = topology_jobs
+        options = {"features": topology_features, "fleet_betti": False}
         k = 0
-        while k < len(nows):
+
+        async def start() -> tuple[list[float], list[tuple[_AnalysisRuntime, list[Cycle],
+                                                            _Finish]]] | None:
+            """Ingest the next batch's cycles and start their topology (`_topology_start`)."""
+            nonlocal k
+            if k >= len(nows):
+                return None
             entities = sum(len(rt.buffer.entities) for rt in self.runtimes)
             # Before the first ingest the entities are unknown: one cycle first, so a large
             # fleet is not replayed in one batch of max_cycles windows (a 48-host, 3-day
@@ -358,7 +373,7 @@ class Pipeline:
             size = max(1, min(max_cycles, rows // entities)) if entities else 1
             batch = [float(t) for t in nows[k:k + size]]
             k += len(batch)
-            results: dict[float, list[AnalysisResult]] = {now: [] for now in batch}
+            started = []
             for rt in self.runtimes:
                 cycles = []
                 for now in batch:
@@ -372,14 +387,24 @@ class Pipeline:
                     if window.entities:  # as run_cycle: the next ingest is no cold start
                         self._ensure_topology(rt, failed)
                     cycles.append(Cycle(now, window, fetch, None, None))
-                if not cycles:
-                    continue
-                windows = [c.window for c in cycles]
-                topology = self._topology(rt, windows, [c.now for c in cycles], stage_seconds,
-                                          failed, replay={"features": topology_features,
-                                                          "fleet_betti": False})
+                if cycles:
+                    started.append((rt, cycles, self._topology_start(
+                        rt, [c.window for c in cycles], [c.now for c in cycles],
+                        stage_seconds, failed, options)))
+            return batch, started
+
+        current = await start()
+        while current is not None:
+            batch, started = current
+            done = [(rt, cycles, finish()) for rt, cycles, finish in started]
+            # The next batch's topology starts now (its baselines are final once this
+            # batch's topology is done), so the persistence workers compute its diagrams
+            # while this batch's forecast, agents and decisions run here.
+            current = await start()
+            results: dict[float, list[AnalysisResult]] = {now: [] for now in batch}
+            for rt, cycles, topology in done:
                 self._seed_decision(rt, cycles[0].now, failed)
-                forecast = self._forecast(rt, windows, stage_seconds, failed)
+                forecast = self._forecast(rt, [c.window for c in cycles], stage_seconds, failed)
                 cycles = [Cycle(c.now, c.window, c.fetch, t, f)
                           for c, t, f in zip(cycles, topology, forecast, strict=True)]
                 for c, r in zip(cycles, self._assess(rt, cycles, stage_seconds, failed),
@@ -403,27 +428,46 @@ class Pipeline:
                 rt.topology = TopologyStage(rt.cfg, workers=self.topology_workers)
 
     def _topology(self, rt: _AnalysisRuntime, windows: Sequence[Window], nows: Sequence[float],
-                  stage_seconds: dict[str, float], failed: set[str],
-                  replay: dict[str, bool] | None = None) -> list[TopologyResult | None]:
-        """Topology of consecutive cycles in time order (`run_batch` when there are several,
-        and always in a replay, with the `replay` options of `run_batch`)."""
+                  stage_seconds: dict[str, float], failed: set[str]) -> list[TopologyResult | None]:
+        """Topology of consecutive cycles in time order (`run_batch` when there are several)."""
+        return self._topology_start(rt, windows, nows, stage_seconds, failed)()
+
+    def _topology_start(self, rt: _AnalysisRuntime, windows: Sequence[Window],
+                        nows: Sequence[float], stage_seconds: dict[str, float],
+                        failed: set[str], replay: dict[str, bool] | None = None) -> _Finish:
+        """Start `_topology`; the function returned finishes it and gives its results (None
+        for each window after a failure). A replay (`replay`: the options of `run_batch`)
+        starts `run_batch` with `start_batch` where the stage has it: its persistence runs on
+        the pool until the results are asked for, and nothing else may use `rt.topology`
+        meanwhile."""
         out: list[TopologyResult | None] = [None] * len(windows)
         todo = [k for k, w in enumerate(windows) if w.entities]
         if not todo or rt.topology is None:
-            return out
+            return lambda: out
+        finish: Callable[[], list[TopologyResult]] | None = None
         with self._stage("topology", rt.cfg.name, failed, stage_seconds):
             if rt.bootstrap is not None:
                 history, rt.bootstrap = rt.bootstrap, None
                 rt.decision_bootstrap = history
                 self._replay_topology(rt, history, nows[todo[0]])
-            if (len(todo) > 1 or replay is not None) and hasattr(rt.topology, "run_batch"):
-                done = rt.topology.run_batch([windows[k] for k in todo], [nows[k] for k in todo],
-                                             **(replay or {}))
+            stage = rt.topology
+            mine = [windows[k] for k in todo], [nows[k] for k in todo]
+            if replay is not None and hasattr(stage, "start_batch"):
+                finish = stage.start_batch(*mine, **replay).results
+            elif (len(todo) > 1 or replay is not None) and hasattr(stage, "run_batch"):
+                finish = partial(stage.run_batch, *mine, **(replay or {}))
             else:
-                done = [rt.topology.run(windows[k], nows[k]) for k in todo]
-            for k, r in zip(todo, done, strict=True):
-                out[k] = r
-        return out
+                finish = partial(_run_each, stage, *mine)
+
+        def results() -> list[TopologyResult | None]:
+            if finish is None:
+                return out
+            with self._stage("topology", rt.cfg.name, failed, stage_seconds):
+                for k, r in zip(todo, finish(), strict=True):
+                    out[k] = r
+            return out
+
+        return results
 
     def _forecast(self, rt: _AnalysisRuntime, windows: Sequence[Window],
                   stage_seconds: dict[str, float], failed: set[str]) -> list[Forecast | None]:
@@ -814,6 +858,12 @@ def load_predictor(path: str) -> tuple[Predictor | None, dict[str, str]]:
 
 def _add(acc: dict[str, float], key: str, value: float) -> None:
     acc[key] = acc.get(key, 0.0) + value
+
+
+def _run_each(stage: Any, windows: Sequence[Window], nows: Sequence[float],
+              ) -> list[TopologyResult]:
+    """`stage.run` of each window in order."""
+    return [stage.run(w, t) for w, t in zip(windows, nows, strict=True)]
 
 
 def _runs(items: Sequence[int], key: Callable[[int], Any]) -> list[list[int]]:

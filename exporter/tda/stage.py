@@ -250,33 +250,29 @@ class TopologyStage:
         topology inputs). fleet_betti=False: the fleet's Betti numbers (a Rips diagram of up
         to FLEET_POINTS entities per window, only ever exported) are NaN.
         """
+        return self.start_batch(windows, nows, features=features,
+                                fleet_betti=fleet_betti).results()
+
+    def start_batch(self, windows: Sequence[Window], nows: Sequence[float], *,
+                    features: bool = True, fleet_betti: bool = True) -> TopologyBatch:
+        """Start `run_batch(windows, nows, ...)`; its `results()` finishes it. Between the two
+        the caller may do other work while the pool computes the batch's persistence, but must
+        not use this stage (the batch reads the baselines as they are now).
+
+        Here: the windows' statistics, the first window's normalisation-dependent products
+        and the clouds computed along with them, sent to the pool; each task the pool
+        finishes starts the next held one (`DiagramCache(refill=True)`), so the workers keep
+        busy while the caller is away. Raises TopologyError."""
         if len(windows) != len(nows):
             raise TopologyError(f"run_batch got {len(windows)} windows and {len(nows)} times")
-        started = time.perf_counter()
-        times = [float(t) for t in nows]
-        cache = DiagramCache()
-        # Only the feature clouds are worth the pool: a score cloud's PH costs about its
-        # hand-off.
-        ahead = features and self._persistence.workers_ > 1
-        specs: dict[int, _Spec] = {}
-        rows: dict[int, dict[tuple[str, ...], int]] = {}
-        out = []
+        batch = TopologyBatch(self, windows, [float(t) for t in nows], features, fleet_betti)
         try:
-            stats = self._stats_many(windows)
-            for k, (w, now) in enumerate(zip(windows, times, strict=True)):
-                p = self._prepare(w, stats[k])
-                self._speculate(k, p, windows, times, stats, specs, rows, cache, ahead)
-                stats[k] = None  # type: ignore[call-overload]
-                rows.pop(k, None)
-                out.append(self._run(w, now, time.perf_counter(), cache, p, features,
-                                     fleet_betti, specs.pop(k, None)))
+            batch.start()
         except TopologyError:
             raise
         except Exception as err:
             raise TopologyError(f"topology stage failed: {err!r}") from err
-        log.debug("stage=tda windows=%d diagrams=%d duration_seconds=%.3f", len(windows),
-                  len(cache), time.perf_counter() - started)
-        return out
+        return batch
 
     def _speculate(self, k: int, p: _Prepared, windows: Sequence[Window], nows: list[float],
                    stats: list[_Stats], specs: dict[int, _Spec],
@@ -744,3 +740,61 @@ class TopologyStage:
     def close(self) -> None:
         """Stop the persistence worker pool."""
         self._persistence.close()
+
+
+class TopologyBatch:
+    """A `TopologyStage.run_batch` in progress (`TopologyStage.start_batch`): `results()`
+    runs its sequential pass once and returns the results in window order."""
+
+    def __init__(self, stage: TopologyStage, windows: Sequence[Window], nows: list[float],
+                 features: bool, fleet_betti: bool) -> None:
+        self.stage, self.windows, self.nows = stage, windows, nows
+        self.features, self.fleet_betti = features, fleet_betti
+        self.started = time.perf_counter()
+        self.cache = DiagramCache(refill=True)
+        # Only the feature clouds are worth the pool: a score cloud's PH costs about its
+        # hand-off.
+        self.ahead = features and stage._persistence.workers_ > 1
+        self.specs: dict[int, _Spec] = {}
+        self.rows: dict[int, dict[tuple[str, ...], int]] = {}
+        self.stats: list[_Stats] = []
+        self.first: _Prepared | None = None
+
+    def start(self) -> None:
+        """Window statistics, then window 0's products (and the clouds computed along) sent."""
+        st = self.stage
+        try:
+            self.stats = st._stats_many(self.windows)
+            if self.windows:
+                self.first = st._prepare(self.windows[0], self.stats[0])
+                st._speculate(0, self.first, self.windows, self.nows, self.stats, self.specs,
+                              self.rows, self.cache, self.ahead)
+        except BaseException:
+            self.cache.stop()
+            raise
+
+    def results(self) -> list[TopologyResult]:
+        """`run(w, now)` of each window in order (see `TopologyStage.run_batch`)."""
+        st, windows, stats = self.stage, self.windows, self.stats
+        out = []
+        try:
+            for k, (w, now) in enumerate(zip(windows, self.nows, strict=True)):
+                if k == 0:
+                    p = self.first
+                else:
+                    p = st._prepare(w, stats[k])
+                    st._speculate(k, p, windows, self.nows, stats, self.specs, self.rows,
+                                  self.cache, self.ahead)
+                stats[k] = None  # type: ignore[call-overload]
+                self.rows.pop(k, None)
+                out.append(st._run(w, now, time.perf_counter(), self.cache, p, self.features,
+                                   self.fleet_betti, self.specs.pop(k, None)))
+        except TopologyError:
+            raise
+        except Exception as err:
+            raise TopologyError(f"topology stage failed: {err!r}") from err
+        finally:
+            self.cache.stop()
+        log.debug("stage=tda windows=%d diagrams=%d duration_seconds=%.3f", len(windows),
+                  len(self.cache), time.perf_counter() - self.started)
+        return out
