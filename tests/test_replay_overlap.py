@@ -1,9 +1,10 @@
 """A replay batch's persistence overlaps the previous batch's other stages.
 
-`TopologyStage.start_batch` starts a batch (statistics, the first window's clouds sent to the
-pool) and `results()` finishes it with the `run_batch` results; in between, the pool keeps
-itself fed (`DiagramCache(refill=True)`: each finished task starts the next held one) while
-the caller runs the previous batch's forecast, agents and decisions (`Pipeline.replay`).
+`TopologyStage.batch` prepares a batch (window statistics), `start()` sends the first
+window's clouds to the pool and `results()` finishes it with the `run_batch` results; in
+between, the pool keeps itself fed (`DiagramCache(refill=True)`: each finished task starts the
+next held one) while the caller runs the previous batch's forecast, agents and decisions
+(`Pipeline.replay`).
 Real two-worker pools throughout.
 """
 
@@ -88,11 +89,17 @@ def test_started_batches_equal_run_batch_and_sequential_runs() -> None:
     try:
         expected = [seq.run(w, now) for w, now in zip(windows, nows, strict=True)]
         by_batch, by_start = [], []
-        for a, b in ((0, 1), (1, 25), (25, 60)):
+        spans = ((0, 1), (1, 25), (25, 60))
+        handle = started.batch(windows[:1], nows[:1])
+        for i, (a, b) in enumerate(spans):
             by_batch += batch.run_batch(windows[a:b], nows[a:b])
-            handle = started.start_batch(windows[a:b], nows[a:b])
+            handle.start()
+            # The next batch's statistics while this one is started (they read no baseline).
+            nxt = started.batch(windows[b:spans[i + 1][1]], nows[b:spans[i + 1][1]]) \
+                if i + 1 < len(spans) else None
             time.sleep(0.2)  # the caller away: the pool feeds itself
             by_start += handle.results()
+            handle = nxt  # type: ignore[assignment]
         ts._assert_same_results(expected, by_batch)
         ts._assert_same_results(expected, by_start)
         assert ts._same(started.state()["rawhist"], seq.state()["rawhist"])

@@ -20,7 +20,8 @@ import bisect
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +66,9 @@ ROW_BLOCK = 1024
 # run_batch sends an entity's clouds at least this many windows ahead (a few may be wasted
 # when its normalisation changes sooner; fewer would leave the pool waiting).
 SEND_AHEAD_MIN = 4
+# With a pool, `_speculate` computes and sends this many rows first, then blocks of
+# `row_block`: the workers, idle at a replay batch's start, get work sooner.
+SPECULATE_FIRST_ROWS = 128
 
 
 class TopologyError(RuntimeError):
@@ -250,28 +254,23 @@ class TopologyStage:
         topology inputs). fleet_betti=False: the fleet's Betti numbers (a Rips diagram of up
         to FLEET_POINTS entities per window, only ever exported) are NaN.
         """
-        return self.start_batch(windows, nows, features=features,
-                                fleet_betti=fleet_betti).results()
+        return self.batch(windows, nows, features=features, fleet_betti=fleet_betti).results()
 
-    def start_batch(self, windows: Sequence[Window], nows: Sequence[float], *,
-                    features: bool = True, fleet_betti: bool = True) -> TopologyBatch:
-        """Start `run_batch(windows, nows, ...)`; its `results()` finishes it. Between the two
-        the caller may do other work while the pool computes the batch's persistence, but must
-        not use this stage (the batch reads the baselines as they are now).
-
-        Here: the windows' statistics, the first window's normalisation-dependent products
-        and the clouds computed along with them, sent to the pool; each task the pool
-        finishes starts the next held one (`DiagramCache(refill=True)`), so the workers keep
-        busy while the caller is away. Raises TopologyError."""
+    def batch(self, windows: Sequence[Window], nows: Sequence[float], *,
+              features: bool = True, fleet_betti: bool = True) -> TopologyBatch:
+        """`run_batch(windows, nows, ...)` in three steps, for a caller that overlaps them
+        with other work (a replay's next batch with its current one): this call computes the
+        windows' own statistics (no baseline read: it may run while an earlier batch is
+        unfinished); `start()` reads the baselines and sends the first window's clouds, and
+        those computed along, to the pool, where each finished task starts the next held one
+        (`DiagramCache(refill=True)`), so the workers keep busy while the caller is away;
+        `results()` runs the sequential pass (starting first if not started). Between
+        `start()` and `results()` nothing else may use this stage. Raises TopologyError."""
         if len(windows) != len(nows):
             raise TopologyError(f"run_batch got {len(windows)} windows and {len(nows)} times")
         batch = TopologyBatch(self, windows, [float(t) for t in nows], features, fleet_betti)
-        try:
-            batch.start()
-        except TopologyError:
-            raise
-        except Exception as err:
-            raise TopologyError(f"topology stage failed: {err!r}") from err
+        with _stage_errors():
+            batch.stats = self._stats_many(windows)
         return batch
 
     def _speculate(self, k: int, p: _Prepared, windows: Sequence[Window], nows: list[float],
@@ -325,7 +324,8 @@ class TopologyStage:
                     rs.append(r)
                     src.append(int(i))
         items = [(j, np.array(want[j][0]), np.array(want[j][1])) for j in sorted(want)]
-        for chunk in self._item_chunks(items):
+        # With a pool, a small first chunk: the workers start while the rest is computed.
+        for chunk in self._item_chunks(items, SPECULATE_FIRST_ROWS if ahead else 0):
             clouds: list[np.ndarray] = []
             is_fine: list[bool] = []
             needed: list[float] = []
@@ -390,12 +390,22 @@ class TopologyStage:
             index = rows[j] = {key: r for r, key in enumerate(windows[j].entities)}
         return index
 
-    def _item_chunks(self, items: list[tuple[int, np.ndarray, np.ndarray]]
+    def _item_chunks(self, items: list[tuple[int, np.ndarray, np.ndarray]], first: int = 0,
                      ) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
         """(window, rows, source rows) items in chunks of about `row_block` rows (an item of
-        more rows is split)."""
+        more rows is split); first > 0: the first chunk holds only the first `first` rows."""
         chunks: list[list[tuple[int, np.ndarray, np.ndarray]]] = []
         n = 0
+        if first > 0:
+            head, rest = [], []
+            for j, d, src in items:
+                m = max(0, min(len(d), first - n))
+                if m:
+                    head.append((j, d[:m], src[:m]))
+                    n += m
+                if m < len(d):
+                    rest.append((j, d[m:], src[m:]))
+            chunks, items, n = [head], rest, self.row_block
         for j, d, src in items:
             for a in range(0, len(d), self.row_block):
                 m = min(len(d), a + self.row_block) - a
@@ -742,9 +752,21 @@ class TopologyStage:
         self._persistence.close()
 
 
+@contextmanager
+def _stage_errors() -> Iterator[None]:
+    """Raise anything but a TopologyError as one (the stage's error contract)."""
+    try:
+        yield
+    except TopologyError:
+        raise
+    except Exception as err:
+        raise TopologyError(f"topology stage failed: {err!r}") from err
+
+
 class TopologyBatch:
-    """A `TopologyStage.run_batch` in progress (`TopologyStage.start_batch`): `results()`
-    runs its sequential pass once and returns the results in window order."""
+    """A `TopologyStage.run_batch` in steps (`TopologyStage.batch`): window statistics
+    computed, `start()` sends the first persistence to the pool, `results()` runs the
+    sequential pass once and returns the results in window order."""
 
     def __init__(self, stage: TopologyStage, windows: Sequence[Window], nows: list[float],
                  features: bool, fleet_betti: bool) -> None:
@@ -761,11 +783,13 @@ class TopologyBatch:
         self.first: _Prepared | None = None
 
     def start(self) -> None:
-        """Window statistics, then window 0's products (and the clouds computed along) sent."""
+        """Window 0's normalisation-dependent products under the baselines as they are now,
+        their clouds and those computed along sent to the pool. Raises TopologyError."""
+        if self.first is not None or not self.windows:
+            return
         st = self.stage
         try:
-            self.stats = st._stats_many(self.windows)
-            if self.windows:
+            with _stage_errors():
                 self.first = st._prepare(self.windows[0], self.stats[0])
                 st._speculate(0, self.first, self.windows, self.nows, self.stats, self.specs,
                               self.rows, self.cache, self.ahead)
@@ -774,25 +798,24 @@ class TopologyBatch:
             raise
 
     def results(self) -> list[TopologyResult]:
-        """`run(w, now)` of each window in order (see `TopologyStage.run_batch`)."""
+        """`run(w, now)` of each window in order (see `TopologyStage.run_batch`). Raises
+        TopologyError."""
+        self.start()
         st, windows, stats = self.stage, self.windows, self.stats
         out = []
         try:
-            for k, (w, now) in enumerate(zip(windows, self.nows, strict=True)):
-                if k == 0:
-                    p = self.first
-                else:
-                    p = st._prepare(w, stats[k])
-                    st._speculate(k, p, windows, self.nows, stats, self.specs, self.rows,
-                                  self.cache, self.ahead)
-                stats[k] = None  # type: ignore[call-overload]
-                self.rows.pop(k, None)
-                out.append(st._run(w, now, time.perf_counter(), self.cache, p, self.features,
-                                   self.fleet_betti, self.specs.pop(k, None)))
-        except TopologyError:
-            raise
-        except Exception as err:
-            raise TopologyError(f"topology stage failed: {err!r}") from err
+            with _stage_errors():
+                for k, (w, now) in enumerate(zip(windows, self.nows, strict=True)):
+                    if k == 0:
+                        p = self.first
+                    else:
+                        p = st._prepare(w, stats[k])
+                        st._speculate(k, p, windows, self.nows, stats, self.specs, self.rows,
+                                      self.cache, self.ahead)
+                    stats[k] = None  # type: ignore[call-overload]
+                    self.rows.pop(k, None)
+                    out.append(st._run(w, now, time.perf_counter(), self.cache, p,
+                                       self.features, self.fleet_betti, self.specs.pop(k, None)))
         finally:
             self.cache.stop()
         log.debug("stage=tda windows=%d diagrams=%d duration_seconds=%.3f", len(windows),
