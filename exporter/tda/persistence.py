@@ -61,8 +61,11 @@ SPECULATE_TASK_CLOUDS = 64
 # `speculate` tasks on the pool at once per worker; the others wait in the cache, soonest
 # needed first. All at once (FIFO) queued the whole replay's clouds behind window 0, and the
 # clouds re-sent after a first fit behind them: the main process waited ~12 s of the 48-host
-# x 3-day replay, then the workers idled.
-SPECULATE_IN_FLIGHT = 3
+# x 3-day replay, then the workers idled. 2 since a finished task starts the next one
+# (`DiagramCache(refill=True)`): faster than 3 (4 of 4 alternated pairs) and 1 (2 of 2) on
+# the 48-host x 3-day replay, 5-11 % (load 3.4-6.2, 2026-11-30): clouds re-sent after a
+# refit queue behind less work.
+SPECULATE_IN_FLIGHT = 2
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
