@@ -359,8 +359,8 @@ class Pipeline:
         while the pool computes this batch's persistence, and its topology starts (its
         baselines are final once this batch's topology is done) before this batch's forecast,
         agents and decisions run, so the workers compute its diagrams meanwhile
-        (`_topology_prepare`); per-entity state is still consumed in time order. Nothing is rendered,
-        so the fleet's Betti numbers are not computed (NaN).
+        (`_topology_prepare`); per-entity state is still consumed in time order. Nothing is
+        rendered, so the fleet's Betti numbers are not computed (NaN).
         topology_features=False: nothing reads the diagram features (the caller knows the
         model has no topology inputs and the replay has fewer than `tda.fleet.MIN_FLEET`
         entities, so no fleet outliers): their persistence is skipped (`run_batch`).

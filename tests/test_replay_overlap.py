@@ -108,3 +108,59 @@ def test_started_batches_equal_run_batch_and_sequential_runs() -> None:
         seq.close()
         batch.close()
         started.close()
+
+
+def test_replay_starts_the_next_batch_before_this_batchs_other_stages(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # Pipeline.replay: the next batch's statistics before this batch's topology results, its
+    # start before this batch's agents; every batch's results in time order all the same.
+    import asyncio
+
+    from exporter.backtest import ReplaySource
+    from exporter.config import parse_config
+    from exporter.pipeline import Pipeline
+    from exporter.source.simulator import fleet_signals, simulate_fleet
+    from exporter.tda.stage import TopologyBatch
+    from exporter.windows import Window
+
+    sigs = [{"name": s.name, "query": s.query, "kind": s.kind,
+             **({"capacity": s.capacity} if s.capacity is not None else {})}
+            for s in fleet_signals()]
+    cfg = parse_config({"interval": "5m", "analyses": [{
+        "name": "fleet", "entity_labels": ["instance"], "window": "1h", "step": "1m",
+        "horizons": ["30m", "1h"], "signals": sigs}]})
+    fleet = simulate_fleet(7, 4, 1_760_000_000.0, 3 * 3600.0, 60, missing=False)
+    window = Window("fleet", ("instance",), tuple(fleet.entities), tuple(fleet.signals),
+                    np.asarray(fleet.timestamps, dtype=np.float64), fleet.values)
+    nows = [float(t) for t in np.arange(window.timestamps[0] + 3600, window.timestamps[-1],
+                                        300.0)]
+    events: list[tuple[str, float]] = []
+
+    def spy(cls, name, label, when):  # type: ignore[no-untyped-def]
+        real = getattr(cls, name)
+
+        def wrapped(self, *a, **k):  # type: ignore[no-untyped-def]
+            events.append((label, when(self, *a)))
+            return real(self, *a, **k)
+        monkeypatch.setattr(cls, name, wrapped)
+
+    spy(TopologyStage, "batch", "prepare", lambda self, windows, nows: nows[0])
+    spy(TopologyBatch, "start", "start", lambda self: self.nows[0])
+    spy(TopologyBatch, "results", "results", lambda self: self.nows[0])
+    spy(Pipeline, "_assess", "assess", lambda self, rt, cycles, *a: cycles[0].now)
+
+    async def run() -> list[float]:
+        pipe = Pipeline(cfg, ReplaySource(window), topology_workers=2)
+        try:
+            return [now async for now, _ in pipe.replay(nows, rows=4 * 5)]
+        finally:
+            pipe.close()
+
+    assert asyncio.run(run()) == nows
+    firsts = sorted({t for label, t in events if label == "prepare"})
+    assert len(firsts) >= 3  # several batches
+    at: dict[tuple[str, float], int] = {}
+    for i, event in enumerate(events):  # first occurrences (results() calls start())
+        at.setdefault(event, i)
+    for a, b in zip(firsts, firsts[1:], strict=False):
+        assert at[("prepare", b)] < at[("results", a)]
+        assert at[("results", a)] < at[("start", b)] < at[("assess", a)]

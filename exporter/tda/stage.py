@@ -8,7 +8,8 @@ analyses a Takens embedding, `takens_parameters`) -> Rips H0/H1 of both on the p
 history -> calibrated anomaly scores (exporter/tda/baseline.py) and signal contributions ->
 baseline admission/refits/re-normalisation -> fleet topology. Degenerate windows (constant,
 two-state, missing) get no score. `run_batch` runs many cycles with their persistence in one
-pool map. See the module docstrings of exporter.tda.* for each choice;
+pool map (`batch`: in steps, so that a replay overlaps one batch's persistence with the
+previous batch's other stages). See the module docstrings of exporter.tda.* for each choice;
 `benchmarks/bench_topology.py`, `benchmarks/eval_topology.py` and
 `benchmarks/eval_anomaly.py` hold the figures. `learn` (the cold-start replay) runs only the
 baseline half of this chain.
