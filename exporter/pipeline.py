@@ -111,6 +111,24 @@ class Cycle:
     forecast: Forecast | None
 
 
+@dataclass(eq=False)
+class _TopologyRun:
+    """One `Pipeline._topology` run in steps (`_topology_prepare`): the cycles' windows and
+    times, the indices of those with entities, the `run_batch` options of a replay, the
+    stage's `TopologyBatch` where it has one, and whether a step failed."""
+
+    windows: list[Window]
+    nows: list[float]
+    todo: list[int]
+    replay: dict[str, bool] | None
+    batch: Any = None
+    failed: bool = False
+
+    def mine(self) -> tuple[list[Window], list[float]]:
+        """The windows with entities and their times."""
+        return [self.windows[k] for k in self.todo], [self.nows[k] for k in self.todo]
+
+
 class Pipeline:
     """The cycle runner.
 
@@ -337,7 +355,12 @@ class Pipeline:
         windows are ingested cycle by cycle, the topology stage gets them in one `run_batch`
         (persistence in one pool pass), the forecast, the row-wise agents and consensus run
         once on the stacked rows, and what follows consensus runs cycle by cycle in time
-        order. Nothing is rendered, so the fleet's Betti numbers are not computed (NaN).
+        order. Batches overlap: the next batch is ingested and its window statistics computed
+        while the pool computes this batch's persistence, and its topology starts (its
+        baselines are final once this batch's topology is done) before this batch's forecast,
+        agents and decisions run, so the workers compute its diagrams meanwhile
+        (`_topology_prepare`); per-entity state is still consumed in time order. Nothing is
+        rendered, so the fleet's Betti numbers are not computed (NaN).
         topology_features=False: nothing reads the diagram features (the caller knows the
         model has no topology inputs and the replay has fewer than `tda.fleet.MIN_FLEET`
         entities, so no fleet outliers): their persistence is skipped (`run_batch`).
@@ -349,8 +372,15 @@ class Pipeline:
         stage_seconds: dict[str, float] = {}
         failed: set[str] = set()
         self._topology_jobs = topology_jobs
+        options = {"features": topology_features, "fleet_betti": False}
         k = 0
-        while k < len(nows):
+
+        async def prepare() -> tuple[list[float], list[tuple[_AnalysisRuntime, list[Cycle],
+                                                              _TopologyRun]]] | None:
+            """Ingest the next batch's cycles and prepare their topology (windows only)."""
+            nonlocal k
+            if k >= len(nows):
+                return None
             entities = sum(len(rt.buffer.entities) for rt in self.runtimes)
             # Before the first ingest the entities are unknown: one cycle first, so a large
             # fleet is not replayed in one batch of max_cycles windows (a 48-host, 3-day
@@ -358,7 +388,7 @@ class Pipeline:
             size = max(1, min(max_cycles, rows // entities)) if entities else 1
             batch = [float(t) for t in nows[k:k + size]]
             k += len(batch)
-            results: dict[float, list[AnalysisResult]] = {now: [] for now in batch}
+            prepared = []
             for rt in self.runtimes:
                 cycles = []
                 for now in batch:
@@ -372,14 +402,30 @@ class Pipeline:
                     if window.entities:  # as run_cycle: the next ingest is no cold start
                         self._ensure_topology(rt, failed)
                     cycles.append(Cycle(now, window, fetch, None, None))
-                if not cycles:
-                    continue
-                windows = [c.window for c in cycles]
-                topology = self._topology(rt, windows, [c.now for c in cycles], stage_seconds,
-                                          failed, replay={"features": topology_features,
-                                                          "fleet_betti": False})
+                if cycles:
+                    prepared.append((rt, cycles, self._topology_prepare(
+                        rt, [c.window for c in cycles], [c.now for c in cycles],
+                        stage_seconds, failed, options)))
+            return batch, prepared
+
+        current = await prepare()
+        for rt, _, run in current[1] if current is not None else ():
+            self._topology_start(rt, run, stage_seconds, failed)
+        while current is not None:
+            batch, runs = current
+            # The next batch's windows and their statistics while the pool computes this
+            # batch's persistence; its topology starts once this batch's is done (the
+            # baselines are final then), so the workers compute its diagrams while this
+            # batch's forecast, agents and decisions run here.
+            current = await prepare()
+            done = [(rt, cycles, self._topology_results(rt, run, stage_seconds, failed))
+                    for rt, cycles, run in runs]
+            for rt, _, run in current[1] if current is not None else ():
+                self._topology_start(rt, run, stage_seconds, failed)
+            results: dict[float, list[AnalysisResult]] = {now: [] for now in batch}
+            for rt, cycles, topology in done:
                 self._seed_decision(rt, cycles[0].now, failed)
-                forecast = self._forecast(rt, windows, stage_seconds, failed)
+                forecast = self._forecast(rt, [c.window for c in cycles], stage_seconds, failed)
                 cycles = [Cycle(c.now, c.window, c.fetch, t, f)
                           for c, t, f in zip(cycles, topology, forecast, strict=True)]
                 for c, r in zip(cycles, self._assess(rt, cycles, stage_seconds, failed),
@@ -403,25 +449,65 @@ class Pipeline:
                 rt.topology = TopologyStage(rt.cfg, workers=self.topology_workers)
 
     def _topology(self, rt: _AnalysisRuntime, windows: Sequence[Window], nows: Sequence[float],
-                  stage_seconds: dict[str, float], failed: set[str],
-                  replay: dict[str, bool] | None = None) -> list[TopologyResult | None]:
-        """Topology of consecutive cycles in time order (`run_batch` when there are several,
-        and always in a replay, with the `replay` options of `run_batch`)."""
-        out: list[TopologyResult | None] = [None] * len(windows)
-        todo = [k for k, w in enumerate(windows) if w.entities]
-        if not todo or rt.topology is None:
-            return out
+                  stage_seconds: dict[str, float], failed: set[str]) -> list[TopologyResult | None]:
+        """Topology of consecutive cycles in time order (`run_batch` when there are several)."""
+        run = self._topology_prepare(rt, windows, nows, stage_seconds, failed)
+        self._topology_start(rt, run, stage_seconds, failed)
+        return self._topology_results(rt, run, stage_seconds, failed)
+
+    def _topology_prepare(self, rt: _AnalysisRuntime, windows: Sequence[Window],
+                          nows: Sequence[float], stage_seconds: dict[str, float],
+                          failed: set[str], replay: dict[str, bool] | None = None,
+                          ) -> _TopologyRun:
+        """`_topology` in three steps, for a replay that overlaps them with other batches'
+        work: this one reads only the windows (`TopologyStage.batch`'s statistics, where the
+        stage has it and `replay` gives the options of `run_batch`), `_topology_start` the
+        baselines as they are then (persistence starts on the pool), `_topology_results`
+        finishes; nothing else may use `rt.topology` between the last two. A stage failure
+        in any step gives None for every window."""
+        run = _TopologyRun(list(windows), [float(t) for t in nows],
+                           [k for k, w in enumerate(windows) if w.entities], replay)
+        if run.todo and rt.topology is not None and replay is not None \
+                and hasattr(rt.topology, "batch"):
+            run.failed = True
+            with self._stage("topology", rt.cfg.name, failed, stage_seconds):
+                run.batch = rt.topology.batch(*run.mine(), **replay)
+                run.failed = False
+        return run
+
+    def _topology_start(self, rt: _AnalysisRuntime, run: _TopologyRun,
+                        stage_seconds: dict[str, float], failed: set[str]) -> None:
+        """The second step of `_topology_prepare`: the cold-start bootstrap, then the start."""
+        if not run.todo or rt.topology is None:
+            return
+        ok = False
         with self._stage("topology", rt.cfg.name, failed, stage_seconds):
             if rt.bootstrap is not None:
                 history, rt.bootstrap = rt.bootstrap, None
                 rt.decision_bootstrap = history
-                self._replay_topology(rt, history, nows[todo[0]])
-            if (len(todo) > 1 or replay is not None) and hasattr(rt.topology, "run_batch"):
-                done = rt.topology.run_batch([windows[k] for k in todo], [nows[k] for k in todo],
-                                             **(replay or {}))
+                self._replay_topology(rt, history, run.nows[run.todo[0]])
+            if run.batch is not None and not run.failed:
+                run.batch.start()
+            ok = True
+        run.failed = run.failed or not ok
+
+    def _topology_results(self, rt: _AnalysisRuntime, run: _TopologyRun,
+                          stage_seconds: dict[str, float], failed: set[str],
+                          ) -> list[TopologyResult | None]:
+        """The last step of `_topology_prepare`: one result per window (None: no entities,
+        no stage or a failure)."""
+        out: list[TopologyResult | None] = [None] * len(run.windows)
+        if not run.todo or rt.topology is None or run.failed:
+            return out
+        stage = rt.topology
+        with self._stage("topology", rt.cfg.name, failed, stage_seconds):
+            if run.batch is not None:
+                done = run.batch.results()
+            elif (len(run.todo) > 1 or run.replay is not None) and hasattr(stage, "run_batch"):
+                done = stage.run_batch(*run.mine(), **(run.replay or {}))
             else:
-                done = [rt.topology.run(windows[k], nows[k]) for k in todo]
-            for k, r in zip(todo, done, strict=True):
+                done = [stage.run(w, t) for w, t in zip(*run.mine(), strict=True)]
+            for k, r in zip(run.todo, done, strict=True):
                 out[k] = r
         return out
 

@@ -28,6 +28,7 @@ import heapq
 import logging
 import os
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -60,8 +61,11 @@ SPECULATE_TASK_CLOUDS = 64
 # `speculate` tasks on the pool at once per worker; the others wait in the cache, soonest
 # needed first. All at once (FIFO) queued the whole replay's clouds behind window 0, and the
 # clouds re-sent after a first fit behind them: the main process waited ~12 s of the 48-host
-# x 3-day replay, then the workers idled.
-SPECULATE_IN_FLIGHT = 3
+# x 3-day replay, then the workers idled. 2 since a finished task starts the next one
+# (`DiagramCache(refill=True)`): faster than 3 (4 of 4 alternated pairs) and 1 (2 of 2) on
+# the 48-host x 3-day replay, 5-11 % (load 3.4-6.2, 2026-11-30): clouds re-sent after a
+# refit queue behind less work.
+SPECULATE_IN_FLIGHT = 2
 _SQRT_HALF = float(np.sqrt(0.5))
 
 
@@ -270,62 +274,106 @@ class DiagramCache:
 
     `get` waits for a diagram in flight; a key neither known nor in flight is a miss (None):
     the caller computes it and stores it with `cache[key] = diagram`.
+
+    refill=True: each held task that finishes on the pool starts the next held one, soonest
+    needed first (from the pool's result thread, so the workers keep busy while the caller
+    is away from `pump`, e.g. in a replay's other stages), up to the last `pump`'s limit;
+    `stop()` ends it. False: held tasks start only at `pump` or `get`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, refill: bool = False) -> None:
         self.done: dict[bytes, Diagram] = {}
         self.free: dict[bytes, np.ndarray] = {}
         self._pending: dict[bytes, tuple[list[bytes], Future[tuple[_Packed, np.ndarray | None]],
                                          np.ndarray | None]] = {}
-        # Tasks not yet on the pool: (priority, sequence, task) in a heap and by key; a task
-        # is [keys, start] where start() puts it on the pool (None once it has).
+        # Tasks not yet on the pool: (priority, sequence, task) in a heap and by key.
         self._held: list[tuple[float, int, _HeldTask]] = []
         self._held_keys: dict[bytes, _HeldTask] = {}
-        self._flying: list[Future[Any]] = []
+        self._flying: set[Future[Any]] = set()
         self._seq = 0
+        self._refill = refill
+        self._limit = 0
+        # Held and in-flight bookkeeping is shared with the pool's result thread (refill).
+        self._lock = threading.RLock()
 
     def hold(self, keys: list[bytes], priority: float,
              start: Callable[[], Future[Any]]) -> None:
         """Keep a task of `keys` until `pump` (lowest priority first) or a `get` of one of
         them calls start(), which submits it and returns its future (`add_pending` done)."""
         task = _HeldTask(keys, start)
-        heapq.heappush(self._held, (priority, self._seq, task))
-        self._seq += 1
-        for k in keys:
-            self._held_keys[k] = task
+        with self._lock:
+            heapq.heappush(self._held, (priority, self._seq, task))
+            self._seq += 1
+            for k in keys:
+                self._held_keys[k] = task
 
     def _start(self, task: _HeldTask) -> None:
         if task.start is None:  # already on the pool
             return
         start, task.start = task.start, None
+        fut = start()  # its keys are pending before they stop being held
         for k in task.keys:
             self._held_keys.pop(k, None)
-        self._flying.append(start())
+        self._flying.add(fut)
+        if self._refill:
+            fut.add_done_callback(self._landed)
+
+    def _landed(self, fut: Future[Any]) -> None:
+        """A started task finished (or was cancelled): start the next held ones (refill)."""
+        try:
+            with self._lock:
+                self._flying.discard(fut)
+                if not fut.cancelled():
+                    self._top_up()
+        except Exception as err:  # the pool shut down: nothing more starts from here
+            self._refill = False
+            log.debug("msg=%s err=%r", "speculated persistence refill stopped", err)
+
+    def _top_up(self) -> None:
+        while self._held and len(self._flying) < self._limit:
+            self._start(heapq.heappop(self._held)[2])
 
     def pump(self, limit: int, due: float) -> None:
         """Start the held tasks of priority <= `due`, then more, lowest priority first,
         until `limit` are on the pool."""
-        self._flying = [f for f in self._flying if not f.done()]
-        while self._held and (self._held[0][0] <= due or len(self._flying) < limit):
-            self._start(heapq.heappop(self._held)[2])
+        with self._lock:
+            self._limit = limit
+            self._flying = {f for f in self._flying if not f.done()}
+            while self._held and self._held[0][0] <= due:
+                self._start(heapq.heappop(self._held)[2])
+            self._top_up()
+
+    def stop(self) -> None:
+        """Start nothing more (refill) and drop the held tasks."""
+        with self._lock:
+            self._refill = False
+            self._limit = 0
+            for _, _, task in self._held:
+                task.start = None
+            self._held.clear()
+            self._held_keys.clear()
 
     def get(self, key: bytes) -> Diagram | None:
         """The diagram of `key`, waiting for it if in flight (starting it if held); None
         when unknown."""
         dgm = self.done.get(key)
-        if dgm is None and key in self._held_keys:
-            self._start(self._held_keys[key])
-        if dgm is None and key in self._pending:
-            keys, fut, with_free = self._pending[key]
-            packed, free = fut.result()
-            for k, d in zip(keys, unpack_diagrams(packed), strict=True):
-                self.done[k] = d
-                self._pending.pop(k, None)
-            if free is not None and with_free is not None:
-                for k, row in zip([k for k, f in zip(keys, with_free, strict=True) if f], free,
-                                  strict=True):
-                    self.free[k] = row
-            dgm = self.done[key]
+        if dgm is None:
+            with self._lock:
+                task = self._held_keys.get(key)
+                if task is not None:
+                    self._start(task)
+                entry = self._pending.get(key)
+            if entry is not None:
+                keys, fut, with_free = entry
+                packed, free = fut.result()
+                for k, d in zip(keys, unpack_diagrams(packed), strict=True):
+                    self.done[k] = d
+                    self._pending.pop(k, None)
+                if free is not None and with_free is not None:
+                    for k, row in zip([k for k, f in zip(keys, with_free, strict=True) if f],
+                                      free, strict=True):
+                        self.free[k] = row
+                dgm = self.done[key]
         return dgm
 
     def scale_free(self, keys: Sequence[bytes], dgms: Sequence[Diagram]) -> np.ndarray:
@@ -345,10 +393,12 @@ class DiagramCache:
         self.done[key] = dgm
 
     def __contains__(self, key: object) -> bool:
-        return key in self.done or key in self._pending or key in self._held_keys
+        with self._lock:
+            return key in self.done or key in self._pending or key in self._held_keys
 
     def __len__(self) -> int:
-        return len(self.done) + len(self._pending) + len(self._held_keys)
+        with self._lock:
+            return len(self.done) + len(self._pending) + len(self._held_keys)
 
     def add_pending(self, keys: list[bytes], fut: Future[tuple[_Packed, np.ndarray | None]],
                     with_free: np.ndarray | None = None) -> None:

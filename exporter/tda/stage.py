@@ -8,7 +8,8 @@ analyses a Takens embedding, `takens_parameters`) -> Rips H0/H1 of both on the p
 history -> calibrated anomaly scores (exporter/tda/baseline.py) and signal contributions ->
 baseline admission/refits/re-normalisation -> fleet topology. Degenerate windows (constant,
 two-state, missing) get no score. `run_batch` runs many cycles with their persistence in one
-pool map. See the module docstrings of exporter.tda.* for each choice;
+pool map (`batch`: in steps, so that a replay overlaps one batch's persistence with the
+previous batch's other stages). See the module docstrings of exporter.tda.* for each choice;
 `benchmarks/bench_topology.py`, `benchmarks/eval_topology.py` and
 `benchmarks/eval_anomaly.py` hold the figures. `learn` (the cold-start replay) runs only the
 baseline half of this chain.
@@ -20,7 +21,8 @@ import bisect
 import logging
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,6 +67,9 @@ ROW_BLOCK = 1024
 # run_batch sends an entity's clouds at least this many windows ahead (a few may be wasted
 # when its normalisation changes sooner; fewer would leave the pool waiting).
 SEND_AHEAD_MIN = 4
+# With a pool, `_speculate` computes and sends this many rows first, then blocks of
+# `row_block`: the workers, idle at a replay batch's start, get work sooner.
+SPECULATE_FIRST_ROWS = 128
 
 
 class TopologyError(RuntimeError):
@@ -250,33 +255,24 @@ class TopologyStage:
         topology inputs). fleet_betti=False: the fleet's Betti numbers (a Rips diagram of up
         to FLEET_POINTS entities per window, only ever exported) are NaN.
         """
+        return self.batch(windows, nows, features=features, fleet_betti=fleet_betti).results()
+
+    def batch(self, windows: Sequence[Window], nows: Sequence[float], *,
+              features: bool = True, fleet_betti: bool = True) -> TopologyBatch:
+        """`run_batch(windows, nows, ...)` in three steps, for a caller that overlaps them
+        with other work (a replay's next batch with its current one): this call computes the
+        windows' own statistics (no baseline read: it may run while an earlier batch is
+        unfinished); `start()` reads the baselines and sends the first window's clouds, and
+        those computed along, to the pool, where each finished task starts the next held one
+        (`DiagramCache(refill=True)`), so the workers keep busy while the caller is away;
+        `results()` runs the sequential pass (starting first if not started). Between
+        `start()` and `results()` nothing else may use this stage. Raises TopologyError."""
         if len(windows) != len(nows):
             raise TopologyError(f"run_batch got {len(windows)} windows and {len(nows)} times")
-        started = time.perf_counter()
-        times = [float(t) for t in nows]
-        cache = DiagramCache()
-        # Only the feature clouds are worth the pool: a score cloud's PH costs about its
-        # hand-off.
-        ahead = features and self._persistence.workers_ > 1
-        specs: dict[int, _Spec] = {}
-        rows: dict[int, dict[tuple[str, ...], int]] = {}
-        out = []
-        try:
-            stats = self._stats_many(windows)
-            for k, (w, now) in enumerate(zip(windows, times, strict=True)):
-                p = self._prepare(w, stats[k])
-                self._speculate(k, p, windows, times, stats, specs, rows, cache, ahead)
-                stats[k] = None  # type: ignore[call-overload]
-                rows.pop(k, None)
-                out.append(self._run(w, now, time.perf_counter(), cache, p, features,
-                                     fleet_betti, specs.pop(k, None)))
-        except TopologyError:
-            raise
-        except Exception as err:
-            raise TopologyError(f"topology stage failed: {err!r}") from err
-        log.debug("stage=tda windows=%d diagrams=%d duration_seconds=%.3f", len(windows),
-                  len(cache), time.perf_counter() - started)
-        return out
+        batch = TopologyBatch(self, windows, [float(t) for t in nows], features, fleet_betti)
+        with _stage_errors():
+            batch.stats = self._stats_many(windows)
+        return batch
 
     def _speculate(self, k: int, p: _Prepared, windows: Sequence[Window], nows: list[float],
                    stats: list[_Stats], specs: dict[int, _Spec],
@@ -329,7 +325,8 @@ class TopologyStage:
                     rs.append(r)
                     src.append(int(i))
         items = [(j, np.array(want[j][0]), np.array(want[j][1])) for j in sorted(want)]
-        for chunk in self._item_chunks(items):
+        # With a pool, a small first chunk: the workers start while the rest is computed.
+        for chunk in self._item_chunks(items, SPECULATE_FIRST_ROWS if ahead else 0):
             clouds: list[np.ndarray] = []
             is_fine: list[bool] = []
             needed: list[float] = []
@@ -394,12 +391,22 @@ class TopologyStage:
             index = rows[j] = {key: r for r, key in enumerate(windows[j].entities)}
         return index
 
-    def _item_chunks(self, items: list[tuple[int, np.ndarray, np.ndarray]]
+    def _item_chunks(self, items: list[tuple[int, np.ndarray, np.ndarray]], first: int = 0,
                      ) -> list[list[tuple[int, np.ndarray, np.ndarray]]]:
         """(window, rows, source rows) items in chunks of about `row_block` rows (an item of
-        more rows is split)."""
+        more rows is split); first > 0: the first chunk holds only the first `first` rows."""
         chunks: list[list[tuple[int, np.ndarray, np.ndarray]]] = []
         n = 0
+        if first > 0:
+            head, rest = [], []
+            for j, d, src in items:
+                m = max(0, min(len(d), first - n))
+                if m:
+                    head.append((j, d[:m], src[:m]))
+                    n += m
+                if m < len(d):
+                    rest.append((j, d[m:], src[m:]))
+            chunks, items, n = [head], rest, self.row_block
         for j, d, src in items:
             for a in range(0, len(d), self.row_block):
                 m = min(len(d), a + self.row_block) - a
@@ -745,3 +752,74 @@ class TopologyStage:
     def close(self) -> None:
         """Stop the persistence worker pool."""
         self._persistence.close()
+
+
+@contextmanager
+def _stage_errors() -> Iterator[None]:
+    """Raise anything but a TopologyError as one (the stage's error contract)."""
+    try:
+        yield
+    except TopologyError:
+        raise
+    except Exception as err:
+        raise TopologyError(f"topology stage failed: {err!r}") from err
+
+
+class TopologyBatch:
+    """A `TopologyStage.run_batch` in steps (`TopologyStage.batch`): window statistics
+    computed, `start()` sends the first persistence to the pool, `results()` runs the
+    sequential pass once and returns the results in window order."""
+
+    def __init__(self, stage: TopologyStage, windows: Sequence[Window], nows: list[float],
+                 features: bool, fleet_betti: bool) -> None:
+        self.stage, self.windows, self.nows = stage, windows, nows
+        self.features, self.fleet_betti = features, fleet_betti
+        self.started = time.perf_counter()
+        self.cache = DiagramCache(refill=True)
+        # Only the feature clouds are worth the pool: a score cloud's PH costs about its
+        # hand-off.
+        self.ahead = features and stage._persistence.workers_ > 1
+        self.specs: dict[int, _Spec] = {}
+        self.rows: dict[int, dict[tuple[str, ...], int]] = {}
+        self.stats: list[_Stats] = []
+        self.first: _Prepared | None = None
+
+    def start(self) -> None:
+        """Window 0's normalisation-dependent products under the baselines as they are now,
+        their clouds and those computed along sent to the pool. Raises TopologyError."""
+        if self.first is not None or not self.windows:
+            return
+        st = self.stage
+        try:
+            with _stage_errors():
+                self.first = st._prepare(self.windows[0], self.stats[0])
+                st._speculate(0, self.first, self.windows, self.nows, self.stats, self.specs,
+                              self.rows, self.cache, self.ahead)
+        except BaseException:
+            self.cache.stop()
+            raise
+
+    def results(self) -> list[TopologyResult]:
+        """`run(w, now)` of each window in order (see `TopologyStage.run_batch`). Raises
+        TopologyError."""
+        self.start()
+        st, windows, stats = self.stage, self.windows, self.stats
+        out = []
+        try:
+            with _stage_errors():
+                for k, (w, now) in enumerate(zip(windows, self.nows, strict=True)):
+                    if k == 0:
+                        p = self.first
+                    else:
+                        p = st._prepare(w, stats[k])
+                        st._speculate(k, p, windows, self.nows, stats, self.specs, self.rows,
+                                      self.cache, self.ahead)
+                    stats[k] = None  # type: ignore[call-overload]
+                    self.rows.pop(k, None)
+                    out.append(st._run(w, now, time.perf_counter(), self.cache, p,
+                                       self.features, self.fleet_betti, self.specs.pop(k, None)))
+        finally:
+            self.cache.stop()
+        log.debug("stage=tda windows=%d diagrams=%d duration_seconds=%.3f", len(windows),
+                  len(self.cache), time.perf_counter() - self.started)
+        return out
