@@ -49,7 +49,8 @@ left as they are.
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
 and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
-minutes), 35 MB at 10 000 entities; what a cycle computes from them goes ROW_BLOCK entities
+minutes), 35 MB at 10 000 entities; plus, per entity, the start and last cycle of a run of
+extreme anomaly scores (two float64); what a cycle computes from them goes ROW_BLOCK entities
 at a time (a few MiB of temporaries however many entities there are).
 """
 
