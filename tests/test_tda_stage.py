@@ -219,7 +219,7 @@ def _sequential_and_batched(windows, nows, split: int):
 def _assert_same_results(expected, got) -> None:
     for x, y in zip(expected, got, strict=True):
         for field in ("anomaly_score", "betti", "entropy", "features", "signal_contribution",
-                      "fleet_betti", "fleet_outlier"):
+                      "fleet_betti", "fleet_outlier", "history_seconds"):
             assert _same(getattr(x, field), getattr(y, field)), field
 
 
@@ -426,3 +426,23 @@ def test_live_runs_in_row_blocks_give_the_same_results():
     blocks.close()
     assert np.isnan(got[-1].features[4]).all()
     _assert_same_results(expected, got)
+
+
+def test_history_seconds_is_the_span_of_the_score_history():
+    # What arms the decision stage's sustained anomaly (exporter/decision.py): the time since
+    # the entity's oldest own raw distance, 0 for an entity the stage has not seen.
+    series = fleet_series(3, 40)
+    stage = TopologyStage(analysis(), workers=1)
+    try:
+        first = drive(stage, series, range(1))[0]
+        assert first.history_seconds is not None and first.history_seconds.shape == (3,)
+        results = drive(stage, series, range(1, 40))
+        spans = np.array([r.history_seconds for r in results])
+        assert (np.diff(spans, axis=0) >= 0).all() and (spans[-1] > 0).all()
+        oldest = np.array([stage._store.entries[(f"h{i}",)].hist_times[0] for i in range(3)])
+        np.testing.assert_allclose(spans[-1], 39 * SHIFT * STEP - oldest)
+        ents = (("new",), ("h1",), ("h2",))
+        r = stage.run(window_at(series, 40, ents), 40 * SHIFT * STEP)
+        assert r.history_seconds[0] == 0 and r.history_seconds[1] > 0
+    finally:
+        stage.close()
