@@ -45,7 +45,11 @@ def nanmedian_last(a: np.ndarray) -> np.ndarray:
         return np.full(a.shape[:-1], np.nan)
     if t == 1:  # one value per row (blocks of one sample): the same arithmetic, no sort
         v = a[..., 0]
-        return np.where(np.isnan(v), np.nan, 0.5 * (v + v))
+        if a.dtype.kind != "f":
+            return np.where(np.isnan(v), np.nan, 0.5 * (v + v))
+        out = v + v  # NaN stays NaN
+        out *= 0.5
+        return out
     s = np.sort(a, axis=-1)
     nan = np.isnan(s)
     if not nan[..., -1].any():  # no NaN at all: the middle of every row, by slicing
@@ -108,7 +112,8 @@ def mad_sigma(a: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
     """
     if center is None:
         center = nanmedian_last(a)
-    return MAD_TO_SIGMA * nanmedian_last(np.abs(a - center[..., None]))
+    dev = a - center[..., None]
+    return MAD_TO_SIGMA * nanmedian_last(np.abs(dev, out=dev))
 
 
 def max_spread_sigma(values: np.ndarray, center: np.ndarray, q10: np.ndarray, q25: np.ndarray,
@@ -188,7 +193,11 @@ def theil_sen(y: np.ndarray, x: np.ndarray, min_points: int = 4) -> tuple[np.nda
     i, j = np.triu_indices(k, 1)
     dx = x[j] - x[i]
     # np.take gathers along the last axis ~4x faster than y[..., j] (the same values).
-    slopes = (np.take(y, j, axis=-1) - np.take(y, i, axis=-1)) / dx
+    rise = np.take(y, j, axis=-1)
+    rise -= np.take(y, i, axis=-1)
+    # In place when the quotient keeps rise's dtype (the values of rise / dx).
+    slopes = np.divide(rise, dx, out=rise) if rise.dtype == np.result_type(rise, dx) \
+        else rise / dx
     slope = nanmedian_last(slopes)
     intercept = nanmedian_last(y - slope[..., None] * x)
     enough = np.sum(~np.isnan(y), axis=-1) >= min_points

@@ -138,8 +138,9 @@ def hinge_fit(y: np.ndarray, min_rise: int = FAST_MIN_RISE_BINS) -> tuple[np.nda
     w = (~np.isnan(y)).astype(np.float64)[..., None, :]  # [..., 1, K]
     y0 = np.nan_to_num(y)[..., None, :]
     n = w.sum(-1)
-    sh, sy = (w * h).sum(-1), (w * y0).sum(-1)
-    shh, shy, syy = (w * h * h).sum(-1), (w * h * y0).sum(-1), (w * y0 * y0).sum(-1)
+    wh = w * h  # [..., N, K], formed once (the same products as w * h * h, w * h * y0)
+    sh, sy = wh.sum(-1), (w * y0).sum(-1)
+    shh, shy, syy = (wh * h).sum(-1), (wh * y0).sum(-1), (w * y0 * y0).sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         den = n * shh - sh * sh
         b = np.where(den > 0, (n * shy - sh * sy) / den, np.nan)

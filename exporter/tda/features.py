@@ -59,7 +59,9 @@ def connectivity_scale(h0_deaths: np.ndarray) -> float:
     h0_deaths = h0_deaths[np.isfinite(h0_deaths)]
     if len(h0_deaths) == 0:
         return 0.0
-    return float(SCALE_FACTOR * np.median(h0_deaths))
+    # np.median's value (the middle order statistics' mean) without its per-call overhead
+    # (~50 us; a replay's baseline refits take thousands of these).
+    return float(SCALE_FACTOR * nanmedian_last(h0_deaths))
 
 
 def median_h0_deaths(diagrams: Sequence[Diagram]) -> np.ndarray:
