@@ -130,7 +130,14 @@ def max_spread_sigma(values: np.ndarray, center: np.ndarray, q10: np.ndarray, q2
     """
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows -> NaN, not a warning
-        mean_abs = np.nanmean(np.abs(values - center[..., None]), axis=-1)
+        # np.nanmean of |values - center|, its arithmetic in place on one temporary (NaN ->
+        # 0, sum, divide by the count of the others).
+        dev = values - center[..., None]
+        np.abs(dev, out=dev)
+        gone = np.isnan(dev)
+        cnt = np.sum(~gone, axis=-1, dtype=np.intp)
+        np.copyto(dev, 0.0, where=gone)
+        mean_abs = np.divide(dev.sum(axis=-1), cnt)
         scale = np.fmax(np.fmax((q75 - q25) / IQR_TO_SIGMA, (q90 - q10) / DECILE_TO_SIGMA),
                         MEAN_ABS_TO_SIGMA * mean_abs)
     return floor_scale(scale, center)
