@@ -283,12 +283,17 @@ class CapacityAgent:
         known_cap = np.isfinite(caps)
         down = np.array([cfgs[j].direction == "down" for j in cap_idx])
         x = np.take(win.values, cap_idx, axis=1)  # = values[:, cap_idx], gathered faster
-        own_scale = np.abs(np.nanmax(np.where(np.isnan(x), -np.inf, x), axis=-1))  # [E, C]
+        # The largest present value, -inf for a row without any (np.nanmax's fmax.reduce
+        # without a masked copy of x).
+        own_scale = np.fmax.reduce(x, axis=-1)  # [E, C]
+        own_scale[np.isnan(own_scale)] = -np.inf
+        own_scale = np.abs(own_scale)
         caps = np.where(known_cap[None, :], caps[None, :], own_scale)[..., None]
         caps = np.where((caps > 0) & np.isfinite(caps), caps, np.nan)
         # Utilisation: usage / capacity ("up"), or 1 - free / capacity ("down": exhausted at 0).
         u = x / caps
-        u = np.where(down[None, :, None], 1.0 - u, u)
+        if down.any():
+            u[:, down] = 1.0 - u[:, down]
 
         # The whole window must be clearly longer than the recent lookback to confirm it.
         short_steps = int(max(4, min(round(SHORT_LOOKBACK_S / step), t // 2)))

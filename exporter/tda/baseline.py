@@ -908,7 +908,8 @@ def _ecdf(x: np.float32, hist: np.ndarray) -> float:
     hist = hist[np.isfinite(hist)]
     if len(hist) < MIN_RAW_HISTORY:
         return float("nan")
-    return (float((hist < x).sum()) + 0.5 * float((hist == x).sum())) / len(hist)
+    return (float(np.count_nonzero(hist < x)) + 0.5 * float(np.count_nonzero(hist == x))) \
+        / len(hist)
 
 
 def _last_finite(hist: np.ndarray) -> float:
