@@ -16,6 +16,7 @@ from exporter.numeric import (
     DECILE_TO_SIGMA,
     IQR_TO_SIGMA,
     MEAN_ABS_TO_SIGMA,
+    clipped_z,
     max_spread_sigma,
     nan_percentile,
     nanmedian_last,
@@ -478,3 +479,19 @@ def test_reservoir_append_equals_concatenation() -> None:
             x, y = getattr(fast, name), getattr(slow, name)
             assert x.dtype == y.dtype and x.shape == y.shape, name
             assert np.array_equal(x, y, equal_nan=True), name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_clipped_z_equals_np_clip(dtype: type) -> None:
+    rng = np.random.default_rng(7)
+    values = (rng.normal(size=(20, 4, 30)) * 10.0).astype(dtype)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[0, 0, :3] = [np.inf, -np.inf, -0.0]
+    center = rng.normal(size=(20, 4, 1)).astype(dtype)
+    scale = np.abs(rng.normal(size=(20, 4, 1)))
+    scale[0, 0] = 0.0  # division by zero: +-inf, clipped
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.clip((values - center) / scale, -8.0, 8.0)
+    got = clipped_z(values, center, scale, 8.0)
+    assert got.dtype == want.dtype
+    assert got.tobytes() == want.tobytes()
