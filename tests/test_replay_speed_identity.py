@@ -17,9 +17,11 @@ from exporter.numeric import (
     IQR_TO_SIGMA,
     MEAN_ABS_TO_SIGMA,
     clipped_z,
+    mad_sigma,
     max_spread_sigma,
     nan_percentile,
     nanmedian_last,
+    theil_sen,
 )
 from exporter.tda.baseline import Reservoir, _Entry, _LazyDiagrams
 from exporter.tda.embedding import Clouds, pack_clouds, pool_points, pool_starts
@@ -495,3 +497,20 @@ def test_clipped_z_equals_np_clip(dtype: type) -> None:
     got = clipped_z(values, center, scale, 8.0)
     assert got.dtype == want.dtype
     assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_nanmedian_overwrite_input_same_values(seed: int) -> None:
+    # overwrite_input sorts the caller's temporary instead of a copy: the same medians;
+    # mad_sigma and theil_sen use it on their own temporaries and leave their input alone.
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(int(rng.integers(1, 30)), 3, int(rng.integers(2, 60))))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    kept = a.copy()
+    scratch = a.copy()
+    assert nanmedian_last(scratch, overwrite_input=True).tobytes() == \
+        nanmedian_last(a).tobytes()
+    assert np.array_equal(scratch, np.sort(a, axis=-1), equal_nan=True)
+    mad_sigma(a)
+    theil_sen(a, np.arange(a.shape[-1], dtype=np.float64))
+    assert np.array_equal(a, kept, equal_nan=True)

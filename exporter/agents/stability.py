@@ -103,7 +103,8 @@ class StabilityAgent:
         no_cap = [j for j in range(s) if not np.isfinite(cap[j])]
         if no_cap:
             level = np.take(v, no_cap, axis=1)
-            scale[:, no_cap] = np.nan_to_num(nanmedian_last(np.abs(level, out=level)))
+            scale[:, no_cap] = np.nan_to_num(nanmedian_last(np.abs(level, out=level),
+                                                            overwrite_input=True))
         floor = np.where(np.isfinite(cap)[None, :], 0.002 * np.nan_to_num(cap)[None, :],
                          0.01 * scale)
         ratio = vol_recent / np.maximum(np.nan_to_num(vol_base), np.maximum(floor, 1e-12))
