@@ -92,10 +92,12 @@ class StabilityAgent:
 
         # Jitter: spread of recent step changes vs the earlier part, per signal.
         # Median absolute step change (changes centre on zero, so no centring pass is needed).
-        d = np.diff(v, axis=-1)
-        np.abs(d, out=d)
-        vol_recent = nanmedian_last(d[..., -recent:])
-        vol_base = nanmedian_last(d[..., :-recent])
+        # The two parts of |np.diff(v)| ([..., :-recent] and [..., -recent:]) built apart, so
+        # each is a contiguous temporary its median sorts in place.
+        d_recent = v[..., t - recent:] - v[..., t - recent - 1:t - 1]
+        d_base = v[..., 1:t - recent] - v[..., :t - recent - 1]
+        vol_recent = nanmedian_last(np.abs(d_recent, out=d_recent), overwrite_input=True)
+        vol_base = nanmedian_last(np.abs(d_base, out=d_base), overwrite_input=True)
         cap = np.array([c.capacity or np.nan for c in cfgs], dtype=np.float64)
         # The typical level sets the floor only of signals without a capacity: its medians
         # are taken of those columns alone (row by row: the same values).
