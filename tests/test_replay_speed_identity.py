@@ -24,7 +24,7 @@ from exporter.numeric import (
     theil_sen,
 )
 from exporter.tda.baseline import Reservoir, _Entry, _LazyDiagrams
-from exporter.tda.embedding import Clouds, pack_clouds, pool_points, pool_starts
+from exporter.tda.embedding import Clouds, pack_clouds, pool_points, pool_starts, robust_stats
 from exporter.tda.features import (
     DIAGRAM_FEATURES,
     WINDOW_PERCENTILES,
@@ -514,3 +514,14 @@ def test_nanmedian_overwrite_input_same_values(seed: int) -> None:
     mad_sigma(a)
     theil_sen(a, np.arange(a.shape[-1], dtype=np.float64))
     assert np.array_equal(a, kept, equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_robust_stats_sort_path_equals_np_percentile(seed: int) -> None:
+    # A renormalisation's reservoir points ([1, S, thousands], no NaN) by the sort path.
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(size=(1, 6, int(rng.integers(100, 5000))))
+    center, scale = robust_stats(x)
+    q10, q25, med, q75, q90 = np.percentile(x, [10, 25, 50, 75, 90], axis=-1)
+    assert center.tobytes() == med.tobytes()
+    assert scale.tobytes() == max_spread_sigma(x, med, q10, q25, q75, q90).tobytes()
