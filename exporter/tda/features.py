@@ -254,10 +254,11 @@ def window_features(z: np.ndarray, values: np.ndarray,
         step = np.diff(z, axis=2)
         np.abs(step, out=step)
         gone = np.isnan(step)
-        cnt = np.sum(~gone, axis=2, dtype=np.intp)
+        cnt = (t - 1) - np.count_nonzero(gone, axis=2)  # the present steps' count
         np.copyto(step, 0.0, where=gone)
         rough = nanmedian_last(np.divide(step.sum(axis=2), cnt))
-    frac = missing.mean(axis=(1, 2)) if values.size else np.ones(e)
+    # The share of missing samples (bool mean: the count over s * t, exact integers).
+    frac = np.count_nonzero(missing, axis=(1, 2)) / (s * t) if values.size else np.ones(e)
     return np.column_stack([level, spread, trend, rough, frac])
 
 
