@@ -912,7 +912,7 @@ def _ecdf(x: np.float32, hist: np.ndarray) -> float:
         / len(hist)
 
 
-def _push(hist: np.ndarray, keep: slice, value: float) -> np.ndarray:
+def _push(hist: np.ndarray, keep: slice, value: float | np.floating) -> np.ndarray:
     """hist[keep] with value appended: np.append(hist[keep], value) where value's dtype
     does not widen hist's (the callers' float32 values, float64 times), without its
     wrapper (six histories per entity and cycle)."""
