@@ -7,17 +7,31 @@ fixed-seed backtest must stay byte-identical.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
-from exporter.numeric import nan_percentile, nanmedian_last
+from exporter.numeric import (
+    DECILE_TO_SIGMA,
+    IQR_TO_SIGMA,
+    MEAN_ABS_TO_SIGMA,
+    clipped_z,
+    mad_sigma,
+    max_spread_sigma,
+    nan_percentile,
+    nanmedian_last,
+    theil_sen,
+)
 from exporter.tda.baseline import Reservoir, _Entry, _LazyDiagrams
-from exporter.tda.embedding import Clouds, pack_clouds, pool_points, pool_starts
+from exporter.tda.embedding import Clouds, pack_clouds, pool_points, pool_starts, robust_stats
 from exporter.tda.features import (
     DIAGRAM_FEATURES,
+    WINDOW_PERCENTILES,
     connectivity_scale,
     diagram_features,
     median_h0_deaths,
+    window_features,
 )
 from exporter.tda.seasonal import SeasonalLevels
 
@@ -34,6 +48,74 @@ def test_sort_path_percentiles_equal_numpy_bit_for_bit(seed: int) -> None:
     want = np.percentile(x, q, axis=0)
     got = nan_percentile(x, q, axis=0, always_sort=True)
     assert np.array_equal(want, got)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sort_path_window_percentiles_equal_numpy_bytes(seed: int) -> None:
+    # The topology stage's window percentiles ([E, S, T], last axis) take the sort path on
+    # windows without NaN too: the same bytes as np.percentile.
+    rng = np.random.default_rng(seed)
+    e, s, t = int(rng.integers(1, 64)), int(rng.integers(1, 9)), int(rng.integers(2, 130))
+    x = rng.normal(size=(e, s, t)) * 10.0 ** rng.uniform(-5, 5)
+    if seed % 3 == 0:
+        x = np.round(x, 1) + 1.0  # ties (no signed zeros: those compare equal either way)
+    q = list(WINDOW_PERCENTILES)
+    want = np.percentile(x, q, axis=2)
+    got = nan_percentile(x, q, axis=2, always_sort=True)
+    assert want.tobytes() == got.tobytes()
+
+
+def _window_features_reference(z: np.ndarray) -> np.ndarray:
+    """window_features' trend and roughness columns as written before the in-place
+    arithmetic: np.where for the centred values and times, np.nanmean for the steps."""
+    _, _, t = z.shape
+    missing = np.isnan(z)
+    ar = np.arange(t, dtype=np.float64)
+    zz = np.where(missing, 0.0, z)
+    n = t - np.count_nonzero(missing, axis=2)[..., None]
+    tsum = np.where(missing, 0.0, ar).sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tc = np.where(missing, 0.0, ar - tsum / n)
+        zc = np.where(missing, 0.0, z - zz.sum(axis=2, keepdims=True) / n)
+        slope = (tc * zc).sum(axis=2) / (tc * tc).sum(axis=-1)
+        trend = np.nanmax(np.abs(slope), axis=1) * t
+        rough = nanmedian_last(np.nanmean(np.abs(np.diff(z, axis=2)), axis=2))
+    return np.column_stack([trend, rough])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_window_features_trend_roughness_equal_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    e, s, t = int(rng.integers(1, 40)), int(rng.integers(1, 9)), int(rng.integers(2, 130))
+    z = rng.normal(size=(e, s, t)) * 10.0 ** rng.uniform(-3, 3)
+    if seed % 2:
+        z[rng.random(z.shape) < rng.choice([0.02, 0.3, 0.95])] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        got = window_features(z, z)[:, 2:4]
+    assert got.tobytes() == _window_features_reference(z).tobytes()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_max_spread_sigma_equals_nanmean_formula(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(int(rng.integers(1, 30)), 4, int(rng.integers(1, 60))))
+    x[rng.random(x.shape) < 0.3] = np.nan
+    x[0, 0] = np.nan  # a row without samples
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        center = np.nanmedian(x, axis=-1)
+        q10, q25, q75, q90 = np.nanpercentile(x, [10, 25, 75, 90], axis=-1)
+        mean_abs = np.nanmean(np.abs(x - center[..., None]), axis=-1)
+    with np.errstate(invalid="ignore"):
+        scale = np.fmax(np.fmax((q75 - q25) / IQR_TO_SIGMA, (q90 - q10) / DECILE_TO_SIGMA),
+                        MEAN_ABS_TO_SIGMA * mean_abs)
+    floor = 1e-3 * np.abs(center) + 1e-9
+    want = np.where(np.isnan(scale), scale, np.maximum(scale, floor))
+    got = max_spread_sigma(x, center, q10, q25, q75, q90)
+    assert np.isnan(got[0, 0])
+    assert want.tobytes() == got.tobytes()
 
 
 def _random_diagram(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -399,3 +481,47 @@ def test_reservoir_append_equals_concatenation() -> None:
             x, y = getattr(fast, name), getattr(slow, name)
             assert x.dtype == y.dtype and x.shape == y.shape, name
             assert np.array_equal(x, y, equal_nan=True), name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_clipped_z_equals_np_clip(dtype: type) -> None:
+    rng = np.random.default_rng(7)
+    values = (rng.normal(size=(20, 4, 30)) * 10.0).astype(dtype)
+    values[rng.random(values.shape) < 0.2] = np.nan
+    values[0, 0, :3] = [np.inf, -np.inf, -0.0]
+    center = rng.normal(size=(20, 4, 1)).astype(dtype)
+    scale = np.abs(rng.normal(size=(20, 4, 1)))
+    scale[0, 0] = 0.0  # division by zero: +-inf, clipped
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.clip((values - center) / scale, -8.0, 8.0)
+    got = clipped_z(values, center, scale, 8.0)
+    assert got.dtype == want.dtype
+    assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_nanmedian_overwrite_input_same_values(seed: int) -> None:
+    # overwrite_input sorts the caller's temporary instead of a copy: the same medians;
+    # mad_sigma and theil_sen use it on their own temporaries and leave their input alone.
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(int(rng.integers(1, 30)), 3, int(rng.integers(2, 60))))
+    a[rng.random(a.shape) < 0.3] = np.nan
+    kept = a.copy()
+    scratch = a.copy()
+    assert nanmedian_last(scratch, overwrite_input=True).tobytes() == \
+        nanmedian_last(a).tobytes()
+    assert np.array_equal(scratch, np.sort(a, axis=-1), equal_nan=True)
+    mad_sigma(a)
+    theil_sen(a, np.arange(a.shape[-1], dtype=np.float64))
+    assert np.array_equal(a, kept, equal_nan=True)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_robust_stats_sort_path_equals_np_percentile(seed: int) -> None:
+    # A renormalisation's reservoir points ([1, S, thousands], no NaN) by the sort path.
+    rng = np.random.default_rng(seed)
+    x = rng.lognormal(size=(1, 6, int(rng.integers(100, 5000))))
+    center, scale = robust_stats(x)
+    q10, q25, med, q75, q90 = np.percentile(x, [10, 25, 50, 75, 90], axis=-1)
+    assert center.tobytes() == med.tobytes()
+    assert scale.tobytes() == max_spread_sigma(x, med, q10, q25, q75, q90).tobytes()

@@ -138,8 +138,9 @@ def hinge_fit(y: np.ndarray, min_rise: int = FAST_MIN_RISE_BINS) -> tuple[np.nda
     w = (~np.isnan(y)).astype(np.float64)[..., None, :]  # [..., 1, K]
     y0 = np.nan_to_num(y)[..., None, :]
     n = w.sum(-1)
-    sh, sy = (w * h).sum(-1), (w * y0).sum(-1)
-    shh, shy, syy = (w * h * h).sum(-1), (w * h * y0).sum(-1), (w * y0 * y0).sum(-1)
+    wh = w * h  # [..., N, K], formed once (the same products as w * h * h, w * h * y0)
+    sh, sy = wh.sum(-1), (w * y0).sum(-1)
+    shh, shy, syy = (wh * h).sum(-1), (wh * y0).sum(-1), (w * y0 * y0).sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         den = n * shh - sh * sh
         b = np.where(den > 0, (n * shy - sh * sy) / den, np.nan)
@@ -282,12 +283,17 @@ class CapacityAgent:
         known_cap = np.isfinite(caps)
         down = np.array([cfgs[j].direction == "down" for j in cap_idx])
         x = np.take(win.values, cap_idx, axis=1)  # = values[:, cap_idx], gathered faster
-        own_scale = np.abs(np.nanmax(np.where(np.isnan(x), -np.inf, x), axis=-1))  # [E, C]
+        # The largest present value, -inf for a row without any (np.nanmax's fmax.reduce
+        # without a masked copy of x).
+        own_scale = np.fmax.reduce(x, axis=-1)  # [E, C]
+        own_scale[np.isnan(own_scale)] = -np.inf
+        own_scale = np.abs(own_scale)
         caps = np.where(known_cap[None, :], caps[None, :], own_scale)[..., None]
         caps = np.where((caps > 0) & np.isfinite(caps), caps, np.nan)
         # Utilisation: usage / capacity ("up"), or 1 - free / capacity ("down": exhausted at 0).
         u = x / caps
-        u = np.where(down[None, :, None], 1.0 - u, u)
+        if down.any():
+            u[:, down] = 1.0 - u[:, down]
 
         # The whole window must be clearly longer than the recent lookback to confirm it.
         short_steps = int(max(4, min(round(SHORT_LOOKBACK_S / step), t // 2)))

@@ -79,7 +79,8 @@ class StabilityAgent:
         restart_score = np.zeros(e)
         if res_idx:
             x = np.take(v, res_idx, axis=1)  # = v[:, res_idx], gathered faster
-            prev = np.fmin(np.fmin(x[..., 2:-1], x[..., 1:-2]), x[..., :-3])  # [E, C, T-3]
+            prev = np.fmin(x[..., 2:-1], x[..., 1:-2])  # [E, C, T-3]
+            np.fmin(prev, x[..., :-3], out=prev)
             now = x[..., 3:]
             with np.errstate(invalid="ignore"):
                 drop = (now <= RESTART_FRACTION * prev) & (prev > 0)
@@ -91,16 +92,21 @@ class StabilityAgent:
 
         # Jitter: spread of recent step changes vs the earlier part, per signal.
         # Median absolute step change (changes centre on zero, so no centring pass is needed).
-        d = np.abs(np.diff(v, axis=-1))
-        vol_recent = nanmedian_last(d[..., -recent:])
-        vol_base = nanmedian_last(d[..., :-recent])
+        # The two parts of |np.diff(v)| ([..., :-recent] and [..., -recent:]) built apart, so
+        # each is a contiguous temporary its median sorts in place.
+        d_recent = v[..., t - recent:] - v[..., t - recent - 1:t - 1]
+        d_base = v[..., 1:t - recent] - v[..., :t - recent - 1]
+        vol_recent = nanmedian_last(np.abs(d_recent, out=d_recent), overwrite_input=True)
+        vol_base = nanmedian_last(np.abs(d_base, out=d_base), overwrite_input=True)
         cap = np.array([c.capacity or np.nan for c in cfgs], dtype=np.float64)
         # The typical level sets the floor only of signals without a capacity: its medians
         # are taken of those columns alone (row by row: the same values).
         scale = np.zeros((e, s))
         no_cap = [j for j in range(s) if not np.isfinite(cap[j])]
         if no_cap:
-            scale[:, no_cap] = np.nan_to_num(nanmedian_last(np.abs(np.take(v, no_cap, axis=1))))
+            level = np.take(v, no_cap, axis=1)
+            scale[:, no_cap] = np.nan_to_num(nanmedian_last(np.abs(level, out=level),
+                                                            overwrite_input=True))
         floor = np.where(np.isfinite(cap)[None, :], 0.002 * np.nan_to_num(cap)[None, :],
                          0.01 * scale)
         ratio = vol_recent / np.maximum(np.nan_to_num(vol_base), np.maximum(floor, 1e-12))

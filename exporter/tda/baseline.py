@@ -639,16 +639,16 @@ class BaselineStore:
                     switch = entry.hist_times[0] + DAY - PHASE_TOLERANCE
                     if entry.last_raw < switch <= now:
                         entry.raw_hist = np.full_like(entry.raw_hist, np.nan)
-                entry.raw_hist = np.append(entry.raw_hist[keep], np.float32(raw[i]))
+                entry.raw_hist = _push(entry.raw_hist, keep, np.float32(raw[i]))
                 stats = pending[2:] if pending is not None else (np.nan,) * 4
-                entry.seas_hist = np.append(entry.seas_hist[keep], np.float32(stats[0]))
-                entry.fis_hist = np.append(entry.fis_hist[keep], np.float32(stats[1]))
-                entry.smooth_hist = np.append(entry.smooth_hist[keep], np.float32(stats[2]))
-                entry.drift_hist = np.append(entry.drift_hist[keep], np.float32(stats[3]))
+                entry.seas_hist = _push(entry.seas_hist, keep, np.float32(stats[0]))
+                entry.fis_hist = _push(entry.fis_hist, keep, np.float32(stats[1]))
+                entry.smooth_hist = _push(entry.smooth_hist, keep, np.float32(stats[2]))
+                entry.drift_hist = _push(entry.drift_hist, keep, np.float32(stats[3]))
                 entry.fits = None
                 entry.vec_hist = np.concatenate([entry.vec_hist[keep],
                                                  vecs[i][None].astype(np.float16)])
-                entry.hist_times = np.append(entry.hist_times[keep], now)
+                entry.hist_times = _push(entry.hist_times, keep, now)
                 entry.last_raw = now
             res = entry.reservoir
             if not hot[i] and now - entry.last_admit >= self.admit_every:
@@ -908,7 +908,19 @@ def _ecdf(x: np.float32, hist: np.ndarray) -> float:
     hist = hist[np.isfinite(hist)]
     if len(hist) < MIN_RAW_HISTORY:
         return float("nan")
-    return (float((hist < x).sum()) + 0.5 * float((hist == x).sum())) / len(hist)
+    return (float(np.count_nonzero(hist < x)) + 0.5 * float(np.count_nonzero(hist == x))) \
+        / len(hist)
+
+
+def _push(hist: np.ndarray, keep: slice, value: float | np.floating) -> np.ndarray:
+    """hist[keep] with value appended: np.append(hist[keep], value) where value's dtype
+    does not widen hist's (the callers' float32 values, float64 times), without its
+    wrapper (six histories per entity and cycle)."""
+    kept = hist[keep]
+    out = np.empty(len(kept) + 1, dtype=hist.dtype)
+    out[:-1] = kept
+    out[-1] = value
+    return out
 
 
 def _last_finite(hist: np.ndarray) -> float:

@@ -73,7 +73,10 @@ def robust_stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     NaN-aware; rows with no finite sample give NaN; scales are floored so constants stay finite.
     """
-    q10, q25, med, q75, q90 = nan_percentile(values, [10, 25, 50, 75, 90], axis=-1)
+    # The sort path even without NaN: np.percentile's bits, ~4x faster (a renormalisation's
+    # [1, S, ~4 000] reservoir points: 1.0 -> 0.25 ms).
+    q10, q25, med, q75, q90 = nan_percentile(values, [10, 25, 50, 75, 90], axis=-1,
+                                             always_sort=True)
     return med, max_spread_sigma(values, med, q10, q25, q75, q90)
 
 

@@ -59,7 +59,9 @@ def connectivity_scale(h0_deaths: np.ndarray) -> float:
     h0_deaths = h0_deaths[np.isfinite(h0_deaths)]
     if len(h0_deaths) == 0:
         return 0.0
-    return float(SCALE_FACTOR * np.median(h0_deaths))
+    # np.median's value (the middle order statistics' mean) without its per-call overhead
+    # (~50 us; a replay's baseline refits take thousands of these).
+    return float(SCALE_FACTOR * nanmedian_last(h0_deaths))
 
 
 def median_h0_deaths(diagrams: Sequence[Diagram]) -> np.ndarray:
@@ -232,15 +234,31 @@ def window_features(z: np.ndarray, values: np.ndarray,
         tsum = np.full((e, s, 1), ar.sum())
         tsum[gaps] = np.where(missing[gaps], 0.0, ar).sum(axis=-1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            tc = np.where(missing, 0.0, ar - tsum / n)
-            zc = np.where(missing, 0.0, z - zz.sum(axis=2, keepdims=True) / n)
+            # Centred values: zz (0 where missing) less the mean, then 0 where missing again
+            # (the values of np.where(missing, 0, z - mean), one temporary fewer).
+            zc = zz - zz.sum(axis=2, keepdims=True) / n
+            np.copyto(zc, 0.0, where=missing)
+            # Centred times: rows without a gap all have `full` (= ar - tsum / n there, the
+            # same bits), so only gap rows build their own.
             full = ar - ar.sum() / t
             tss = np.full((e, s), (full * full).sum())
-            tss[gaps] = (tc[gaps] * tc[gaps]).sum(axis=-1)
-            slope = (tc * zc).sum(axis=2) / tss
+            prod = zc * full
+            if gaps.any():
+                tc = np.where(missing[gaps], 0.0, ar - tsum[gaps] / n[gaps])
+                tss[gaps] = (tc * tc).sum(axis=-1)
+                prod[gaps] = tc * zc[gaps]
+            slope = prod.sum(axis=2) / tss
         trend = np.nanmax(np.abs(slope), axis=1) * t
-        rough = nanmedian_last(np.nanmean(np.abs(np.diff(z, axis=2)), axis=2))
-    frac = missing.mean(axis=(1, 2)) if values.size else np.ones(e)
+        # Mean |step change| over the present steps: np.nanmean's arithmetic (NaN -> 0, sum,
+        # divide by the count), in place on the one temporary.
+        step = np.diff(z, axis=2)
+        np.abs(step, out=step)
+        gone = np.isnan(step)
+        cnt = (t - 1) - np.count_nonzero(gone, axis=2)  # the present steps' count
+        np.copyto(step, 0.0, where=gone)
+        rough = nanmedian_last(np.divide(step.sum(axis=2), cnt))
+    # The share of missing samples (bool mean: the count over s * t, exact integers).
+    frac = np.count_nonzero(missing, axis=(1, 2)) / (s * t) if values.size else np.ones(e)
     return np.column_stack([level, spread, trend, rough, frac])
 
 

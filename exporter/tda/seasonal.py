@@ -72,6 +72,9 @@ MAX_DEVIATION = 1e6
 FISHER_DOF = True
 # CUSUM reference value of the drift: chi2_2's mean 2 + half its standard deviation 2.
 DRIFT_K = 3.0
+# The largest count a slot's uint8 counter holds (np.iinfo(np.uint8).max, looked up per call
+# was a tenth of `add`).
+_COUNT_MAX = 255
 
 
 class SeasonalLevels:
@@ -169,7 +172,7 @@ class SeasonalLevels:
             self.m2[row] = 0.0
             self.counts[row] = 0
         counts, means, m2 = self.counts[row], self.means[row], self.m2[row]  # views
-        ok = np.isfinite(level) & (counts < np.iinfo(np.uint8).max)
+        ok = np.isfinite(level) & (counts < _COUNT_MAX)
         if ok.all():  # the usual case: whole rows, no masked copies (same arithmetic)
             x = level.astype(np.float32)
             counts += 1
