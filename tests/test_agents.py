@@ -350,6 +350,40 @@ def test_network_quiet_on_benign(fleet, kind):
     assert (v.risk[_rows(kinds, kind)] < 0.3).all(), v.risk[_rows(kinds, kind)]
 
 
+def test_network_sees_a_degradation_already_under_way_across_the_window():
+    """Retransmits growing exponentially over the whole window (x2 every 40 min, as a failing
+    link does for hours before it drops): the earlier part of the window is itself rising, so
+    its spread of levels is no measure of noise. The old test (MAD of the earlier levels)
+    gave risk 0 here; the noise around the earlier part's trend line sees the acceleration."""
+    win, kinds, _ = _fleet(seed=6)
+    values = win.values.copy()
+    rng = np.random.default_rng(6)
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    t = np.arange(T) * STEP
+    ramp = 0.2 * 2.0 ** (t / 2400.0)  # 0.2 (the fleet's usual) -> 1.6 over the 2 h window
+    values[rows, NAMES.index("network_errors")] = ramp * (1 + 0.05 * rng.standard_normal((len(rows), T)))
+    v = NetworkAgent().assess(_inp(Window(win.analysis, win.label_names, win.entities,
+                                          win.signals, win.timestamps, values)))
+    assert (v.risk[rows] >= 0.7).all(), v.risk[rows]
+    assert (v.confidence[rows] >= 0.6).all()
+
+
+def test_network_quiet_on_smoothed_noise_and_a_slow_benign_rise():
+    """Rates over [5m] sampled every minute are smooth (first differences far below the
+    noise), and a daily cycle lifts latency by ~10 % over two hours: neither is a degradation."""
+    win, kinds, _ = _fleet(seed=7)
+    values = win.values.copy()
+    rng = np.random.default_rng(7)
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    t = np.arange(T) * STEP
+    noise = rng.standard_normal((len(rows), T + 4))
+    smooth = np.stack([np.convolve(n, np.ones(5) / 5, mode="valid") for n in noise])
+    values[rows, NAMES.index("latency")] = 0.05 * (1 + 0.1 * t / t[-1]) * (1 + 0.2 * smooth)
+    v = NetworkAgent().assess(_inp(Window(win.analysis, win.label_names, win.entities,
+                                          win.signals, win.timestamps, values)))
+    assert (v.risk[rows] < 0.3).all(), v.risk[rows]
+
+
 def test_network_ignores_single_spikes():
     win, kinds, _ = _fleet(seed=3)
     values = win.values.copy()

@@ -2,8 +2,12 @@
 
 Each network/latency/errors signal's recent level (median of the last 15 min, so at least half
 of those samples must be elevated: single spikes do nothing) is compared with the earlier part
-of the same window (median, MAD). Risk needs both a large robust z-score and a large relative
-change, so a quiet signal's noise or a 20 % latency wobble stays low.
+of the same window: its median, and as noise the smaller of its MAD and the MAD of its
+residuals around its least-squares line (a degradation under way for hours ramps through the
+whole window, and the spread of a ramp is no measure of its noise: with the MAD alone an
+exponential rise of retransmits was rated 0 for its last three hours; benchmarks/README.md,
+"Degradations already under way"). Risk needs both a large robust z-score and a large
+relative change, so a quiet signal's noise or a 20 % latency wobble stays low.
 
 Traffic volume is load, not degradation: network-kind signals whose name does not say errors,
 drops, loss, retransmits, resets, timeouts or latency only add a little risk (a surge alone
@@ -57,7 +61,10 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray) -> tuple[
         base = values[rows, :, : t - recent_steps]
         recent = values[rows, :, t - recent_steps :]
         base_med[rows] = nanmedian_last(base)
-        base_sigma[rows] = mad_sigma(base, base_med[rows])
+        # Noise, not spread: a base that itself ramps (a degradation well under way) has a
+        # large MAD of levels, which would hide its own acceleration; the spread around the
+        # base's own trend line is its noise either way.
+        base_sigma[rows] = np.fmin(mad_sigma(base, base_med[rows]), _detrended_sigma(base))
         recent_med[rows] = nanmedian_last(recent)
         enough[rows] = (np.sum(~np.isnan(base), axis=-1) >= max(8, recent_steps)) & (
             np.sum(~np.isnan(recent), axis=-1) * 2 >= recent_steps
@@ -71,6 +78,21 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray) -> tuple[
     )
     scale = np.maximum(level, np.maximum(fleet_level, 1e-12))
     return base_med, recent_med, floor, scale, enough
+
+
+def _detrended_sigma(values: np.ndarray) -> np.ndarray:
+    """Gaussian noise sigma of [..., T] around its least-squares line (NaN-omitting): MAD of
+    the residuals x 1.4826. NaN where fewer than 3 samples."""
+    t = np.arange(values.shape[-1], dtype=np.float64)
+    ok = ~np.isnan(values)
+    n = ok.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tm = np.where(ok, t, 0.0).sum(axis=-1) / n
+        ym = np.where(ok, values, 0.0).sum(axis=-1) / n
+        dt = np.where(ok, t - tm[..., None], 0.0)
+        slope = (dt * np.where(ok, values - ym[..., None], 0.0)).sum(axis=-1) / (dt * dt).sum(axis=-1)
+        resid = values - (ym[..., None] + slope[..., None] * (t - tm[..., None]))
+    return np.where(n >= 3, mad_sigma(resid), np.nan)
 
 
 def _severity(change: tuple[np.ndarray, ...], sign: np.ndarray) -> np.ndarray:
