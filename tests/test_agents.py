@@ -368,6 +368,25 @@ def test_network_sees_a_degradation_already_under_way_across_the_window():
     assert (v.confidence[rows] >= 0.6).all()
 
 
+def test_network_detrends_only_where_it_can_matter_with_the_same_votes(monkeypatch):
+    """The trend-line noise is computed only where the relative change could give a risk
+    (network.DETREND_MIN_CHANGE); computing it everywhere gives the same votes."""
+    import exporter.agents.network as network
+
+    win, kinds, _ = _fleet(seed=8)
+    values = win.values.copy()
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    t = np.arange(T) * STEP
+    values[rows, NAMES.index("network_errors")] = 0.2 * 2.0 ** (t / 2400.0)
+    w = Window(win.analysis, win.label_names, win.entities, win.signals, win.timestamps, values)
+    some = NetworkAgent().assess(_inp(w))
+    monkeypatch.setattr(network, "DETREND_MIN_CHANGE", -1.0)
+    every = NetworkAgent().assess(_inp(w))
+    np.testing.assert_array_equal(some.risk, every.risk)
+    np.testing.assert_array_equal(some.confidence, every.confidence)
+    assert (some.risk[rows] >= 0.7).all()
+
+
 def test_network_quiet_on_smoothed_noise_and_a_slow_benign_rise():
     """Rates over [5m] sampled every minute are smooth (first differences far below the
     noise), and a daily cycle lifts latency by ~10 % over two hours: neither is a degradation."""

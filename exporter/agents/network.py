@@ -39,6 +39,9 @@ VOLUME_RISK_MAX = 0.2
 QUALITY_RISK_MAX = 0.95
 Z_SCALE = 5.0  # z-score counted as one unit of severity
 REL_SCALE = 0.5  # relative change counted as one unit of severity (+50 %)
+SEVERITY_FLOOR = 0.6  # severities up to this carry no risk (`_risk`)
+# Relative change below which no noise estimate can give a risk (`_change`).
+DETREND_MIN_CHANGE = SEVERITY_FLOOR * REL_SCALE
 RESOURCE_STRAINED_Z = 4.0
 RESOURCE_STRAINED_UTIL = 0.85
 
@@ -61,11 +64,22 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray) -> tuple[
         base = values[rows, :, : t - recent_steps]
         recent = values[rows, :, t - recent_steps :]
         base_med[rows] = nanmedian_last(base)
+        base_sigma[rows] = mad_sigma(base, base_med[rows])
+        recent_med[rows] = nanmedian_last(recent)
         # Noise, not spread: a base that itself ramps (a degradation well under way) has a
         # large MAD of levels, which would hide its own acceleration; the spread around the
-        # base's own trend line is its noise either way.
-        base_sigma[rows] = np.fmin(mad_sigma(base, base_med[rows]), _detrended_sigma(base))
-        recent_med[rows] = nanmedian_last(recent)
+        # base's own trend line is its noise either way. Only where the relative change could
+        # give a severity above SEVERITY_FLOOR (scale >= |base median|): elsewhere the risk
+        # is 0 whatever the noise, and the two extra sorts are most of the agent's cost.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(recent_med[rows] - base_med[rows]) / np.maximum(np.abs(base_med[rows]),
+                                                                        1e-12)
+        cand = np.flatnonzero(rel.reshape(-1) > DETREND_MIN_CHANGE)  # NaN: False
+        if len(cand):
+            flat = base.reshape(-1, base.shape[-1])[cand]
+            sig = base_sigma[rows].reshape(-1)
+            sig[cand] = np.fmin(sig[cand], _detrended_sigma(flat))
+            base_sigma[rows] = sig.reshape(base_sigma[rows].shape)
         enough[rows] = (np.sum(~np.isnan(base), axis=-1) >= max(8, recent_steps)) & (
             np.sum(~np.isnan(recent), axis=-1) * 2 >= recent_steps
         )
@@ -85,6 +99,11 @@ def _detrended_sigma(values: np.ndarray) -> np.ndarray:
     the residuals x 1.4826. NaN where fewer than 3 samples."""
     t = np.arange(values.shape[-1], dtype=np.float64)
     ok = ~np.isnan(values)
+    if ok.all():  # the usual case: one matrix product for every row's slope
+        dt = t - t.mean()
+        resid = values - values.mean(axis=-1, keepdims=True)
+        resid -= ((values @ dt) / (dt @ dt))[..., None] * dt
+        return mad_sigma(resid) if len(t) >= 3 else np.full(values.shape[:-1], np.nan)
     n = ok.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         tm = np.where(ok, t, 0.0).sum(axis=-1) / n
@@ -124,8 +143,9 @@ def _fleet_quantile(a: np.ndarray, q: float, bounds: np.ndarray) -> np.ndarray:
         out[rows] = np.where(count[:, None, :] > 0, level, 0.0)
     return out
 
+
 def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
-    return cap * np.clip((sev - 0.6) / 1.2, 0, 1)
+    return cap * np.clip((sev - SEVERITY_FLOOR) / 1.2, 0, 1)
 
 
 class NetworkAgent:
