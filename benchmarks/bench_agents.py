@@ -63,3 +63,31 @@ for _ in range(3):
     cpu.append(time.process_time() - c0)
 print(f"consensus  wall {np.median(wall) * 1000:7.1f} ms  cpu {np.median(cpu) * 1000:7.1f} ms"
       f"  levels -1/0/1/2: {np.bincount(c.level + 1, minlength=4).tolist()}")
+
+# The network agent's trend-line noise (exporter/agents/network.py `_detrended_sigma`): its
+# own least squares against the library's (np.polynomial.polynomial.polyfit), on the earlier
+# windows of every entity's network signals (a bound: the agent fits only candidate rows).
+from exporter.agents.network import _detrended_sigma  # noqa: E402
+from exporter.numeric import mad_sigma  # noqa: E402
+
+rows2d = values[:, [i for i, s in enumerate(sigs) if s.kind in ("network", "latency", "errors")],
+                :105].reshape(-1, 105)
+x = np.arange(105, dtype=np.float64)
+
+
+def _polyfit_sigma(v: np.ndarray) -> np.ndarray:
+    icpt, slope = np.polynomial.polynomial.polyfit(x, v.T, 1)
+    return mad_sigma(v - (icpt[:, None] + slope[:, None] * x))
+
+
+for n_rows in (rows2d.shape[0], 200):  # all rows at once; chunks as the agent's candidates
+    for label, fn in (("detrend own", _detrended_sigma), ("detrend polyfit", _polyfit_sigma)):
+        wall, cpu = [], []
+        for _ in range(3):
+            t0, c0 = time.perf_counter(), time.process_time()
+            for lo in range(0, rows2d.shape[0], n_rows):
+                fn(rows2d[lo:lo + n_rows])
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        print(f"{label:16s} wall {np.median(wall) * 1000:7.1f} ms  cpu "
+              f"{np.median(cpu) * 1000:7.1f} ms  ({rows2d.shape[0]} rows x 105, {n_rows} per call)")

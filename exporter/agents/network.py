@@ -7,7 +7,11 @@ residuals around its least-squares line (a degradation under way for hours ramps
 whole window, and the spread of a ramp is no measure of its noise: with the MAD alone an
 exponential rise of retransmits was rated 0 for its last three hours; benchmarks/README.md,
 "Degradations already under way"). Risk needs both a large robust z-score and a large
-relative change, so a quiet signal's noise or a 20 % latency wobble stays low.
+relative change, so a quiet signal's noise or a 20 % latency wobble stays low. A steady rise
+is judged the same way as an accelerating one: errors or latency rising by more than 30 %
+within the window (an error rate tripling with the morning's traffic) can now reach a risk
+on their own; the decision stage's own-history and daily-pattern references are what keep a
+recurring one quiet.
 
 Traffic volume is load, not degradation: network-kind signals whose name does not say errors,
 drops, loss, retransmits, resets, timeouts or latency only add a little risk (a surge alone
@@ -40,16 +44,23 @@ QUALITY_RISK_MAX = 0.95
 Z_SCALE = 5.0  # z-score counted as one unit of severity
 REL_SCALE = 0.5  # relative change counted as one unit of severity (+50 %)
 SEVERITY_FLOOR = 0.6  # severities up to this carry no risk (`_risk`)
-# Relative change below which no noise estimate can give a risk (`_change`).
-DETREND_MIN_CHANGE = SEVERITY_FLOOR * REL_SCALE
 RESOURCE_STRAINED_Z = 4.0
 RESOURCE_STRAINED_UTIL = 0.85
+# Relative change below which no noise estimate can change a vote (`_change`): a severity is
+# at most relative change / REL_SCALE, and only severities above SEVERITY_FLOOR (a risk) or
+# RESOURCE_STRAINED_Z / Z_SCALE (strained resources) are used.
+DETREND_MIN_CHANGE = min(SEVERITY_FLOOR, RESOURCE_STRAINED_Z / Z_SCALE) * REL_SCALE
 
 
-def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray) -> tuple[np.ndarray, ...]:
+def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
+            detrend_min_change: float = DETREND_MIN_CHANGE) -> tuple[np.ndarray, ...]:
     """Recent level vs the earlier part of each [R, K, T] series (rows of the cycles at
     `bounds`, see `NetworkAgent.assess_cycles`).
 
+    The earlier part's noise is the smaller of its MAD and the MAD of its residuals around
+    its least-squares line (`_detrended_sigma`), the latter only where the relative change
+    exceeds `detrend_min_change` (elsewhere no noise estimate changes a vote), floored by 5 %
+    of its level and a quarter of the fleet's typical level.
     Returns (base median, recent median, noise floor, scale, enough data); `_severity` turns
     them into a severity for either direction without recomputing the medians.
     """
@@ -74,7 +85,7 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray) -> tuple[
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.abs(recent_med[rows] - base_med[rows]) / np.maximum(np.abs(base_med[rows]),
                                                                         1e-12)
-        cand = np.flatnonzero(rel.reshape(-1) > DETREND_MIN_CHANGE)  # NaN: False
+        cand = np.flatnonzero(rel.reshape(-1) > detrend_min_change)  # NaN: False
         if len(cand):
             flat = base.reshape(-1, base.shape[-1])[cand]
             sig = base_sigma[rows].reshape(-1)
@@ -95,23 +106,38 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray) -> tuple[
 
 
 def _detrended_sigma(values: np.ndarray) -> np.ndarray:
-    """Gaussian noise sigma of [..., T] around its least-squares line (NaN-omitting): MAD of
-    the residuals x 1.4826. NaN where fewer than 3 samples."""
-    t = np.arange(values.shape[-1], dtype=np.float64)
-    ok = ~np.isnan(values)
-    if ok.all():  # the usual case: one matrix product for every row's slope
-        dt = t - t.mean()
-        resid = values - values.mean(axis=-1, keepdims=True)
-        resid -= ((values @ dt) / (dt @ dt))[..., None] * dt
-        return mad_sigma(resid) if len(t) >= 3 else np.full(values.shape[:-1], np.nan)
-    n = ok.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tm = np.where(ok, t, 0.0).sum(axis=-1) / n
-        ym = np.where(ok, values, 0.0).sum(axis=-1) / n
-        dt = np.where(ok, t - tm[..., None], 0.0)
-        slope = (dt * np.where(ok, values - ym[..., None], 0.0)).sum(axis=-1) / (dt * dt).sum(axis=-1)
-        resid = values - (ym[..., None] + slope[..., None] * (t - tm[..., None]))
-    return np.where(n >= 3, mad_sigma(resid), np.nan)
+    """Noise of each row of values [M, T] around its ordinary least-squares line (not a
+    robust fit; the MAD of the residuals is): 1.4826 x MAD, as
+    scipy.stats.median_abs_deviation(scale="normal"). Non-finite samples are left out (a
+    +Inf latency from histogram_quantile above the top bucket); NaN where a row has fewer
+    than 3 finite samples. Returns [M].
+    """
+    m, t = values.shape
+    out = np.full(m, np.nan)
+    if t < 3 or m == 0:
+        return out
+    x = np.arange(t, dtype=np.float64)
+    ok = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if ok.all():
+            # The usual case: every row's slope by one matrix product. The same fit as
+            # np.polynomial.polynomial.polyfit(x, values.T, 1) (tests/test_agents.py checks
+            # it), which costs ~25x the CPU on the agent's blocks of a few hundred rows
+            # (benchmarks/bench_agents.py, "detrend" lines).
+            dt = x - x.mean()
+            resid = values - values.mean(axis=-1, keepdims=True)
+            resid -= ((values @ dt) / (dt @ dt))[:, None] * dt
+            return mad_sigma(resid)
+        # Rows with missing samples: the same fit by hand (no library fits many rows while
+        # skipping NaN), on the finite samples only.
+        v = np.where(ok, values, np.nan)
+        n = ok.sum(axis=-1)
+        tm = np.where(ok, x, 0.0).sum(axis=-1) / n
+        ym = np.where(ok, v, 0.0).sum(axis=-1) / n
+        dt = np.where(ok, x - tm[:, None], 0.0)
+        slope = (dt * np.where(ok, v - ym[:, None], 0.0)).sum(axis=-1) / (dt * dt).sum(axis=-1)
+        sigma = mad_sigma(v - (ym[:, None] + slope[:, None] * (x - tm[:, None])))
+    return np.where(n >= 3, sigma, np.nan)
 
 
 def _severity(change: tuple[np.ndarray, ...], sign: np.ndarray) -> np.ndarray:
@@ -151,6 +177,10 @@ def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
 class NetworkAgent:
     """Sustained rises of errors, drops or latency against the entity's own past."""
 
+    # Where the trend-line noise is computed (`_change`); any value at or below
+    # DETREND_MIN_CHANGE gives the same votes (tests/test_agents.py).
+    detrend_min_change: float = DETREND_MIN_CHANGE
+
     name = "network"
 
     def assess(self, inp: AgentInput) -> Votes:
@@ -177,7 +207,7 @@ class NetworkAgent:
         )
         sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in net_idx])
         x = win.values[:, net_idx, :]
-        change = _change(x, recent_steps, bounds)
+        change = _change(x, recent_steps, bounds, self.detrend_min_change)
         base_med, recent_med = change[0], change[1]
         sev = _severity(change, sign)
         # Volume counts in both directions: traffic collapsing is as telling as traffic piling up.
@@ -191,7 +221,8 @@ class NetworkAgent:
         r_volume = np.where(~quality[None, :], filled, 0).max(axis=1)
         risk = np.where(voting, 1 - (1 - r_quality) * (1 - r_volume), np.nan)
 
-        strained = self._resources_strained(inp, cfgs, recent_steps, bounds)
+        strained = self._resources_strained(inp, cfgs, recent_steps, bounds,
+                                            self.detrend_min_change)
         lead = np.argmax(filled, axis=1)
         contribution = np.zeros((e, s))
         contribution[:, net_idx] = filled
@@ -217,7 +248,7 @@ class NetworkAgent:
 
     @staticmethod
     def _resources_strained(inp: AgentInput, cfgs: list, recent_steps: int,
-                            bounds: np.ndarray) -> np.ndarray:
+                            bounds: np.ndarray, detrend_min_change: float) -> np.ndarray:
         """Entities whose own resource/saturation signals are near capacity or well above usual."""
         e = inp.window.values.shape[0]
         idx = [j for j, c in enumerate(cfgs) if c.kind in ("resource", "saturation")]
@@ -225,7 +256,7 @@ class NetworkAgent:
             return np.zeros(e, dtype=bool)
         x = inp.window.values[:, idx, :]
         sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in idx])
-        change = _change(x, recent_steps, bounds)
+        change = _change(x, recent_steps, bounds, detrend_min_change)
         sev, recent = _severity(change, sign), change[1]
         strained = np.nan_to_num(sev) * Z_SCALE >= RESOURCE_STRAINED_Z
         caps = np.array([cfgs[j].capacity or np.nan for j in idx], dtype=np.float64)
