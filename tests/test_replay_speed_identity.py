@@ -560,3 +560,24 @@ def test_decision_quantiles_sort_path_equal_np_percentile_per_row(gappy: bool,
             assert counts[r] == len(ref)
             want = np.percentile(ref, 100.0 * stage.quantile) if len(ref) else np.nan
             assert np.float64(want).tobytes() == got[r].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pool_points_of_one_or_two_equal_reduceat(dtype: type) -> None:
+    # Groups of at most two points are summed by gathers and one addition instead of
+    # np.add.reduceat: the same bits, signed zeros, infinities and NaN included.
+    rng = np.random.default_rng(11)
+    for n, m in ((120, 60), (119, 60), (61, 60), (100, 60), (118, 59), (9, 8), (120, 12)):
+        pts = (rng.normal(size=(7, n, 5)) * 10.0 ** rng.uniform(-8, 8, (7, n, 5))).astype(dtype)
+        special = rng.random(pts.shape)
+        pts[special < 0.05] = 0.0
+        pts[(special >= 0.05) & (special < 0.1)] = -0.0
+        pts[0, :3, 0] = (np.inf, -np.inf, np.nan)
+        starts = pool_starts(n, m)
+        sizes = np.diff(np.append(starts, n)).astype(np.float64)[:, None]
+        with np.errstate(invalid="ignore"):  # inf + -inf in one group
+            want = np.add.reduceat(pts, starts, axis=-2) / sizes
+            got = pool_points(pts, m)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+        assert pool_points(pts[2], m).tobytes() == want[2].tobytes()

@@ -101,13 +101,17 @@ def pool_starts(n: int, max_points: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _pool_groups(n: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pool_starts [m], group sizes [m, 1] float64), read-only: a replay pools thousands of
-    rows of a few lengths, and building these per row was most of `pool_points`' cost."""
+def _pool_groups(n: int, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(pool_starts [m], group sizes [m, 1] float64, the groups of two points [k] or None
+    when some group has more), read-only: a replay pools thousands of rows of a few lengths,
+    and building these per row was most of `pool_points`' cost."""
     starts = pool_starts(n, max_points)
     sizes = np.diff(np.append(starts, n)).astype(np.float64)[:, None]
-    starts.flags.writeable = sizes.flags.writeable = False
-    return starts, sizes
+    pairs = np.flatnonzero(sizes[:, 0] == 2.0) if n <= 2 * max_points else None
+    for a in (starts, sizes, pairs):
+        if a is not None:
+            a.flags.writeable = False
+    return starts, sizes, pairs
 
 
 def pool_points(points: np.ndarray, max_points: int) -> np.ndarray:
@@ -115,8 +119,16 @@ def pool_points(points: np.ndarray, max_points: int) -> np.ndarray:
     n = points.shape[-2]
     if n <= max_points:
         return points
-    starts, sizes = _pool_groups(n, max_points)
-    return np.add.reduceat(points, starts, axis=-2) / sizes
+    starts, sizes, pairs = _pool_groups(n, max_points)
+    if pairs is None:
+        return np.add.reduceat(points, starts, axis=-2) / sizes
+    # Groups of one or two points (a window pooled to half its steps or more): reduceat's
+    # sums, p0 and p0 + p1 (it starts from a group's first point and adds the rest), by two
+    # gathers and one addition, ~5x faster (reduceat runs its inner loop once per group and
+    # column: [96, 120, 8] -> 60 points, 1.36 -> 0.26 ms; bits tested equal).
+    sums = points[..., starts, :]
+    sums[..., pairs, :] += points[..., starts[pairs] + 1, :]
+    return sums / sizes
 
 
 def pack_clouds(
