@@ -581,3 +581,49 @@ def test_pool_points_of_one_or_two_equal_reduceat(dtype: type) -> None:
         assert got.dtype == want.dtype and got.shape == want.shape
         assert got.tobytes() == want.tobytes()
         assert pool_points(pts[2], m).tobytes() == want[2].tobytes()
+
+
+def _pack_reduceat(points: np.ndarray, max_points: int, min_points: int,
+                   anchor: bool) -> Clouds:
+    """pack_clouds as it was: each row's finite points pooled by np.add.reduceat, one by one,
+    and an anchor (a zero point) after each non-empty cloud."""
+    e, t, d = points.shape
+    cap = min(max_points, t)
+    out = np.zeros((e, cap + int(anchor), d))
+    counts = np.zeros(e, dtype=np.int64)
+    for row in range(e):
+        pts = points[row][np.isfinite(points[row]).all(axis=1)]
+        if len(pts) < min_points:
+            continue
+        if len(pts) > cap:
+            starts = pool_starts(len(pts), cap)
+            sizes = np.diff(np.append(starts, len(pts))).astype(np.float64)[:, None]
+            pts = np.add.reduceat(pts, starts, axis=0) / sizes
+        out[row, : len(pts)] = pts
+        counts[row] = len(pts) + int(anchor)
+    return Clouds(out, counts)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_pack_clouds_equal_reduceat_row_by_row(seed: int) -> None:
+    # pack_clouds pools every row unmasked (then zeroes the incomplete ones) and pools
+    # pairs by one addition: the same bytes as reduceat row by row, in delay_embed's layout
+    # (time contiguous) or C order, with gaps, infinities and too-short rows.
+    from exporter.tda.embedding import delay_embed
+
+    rng = np.random.default_rng(seed)
+    e, s = int(rng.integers(1, 40)), int(rng.integers(1, 9))
+    t = int(rng.choice([120, 119, 61, 60, 30, int(rng.integers(2, 200))]))
+    z = rng.normal(size=(e, s, t)) * 10.0 ** rng.uniform(-3, 3)
+    z[rng.random((e, s, t)) < [0.0, 0.001, 0.01, 0.2][seed % 4]] = np.nan
+    z[rng.random((e, s, t)) < 0.001] = -np.inf
+    z[rng.random((e, s, t)) < 0.01] = -0.0
+    points = delay_embed(z, 1 + seed % 2, 1)
+    if seed % 3 == 0:
+        points = np.ascontiguousarray(points)
+    anchor = seed % 4 != 1
+    got = pack_clouds(points, 60, 8, anchor)
+    want = _pack_reduceat(points, 60, 8, anchor)
+    assert got.counts.tobytes() == want.counts.tobytes()
+    assert got.points.shape == want.points.shape
+    assert got.points.tobytes() == want.points.tobytes()
