@@ -627,3 +627,30 @@ def test_pack_clouds_equal_reduceat_row_by_row(seed: int) -> None:
     assert got.counts.tobytes() == want.counts.tobytes()
     assert got.points.shape == want.points.shape
     assert got.points.tobytes() == want.points.tobytes()
+
+
+@pytest.mark.parametrize("row_block", [7, 1000])
+def test_clouds_and_window_features_from_one_normalisation(row_block: int) -> None:
+    # `_speculate` normalises each block once for the feature clouds and the window
+    # features: the same bytes as `_clouds` and `_window_features` each normalising it.
+    from exporter.tda import TopologyStage
+    from exporter.tda.embedding import Z_CLIP
+    from tests.test_tda_stage import analysis
+
+    stage = TopologyStage(analysis(), workers=1, row_block=row_block)
+    rng = np.random.default_rng(4)
+    e, s, t = 23, 3, 120
+    values = rng.lognormal(size=(e, s, t)) * 10.0 ** rng.uniform(-2, 2, (e, s, 1))
+    values[rng.random((e, s, t)) < 0.02] = np.nan
+    values[3] = np.nan
+    with warnings.catch_warnings():  # entity 3 has no sample
+        warnings.simplefilter("ignore", RuntimeWarning)
+        center = np.nanmedian(values, axis=2)
+        scale = np.nanstd(values, axis=2) + 1e-3
+        quart = np.nanpercentile(values, [25, 50, 75], axis=2)
+    zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
+    clouds, feats = stage._clouds_and_features(values, center, scale, zquart)
+    want = stage._clouds(values, center, scale)
+    assert clouds.points.tobytes() == want.points.tobytes()
+    assert clouds.counts.tobytes() == want.counts.tobytes()
+    assert feats.tobytes() == stage._window_features(values, center, scale, zquart).tobytes()

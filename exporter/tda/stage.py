@@ -197,9 +197,17 @@ class TopologyStage:
         """Feature clouds of values [E, S, T] normalised by center/scale [E, S], written block
         by block into one array: the normalised window is never whole (at 10 000 x 8 x 120
         it was 73 MiB, plus 37 MiB of block clouds being joined, at the stage's peak)."""
+        return self._clouds_and_features(values, center, scale, None)[0]
+
+    def _clouds_and_features(self, values: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                             zquart: np.ndarray | None) -> tuple[Clouds, np.ndarray]:
+        """`_clouds`, and with zquart [3, E, S] also `_window_features` from each block's
+        same normalised values (the same bits, one normalisation instead of two; without
+        zquart the features are [E, 0])."""
         c = self.config
         points: np.ndarray | None = None
         counts = np.zeros(len(values), dtype=np.int64)
+        feats: list[np.ndarray] = []
         for b in self._blocks(len(values)):
             z = normalise(values[b], center[b], scale[b])
             part = pack_clouds(delay_embed(z, c.embedding_dimension, c.embedding_delay),
@@ -207,7 +215,10 @@ class TopologyStage:
             if points is None:
                 points = np.empty((len(values), *part.points.shape[1:]))
             points[b], counts[b] = part.points, part.counts
-        return Clouds(points, counts)  # type: ignore[arg-type]
+            if zquart is not None:
+                feats.append(window_features(z, values[b], zquart[:, b]))
+        return Clouds(points, counts), (  # type: ignore[arg-type]
+            np.concatenate(feats) if zquart is not None else np.empty((len(values), 0)))
 
     def _window_features(self, values: np.ndarray, center: np.ndarray, scale: np.ndarray,
                          zquart: np.ndarray) -> np.ndarray:
@@ -336,8 +347,7 @@ class TopologyStage:
             quart = np.concatenate([stats[j].quart[:, d] for j, d, _ in chunk], axis=1)
             coarse = Clouds(np.concatenate([stats[j].coarse.points[d] for j, d, _ in chunk]),
                             np.concatenate([stats[j].coarse.counts[d] for j, d, _ in chunk]))
-            fine = self._clouds(values, center, scale)
-            wfeats = self._window_features(
+            fine, wfeats = self._clouds_and_features(
                 values, center, scale, clipped_z(quart, center[None], scale[None], Z_CLIP))
             scored = self._score_clouds_of(values, coarse, center, scale)
             recent = recent_summaries(scored.points, scored.counts) if RECENT_SCALE else None
