@@ -654,3 +654,20 @@ def test_clouds_and_window_features_from_one_normalisation(row_block: int) -> No
     assert clouds.points.tobytes() == want.points.tobytes()
     assert clouds.counts.tobytes() == want.counts.tobytes()
     assert feats.tobytes() == stage._window_features(values, center, scale, zquart).tobytes()
+
+
+@pytest.mark.parametrize("rows_with_nan", [0, 1, 5, 40])
+@pytest.mark.parametrize("t", [24, 120])
+def test_counts_of_the_rows_with_nan_alone_equal_numpy(rows_with_nan: int, t: int) -> None:
+    # nanmedian_last and nan_percentile count the finite values of the rows ending in NaN
+    # alone when they are few (one pass over all rows when many): numpy's values either way.
+    rng = np.random.default_rng(rows_with_nan + t)
+    x = rng.normal(size=(50, 3, t))
+    for r in rng.choice(50, rows_with_nan, replace=False):
+        x[r, rng.integers(3), rng.random(t) < rng.uniform(0.05, 1.0)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert nanmedian_last(x).tobytes() == np.nanmedian(x, axis=-1).tobytes()
+        want = np.nanpercentile(x, [10.0, 50.0, 95.0], axis=-1)
+    assert nan_percentile(x, [10.0, 50.0, 95.0], axis=-1, always_sort=True).tobytes() == \
+        want.tobytes()
