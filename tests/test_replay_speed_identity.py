@@ -671,3 +671,44 @@ def test_counts_of_the_rows_with_nan_alone_equal_numpy(rows_with_nan: int, t: in
         want = np.nanpercentile(x, [10.0, 50.0, 95.0], axis=-1)
     assert nan_percentile(x, [10.0, 50.0, 95.0], axis=-1, always_sort=True).tobytes() == \
         want.tobytes()
+
+
+def test_speculated_cloud_keys_are_the_clouds_keys_and_results_unchanged() -> None:
+    # The keys `speculate` computed are kept with the rows computed ahead and handed to
+    # `submit` (no second hash): each kept key is its row's cloud_key at the time the window
+    # is run (rows computed again under a new normalisation drop theirs), and the results
+    # equal the sequential runs'.
+    from exporter.tda import TopologyStage
+    from exporter.tda.persistence import cloud_key
+    from tests import test_tda_stage as ts
+
+    checked = [0, 0]  # keys compared, rows without one
+
+    class Checking(TopologyStage):
+        def _run(self, window, now, started, cache=None, p=None, features=True,  # type: ignore[no-untyped-def]
+                 fleet_betti=True, spec=None):
+            if spec is not None:
+                for clouds, keys in ((spec.fine, spec.keys[0]), (spec.scored, spec.keys[1])):
+                    for row, key in enumerate(keys):
+                        if key is None:
+                            checked[1] += 1
+                        else:
+                            assert key == cloud_key(clouds.cloud(row))
+                            checked[0] += 1
+            return super()._run(window, now, started, cache, p, features, fleet_betti, spec)
+
+    series = ts.fleet_series(5, 160, seed=3)
+    series[1, :, 400:440] *= 3.0  # an incident mid-run
+    windows = [ts.window_at(series, c) for c in range(160)]
+    nows = [c * ts.SHIFT * ts.STEP for c in range(160)]
+    seq, batch = TopologyStage(ts.analysis(), workers=1), Checking(ts.analysis(), workers=2)
+    try:
+        expected = [seq.run(w, now) for w, now in zip(windows, nows, strict=True)]
+        got = []
+        for a, b in ((0, 1), (1, 70), (70, 160)):
+            got += batch.run_batch(windows[a:b], nows[a:b])
+        ts._assert_same_results(expected, got)
+    finally:
+        seq.close()
+        batch.close()
+    assert checked[0] > 1000 and checked[1] > 0
