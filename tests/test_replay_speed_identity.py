@@ -712,3 +712,29 @@ def test_speculated_cloud_keys_are_the_clouds_keys_and_results_unchanged() -> No
         seq.close()
         batch.close()
     assert checked[0] > 1000 and checked[1] > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distances_of_entities_sharing_references_equal_one_by_one(seed: int) -> None:
+    # `BaselineStore.distance` computes the entities that share their history times together
+    # ([G, R] at once): each entity's bytes are those of its own computation, ties and
+    # fewer references than NEIGHBOURS included.
+    from exporter.tda.baseline import BaselineStore
+
+    rng = np.random.default_rng(seed)
+    store = BaselineStore(("a", "b"), 72, 1800.0, 1200.0, window=7200.0)
+    now = 1.7e9
+    keys = tuple((f"h{i}",) for i in range(40))
+    shared = now - 600.0 * np.arange(500)[::-1] - 60.0
+    for i, key in enumerate(keys):
+        entry = store.entries[key] = _Entry(Reservoir(12, 2))
+        n = int(rng.choice([500, 500, 500, 14, 13, 200]))
+        entry.hist_times = shared[len(shared) - n:] - (7.0 if i % 7 == 3 else 0.0)
+        entry.vec_hist = np.round(rng.random((n, 17)), int(rng.integers(1, 4))).astype(
+            np.float16)
+    vecs = np.round(rng.random((len(keys), 17)), 2)
+    got = store.distance(keys, vecs, now)
+    want = np.array([_distance_before(store.entries[k], vecs[i], now, 7200.0)
+                     for i, k in enumerate(keys)])
+    assert got.tobytes() == want.tobytes()
+    assert np.isfinite(got).sum() >= 30

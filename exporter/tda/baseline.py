@@ -455,25 +455,33 @@ class BaselineStore:
         out = np.full(len(keys), np.nan)
         finite = np.isfinite(vecs).all(axis=1) if len(keys) else np.zeros(0, dtype=bool)
         # Entities that joined together share their history times (one per raw_every): their
-        # reference rows are found once per cycle.
-        references: dict[bytes, np.ndarray] = {}
+        # reference rows are found once per cycle, and their distances computed together
+        # (row-wise: each entity's values are those of its own computation, tested).
+        groups: dict[bytes, tuple[np.ndarray, list[int], list[np.ndarray]]] = {}
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
             if entry is None or not finite[i] or not len(entry.hist_times):
                 continue
             same = entry.hist_times.tobytes()
-            rows = references.get(same)
-            if rows is None:
-                rows = references[same] = self._references(entry.hist_times, now)
-            if not len(rows):
+            group = groups.get(same)
+            if group is None:
+                group = groups[same] = (self._references(entry.hist_times, now), [], [])
+            if len(group[0]):
+                group[1].append(i)
+                group[2].append(entry.vec_hist[group[0]])
+        for rows, idx, refs in groups.values():
+            if not idx:
                 continue
-            dist = np.abs(entry.vec_hist[rows].astype(np.float64) - vecs[i]).sum(axis=1)
+            # [G, R]: L1 over the summary, per entity and reference.
+            dist = np.abs(np.stack(refs).astype(np.float64) - vecs[idx][:, None, :]).sum(axis=2)
             if NEIGHBOURS <= 0:
-                out[i] = float(np.median(dist))
+                for i, d in zip(idx, dist, strict=True):
+                    out[i] = float(np.median(d))
                 continue
-            k = min(NEIGHBOURS, len(dist))
+            k = min(NEIGHBOURS, len(rows))
             # The mean of the k smallest: np.mean's sum and division, without its wrapper.
-            out[i] = float(np.partition(dist, k - 1)[:k].sum()) / k
+            near = np.partition(dist, k - 1, axis=1)[:, :k].sum(axis=1)
+            out[idx] = [float(v) / k for v in near.tolist()]
         return out
 
     def _references(self, times: np.ndarray, now: float) -> np.ndarray:
