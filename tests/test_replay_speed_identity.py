@@ -317,19 +317,27 @@ def _distance_before(entry: _Entry, vec: np.ndarray, now: float, window: float) 
     return float(np.partition(dist, k - 1)[:k].mean())
 
 
+def _with_histories(store, now: float, lengths: list[int], shifted: list[bool],  # type: ignore[no-untyped-def]
+                    summaries) -> tuple[tuple[str, ...], ...]:
+    """Keys of entities h0.. added to store with raw-distance histories of the given lengths
+    (one per 10 min up to now; shifted: 7 s off the others') and summaries(n) [n, 17]."""
+    shared = now - 600.0 * np.arange(max(lengths))[::-1] - 60.0
+    keys = tuple((f"h{i}",) for i in range(len(lengths)))
+    for key, n, off in zip(keys, lengths, shifted, strict=True):
+        entry = store.entries[key] = _Entry(Reservoir(12, 2))
+        entry.hist_times = shared[len(shared) - n:] - (7.0 if off else 0.0)
+        entry.vec_hist = summaries(n).astype(np.float16)
+    return keys
+
+
 def test_distance_shares_references_and_keeps_each_entitys_value() -> None:
     from exporter.tda.baseline import BaselineStore
 
     rng = np.random.default_rng(4)
     store = BaselineStore(("a", "b"), 72, 1800.0, 1200.0, window=7200.0)
     now = 1.7e9
-    keys = tuple((f"h{i}",) for i in range(12))
-    shared = now - 600.0 * np.arange(500)[::-1] - 60.0
-    for i, key in enumerate(keys):
-        entry = store.entries[key] = _Entry(Reservoir(12, 2))
-        n = [500, 500, 40, 0, 500, 200][i % 6]
-        entry.hist_times = shared[len(shared) - n:] - (7.0 if i % 6 == 4 else 0.0)
-        entry.vec_hist = rng.random((n, 17)).astype(np.float16)
+    keys = _with_histories(store, now, [[500, 500, 40, 0, 500, 200][i % 6] for i in range(12)],
+                           [i % 6 == 4 for i in range(12)], lambda n: rng.random((n, 17)))
     vecs = rng.random((len(keys), 17))
     vecs[5] = np.nan
     got = store.distance(keys, vecs, now)
@@ -724,14 +732,9 @@ def test_distances_of_entities_sharing_references_equal_one_by_one(seed: int) ->
     rng = np.random.default_rng(seed)
     store = BaselineStore(("a", "b"), 72, 1800.0, 1200.0, window=7200.0)
     now = 1.7e9
-    keys = tuple((f"h{i}",) for i in range(40))
-    shared = now - 600.0 * np.arange(500)[::-1] - 60.0
-    for i, key in enumerate(keys):
-        entry = store.entries[key] = _Entry(Reservoir(12, 2))
-        n = int(rng.choice([500, 500, 500, 14, 13, 200]))
-        entry.hist_times = shared[len(shared) - n:] - (7.0 if i % 7 == 3 else 0.0)
-        entry.vec_hist = np.round(rng.random((n, 17)), int(rng.integers(1, 4))).astype(
-            np.float16)
+    keys = _with_histories(store, now, rng.choice([500, 500, 500, 14, 13, 200], 40).tolist(),
+                           [i % 7 == 3 for i in range(40)],
+                           lambda n: np.round(rng.random((n, 17)), int(rng.integers(1, 4))))
     vecs = np.round(rng.random((len(keys), 17)), 2)
     got = store.distance(keys, vecs, now)
     want = np.array([_distance_before(store.entries[k], vecs[i], now, 7200.0)
