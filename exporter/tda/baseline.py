@@ -556,7 +556,7 @@ class BaselineStore:
         p_topology = survival(raw, entry.raw_hist, fit_raw) if TOPOLOGY else float("nan")
         fis = fisher(p_topology, p_level)
         # hist_times ascend: the statistics of the last SMOOTH seconds are a suffix.
-        recent = entry.fis_hist[np.searchsorted(entry.hist_times, now - SMOOTH):]
+        recent = entry.fis_hist[entry.hist_times.searchsorted(now - SMOOTH):]
         recent = recent[np.isfinite(recent)]
         smooth = (fis + float(recent.sum())) / (1 + len(recent))
         # The drift accumulates only statistics with every term (the level's p-value joins
@@ -580,7 +580,7 @@ class BaselineStore:
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
             if entry is not None:
-                out[i] = int(np.isfinite(entry.raw_hist).sum()) < MIN_RAW_HISTORY
+                out[i] = np.count_nonzero(np.isfinite(entry.raw_hist)) < MIN_RAW_HISTORY
         return out
 
     def history_seconds(self, keys: tuple[tuple[str, ...], ...], now: float) -> np.ndarray:
