@@ -741,3 +741,29 @@ def test_distances_of_entities_sharing_references_equal_one_by_one(seed: int) ->
                      for i, k in enumerate(keys)])
     assert got.tobytes() == want.tobytes()
     assert np.isfinite(got).sum() >= 30
+
+
+def test_seasonal_levels_added_together_equal_one_by_one() -> None:
+    # `add_levels` counts a cycle's levels of all entities in one array step: the same
+    # bytes as each entity's own `add`, through new hours, missing values, counts at their
+    # maximum (255 levels in one hour) and a level older than its slot's hour.
+    from exporter.tda.seasonal import add_levels
+
+    rng = np.random.default_rng(12)
+    g, s = 9, 4
+    together = [SeasonalLevels(s) for _ in range(g)]
+    alone = [SeasonalLevels(s) for _ in range(g)]
+    nows = [1.7e9 + 300.0 * k for k in range(60)] + [1.7e9 + 300.0 * 59 + k for k in range(300)]
+    nows.append(1.7e9 - 7200.0)  # older than what its slot holds
+    for k, now in enumerate(nows):
+        values = rng.normal(size=(g, s)) * 10.0 ** rng.uniform(-3, 3, (g, 1))
+        values[rng.random((g, s)) < 0.05] = np.nan
+        if k % 17 == 0:
+            values[k % g] = np.nan
+        add_levels(together, values, now)
+        for lv, v in zip(alone, values, strict=True):
+            lv.add(v, now)
+    for a, b in zip(together, alone, strict=True):
+        for name in ("hours", "means", "m2", "counts"):
+            assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
+    assert max(int(lv.counts.max()) for lv in together) == 255

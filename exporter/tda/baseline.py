@@ -73,6 +73,7 @@ from exporter.tda.persistence import Diagram
 from exporter.tda.seasonal import (
     SLOTS,
     SeasonalLevels,
+    add_levels,
     drift,
     fisher,
     survival,
@@ -627,6 +628,10 @@ class BaselineStore:
             hot = np.isfinite(scores) & (scores > self.admit_quantile)
         counts = clouds.counts.tolist()
         due_fits: list[tuple[_Entry, bool, float]] = []
+        # This cycle's levels, counted in the seasonal statistics together after the loop
+        # (nothing below reads them).
+        seasonal: list[SeasonalLevels] = []
+        seasonal_levels: list[np.ndarray] = []
         for i, key in enumerate(keys):
             dgm = diagrams[i]
             if dgm is None or counts[i] == 0:
@@ -640,7 +645,8 @@ class BaselineStore:
                 entry.pending[0] == now else None
             entry.pending = None
             if pending is not None and entry.levels is not None:
-                entry.levels.add(pending[1], now)
+                seasonal.append(entry.levels)
+                seasonal_levels.append(pending[1])
             if finite[i] and now - entry.last_raw >= self.raw_every:
                 keep = slice(-(RAW_HISTORY - 1), None)
                 if RESTART_AT_SWITCH and SEASONAL and len(entry.hist_times):
@@ -676,6 +682,8 @@ class BaselineStore:
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
             due_fits.append((entry, first, phase))
+        if seasonal:
+            add_levels(seasonal, np.stack(seasonal_levels), now)
         # The refits after the loop (an entity's fit reads only its own state): the typical
         # deciles of all of them in one call, NaN-padded (each column's median counts its
         # own finite values, so the padding changes nothing: the same bits as one by one).

@@ -187,6 +187,41 @@ class SeasonalLevels:
         m2[ok] += delta * (x - means[ok])
 
 
+def add_levels(levels: list[SeasonalLevels], values: np.ndarray, now: float) -> None:
+    """`levels[g].add(values[g], now)` for each g (values [G, S]): the same arithmetic, the
+    usual case (the slot already holds now's hour, every value finite, no count at its
+    maximum) as one array step over all of them (each entity's own `add` was ~8 us, most
+    of it per-call overhead; all of a cycle's entities share `now`, so one slot row)."""
+    hour = int(now // HOUR)
+    row = hour % SLOTS
+    finite = np.isfinite(values).all(axis=1) if len(levels) else np.zeros(0, dtype=bool)
+    batch: list[int] = []
+    for g, lv in enumerate(levels):
+        if lv.hours[row] == hour and finite[g]:
+            batch.append(g)
+        else:  # a new hour, an out-of-order level or a missing value
+            lv.add(values[g], now)
+    if batch:
+        counts = np.stack([levels[g].counts[row] for g in batch])
+        full = (counts == _COUNT_MAX).any(axis=1)
+        if full.any():  # a count at its maximum: that entity's own add
+            for g in np.asarray(batch)[full].tolist():
+                levels[g].add(values[g], now)
+            batch, counts = np.asarray(batch)[~full].tolist(), counts[~full]
+    if not batch:
+        return
+    group = [levels[g] for g in batch]
+    means = np.stack([lv.means[row] for lv in group])
+    m2 = np.stack([lv.m2[row] for lv in group])
+    x = values[batch].astype(np.float32)
+    counts += 1
+    delta = x - means
+    means += delta / counts
+    m2 += delta * (x - means)
+    for g, lv in enumerate(group):
+        lv.counts[row], lv.means[row], lv.m2[row] = counts[g], means[g], m2[g]
+
+
 def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """25th and 75th percentiles (nearest rank below) over axis 0 of a [R, S] with NaN.
 
