@@ -767,3 +767,29 @@ def test_seasonal_levels_added_together_equal_one_by_one() -> None:
         for name in ("hours", "means", "m2", "counts"):
             assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
     assert max(int(lv.counts.max()) for lv in together) == 255
+
+
+def test_seasonal_deviations_together_equal_one_by_one() -> None:
+    # `deviations` (a cycle's entities at once) gives each entity's `deviation` bytes:
+    # without a reference (NaN), with one, clipped at MAX_DEVIATION, with missing levels.
+    from exporter.tda.seasonal import MAX_DEVIATION, deviations
+
+    rng = np.random.default_rng(13)
+    g, s, start = 12, 3, 1.7e9
+    levels = [SeasonalLevels(s) for _ in range(g)]
+    for k in range(12 * 24 * 3):  # three days at 5 min: references from the second day
+        values = rng.normal(size=(g, s)) * 10.0 ** np.arange(g)[:, None] / 1e3
+        values[0] = 5.0  # a constant signal: scale at its floor
+        values[rng.random((g, s)) < 0.03] = np.nan
+        for lv, v in zip(levels[: g - 2], values, strict=False):  # the last two: no history
+            lv.add(v, start + 300.0 * k)
+    seen = set()
+    for now in start + 86400.0 * 3 + np.array([0.0, 1800.0, 3600.0, 7300.0]):
+        values = rng.normal(size=(g, s)) * 50.0
+        values[0] = 5.0 + np.array([0.0, 1e9, np.nan])
+        values[3, 1] = np.nan
+        got = deviations(levels, values, now)
+        want = np.array([lv.deviation(v, now) for lv, v in zip(levels, values, strict=True)])
+        assert got.tobytes() == want.tobytes()
+        seen |= {"nan" if v != v else "max" if v == MAX_DEVIATION else "finite" for v in got}
+    assert seen == {"nan", "max", "finite"}

@@ -74,6 +74,7 @@ from exporter.tda.seasonal import (
     SLOTS,
     SeasonalLevels,
     add_levels,
+    deviations,
     drift,
     fisher,
     survival,
@@ -521,26 +522,48 @@ class BaselineStore:
         """
         out = np.full(len(keys), np.nan)
         fused = FUSION and now is not None and coarse is not None
+        if fused:
+            level, seas = self._levels(keys, now, coarse)  # type: ignore[arg-type]
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
             if entry is None:
                 continue
             if fused:
-                out[i] = self._fused(entry, float(raw[i]), now, coarse, i)  # type: ignore[arg-type]
+                out[i] = self._fused(entry, float(raw[i]), now, level[i],  # type: ignore[arg-type]
+                                     float(seas[i]))
                 continue
             if not np.isfinite(raw[i]):
                 continue
             out[i] = _ecdf(np.float32(raw[i]), entry.raw_hist)
         return out
 
-    def _fused(self, entry: _Entry, raw: float, now: float, coarse: Clouds, i: int) -> float:
-        """One entity's fused score (see `score`); stashes `entry.pending`."""
-        n = int(coarse.counts[i])
-        level = (coarse.points[i, n - 1].copy() if n > 0
-                 else np.full(len(self.signals), np.nan))
-        if entry.levels is None:
-            entry.levels = SeasonalLevels(len(self.signals))
-        seas = entry.levels.deviation(level, now) if SEASONAL_LEVEL else float("nan")
+    def _levels(self, keys: tuple[tuple[str, ...], ...], now: float,
+                coarse: Clouds) -> tuple[np.ndarray, np.ndarray]:
+        """Each entity's level (its coarse cloud's newest point [E, S], raw units; NaN
+        without one) and seasonal deviation [E] (`SeasonalLevels.deviation`, all entities
+        at once; NaN without an entry, or SEASONAL_LEVEL off). Gives each known entity its
+        SeasonalLevels."""
+        n = coarse.counts
+        level = coarse.points[np.arange(len(n)), np.maximum(n - 1, 0)]
+        level[n == 0] = np.nan
+        seas = np.full(len(keys), np.nan)
+        rows, levels = [], []
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is None:
+                continue
+            if entry.levels is None:
+                entry.levels = SeasonalLevels(len(self.signals))
+            rows.append(i)
+            levels.append(entry.levels)
+        if SEASONAL_LEVEL and rows:
+            seas[rows] = deviations(levels, level[rows], now)
+        return level, seas
+
+    def _fused(self, entry: _Entry, raw: float, now: float, level: np.ndarray,
+               seas: float) -> float:
+        """One entity's fused score (see `score`) from its level [S] and seasonal deviation
+        (`_levels`); stashes `entry.pending`."""
         nan = float("nan")
         entry.pending = (now, level, seas, nan, nan, nan)
         if not math.isfinite(raw):

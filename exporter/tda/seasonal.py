@@ -108,16 +108,20 @@ class SeasonalLevels:
         those hours (a level is noisier than an hourly mean), floored at SPREAD_FLOOR x the
         robust spread of all the signal's hourly means.
         """
-        hour = int(now // HOUR)
-        if INTERPOLATE:
-            centre, scale = self._reference(hour, now)
-        else:
-            if self._ref_hour != hour or self._ref is None:
-                self._ref, self._ref_hour = self._reference(hour, now), hour
-            centre, scale = self._ref
+        centre, scale = self.reference(now)
         # NaN where no reference or no level; fmax skips NaN (NaN only if all are).
         dev = float(np.fmax.reduce(np.abs(level - centre) / scale))
         return min(dev, MAX_DEVIATION) if dev == dev else dev
+
+    def reference(self, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """(centre [S], scale [S]) that `deviation` compares a level at `now` with (NaN where
+        a signal has no reference yet); computed once per hour (rows >= 23 h old)."""
+        hour = int(now // HOUR)
+        if INTERPOLATE:
+            return self._reference(hour, now)
+        if self._ref_hour != hour or self._ref is None:
+            self._ref, self._ref_hour = self._reference(hour, now), hour
+        return self._ref
 
     def _reference(self, hour: int, now: float) -> tuple[np.ndarray, np.ndarray]:
         """(centre [S], scale [S]) of the reference at `now` (NaN where a signal has fewer
@@ -185,6 +189,19 @@ class SeasonalLevels:
         delta = x - means[ok]
         means[ok] += delta / counts[ok]
         m2[ok] += delta * (x - means[ok])
+
+
+def deviations(levels: list[SeasonalLevels], values: np.ndarray, now: float) -> np.ndarray:
+    """[G] `levels[g].deviation(values[g], now)` for each g (values [G, S]): the same values,
+    in one array step over a cycle's entities (row-wise; fmax picks one of its inputs)."""
+    if not levels:
+        return np.zeros(0)
+    refs = [lv.reference(now) for lv in levels]
+    centre = np.stack([c for c, _ in refs])
+    scale = np.stack([s for _, s in refs])
+    dev: np.ndarray = np.fmax.reduce(np.abs(values - centre) / scale, axis=1)
+    np.minimum(dev, MAX_DEVIATION, out=dev)  # NaN (no reference) stays NaN
+    return dev
 
 
 def add_levels(levels: list[SeasonalLevels], values: np.ndarray, now: float) -> None:
