@@ -743,14 +743,16 @@ def test_distances_of_entities_sharing_references_equal_one_by_one(seed: int) ->
     assert np.isfinite(got).sum() >= 30
 
 
-def test_seasonal_levels_added_together_equal_one_by_one() -> None:
-    # `add_levels` counts a cycle's levels of all entities in one array step: the same
-    # bytes as each entity's own `add`, through new hours, missing values, counts at their
-    # maximum (255 levels in one hour) and a level older than its slot's hour.
+@pytest.mark.parametrize("g", [3, 9])
+def test_seasonal_levels_added_together_equal_one_by_one(g: int) -> None:
+    # `add_levels` counts a cycle's levels of all entities in one array step (from
+    # BATCH_MIN entities on): the same bytes as each entity's own `add`, through new hours,
+    # missing values, counts at their maximum (255 levels in one hour) and a level older
+    # than its slot's hour.
     from exporter.tda.seasonal import add_levels
 
     rng = np.random.default_rng(12)
-    g, s = 9, 4
+    s = 4
     together = [SeasonalLevels(s) for _ in range(g)]
     alone = [SeasonalLevels(s) for _ in range(g)]
     nows = [1.7e9 + 300.0 * k for k in range(60)] + [1.7e9 + 300.0 * 59 + k for k in range(300)]
@@ -760,7 +762,7 @@ def test_seasonal_levels_added_together_equal_one_by_one() -> None:
         values[rng.random((g, s)) < 0.05] = np.nan
         if k % 17 == 0:
             values[k % g] = np.nan
-        add_levels(together, values, now)
+        add_levels(together, list(values), now)
         for lv, v in zip(alone, values, strict=True):
             lv.add(v, now)
     for a, b in zip(together, alone, strict=True):

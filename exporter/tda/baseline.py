@@ -71,6 +71,7 @@ from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale, summaries
 from exporter.tda.persistence import Diagram
 from exporter.tda.seasonal import (
+    BATCH_MIN,
     SLOTS,
     SeasonalLevels,
     add_levels,
@@ -472,6 +473,12 @@ class BaselineStore:
                 group[1].append(i)
                 group[2].append(entry.vec_hist[group[0]])
         for rows, idx, refs in groups.values():
+            if len(idx) == 1:  # alone: its own arrays (the same values, less fixed cost)
+                dist = np.abs(refs[0].astype(np.float64) - vecs[idx[0]]).sum(axis=1)
+                k = min(NEIGHBOURS, len(dist))
+                out[idx[0]] = float(np.median(dist)) if NEIGHBOURS <= 0 else \
+                    float(np.partition(dist, k - 1)[:k].sum()) / k
+                continue
             if not idx:
                 continue
             # [G, R]: L1 over the summary, per entity and reference.
@@ -530,7 +537,7 @@ class BaselineStore:
                 continue
             if fused:
                 out[i] = self._fused(entry, float(raw[i]), now, level[i],  # type: ignore[arg-type]
-                                     float(seas[i]))
+                                     seas[i])
                 continue
             if not np.isfinite(raw[i]):
                 continue
@@ -538,15 +545,21 @@ class BaselineStore:
         return out
 
     def _levels(self, keys: tuple[tuple[str, ...], ...], now: float,
-                coarse: Clouds) -> tuple[np.ndarray, np.ndarray]:
+                coarse: Clouds) -> tuple[list[np.ndarray], list[float]]:
         """Each entity's level (its coarse cloud's newest point [E, S], raw units; NaN
         without one) and seasonal deviation [E] (`SeasonalLevels.deviation`, all entities
         at once; NaN without an entry, or SEASONAL_LEVEL off). Gives each known entity its
         SeasonalLevels."""
         n = coarse.counts
-        level = coarse.points[np.arange(len(n)), np.maximum(n - 1, 0)]
-        level[n == 0] = np.nan
-        seas = np.full(len(keys), np.nan)
+        stacked = None
+        if len(keys) < BATCH_MIN:  # one by one (an array step's fixed cost is more)
+            level = [coarse.points[i, c - 1].copy() if c > 0 else
+                     np.full(len(self.signals), np.nan) for i, c in enumerate(n.tolist())]
+        else:
+            stacked = coarse.points[np.arange(len(n)), np.maximum(n - 1, 0)]
+            stacked[n == 0] = np.nan
+            level = list(stacked)
+        seas = [float("nan")] * len(keys)
         rows, levels = [], []
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
@@ -557,7 +570,9 @@ class BaselineStore:
             rows.append(i)
             levels.append(entry.levels)
         if SEASONAL_LEVEL and rows:
-            seas[rows] = deviations(levels, level[rows], now)
+            values = stacked[rows] if stacked is not None else np.array([level[i] for i in rows])
+            for i, dev in zip(rows, deviations(levels, values, now).tolist(), strict=True):
+                seas[i] = dev
         return level, seas
 
     def _fused(self, entry: _Entry, raw: float, now: float, level: np.ndarray,
@@ -705,8 +720,7 @@ class BaselineStore:
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
             due_fits.append((entry, first, phase))
-        if seasonal:
-            add_levels(seasonal, np.stack(seasonal_levels), now)
+        add_levels(seasonal, seasonal_levels, now)
         # The refits after the loop (an entity's fit reads only its own state): the typical
         # deciles of all of them in one call, NaN-padded (each column's median counts its
         # own finite values, so the padding changes nothing: the same bits as one by one).
