@@ -551,7 +551,7 @@ class BaselineStore:
         at once; NaN without an entry, or SEASONAL_LEVEL off). Gives each known entity its
         SeasonalLevels."""
         n = coarse.counts
-        stacked = None
+        stacked: np.ndarray | None = None
         if len(keys) < BATCH_MIN:  # one by one (an array step's fixed cost is more)
             level = [coarse.points[i, c - 1].copy() if c > 0 else
                      np.full(len(self.signals), np.nan) for i, c in enumerate(n.tolist())]
@@ -569,9 +569,11 @@ class BaselineStore:
                 entry.levels = SeasonalLevels(len(self.signals))
             rows.append(i)
             levels.append(entry.levels)
-        if SEASONAL_LEVEL and rows:
-            values = stacked[rows] if stacked is not None else np.array([level[i] for i in rows])
-            for i, dev in zip(rows, deviations(levels, values, now).tolist(), strict=True):
+        if SEASONAL_LEVEL and stacked is None:
+            for i, lv in zip(rows, levels, strict=True):
+                seas[i] = lv.deviation(level[i], now)
+        elif SEASONAL_LEVEL and stacked is not None and rows:
+            for i, dev in zip(rows, deviations(levels, stacked[rows], now).tolist(), strict=True):
                 seas[i] = dev
         return level, seas
 
