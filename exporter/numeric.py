@@ -57,12 +57,10 @@ def nanmedian_last(a: np.ndarray, overwrite_input: bool = False) -> np.ndarray:
         s = a
     else:
         s = np.sort(a, axis=-1)
-    nan = np.isnan(s)
-    if not nan[..., -1].any():  # no NaN at all: the middle of every row, by slicing
+    short = np.isnan(s[..., -1])  # NaN sorts last: the rows with one end in NaN
+    if not short.any():  # no NaN at all: the middle of every row, by slicing
         return 0.5 * (s[..., (t - 1) // 2] + s[..., t // 2])
-    # Valid counts: the first NaN's position in each sorted row (argmax of a short bool row
-    # is cheaper than a sum; rows without NaN have t).
-    n = np.where(nan[..., -1], nan.argmax(axis=-1), t) if t <= 32 else t - nan.sum(axis=-1)
+    n = _sorted_counts(s, short)
     # Clip into range so empty rows index safely; they are masked to NaN below. One flat
     # gather per order statistic (take_along_axis builds broadcast index arrays).
     flat = s.reshape(-1)
@@ -70,6 +68,21 @@ def nanmedian_last(a: np.ndarray, overwrite_input: bool = False) -> np.ndarray:
     lo_v = flat[base + np.clip((n - 1) // 2, 0, t - 1)]
     hi_v = flat[base + np.clip(n // 2, 0, t - 1)]
     return np.where(n > 0, 0.5 * (lo_v + hi_v), np.nan)
+
+
+def _sorted_counts(s: np.ndarray, short: np.ndarray) -> np.ndarray:
+    """Non-NaN counts [...] of rows s[..., T] sorted NaN last; short [...]: the rows whose
+    last value is NaN (the others have T). The first NaN's position (argmax of a short bool
+    row is cheaper than a sum); only the short rows are scanned when they are few (the whole
+    array's isnan was a fifth of a window's percentiles)."""
+    t = s.shape[-1]
+    if np.count_nonzero(short) * 4 > short.size:  # many: one pass over all rows is cheaper
+        nan = np.isnan(s)
+        return np.where(short, nan.argmax(axis=-1), t) if t <= 32 else t - nan.sum(axis=-1)
+    n = np.full(short.shape, t, dtype=np.intp)
+    nan = np.isnan(s[short])
+    n[short] = nan.argmax(axis=-1) if t <= 32 else t - nan.sum(axis=-1)
+    return n
 
 
 def nan_percentile(x: np.ndarray, q: list[float] | np.ndarray, axis: int,
@@ -92,7 +105,8 @@ def nan_percentile(x: np.ndarray, q: list[float] | np.ndarray, axis: int,
     qs = np.asarray(q, dtype=np.float64) / 100.0
     xs = np.sort(np.moveaxis(x, axis, -1), axis=-1)
     width = xs.shape[-1]
-    n = (~np.isnan(xs)).sum(axis=-1)  # [...]
+    n = _sorted_counts(xs, np.isnan(xs[..., -1])) if width else \
+        np.zeros(xs.shape[:-1], dtype=np.intp)  # [...]
     pos = qs.reshape(-1, *([1] * n.ndim)) * np.maximum(n - 1, 0)  # [Q, ...]
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, np.maximum(n - 1, 0))

@@ -317,19 +317,27 @@ def _distance_before(entry: _Entry, vec: np.ndarray, now: float, window: float) 
     return float(np.partition(dist, k - 1)[:k].mean())
 
 
+def _with_histories(store, now: float, lengths: list[int], shifted: list[bool],  # type: ignore[no-untyped-def]
+                    summaries) -> tuple[tuple[str, ...], ...]:
+    """Keys of entities h0.. added to store with raw-distance histories of the given lengths
+    (one per 10 min up to now; shifted: 7 s off the others') and summaries(n) [n, 17]."""
+    shared = now - 600.0 * np.arange(max(lengths))[::-1] - 60.0
+    keys = tuple((f"h{i}",) for i in range(len(lengths)))
+    for key, n, off in zip(keys, lengths, shifted, strict=True):
+        entry = store.entries[key] = _Entry(Reservoir(12, 2))
+        entry.hist_times = shared[len(shared) - n:] - (7.0 if off else 0.0)
+        entry.vec_hist = summaries(n).astype(np.float16)
+    return keys
+
+
 def test_distance_shares_references_and_keeps_each_entitys_value() -> None:
     from exporter.tda.baseline import BaselineStore
 
     rng = np.random.default_rng(4)
     store = BaselineStore(("a", "b"), 72, 1800.0, 1200.0, window=7200.0)
     now = 1.7e9
-    keys = tuple((f"h{i}",) for i in range(12))
-    shared = now - 600.0 * np.arange(500)[::-1] - 60.0
-    for i, key in enumerate(keys):
-        entry = store.entries[key] = _Entry(Reservoir(12, 2))
-        n = [500, 500, 40, 0, 500, 200][i % 6]
-        entry.hist_times = shared[len(shared) - n:] - (7.0 if i % 6 == 4 else 0.0)
-        entry.vec_hist = rng.random((n, 17)).astype(np.float16)
+    keys = _with_histories(store, now, [[500, 500, 40, 0, 500, 200][i % 6] for i in range(12)],
+                           [i % 6 == 4 for i in range(12)], lambda n: rng.random((n, 17)))
     vecs = rng.random((len(keys), 17))
     vecs[5] = np.nan
     got = store.distance(keys, vecs, now)
@@ -525,3 +533,265 @@ def test_robust_stats_sort_path_equals_np_percentile(seed: int) -> None:
     q10, q25, med, q75, q90 = np.percentile(x, [10, 25, 50, 75, 90], axis=-1)
     assert center.tobytes() == med.tobytes()
     assert scale.tobytes() == max_spread_sigma(x, med, q10, q25, q75, q90).tobytes()
+
+
+@pytest.mark.parametrize(("gappy", "block"), [(False, 10**6), (True, 10**6), (False, 7),
+                                               (True, 7)])
+def test_decision_quantiles_sort_path_equal_np_percentile_per_row(gappy: bool,
+                                                                  block: int) -> None:
+    # `DecisionStage._quantiles` takes the sort path in every block, NaN present or not: each
+    # row's reference quantile is np.percentile of its samples inside the reference, bit
+    # for bit, whatever the block size.
+    from exporter.config import DecisionConfig
+    from exporter.decision import DecisionStage, _inside, _window
+    from exporter.windows import decode_entity_key
+
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * 3600.0, row_block=block)
+    n, slots, now, step = 30, stage.slots, 1_700_000_000.0, stage.sample_every
+    rng = np.random.default_rng(3)
+    times = np.tile((now - step * np.arange(slots))[::-1], (n, 1)).astype(np.uint32)
+    risk = rng.beta(1, 5, (n, slots)).astype(np.float32)
+    risk[:4, : slots // 3] = np.round(risk[:4, : slots // 3], 2)  # ties
+    if gappy:
+        risk[n // 2:][rng.random((n - n // 2, slots)) < 0.05] = np.nan
+        risk[-2:] = np.nan
+    keys = np.array([f'{{"host":"h{i}"}}' for i in range(n)])
+    stage.restore({"version": np.array([2]), "keys": keys, "risk": risk, "time": times,
+                   "last": np.full(n, now - step)})
+    assert [decode_entity_key(str(k)) for k in keys] == list(stage.rows_)
+    for lagged in (False, True):
+        got, counts = stage._quantiles(now, lagged)
+        lag = stage.exclude_recent if lagged else 0.0
+        inside = _inside(times, _window(now - float(stage.cfg.reference) - lag, now - lag))
+        for r in range(n):
+            ref = risk[r][inside[r] & ~np.isnan(risk[r])].astype(np.float64)
+            assert counts[r] == len(ref)
+            want = np.percentile(ref, 100.0 * stage.quantile) if len(ref) else np.nan
+            assert np.float64(want).tobytes() == got[r].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_pool_points_of_one_or_two_equal_reduceat(dtype: type) -> None:
+    # Groups of at most two points are summed by gathers and one addition instead of
+    # np.add.reduceat: the same bits, signed zeros, infinities and NaN included.
+    rng = np.random.default_rng(11)
+    for n, m in ((120, 60), (119, 60), (61, 60), (100, 60), (118, 59), (9, 8), (120, 12)):
+        pts = (rng.normal(size=(7, n, 5)) * 10.0 ** rng.uniform(-8, 8, (7, n, 5))).astype(dtype)
+        special = rng.random(pts.shape)
+        pts[special < 0.05] = 0.0
+        pts[(special >= 0.05) & (special < 0.1)] = -0.0
+        pts[0, :3, 0] = (np.inf, -np.inf, np.nan)
+        starts = pool_starts(n, m)
+        sizes = np.diff(np.append(starts, n)).astype(np.float64)[:, None]
+        with np.errstate(invalid="ignore"):  # inf + -inf in one group
+            want = np.add.reduceat(pts, starts, axis=-2) / sizes
+            got = pool_points(pts, m)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
+        assert pool_points(pts[2], m).tobytes() == want[2].tobytes()
+
+
+def _pack_reduceat(points: np.ndarray, max_points: int, min_points: int,
+                   anchor: bool) -> Clouds:
+    """pack_clouds as it was: each row's finite points pooled by np.add.reduceat, one by one,
+    and an anchor (a zero point) after each non-empty cloud."""
+    e, t, d = points.shape
+    cap = min(max_points, t)
+    out = np.zeros((e, cap + int(anchor), d))
+    counts = np.zeros(e, dtype=np.int64)
+    for row in range(e):
+        pts = points[row][np.isfinite(points[row]).all(axis=1)]
+        if len(pts) < min_points:
+            continue
+        if len(pts) > cap:
+            starts = pool_starts(len(pts), cap)
+            sizes = np.diff(np.append(starts, len(pts))).astype(np.float64)[:, None]
+            pts = np.add.reduceat(pts, starts, axis=0) / sizes
+        out[row, : len(pts)] = pts
+        counts[row] = len(pts) + int(anchor)
+    return Clouds(out, counts)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_pack_clouds_equal_reduceat_row_by_row(seed: int) -> None:
+    # pack_clouds pools every row unmasked (then zeroes the incomplete ones) and pools
+    # pairs by one addition: the same bytes as reduceat row by row, in delay_embed's layout
+    # (time contiguous) or C order, with gaps, infinities and too-short rows.
+    from exporter.tda.embedding import delay_embed
+
+    rng = np.random.default_rng(seed)
+    e, s = int(rng.integers(1, 40)), int(rng.integers(1, 9))
+    t = int(rng.choice([120, 119, 61, 60, 30, int(rng.integers(2, 200))]))
+    z = rng.normal(size=(e, s, t)) * 10.0 ** rng.uniform(-3, 3)
+    z[rng.random((e, s, t)) < [0.0, 0.001, 0.01, 0.2][seed % 4]] = np.nan
+    z[rng.random((e, s, t)) < 0.001] = -np.inf
+    z[rng.random((e, s, t)) < 0.01] = -0.0
+    points = delay_embed(z, 1 + seed % 2, 1)
+    if seed % 3 == 0:
+        points = np.ascontiguousarray(points)
+    anchor = seed % 4 != 1
+    got = pack_clouds(points, 60, 8, anchor)
+    want = _pack_reduceat(points, 60, 8, anchor)
+    assert got.counts.tobytes() == want.counts.tobytes()
+    assert got.points.shape == want.points.shape
+    assert got.points.tobytes() == want.points.tobytes()
+
+
+@pytest.mark.parametrize("row_block", [7, 1000])
+def test_clouds_and_window_features_from_one_normalisation(row_block: int) -> None:
+    # `_speculate` normalises each block once for the feature clouds and the window
+    # features: the same bytes as `_clouds` and `_window_features` each normalising it.
+    from exporter.tda import TopologyStage
+    from exporter.tda.embedding import Z_CLIP
+    from tests.test_tda_stage import analysis
+
+    stage = TopologyStage(analysis(), workers=1, row_block=row_block)
+    rng = np.random.default_rng(4)
+    e, s, t = 23, 3, 120
+    values = rng.lognormal(size=(e, s, t)) * 10.0 ** rng.uniform(-2, 2, (e, s, 1))
+    values[rng.random((e, s, t)) < 0.02] = np.nan
+    values[3] = np.nan
+    with warnings.catch_warnings():  # entity 3 has no sample
+        warnings.simplefilter("ignore", RuntimeWarning)
+        center = np.nanmedian(values, axis=2)
+        scale = np.nanstd(values, axis=2) + 1e-3
+        quart = np.nanpercentile(values, [25, 50, 75], axis=2)
+    zquart = clipped_z(quart, center[None], scale[None], Z_CLIP)
+    clouds, feats = stage._clouds_and_features(values, center, scale, zquart)
+    want = stage._clouds(values, center, scale)
+    assert clouds.points.tobytes() == want.points.tobytes()
+    assert clouds.counts.tobytes() == want.counts.tobytes()
+    assert feats.tobytes() == stage._window_features(values, center, scale, zquart).tobytes()
+
+
+@pytest.mark.parametrize("rows_with_nan", [0, 1, 5, 40])
+@pytest.mark.parametrize("t", [24, 120])
+def test_counts_of_the_rows_with_nan_alone_equal_numpy(rows_with_nan: int, t: int) -> None:
+    # nanmedian_last and nan_percentile count the finite values of the rows ending in NaN
+    # alone when they are few (one pass over all rows when many): numpy's values either way.
+    rng = np.random.default_rng(rows_with_nan + t)
+    x = rng.normal(size=(50, 3, t))
+    for r in rng.choice(50, rows_with_nan, replace=False):
+        x[r, rng.integers(3), rng.random(t) < rng.uniform(0.05, 1.0)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert nanmedian_last(x).tobytes() == np.nanmedian(x, axis=-1).tobytes()
+        want = np.nanpercentile(x, [10.0, 50.0, 95.0], axis=-1)
+    assert nan_percentile(x, [10.0, 50.0, 95.0], axis=-1, always_sort=True).tobytes() == \
+        want.tobytes()
+
+
+def test_speculated_cloud_keys_are_the_clouds_keys_and_results_unchanged() -> None:
+    # The keys `speculate` computed are kept with the rows computed ahead and handed to
+    # `submit` (no second hash): each kept key is its row's cloud_key at the time the window
+    # is run (rows computed again under a new normalisation drop theirs), and the results
+    # equal the sequential runs'.
+    from exporter.tda import TopologyStage
+    from exporter.tda.persistence import cloud_key
+    from tests import test_tda_stage as ts
+
+    checked = [0, 0]  # keys compared, rows without one
+
+    class Checking(TopologyStage):
+        def _run(self, window, now, started, cache=None, p=None, features=True,  # type: ignore[no-untyped-def]
+                 fleet_betti=True, spec=None):
+            if spec is not None:
+                for clouds, keys in ((spec.fine, spec.keys[0]), (spec.scored, spec.keys[1])):
+                    for row, key in enumerate(keys):
+                        if key is None:
+                            checked[1] += 1
+                        else:
+                            assert key == cloud_key(clouds.cloud(row))
+                            checked[0] += 1
+            return super()._run(window, now, started, cache, p, features, fleet_betti, spec)
+
+    series = ts.fleet_series(5, 160, seed=3)
+    series[1, :, 400:440] *= 3.0  # an incident mid-run
+    windows = [ts.window_at(series, c) for c in range(160)]
+    nows = [c * ts.SHIFT * ts.STEP for c in range(160)]
+    seq, batch = TopologyStage(ts.analysis(), workers=1), Checking(ts.analysis(), workers=2)
+    try:
+        expected = [seq.run(w, now) for w, now in zip(windows, nows, strict=True)]
+        got = []
+        for a, b in ((0, 1), (1, 70), (70, 160)):
+            got += batch.run_batch(windows[a:b], nows[a:b])
+        ts._assert_same_results(expected, got)
+    finally:
+        seq.close()
+        batch.close()
+    assert checked[0] > 1000 and checked[1] > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distances_of_entities_sharing_references_equal_one_by_one(seed: int) -> None:
+    # `BaselineStore.distance` computes the entities that share their history times together
+    # ([G, R] at once): each entity's bytes are those of its own computation, ties and
+    # fewer references than NEIGHBOURS included.
+    from exporter.tda.baseline import BaselineStore
+
+    rng = np.random.default_rng(seed)
+    store = BaselineStore(("a", "b"), 72, 1800.0, 1200.0, window=7200.0)
+    now = 1.7e9
+    keys = _with_histories(store, now, rng.choice([500, 500, 500, 14, 13, 200], 40).tolist(),
+                           [i % 7 == 3 for i in range(40)],
+                           lambda n: np.round(rng.random((n, 17)), int(rng.integers(1, 4))))
+    vecs = np.round(rng.random((len(keys), 17)), 2)
+    got = store.distance(keys, vecs, now)
+    want = np.array([_distance_before(store.entries[k], vecs[i], now, 7200.0)
+                     for i, k in enumerate(keys)])
+    assert got.tobytes() == want.tobytes()
+    assert np.isfinite(got).sum() >= 30
+
+
+@pytest.mark.parametrize("g", [3, 9])
+def test_seasonal_levels_added_together_equal_one_by_one(g: int) -> None:
+    # `add_levels` counts a cycle's levels of all entities in one array step (from
+    # BATCH_MIN entities on): the same bytes as each entity's own `add`, through new hours,
+    # missing values, counts at their maximum (255 levels in one hour) and a level older
+    # than its slot's hour.
+    from exporter.tda.seasonal import add_levels
+
+    rng = np.random.default_rng(12)
+    s = 4
+    together = [SeasonalLevels(s) for _ in range(g)]
+    alone = [SeasonalLevels(s) for _ in range(g)]
+    nows = [1.7e9 + 300.0 * k for k in range(60)] + [1.7e9 + 300.0 * 59 + k for k in range(300)]
+    nows.append(1.7e9 - 7200.0)  # older than what its slot holds
+    for k, now in enumerate(nows):
+        values = rng.normal(size=(g, s)) * 10.0 ** rng.uniform(-3, 3, (g, 1))
+        values[rng.random((g, s)) < 0.05] = np.nan
+        if k % 17 == 0:
+            values[k % g] = np.nan
+        add_levels(together, list(values), now)
+        for lv, v in zip(alone, values, strict=True):
+            lv.add(v, now)
+    for a, b in zip(together, alone, strict=True):
+        for name in ("hours", "means", "m2", "counts"):
+            assert getattr(a, name).tobytes() == getattr(b, name).tobytes()
+    assert max(int(lv.counts.max()) for lv in together) == 255
+
+
+def test_seasonal_deviations_together_equal_one_by_one() -> None:
+    # `deviations` (a cycle's entities at once) gives each entity's `deviation` bytes:
+    # without a reference (NaN), with one, clipped at MAX_DEVIATION, with missing levels.
+    from exporter.tda.seasonal import MAX_DEVIATION, deviations
+
+    rng = np.random.default_rng(13)
+    g, s, start = 12, 3, 1.7e9
+    levels = [SeasonalLevels(s) for _ in range(g)]
+    for k in range(12 * 24 * 3):  # three days at 5 min: references from the second day
+        values = rng.normal(size=(g, s)) * 10.0 ** np.arange(g)[:, None] / 1e3
+        values[0] = 5.0  # a constant signal: scale at its floor
+        values[rng.random((g, s)) < 0.03] = np.nan
+        for lv, v in zip(levels[: g - 2], values, strict=False):  # the last two: no history
+            lv.add(v, start + 300.0 * k)
+    seen = set()
+    for now in start + 86400.0 * 3 + np.array([0.0, 1800.0, 3600.0, 7300.0]):
+        values = rng.normal(size=(g, s)) * 50.0
+        values[0] = 5.0 + np.array([0.0, 1e9, np.nan])
+        values[3, 1] = np.nan
+        got = deviations(levels, values, now)
+        want = np.array([lv.deviation(v, now) for lv, v in zip(levels, values, strict=True)])
+        assert got.tobytes() == want.tobytes()
+        seen |= {"nan" if v != v else "max" if v == MAX_DEVIATION else "finite" for v in got}
+    assert seen == {"nan", "max", "finite"}

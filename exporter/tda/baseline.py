@@ -71,8 +71,11 @@ from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale, summaries
 from exporter.tda.persistence import Diagram
 from exporter.tda.seasonal import (
+    BATCH_MIN,
     SLOTS,
     SeasonalLevels,
+    add_levels,
+    deviations,
     drift,
     fisher,
     survival,
@@ -455,25 +458,39 @@ class BaselineStore:
         out = np.full(len(keys), np.nan)
         finite = np.isfinite(vecs).all(axis=1) if len(keys) else np.zeros(0, dtype=bool)
         # Entities that joined together share their history times (one per raw_every): their
-        # reference rows are found once per cycle.
-        references: dict[bytes, np.ndarray] = {}
+        # reference rows are found once per cycle, and their distances computed together
+        # (row-wise: each entity's values are those of its own computation, tested).
+        groups: dict[bytes, tuple[np.ndarray, list[int], list[np.ndarray]]] = {}
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
             if entry is None or not finite[i] or not len(entry.hist_times):
                 continue
             same = entry.hist_times.tobytes()
-            rows = references.get(same)
-            if rows is None:
-                rows = references[same] = self._references(entry.hist_times, now)
-            if not len(rows):
+            group = groups.get(same)
+            if group is None:
+                group = groups[same] = (self._references(entry.hist_times, now), [], [])
+            if len(group[0]):
+                group[1].append(i)
+                group[2].append(entry.vec_hist[group[0]])
+        for rows, idx, refs in groups.values():
+            if len(idx) == 1:  # alone: its own arrays (the same values, less fixed cost)
+                dist = np.abs(refs[0].astype(np.float64) - vecs[idx[0]]).sum(axis=1)
+                k = min(NEIGHBOURS, len(dist))
+                out[idx[0]] = float(np.median(dist)) if NEIGHBOURS <= 0 else \
+                    float(np.partition(dist, k - 1)[:k].sum()) / k
                 continue
-            dist = np.abs(entry.vec_hist[rows].astype(np.float64) - vecs[i]).sum(axis=1)
+            if not idx:
+                continue
+            # [G, R]: L1 over the summary, per entity and reference.
+            dist = np.abs(np.stack(refs).astype(np.float64) - vecs[idx][:, None, :]).sum(axis=2)
             if NEIGHBOURS <= 0:
-                out[i] = float(np.median(dist))
+                for i, d in zip(idx, dist, strict=True):
+                    out[i] = float(np.median(d))
                 continue
-            k = min(NEIGHBOURS, len(dist))
+            k = min(NEIGHBOURS, len(rows))
             # The mean of the k smallest: np.mean's sum and division, without its wrapper.
-            out[i] = float(np.partition(dist, k - 1)[:k].sum()) / k
+            near = np.partition(dist, k - 1, axis=1)[:, :k].sum(axis=1)
+            out[idx] = [float(v) / k for v in near.tolist()]
         return out
 
     def _references(self, times: np.ndarray, now: float) -> np.ndarray:
@@ -512,26 +529,58 @@ class BaselineStore:
         """
         out = np.full(len(keys), np.nan)
         fused = FUSION and now is not None and coarse is not None
+        if fused:
+            level, seas = self._levels(keys, now, coarse)  # type: ignore[arg-type]
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
             if entry is None:
                 continue
             if fused:
-                out[i] = self._fused(entry, float(raw[i]), now, coarse, i)  # type: ignore[arg-type]
+                out[i] = self._fused(entry, float(raw[i]), now, level[i],  # type: ignore[arg-type]
+                                     seas[i])
                 continue
             if not np.isfinite(raw[i]):
                 continue
             out[i] = _ecdf(np.float32(raw[i]), entry.raw_hist)
         return out
 
-    def _fused(self, entry: _Entry, raw: float, now: float, coarse: Clouds, i: int) -> float:
-        """One entity's fused score (see `score`); stashes `entry.pending`."""
-        n = int(coarse.counts[i])
-        level = (coarse.points[i, n - 1].copy() if n > 0
-                 else np.full(len(self.signals), np.nan))
-        if entry.levels is None:
-            entry.levels = SeasonalLevels(len(self.signals))
-        seas = entry.levels.deviation(level, now) if SEASONAL_LEVEL else float("nan")
+    def _levels(self, keys: tuple[tuple[str, ...], ...], now: float,
+                coarse: Clouds) -> tuple[list[np.ndarray], list[float]]:
+        """Each entity's level (its coarse cloud's newest point [E, S], raw units; NaN
+        without one) and seasonal deviation [E] (`SeasonalLevels.deviation`, all entities
+        at once; NaN without an entry, or SEASONAL_LEVEL off). Gives each known entity its
+        SeasonalLevels."""
+        n = coarse.counts
+        stacked: np.ndarray | None = None
+        if len(keys) < BATCH_MIN:  # one by one (an array step's fixed cost is more)
+            level = [coarse.points[i, c - 1].copy() if c > 0 else
+                     np.full(len(self.signals), np.nan) for i, c in enumerate(n.tolist())]
+        else:
+            stacked = coarse.points[np.arange(len(n)), np.maximum(n - 1, 0)]
+            stacked[n == 0] = np.nan
+            level = list(stacked)
+        seas = [float("nan")] * len(keys)
+        rows, levels = [], []
+        for i, key in enumerate(keys):
+            entry = self.entries.get(key)
+            if entry is None:
+                continue
+            if entry.levels is None:
+                entry.levels = SeasonalLevels(len(self.signals))
+            rows.append(i)
+            levels.append(entry.levels)
+        if SEASONAL_LEVEL and stacked is None:
+            for i, lv in zip(rows, levels, strict=True):
+                seas[i] = lv.deviation(level[i], now)
+        elif SEASONAL_LEVEL and stacked is not None and rows:
+            for i, dev in zip(rows, deviations(levels, stacked[rows], now).tolist(), strict=True):
+                seas[i] = dev
+        return level, seas
+
+    def _fused(self, entry: _Entry, raw: float, now: float, level: np.ndarray,
+               seas: float) -> float:
+        """One entity's fused score (see `score`) from its level [S] and seasonal deviation
+        (`_levels`); stashes `entry.pending`."""
         nan = float("nan")
         entry.pending = (now, level, seas, nan, nan, nan)
         if not math.isfinite(raw):
@@ -548,7 +597,7 @@ class BaselineStore:
         p_topology = survival(raw, entry.raw_hist, fit_raw) if TOPOLOGY else float("nan")
         fis = fisher(p_topology, p_level)
         # hist_times ascend: the statistics of the last SMOOTH seconds are a suffix.
-        recent = entry.fis_hist[np.searchsorted(entry.hist_times, now - SMOOTH):]
+        recent = entry.fis_hist[entry.hist_times.searchsorted(now - SMOOTH):]
         recent = recent[np.isfinite(recent)]
         smooth = (fis + float(recent.sum())) / (1 + len(recent))
         # The drift accumulates only statistics with every term (the level's p-value joins
@@ -572,7 +621,7 @@ class BaselineStore:
         for i, key in enumerate(keys):
             entry = self.entries.get(key)
             if entry is not None:
-                out[i] = int(np.isfinite(entry.raw_hist).sum()) < MIN_RAW_HISTORY
+                out[i] = np.count_nonzero(np.isfinite(entry.raw_hist)) < MIN_RAW_HISTORY
         return out
 
     def history_seconds(self, keys: tuple[tuple[str, ...], ...], now: float) -> np.ndarray:
@@ -619,6 +668,10 @@ class BaselineStore:
             hot = np.isfinite(scores) & (scores > self.admit_quantile)
         counts = clouds.counts.tolist()
         due_fits: list[tuple[_Entry, bool, float]] = []
+        # This cycle's levels, counted in the seasonal statistics together after the loop
+        # (nothing below reads them).
+        seasonal: list[SeasonalLevels] = []
+        seasonal_levels: list[np.ndarray] = []
         for i, key in enumerate(keys):
             dgm = diagrams[i]
             if dgm is None or counts[i] == 0:
@@ -632,7 +685,8 @@ class BaselineStore:
                 entry.pending[0] == now else None
             entry.pending = None
             if pending is not None and entry.levels is not None:
-                entry.levels.add(pending[1], now)
+                seasonal.append(entry.levels)
+                seasonal_levels.append(pending[1])
             if finite[i] and now - entry.last_raw >= self.raw_every:
                 keep = slice(-(RAW_HISTORY - 1), None)
                 if RESTART_AT_SWITCH and SEASONAL and len(entry.hist_times):
@@ -668,6 +722,7 @@ class BaselineStore:
             elif now - entry.normalised_at >= RENORMALISE_EVERY:
                 self.renormalise(entry, now)
             due_fits.append((entry, first, phase))
+        add_levels(seasonal, seasonal_levels, now)
         # The refits after the loop (an entity's fit reads only its own state): the typical
         # deciles of all of them in one call, NaN-padded (each column's median counts its
         # own finite values, so the padding changes nothing: the same bits as one by one).

@@ -101,13 +101,17 @@ def pool_starts(n: int, max_points: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=256)
-def _pool_groups(n: int, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """(pool_starts [m], group sizes [m, 1] float64), read-only: a replay pools thousands of
-    rows of a few lengths, and building these per row was most of `pool_points`' cost."""
+def _pool_groups(n: int, max_points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(pool_starts [m], group sizes [m, 1] float64, the groups of two points [k] or None
+    when some group has more), read-only: a replay pools thousands of rows of a few lengths,
+    and building these per row was most of `pool_points`' cost."""
     starts = pool_starts(n, max_points)
     sizes = np.diff(np.append(starts, n)).astype(np.float64)[:, None]
-    starts.flags.writeable = sizes.flags.writeable = False
-    return starts, sizes
+    pairs = np.flatnonzero(sizes[:, 0] == 2.0) if n <= 2 * max_points else None
+    for a in (starts, sizes, pairs):
+        if a is not None:
+            a.flags.writeable = False
+    return starts, sizes, pairs
 
 
 def pool_points(points: np.ndarray, max_points: int) -> np.ndarray:
@@ -115,8 +119,19 @@ def pool_points(points: np.ndarray, max_points: int) -> np.ndarray:
     n = points.shape[-2]
     if n <= max_points:
         return points
-    starts, sizes = _pool_groups(n, max_points)
-    return np.add.reduceat(points, starts, axis=-2) / sizes
+    starts, sizes, pairs = _pool_groups(n, max_points)
+    if pairs is None:
+        return np.add.reduceat(points, starts, axis=-2) / sizes
+    # Groups of one or two points (a window pooled to half its steps or more): reduceat's
+    # sums, p0 and p0 + p1 (it starts from a group's first point and adds the rest), by one
+    # addition (bits tested equal). reduceat runs its inner loop once per group and column:
+    # a window of 120 steps pooled to 60 points, [96, 120, 8] as delay_embed lays it out,
+    # 1.03 -> 0.14 ms.
+    if 2 * len(starts) == n:  # every group a pair
+        return (points[..., 0::2, :] + points[..., 1::2, :]) / sizes
+    sums = points[..., starts, :]
+    sums[..., pairs, :] += points[..., starts[pairs] + 1, :]
+    return sums / sizes
 
 
 def pack_clouds(
@@ -133,10 +148,13 @@ def pack_clouds(
     out = np.zeros((e, cap + int(anchor), d))
     counts = np.zeros(e, dtype=np.int64)
     full = n_finite == t
-    # Fast path for complete rows (the usual case): one reduceat over all of them.
+    # Fast path for complete rows (the usual case): all rows pooled together, unmasked (rows
+    # are independent), then the incomplete ones zeroed again.
     if full.any() and t >= min_points:
-        pooled = pool_points(points[full], cap)
-        out[full, : pooled.shape[1]] = pooled
+        with np.errstate(invalid="ignore"):  # inf - inf in a row dropped below
+            pooled = pool_points(points, cap)
+        out[:, : pooled.shape[1]] = pooled
+        out[~full] = 0.0
         counts[full] = pooled.shape[1]
     # Rows with a missing point: their finite points, pooled together by finite count (rows
     # of one count share their groups; the same sums as row by row, tested).
@@ -148,10 +166,9 @@ def pack_clouds(
         counts[rows] = pooled.shape[1]
     counts[n_finite < min_points] = 0
     if anchor:
-        has = counts > 0
-        # The anchor is the origin of z space: the baseline centre. out is zero there already.
-        out[has, counts[has]] = 0.0
-        counts[has] += 1
+        # The anchor is the origin of z space (the baseline centre), after each cloud's
+        # points: out is zero there already.
+        counts[counts > 0] += 1
     return Clouds(out, counts)
 
 

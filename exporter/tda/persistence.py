@@ -229,28 +229,33 @@ def _chunk_task(
     scale: np.ndarray, thresh: float | None, score_points: np.ndarray | None = None,
     score_counts: np.ndarray | None = None, cache: DiagramCache | None = None,
     features: bool = True,
+    keys: tuple[Sequence[bytes | None], Sequence[bytes | None]] | None = None,
 ) -> tuple[list[Diagram], np.ndarray, np.ndarray, np.ndarray]:
     """Worker body: a chunk's diagrams, distances to their prototypes and diagram features.
 
     With score clouds, the returned diagrams and distances are theirs (the coarse clouds of
     the anomaly score) and the features and H0 medians come from `points`; without, all come
     from `points`. features=False (only with score clouds): the feature clouds' diagrams are
-    not computed; features and H0 medians are NaN.
+    not computed; features and H0 medians are NaN. keys (with a cache): the feature and
+    score clouds' `cloud_key`s where already known (None: computed here).
     """
     score = score_points is not None and score_counts is not None
     free = None
+    fine_keys, score_keys = keys if keys is not None else ([None] * len(counts),) * 2
     if (features or not score) and cache is not None:
-        keys = [cloud_key(points[i, :n]) for i, n in enumerate(counts)]
+        known = [cloud_key(points[i, :n]) if k is None else k
+                 for (i, n), k in zip(enumerate(counts), fine_keys, strict=True)]
         fine: list[Diagram] = [_cached_diagram(points[i, :n], thresh, cache, k)
-                               for (i, n), k in zip(enumerate(counts), keys, strict=True)]
-        free = cache.scale_free(keys, fine)
+                               for (i, n), k in zip(enumerate(counts), known, strict=True)]
+        free = cache.scale_free(known, fine)
     elif features or not score:
         fine = [rips_diagram(points[i, :n], thresh) for i, n in enumerate(counts)]
     if not score:
         dgms = fine
     else:
-        dgms = [_cached_diagram(score_points[i, :n], thresh, cache)  # type: ignore[index]
-                for i, n in enumerate(score_counts)]  # type: ignore[arg-type]
+        dgms = [_cached_diagram(score_points[i, :n], thresh, cache, k)  # type: ignore[index]
+                for (i, n), k in zip(enumerate(score_counts), score_keys,  # type: ignore[arg-type]
+                                     strict=True)]
     raw = np.full(len(counts), np.nan)
     for i, dgm in enumerate(dgms):
         if protos[i]:
@@ -507,6 +512,7 @@ class RipsPersistence:
         self, clouds: Clouds, prototypes: Sequence[list[Diagram] | None] | None = None,
         scale: np.ndarray | None = None, score_clouds: Clouds | None = None,
         cache: DiagramCache | None = None, features: bool = True,
+        keys: tuple[Sequence[bytes | None], Sequence[bytes | None]] | None = None,
     ) -> Pending:
         """Start computing; the caller may do other work before `Pending.result()`.
 
@@ -518,6 +524,8 @@ class RipsPersistence:
             inline, looking every cloud up first (misses are computed and added).
         features: False (with score_clouds): the feature clouds' diagrams, features and H0
             medians are left out (NaN), for callers that read only the score.
+        keys: per entity, the `cloud_key`s of its feature and score cloud where known (None:
+            not known; used with a cache only): those are not hashed again.
         """
         if not hasattr(self, "workers_"):
             raise PersistenceError("RipsPersistence is not fitted: call fit() first")
@@ -537,10 +545,12 @@ class RipsPersistence:
             if scnt is not None:
                 work += int((scnt.astype(np.int64) ** 2).sum())
             if cache is not None or self.workers_ <= 1 or work < MIN_POOL_WORK:
+                known = None if keys is None else (
+                    [keys[0][r] for r in rows.tolist()], [keys[1][r] for r in rows.tolist()])
                 return Pending(self, e, rows, [_chunk_task(
                     _take(clouds.points, rows, cnt), cnt, sub, eps[rows], self.thresh,
                     None if spts is None else _take(spts, rows, scnt), scnt, cache,  # type: ignore[arg-type]
-                    features)])
+                    features, known)])
             pool = self._ensure_pool()
             n_chunks = min(len(rows), max(self.workers_ * 4,
                                           -(-len(rows) // POOL_TASK_CLOUDS)))
@@ -560,10 +570,11 @@ class RipsPersistence:
     def speculate(self, cache: DiagramCache, clouds: Sequence[np.ndarray],
                   chunk: int = SPECULATE_TASK_CLOUDS,
                   features: Sequence[bool] | None = None,
-                  priority: Sequence[float] | None = None) -> None:
+                  priority: Sequence[float] | None = None) -> list[bytes]:
         """Start computing the diagrams of clouds [n_i, D] on the pool, into `cache` (those
         already there or duplicated computed once): the parallel half of
         `TopologyStage.run_batch`. Inline with one worker (nothing runs ahead then).
+        Returns the clouds' `cloud_key`s (for `submit`'s keys).
 
         features: per cloud, whether the pool also computes its diagram's
         `scale_free_features` (a feature cloud's: `submit` with this cache then only adds
@@ -580,21 +591,21 @@ class RipsPersistence:
         todo: dict[bytes, np.ndarray] = {}
         wants: dict[bytes, bool] = {}
         first: dict[bytes, float] = {}
-        for c, f, q in zip(clouds, flags, prio, strict=True):
-            key = cloud_key(c)
+        all_keys = [cloud_key(c) for c in clouds]
+        for c, f, q, key in zip(clouds, flags, prio, all_keys, strict=True):
             if key not in cache:
                 todo.setdefault(key, c)
                 first.setdefault(key, q)
                 wants[key] = wants.get(key, False) or f
         if not todo:
-            return
+            return all_keys
         keys, pts = list(todo), list(todo.values())
         want = np.array([wants[k] for k in keys], dtype=bool)
         try:
             if self.workers_ <= 1:
                 for k, c in zip(keys, pts, strict=True):
                     cache[k] = rips_diagram(c, self.thresh)
-                return
+                return all_keys
             pool = self._ensure_pool()
             for a in range(0, len(keys), chunk):
                 part, with_free = pts[a:a + chunk], want[a:a + chunk]
@@ -604,6 +615,7 @@ class RipsPersistence:
         except Exception as err:
             self.close()
             raise PersistenceError(f"persistence failed: {err!r}") from err
+        return all_keys
 
     def pump(self, cache: DiagramCache, due: float = float("-inf")) -> None:
         """Start `cache`'s held `speculate` tasks of priority <= `due`, and top the pool

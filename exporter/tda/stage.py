@@ -110,7 +110,10 @@ class _Spec:
     window features [E, len(WINDOW_FEATURES)], feature and score clouds, and the score
     clouds' short-scale summaries [E, RECENT_POINTS] (None without RECENT_SCALE); without
     a pool also their summaries [E, SUMMARY_SIZE] (`_summaries`) and diagrams (None where
-    there is no feature cloud, as `RipsPersistence.submit` gives them; else both None)."""
+    there is no feature cloud, as `RipsPersistence.submit` gives them; else both None);
+    keys: the feature and score clouds' `cloud_key`s [E] where they were sent to the pool
+    (None: not computed, or the row computed again since), so `submit` does not hash them
+    again."""
 
     done: np.ndarray
     center: np.ndarray
@@ -121,6 +124,7 @@ class _Spec:
     recent: np.ndarray | None
     vecs: np.ndarray | None
     dgms: list[Diagram | None] | None
+    keys: tuple[list[bytes | None], list[bytes | None]]
 
 
 def _same_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -197,9 +201,17 @@ class TopologyStage:
         """Feature clouds of values [E, S, T] normalised by center/scale [E, S], written block
         by block into one array: the normalised window is never whole (at 10 000 x 8 x 120
         it was 73 MiB, plus 37 MiB of block clouds being joined, at the stage's peak)."""
+        return self._clouds_and_features(values, center, scale, None)[0]
+
+    def _clouds_and_features(self, values: np.ndarray, center: np.ndarray, scale: np.ndarray,
+                             zquart: np.ndarray | None) -> tuple[Clouds, np.ndarray]:
+        """`_clouds`, and with zquart [3, E, S] also `_window_features` from each block's
+        same normalised values (the same bits, one normalisation instead of two; without
+        zquart the features are [E, 0])."""
         c = self.config
         points: np.ndarray | None = None
         counts = np.zeros(len(values), dtype=np.int64)
+        feats: list[np.ndarray] = []
         for b in self._blocks(len(values)):
             z = normalise(values[b], center[b], scale[b])
             part = pack_clouds(delay_embed(z, c.embedding_dimension, c.embedding_delay),
@@ -207,7 +219,10 @@ class TopologyStage:
             if points is None:
                 points = np.empty((len(values), *part.points.shape[1:]))
             points[b], counts[b] = part.points, part.counts
-        return Clouds(points, counts)  # type: ignore[arg-type]
+            if zquart is not None:
+                feats.append(window_features(z, values[b], zquart[:, b]))
+        return Clouds(points, counts), (  # type: ignore[arg-type]
+            np.concatenate(feats) if zquart is not None else np.empty((len(values), 0)))
 
     def _window_features(self, values: np.ndarray, center: np.ndarray, scale: np.ndarray,
                          zquart: np.ndarray) -> np.ndarray:
@@ -330,14 +345,14 @@ class TopologyStage:
             clouds: list[np.ndarray] = []
             is_fine: list[bool] = []
             needed: list[float] = []
+            where: list[tuple[list[bytes | None], int]] = []  # each cloud's key slot
             values = np.concatenate([stats[j].values[d] for j, d, _ in chunk])
             center = np.concatenate([p.center[src] for _, _, src in chunk])
             scale = np.concatenate([p.scale[src] for _, _, src in chunk])
             quart = np.concatenate([stats[j].quart[:, d] for j, d, _ in chunk], axis=1)
             coarse = Clouds(np.concatenate([stats[j].coarse.points[d] for j, d, _ in chunk]),
                             np.concatenate([stats[j].coarse.counts[d] for j, d, _ in chunk]))
-            fine = self._clouds(values, center, scale)
-            wfeats = self._window_features(
+            fine, wfeats = self._clouds_and_features(
                 values, center, scale, clipped_z(quart, center[None], scale[None], Z_CLIP))
             scored = self._score_clouds_of(values, coarse, center, scale)
             recent = recent_summaries(scored.points, scored.counts) if RECENT_SCALE else None
@@ -361,8 +376,11 @@ class TopologyStage:
                 spec.done[d] = True
                 spec.center[d], spec.scale[d] = center[a:b], scale[a:b]
                 spec.wfeats[d] = wfeats[a:b]
-                for dst, cl in ((spec.fine, fine), (spec.scored, scored)):
+                for dst, cl, known in ((spec.fine, fine, spec.keys[0]),
+                                       (spec.scored, scored, spec.keys[1])):
                     dst.points[d], dst.counts[d] = cl.points[a:b], cl.counts[a:b]
+                    for at in d.tolist():
+                        known[at] = None
                 if recent is not None:
                     spec.recent[d] = recent[a:b]  # type: ignore[index]
                 if vecs is not None:
@@ -370,15 +388,18 @@ class TopologyStage:
                     for row, got in zip(d, full[a:b], strict=True):
                         spec.dgms[row] = got  # type: ignore[index]
                 if ahead and (j > k or k == 0):
-                    for cl in (fine, scored):
-                        ahead_clouds = [cl.cloud(int(r)) for r in range(a, b)
-                                        if cl.counts[r] > 0]
-                        clouds.extend(ahead_clouds)
-                        is_fine.extend([cl is fine] * len(ahead_clouds))
-                        needed.extend([float(j)] * len(ahead_clouds))
+                    for cl, known in ((fine, spec.keys[0]), (scored, spec.keys[1])):
+                        sent = [r for r in range(a, b) if cl.counts[r] > 0]
+                        clouds.extend(cl.cloud(r) for r in sent)
+                        is_fine.extend([cl is fine] * len(sent))
+                        needed.extend([float(j)] * len(sent))
+                        where.extend((known, int(d[r - a])) for r in sent)
                 a = b
             if clouds:  # chunk by chunk: the workers start while the next is computed
-                self._persistence.speculate(cache, clouds, features=is_fine, priority=needed)
+                keys = self._persistence.speculate(cache, clouds, features=is_fine,
+                                                   priority=needed)
+                for (known, at), ckey in zip(where, keys, strict=True):
+                    known[at] = ckey
                 self._persistence.pump(cache, k + 1)
         if ahead:  # the next window's clouds now, then the soonest needed
             self._persistence.pump(cache, k + 1)
@@ -428,7 +449,7 @@ class TopologyStage:
                      np.full((e, len(WINDOW_FEATURES)), np.nan), clouds(fine), clouds(scored),
                      np.full((e, RECENT_POINTS), np.nan) if RECENT_SCALE else None,
                      np.full((e, SUMMARY_SIZE), np.nan) if vecs else None,
-                     [None] * e if vecs else None)
+                     [None] * e if vecs else None, ([None] * e, [None] * e))
 
     def _stable_upto(self, key: tuple[str, ...], entry, nows: list[float], k: int) -> int:  # type: ignore[no-untyped-def]
         """Index after the last window (from k on) that surely keeps the entity's current
@@ -614,7 +635,7 @@ class TopologyStage:
             h0_median = np.full(e, np.nan)
         else:
             pending = self._persistence.submit(clouds, None, betti_scale, scored, cache,
-                                               features)
+                                               features, None if spec is None else spec.keys)
             # Per-window work overlaps with the workers' PH.
             if spec is None:
                 # Percentiles commute with the monotone x -> clip((x - c) / s).
