@@ -44,8 +44,11 @@ def test_refill_starts_every_held_task_without_another_pump() -> None:
             cache = DiagramCache(refill=refill)
             pool.speculate(cache, clouds, chunk=2, priority=[float(i) for i in range(40)])
             pool.pump(cache)  # SPECULATE_IN_FLIGHT tasks per worker
-            held = len(cache._held_keys)  # (with refill, finished tasks may start more)
-            assert held == 40 - 2 * SPECULATE_IN_FLIGHT * 2 or refill and held < 40 - 12
+            # Without refill exactly SPECULATE_IN_FLIGHT tasks of 2 clouds per worker started;
+            # with it, tasks that already finished may have started any number more.
+            held = len(cache._held_keys)
+            first = 40 - 2 * SPECULATE_IN_FLIGHT * 2
+            assert held <= first if refill else held == first
             # Nobody pumps again: without refill the rest stays held, with it all start.
             started = _wait_for(lambda c=cache: not c._held_keys, 3.0 if not refill else 60.0)
             assert started == refill
