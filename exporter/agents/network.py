@@ -79,18 +79,16 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
         recent_med[rows] = nanmedian_last(recent)
         # Noise, not spread: a base that itself ramps (a degradation well under way) has a
         # large MAD of levels, which would hide its own acceleration; the spread around the
-        # base's own trend line is its noise either way. Only where the relative change could
-        # give a severity above SEVERITY_FLOOR (scale >= |base median|): elsewhere the risk
-        # is 0 whatever the noise, and the two extra sorts are most of the agent's cost.
+        # base's own trend line is its noise either way. Only where the relative change
+        # exceeds `detrend_min_change` (scale >= |base median|): elsewhere no noise estimate
+        # changes a vote, and the two extra sorts are most of the agent's cost.
         with np.errstate(invalid="ignore", divide="ignore"):
             rel = np.abs(recent_med[rows] - base_med[rows]) / np.maximum(np.abs(base_med[rows]),
                                                                         1e-12)
-        cand = np.flatnonzero(rel.reshape(-1) > detrend_min_change)  # NaN: False
-        if len(cand):
-            flat = base.reshape(-1, base.shape[-1])[cand]
-            sig = base_sigma[rows].reshape(-1)
-            sig[cand] = np.fmin(sig[cand], _detrended_sigma(flat))
-            base_sigma[rows] = sig.reshape(base_sigma[rows].shape)
+        cand = np.nonzero(rel > detrend_min_change)  # (entity, signal) pairs; NaN: False
+        if len(cand[0]):
+            sig = base_sigma[rows]  # a view: written in place
+            sig[cand] = np.fmin(sig[cand], _detrended_sigma(base[cand]))
         enough[rows] = (np.sum(~np.isnan(base), axis=-1) >= max(8, recent_steps)) & (
             np.sum(~np.isnan(recent), axis=-1) * 2 >= recent_steps
         )
