@@ -180,3 +180,16 @@ def test_precursor_range_is_honoured_and_checked(tmp_path: Path, capsys) -> None
     rc = fg.main(["--seed", "1", "--days", "0.5", "--out", str(tmp_path / "bad"),
                   "--precursor", "8,12"])
     assert rc == 2 and "does not fit a 0.5-day fleet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("step", [15, 300])
+def test_configs_at_the_models_outer_steps_use_the_shipped_model(tmp_path: Path, step: int) -> None:
+    # benchmarks/README.md says fleets at 15 s and 5 m run with the forecast, not abstaining:
+    # `aura check-config`'s model check finds nothing to refuse at either end of the card's
+    # `trained_for` steps.
+    from exporter.checkconfig import model_problems
+
+    out = _gen(tmp_path / f"s{step}", hosts=2, step=step)
+    cfg = load_config(out / "aura.yml")
+    assert float(cfg.analysis().step) == step
+    assert model_problems(cfg) == []
