@@ -43,7 +43,7 @@ from exporter.tda.features import (
     median_h0_deaths,
     scale_free_features,
 )
-from exporter.tda.rips import Diagram, _rips_engine, rips_diagram
+from exporter.tda.rips import Diagram, _rips_engine, rips_diagram, rips_diagrams
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def _diagrams_list_task(clouds: Sequence[np.ndarray], thresh: float | None,
                         with_free: np.ndarray | None = None
                         ) -> tuple[_Packed, np.ndarray | None]:
     """`_diagrams_task` for clouds that cannot share one array."""
-    dgms = [rips_diagram(c, thresh) for c in clouds]
+    dgms = rips_diagrams(clouds, thresh)
     free = None
     if with_free is not None and with_free.any():
         free = scale_free_features([d for d, f in zip(dgms, with_free, strict=True) if f])
