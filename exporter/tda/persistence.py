@@ -249,9 +249,12 @@ def _chunk_task(
                                for (i, n), k in zip(enumerate(counts), known, strict=True)]
         free = cache.scale_free(known, fine)
     elif features or not score:
-        fine = [rips_diagram(points[i, :n], thresh) for i, n in enumerate(counts)]
+        fine = rips_diagrams([points[i, :n] for i, n in enumerate(counts)], thresh)
     if not score:
         dgms = fine
+    elif cache is None:
+        dgms = rips_diagrams([score_points[i, :n]  # type: ignore[index]
+                              for i, n in enumerate(score_counts)], thresh)  # type: ignore[arg-type]
     else:
         dgms = [_cached_diagram(score_points[i, :n], thresh, cache, k)  # type: ignore[index]
                 for (i, n), k in zip(enumerate(score_counts), score_keys,  # type: ignore[arg-type]
