@@ -67,6 +67,8 @@ def test_distance_matrix_special_values_and_layouts_equal_numpy() -> None:
     padded[2, :13] = _cloud(rng, 13, 9)
     view = padded[2, :13]  # a strided view of a padded array, as the workers slice them
     assert _same(distance_matrix(view), _numpy_distances(view))
+    wide = _cloud(rng, 11, 12)[:, :9]  # rows apart in memory (padding columns)
+    assert _same(distance_matrix(wide), _numpy_distances(wide))
     # Layouts where numpy sums the coordinates in another order keep numpy's expression.
     base = _cloud(rng, 7, 18)
     for other in (np.asfortranarray(base[:, :9]), base[::-1, :9], base[:, ::2]):
