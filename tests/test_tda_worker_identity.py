@@ -100,3 +100,18 @@ def test_rips_diagrams_equal_the_former_diagrams_in_order() -> None:
         for (g0, g1), (w0, w1) in zip(got, want, strict=True):
             assert _same(g0, w0) and _same(g1, w1)
     assert rips_diagrams([]) == []
+
+
+def test_keep_heap_sets_glibc_malloc_parameters_in_a_fresh_process() -> None:
+    """The persistence workers' heap setting is accepted by glibc (a separate process: it
+    changes that process's allocator)."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    code = "from exporter.tda.persistence import keep_heap; print(keep_heap())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "True"
