@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,9 @@ def _gudhi_engine():  # type: ignore[no-untyped-def]
 
     def engine(dist: np.ndarray, thresh: float | None) -> list[np.ndarray]:
         d32 = np.ascontiguousarray(dist, dtype=np.float32)
-        cone = float(d32.max(axis=1).min())
+        # Row maxima as column maxima (a distance matrix is symmetric, bit for bit): one
+        # vectorised pass instead of a short reduction per row.
+        cone = float(d32.max(axis=0).min())
         edge = cone if thresh is None else min(float(thresh), cone)
         dgms = [np.asarray(d, dtype=np.float64).reshape(-1, 2)
                 for d in full(d32, max_dimension=1, max_edge_length=edge,
@@ -165,11 +168,33 @@ def rips_diagram(points: np.ndarray, thresh: float | None = None,
     """
     if len(points) < 2:
         return np.empty(0), np.empty((0, 2))
-    # Pairwise Euclidean distances by broadcasting: for these small clouds scipy's
-    # pdist + squareform cost more in call overhead than the arithmetic (~40 % of a 13-point
-    # diagram's time, profiled in benchmarks/eval_anomaly.py).
-    diff = points[:, None, :] - points[None, :, :]
-    dist = np.sqrt((diff * diff).sum(axis=2))
+    return _diagram_of(distance_matrix(points), thresh, engine_name)
+
+
+def rips_diagrams(clouds: Sequence[np.ndarray], thresh: float | None = None) -> list[Diagram]:
+    """`rips_diagram` of each cloud [n_i, D], the same diagrams bit for bit: the distance
+    matrices of clouds of one shape computed together (`distance_matrices`), a few at a time;
+    then one Ripser call per cloud."""
+    out: list[Diagram | None] = [None] * len(clouds)
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, c in enumerate(clouds):
+        if _rows_contiguous(c) and len(c) >= 2:
+            groups.setdefault(c.shape, []).append(i)
+        else:  # what rips_diagram does with it
+            out[i] = rips_diagram(c, thresh)
+    for (n, dim), idx in groups.items():
+        step = max(1, _BATCH_VALUES // (n * n * max(dim, 1)))
+        for a in range(0, len(idx), step):
+            part = idx[a:a + step]
+            # float32 as the engines take it (the same rounding per matrix), all at once.
+            dists = distance_matrices(np.stack([clouds[i] for i in part])).astype(np.float32)
+            for i, dist in zip(part, dists, strict=True):
+                out[i] = _diagram_of(dist, thresh, None)
+    return out  # type: ignore[return-value]
+
+
+def _diagram_of(dist: np.ndarray, thresh: float | None, engine_name: str | None) -> Diagram:
+    """`rips_diagram`'s diagram from the cloud's distance matrix [n, n] (n >= 2)."""
     engine = _rips_engine(engine_name)
     if engine is not None:
         dgms = engine(dist, thresh)
@@ -184,6 +209,90 @@ def rips_diagram(points: np.ndarray, thresh: float | None = None,
     if thresh is not None and len(h1):
         h1[:, 1] = np.minimum(h1[:, 1], thresh)
     return h0.astype(np.float64), h1
+
+
+def distance_matrix(points: np.ndarray) -> np.ndarray:
+    """Euclidean distances [n, n] of a cloud points[n, D]: the bits of numpy's
+    `np.sqrt(((p[:, None] - p[None]) ** 2).sum(axis=2))`, by `distance_matrices` where
+    that sums each distance's squares in one order (`_rows_contiguous`)."""
+    if _rows_contiguous(points):
+        return distance_matrices(points[None])[0]
+    # Other dtypes and layouts: numpy's own expression (its sums differ by dtype, and by
+    # layout: Fortran-ordered coordinates are summed one by one, not pairwise).
+    diff = points[:, None, :] - points[None, :, :]
+    return np.sqrt((diff * diff).sum(axis=2))
+
+
+def _rows_contiguous(points: Any) -> bool:
+    """A float64 cloud [n, D] whose coordinates lie contiguous within each row, rows in
+    order: numpy's broadcast differences then keep the coordinates innermost, and its sum
+    adds each distance's squares in `_pairwise_sum0`'s order."""
+    return (isinstance(points, np.ndarray) and points.dtype == np.float64
+            and points.ndim == 2 and points.strides[1] == points.itemsize
+            and points.strides[0] >= points.itemsize * points.shape[1])
+
+
+def distance_matrices(points: np.ndarray) -> np.ndarray:
+    """Euclidean distances [k, n, n] of k clouds points[k, n, D] (float64), bit for bit
+    numpy's broadcast expression `np.sqrt((diff * diff).sum(axis=-1))` on each cloud laid
+    out by rows (C order: `_rows_contiguous`), whatever the layout of `points`.
+
+    That expression reduces a short last axis (D values) once per distance, mostly per-call
+    overhead: ~1/3 of a 61-point, 9-D cloud's diagram. Here the coordinates go first
+    ([D, k, n, n]) and the squares are added over whole [k, n, n] slices in the order numpy's
+    float64 sum uses for D <= 128 (`_pairwise_sum0`), so each distance adds the same values
+    in the same order; tests/test_replay_speed_identity.py checks the bits against numpy.
+    (Rips diagrams need these exact bits: Ripser compares float32 distances.)
+    """
+    k, n, dim = points.shape
+    if dim == 0 or dim > _PAIRWISE_BLOCK:
+        diff = points[:, :, None, :] - points[:, None, :, :]
+        return np.sqrt((diff * diff).sum(axis=-1))
+    t = points.transpose(2, 0, 1)  # [D, k, n]
+    # Both operands spelt out first: a subtraction of two whole arrays runs as one loop,
+    # where broadcasting them ran one short loop per row (~1.5x the time of both copies).
+    sq = np.empty((dim, k, n, n))
+    np.copyto(sq, t[:, :, :, None])  # sq[d, c, i, j] = points[c, i, d]
+    other = np.empty_like(sq)
+    np.copyto(other, t[:, :, None, :])  # points[c, j, d]
+    np.subtract(sq, other, out=sq)
+    del other
+    np.multiply(sq, sq, out=sq)
+    out = _pairwise_sum0(sq)
+    del sq
+    return np.sqrt(out, out=out)
+
+
+# numpy's pairwise summation sums up to this many values in one block (PW_BLOCKSIZE).
+_PAIRWISE_BLOCK = 128
+# Values of the [D, k, n, n] temporaries per `rips_diagrams` group (~1 MiB: they stay in
+# cache; 61-point 9-D clouds go one by one, 13-point ones ~40 at a time).
+_BATCH_VALUES = 64 * 1024
+
+
+def _pairwise_sum0(x: np.ndarray) -> np.ndarray:
+    """Sum of x[m, ...] over axis 0 (a new array), in the order of numpy's float64
+    `add.reduce` over a contiguous axis of 1 <= m <= 128 values (numpy's `pairwise_sum`):
+    below 8 values one by one; else 8 partial sums (r[j] = x[j] + x[j + 8] + ..., in x's
+    first 8 rows, so x is overwritten from 16 values), combined as ((r0 + r1) + (r2 + r3)) +
+    ((r4 + r5) + (r6 + r7)), then the m % 8 values left one by one. numpy adds that to its
+    initial 0.0, which changes no value but -0.0 (no sum of squares is -0.0)."""
+    m = len(x)
+    if m < 8:
+        res = x[0] + x[1] if m > 1 else x[0].copy()
+        for i in range(2, m):
+            res += x[i]
+        return res
+    whole = m - m % 8
+    r = x[0:8]
+    for i in range(8, whole, 8):
+        r += x[i:i + 8]
+    s = np.add(r[0::2], r[1::2])  # r0 + r1, r2 + r3, r4 + r5, r6 + r7
+    h = np.add(s[0::2], s[1::2])
+    res = np.add(h[0], h[1])
+    for i in range(whole, m):
+        res += x[i]
+    return res
 
 
 def h0_deaths(points: np.ndarray) -> np.ndarray:
