@@ -66,7 +66,7 @@ def call_overhead(n_clouds: int = 300) -> None:
 
     from ripser import ripser
 
-    from exporter.tda.rips import ENGINES, rips_diagram
+    from exporter.tda.rips import ENGINES, distance_matrices, distance_matrix, rips_diagram
 
     imports = {}
     loads = {"ripser": "import ripser", "pyRipser": "import pyRipser",
@@ -96,10 +96,35 @@ def call_overhead(n_clouds: int = 300) -> None:
                     rips_diagram(c, engine_name=name)
                 key = f"rips_diagram[{name}]"
                 best[key] = min(best.get(key, np.inf), (time.perf_counter() - t0) / n_clouds)
+        # The distance matrix Ripser is given: numpy's broadcast expression against
+        # exporter.tda.rips.distance_matrices (the same bits, checked here too), per cloud and
+        # for a stack of the clouds at once (as `rips_diagrams` takes one shape's clouds).
+        stack = np.stack(clouds)
+        for _ in range(3):
+            t0 = time.perf_counter()
+            want = []
+            for c in clouds:
+                diff = c[:, None, :] - c[None, :, :]
+                want.append(np.sqrt((diff * diff).sum(axis=2)))
+            best["distances numpy"] = min(best.get("distances numpy", np.inf),
+                                          (time.perf_counter() - t0) / n_clouds)
+            t0 = time.perf_counter()
+            got = [distance_matrix(c) for c in clouds]
+            best["distance_matrix"] = min(best.get("distance_matrix", np.inf),
+                                          (time.perf_counter() - t0) / n_clouds)
+            t0 = time.perf_counter()
+            together = [m for a in range(0, n_clouds, 40)
+                        for m in distance_matrices(stack[a:a + 40])]
+            best["distance_matrices x40"] = min(best.get("distance_matrices x40", np.inf),
+                                                (time.perf_counter() - t0) / n_clouds)
+        same = all(a.tobytes() == b.tobytes() == c.tobytes()
+                   for a, b, c in zip(want, got, together, strict=True))
         ratio = best["rips_diagram[ripser]"] / best["rips_diagram[gudhi]"]
         print(f"{n}-point clouds, ms per cloud: "
               + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in best.items())
-              + f"; engines ripser/gudhi {ratio:.2f}x (load_avg={os.getloadavg()[0]:.2f})")
+              + f"; engines ripser/gudhi {ratio:.2f}x; distances numpy/own "
+              f"{best['distances numpy'] / best['distance_matrix']:.2f}x, identical={same} "
+              f"(load_avg={os.getloadavg()[0]:.2f})")
 
 
 def main() -> None:
@@ -130,7 +155,7 @@ def main() -> None:
         stage = TopologyStage(cfg, workers=args.workers)
         stage.run(make_window(64, args.signals, args.steps, seed=1), 0.0)  # start the pool
         center, scale = robust_stats(win.values)
-        _, clouds = stage._clouds(win.values, center, scale)
+        clouds = stage._clouds(win.values, center, scale)
         # The stage computes two diagrams per entity: the feature cloud's and the anomaly
         # score's coarse cloud's; the plain loop does both too.
         from exporter.tda.embedding import pack_clouds, score_clouds

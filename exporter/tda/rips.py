@@ -241,7 +241,8 @@ def distance_matrices(points: np.ndarray) -> np.ndarray:
     overhead: ~1/3 of a 61-point, 9-D cloud's diagram. Here the coordinates go first
     ([D, k, n, n]) and the squares are added over whole [k, n, n] slices in the order numpy's
     float64 sum uses for D <= 128 (`_pairwise_sum0`), so each distance adds the same values
-    in the same order; tests/test_replay_speed_identity.py checks the bits against numpy.
+    in the same order; tests/test_tda_worker_identity.py checks the bits against numpy,
+    and `benchmarks/bench_topology.py --overhead-only` prints both costs.
     (Rips diagrams need these exact bits: Ripser compares float32 distances.)
     """
     k, n, dim = points.shape
