@@ -65,6 +65,7 @@ def call_overhead(n_clouds: int = 300) -> None:
     import sys
 
     from ripser import ripser
+    from scipy.spatial.distance import cdist
 
     from exporter.tda.rips import ENGINES, distance_matrices, distance_matrix, rips_diagram
 
@@ -117,13 +118,24 @@ def call_overhead(n_clouds: int = 300) -> None:
                         for m in distance_matrices(stack[a:a + 40])]
             best["distance_matrices x40"] = min(best.get("distance_matrices x40", np.inf),
                                                 (time.perf_counter() - t0) / n_clouds)
+            t0 = time.perf_counter()
+            lib = [cdist(c, c) for c in clouds]
+            best["scipy cdist"] = min(best.get("scipy cdist", np.inf),
+                                      (time.perf_counter() - t0) / n_clouds)
         same = all(a.tobytes() == b.tobytes() == c.tobytes()
                    for a, b, c in zip(want, got, together, strict=True))
+        # cdist sums in another order: its float64 bits differ; what Ripser compares is
+        # float32 (why AURA keeps its own: rips.distance_matrices).
+        lib_bits = sum(a.tobytes() != b.tobytes() for a, b in zip(want, lib, strict=True))
+        lib_f32 = sum(a.astype(np.float32).tobytes() != b.astype(np.float32).tobytes()
+                      for a, b in zip(want, lib, strict=True))
         ratio = best["rips_diagram[ripser]"] / best["rips_diagram[gudhi]"]
         print(f"{n}-point clouds, ms per cloud: "
               + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in best.items())
               + f"; engines ripser/gudhi {ratio:.2f}x; distances numpy/own "
-              f"{best['distances numpy'] / best['distance_matrix']:.2f}x, identical={same} "
+              f"{best['distances numpy'] / best['distance_matrix']:.2f}x, identical={same}; "
+              f"cdist clouds with other float64 / float32 bits {lib_bits} / {lib_f32} of "
+              f"{n_clouds} "
               f"(load_avg={os.getloadavg()[0]:.2f})")
 
 

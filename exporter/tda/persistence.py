@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from exporter.heap import keep_heap
 from exporter.tda.embedding import Clouds
 from exporter.tda.features import (
     DIAGRAM_FEATURES,
@@ -473,34 +474,11 @@ def _init_worker() -> None:
         threadpool_limits(1)
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn (ripser dep)
         pass
-    keep_heap()
+    kept = keep_heap()
+    log.debug("persistence worker started keep_heap=%s", kept)
     # Pay the import once per worker, not in the first cycle's critical path. (scipy is only
     # needed for distances to prototypes, imported there: ~40 MB less per idle worker.)
     _rips_engine()
-
-
-# glibc `mallopt` parameters (malloc.h) and the values `keep_heap` sets.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-KEEP_HEAP_MMAP = 4 << 20
-KEEP_HEAP_TRIM = 8 << 20
-
-
-def keep_heap() -> bool:
-    """Let this process's C heap keep up to KEEP_HEAP_TRIM bytes it freed, and serve blocks up
-    to KEEP_HEAP_MMAP bytes from it (glibc `mallopt`); False where there is no glibc.
-
-    A worker allocates and frees a few 0.3-0.4 MiB temporaries per cloud (a distance
-    matrix's squares, the landscapes' tents). glibc's defaults gave some back to the kernel
-    and took them again, ~4 page faults per cloud; kept, none: ~2.5 % less worker CPU on the
-    48-host x 3-day replay's clouds (2026-11-30). Worst case 8 MiB more per worker."""
-    try:
-        import ctypes
-
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, KEEP_HEAP_MMAP)) and \
-        bool(mallopt(_M_TRIM_THRESHOLD, KEEP_HEAP_TRIM))
 
 
 def default_workers() -> int:

@@ -214,9 +214,10 @@ def _diagram_of(dist: np.ndarray, thresh: float | None, engine_name: str | None)
 def distance_matrix(points: np.ndarray) -> np.ndarray:
     """Euclidean distances [n, n] of a cloud points[n, D]: the bits of numpy's
     `np.sqrt(((p[:, None] - p[None]) ** 2).sum(axis=2))`, by `distance_matrices` where
-    that sums each distance's squares in one order (`_rows_contiguous`)."""
-    if _rows_contiguous(points):
-        return distance_matrices(points[None])[0]
+    that sums each distance's squares in one order (`_rows_contiguous`) and the cloud is
+    large enough for it to be faster (n * n * D >= _SLAB_MIN_VALUES)."""
+    if _rows_contiguous(points) and points.size * len(points) >= _SLAB_MIN_VALUES:
+        return _distance_matrices(points[None])[0]
     # Other dtypes and layouts: numpy's own expression (its sums differ by dtype, and by
     # layout: Fortran-ordered coordinates are summed one by one, not pairwise).
     diff = points[:, None, :] - points[None, :, :]
@@ -233,9 +234,13 @@ def _rows_contiguous(points: Any) -> bool:
 
 
 def distance_matrices(points: np.ndarray) -> np.ndarray:
-    """Euclidean distances [k, n, n] of k clouds points[k, n, D] (float64), bit for bit
-    numpy's broadcast expression `np.sqrt((diff * diff).sum(axis=-1))` on each cloud laid
-    out by rows (C order: `_rows_contiguous`), whatever the layout of `points`.
+    """Euclidean distances [k, n, n] (float64, the points' units) of k clouds
+    points[k, n, D] (float64), bit for bit numpy's broadcast expression
+    `np.sqrt((diff * diff).sum(axis=-1))` on each cloud laid out by rows (C order:
+    `_rows_contiguous`), whatever the layout of `points`.
+
+    Raises TypeError for anything but a 3-D float64 array (numpy's expression would sum
+    other dtypes in other orders and types).
 
     That expression reduces a short last axis (D values) once per distance, mostly per-call
     overhead: ~1/3 of a 61-point, 9-D cloud's diagram. Here the coordinates go first
@@ -243,8 +248,20 @@ def distance_matrices(points: np.ndarray) -> np.ndarray:
     float64 sum uses for D <= 128 (`_pairwise_sum0`), so each distance adds the same values
     in the same order; tests/test_tda_worker_identity.py checks the bits against numpy,
     and `benchmarks/bench_topology.py --overhead-only` prints both costs.
-    (Rips diagrams need these exact bits: Ripser compares float32 distances.)
+    (Rips diagrams need these exact bits: Ripser compares float32 distances.) Kept over
+    `scipy.spatial.distance.cdist` (~3x faster still) for that continuity: cdist sums in
+    another order, and although its float32 roundings matched on every cloud measured, a
+    long replay could see a distance flip, and every diagram and score after it.
     """
+    if not (isinstance(points, np.ndarray) and points.dtype == np.float64 and points.ndim == 3):
+        raise TypeError(f"distance_matrices takes float64 clouds [k, n, D], got "
+                        f"{getattr(points, 'dtype', type(points))} "
+                        f"{getattr(points, 'shape', '')}")
+    return _distance_matrices(points)
+
+
+def _distance_matrices(points: np.ndarray) -> np.ndarray:
+    """`distance_matrices` without the input check (callers pass float64 [k, n, D])."""
     k, n, dim = points.shape
     if dim == 0 or dim > _PAIRWISE_BLOCK:
         diff = points[:, :, None, :] - points[:, None, :, :]
@@ -266,6 +283,10 @@ def distance_matrices(points: np.ndarray) -> np.ndarray:
 
 # numpy's pairwise summation sums up to this many values in one block (PW_BLOCKSIZE).
 _PAIRWISE_BLOCK = 128
+# Below this many values (n * n * D) numpy's expression is faster for a single cloud (the
+# same bits): 13-point 9-D clouds 9.9 us against 12.9 us, 61-point ones 155 against 66 us
+# (benchmarks/bench_topology.py --overhead-only; helper-40's review, 2026-11-30).
+_SLAB_MIN_VALUES = 3000
 # Values of the [D, k, n, n] temporaries per `rips_diagrams` group (~1 MiB: they stay in
 # cache; 61-point 9-D clouds go one by one, 13-point ones ~40 at a time).
 _BATCH_VALUES = 64 * 1024
@@ -277,7 +298,7 @@ def _pairwise_sum0(x: np.ndarray) -> np.ndarray:
     below 8 values one by one; else 8 partial sums (r[j] = x[j] + x[j + 8] + ..., in x's
     first 8 rows, so x is overwritten from 16 values), combined as ((r0 + r1) + (r2 + r3)) +
     ((r4 + r5) + (r6 + r7)), then the m % 8 values left one by one. numpy adds that to its
-    initial 0.0, which changes no value but -0.0 (no sum of squares is -0.0)."""
+    initial value (0.0, or -0.0 in newer numpy), which changes no sum of squares."""
     m = len(x)
     if m < 8:
         res = x[0] + x[1] if m > 1 else x[0].copy()
