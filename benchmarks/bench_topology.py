@@ -65,9 +65,8 @@ def call_overhead(n_clouds: int = 300) -> None:
     import sys
 
     from ripser import ripser
-    from scipy.spatial.distance import cdist
 
-    from exporter.tda.rips import ENGINES, distance_matrices, distance_matrix, rips_diagram
+    from exporter.tda.rips import ENGINES, distance_matrix, rips_diagram
 
     imports = {}
     loads = {"ripser": "import ripser", "pyRipser": "import pyRipser",
@@ -98,9 +97,9 @@ def call_overhead(n_clouds: int = 300) -> None:
                 key = f"rips_diagram[{name}]"
                 best[key] = min(best.get(key, np.inf), (time.perf_counter() - t0) / n_clouds)
         # The distance matrix Ripser is given: numpy's broadcast expression against
-        # exporter.tda.rips.distance_matrices (the same bits, checked here too), per cloud and
-        # for a stack of the clouds at once (as `rips_diagrams` takes one shape's clouds).
-        stack = np.stack(clouds)
+        # exporter.tda.rips.distance_matrix (scipy's cdist); Ripser compares float32, so the
+        # clouds whose float32 distances differ are counted (0 expected), and those whose
+        # float64 bits differ (cdist sums in another order).
         for _ in range(3):
             t0 = time.perf_counter()
             want = []
@@ -113,29 +112,15 @@ def call_overhead(n_clouds: int = 300) -> None:
             got = [distance_matrix(c) for c in clouds]
             best["distance_matrix"] = min(best.get("distance_matrix", np.inf),
                                           (time.perf_counter() - t0) / n_clouds)
-            t0 = time.perf_counter()
-            together = [m for a in range(0, n_clouds, 40)
-                        for m in distance_matrices(stack[a:a + 40])]
-            best["distance_matrices x40"] = min(best.get("distance_matrices x40", np.inf),
-                                                (time.perf_counter() - t0) / n_clouds)
-            t0 = time.perf_counter()
-            lib = [cdist(c, c) for c in clouds]
-            best["scipy cdist"] = min(best.get("scipy cdist", np.inf),
-                                      (time.perf_counter() - t0) / n_clouds)
-        same = all(a.tobytes() == b.tobytes() == c.tobytes()
-                   for a, b, c in zip(want, got, together, strict=True))
-        # cdist sums in another order: its float64 bits differ; what Ripser compares is
-        # float32 (why AURA keeps its own: rips.distance_matrices).
-        lib_bits = sum(a.tobytes() != b.tobytes() for a, b in zip(want, lib, strict=True))
-        lib_f32 = sum(a.astype(np.float32).tobytes() != b.astype(np.float32).tobytes()
-                      for a, b in zip(want, lib, strict=True))
+        bits64 = sum(a.tobytes() != b.tobytes() for a, b in zip(want, got, strict=True))
+        bits32 = sum(a.astype(np.float32).tobytes() != b.astype(np.float32).tobytes()
+                     for a, b in zip(want, got, strict=True))
         ratio = best["rips_diagram[ripser]"] / best["rips_diagram[gudhi]"]
         print(f"{n}-point clouds, ms per cloud: "
               + ", ".join(f"{k} {v * 1e3:.3f}" for k, v in best.items())
-              + f"; engines ripser/gudhi {ratio:.2f}x; distances numpy/own "
-              f"{best['distances numpy'] / best['distance_matrix']:.2f}x, identical={same}; "
-              f"cdist clouds with other float64 / float32 bits {lib_bits} / {lib_f32} of "
-              f"{n_clouds} "
+              + f"; engines ripser/gudhi {ratio:.2f}x; distances numpy/distance_matrix "
+              f"{best['distances numpy'] / best['distance_matrix']:.2f}x, clouds with other "
+              f"float32 / float64 distances {bits32} / {bits64} of {n_clouds} "
               f"(load_avg={os.getloadavg()[0]:.2f})")
 
 

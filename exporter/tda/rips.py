@@ -1,12 +1,13 @@
 """Rips persistence diagram (H0 + H1) of one point cloud, and H0 of many small clouds at once.
 
-- The distance matrix is computed by numpy broadcasting (no BLAS, exact differences; scipy's
-  pdist had more call overhead than work on small clouds) and handed, in float32 as
+- The distance matrix is scipy's `cdist` (`distance_matrix`: exact differences, no BLAS;
+  0.022 against numpy broadcasting's 0.157 ms on a 61-point cloud, 0.005 against 0.011 ms on
+  a 13-point one, the same float32 distances) and is handed, in float32 as
   `ripser.ripser` would pass it, to a compiled Ripser routine (`_rips_engine`): GUDHI's
   `_ripser_ext` (Inria, MIT; the Ripser implementation behind `gudhi.sklearn.RipsPersistence`)
   when it loads, else ripser.py's. Both give the diagrams of the documented `ripser.ripser`
   call bit for bit, in the same order (tests/test_tda_persistence.py); on the 61-point feature
-  clouds GUDHI's costs 0.56 ms against ripser.py's 1.54 ms (2.7x; 1.3x on the 13-point score
+  clouds GUDHI's costs 0.40 ms against ripser.py's 1.35 ms (3.4x; 1.4x on the 13-point score
   clouds: `benchmarks/bench_topology.py --overhead-only`). Neither wrapper is called: both
   import scikit-learn (1-3.5 s per process) and check their input on every call.
 - Only GUDHI's MIT-licensed `_ripser_ext` module is loaded, from its file, without running
@@ -172,25 +173,8 @@ def rips_diagram(points: np.ndarray, thresh: float | None = None,
 
 
 def rips_diagrams(clouds: Sequence[np.ndarray], thresh: float | None = None) -> list[Diagram]:
-    """`rips_diagram` of each cloud [n_i, D], the same diagrams bit for bit: the distance
-    matrices of clouds of one shape computed together (`distance_matrices`), a few at a time;
-    then one Ripser call per cloud."""
-    out: list[Diagram | None] = [None] * len(clouds)
-    groups: dict[tuple[Any, ...], list[int]] = {}
-    for i, c in enumerate(clouds):
-        if _rows_contiguous(c) and len(c) >= 2:
-            groups.setdefault(c.shape, []).append(i)
-        else:  # what rips_diagram does with it
-            out[i] = rips_diagram(c, thresh)
-    for (n, dim), idx in groups.items():
-        step = max(1, _BATCH_VALUES // (n * n * max(dim, 1)))
-        for a in range(0, len(idx), step):
-            part = idx[a:a + step]
-            # float32 as the engines take it (the same rounding per matrix), all at once.
-            dists = distance_matrices(np.stack([clouds[i] for i in part])).astype(np.float32)
-            for i, dist in zip(part, dists, strict=True):
-                out[i] = _diagram_of(dist, thresh, None)
-    return out  # type: ignore[return-value]
+    """`rips_diagram` of each cloud [n_i, D] (the pool workers' entry point)."""
+    return [rips_diagram(c, thresh) for c in clouds]
 
 
 def _diagram_of(dist: np.ndarray, thresh: float | None, engine_name: str | None) -> Diagram:
@@ -212,109 +196,23 @@ def _diagram_of(dist: np.ndarray, thresh: float | None, engine_name: str | None)
 
 
 def distance_matrix(points: np.ndarray) -> np.ndarray:
-    """Euclidean distances [n, n] of a cloud points[n, D]: the bits of numpy's
-    `np.sqrt(((p[:, None] - p[None]) ** 2).sum(axis=2))`, by `distance_matrices` where
-    that sums each distance's squares in one order (`_rows_contiguous`) and the cloud is
-    large enough for it to be faster (n * n * D >= _SLAB_MIN_VALUES)."""
-    if _rows_contiguous(points) and points.size * len(points) >= _SLAB_MIN_VALUES:
-        return _distance_matrices(points[None])[0]
-    # Other dtypes and layouts: numpy's own expression (its sums differ by dtype, and by
-    # layout: Fortran-ordered coordinates are summed one by one, not pairwise).
+    """Euclidean distances [n, n] (the points' units) of a cloud points[n, D].
+
+    float64 clouds (all the product's): `scipy.spatial.distance.cdist`, whose compiled loop
+    costs 0.018 ms on a 61-point 9-D cloud against 0.156 ms for numpy's broadcast expression
+    (`benchmarks/bench_topology.py --overhead-only`; the expression reduced a 9-value axis
+    once per distance, ~1/3 of a feature cloud's diagram). Its sums go in another order than
+    numpy's, so float64 bits can differ; Ripser compares float32 distances, and those agreed
+    on every cloud measured (the benchmark counts them). Symmetric bit for bit ((a - b)^2 =
+    (b - a)^2, the coordinates summed in one order), with an exact 0 diagonal. Other dtypes
+    (float32 reservoir clouds) keep numpy's expression, summed in their own precision.
+    """
+    if points.dtype == np.float64 and points.ndim == 2:
+        from scipy.spatial.distance import cdist  # imported with scipy.optimize anyway
+
+        return cdist(points, points)
     diff = points[:, None, :] - points[None, :, :]
     return np.sqrt((diff * diff).sum(axis=2))
-
-
-def _rows_contiguous(points: Any) -> bool:
-    """A float64 cloud [n, D] whose coordinates lie contiguous within each row, rows in
-    order: numpy's broadcast differences then keep the coordinates innermost, and its sum
-    adds each distance's squares in `_pairwise_sum0`'s order."""
-    return (isinstance(points, np.ndarray) and points.dtype == np.float64
-            and points.ndim == 2 and points.strides[1] == points.itemsize
-            and points.strides[0] >= points.itemsize * points.shape[1])
-
-
-def distance_matrices(points: np.ndarray) -> np.ndarray:
-    """Euclidean distances [k, n, n] (float64, the points' units) of k clouds
-    points[k, n, D] (float64), bit for bit numpy's broadcast expression
-    `np.sqrt((diff * diff).sum(axis=-1))` on each cloud laid out by rows (C order:
-    `_rows_contiguous`), whatever the layout of `points`.
-
-    Raises TypeError for anything but a 3-D float64 array (numpy's expression would sum
-    other dtypes in other orders and types).
-
-    That expression reduces a short last axis (D values) once per distance, mostly per-call
-    overhead: ~1/3 of a 61-point, 9-D cloud's diagram. Here the coordinates go first
-    ([D, k, n, n]) and the squares are added over whole [k, n, n] slices in the order numpy's
-    float64 sum uses for D <= 128 (`_pairwise_sum0`), so each distance adds the same values
-    in the same order; tests/test_tda_worker_identity.py checks the bits against numpy,
-    and `benchmarks/bench_topology.py --overhead-only` prints both costs.
-    (Rips diagrams need these exact bits: Ripser compares float32 distances.) Kept over
-    `scipy.spatial.distance.cdist` (~3x faster still) for that continuity: cdist sums in
-    another order, and although its float32 roundings matched on every cloud measured, a
-    long replay could see a distance flip, and every diagram and score after it.
-    """
-    if not (isinstance(points, np.ndarray) and points.dtype == np.float64 and points.ndim == 3):
-        raise TypeError(f"distance_matrices takes float64 clouds [k, n, D], got "
-                        f"{getattr(points, 'dtype', type(points))} "
-                        f"{getattr(points, 'shape', '')}")
-    return _distance_matrices(points)
-
-
-def _distance_matrices(points: np.ndarray) -> np.ndarray:
-    """`distance_matrices` without the input check (callers pass float64 [k, n, D])."""
-    k, n, dim = points.shape
-    if dim == 0 or dim > _PAIRWISE_BLOCK:
-        diff = points[:, :, None, :] - points[:, None, :, :]
-        return np.sqrt((diff * diff).sum(axis=-1))
-    t = points.transpose(2, 0, 1)  # [D, k, n]
-    # Both operands spelt out first: a subtraction of two whole arrays runs as one loop,
-    # where broadcasting them ran one short loop per row (~1.5x the time of both copies).
-    sq = np.empty((dim, k, n, n))
-    np.copyto(sq, t[:, :, :, None])  # sq[d, c, i, j] = points[c, i, d]
-    other = np.empty_like(sq)
-    np.copyto(other, t[:, :, None, :])  # points[c, j, d]
-    np.subtract(sq, other, out=sq)
-    del other
-    np.multiply(sq, sq, out=sq)
-    out = _pairwise_sum0(sq)
-    del sq
-    return np.sqrt(out, out=out)
-
-
-# numpy's pairwise summation sums up to this many values in one block (PW_BLOCKSIZE).
-_PAIRWISE_BLOCK = 128
-# Below this many values (n * n * D) numpy's expression is faster for a single cloud (the
-# same bits): 13-point 9-D clouds 9.9 us against 12.9 us, 61-point ones 155 against 66 us
-# (benchmarks/bench_topology.py --overhead-only; helper-40's review, 2026-11-30).
-_SLAB_MIN_VALUES = 3000
-# Values of the [D, k, n, n] temporaries per `rips_diagrams` group (~1 MiB: they stay in
-# cache; 61-point 9-D clouds go one by one, 13-point ones ~40 at a time).
-_BATCH_VALUES = 64 * 1024
-
-
-def _pairwise_sum0(x: np.ndarray) -> np.ndarray:
-    """Sum of x[m, ...] over axis 0 (a new array), in the order of numpy's float64
-    `add.reduce` over a contiguous axis of 1 <= m <= 128 values (numpy's `pairwise_sum`):
-    below 8 values one by one; else 8 partial sums (r[j] = x[j] + x[j + 8] + ..., in x's
-    first 8 rows, so x is overwritten from 16 values), combined as ((r0 + r1) + (r2 + r3)) +
-    ((r4 + r5) + (r6 + r7)), then the m % 8 values left one by one. numpy adds that to its
-    initial value (0.0, or -0.0 in newer numpy), which changes no sum of squares."""
-    m = len(x)
-    if m < 8:
-        res = x[0] + x[1] if m > 1 else x[0].copy()
-        for i in range(2, m):
-            res += x[i]
-        return res
-    whole = m - m % 8
-    r = x[0:8]
-    for i in range(8, whole, 8):
-        r += x[i:i + 8]
-    s = np.add(r[0::2], r[1::2])  # r0 + r1, r2 + r3, r4 + r5, r6 + r7
-    h = np.add(s[0::2], s[1::2])
-    res = np.add(h[0], h[1])
-    for i in range(whole, m):
-        res += x[i]
-    return res
 
 
 def h0_deaths(points: np.ndarray) -> np.ndarray:
