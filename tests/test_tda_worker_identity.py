@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporter.tda.rips import _diagram_of, distance_matrix, rips_diagram, rips_diagrams
+from exporter.tda.rips import _diagram_of, distance_matrix, rips_diagram
 
 
 def _numpy_distances(points: np.ndarray) -> np.ndarray:
@@ -70,7 +70,7 @@ def test_distance_matrix_special_values_layouts_and_dtypes() -> None:
     assert _same(distance_matrix(p32), _numpy_distances(p32))
 
 
-def test_rips_diagrams_equal_the_former_diagrams_in_order() -> None:
+def test_diagrams_equal_the_former_diagrams() -> None:
     rng = np.random.default_rng(16)
     shapes = [(61, 9), (13, 9), (61, 9), (1, 9), (0, 9), (2, 9), (13, 9), (13, 4), (61, 9)]
     clouds: list[np.ndarray] = [_cloud(rng, n, d) for n, d in shapes]
@@ -78,11 +78,9 @@ def test_rips_diagrams_equal_the_former_diagrams_in_order() -> None:
     clouds.append(_cloud(rng, 10, 3).astype(np.float32))
     clouds.append(np.asfortranarray(_cloud(rng, 13, 9)))
     want = [_former_diagram(c) for c in clouds]
-    for got in (rips_diagrams(clouds), [rips_diagram(c) for c in clouds]):
-        assert len(got) == len(want)
-        for (g0, g1), (w0, w1) in zip(got, want, strict=True):
-            assert _same(g0, w0) and _same(g1, w1)
-    assert rips_diagrams([]) == []
+    for c, (w0, w1) in zip(clouds, want, strict=True):
+        g0, g1 = rips_diagram(c)
+        assert _same(g0, w0) and _same(g1, w1)
 
 
 def test_keep_heap_sets_glibc_malloc_parameters_in_a_fresh_process() -> None:
@@ -122,12 +120,12 @@ def test_pool_workers_set_the_heap_parameters() -> None:
     assert out.stdout.strip() == "1"
 
 
-def test_rips_diagrams_with_a_threshold_equal_rips_diagram() -> None:
+def test_diagrams_with_a_threshold_equal_the_former_diagrams() -> None:
     rng = np.random.default_rng(11)
     clouds = [np.cumsum(rng.normal(size=(n, 9)), axis=0) for n in (13, 13, 13, 61, 5)]
     for thresh in (0.5, 2.0, 8.0):
-        got = rips_diagrams(clouds, thresh)
-        for c, (h0, h1) in zip(clouds, got, strict=True):
-            w0, w1 = rips_diagram(c, thresh)
+        for c in clouds:
+            h0, h1 = rips_diagram(c, thresh)
+            w0, w1 = _diagram_of(_numpy_distances(c), thresh, None)
             assert _same(h0, w0) and _same(h1, w1)
             assert (h1[:, 1] <= thresh).all() if len(h1) else True

@@ -44,7 +44,7 @@ from exporter.tda.features import (
     median_h0_deaths,
     scale_free_features,
 )
-from exporter.tda.rips import Diagram, _rips_engine, rips_diagram, rips_diagrams
+from exporter.tda.rips import Diagram, _rips_engine, rips_diagram
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ def _diagrams_list_task(clouds: Sequence[np.ndarray], thresh: float | None,
                         with_free: np.ndarray | None = None
                         ) -> tuple[_Packed, np.ndarray | None]:
     """`_diagrams_task` for clouds that cannot share one array."""
-    dgms = rips_diagrams(clouds, thresh)
+    dgms = [rips_diagram(c, thresh) for c in clouds]
     free = None
     if with_free is not None and with_free.any():
         free = scale_free_features([d for d, f in zip(dgms, with_free, strict=True) if f])
@@ -250,12 +250,9 @@ def _chunk_task(
                                for (i, n), k in zip(enumerate(counts), known, strict=True)]
         free = cache.scale_free(known, fine)
     elif features or not score:
-        fine = rips_diagrams([points[i, :n] for i, n in enumerate(counts)], thresh)
+        fine = [rips_diagram(points[i, :n], thresh) for i, n in enumerate(counts)]
     if not score:
         dgms = fine
-    elif cache is None:
-        dgms = rips_diagrams([score_points[i, :n]  # type: ignore[index]
-                              for i, n in enumerate(score_counts)], thresh)  # type: ignore[arg-type]
     else:
         dgms = [_cached_diagram(score_points[i, :n], thresh, cache, k)  # type: ignore[index]
                 for (i, n), k in zip(enumerate(score_counts), score_keys,  # type: ignore[arg-type]
@@ -476,8 +473,8 @@ def _init_worker() -> None:
         pass
     kept = keep_heap()
     log.debug("persistence worker started keep_heap=%s", kept)
-    # Pay the import once per worker, not in the first cycle's critical path. (scipy is only
-    # needed for distances to prototypes, imported there: ~40 MB less per idle worker.)
+    # Pay the import once per worker, not in the first cycle's critical path. (scipy loads
+    # with the first diagram: `rips.distance_matrix` is its cdist, ~36 MB per process.)
     _rips_engine()
 
 

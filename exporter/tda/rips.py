@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -172,11 +171,6 @@ def rips_diagram(points: np.ndarray, thresh: float | None = None,
     return _diagram_of(distance_matrix(points), thresh, engine_name)
 
 
-def rips_diagrams(clouds: Sequence[np.ndarray], thresh: float | None = None) -> list[Diagram]:
-    """`rips_diagram` of each cloud [n_i, D] (the pool workers' entry point)."""
-    return [rips_diagram(c, thresh) for c in clouds]
-
-
 def _diagram_of(dist: np.ndarray, thresh: float | None, engine_name: str | None) -> Diagram:
     """`rips_diagram`'s diagram from the cloud's distance matrix [n, n] (n >= 2)."""
     engine = _rips_engine(engine_name)
@@ -208,7 +202,7 @@ def distance_matrix(points: np.ndarray) -> np.ndarray:
     (float32 reservoir clouds) keep numpy's expression, summed in their own precision.
     """
     if points.dtype == np.float64 and points.ndim == 2:
-        from scipy.spatial.distance import cdist  # imported with scipy.optimize anyway
+        from scipy.spatial.distance import cdist  # lazily: scipy is ~36 MB per process
 
         return cdist(points, points)
     diff = points[:, None, :] - points[None, :, :]
