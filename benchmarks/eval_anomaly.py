@@ -30,9 +30,11 @@ before-or-during ("+during"), against cycles more than 12 h from any incident of
 the lowest with at most F false-alarm episodes per entity-day (an episode = a run of cycles
 at or above the threshold starting outside every [start - 4 h, end] window), an event counts
 as detected when a cycle in [start - 4 h, end] is at or above it; lead = start - first such
-cycle (median over detected events). Last: how often the `AuraTopologyAnomaly` rule
-(score > threshold for `for`, exporter/config.py RulesConfig) would fire per entity-day far
-from incidents.
+cycle (median over detected events). Then the NAB-style score (`nab_score`: the scoring of
+streaming detectors in Lavin & Ahmad, "Evaluating real-time anomaly detection algorithms -
+the Numenta Anomaly Benchmark", ICMLA 2015, standard profile), with a seeded uniform random
+score as the chance line. Last: how often the `AuraTopologyAnomaly` rule (score > threshold
+for `for`, exporter/config.py RulesConfig) would fire per entity-day far from incidents.
 """
 
 from __future__ import annotations
@@ -194,6 +196,11 @@ def evaluate(name: str, scores: dict[str, np.ndarray], at: np.ndarray, events: l
             cells.append(f"{det:>3}/{len(events)} ({lead:>5.0f})")
         print(f"{key:<10} {ok[far | inwin].mean():>6.2f} {a_before:>13.3f} {a_all:>8.3f}   "
               + " | ".join(cells))
+    chance = np.random.default_rng(0).random(far.shape)
+    cells = [f"{key} {nab_score(s, at, events, near_other)[0]:.1f}"
+             for key, s in {**scores, "random": chance}.items()]
+    print("NAB-style score (standard profile; 0 = none detected, 100 = perfect): "
+          + " | ".join(cells))
     s = scores.get("topology")
     if s is not None:
         thr, hold = rule
@@ -210,6 +217,84 @@ def evaluate(name: str, scores: dict[str, np.ndarray], at: np.ndarray, events: l
         print(f"AuraTopologyAnomaly (> {thr} for {hold:.0f} s = {need} cycles): {fires} fires "
               f"over {far_days:.0f} entity-days far from incidents = "
               f"{fires / max(far_days, 1e-9):.2f} per entity-day")
+
+
+# NAB's standard application profile (Lavin & Ahmad 2015, section "Scoring"): weights of a true
+# positive, a false positive and a false negative; windows span 10 % of an entity's cycles
+# shared among its events; the first 15 % of cycles are a probation nothing is counted in.
+NAB_TP, NAB_FP, NAB_FN = 1.0, 0.11, 1.0
+NAB_WINDOW_SHARE = 0.10
+NAB_PROBATION = 0.15
+
+
+def _nab_sigmoid(y: np.ndarray | float) -> np.ndarray | float:
+    """NAB's scaled sigmoid of a position y relative to a window's end (in window lengths):
+    ~0.987 at the window's start (y = -1), 0 at its end, towards -1 long after it."""
+    return 2.0 / (1.0 + np.exp(5.0 * np.asarray(y))) - 1.0
+
+
+def nab_score(s: np.ndarray, at: np.ndarray, events: list, skip: np.ndarray) -> tuple[float, float]:
+    """NAB-style score (0 = no detection at all, 100 = every window at its first cycle) of
+    scores s [E, C] at cycle times `at` and the threshold that gives it.
+
+    As NAB scores a corpus: per entity, one window per event of width NAB_WINDOW_SHARE x the
+    entity's span / its events, centred on the event's start (ASD's events have an end: the
+    window reaches it at least), overlapping windows merged. At a threshold, the first cycle
+    at or above it in a window earns NAB_TP x sigmoid(its position); a window without one
+    costs NAB_FN; every cycle at or above it outside windows costs NAB_FP x the sigmoid of
+    its distance after the preceding window (the full NAB_FP before any). Cycles in the first
+    NAB_PROBATION of the span and `skip` [E, C] (other incidents of a one-signal case) are
+    not counted. One threshold for all entities, the best of the score's upper quantiles or
+    one above every score (NAB optimises each detector's threshold the same way, so the
+    score is at least 0). NaN scores count as no detection.
+    """
+    e, c = s.shape
+    span = at[-1] - at[0] if c > 1 else 0.0
+    per: list[list[tuple[float, float]]] = [[] for _ in range(e)]
+    for row, start, end in events:
+        per[int(row)].append((float(start), float(end)))
+    prep = []
+    for row in range(e):
+        wins: list[tuple[float, float]] = []
+        if per[row]:
+            half = NAB_WINDOW_SHARE * span / len(per[row]) / 2.0
+            for a, b in sorted((st - half, max(en, st + half)) for st, en in per[row]):
+                if wins and a <= wins[-1][1]:
+                    wins[-1] = (wins[-1][0], max(wins[-1][1], b))
+                else:
+                    wins.append((a, b))
+        inside = np.full(c, -1)
+        cost = np.full(c, -NAB_FP)
+        for k, (a, b) in enumerate(wins):
+            inside[(at >= a) & (at <= b)] = k
+            nxt = wins[k + 1][0] if k + 1 < len(wins) else np.inf
+            after = (at > b) & (at < nxt)
+            cost[after] = NAB_FP * _nab_sigmoid((at[after] - b) / (b - a))
+        counted = (at >= at[0] + NAB_PROBATION * span) & ~skip[row]
+        prep.append((wins, inside, cost, counted))
+    n_win = sum(len(w) for w, _, _, _ in prep)
+    if n_win == 0:
+        return float("nan"), float("nan")
+    null, perfect = -NAB_FN * n_win, NAB_TP * float(_nab_sigmoid(-1.0)) * n_win
+    vals = s[np.isfinite(s)]
+    if len(vals) == 0:
+        return 0.0, float("nan")
+    cands = np.unique(np.quantile(vals, np.concatenate([np.linspace(0.5, 0.99, 50),
+                                                        1.0 - np.logspace(-2, -6, 41)])))
+    # Above every score: nothing detected, NAB's null detector (0).
+    best, best_thr = null, float("inf")
+    for thr in cands:
+        total = 0.0
+        for row, (wins, inside, cost, counted) in enumerate(prep):
+            hit = (np.nan_to_num(s[row], nan=-np.inf) >= thr) & counted
+            for k, (a, b) in enumerate(wins):
+                first = np.flatnonzero(hit & (inside == k))
+                total += NAB_TP * float(_nab_sigmoid((at[first[0]] - b) / (b - a))) \
+                    if len(first) else -NAB_FN
+            total += float(cost[hit & (inside < 0)].sum())
+        if total > best:
+            best, best_thr = total, float(thr)
+    return 100.0 * (best - null) / (perfect - null), best_thr
 
 
 def detection(s: np.ndarray, at: np.ndarray, events: list, inwin: np.ndarray,

@@ -291,3 +291,28 @@ def test_reference_quartiles_are_numpys_lower_quantiles():
         want = np.nanquantile(a[:, 1:], [0.25, 0.75], axis=0, method="lower")
         np.testing.assert_array_equal(q25, want[0])
         np.testing.assert_array_equal(q75, want[1])
+
+
+def test_onset_ranks_a_sudden_excursion_in_its_first_cycle(monkeypatch):
+    # A raw distance three times the largest of the entity's history, in one cycle: the
+    # 30-min average spreads it over its own values (1 in ~20 000 here), the onset view
+    # (this cycle's Fisher statistic calibrated on its own history) sees it at once.
+    stage = _learned(2.6, seed=3)
+    store = stage._store
+    for entry in store.entries.values():
+        now = float(entry.hist_times[-1]) + EVERY
+        level = np.full(2, np.nan)
+        seas = float(np.nanmedian(entry.seas_hist))
+        spike = 3.0 * float(np.nanmax(entry.raw_hist))
+        scores = {}
+        for onset in (True, False):
+            monkeypatch.setattr(baseline, "ONSET", onset)
+            entry.fits = None
+            scores[onset] = store._fused(entry, spike, now, level, seas)
+        assert 1.0 - scores[True] < 1e-6 < 1.0 - scores[False]
+        # Tippett's correction keeps a typical cycle from gaining: its three views' best
+        # score is cubed (not squared).
+        usual = float(np.nanmedian(entry.raw_hist))
+        monkeypatch.setattr(baseline, "ONSET", True)
+        entry.fits = None
+        assert store._fused(entry, usual, now, level, seas) < 0.99

@@ -37,8 +37,9 @@ own recent history and combined, so persistent homology stays one of two indepen
   The reference value DRIFT_K = 3 is the null mean of chi2 with 2 degrees of freedom (2)
   plus half its standard deviation (2), Page's rule for detecting a shift of one standard
   deviation; no fitted constant. Re-calibrated like the average on the entity's own history
-  of S, and the two calibrated views (30-min average, drift) are combined by Tippett's
-  minimum p with Sidak's correction (`tippett`): the score stays a tail probability.
+  of S. The calibrated views (this cycle's statistic: the onset; the 30-min average; the
+  drift) are combined by Tippett's minimum p with Sidak's correction (`tippett`): the score
+  stays a tail probability.
 """
 
 from __future__ import annotations
