@@ -242,7 +242,8 @@ class DecisionConfig:
     cold_threshold: float = 0.8
     # A sustained, extreme anomaly is a warning even where no agent sees a failure mechanism
     # (servers without known capacities; an incident that is "unusual", not "filling up"):
-    # the calibrated topology anomaly score at or above `sustained_anomaly_threshold` (0.998: rarer
+    # the calibrated topology anomaly score's sustained form (without its onset view: TopologyResult
+    # .sustained_score) at or above `sustained_anomaly_threshold` (0.998: rarer
     # than 1 in 500 of the entity's own windows) at every cycle for `sustained_anomaly_for`, once the
     # entity's own history spans `sustained_anomaly_min_history` (the score compares a window with the
     # same time of day from the second day on; a day of those comparisons calibrates it).

@@ -561,7 +561,7 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     """
     topo = topology if topology is not None and "topology" in consensus.agents else None
     d = stage.decide(entities, consensus.risk, consensus.level, now,
-                     None if topo is None else topo.anomaly_score,
+                     None if topo is None else topo.sustained(),
                      None if topo is None else topo.history_seconds)
     if not d.suppressed.any() and not d.escalated.any():
         return replace(consensus, threshold=d.threshold)
@@ -602,7 +602,7 @@ def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResu
         known = rows[np.isfinite(topo[rows]).any(axis=1)]
         contribution[known] = topo[known]
     threshold = float(stage.cfg.sustained_anomaly_threshold)
-    score = np.asarray(topology.anomaly_score, dtype=np.float64)
+    score = np.asarray(topology.sustained(), dtype=np.float64)
     for i in rows:
         actions[i] = "investigate"
         # A level lowered as usual says so: its text already starts "usual for this entity".

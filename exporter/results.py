@@ -22,6 +22,9 @@ class TopologyResult:
     """Output of the topology stage (exporter.tda).
 
     anomaly_score: [E] calibrated 0..1 distance to the entity's baseline; NaN while warming up.
+    sustained_score: [E] the same without its onset view (exporter/tda/baseline.py ONSET:
+        the 30-min average and the drift only), what the topology agent and the decision
+        stage's sustained-anomaly warning read (`sustained`); None where absent.
     betti: [E, 2] Betti numbers (dimensions 0, 1) at the calibrated scale.
     entropy: [E, 2] persistence entropy per dimension.
     features: [E, K] topology feature vector, columns named by `feature_names`.
@@ -47,6 +50,11 @@ class TopologyResult:
     fleet_outlier: np.ndarray
     baseline: BaselineStore | None = None
     history_seconds: np.ndarray | None = None
+    sustained_score: np.ndarray | None = None
+
+    def sustained(self) -> np.ndarray:
+        """[E] `sustained_score`, or `anomaly_score` where a producer gives none."""
+        return self.anomaly_score if self.sustained_score is None else self.sustained_score
 
 
 @dataclass(frozen=True, eq=False)

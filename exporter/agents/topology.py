@@ -32,7 +32,8 @@ class TopologyAgent:
         topo = inp.topology
         if topo is None or e == 0:
             return abstain(self.name, e, s)
-        score = np.asarray(topo.anomaly_score, dtype=np.float64)
+        # The sustained form: a cycle's onset alone does not move the risk.
+        score = np.asarray(topo.sustained(), dtype=np.float64)
         if score.shape != (e,):
             raise AgentError(f"topology anomaly_score has shape {score.shape}, expected ({e},)")
         outlier = np.asarray(topo.fleet_outlier, dtype=np.float64)

@@ -39,10 +39,11 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   mean distance to the 3 nearest of the newest 36. Score (`BaselineStore.score`, since the
   second issue-14 session): that distance's tail probability under the entity's own recent
   raw distances, fused (Fisher's method) with the tail probability of a seasonal level
-  deviation (exporter/tda/seasonal.py); the fused statistic itself (onset, since the sixth
-  session), its 30-min moving average and its CUSUM (slow drift, fourth session) each
-  re-calibrated on the entity's own history of it and combined by Tippett's minimum p
-  (0.99 = exceeded by 1 window in 100 of its own);
+  deviation (exporter/tda/seasonal.py); the fused statistic's own p-value (the onset, since
+  the sixth session), its 30-min moving average and its CUSUM (slow drift, fourth session),
+  the last two re-calibrated on the entity's own history of them, combined by Tippett's
+  minimum p (0.99 = exceeded by 1 window in 100 of its own; the sustained form, without the
+  onset, is what the decisions read);
   exported once MIN_RAW_HISTORY raw distances exist (`BaselineStore.warming`). Degenerate windows (every signal constant or two-state, or
   missing) have no summary: no score, and nothing enters the history. Measured on real
   servers (benchmarks/eval_anomaly.py, ASD, ablation in benchmarks/README.md); the
@@ -67,6 +68,7 @@ from typing import overload
 
 import numpy as np
 
+import exporter.tda.seasonal as seasonal
 from exporter.numeric import clipped_z, nan_percentile
 from exporter.tda.embedding import Z_CLIP, Clouds
 from exporter.tda.features import SUMMARY_SIZE, connectivity_scale, summaries
@@ -122,12 +124,15 @@ SMOOTH = 1800.0
 # Fisher statistic, calibrated on its own history and combined with the 30-min average by
 # Tippett's minimum p once MIN_SMOOTH_HISTORY of its values exist (off: the average alone).
 DRIFT = True
-# The onset view (issue 14, sixth session): this cycle's Fisher statistic, calibrated on its
-# own history, as a third term of Tippett's minimum p (off: the average and the drift only).
-# The 30-min average dilutes a sudden change over six cycles, the drift needs hours; an
-# excursion that starts now is rare at once in this view (measured on ASD at the live cadence:
-# NAB-style score 20.5 -> 24.7 one signal per entity, 6.9 -> 9.7 whole servers, AUROC
-# 0.752 -> 0.754 and 0.627 -> 0.636; benchmarks/README.md "Onset").
+# The onset view (issue 14, sixth session): this cycle's Fisher combination of the topology's
+# and the level's tail probabilities, read as the p-value it is (chi2 with 2 degrees of
+# freedom: p = e^(-fis/2)), as a third term of Tippett's minimum p (off: the average and the
+# drift only). The 30-min average dilutes a sudden change over six cycles and the drift needs
+# hours; an excursion that starts now is rare at once in this view. Not calibrated again on
+# its own history: both inputs already are, and every further empirical calibration adds the
+# noise of its own tail fit where the score ranks its rarest cycles (measured on ASD at the
+# live cadence, benchmarks/README.md "The NAB-style score, the onset view and the level's
+# scale").
 ONSET = True
 # An entity's first days (issue 14, fleetgen-303, benchmarks/README.md): the level's tail
 # probability enters the fusion only once MIN_LEVEL_HISTORY of its own deviations exist (a
@@ -514,7 +519,8 @@ class BaselineStore:
         return np.flatnonzero(ok)[-MAX_REFERENCES:]
 
     def score(self, keys: tuple[tuple[str, ...], ...], raw: np.ndarray,
-              now: float | None = None, coarse: Clouds | None = None) -> np.ndarray:
+              now: float | None = None, coarse: Clouds | None = None,
+              sustained: np.ndarray | None = None) -> np.ndarray:
         """Calibrated 0..1 scores [E] of raw distances [E] (NaN with fewer than
         MIN_RAW_HISTORY own distances, or without a raw distance).
 
@@ -532,10 +538,17 @@ class BaselineStore:
         still means 1 window in 100 of its own). p_level counts once MIN_LEVEL_HISTORY
         deviations exist; the drift once MIN_SMOOTH_HISTORY of its values do; falls back
         to the ECDF above while the history of averages is shorter than MIN_SMOOTH_HISTORY
-        (an entity's first day). Stashes the cycle's level and statistics in the entity for
-        `update` (which keeps them).
+        (an entity's first day). With ONSET, this cycle's Fisher p-value is a third view of
+        the Tippett combination (see ONSET). Stashes the cycle's level and statistics in the
+        entity for `update` (which keeps them).
+
+        sustained: an [E] array filled, where given, with the score without the onset view
+        (the 30-min average and the drift only; the same as the score where not fused):
+        what the topology agent and the decision stage's sustained-anomaly warning read.
         """
         out = np.full(len(keys), np.nan)
+        if sustained is not None:
+            sustained[:] = np.nan
         fused = FUSION and now is not None and coarse is not None
         if fused:
             level, seas = self._levels(keys, now, coarse)  # type: ignore[arg-type]
@@ -544,12 +557,16 @@ class BaselineStore:
             if entry is None:
                 continue
             if fused:
-                out[i] = self._fused(entry, float(raw[i]), now, level[i],  # type: ignore[arg-type]
-                                     seas[i])
+                out[i], held = self._fused(entry, float(raw[i]), now,  # type: ignore[arg-type]
+                                           level[i], seas[i])
+                if sustained is not None:
+                    sustained[i] = held
                 continue
             if not np.isfinite(raw[i]):
                 continue
             out[i] = _ecdf(np.float32(raw[i]), entry.raw_hist)
+            if sustained is not None:
+                sustained[i] = out[i]
         return out
 
     def _levels(self, keys: tuple[tuple[str, ...], ...], now: float,
@@ -586,20 +603,19 @@ class BaselineStore:
         return level, seas
 
     def _fused(self, entry: _Entry, raw: float, now: float, level: np.ndarray,
-               seas: float) -> float:
-        """One entity's fused score (see `score`) from its level [S] and seasonal deviation
-        (`_levels`); stashes `entry.pending`."""
+               seas: float) -> tuple[float, float]:
+        """One entity's fused score and its sustained form (see `score`) from its level [S]
+        and seasonal deviation (`_levels`); stashes `entry.pending`."""
         nan = float("nan")
         entry.pending = (now, level, seas, nan, nan, nan)
         if not math.isfinite(raw):
-            return nan
+            return nan, nan
         if entry.fits is None:
             entry.fits = tuple(tail_fit(h) for h in (entry.raw_hist, entry.seas_hist,
-                                                      entry.smooth_hist, entry.drift_hist,
-                                                      entry.fis_hist))
-        fit_raw, fit_seas, fit_smooth, fit_drift, fit_fis = entry.fits
+                                                      entry.smooth_hist, entry.drift_hist))
+        fit_raw, fit_seas, fit_smooth, fit_drift = entry.fits
         if fit_raw[3] < MIN_RAW_HISTORY:
-            return float("nan")
+            return nan, nan
         p_level = float("nan")
         if math.isfinite(seas) and fit_seas[3] >= MIN_LEVEL_HISTORY:
             p_level = survival(seas, entry.seas_hist, fit_seas)
@@ -617,12 +633,15 @@ class BaselineStore:
         slow = drift(_last_finite(entry.drift_hist), fis) if whole else nan
         entry.pending = (now, level, seas, fis, smooth, slow)
         if fit_smooth[3] < MIN_SMOOTH_HISTORY:
-            return _ecdf(np.float32(raw), entry.raw_hist)
+            first = _ecdf(np.float32(raw), entry.raw_hist)
+            return first, first
         fast = 1.0 - survival(smooth, entry.smooth_hist, fit_smooth)
-        onset = 1.0 - survival(fis, entry.fis_hist, fit_fis) if ONSET else nan
+        # The onset: Fisher's combined p-value of this cycle itself (fis = -2 ln p).
+        onset = -math.expm1(-0.5 * fis) if ONSET and seasonal.FISHER_DOF else nan
         if not DRIFT or fit_drift[3] < MIN_SMOOTH_HISTORY:
-            return tippett(fast, onset) if ONSET else fast
-        return tippett(fast, 1.0 - survival(slow, entry.drift_hist, fit_drift), onset)
+            return tippett(fast, onset), fast
+        held = 1.0 - survival(slow, entry.drift_hist, fit_drift)
+        return tippett(fast, held, onset), tippett(fast, held)
 
     def warming(self, keys: tuple[tuple[str, ...], ...]) -> np.ndarray:
         """[E] True where the score is not yet exported: fewer than MIN_RAW_HISTORY own

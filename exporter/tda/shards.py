@@ -179,12 +179,13 @@ class TopologyShards:
         k = first.features.shape[1]
         score, betti, entropy = np.full(e, np.nan), np.full((e, 2), np.nan), np.full((e, 2), np.nan)
         feats, contribution = np.full((e, k), np.nan), np.full((e, s), np.nan)
-        history = np.zeros(e)
+        history, held = np.zeros(e), np.full(e, np.nan)
         for rows, part in zip(splits, parts, strict=True):
             if part is None or not len(rows):
                 continue
             score[rows], betti[rows], entropy[rows] = part.anomaly_score, part.betti, part.entropy
             feats[rows], contribution[rows] = part.features, part.signal_contribution
+            held[rows] = part.sustained()
             if part.history_seconds is not None:
                 history[rows] = part.history_seconds
         order = np.array([shard_of(key, 2**31) for key in window.entities], dtype=np.int64)
@@ -192,7 +193,7 @@ class TopologyShards:
         return TopologyResult(anomaly_score=score, betti=betti, entropy=entropy, features=feats,
                               feature_names=first.feature_names, signal_contribution=contribution,
                               fleet_betti=fleet_b, fleet_outlier=outlier,
-                              history_seconds=history)
+                              history_seconds=history, sustained_score=held)
 
     def state(self) -> dict[str, np.ndarray]:
         """Nothing: the shards' baselines are not persisted (offline replays only)."""

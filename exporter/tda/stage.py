@@ -489,10 +489,11 @@ class TopologyStage:
             diagrams, _, _, _ = self._persistence.submit(scored).result()
             vecs = self._summaries(diagrams, scored, p.degenerate)
             raw = p.store.distance(p.keys, vecs, now)
-            score = p.store.score(p.keys, raw, now, p.coarse)
+            held = np.empty(len(p.keys))
+            p.store.score(p.keys, raw, now, p.coarse, sustained=held)
             # The score clouds' H0 medians are not the feature clouds' (Betti scale): none kept.
             p.store.update(p.keys, diagrams, p.coarse, np.full(len(p.keys), np.nan), p.deciles,
-                           score, now, p.center, p.scale, raw, vecs, replay=True)
+                           held, now, p.center, p.scale, raw, vecs, replay=True)
         except TopologyError:
             raise
         except Exception as err:
@@ -655,13 +656,16 @@ class TopologyStage:
         # entities).
         del clouds, scored
         raw = store.distance(keys, vecs, now)
-        score = store.score(keys, raw, now, coarse)
+        held = np.empty(len(keys))
+        score = store.score(keys, raw, now, coarse, sustained=held)
         warming = store.warming(keys)  # before update: this cycle's distance not yet counted
 
         feats = np.concatenate([dfeats, wfeats], axis=1)
         feats[~known] = np.nan
         contribution = self._contribution(deciles, center, scale, base_z, fitted & known)
-        store.update(keys, diagrams, coarse, h0_median, deciles, score, now, center, scale, raw,
+        # Admission reads the sustained form: a window hot for one cycle's onset alone is
+        # still admitted, as before the onset view.
+        store.update(keys, diagrams, coarse, h0_median, deciles, held, now, center, scale, raw,
                      vecs)
         store.forget(set(keys))
 
@@ -671,6 +675,7 @@ class TopologyStage:
                   e, int(known.sum()), int(fitted.sum()), time.perf_counter() - started)
         return TopologyResult(
             anomaly_score=np.where(warming, np.nan, score),
+            sustained_score=np.where(warming, np.nan, held),
             betti=feats[:, :2].copy(),
             entropy=feats[:, 2:4].copy(),
             features=feats,
