@@ -221,10 +221,12 @@ def evaluate(name: str, scores: dict[str, np.ndarray], at: np.ndarray, events: l
 
 # NAB's standard application profile (Lavin & Ahmad 2015, section "Scoring"): weights of a true
 # positive, a false positive and a false negative; windows span 10 % of an entity's cycles
-# shared among its events; the first 15 % of cycles are a probation nothing is counted in.
+# shared among its events; the first 15 % of cycles (at most 750) are a probation nothing is
+# counted in, and windows that reach into it are dropped (NAB's labeler does the same).
 NAB_TP, NAB_FP, NAB_FN = 1.0, 0.11, 1.0
 NAB_WINDOW_SHARE = 0.10
 NAB_PROBATION = 0.15
+NAB_PROBATION_MAX = 750
 
 
 def _nab_sigmoid(y: np.ndarray | float) -> np.ndarray | float:
@@ -239,17 +241,22 @@ def nab_score(s: np.ndarray, at: np.ndarray, events: list, skip: np.ndarray) -> 
 
     As NAB scores a corpus: per entity, one window per event of width NAB_WINDOW_SHARE x the
     entity's span / its events, centred on the event's start (ASD's events have an end: the
-    window reaches it at least), overlapping windows merged. At a threshold, the first cycle
-    at or above it in a window earns NAB_TP x sigmoid(its position); a window without one
+    window reaches it at least), overlapping windows merged, windows reaching into the
+    probation dropped. At a threshold, the first cycle at or above it in a window earns
+    NAB_TP x sigmoid(its position) / sigmoid(-1) (NAB_TP at the window's start); a window
+    without one
     costs NAB_FN; every cycle at or above it outside windows costs NAB_FP x the sigmoid of
     its distance after the preceding window (the full NAB_FP before any). Cycles in the first
-    NAB_PROBATION of the span and `skip` [E, C] (other incidents of a one-signal case) are
-    not counted. One threshold for all entities, the best of the score's upper quantiles or
-    one above every score (NAB optimises each detector's threshold the same way, so the
-    score is at least 0). NaN scores count as no detection.
+    NAB_PROBATION of the cycles (at most NAB_PROBATION_MAX) and `skip` [E, C] (other
+    incidents of a one-signal case) are not counted. One threshold for all entities, the
+    best of ~140 of the score's upper quantiles or one above every score (NAB tries every
+    distinct value; a quantile grid can only understate a score, by a little), so the score
+    is at least 0. NaN scores count as no detection. Positions are in time (NAB counts rows:
+    the same on a regular grid); windows are not clipped to the data's range.
     """
     e, c = s.shape
     span = at[-1] - at[0] if c > 1 else 0.0
+    probation = at[min(int(NAB_PROBATION * c), NAB_PROBATION_MAX, c - 1)] if c else 0.0
     per: list[list[tuple[float, float]]] = [[] for _ in range(e)]
     for row, start, end in events:
         per[int(row)].append((float(start), float(end)))
@@ -263,6 +270,7 @@ def nab_score(s: np.ndarray, at: np.ndarray, events: list, skip: np.ndarray) -> 
                     wins[-1] = (wins[-1][0], max(wins[-1][1], b))
                 else:
                     wins.append((a, b))
+            wins = [(a, b) for a, b in wins if a >= probation]
         inside = np.full(c, -1)
         cost = np.full(c, -NAB_FP)
         for k, (a, b) in enumerate(wins):
@@ -270,17 +278,18 @@ def nab_score(s: np.ndarray, at: np.ndarray, events: list, skip: np.ndarray) -> 
             nxt = wins[k + 1][0] if k + 1 < len(wins) else np.inf
             after = (at > b) & (at < nxt)
             cost[after] = NAB_FP * _nab_sigmoid((at[after] - b) / (b - a))
-        counted = (at >= at[0] + NAB_PROBATION * span) & ~skip[row]
+        counted = (at >= probation) & ~skip[row]
         prep.append((wins, inside, cost, counted))
     n_win = sum(len(w) for w, _, _, _ in prep)
     if n_win == 0:
         return float("nan"), float("nan")
-    null, perfect = -NAB_FN * n_win, NAB_TP * float(_nab_sigmoid(-1.0)) * n_win
+    null, perfect = -NAB_FN * n_win, NAB_TP * n_win
+    top = float(_nab_sigmoid(-1.0))
     vals = s[np.isfinite(s)]
     if len(vals) == 0:
         return 0.0, float("nan")
     cands = np.unique(np.quantile(vals, np.concatenate([np.linspace(0.5, 0.99, 50),
-                                                        1.0 - np.logspace(-2, -6, 41)])))
+                                                        1.0 - np.logspace(-2, -6.5, 91)])))
     # Above every score: nothing detected, NAB's null detector (0).
     best, best_thr = null, float("inf")
     for thr in cands:
@@ -289,7 +298,7 @@ def nab_score(s: np.ndarray, at: np.ndarray, events: list, skip: np.ndarray) -> 
             hit = (np.nan_to_num(s[row], nan=-np.inf) >= thr) & counted
             for k, (a, b) in enumerate(wins):
                 first = np.flatnonzero(hit & (inside == k))
-                total += NAB_TP * float(_nab_sigmoid((at[first[0]] - b) / (b - a))) \
+                total += NAB_TP * float(_nab_sigmoid((at[first[0]] - b) / (b - a))) / top \
                     if len(first) else -NAB_FN
             total += float(cost[hit & (inside < 0)].sum())
         if total > best:

@@ -608,7 +608,8 @@ def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResu
         # A level lowered as usual says so: its text already starts "usual for this entity".
         tail = texts[i] if d.suppressed[i] else \
             f"no agent sees a failure mechanism ({texts[i]})"
-        texts[i] = (f"sustained anomaly: its topology anomaly score has stayed at or above "
+        texts[i] = (f"sustained anomaly: its sustained topology anomaly score (30-min average "
+                    f"and drift) has stayed at or above "
                     f"{threshold:g} (rarer than 1 in {round(1 / (1 - threshold)):,} of its own "
                     f"windows) for {format_duration(now - d.anomaly_since[i])}, now "
                     f"{score[i]:.4f}; {tail}")

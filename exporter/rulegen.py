@@ -150,7 +150,8 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
     on = d.enabled and d.sustained_anomaly_threshold < 1 and cfg.agents.topology.enabled
     held = (f"{_num(d.sustained_anomaly_threshold)} for "
             f"{format_duration(d.sustained_anomaly_for)}")
-    sustained = f", or a sustained anomaly: topology anomaly score >= {held}" if on else ""
+    sustained = (f", or a sustained anomaly: the topology anomaly score's sustained form "
+                 f"(30-min average and drift) >= {held}") if on else ""
     return (
         Alert(
             "AuraFailurePredicted",

@@ -444,7 +444,8 @@ def test_gate_explains_an_escalated_entity_and_credits_topology() -> None:
     assert out.agreeing.tolist() == [[True, False], [False, False]]
     np.testing.assert_array_equal(out.contribution[0], [0.1, 0.9])
     assert out.explanation[0] == (
-        "sustained anomaly: its topology anomaly score has stayed at or above 0.998 (rarer "
+        "sustained anomaly: its sustained topology anomaly score (30-min average and drift) "
+        "has stayed at or above 0.998 (rarer "
         "than 1 in 500 of its own windows) for 30m, now 0.9995; no agent sees a failure "
         "mechanism (quiet)")
     assert out.explanation[1] == "quiet"
@@ -560,7 +561,8 @@ def test_rule_texts_name_the_sustained_anomaly_only_where_it_is_on() -> None:
         return " ".join(f"{a.summary} {a.description}" for a in alerts(cfg)
                         if a.name in ("AuraFailureRisk", "AuraTopologyAnomaly"))
 
-    assert "sustained anomaly: topology anomaly score >= 0.998 for 30m" in texts({})
+    assert ("sustained anomaly: the topology anomaly score's sustained form (30-min average "
+            "and drift) >= 0.998 for 30m") in texts({})
     assert "raises AuraFailureRisk" in texts({})
     for off in ({"decision": {"sustained_anomaly_threshold": 1}},
                 {"topology": {"enabled": False}}, {"decision": {"enabled": False}}):

@@ -45,13 +45,12 @@ def test_detection_at_the_window_start_is_perfect_and_none_is_zero(ev) -> None: 
 def test_earlier_in_the_window_scores_more_and_false_positives_cost_a_ninth(ev) -> None:  # type: ignore[no-untyped-def]
     early, mid, late = (_score(ev, [k])[0] for k in (560, 600, 649))
     assert early > mid > late > 0.0
-    # The middle of the window: sigmoid(-0.5) = 2 / (1 + e^-2.5) - 1 of a perfect 0.9866.
-    sig = 2.0 / (1.0 + np.exp(-2.5)) - 1.0
-    perfect = 2.0 / (1.0 + np.exp(-5.0)) - 1.0
-    assert mid == pytest.approx(100.0 * (sig + 1.0) / (perfect + 1.0))
+    # The middle of the window: sigmoid(-0.5) = 2 / (1 + e^-2.5) - 1, over sigmoid(-1).
+    sig = (2.0 / (1.0 + np.exp(-2.5)) - 1.0) / (2.0 / (1.0 + np.exp(-5.0)) - 1.0)
+    assert mid == pytest.approx(100.0 * (sig + 1.0) / 2.0)
     # A false positive before the window (after probation) costs the full 0.11.
     with_fp = _score(ev, [300, 550])[0]
-    assert with_fp == pytest.approx(100.0 * (perfect - 0.11 + 1.0) / (perfect + 1.0))
+    assert with_fp == pytest.approx(100.0 * (1.0 - 0.11 + 1.0) / 2.0)
 
 
 def test_probation_and_skipped_cycles_are_not_counted(ev) -> None:  # type: ignore[no-untyped-def]
@@ -67,3 +66,24 @@ def test_probation_and_skipped_cycles_are_not_counted(ev) -> None:  # type: igno
 def test_false_positives_just_after_a_window_cost_less_than_far_ones(ev) -> None:  # type: ignore[no-untyped-def]
     near, far = _score(ev, [550, 660])[0], _score(ev, [550, 950])[0]
     assert 100.0 > near > far
+
+
+def test_windows_reaching_into_the_probation_are_dropped(ev) -> None:  # type: ignore[no-untyped-def]
+    # An event at cycle 100 (probation: the first 150 cycles): its window is not counted, so
+    # detecting the later event (two events: windows 50 cycles wide, 575 .. 625) at its
+    # window's start is perfect, and a score with no other window is NaN.
+    s = np.zeros((1, len(AT)))
+    s[0, 575] = 1.0
+    assert ev.nab_score(s, AT, [(0, 100 * STEP, 100 * STEP), EVENT], NONE)[0] == \
+        pytest.approx(100.0)
+    assert np.isnan(ev.nab_score(s, AT, [(0, 100 * STEP, 100 * STEP)], NONE)[0])
+
+
+def test_several_entities_share_one_threshold(ev) -> None:  # type: ignore[no-untyped-def]
+    # Entity 0 peaks at 0.9 at its window's start, entity 1 at 0.8 far from its window:
+    # the best common threshold (0.9) detects the first window and misses the second.
+    s = np.zeros((2, len(AT)))
+    s[0, 550], s[1, 300] = 0.9, 0.8
+    score, thr = ev.nab_score(s, AT, [EVENT, (1, 600 * STEP, 600 * STEP)], np.zeros_like(s, bool))
+    assert 0.8 < thr <= 0.9
+    assert score == pytest.approx(100.0 * (1.0 - 1.0 + 2.0) / 4.0)

@@ -340,3 +340,33 @@ def test_pooled_scale_is_the_standard_deviation_of_every_level_in_the_reference_
     one = seasonal._pooled_std(np.ones((1, 1), np.uint8), np.ones((1, 1), np.float32),
                                np.zeros((1, 1), np.float32))
     assert np.isnan(one).all()
+
+
+def test_the_stage_exports_the_onset_and_hands_the_decisions_the_score_without_it(monkeypatch):
+    # What the topology agent and the sustained-anomaly warning read (sustained_score) is
+    # the score as it was without the onset view, cycle for cycle.
+    t, x = _series(3.3, seed=8)
+
+    def run() -> tuple[np.ndarray, np.ndarray]:
+        stage = TopologyStage(_analysis(), workers=1)
+        out, held = [], []
+        try:
+            for end in range(19, len(t), int(EVERY / 60)):
+                w = Window("t", ("instance",), (("h0",), ("h1",)), ("a", "b"),
+                           t[end - 19 : end + 1], x[:, :, end - 19 : end + 1])
+                if t[end] < 2.5 * DAY:
+                    stage.learn(w, float(t[end]))
+                else:
+                    r = stage.run(w, float(t[end]))
+                    out.append(r.anomaly_score)
+                    held.append(r.sustained())
+        finally:
+            stage.close()
+        return np.array(out), np.array(held)
+
+    score, sustained = run()
+    monkeypatch.setattr(baseline, "ONSET", False)
+    before, _ = run()
+    assert np.isfinite(sustained).mean() > 0.9
+    np.testing.assert_array_equal(sustained, before)
+    assert not np.array_equal(score, sustained, equal_nan=True)

@@ -122,7 +122,8 @@ TOPOLOGY = True
 SMOOTH = 1800.0
 # Slow evidence (issue 14, fourth session; exporter/tda/seasonal.py `drift`): a CUSUM of the
 # Fisher statistic, calibrated on its own history and combined with the 30-min average by
-# Tippett's minimum p once MIN_SMOOTH_HISTORY of its values exist (off: the average alone).
+# Tippett's minimum p once MIN_SMOOTH_HISTORY of its values exist (off: the average, and the
+# onset where ONSET is on).
 DRIFT = True
 # The onset view (issue 14, sixth session): this cycle's Fisher combination of the topology's
 # and the level's tail probabilities, read as the p-value it is (chi2 with 2 degrees of
@@ -637,7 +638,9 @@ class BaselineStore:
             return first, first
         fast = 1.0 - survival(smooth, entry.smooth_hist, fit_smooth)
         # The onset: Fisher's combined p-value of this cycle itself (fis = -2 ln p).
-        onset = -math.expm1(-0.5 * fis) if ONSET and seasonal.FISHER_DOF else nan
+        # (None without any p-value: fisher() gives 0 then, which is no view.)
+        some = math.isfinite(p_topology) or math.isfinite(p_level)
+        onset = -math.expm1(-0.5 * fis) if ONSET and seasonal.FISHER_DOF and some else nan
         if not DRIFT or fit_drift[3] < MIN_SMOOTH_HISTORY:
             return tippett(fast, onset), fast
         held = 1.0 - survival(slow, entry.drift_hist, fit_drift)

@@ -38,9 +38,11 @@ own recent history and combined, so persistent homology stays one of two indepen
   The reference value DRIFT_K = 3 is the null mean of chi2 with 2 degrees of freedom (2)
   plus half its standard deviation (2), Page's rule for detecting a shift of one standard
   deviation; no fitted constant. Re-calibrated like the average on the entity's own history
-  of S. The calibrated views (this cycle's statistic: the onset; the 30-min average; the
-  drift) are combined by Tippett's minimum p with Sidak's correction (`tippett`): the score
-  stays a tail probability.
+  of S. The views (this cycle's statistic read as its own p-value: the onset, since the
+  sixth issue-14 session; the calibrated 30-min average; the calibrated drift) are combined
+  by Tippett's minimum p with Sidak's correction (`tippett`): the exported score stays a
+  tail probability. The decisions read the sustained form, the average and the drift only
+  (exporter/tda/baseline.py ONSET).
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ WITHIN = False
 # slots' Welford statistics pooled: `_pooled_std`), not the MAD of their hourly means. The
 # MAD of 3-9 hourly means is a small and noisy scale, and the max over many signals of
 # z-scores on it is set by whichever signal's scale came out smallest (ASD at the live
-# cadence, whole servers of 19 signals: AUROC 0.639 -> 0.667, NAB-style 10.3 -> 23.0; one
-# signal per entity, where there is no max, 0.761 -> 0.752 and 32.6 -> 34.4;
+# cadence, whole servers of 19 signals: AUROC 0.639 -> 0.667, NAB-style 11.4 -> 25.0; one
+# signal per entity, where there is no max, 0.761 -> 0.752 and 27.2 -> 27.4;
 # benchmarks/README.md "The NAB-style score, the onset view and the level's scale").
 # Off (a measured variant): the score's sustained form, which the failure warnings read,
 # shares the level, and with the pooled scale the seventeen independent fleets got 7 more
