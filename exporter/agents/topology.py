@@ -35,7 +35,7 @@ class TopologyAgent:
         # The sustained form: a cycle's onset alone does not move the risk.
         score = np.asarray(topo.sustained(), dtype=np.float64)
         if score.shape != (e,):
-            raise AgentError(f"topology anomaly_score has shape {score.shape}, expected ({e},)")
+            raise AgentError(f"topology sustained score has shape {score.shape}, expected ({e},)")
         outlier = np.asarray(topo.fleet_outlier, dtype=np.float64)
         if outlier.shape != (e,):
             outlier = np.full(e, np.nan)

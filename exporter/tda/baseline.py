@@ -638,7 +638,7 @@ class BaselineStore:
             return first, first
         fast = 1.0 - survival(smooth, entry.smooth_hist, fit_smooth)
         # The onset: Fisher's combined p-value of this cycle itself (fis = -2 ln p).
-        # (None without any p-value: fisher() gives 0 then, which is no view.)
+        # (NaN without any p-value: fisher() gives 0 then, which is no evidence.)
         some = math.isfinite(p_topology) or math.isfinite(p_level)
         onset = -math.expm1(-0.5 * fis) if ONSET and seasonal.FISHER_DOF and some else nan
         if not DRIFT or fit_drift[3] < MIN_SMOOTH_HISTORY:
