@@ -305,6 +305,27 @@ def test_capacity_warm_up_whose_earlier_level_left_the_window_is_not_exhaustion(
     assert np.isnan(v.time_to_failure).all()
 
 
+def test_capacity_drift_levelling_off_after_a_flat_stretch_is_not_exhaustion():
+    """Flat at 30 % for the first 40 minutes of the window, then a drift towards 80 % (an
+    exponential approach, time constant 40-60 min; the independent fleets' plateau drifts
+    paged here). Over the whole window the curve is convex (flat, then rising), so the
+    whole-window curvature sees no deceleration; since its onset it is concave, and levels
+    off below capacity. A straight rise after the same flat stretch is still projected."""
+    rng = np.random.default_rng(12)
+    t = np.arange(T) * STEP
+    age = np.clip(t - 40 * 60, 0, None)
+    drift = np.array([0.3 + 0.5 * (1 - np.exp(-age / tau)) for tau in (2400, 3000, 3600)])
+    drift += 0.004 * rng.standard_normal(drift.shape)
+    v = CapacityAgent().assess(_memory_only(drift))
+    assert (v.risk < 0.3).all(), v.risk
+    assert np.isnan(v.time_to_failure).all(), v.time_to_failure
+    # 30 % -> 75 % over the last 80 minutes in a straight line: 45 min to go.
+    line = 0.3 + 0.45 * age / age[-1] + 0.004 * rng.standard_normal((3, T))
+    v = CapacityAgent().assess(_memory_only(line))
+    assert (v.risk >= 0.9).all(), v.risk
+    assert np.all(np.abs(v.time_to_failure - 45 * 60) <= 0.35 * 45 * 60), v.time_to_failure
+
+
 def test_capacity_slowing_rise_that_still_reaches_capacity_is_projected_along_its_curve():
     """A parabola that slows down but still reaches 100 % 90 min after the window: the
     projection follows the curve (later than the line's, never ignored)."""

@@ -8,8 +8,10 @@ rate and the time to exhaustion; the whole window must confirm it (same sign, co
 Block medians drop spikes, Theil-Sen ignores restarts and GC drops, and the two-lookback check
 ignores plateaus (old rise, flat now) and surges (a step near the end tilts only the short fit).
 A rise whose whole-window curve decelerates significantly (a parabola's curvature CONCAVE_Z
-standard errors below 0: the warm-up after a restart whose earlier level has left the window)
-is projected along that curve instead of its line: later, or never when it levels off first.
+standard errors below 0: the warm-up after a restart whose earlier level has left the window),
+or whose rise since its onset does (the blocks after the hinge fit's breakpoint: a drift
+levelling off below capacity after a flat stretch), is projected along that curve instead of
+its line: later, or never when it levels off first.
 A recent onset after a flat stretch is found by a one-breakpoint (hinge) fit instead.
 """
 
@@ -52,6 +54,11 @@ RECOVERY_TOLERANCE = 0.02  # utilisation below the earlier high that still count
 # working size) is projected with its curve, not its line: the curvature of a parabola
 # fitted to the whole window's block medians must stand this many standard errors below 0.
 CONCAVE_Z = 3.0
+# The rise since its onset is tested for deceleration where the hinge fit's breakpoint leaves
+# at least this share of the window flat before it (3 of 16 blocks). A breakpoint at the
+# first block or two is no flat stretch: the simulator's daily leak with its first block
+# dropped came out concave (tests/test_agents.py, minute to minute).
+ONSET_FLAT_SHARE = 0.2
 UTIL_HIGH = 0.9  # utilisation from which "close to capacity" alone adds risk
 UTIL_RISK_MAX = 0.7
 
@@ -238,13 +245,25 @@ def quadratic_fit(y: np.ndarray) -> tuple[np.ndarray, ...]:
             np.where(ok, coef[..., 2], nan), np.where(ok, z, nan))
 
 
+def since_onset(y: np.ndarray, rise_len: np.ndarray) -> np.ndarray:
+    """y[..., K] with the blocks before a rise's onset set to NaN.
+
+    rise_len [...]: the rise's length in blocks after its breakpoint (`hinge_fit`); NaN
+    keeps the whole row.
+    """
+    k_len = y.shape[-1]
+    first = k_len - 1 - np.nan_to_num(rise_len, nan=k_len - 1)
+    return np.where(np.arange(k_len) >= first[..., None], y, np.nan)
+
+
 def decelerating_ttf(y: np.ndarray, width: int, step: float) -> tuple[np.ndarray, np.ndarray]:
-    """Where the whole window's rise decelerates significantly: its time to exhaustion (s)
-    along the parabola fitted to its block medians y[..., K] (blocks of `width` samples of
-    `step` seconds; inf when the curve levels off below capacity).
+    """Where a rise decelerates significantly: its time to exhaustion (s) along the parabola
+    fitted to its block medians y[..., K] (blocks of `width` samples of `step` seconds; NaN
+    blocks are left out; inf when the curve levels off below capacity).
 
     Returns (concave [...] bool, ttf [...] seconds). A warm-up after a restart climbs fast,
-    then slower; its straight-line projection would run out of headroom it never reaches.
+    then slower, and so does a drift approaching its plateau (an exponential approach); their
+    straight-line projection would run out of headroom they never reach.
     """
     a, b, c, z = quadratic_fit(y)
     concave = np.nan_to_num(z, nan=0.0) <= -CONCAVE_Z
@@ -318,8 +337,17 @@ class CapacityAgent:
             headroom = 1.0 - level
             ttf = np.where(slope > 0, headroom / slope, np.inf)
             ttf = np.where(headroom <= 0, 0.0, ttf)
-        # A decelerating rise is projected along its curve (later, or never).
+        # A decelerating rise is projected along its curve (later, or never): the whole
+        # window's, or the rise since its onset (`hinge_fit`'s breakpoint) where the window
+        # starts flat. A drift levelling off below capacity after a flat stretch is convex
+        # over the whole window (flat, then rising) and concave only since its onset.
         concave, ttf_curve = decelerating_ttf(y_l, width_l, step)
+        rise_l = hinge_fit(y_l)[2]
+        concave_o, ttf_o = decelerating_ttf(since_onset(y_l, rise_l), width_l, step)
+        concave_o &= rise_l <= (1.0 - ONSET_FLAT_SHARE) * (y_l.shape[-1] - 1)
+        ttf_curve = np.where(concave & concave_o, np.maximum(ttf_curve, ttf_o),
+                             np.where(concave, ttf_curve, ttf_o))
+        concave |= concave_o
         ttf = np.where(concave & (headroom > 0), np.maximum(ttf, ttf_curve), ttf)
         # Trend evidence counts only when it stands out of the noise in both lookbacks and the
         # whole window confirms the recent rate.
