@@ -296,12 +296,14 @@ def test_reference_quartiles_are_numpys_lower_quantiles():
 def test_onset_makes_a_cycle_at_least_as_rare_as_its_own_fisher_p_value(monkeypatch):
     # Raw distances 1.2-10 times the largest of the entity's history in one cycle:
     # the 30-min average spreads such a cycle over its own values and the drift needs
-    # several; with the onset view the score is at least as rare as this cycle's Fisher
-    # combination of the topology's and the level's tail probabilities, Sidak-corrected
+    # several. The exported onset is exactly this cycle's Fisher combination of the
+    # topology's and the level's tail probabilities (the topology's under the raw
+    # distances since the references turned to the same time of day); with the three
+    # views (the sixth session's score) it is at least as rare as that, Sidak-corrected
     # for three views (1 - score <= 1 - (1 - p)^3).
     stage = _learned(2.6, seed=3)
     store = stage._store
-    beaten = 0
+    beaten = since_used = 0
     for entry in store.entries.values():
         now = float(entry.hist_times[-1]) + EVERY
         level = np.full(2, np.nan)
@@ -309,17 +311,25 @@ def test_onset_makes_a_cycle_at_least_as_rare_as_its_own_fisher_p_value(monkeypa
         p_level = survival(seas, entry.seas_hist)
         top = float(np.nanmax(entry.raw_hist))
         usual = float(np.nanmedian(entry.raw_hist))
+        since = baseline._since(entry)
+        since_used += since is not None
         for raw in [m * top for m in (1.2, 1.5, 2.0, 3.0, 5.0, 10.0)] + [usual]:
-            p = float(np.exp(-0.5 * fisher(survival(raw, entry.raw_hist), p_level)))
-            bound = -np.expm1(3.0 * np.log1p(-p))
-            for onset in (True, False):
+            p_views = float(np.exp(-0.5 * fisher(survival(raw, entry.raw_hist), p_level)))
+            p_onset = float(np.exp(-0.5 * fisher(
+                survival(raw, entry.raw_hist if since is None else since), p_level)))
+            for onset, exported in ((True, "onset"), (True, "views"), (False, "views")):
                 monkeypatch.setattr(baseline, "ONSET", onset)
+                monkeypatch.setattr(baseline, "EXPORTED", exported)
                 entry.fits = None
-                rarity = 1.0 - store._fused(entry, raw, now, level, seas)[0]
-                if onset:
+                rarity = 1.0 - store._fused(entry, raw, now, level, seas, float("nan"))[0]
+                bound = -np.expm1(3.0 * np.log1p(-p_views))
+                if exported == "onset":
+                    assert rarity == pytest.approx(p_onset, rel=1e-9, abs=1e-15)
+                elif onset:
                     assert rarity <= bound * (1 + 1e-9) + 1e-15
                 else:
                     beaten += rarity > bound * 1.5
+    assert since_used  # 2.6 days: the first day's raw distances are still in the history
     assert beaten >= 2  # without the onset view the bound fails (measured: 2 of the 14 cycles)
 
 

@@ -13,10 +13,10 @@ own recent history and combined, so persistent homology stays one of two indepen
   count per slot and signal; memory per entity 8 + 9 x S bytes per slot: 74 slots x 8
   signals = 5.9 KB, 59 MB at 10 000 entities). The deviation at time t is, per signal,
   |level - median| / scale over the slots of the same hour of day +-1 h on previous days (at
-  most 3 x DAYS hourly means), with scale = max(1.4826 x the MAD of those (the standard
-  deviation of every level counted in those slots with POOLED, a measured variant:
-  `_pooled_std`), SPREAD_FLOOR x the robust spread (IQR / 1.349) of all stored hourly means of the
-  signal), i.e. a seasonal z-score whose floor is a tenth of the signal's own daily range
+  most 3 x DAYS hourly means), with scale = max(1.4826 x the MAD of those (the sustained
+  form's level) or the standard deviation of every level counted in those slots (`_pooled_std`:
+  the exported score's level), SPREAD_FLOOR x the robust spread (IQR / 1.349) of all stored
+  hourly means of the signal), i.e. a seasonal z-score whose floor is a tenth of the signal's own daily range
   (no absolute units); the entity's deviation is the max over signals. NaN until
   MIN_REFERENCES hourly means of the same hour exist. The reference is computed once per
   hour and entity (its rows are at least 23 h old). INTERPOLATE and WITHIN are measured
@@ -38,11 +38,11 @@ own recent history and combined, so persistent homology stays one of two indepen
   The reference value DRIFT_K = 3 is the null mean of chi2 with 2 degrees of freedom (2)
   plus half its standard deviation (2), Page's rule for detecting a shift of one standard
   deviation; no fitted constant. Re-calibrated like the average on the entity's own history
-  of S. The views (this cycle's statistic read as its own p-value: the onset, since the
-  sixth issue-14 session; the calibrated 30-min average; the calibrated drift) are combined
-  by Tippett's minimum p with Sidak's correction (`tippett`): the exported score stays a
-  tail probability. The decisions read the sustained form, the average and the drift only
-  (exporter/tda/baseline.py ONSET).
+  of S. The sustained form, which the decisions read, combines the calibrated 30-min average
+  and the calibrated drift by Tippett's minimum p with Sidak's correction (`tippett`). The
+  exported score is the onset (since the seventh issue-14 session): this cycle's Fisher
+  statistic, with the level on the pooled scale, read as the p-value it is
+  (exporter/tda/baseline.py EXPORTED). Both stay tail probabilities.
 """
 
 from __future__ import annotations
@@ -63,18 +63,16 @@ DAY = 86400.0
 INTERPOLATE = False
 # Count the variance of single levels within the reference hours in the scale.
 WITHIN = False
-# The scale: the standard deviation of every level counted in the reference hours (the
-# slots' Welford statistics pooled: `_pooled_std`), not the MAD of their hourly means. The
-# MAD of 3-9 hourly means is a small and noisy scale, and the max over many signals of
-# z-scores on it is set by whichever signal's scale came out smallest (ASD at the live
-# cadence, whole servers of 19 signals: AUROC 0.639 -> 0.667, NAB-style 11.4 -> 25.0; one
-# signal per entity, where there is no max, 0.761 -> 0.752 and 27.2 -> 27.4;
-# benchmarks/README.md "The NAB-style score, the onset view and the level's scale").
-# Off (a measured variant): the score's sustained form, which the failure warnings read,
-# shares the level, and with the pooled scale the seventeen independent fleets got 7 more
-# false failure alerts (precision 0.876 -> 0.859). The MAD form is the default
-# (INTERPOLATE always uses it: its reference has no slot counts).
-POOLED = False
+# Two scales per reference (issue 14, seventh session). The pooled one, the standard deviation
+# of every level counted in the reference hours (the slots' Welford statistics pooled:
+# `_pooled_std`), is the level of the exported score (`deviation(pooled=True)`): the MAD of
+# 3-9 hourly means is a small and noisy scale, and the max over many signals of z-scores on
+# it is set by whichever signal's scale came out smallest (ASD at the live cadence, whole
+# servers of 19 signals, exported score read as the onset alone: NAB-style 20.3 -> 29.1,
+# AUROC 0.623 -> 0.642; benchmarks/README.md "The exported score is this cycle's"). The MAD
+# one is the level of the sustained form, which the failure warnings read: with the pooled
+# scale there the seventeen independent fleets got 7 more false failure alerts (precision
+# 0.876 -> 0.859, measured in the sixth session).
 MIN_REFERENCES = 3
 SPREAD_FLOOR = 0.1
 TAIL_QUANTILE = 0.9
@@ -114,10 +112,10 @@ class SeasonalLevels:
         self.counts = np.zeros((SLOTS, signals), dtype=np.uint8)
         # (centre [S], scale [S]) of the reference and the hour it was computed for: it
         # reads only earlier days' slots, fixed within the hour (not saved: recomputed).
-        self._ref: tuple[np.ndarray, np.ndarray] | None = None
+        self._ref: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._ref_hour = -1
 
-    def deviation(self, level: np.ndarray, now: float) -> float:
+    def deviation(self, level: np.ndarray, now: float, pooled: bool = False) -> float:
         """Max over signals of the robust same-time-of-day z-score of level [S] (raw units)
         at `now` (Unix seconds); NaN without MIN_REFERENCES earlier days' levels of any
         signal.
@@ -125,18 +123,20 @@ class SeasonalLevels:
         Reference per signal: each earlier day's level at now's time of day (INTERPOLATE)
         or the hourly means of the same hour +-1 h; centre: their median; scale: their MAD
         x 1.4826 (with WITHIN the median variance of single levels within those hours added
-        in quadrature; with POOLED the standard deviation of every level counted in those
-        hours instead), floored at SPREAD_FLOOR x the robust spread of all
-        the signal's hourly means.
+        in quadrature), or with `pooled` the standard deviation of every level counted in
+        those hours (`_pooled_std`; the MAD's with INTERPOLATE), floored at SPREAD_FLOOR x
+        the robust spread of all the signal's hourly means.
         """
-        centre, scale = self.reference(now)
+        centre, mad, pool = self.reference(now)
+        scale = pool if pooled else mad
         # NaN where no reference or no level; fmax skips NaN (NaN only if all are).
         dev = float(np.fmax.reduce(np.abs(level - centre) / scale))
         return min(dev, MAX_DEVIATION) if dev == dev else dev
 
-    def reference(self, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """(centre [S], scale [S]) that `deviation` compares a level at `now` with (NaN where
-        a signal has no reference yet); computed once per hour (rows >= 23 h old)."""
+    def reference(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(centre [S], MAD scale [S], pooled scale [S]) that `deviation` compares a level at
+        `now` with (NaN where a signal has no reference yet); computed once per hour (rows
+        >= 23 h old)."""
         hour = int(now // HOUR)
         if INTERPOLATE:
             return self._reference(hour, now)
@@ -144,9 +144,9 @@ class SeasonalLevels:
             self._ref, self._ref_hour = self._reference(hour, now), hour
         return self._ref
 
-    def _reference(self, hour: int, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """(centre [S], scale [S]) of the reference at `now` (NaN where a signal has fewer
-        than MIN_REFERENCES values); see `deviation`."""
+    def _reference(self, hour: int, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(centre [S], MAD scale [S], pooled scale [S]) of the reference at `now` (NaN where
+        a signal has fewer than MIN_REFERENCES values); see `deviation`."""
         nan = np.full(self.means.shape[1], np.nan)
         want = hour - np.array([24 * k - d for k in range(1, DAYS + 1) for d in NEAR])
         rows = want % SLOTS
@@ -155,15 +155,11 @@ class SeasonalLevels:
         ref = self._interpolated(filled, now) if INTERPOLATE else filled[rows]  # [R, S]
         enough = np.isfinite(ref).sum(axis=0) >= MIN_REFERENCES
         if not enough.any():
-            return nan, nan.copy()
+            return nan, nan.copy(), nan.copy()
         q25, q75 = _nanquantiles(filled[:, enough])
         ref = ref[:, enough]
         med = nanmedian_last(ref.T)
-        if POOLED and not INTERPOLATE:
-            spread = _pooled_std(self.counts[rows][:, enough], self.means[rows][:, enough],
-                                 self.m2[rows][:, enough])
-        else:
-            spread = MAD_TO_SIGMA * nanmedian_last(np.abs(ref - med).T)
+        spread = MAD_TO_SIGMA * nanmedian_last(np.abs(ref - med).T)
         if WITHIN:
             n = self.counts[rows][:, enough].astype(np.float32)
             var = np.where(n > 1, self.m2[rows][:, enough] / np.maximum(n - 1, 1), np.nan)
@@ -171,10 +167,17 @@ class SeasonalLevels:
             within = np.zeros(len(med))
             within[has] = nanmedian_last(var[:, has].T)
             spread = np.sqrt(spread**2 + within)
-        centre, scale = nan, nan.copy()
+        centre, scale, pooled = nan, nan.copy(), nan.copy()
         centre[enough] = med
-        scale[enough] = np.fmax(np.fmax(spread, SPREAD_FLOOR * (q75 - q25) / IQR_TO_SIGMA), 1e-12)
-        return centre, scale
+        floor = SPREAD_FLOOR * (q75 - q25) / IQR_TO_SIGMA
+        scale[enough] = np.fmax(np.fmax(spread, floor), 1e-12)
+        if INTERPOLATE:  # no slot counts behind its reference
+            pooled[enough] = scale[enough]
+        else:
+            pooled[enough] = np.fmax(np.fmax(_pooled_std(
+                self.counts[rows][:, enough], self.means[rows][:, enough],
+                self.m2[rows][:, enough]), floor), 1e-12)
+        return centre, scale, pooled
 
     def _interpolated(self, means: np.ndarray, now: float) -> np.ndarray:
         """[R, S] each earlier day's level at now's time of day: linear between the centres
@@ -216,15 +219,17 @@ class SeasonalLevels:
         m2[ok] += delta * (x - means[ok])
 
 
-def deviations(levels: list[SeasonalLevels], values: np.ndarray, now: float) -> np.ndarray:
-    """[G] `levels[g].deviation(values[g], now)` for each g (values [G, S]): the same values,
-    in one array step over a cycle's entities (row-wise; fmax picks one of its inputs)."""
+def deviations(levels: list[SeasonalLevels], values: np.ndarray, now: float,
+               pooled: bool = False) -> np.ndarray:
+    """[G] `levels[g].deviation(values[g], now, pooled)` for each g (values [G, S]): the same
+    values, in one array step over a cycle's entities (row-wise; fmax picks one of its
+    inputs)."""
     if len(levels) < BATCH_MIN:
-        return np.array([lv.deviation(v, now) for lv, v in zip(levels, values, strict=True)],
-                        dtype=np.float64)
+        return np.array([lv.deviation(v, now, pooled)
+                         for lv, v in zip(levels, values, strict=True)], dtype=np.float64)
     refs = [lv.reference(now) for lv in levels]
-    centre = np.stack([c for c, _ in refs])
-    scale = np.stack([s for _, s in refs])
+    centre = np.stack([c for c, _, _ in refs])
+    scale = np.stack([p if pooled else s for _, s, p in refs])
     dev: np.ndarray = np.fmax.reduce(np.abs(values - centre) / scale, axis=1)
     np.minimum(dev, MAX_DEVIATION, out=dev)  # NaN (no reference) stays NaN
     return dev

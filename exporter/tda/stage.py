@@ -489,11 +489,11 @@ class TopologyStage:
             diagrams, _, _, _ = self._persistence.submit(scored).result()
             vecs = self._summaries(diagrams, scored, p.degenerate)
             raw = p.store.distance(p.keys, vecs, now)
-            held = np.empty(len(p.keys))
-            p.store.score(p.keys, raw, now, p.coarse, sustained=held)
+            admit = np.empty(len(p.keys))
+            p.store.score(p.keys, raw, now, p.coarse, admit=admit)
             # The score clouds' H0 medians are not the feature clouds' (Betti scale): none kept.
             p.store.update(p.keys, diagrams, p.coarse, np.full(len(p.keys), np.nan), p.deciles,
-                           held, now, p.center, p.scale, raw, vecs, replay=True)
+                           admit, now, p.center, p.scale, raw, vecs, replay=True)
         except TopologyError:
             raise
         except Exception as err:
@@ -656,17 +656,17 @@ class TopologyStage:
         # entities).
         del clouds, scored
         raw = store.distance(keys, vecs, now)
-        held = np.empty(len(keys))
-        score = store.score(keys, raw, now, coarse, sustained=held)
+        held, admit = np.empty(len(keys)), np.empty(len(keys))
+        score = store.score(keys, raw, now, coarse, sustained=held, admit=admit)
         warming = store.warming(keys)  # before update: this cycle's distance not yet counted
 
         feats = np.concatenate([dfeats, wfeats], axis=1)
         feats[~known] = np.nan
         contribution = self._contribution(deciles, center, scale, base_z, fitted & known)
-        # Admission reads the sustained form: a window hot for one cycle's onset alone is
-        # still admitted, as before the onset view.
-        store.update(keys, diagrams, coarse, h0_median, deciles, held, now, center, scale, raw,
-                     vecs)
+        # Admission reads the calibrated 30-min average (ADMIT): a window hot for one cycle's
+        # onset alone is still admitted, and so is one the drift holds up for hours.
+        store.update(keys, diagrams, coarse, h0_median, deciles, admit, now, center, scale,
+                     raw, vecs)
         store.forget(set(keys))
 
         order = np.array([shard_of(k, 2**31) for k in keys], dtype=np.int64)
