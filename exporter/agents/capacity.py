@@ -55,10 +55,10 @@ RECOVERY_TOLERANCE = 0.02  # utilisation below the earlier high that still count
 # fitted to the whole window's block medians must stand this many standard errors below 0.
 CONCAVE_Z = 3.0
 # The rise since its onset is tested for deceleration where the hinge fit's breakpoint leaves
-# at least this share of the window flat before it (3 of 16 blocks). A breakpoint at the
-# first block or two is no flat stretch: the simulator's daily leak with its first block
-# dropped came out concave (tests/test_agents.py, minute to minute).
-ONSET_FLAT_SHARE = 0.2
+# a flat stretch before it: at least two blocks (one block is no stretch, only a dropped
+# point; the simulator's daily leak with its first block dropped came out concave,
+# tests/test_agents.py, minute to minute).
+ONSET_FLAT_BLOCKS = 2
 UTIL_HIGH = 0.9  # utilisation from which "close to capacity" alone adds risk
 UTIL_RISK_MAX = 0.7
 
@@ -344,7 +344,7 @@ class CapacityAgent:
         concave, ttf_curve = decelerating_ttf(y_l, width_l, step)
         rise_l = hinge_fit(y_l)[2]
         concave_o, ttf_o = decelerating_ttf(since_onset(y_l, rise_l), width_l, step)
-        concave_o &= rise_l <= (1.0 - ONSET_FLAT_SHARE) * (y_l.shape[-1] - 1)
+        concave_o &= rise_l <= y_l.shape[-1] - 1 - ONSET_FLAT_BLOCKS
         ttf_curve = np.where(concave & concave_o, np.maximum(ttf_curve, ttf_o),
                              np.where(concave, ttf_curve, ttf_o))
         concave |= concave_o
