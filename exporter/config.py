@@ -153,7 +153,8 @@ class TopologyConfig:
     # Rips diagram; see exporter/tda/embedding.py.
     anchor: bool = True
     # A healthy window joins the baseline reservoir at most this often, and only while its
-    # anomaly score is <= baseline_admit_quantile.
+    # calibrated 30-min average anomaly (the sustained form's average) is <=
+    # baseline_admit_quantile.
     baseline_admit_every: Duration = Duration(1200)
     baseline_admit_quantile: float = 0.9
     # Cold start (no saved baselines): replay this much source history through the topology
@@ -242,8 +243,8 @@ class DecisionConfig:
     cold_threshold: float = 0.8
     # A sustained, extreme anomaly is a warning even where no agent sees a failure mechanism
     # (servers without known capacities; an incident that is "unusual", not "filling up"):
-    # the calibrated topology anomaly score's sustained form (without its onset view: TopologyResult
-    # .sustained_score) at or above `sustained_anomaly_threshold` (0.998: rarer
+    # the calibrated topology anomaly score's sustained form (its 30-min average and drift, not
+    # the exported onset: TopologyResult.sustained_score) at or above `sustained_anomaly_threshold` (0.998: rarer
     # than 1 in 500 of the entity's own windows) at every cycle for `sustained_anomaly_for`, once the
     # entity's own history spans `sustained_anomaly_min_history` (the score compares a window with the
     # same time of day from the second day on; a day of those comparisons calibrates it).

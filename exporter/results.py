@@ -21,10 +21,11 @@ if TYPE_CHECKING:
 class TopologyResult:
     """Output of the topology stage (exporter.tda).
 
-    anomaly_score: [E] calibrated 0..1 distance to the entity's baseline; NaN while warming up.
-    sustained_score: [E] the same without its onset view (exporter/tda/baseline.py ONSET:
-        the 30-min average and the drift only), what the topology agent and the decision
-        stage's sustained-anomaly warning read (`sustained`); None where absent.
+    anomaly_score: [E] calibrated 0..1 distance to the entity's baseline (this cycle's onset,
+        exporter/tda/baseline.py EXPORTED); NaN while warming up.
+    sustained_score: [E] its sustained form (the calibrated 30-min average and drift of the
+        same evidence, Tippett-combined), what the topology agent and the decision stage's
+        sustained-anomaly warning read (`sustained`); None where absent.
     betti: [E, 2] Betti numbers (dimensions 0, 1) at the calibrated scale.
     entropy: [E, 2] persistence entropy per dimension.
     features: [E, K] topology feature vector, columns named by `feature_names`.

@@ -195,7 +195,8 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             'from its own baseline (topology anomaly score {{ printf "%.2f" $value }} > '
             f"{_num(r.topology_anomaly_threshold)}) for {format_duration(r.topology_anomaly_for)}. "
             "Informational: an anomaly is not a predicted failure"
-            + (f" (held at or above {held} it raises AuraFailureRisk)." if on else "."),
+            + (f" (its sustained form, the 30-min average and drift, held at or above {held} "
+               "raises AuraFailureRisk)." if on else "."),
             entity=True,
             metric=catalog.TOPOLOGY_ANOMALY.name,
             op=">",

@@ -790,8 +790,12 @@ def test_seasonal_deviations_together_equal_one_by_one() -> None:
         values = rng.normal(size=(g, s)) * 50.0
         values[0] = 5.0 + np.array([0.0, 1e9, np.nan])
         values[3, 1] = np.nan
-        got = deviations(levels, values, now)
-        want = np.array([lv.deviation(v, now) for lv, v in zip(levels, values, strict=True)])
-        assert got.tobytes() == want.tobytes()
-        seen |= {"nan" if v != v else "max" if v == MAX_DEVIATION else "finite" for v in got}
+        for pooled in (False, True):  # the MAD scale (sustained form) and the pooled one
+            got = deviations(levels, values, now, pooled)
+            want = np.array([lv.deviation(v, now, pooled)
+                             for lv, v in zip(levels, values, strict=True)])
+            assert got.tobytes() == want.tobytes()
+            seen |= {"nan" if v != v else "max" if v == MAX_DEVIATION else "finite" for v in got}
+        assert not np.array_equal(deviations(levels, values, now, True),
+                                  deviations(levels, values, now), equal_nan=True)
     assert seen == {"nan", "max", "finite"}

@@ -284,6 +284,36 @@ def test_drift_history_round_trips_and_older_states_restart_it():
         assert len(old.drift_hist) == len(entry.drift_hist) and np.isnan(old.drift_hist).all()
 
 
+def test_pooled_history_and_switch_time_round_trip_and_older_states_get_them_back():
+    # The onset's own state: the pooled-scale deviations and when the raw distance's
+    # references turned to the same time of day. Baselines saved before they were kept load
+    # with no pooled deviations and the switch time found from the history itself.
+    for days, want in ((2.6, "switch"), (0.6, "nan")):
+        stage = _learned(days, seed=3)
+        saved = stage.state()
+        again = TopologyStage(_analysis(), workers=1)
+        again.restore(saved)
+        older = TopologyStage(_analysis(), workers=1)
+        older.restore({k: v for k, v in saved.items()
+                       if k not in ("pooled_hist", "seasonal_since")})
+        for key, entry in stage._store.entries.items():
+            other, old = again._store.entries[key], older._store.entries[key]
+            np.testing.assert_array_equal(entry.pooled_hist, other.pooled_hist)
+            assert other.seasonal_since == entry.seasonal_since or (
+                np.isnan(other.seasonal_since) and np.isnan(entry.seasonal_since))
+            assert len(old.pooled_hist) == len(entry.pooled_hist)
+            assert np.isnan(old.pooled_hist).all()
+            if want == "nan":  # less than a day of history: set when the switch comes
+                assert np.isnan(entry.seasonal_since) and np.isnan(old.seasonal_since)
+            else:
+                assert np.isfinite(entry.pooled_hist).sum() >= 100
+                first = float(entry.hist_times[0])
+                # Set at the first cycle on or after the switch (one cycle = EVERY).
+                assert 0 <= entry.seasonal_since - (first + DAY - 3600.0) <= EVERY
+                assert old.seasonal_since == first + DAY - 3600.0
+                assert baseline._since(old) is not None
+
+
 def test_reference_quartiles_are_numpys_lower_quantiles():
     rng = np.random.default_rng(8)
     for _ in range(50):
@@ -334,6 +364,23 @@ def test_onset_makes_a_cycle_at_least_as_rare_as_its_own_fisher_p_value(monkeypa
                     beaten += rarity > bound * 1.5
     assert since_used  # 2.6 days: the first day's raw distances are still in the history
     assert beaten >= 2  # without the onset view the bound fails (measured: 2 of the 14 cycles)
+    # With a pooled-scale deviation the exported onset reads the level on that scale.
+    monkeypatch.setattr(baseline, "ONSET", True)
+    monkeypatch.setattr(baseline, "EXPORTED", "onset")
+    for entry in store.entries.values():
+        assert np.isfinite(entry.pooled_hist).sum() >= baseline.MIN_LEVEL_HISTORY
+        now = float(entry.hist_times[-1]) + EVERY
+        seas = float(np.nanmedian(entry.seas_hist))
+        since = baseline._since(entry)
+        raw = 2.0 * float(np.nanmax(entry.raw_hist))
+        for pooled in (0.5 * float(np.nanmax(entry.pooled_hist)),
+                       3.0 * float(np.nanmax(entry.pooled_hist))):
+            entry.fits = None
+            p_onset = float(np.exp(-0.5 * fisher(
+                survival(raw, entry.raw_hist if since is None else since),
+                survival(pooled, entry.pooled_hist))))
+            rarity = 1.0 - store._fused(entry, raw, now, np.full(2, np.nan), seas, pooled)[0]
+            assert rarity == pytest.approx(p_onset, rel=1e-9, abs=1e-15)
 
 
 def test_pooled_scale_is_the_standard_deviation_of_every_level_in_the_reference_hours():

@@ -59,6 +59,10 @@ CONCAVE_Z = 3.0
 # point; the simulator's daily leak with its first block dropped came out concave,
 # tests/test_agents.py, minute to minute).
 ONSET_FLAT_BLOCKS = 2
+# ... and at least this many blocks since the onset: a parabola through fewer has too few
+# residual degrees of freedom for its curvature's z-score (a straight leak's 6 blocks since
+# its onset came out "concave" at z <= -3 in 3 % of noisy copies, measured).
+ONSET_MIN_BLOCKS = 8
 UTIL_HIGH = 0.9  # utilisation from which "close to capacity" alone adds risk
 UTIL_RISK_MAX = 0.7
 
@@ -344,7 +348,8 @@ class CapacityAgent:
         concave, ttf_curve = decelerating_ttf(y_l, width_l, step)
         rise_l = hinge_fit(y_l)[2]
         concave_o, ttf_o = decelerating_ttf(since_onset(y_l, rise_l), width_l, step)
-        concave_o &= rise_l <= y_l.shape[-1] - 1 - ONSET_FLAT_BLOCKS
+        concave_o &= (rise_l <= y_l.shape[-1] - 1 - ONSET_FLAT_BLOCKS) \
+            & (rise_l >= ONSET_MIN_BLOCKS - 1)
         ttf_curve = np.where(concave & concave_o, np.maximum(ttf_curve, ttf_o),
                              np.where(concave, ttf_curve, ttf_o))
         concave |= concave_o

@@ -14,8 +14,9 @@ Per entity (keyed by its label tuple, so churn just adds and forgets keys):
   cloud in raw units, its diagram, its raw deciles and its feature cloud's median H0 death. A
   window is admitted at most once per `baseline_admit_every` (consecutive windows overlap
   almost entirely; admitting every cycle would fill the reservoir with copies) and only while
-  its calibrated score is <= `baseline_admit_quantile` — windows of a developing failure score
-  high and do not contaminate the baseline. Until the first fit every window is admitted.
+  its calibrated 30-min average (ADMIT; `BaselineStore.score`'s `admit`) is <=
+  `baseline_admit_quantile` — windows of a developing failure score high and do not
+  contaminate the baseline. Until the first fit every window is admitted.
 - Windows less than one window length apart overlap (a 2 h window every 10 min shares 92 %
   of its points with the next) and would look alike for that reason alone, so distances are
   only ever taken between non-overlapping windows: prototypes are admitted >= one window ago,
@@ -142,9 +143,10 @@ ONSET = True
 # score that stays high for hours raises a false alarm at every cycle of the run, the way
 # streaming detectors are scored: measured on ASD at the live cadence (NAB-style, standard
 # profile), whole servers 11.2 -> 29.1 (random 16.9, z-scores 28.4 and 30.9), one signal per
-# entity 28.0 -> 34.5; AUROC 0.627 -> 0.642 and 0.756 -> 0.740 (benchmarks/README.md "The
+# entity 28.0 -> 34.6; AUROC 0.627 -> 0.642 and 0.756 -> 0.740 (benchmarks/README.md "The
 # exported score is this cycle's"). The average and the drift hold evidence for hours: the
-# failure warnings read them (the sustained form), so the failure alerts do not change.
+# failure warnings read them (the sustained form). The exported score alone changes no
+# failure alert; the admission below does (it shapes the baseline).
 EXPORTED = "onset"
 # What the baseline's admission reads (`BaselineStore.update`): "average", the calibrated
 # 30-min average alone, or "sustained", the average and the drift (what the decisions read).
@@ -400,7 +402,7 @@ class _Entry:
     # Seasonal levels (exporter/tda/seasonal.py) and, appended with raw_hist (aligned, NaN
     # where not computed), the seasonal deviations, the Fisher statistics and their moving
     # averages (BaselineStore.score); `pending`: this cycle's (time, level [S], deviation,
-    # Fisher statistic, moving average, drift) from score() for update().
+    # Fisher statistic, moving average, drift, pooled deviation) from score() for update().
     levels: SeasonalLevels | None = None
     seas_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
     fis_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
@@ -416,9 +418,10 @@ class _Entry:
     seasonal_since: float = float("nan")
     pending: tuple[float, np.ndarray, float, float, float, float, float] | None = None
     # seasonal.tail_fit of the finite raw_hist, seas_hist, smooth_hist, drift_hist,
-    # pooled_hist and of the raw distances since `seasonal_since` (None: to compute; reset
-    # when they grow; not saved).
+    # pooled_hist (None: to compute; reset when they grow; not saved), and of the raw
+    # distances since `seasonal_since` (`_since`; None where that is None), computed with them.
     fits: tuple[tuple[float, float, float, int], ...] | None = None
+    since_fit: tuple[float, float, float, int] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -555,21 +558,28 @@ class BaselineStore:
         in 100 of this entity's own).
 
         Fused (exporter/tda/seasonal.py): p_topology = `survival(raw, raw history)`,
-        p_level = `survival(seasonal deviation, its history)`, Fisher's statistic of the
-        two averaged over the last SMOOTH seconds of its own history (fast) and accumulated
-        by a CUSUM (`seasonal.drift`, slow), each calibrated as 1 - `survival` under the
-        entity's own history of it, and the score = `seasonal.tippett` of the two (so 0.99
-        still means 1 window in 100 of its own). p_level counts once MIN_LEVEL_HISTORY
-        deviations exist; the drift once MIN_SMOOTH_HISTORY of its values do; falls back
-        to the ECDF above while the history of averages is shorter than MIN_SMOOTH_HISTORY
-        (an entity's first day). With ONSET, this cycle's Fisher p-value is a third view of
-        the Tippett combination (see ONSET). Stashes the cycle's level and statistics in the
-        entity for `update` (which keeps them).
+        p_level = `survival(seasonal deviation, its history)` (MAD scale), and Fisher's
+        statistic of the two (fis = -2 ln p, 2 degrees of freedom). The sustained form: that
+        statistic averaged over the last SMOOTH seconds of its own history (fast) and
+        accumulated by a CUSUM (`seasonal.drift`, slow), each calibrated as 1 - `survival`
+        under the entity's own history of it, combined by `seasonal.tippett` (0.99 still
+        means 1 window in 100 of its own). The exported score (EXPORTED "onset", ONSET on):
+        this cycle's Fisher p-value read as such, 1 - e^(-fis/2), with p_level on the pooled
+        scale (once MIN_LEVEL_HISTORY pooled deviations exist) and p_topology under the raw
+        distances since the references turned to the same time of day (`_since`, once
+        MIN_RAW_HISTORY of them exist); the sustained form where neither p-value exists
+        (EXPORTED "views": Tippett of the onset, the average and the drift, a measured
+        variant). p_level counts once MIN_LEVEL_HISTORY deviations exist; the drift once
+        MIN_SMOOTH_HISTORY of its values do; every form falls back to the ECDF above while
+        the history of averages is shorter than MIN_SMOOTH_HISTORY (an entity's first day).
+        Stashes the cycle's level and statistics in the entity for `update` (which keeps
+        them).
 
-        sustained: an [E] array filled, where given, with the score without the onset view
-        (the 30-min average and the drift only; the same as the score where not fused):
-        what the topology agent and the decision stage's sustained-anomaly warning read.
-        admit: likewise, what the baseline's admission reads (ADMIT).
+        sustained: an [E] array filled, where given, with the sustained form (the 30-min
+        average and the drift; the ECDF where not fused or in the first day): what the
+        topology agent and the decision stage's sustained-anomaly warning read.
+        admit: likewise, what the baseline's admission reads (ADMIT "average": the
+        calibrated 30-min average alone; "sustained": the sustained form).
         """
         out = np.full(len(keys), np.nan)
         if sustained is not None:
@@ -653,10 +663,13 @@ class BaselineStore:
         if not math.isfinite(raw):
             return nan, nan, nan
         if entry.fits is None:
-            entry.fits = tuple(None if h is None else tail_fit(h) for h in (
+            entry.fits = tuple(tail_fit(h) for h in (
                 entry.raw_hist, entry.seas_hist, entry.smooth_hist, entry.drift_hist,
-                entry.pooled_hist, _since(entry)))
-        fit_raw, fit_seas, fit_smooth, fit_drift, fit_pooled, fit_since = entry.fits
+                entry.pooled_hist))
+            since = _since(entry)
+            entry.since_fit = None if since is None else tail_fit(since)
+        fit_raw, fit_seas, fit_smooth, fit_drift, fit_pooled = entry.fits
+        fit_since = entry.since_fit
         if fit_raw[3] < MIN_RAW_HISTORY:
             return nan, nan, nan
         p_level = float("nan")
@@ -691,10 +704,12 @@ class BaselineStore:
         if EXPORTED == "onset":
             # Its topology p-value only from raw distances with the same references: from
             # the day they turned to the same time of day on (they are larger then; against
-            # the first day's, 34 % of a healthy entity's next 6 h had p < 0.05), none while
-            # fewer than MIN_RAW_HISTORY of those exist.
-            if fit_since is not None and TOPOLOGY and fit_since[3] >= MIN_RAW_HISTORY:
-                p_topology = survival(raw, _since(entry), fit_since)
+            # the first day's, 34 % of a healthy entity's next 6 h had p < 0.05), once
+            # MIN_RAW_HISTORY of those exist (the whole history's until then).
+            since = _since(entry)
+            if since is not None and fit_since is not None and TOPOLOGY \
+                    and fit_since[3] >= MIN_RAW_HISTORY:
+                p_topology = survival(raw, since, fit_since)
             # Its level on the pooled scale (the same number of own values as the MAD's).
             if math.isfinite(p_level) and math.isfinite(pooled) \
                     and fit_pooled[3] >= MIN_LEVEL_HISTORY:
@@ -1023,9 +1038,8 @@ class BaselineStore:
                 lv += 1
             entry.last_raw = float(arrays["last_raw"][i])
             entry.normalised_at = float(arrays["normalised_at"][i])
-            # Saved before it was kept: -inf (every raw distance of the history counts).
-            entry.seasonal_since = (float(arrays["seasonal_since"][i]) if "seasonal_since"
-                                    in arrays else -math.inf)
+            entry.seasonal_since = (float(arrays["seasonal_since"][i])
+                                    if "seasonal_since" in arrays else _switched(entry))
             h += k
             if arrays["fitted"][i]:
                 model = EntityBaseline()
@@ -1058,6 +1072,19 @@ def _unpack(prefix: str, arrays: dict[str, np.ndarray]) -> list[Diagram]:
     h0 = np.split(arrays[f"{prefix}_h0"], np.cumsum(l0)[:-1]) if len(l0) else []
     h1 = np.split(arrays[f"{prefix}_h1"].reshape(-1, 2), np.cumsum(l1)[:-1]) if len(l1) else []
     return [(a.copy(), b.copy()) for a, b in zip(h0, h1, strict=True)]
+
+
+def _switched(entry: _Entry) -> float:
+    """`seasonal_since` of an entity restored from baselines saved before it was kept: NaN
+    while its history spans less than the switch (`_fused` sets it then), the switch's time
+    while the history still starts at the entity's first raw distance (RAW_HISTORY not yet
+    full), else -inf (every raw distance kept was taken after it)."""
+    times = entry.hist_times
+    if not len(times) or times[-1] - times[0] < DAY - PHASE_TOLERANCE:
+        return float("nan")
+    if len(times) < RAW_HISTORY:
+        return float(times[0]) + DAY - PHASE_TOLERANCE
+    return -math.inf
 
 
 def _since(entry: _Entry) -> np.ndarray | None:
