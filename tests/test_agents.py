@@ -345,6 +345,30 @@ def test_capacity_straight_rise_with_a_short_onset_keeps_its_projection():
     assert np.isfinite(v.time_to_failure).all()
 
 
+def test_capacity_since_onset_curvature_only_where_it_can_matter_with_the_same_votes():
+    """The since-onset curvature is computed only for signals whose projection can still give
+    a risk; computing it everywhere gives the same votes (every field), for plateau drifts,
+    straight rises, the usual fleet and rises far from capacity."""
+    from dataclasses import astuple
+
+    rng = np.random.default_rng(21)
+    t = np.arange(T) * STEP
+    age = np.clip(t - rng.uniform(20, 60, (40, 1)) * 60, 0, None)
+    tau = rng.uniform(1500, 6000, (40, 1))
+    top = rng.uniform(0.4, 1.2, (40, 1))
+    u = np.concatenate([
+        0.3 + (top - 0.3) * (1 - np.exp(-age / tau)),  # drifts levelling off, some past 100 %
+        0.3 + (top - 0.3) * age / age[:, -1:],  # straight rises
+    ]) + 0.004 * rng.standard_normal((80, T))
+    every = CapacityAgent()
+    every.restrict = False
+    for inp in (_memory_only(u), _inp(_fleet(seed=4)[0])):
+        a, b = CapacityAgent().assess(inp), every.assess(inp)
+        for x, y in zip(astuple(a), astuple(b), strict=True):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    assert (a.risk >= 0.5).any() and (a.risk < 0.3).any()
+
+
 def test_since_onset_keeps_the_breakpoint_block_and_those_after_it():
     y = np.arange(32.0).reshape(2, 16)
     out = since_onset(y, np.array([4.0, np.nan]))

@@ -63,6 +63,8 @@ ONSET_FLAT_BLOCKS = 2
 # residual degrees of freedom for its curvature's z-score (a straight leak's 6 blocks since
 # its onset came out "concave" at z <= -3 in 3 % of noisy copies, measured).
 ONSET_MIN_BLOCKS = 8
+# ttf_risk is 0 from this many times the largest horizon on.
+RISK_ZERO_AFTER = 2.5
 UTIL_HIGH = 0.9  # utilisation from which "close to capacity" alone adds risk
 UTIL_RISK_MAX = 0.7
 
@@ -81,7 +83,7 @@ def ttf_risk(ttf: np.ndarray, horizons: tuple[float, ...]) -> np.ndarray:
         knots_r.append(0.6)
     else:
         knots_r[-1] = 0.8
-    knots_t += [1.5 * hm, 2.5 * hm]
+    knots_t += [1.5 * hm, RISK_ZERO_AFTER * hm]
     knots_r += [0.25, 0.0]
     with np.errstate(divide="ignore", invalid="ignore"):
         logt = np.log(np.maximum(ttf, 1e-9))
@@ -283,6 +285,9 @@ class CapacityAgent:
     """Time to exhaustion of capacity-bound signals from two Theil-Sen fits (module docstring)."""
 
     name = "capacity"
+    # The since-onset curvature only for signals whose projection can still give a risk
+    # (False: everywhere; the same votes, tests/test_agents.py).
+    restrict = True
 
     def assess(self, inp: AgentInput) -> Votes:
         """Votes per entity, batched in chunks of entities (contract: `Agent.assess`)."""
@@ -346,13 +351,22 @@ class CapacityAgent:
         # starts flat. A drift levelling off below capacity after a flat stretch is convex
         # over the whole window (flat, then rising) and concave only since its onset.
         concave, ttf_curve = decelerating_ttf(y_l, width_l, step)
-        rise_l = hinge_fit(y_l)[2]
-        concave_o, ttf_o = decelerating_ttf(since_onset(y_l, rise_l), width_l, step)
-        concave_o &= (rise_l <= y_l.shape[-1] - 1 - ONSET_FLAT_BLOCKS) \
-            & (rise_l >= ONSET_MIN_BLOCKS - 1)
-        ttf_curve = np.where(concave & concave_o, np.maximum(ttf_curve, ttf_o),
-                             np.where(concave, ttf_curve, ttf_o))
-        concave |= concave_o
+        high = earlier_high(u, short_steps, fast_blocks(short_steps)[1])
+        ttf_fast, fast_weight = _fast_onset(u, short_steps, step, high)
+        # Only where a projection can still give a risk (the curve only moves it later).
+        need = ((np.where(headroom > 0, ttf, np.inf) < RISK_ZERO_AFTER * hmax)
+                | (ttf_fast < RISK_ZERO_AFTER * hmax)) if self.restrict else \
+            np.ones(concave.shape, dtype=bool)
+        if need.any():
+            y_n = y_l[need]
+            rise_n = hinge_fit(y_n)[2]
+            concave_o, ttf_o = decelerating_ttf(since_onset(y_n, rise_n), width_l, step)
+            concave_o &= (rise_n <= y_l.shape[-1] - 1 - ONSET_FLAT_BLOCKS) \
+                & (rise_n >= ONSET_MIN_BLOCKS - 1)
+            c_n, t_n = concave[need], ttf_curve[need]
+            ttf_curve[need] = np.where(c_n & concave_o, np.maximum(t_n, ttf_o),
+                                       np.where(c_n, t_n, ttf_o))
+            concave[need] = c_n | concave_o
         ttf = np.where(concave & (headroom > 0), np.maximum(ttf, ttf_curve), ttf)
         # Trend evidence counts only when it stands out of the noise in both lookbacks and the
         # whole window confirms the recent rate.
@@ -363,13 +377,11 @@ class CapacityAgent:
         not_step = np.clip((STEPNESS_MAX - step_l) / (STEPNESS_MAX - 1), 0, 1)
         # Climbing back towards a level the window already held (the warm-up after a
         # restart or a deploy) is recovery: the headroom it projects was there before.
-        high = earlier_high(u, short_steps, fast_blocks(short_steps)[1])
         recovering = level < high - RECOVERY_TOLERANCE
         trend_weight = np.nan_to_num(significance * consistent * not_step) * ~recovering
         r_trend = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf), ttf, 1e12), horizons))
         r_trend = r_trend * trend_weight
-        # A recent onset neither lookback sees as a trend (module docstring).
-        ttf_fast, fast_weight = _fast_onset(u, short_steps, step, high)
+        # A recent onset neither lookback sees as a trend (module docstring; `ttf_fast` above).
         ttf_fast = np.where(concave, np.maximum(ttf_fast, ttf_curve), ttf_fast)
         r_fast = np.nan_to_num(ttf_risk(np.where(np.isfinite(ttf_fast), ttf_fast, 1e12),
                                         horizons)) * fast_weight
