@@ -647,9 +647,8 @@ class BaselineStore:
                 seas[i] = lv.deviation(level[i], now)
                 pooled[i] = lv.deviation(level[i], now, pooled=True)
         elif SEASONAL_LEVEL and stacked is not None and rows:
-            for i, dev, dev_p in zip(rows, deviations(levels, stacked[rows], now).tolist(),
-                                     deviations(levels, stacked[rows], now, True).tolist(),
-                                     strict=True):
+            mad, pool = deviations(levels, stacked[rows], now)
+            for i, dev, dev_p in zip(rows, mad.tolist(), pool.tolist(), strict=True):
                 seas[i], pooled[i] = dev, dev_p
         return level, seas, pooled
 

@@ -219,20 +219,25 @@ class SeasonalLevels:
         m2[ok] += delta * (x - means[ok])
 
 
-def deviations(levels: list[SeasonalLevels], values: np.ndarray, now: float,
-               pooled: bool = False) -> np.ndarray:
-    """[G] `levels[g].deviation(values[g], now, pooled)` for each g (values [G, S]): the same
-    values, in one array step over a cycle's entities (row-wise; fmax picks one of its
+def deviations(levels: list[SeasonalLevels], values: np.ndarray,
+               now: float) -> tuple[np.ndarray, np.ndarray]:
+    """([G], [G]) `levels[g].deviation(values[g], now)` on the MAD and on the pooled scale
+    (`pooled=True`) for each g (values [G, S]): the same values, in one array step over a
+    cycle's entities and one pass over their references (row-wise; fmax picks one of its
     inputs)."""
     if len(levels) < BATCH_MIN:
-        return np.array([lv.deviation(v, now, pooled)
-                         for lv, v in zip(levels, values, strict=True)], dtype=np.float64)
+        pairs = [(lv.deviation(v, now), lv.deviation(v, now, True))
+                 for lv, v in zip(levels, values, strict=True)]
+        return (np.array([m for m, _ in pairs], dtype=np.float64),
+                np.array([p for _, p in pairs], dtype=np.float64))
     refs = [lv.reference(now) for lv in levels]
-    centre = np.stack([c for c, _, _ in refs])
-    scale = np.stack([p if pooled else s for _, s, p in refs])
-    dev: np.ndarray = np.fmax.reduce(np.abs(values - centre) / scale, axis=1)
-    np.minimum(dev, MAX_DEVIATION, out=dev)  # NaN (no reference) stays NaN
-    return dev
+    away = np.abs(values - np.stack([c for c, _, _ in refs]))
+    out = []
+    for k in (1, 2):  # the MAD scale, the pooled scale
+        dev: np.ndarray = np.fmax.reduce(away / np.stack([r[k] for r in refs]), axis=1)
+        np.minimum(dev, MAX_DEVIATION, out=dev)  # NaN (no reference) stays NaN
+        out.append(dev)
+    return out[0], out[1]
 
 
 def add_levels(levels: list[SeasonalLevels], level: list[np.ndarray], now: float) -> None:
