@@ -117,6 +117,39 @@ def _mib(arrays: Any, seen: set[int] | None = None) -> float:
     return 0.0
 
 
+def baseline_breakdown(pipeline: Any) -> dict[str, float]:
+    """MiB of the topology baselines' arrays as held in memory (`baselines` above is their
+    saved state, which widens some to float64), by part: the reservoir's score clouds, its
+    window deciles, its diagrams (H0, H1, H0 medians, times), the per-window score histories
+    (raw distance, summaries, times, the five calibration histories), the seasonal hourly
+    levels and the fitted models' arrays."""
+    parts = dict.fromkeys(("baseline_reservoir_clouds", "baseline_reservoir_deciles",
+                           "baseline_reservoir_diagrams", "baseline_histories",
+                           "baseline_seasonal_levels", "baseline_models"), 0.0)
+    for rt in pipeline.runtimes:
+        store = getattr(rt.topology, "_store", None) if rt.topology is not None else None
+        if store is None:
+            continue
+        for e in store.entries.values():
+            r = e.reservoir
+            parts["baseline_reservoir_clouds"] += r.cloud_arr.nbytes
+            parts["baseline_reservoir_deciles"] += r.deciles.nbytes
+            parts["baseline_reservoir_diagrams"] += (r.h0_arr.nbytes + r.h1_arr.nbytes
+                                                     + r.h0_medians.nbytes + r.times.nbytes)
+            parts["baseline_histories"] += sum(getattr(e, n).nbytes for n in (
+                "raw_hist", "vec_hist", "hist_times", "seas_hist", "fis_hist", "smooth_hist",
+                "drift_hist", "pooled_hist"))
+            if e.levels is not None:
+                lv = e.levels
+                parts["baseline_seasonal_levels"] += sum(
+                    a.nbytes for a in (lv.hours, lv.means, lv.m2, lv.counts))
+            if e.model is not None:
+                parts["baseline_models"] += sum(
+                    a.nbytes for a in vars(e.model).values() if isinstance(a, np.ndarray)) + sum(
+                    x.nbytes for p in getattr(e.model, "prototypes_", []) for x in p)
+    return {k: v / 2**20 for k, v in parts.items()}
+
+
 def memory_breakdown(pipeline: Any, predictor: Any) -> dict[str, float]:
     """MiB per long-lived structure after the last cycle: window buffers, topology baselines
     (their saved state's arrays: what they keep), the decision stage's risk references, the
@@ -128,6 +161,7 @@ def memory_breakdown(pipeline: Any, predictor: Any) -> dict[str, float]:
                             if rt.topology is not None),
            "decision": sum(_mib(rt.decision.state()) for rt in pipeline.runtimes
                            if rt.decision is not None)}
+    out.update(baseline_breakdown(pipeline))
     snap = pipeline.snapshot
     results = 0.0
     for r in snap.results:
@@ -178,6 +212,47 @@ class StagePeaks:
         return out
 
 
+def fill_steady_state(pipeline: Any) -> int:
+    """Grow every entity's topology baseline to the size days of cycles give it: the
+    reservoir to `baseline_size` windows (one per `baseline_admit_every`) and the score
+    histories to RAW_HISTORY values (one per window / score_points: three days), by tiling
+    the entity's own rows backwards in time. One warm cycle leaves these nearly empty, and
+    the memory they take at steady state (the largest part of the baselines) would not be
+    measured. Returns the entities grown.
+
+    The values are the entity's own, repeated: what the next cycle computes from them is
+    not a real entity's, but every array has its steady-state shape and dtype, which is what
+    the memory figures measure.
+    """
+    from exporter.tda.baseline import RAW_HISTORY
+
+    grown = 0
+    for rt in pipeline.runtimes:
+        store = getattr(rt.topology, "_store", None) if rt.topology is not None else None
+        if store is None:
+            continue
+        for entry in store.entries.values():
+            res = entry.reservoir
+            n = len(res)
+            if n:
+                idx = np.arange(store.size) % n
+                res.cloud_arr = res.cloud_arr[idx]
+                res.h0_arr, res.h1_arr = res.h0_arr[idx], res.h1_arr[idx]
+                res.deciles, res.h0_medians = res.deciles[idx], res.h0_medians[idx]
+                res.times = res.times[-1] - store.admit_every * np.arange(store.size)[::-1]
+            k = len(entry.hist_times)
+            if k:
+                idx = np.arange(RAW_HISTORY) % k
+                for name in ("raw_hist", "seas_hist", "fis_hist", "smooth_hist",
+                             "drift_hist", "pooled_hist", "vec_hist"):
+                    setattr(entry, name, getattr(entry, name)[idx])
+                entry.hist_times = (entry.hist_times[-1]
+                                    - store.raw_every * np.arange(RAW_HISTORY)[::-1])
+                entry.fits = None
+            grown += bool(n or k)
+    return grown
+
+
 def _hwm_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -186,7 +261,7 @@ def _hwm_mib() -> float:
 
 
 async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | None,
-                  prom: Any = None) -> list[dict[str, Any]]:
+                  prom: Any = None, steady: bool = False) -> list[dict[str, Any]]:
     from exporter.pipeline import Pipeline, load_predictor
 
     predictor, info = load_predictor(cfg.model.path)
@@ -195,8 +270,11 @@ async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | N
     peaks = StagePeaks(pipeline)
     out = []
     try:
-        for k in range(warm + 1):
-            now = end - (warm - k) * STEP
+        kinds = ["cold"] + ["warm"] * warm + (["grown", "steady"] if steady and warm else [])
+        for k, kind in enumerate(kinds):
+            now = end - (len(kinds) - 1 - k) * STEP
+            if kind == "grown":
+                fill_steady_state(pipeline)
             before = query_range_requests(prom) if prom is not None else None
             t0 = time.perf_counter()
             snap = await pipeline.run_cycle(now)
@@ -205,7 +283,7 @@ async def _cycles(cfg: Any, source: Any, end: float, warm: int, workers: int | N
             # The snapshot of this cycle was rendered after stage_seconds was filled.
             stages["render"] = pipeline._render_seconds
             n = sum(len(r.entities) for r in snap.results)
-            row = {"kind": "cold" if k == 0 else "warm", "seconds": wall,
+            row = {"kind": kind, "seconds": wall,
                    "stage_seconds": stages, "entities": n,
                    "entities_per_second": n / wall if wall > 0 else None,
                    "exposition_bytes": len(snap.body),
@@ -235,6 +313,8 @@ def one(entities: int, args: argparse.Namespace) -> dict[str, Any]:
         from exporter.config import TopologyConfig
 
         extra = int(float(TopologyConfig().bootstrap) / STEP)
+    if args.steady_state:
+        extra += 2  # the grown and steady cycles
     fleet = bench_fleet(entities, args.steps, args.warm_cycles + extra, end)
     sim_seconds = time.perf_counter() - t0
     cfg = bench_config(entities, args.steps, args.signals)
@@ -242,7 +322,7 @@ def one(entities: int, args: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {"entities": entities, "signals": args.signals, "steps": args.steps,
                            "workers": args.workers, "simulate_seconds": sim_seconds}
     res["cycles"] = asyncio.run(_cycles(cfg, SimulatorSource(fleet), end, args.warm_cycles,
-                                        args.workers))
+                                        args.workers, steady=args.steady_state))
     win = fleet.values[:, : args.signals, -args.steps:]
     loop = ripser_loop(win, analysis, min(args.ripser_sample, entities))
     loop["scaled_seconds_all_entities"] = loop["seconds_per_cloud"] * entities
@@ -250,6 +330,12 @@ def one(entities: int, args: argparse.Namespace) -> dict[str, Any]:
     warm = [c for c in res["cycles"] if c["kind"] == "warm"] or res["cycles"]
     cycle = float(np.median([c["seconds"] for c in warm]))
     topo = float(np.median([c["stage_seconds"].get("topology", 0.0) for c in warm]))
+    steady = [c for c in res["cycles"] if c["kind"] == "steady"]
+    if steady:
+        res["steady_entities_per_second"] = steady[-1]["entities_per_second"]
+        # This cycle's own peak (the grown cycle before it fits every entity's baseline at
+        # once, as a fleet started together does once; its peak is in peak_rss_mib).
+        res["steady_peak_rss_mib"] = max(steady[-1]["stage_peak_rss_mib"].values())
     res["warm_cycle_seconds_median"] = cycle
     res["warm_entities_per_second"] = entities / cycle
     res["ratio_cycle_to_ripser_loop"] = cycle / loop["scaled_seconds_all_entities"]
@@ -283,6 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", action="store_true",
                    help="simulate 24 h more history: the cold cycle includes the topology "
                         "bootstrap replay (entities <= bootstrap_max_entities)")
+    p.add_argument("--steady-state", action="store_true",
+                   help="after the warm cycles, grow every entity's baseline to its "
+                        "steady-state size (fill_steady_state), run one cycle (every entity "
+                        "fits its baseline: 'grown') and one more ('steady'): memory and "
+                        "speed after days of cycles, not after one")
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--output", default=str(RESULTS / "pipeline.json"))
     args = p.parse_args(argv)
@@ -303,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd.append("--prometheus")
         if args.bootstrap:
             cmd.append("--bootstrap")
+        if args.steady_state:
+            cmd.append("--steady-state")
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
@@ -323,7 +416,7 @@ def _print(res: dict[str, Any]) -> None:
           f"(workers={res['workers'] or 'all cores'})")
     for c in res["cycles"]:
         stages = " ".join(f"{k}={v:.2f}" for k, v in c["stage_seconds"].items())
-        print(f"  {c['kind']:4s} cycle {c['seconds']:.2f}s  {c['entities_per_second']:.0f} "
+        print(f"  {c['kind']:6s} cycle {c['seconds']:.2f}s  {c['entities_per_second']:.0f} "
               f"entities/s  [{stages}]  exposition={c['exposition_bytes'] / 1e6:.1f}MB "
               f"model={c['model']}")
     loop = res["ripser_loop"]
@@ -337,7 +430,7 @@ def _print(res: dict[str, Any]) -> None:
               f"{c['stage_seconds'].get('ingest', 0):.2f}s requests="
               f"{c.get('query_range_requests')}")
     for c in res["cycles"]:
-        print(f"  {c['kind']:4s} cycle peak RSS per stage (MiB): " + " ".join(
+        print(f"  {c['kind']:6s} cycle peak RSS per stage (MiB): " + " ".join(
             f"{k}={v:.0f}" for k, v in c.get("stage_peak_rss_mib", {}).items()))
     kids = res["cycles"][-1].get("children_peak_rss_mib", [])
     print(f"  peak RSS: main {res['peak_rss_mib']:.0f} MiB, workers "
