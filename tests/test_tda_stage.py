@@ -168,7 +168,7 @@ def test_normalisation_is_reestimated_from_the_reservoir(monkeypatch):
         # Each entity re-normalised at its own phase within the last period...
         assert entry.model is not None and now - entry.normalised_at < 1800 + SHIFT * STEP
         # ... from its reservoir's clouds.
-        baseline.BaselineStore.renormalise(entry, now)
+        baseline.BaselineStore.renormalise(entry, now, stage._store.size)
         clouds = entry.reservoir.clouds
         np.testing.assert_allclose(entry.center, np.median(np.concatenate(clouds), axis=0))
 

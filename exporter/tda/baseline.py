@@ -104,8 +104,8 @@ RENORMALISE_EVERY = 6 * 3600.0
 # (`_Entry.comparable_since`): in an entity's first day its reservoir grows from a few
 # windows to a day of them and the scale moved 1.5-3x at each re-estimate (a daily pattern
 # coming into view), and the second day's same-time-of-day comparisons with the first day's
-# summaries ran hot (healthy synthetic entities above 0.95 on 35 % of cycles in hours 27-30,
-# tests/test_tda_seasonal.py). Later re-estimates move it by a few to ~25 %, and only those
+# summaries ran hot (healthy synthetic entities above 0.95 on 25-31 % of cycles in hours
+# 24-36, 0-3.5 % without those references; tests/test_tda_seasonal.py). Later re-estimates move it by a few to ~25 %, and only those
 # while the reservoir fills count (`renormalise`: applied to every re-estimate, ASD's whole
 # servers lost AUROC 0.642 -> 0.606, their scales move with their bursts). 0: off.
 UNITS_TOLERANCE = 1.5
@@ -179,6 +179,9 @@ MIN_SMOOTH_HISTORY = 144
 # instead; ASD multi AUROC -0.009, and no score for 3 h after the switch).
 RESTART_AT_SWITCH = False
 DECILES = np.linspace(10, 90, 9)
+# Baselines refitted per block (`BaselineStore.update`): [REFIT_BLOCK, size, S, 9] float32
+# deciles and their sort, ~40 MiB at 512 x 72 x 8 x 9 with the sort's copies.
+REFIT_BLOCK = 512
 
 
 class BaselineError(ValueError):
@@ -522,11 +525,14 @@ class BaselineStore:
             entry = self.entries.get(key)
             if entry is None or not finite[i] or not len(entry.hist_times):
                 continue
-            same = entry.hist_times.tobytes() + np.float64(entry.comparable_since).tobytes()
+            # The cut only where it leaves rows out: entities that joined together keep
+            # sharing their references once their units' move has left the history.
+            cut = entry.comparable_since if entry.comparable_since >= entry.hist_times[0] \
+                else -math.inf
+            same = entry.hist_times.tobytes() + np.float64(cut).tobytes()
             group = groups.get(same)
             if group is None:
-                group = groups[same] = (self._references(entry.hist_times, now,
-                                                         entry.comparable_since), [], [])
+                group = groups[same] = (self._references(entry.hist_times, now, cut), [], [])
             if len(group[0]):
                 group[1].append(i)
                 group[2].append(entry.vec_hist[group[0]])
@@ -559,7 +565,9 @@ class BaselineStore:
         `comparable_since`) where any of them is a window old, else among all (the window
         after a re-estimate of the units is still compared, as before it was kept)."""
         if comparable_since > -math.inf:
-            first = int(times.searchsorted(comparable_since))
+            # side="right": the summary stored in the cycle that re-estimated the units was
+            # computed before it, in the old ones.
+            first = int(times.searchsorted(comparable_since, side="right"))
             if first < len(times) and now - times[first] >= self.window:
                 return first + self._references(times[first:], now)
         age = now - times
@@ -683,7 +691,7 @@ class BaselineStore:
         entry.pending = (now, level, seas, nan, nan, nan, pooled)
         if SEASONAL and entry.seasonal_since != entry.seasonal_since \
                 and len(entry.hist_times) \
-                and now - max(entry.hist_times[0], entry.comparable_since) >= DAY - PHASE_TOLERANCE:
+                and now - _comparable_start(entry) >= DAY - PHASE_TOLERANCE:
             entry.seasonal_since = now  # `_references` turns to the same time of day
             entry.fits = None
         if not math.isfinite(raw):
@@ -860,8 +868,17 @@ class BaselineStore:
             due_fits.append((entry, first, phase))
         add_levels(seasonal, seasonal_levels, now)
         # The refits after the loop (an entity's fit reads only its own state): the typical
-        # deciles of all of them in one call, NaN-padded (each column's median counts its
-        # own finite values, so the padding changes nothing: the same bits as one by one).
+        # deciles of REFIT_BLOCK of them per call, NaN-padded (each column's median counts
+        # its own finite values, so the padding changes nothing: the same bits as one by
+        # one). In blocks, so a cycle where every entity refits (a restart after downtime:
+        # all are due at once, and stay in step) needs a few MiB, not GiB, of temporaries.
+        for lo in range(0, len(due_fits), REFIT_BLOCK):
+            refits += self._refit(due_fits[lo : lo + REFIT_BLOCK], now)
+        return refits
+
+    def _refit(self, due_fits: list[tuple[_Entry, bool, float]], now: float) -> int:
+        """Fit the baselines of due_fits (entry, first fit, stagger phase); returns how many."""
+        refits = 0
         width = max((len(e.reservoir.deciles) for e, _, _ in due_fits), default=0)
         stack = np.full((len(due_fits), width, len(self.signals), len(DECILES)), np.nan,
                         dtype=np.float32)
@@ -882,7 +899,7 @@ class BaselineStore:
         return refits
 
     @staticmethod
-    def renormalise(entry: _Entry, now: float, size: int | None = None) -> None:
+    def renormalise(entry: _Entry, now: float, size: int) -> None:
         """Re-estimate the entity's normalisation from its reservoir's raw score clouds.
 
         The first window's robust statistics (2 h) mis-scale every signal with a daily
@@ -892,7 +909,7 @@ class BaselineStore:
         compares summaries with the entity's own history, and the recomputation was a third
         of the replay's CPU in benchmarks/eval_anomaly.py). The summary history is kept, as
         the raw-distance history is: once the reservoir is full the units change slowly.
-        While it fills (`size`: the store's reservoir size; None: treated as full), a
+        While it fills (`size`: the store's reservoir size), a
         re-estimate that moves a signal's scale by more than UNITS_TOLERANCE makes the
         summaries taken before it no references (`comparable_since`) and the same-time-of-day
         switch is found again on the new units' history.
@@ -906,7 +923,7 @@ class BaselineStore:
         # Only while the reservoir is still filling, before it holds `size` windows or spans
         # a day (its units still forming): later moves are the entity's own drift, which
         # the calibration follows.
-        forming = size is not None and len(res.times) < size and (
+        forming = len(res.times) < size and (
             len(res.times) < 2 or res.times[-1] - res.times[0] < DAY - PHASE_TOLERANCE)
         if UNITS_TOLERANCE > 0 and entry.scale is not None and forming:
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -1126,11 +1143,12 @@ def _switched(entry: _Entry) -> float:
     """`seasonal_since` of an entity restored from baselines saved before it was kept: NaN
     while its history spans less than the switch (`_fused` sets it then), the switch's time
     while the history still starts at the entity's first raw distance (RAW_HISTORY not yet
-    full) or holds its `comparable_since`, from which the switch then counts, else -inf
-    (every raw distance kept was taken after it)."""
+    full) or holds its `comparable_since`, from which the switch then counts (a state
+    saved with `comparable_since` also has `seasonal_since`: that case is for completeness),
+    else -inf (every raw distance kept was taken after it)."""
     times = entry.hist_times
     if len(times) and entry.comparable_since > times[0]:  # the switch counts from there
-        times = times[times.searchsorted(entry.comparable_since):]
+        times = times[times.searchsorted(entry.comparable_since, side="right"):]
         if len(times):
             return float(times[0]) + DAY - PHASE_TOLERANCE \
                 if times[-1] - times[0] >= DAY - PHASE_TOLERANCE else float("nan")
@@ -1139,6 +1157,18 @@ def _switched(entry: _Entry) -> float:
     if len(times) < RAW_HISTORY:
         return float(times[0]) + DAY - PHASE_TOLERANCE
     return -math.inf
+
+
+def _comparable_start(entry: _Entry) -> float:
+    """Time of the entity's first summary in its current units (`comparable_since`): the
+    first history row after it, or the history's first row (NaN without any)."""
+    times = entry.hist_times
+    if not len(times):
+        return float("nan")
+    if entry.comparable_since < times[0]:
+        return float(times[0])
+    k = int(times.searchsorted(entry.comparable_since, side="right"))
+    return float(times[k]) if k < len(times) else float("nan")
 
 
 def _since(entry: _Entry) -> np.ndarray | None:
