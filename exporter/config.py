@@ -244,12 +244,12 @@ class DecisionConfig:
     # A sustained, extreme anomaly is a warning even where no agent sees a failure mechanism
     # (servers without known capacities; an incident that is "unusual", not "filling up"):
     # the calibrated topology anomaly score's sustained form (its 30-min average and drift, not
-    # the exported onset: TopologyResult.sustained_score) at or above `sustained_anomaly_threshold` (0.999: rarer
-    # than 1 in 1 000 of the entity's own windows) at every cycle for `sustained_anomaly_for`, once the
+    # the exported onset: TopologyResult.sustained_score) at or above `sustained_anomaly_threshold` (0.998: rarer
+    # than 1 in 500 of the entity's own windows) at every cycle for `sustained_anomaly_for`, once the
     # entity's own history spans `sustained_anomaly_min_history` (the score compares a window with the
     # same time of day from the second day on; a day of those comparisons calibrates it).
     # 1 turns it off.
-    sustained_anomaly_threshold: float = 0.999
+    sustained_anomaly_threshold: float = 0.998
     sustained_anomaly_for: Duration = Duration(1800)
     sustained_anomaly_min_history: Duration = Duration(2 * 86400)
 

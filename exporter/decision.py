@@ -41,7 +41,7 @@ stayed at or above `sustained_anomaly_threshold` at every cycle for `sustained_a
 calibrated on spans `sustained_anomaly_min_history`. No agent has to see a failure
 mechanism: on servers whose capacities are unknown (min-max scaled metrics, ASD) the
 incidents are "unusual", not "filling up", and nothing else speaks for them. Rarity is the
-entity's own (1 in 1 000 windows at 0.999), held for half an hour, and only once the score
+entity's own (1 in 500 windows at 0.998), held for half an hour, and only once the score
 has a calibrated history (two daily cycles); measured in benchmarks/README.md ("Sustained
 anomalies"). Off where the topology agent is disabled. Undecided entities (level -1) are
 left as they are.

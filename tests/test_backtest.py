@@ -383,7 +383,7 @@ def _anomalous_app_fleet(tmp: Path, threshold: float) -> Path:
 
 
 def test_sustained_anomaly_warns_without_a_failure_mechanism(tmp_path: Path) -> None:
-    # This synthetic jump peaks at a calibrated score of ~0.99 (the default threshold 0.999
+    # This synthetic jump peaks at a calibrated score of ~0.99 (the default threshold 0.998
     # is for fleets; here the wiring is under test): raised after 30 min at or above 0.95,
     # then the rule's 15 m `for:`. (At 0.9, 1 window in 10, held 30 min, the healthy hosts'
     # third day trips it too once the second day's summaries in the first day's units no

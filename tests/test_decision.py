@@ -445,8 +445,8 @@ def test_gate_explains_an_escalated_entity_and_credits_topology() -> None:
     np.testing.assert_array_equal(out.contribution[0], [0.1, 0.9])
     assert out.explanation[0] == (
         "sustained anomaly: its sustained topology anomaly score (30-min average and drift) "
-        "has stayed at or above 0.999 (rarer "
-        "than 1 in 1,000 of its own windows) for 30m, now 0.9995; no agent sees a failure "
+        "has stayed at or above 0.998 (rarer "
+        "than 1 in 500 of its own windows) for 30m, now 0.9995; no agent sees a failure "
         "mechanism (quiet)")
     assert out.explanation[1] == "quiet"
 
@@ -562,7 +562,7 @@ def test_rule_texts_name_the_sustained_anomaly_only_where_it_is_on() -> None:
                         if a.name in ("AuraFailureRisk", "AuraTopologyAnomaly"))
 
     assert ("sustained anomaly: the topology anomaly score's sustained form (30-min average "
-            "and drift) >= 0.999 for 30m") in texts({})
+            "and drift) >= 0.998 for 30m") in texts({})
     assert "raises AuraFailureRisk" in texts({})
     for off in ({"decision": {"sustained_anomaly_threshold": 1}},
                 {"topology": {"enabled": False}}, {"decision": {"enabled": False}}):
