@@ -117,6 +117,19 @@ def _mib(arrays: Any, seen: set[int] | None = None) -> float:
     return 0.0
 
 
+# An entity's per-window score histories (exporter.tda.baseline._Entry), all RAW_HISTORY long.
+HISTORIES = ("raw_hist", "vec_hist", "hist_times", "seas_hist", "fis_hist", "smooth_hist",
+             "drift_hist", "pooled_hist")
+
+
+def _stores(pipeline: Any) -> Iterator[Any]:
+    """The topology baseline store of each analysis that has one."""
+    for rt in pipeline.runtimes:
+        store = getattr(rt.topology, "_store", None) if rt.topology is not None else None
+        if store is not None:
+            yield store
+
+
 def baseline_breakdown(pipeline: Any) -> dict[str, float]:
     """MiB of the topology baselines' arrays as held in memory (`baselines` above is their
     saved state, which widens some to float64), by part: the reservoir's score clouds, its
@@ -126,19 +139,14 @@ def baseline_breakdown(pipeline: Any) -> dict[str, float]:
     parts = dict.fromkeys(("baseline_reservoir_clouds", "baseline_reservoir_deciles",
                            "baseline_reservoir_diagrams", "baseline_histories",
                            "baseline_seasonal_levels", "baseline_models"), 0.0)
-    for rt in pipeline.runtimes:
-        store = getattr(rt.topology, "_store", None) if rt.topology is not None else None
-        if store is None:
-            continue
+    for store in _stores(pipeline):
         for e in store.entries.values():
             r = e.reservoir
             parts["baseline_reservoir_clouds"] += r.cloud_arr.nbytes
             parts["baseline_reservoir_deciles"] += r.deciles.nbytes
             parts["baseline_reservoir_diagrams"] += (r.h0_arr.nbytes + r.h1_arr.nbytes
                                                      + r.h0_medians.nbytes + r.times.nbytes)
-            parts["baseline_histories"] += sum(getattr(e, n).nbytes for n in (
-                "raw_hist", "vec_hist", "hist_times", "seas_hist", "fis_hist", "smooth_hist",
-                "drift_hist", "pooled_hist"))
+            parts["baseline_histories"] += sum(getattr(e, n).nbytes for n in HISTORIES)
             if e.levels is not None:
                 lv = e.levels
                 parts["baseline_seasonal_levels"] += sum(
@@ -227,10 +235,7 @@ def fill_steady_state(pipeline: Any) -> int:
     from exporter.tda.baseline import RAW_HISTORY
 
     grown = 0
-    for rt in pipeline.runtimes:
-        store = getattr(rt.topology, "_store", None) if rt.topology is not None else None
-        if store is None:
-            continue
+    for store in _stores(pipeline):
         for entry in store.entries.values():
             res = entry.reservoir
             n = len(res)
@@ -243,9 +248,9 @@ def fill_steady_state(pipeline: Any) -> int:
             k = len(entry.hist_times)
             if k:
                 idx = np.arange(RAW_HISTORY) % k
-                for name in ("raw_hist", "seas_hist", "fis_hist", "smooth_hist",
-                             "drift_hist", "pooled_hist", "vec_hist"):
-                    setattr(entry, name, getattr(entry, name)[idx])
+                for name in HISTORIES:
+                    if name != "hist_times":  # the times go back one step each, below
+                        setattr(entry, name, getattr(entry, name)[idx])
                 entry.hist_times = (entry.hist_times[-1]
                                     - store.raw_every * np.arange(RAW_HISTORY)[::-1])
                 entry.fits = None
