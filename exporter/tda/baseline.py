@@ -105,9 +105,10 @@ RENORMALISE_EVERY = 6 * 3600.0
 # windows to a day of them and the scale moved 1.5-3x at each re-estimate (a daily pattern
 # coming into view), and the second day's same-time-of-day comparisons with the first day's
 # summaries ran hot (healthy synthetic entities above 0.95 on 25-31 % of cycles in hours
-# 24-36, 0-3.5 % without those references; tests/test_tda_seasonal.py). Later re-estimates move it by a few to ~25 %, and only those
-# while the reservoir fills count (`renormalise`: applied to every re-estimate, ASD's whole
-# servers lost AUROC 0.642 -> 0.606, their scales move with their bursts). 0: off.
+# 24-36, 0-3.5 % without those references; tests/test_tda_seasonal.py). Later re-estimates
+# move it by a few to ~25 %, and only those while the reservoir fills count (`renormalise`:
+# applied to every re-estimate, ASD's whole servers lost AUROC 0.642 -> 0.606, their scales
+# move with their bursts). 0: off.
 UNITS_TOLERANCE = 1.5
 REPLAY_REFIT_EVERY = 7200.0
 # Version of `BaselineStore.state()`; older saved baselines are refused (and relearned).
@@ -561,8 +562,8 @@ class BaselineStore:
                     comparable_since: float = -math.inf) -> np.ndarray:
         """Rows of an entity's history (`hist_times`, ascending) that `distance` compares
         with: at least a window old, at the same time of day once a day old, the newest
-        MAX_REFERENCES; among those taken in the current units (at or after
-        `comparable_since`) where any of them is a window old, else among all (the window
+        MAX_REFERENCES; among those taken in the current units (after `comparable_since`,
+        the cycle that re-estimated them) where any of them is a window old, else among all (the window
         after a re-estimate of the units is still compared, as before it was kept)."""
         if comparable_since > -math.inf:
             # side="right": the summary stored in the cycle that re-estimated the units was
