@@ -358,9 +358,10 @@ def one(entities: int, args: argparse.Namespace) -> dict[str, Any]:
                 res["prometheus_cycles"] = asyncio.run(_cycles(
                     pcfg, PrometheusSource(pcfg.source), end, args.warm_cycles, args.workers,
                     prom))
-    # The resets of StagePeaks also reset ru_maxrss: the largest of both marks.
-    res["peak_rss_mib"] = max([_rss_mib_self()] + [c.get("peak_rss_mib", 0.0)
-                                                   for c in res["cycles"]])
+    # The resets of StagePeaks also reset ru_maxrss: the largest of both marks. Not with
+    # --steady-state: ru_maxrss keeps the fill's own copies, which StagePeaks leaves out.
+    marks = [c.get("peak_rss_mib", 0.0) for c in res["cycles"]]
+    res["peak_rss_mib"] = max(marks if args.steady_state else [_rss_mib_self(), *marks])
     return res
 
 
