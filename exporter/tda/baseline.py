@@ -1149,10 +1149,9 @@ def _switched(entry: _Entry) -> float:
     else -inf (every raw distance kept was taken after it)."""
     times = entry.hist_times
     if len(times) and entry.comparable_since > times[0]:  # the switch counts from there
-        times = times[times.searchsorted(entry.comparable_since, side="right"):]
-        if len(times):
-            return float(times[0]) + DAY - PHASE_TOLERANCE \
-                if times[-1] - times[0] >= DAY - PHASE_TOLERANCE else float("nan")
+        start = _comparable_start(entry)
+        return start + DAY - PHASE_TOLERANCE \
+            if times[-1] - start >= DAY - PHASE_TOLERANCE else float("nan")
     if not len(times) or times[-1] - times[0] < DAY - PHASE_TOLERANCE:
         return float("nan")
     if len(times) < RAW_HISTORY:
