@@ -43,15 +43,24 @@ mechanism: on servers whose capacities are unknown (min-max scaled metrics, ASD)
 incidents are "unusual", not "filling up", and nothing else speaks for them. Rarity is the
 entity's own (1 in 500 windows at 0.998), held for half an hour, and only once the score
 has a calibrated history (two daily cycles); measured in benchmarks/README.md ("Sustained
-anomalies"). Off where the topology agent is disabled. Undecided entities (level -1) are
-left as they are.
+anomalies"). A run whose window holds a counter reset (`exporter.windows.counter_resets`:
+an uptime or a counter from 0 after a crash, a redeploy, an OOM kill) at any of its cycles
+before this rule raised it never raises the level, however long it lasts: a process or
+host that came back differs from its history (caches refilling, a disk cleaned) for hours
+or days without failing (measured on the independent fleets: benchmarks/README.md,
+"Restarts"). The explanation says so; a run that starts once the reset has left the
+window counts again. The rule needs a signal that resets on a restart (an uptime,
+`time() - process_start_time_seconds`, or a counter not wrapped in `rate()`); without
+one, nothing is excused. Off where the topology agent is disabled. Undecided entities
+(level -1) are left as they are.
 
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
 and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
 minutes), 35 MB at 10 000 entities; plus, per entity, the start and last cycle of a run of
-extreme anomaly scores (two float64); what a cycle computes from them goes ROW_BLOCK entities
-at a time (a few MiB of temporaries however many entities there are).
+extreme anomaly scores and the starts of the runs this rule raised or a restart excused
+(four float64); what a cycle computes from them goes ROW_BLOCK entities at a time (a few
+MiB of temporaries however many entities there are).
 """
 
 from __future__ import annotations
@@ -66,7 +75,7 @@ from exporter.config import DecisionConfig
 from exporter.numeric import nan_percentile
 from exporter.results import Consensus, TopologyResult
 from exporter.util import format_duration
-from exporter.windows import EntityKey, decode_entity_key, encode_entity_key
+from exporter.windows import EntityKey, counter_resets, decode_entity_key, encode_entity_key
 
 # An alert of a benign pattern typically lasts about this long; the budget of alerts per
 # entity-day becomes a budget of reference samples above the threshold per day.
@@ -113,6 +122,8 @@ class Decision:
         this stage lowered the level as usual first: `suppressed` and `escalated` both True).
     anomaly_since: [E] Unix seconds since when the anomaly score has stayed at or above
         `sustained_anomaly_threshold` (NaN where it is below or unknown).
+    excused: [E] bool, a sustained extreme anomaly would raise level 0 but its run came
+        with a restart (a counter reset in the window), so it does not.
     """
 
     level: np.ndarray
@@ -123,6 +134,7 @@ class Decision:
     phase_high: np.ndarray
     escalated: np.ndarray
     anomaly_since: np.ndarray
+    excused: np.ndarray
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -165,6 +177,10 @@ class DecisionStage:
         # threshold, and the last cycle it was (Unix s; NaN: not in a run).
         self.since_ = np.empty(0, dtype=np.float64)
         self.hot_ = np.empty(0, dtype=np.float64)
+        # Per row: the start of the run this rule raised, and of the run a restart excused
+        # (NaN: none).
+        self.raised_ = np.empty(0, dtype=np.float64)
+        self.excused_ = np.empty(0, dtype=np.float64)
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
         # What the references hold, for the quantile cache (see `_quantiles`): a counter
@@ -179,12 +195,14 @@ class DecisionStage:
 
     def decide(self, entities: Sequence[EntityKey], risk: np.ndarray, level: np.ndarray,
                now: float, anomaly: np.ndarray | None = None,
-               history: np.ndarray | None = None) -> Decision:
+               history: np.ndarray | None = None,
+               values: np.ndarray | None = None) -> Decision:
         """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; raise level 0
         to 1 where the calibrated `anomaly` score [E] (0..1, NaN unknown; None: no topology
         this cycle) has stayed extreme (see the module docstring), given the seconds of
         `history` [E] it is calibrated on (None: the span of the entity's own risk
-        reference stands in); then learn the risk.
+        reference stands in) and the cycle's window `values` [E, S, T] (None: no
+        interruption is known; see `_sustained`); then learn the risk.
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -196,6 +214,8 @@ class DecisionStage:
         for name, arr in (("anomaly", anomaly), ("history", history)):
             if arr is not None and np.shape(arr) != (e,):
                 raise DecisionError(f"{name} {np.shape(arr)} for {e} entities")
+        if values is not None and (np.ndim(values) != 3 or np.shape(values)[0] != e):
+            raise DecisionError(f"window values {np.shape(values)} for {e} entities")
         rows = self._rows(entities, now)
         threshold = np.full(e, np.nan)
         own_n = np.zeros(e, dtype=np.int64)
@@ -231,11 +251,13 @@ class DecisionStage:
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
         gated = np.where(usual, 0, level)
-        escalated, since = self._sustained(rows, anomaly, history, now)
+        escalated, since, excused = self._sustained(rows, anomaly, history, now, values)
         escalated &= gated == 0
+        self.raised_[rows[escalated]] = since[escalated]
         gated = np.where(escalated, 1, gated)
         self._learn(rows, risk, now)
-        return Decision(gated, threshold, own_n, usual, bound, phase_high, escalated, since)
+        return Decision(gated, threshold, own_n, usual, bound, phase_high, escalated, since,
+                        excused & (gated == 0))
 
     def exclude(self, spans: Iterable[tuple[EntityKey, float, float | None]]) -> None:
         """Leave (entity, start, end) spans out of the reference (recorded incidents).
@@ -259,6 +281,7 @@ class DecisionStage:
             "keys": np.array([encode_entity_key(k) for k in keys], dtype=str),
             "risk": self.risk_, "time": self.time_, "last": self.last_,
             "anomaly_since": self.since_, "anomaly_last": self.hot_,
+            "anomaly_raised": self.raised_, "anomaly_excused": self.excused_,
         }
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -274,16 +297,17 @@ class DecisionStage:
         if risk.shape != (n, self.slots) or times.shape != (n, self.slots) or last.shape != (n,):
             raise ValueError(f"decision state: shapes {risk.shape} / {times.shape} do not fit "
                              f"{n} entities x {self.slots} slots")
-        # Saved before sustained anomalies were tracked: no run in progress.
+        # Saved before sustained anomalies (or their excuses) were tracked: no run in progress
+        # (none excused).
         runs = []
-        for name in ("anomaly_since", "anomaly_last"):
-            arr = np.asarray(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
+        for name in ("anomaly_since", "anomaly_last", "anomaly_raised", "anomaly_excused"):
+            arr = np.array(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
             if arr.shape != (n,):
                 raise ValueError(f"decision state: {name} {arr.shape} for {n} entities")
             runs.append(arr)
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
-        self.since_, self.hot_ = runs
+        self.since_, self.hot_, self.raised_, self.excused_ = runs
         self._version += 1
         self._newest = int(times.max()) if times.size else -1
 
@@ -301,6 +325,7 @@ class DecisionStage:
         self.rows_ = {keys[i]: j for j, i in enumerate(keep)}
         self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
         self.since_, self.hot_ = self.since_[keep], self.hot_[keep]
+        self.raised_, self.excused_ = self.raised_[keep], self.excused_[keep]
         self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
@@ -318,6 +343,8 @@ class DecisionStage:
             self.last_ = np.concatenate([self.last_, np.full(grow, -np.inf)])
             self.since_ = np.concatenate([self.since_, np.full(grow, np.nan)])
             self.hot_ = np.concatenate([self.hot_, np.full(grow, np.nan)])
+            self.raised_ = np.concatenate([self.raised_, np.full(grow, np.nan)])
+            self.excused_ = np.concatenate([self.excused_, np.full(grow, np.nan)])
             self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
@@ -410,9 +437,12 @@ class DecisionStage:
         return np.where(applies, bar, -np.inf), np.where(applies, high, np.nan)
 
     def _sustained(self, rows: np.ndarray, anomaly: np.ndarray | None,
-                   history: np.ndarray | None, now: float) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: whether a sustained extreme anomaly raises the level, and since when the
-        score has stayed at or above `sustained_anomaly_threshold` (NaN: below it, or unknown).
+                   history: np.ndarray | None, now: float,
+                   values: np.ndarray | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row: whether a sustained extreme anomaly raises the level, since when the
+        score has stayed at or above `sustained_anomaly_threshold` (NaN: below it, or
+        unknown), and whether a run long enough to raise it is excused by a restart.
 
         A run of extreme scores starts at the first cycle at or above the threshold and ends
         at the first below it or without a score (NaN, or a cycle without topology); a cycle
@@ -420,7 +450,11 @@ class DecisionStage:
         one starts a new run (the entity was absent, or the state was restored after
         downtime: "every cycle" cannot be known across the gap). The run raises the level
         once it has lasted `sustained_anomaly_for` and `history` (else the row's reference
-        span) reaches `sustained_anomaly_min_history`.
+        span) reaches `sustained_anomaly_min_history`, unless the window `values` [E, S, T]
+        held a counter reset (`exporter.windows.counter_resets`) at a cycle of the run before
+        this rule raised it (`decide` records `raised_`), up to and including the cycle that
+        would: from then on the run is the restart's. Only rows in such a run are checked,
+        `row_block` at a time; a run raised already stays raised.
         """
         e = len(rows)
         cfg = self.cfg
@@ -428,20 +462,33 @@ class DecisionStage:
         if anomaly is None or not cfg.enabled or threshold >= 1.0 or e == 0:
             self.since_[rows] = np.nan
             self.hot_[rows] = np.nan
-            return np.zeros(e, dtype=bool), np.full(e, np.nan)
+            self.raised_[rows] = np.nan
+            self.excused_[rows] = np.nan
+            return np.zeros(e, dtype=bool), np.full(e, np.nan), np.zeros(e, dtype=bool)
         gap = max(self.sample_every, float(cfg.sustained_anomaly_for) / 2)
         with np.errstate(invalid="ignore"):
             hot = np.asarray(anomaly, dtype=np.float64) >= threshold
             going = now - self.hot_[rows] <= gap  # NaN (no run): False
         since = np.where(hot, np.where(going, np.fmin(self.since_[rows], now), now), np.nan)
+        lasted = float(cfg.sustained_anomaly_for) - 1e-6
+        if values is not None:
+            # Runs neither raised by this rule nor excused yet (NaN == x is False).
+            check = np.flatnonzero(hot & ~(self.raised_[rows] == since)
+                                   & ~(self.excused_[rows] == since))
+            for b in range(0, len(check), self.row_block):
+                part = check[b:b + self.row_block]
+                part = part[counter_resets(np.asarray(values)[part])]
+                self.excused_[rows[part]] = since[part]
         self.since_[rows] = since
         self.hot_[rows] = np.where(hot, now, np.nan)
         with np.errstate(invalid="ignore"):
-            held = hot & (now - since >= float(cfg.sustained_anomaly_for) - 1e-6)
+            held = hot & (now - since >= lasted)
+        excused = held & (self.excused_[rows] == since)
+        held &= ~excused
         if held.any():
             span = self._span(rows, now) if history is None else np.asarray(history, float)
             held &= span >= float(cfg.sustained_anomaly_min_history) - self.sample_every
-        return held, since
+        return held, since, excused
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""
@@ -547,23 +594,27 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
 
 
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
-         now: float, topology: TopologyResult | None = None) -> Consensus:
+         now: float, topology: TopologyResult | None = None,
+         values: np.ndarray | None = None) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
-    cycle's topology result (its anomaly score and history; None: none this cycle).
+    cycle's topology result (its anomaly score and history; None: none this cycle) and its
+    window `values` [E, S, T] (None: no interruption is known).
 
     A suppressed entity keeps its risk, votes and contributions (a drill-down still shows
     what moves) but gets level 0, action "none", no time to failure, and an explanation
     naming the threshold it stayed under. An entity raised by a sustained anomaly gets
     level 1, action "investigate", the topology agent as its only supporter, the topology's
     signal contributions and an explanation saying how rare and for how long (and, where its
-    agents' risk was lowered as usual, why). Sustained anomalies count only where the
-    topology agent is enabled (it is among the consensus's agents).
+    agents' risk was lowered as usual, why); one whose sustained anomaly a restart excuses
+    says so in its explanation. Sustained anomalies count only where the topology agent is
+    enabled (it is among the consensus's agents).
     """
     topo = topology if topology is not None and "topology" in consensus.agents else None
     d = stage.decide(entities, consensus.risk, consensus.level, now,
                      None if topo is None else topo.sustained(),
-                     None if topo is None else topo.history_seconds)
-    if not d.suppressed.any() and not d.escalated.any():
+                     None if topo is None else topo.history_seconds,
+                     None if topo is None else values)
+    if not d.suppressed.any() and not d.escalated.any() and not d.excused.any():
         return replace(consensus, threshold=d.threshold)
     actions = list(consensus.action)
     texts = list(consensus.explanation)
@@ -580,6 +631,10 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
         }[d.bound[i]]
         texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} needs more than "
                     f"{d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
+    for i in np.flatnonzero(d.excused):
+        texts[i] = (f"{texts[i]}; its sustained topology anomaly "
+                    f"({format_duration(now - d.anomaly_since[i])}) is not raised: it came "
+                    "with a restart (a signal reset like a counter in its window)")
     if topo is not None and d.escalated.any():
         consensus = _escalate(stage, consensus, topo, d, now, actions, texts)
     return replace(consensus, level=d.level, action=tuple(actions),

@@ -622,7 +622,7 @@ class Pipeline:
             if rt.decision is None:
                 rt.decision = self._new_decision(rt)
             consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now,
-                            cycle.topology)
+                             cycle.topology, cycle.window.values)
         return consensus
 
     def _new_decision(self, rt: _AnalysisRuntime) -> Any:

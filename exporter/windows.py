@@ -111,6 +111,58 @@ def empty_window(analysis: str, label_names: tuple[str, ...], signals: tuple[str
                   np.empty((0, len(signals), len(timestamps))))
 
 
+# A restart drops what a process or host had built up (usage, a counter, its uptime) to under
+# this share of its earlier value; a garbage collection or a log rotation does not go that low.
+RESTART_FRACTION = 0.2
+# A counter (or an uptime) is told apart from a signal that only happened to rise by this many
+# present samples in strictly rising order before its fall (iid noise: 1 in 6! = 720).
+COUNTER_MIN_SAMPLES = 6
+
+
+def counter_resets(values: np.ndarray) -> np.ndarray:
+    """Per entity: whether a signal of its window resets like a counter, the mark of a process
+    or host that restarted (a crash, a redeploy, an OOM kill, a reboot).
+
+    values: [E, S, T] as in `Window.values` (NaN = missing). Returns [E] bool.
+
+    A counter reset: a non-negative signal whose first COUNTER_MIN_SAMPLES or more present
+    samples each rise above the one before (a Prometheus counter, `time() -
+    process_start_time_seconds`) falls, at its first fall in the window, to at most
+    RESTART_FRACTION of the value before it (Prometheus' `rate()` reads a counter's fall the
+    same way). The fall is measured across missing samples (a host down, then its uptime
+    from 0). A gap in the samples alone is not one: scrapes fail for minutes without anything
+    restarting.
+
+    The shape is all it looks at: an age gauge that a periodic job resets
+    (`time() - job_last_success_timestamp_seconds`) resets like a counter too.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    e, _, t = v.shape
+    if e == 0 or t < 2:
+        return np.zeros(e, dtype=bool)
+    present = ~np.isnan(v)
+    # Forward-fill each signal so a step is measured against the last present value, also
+    # across a gap; a missing sample repeats the one before (neither a rise nor a fall).
+    idx = np.where(present, np.arange(t), -1)
+    np.maximum.accumulate(idx, axis=-1, out=idx)
+    filled = np.take_along_axis(v, np.maximum(idx, 0), axis=-1)
+    filled[idx < 0] = np.nan
+    prev, cur = filled[..., :-1], filled[..., 1:]  # [E, S, T-1]; NaN compares False
+    falls = cur < prev
+    k = np.argmax(falls, axis=-1)  # the first fall: filled[k] -> filled[k + 1]
+    # Present samples before the fall that did not rise above the one before (the first
+    # present sample has none before it): a counter has none.
+    flat = present[..., 1:] & (cur <= prev)
+    not_rising = (flat & (np.arange(t - 1) <= k[..., None] - 1)).sum(axis=-1)
+    count = (present & (np.arange(t) <= k[..., None])).sum(axis=-1)
+    first = np.take_along_axis(filled, np.argmax(present, axis=-1)[..., None], axis=-1)[..., 0]
+    before = np.take_along_axis(filled, k[..., None], axis=-1)[..., 0]
+    after = np.take_along_axis(filled, (k + 1)[..., None], axis=-1)[..., 0]
+    reset = (falls.any(axis=-1) & (count >= COUNTER_MIN_SAMPLES) & (not_rising == 0)
+             & (first >= 0) & (after >= 0) & (after <= RESTART_FRACTION * before))
+    return reset.any(axis=1)
+
+
 def shard_of(entity: EntityKey, count: int) -> int:
     """Stable shard of an entity (md5 of its label values, like Prometheus' hashmod).
 

@@ -345,10 +345,12 @@ def test_per_incident_table_says_why_an_alert_came_late(backtest_run: dict) -> N
     assert f"| {inst} | {leak['kind']} |" in table and "cold-start bar" in table
 
 
-def _anomalous_app_fleet(tmp: Path, threshold: float) -> Path:
-    """2.7 days at 5 m of three hosts with a daily cycle and three signals of kind `other`
-    (no agent sees a failure mechanism in them); host a's latency jumps and its traffic drops
-    for 2 h from day 2.3. Returns the backtest's output directory."""
+def _anomalous_app_fleet(tmp: Path, threshold: float, restart: bool = False) -> Path:
+    """2.7 days at 5 m of three hosts with a daily cycle and four signals of kind `other`
+    (no agent sees a failure mechanism in them; the fourth is the process' uptime); host a's
+    latency jumps and its traffic drops for 2 h from day 2.3, where with `restart` its
+    process restarted (a redeploy: its uptime from 0). Returns the backtest's output
+    directory."""
     rng = np.random.default_rng(7)
     step, t0 = 300, 1_760_000_000
     n = int(2.7 * 86400 / step)
@@ -357,26 +359,29 @@ def _anomalous_app_fleet(tmp: Path, threshold: float) -> Path:
     data = tmp / "data.csv"
     with data.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["timestamp", "host", "latency", "qps", "gc"])
+        w.writerow(["timestamp", "host", "latency", "qps", "gc", "uptime"])
         for host in ("a", "b", "c"):
             lat = 0.2 + 0.05 * day + 0.01 * rng.standard_normal(n)
             qps = 100 + 30 * day + 3 * rng.standard_normal(n)
             gc = 5 + rng.standard_normal(n)
+            uptime = 9 * 86400 + (t - t0)
             if host == "a":
                 k, m = int(2.3 * 86400 / step), int(2 * H / step)
                 lat[k:k + m] += 0.3 + 0.1 * np.sin(np.arange(m) / 2)
                 qps[k:k + m] -= 60
-            w.writerows([int(t[i]), host, f"{lat[i]:.5f}", f"{qps[i]:.3f}", f"{gc[i]:.3f}"]
-                        for i in range(n))
+                if restart:
+                    uptime[k:] = t[k:] - t[k] + 20
+            w.writerows([int(t[i]), host, f"{lat[i]:.5f}", f"{qps[i]:.3f}", f"{gc[i]:.3f}",
+                         f"{uptime[i]:.0f}"] for i in range(n))
     cfg = tmp / "aura.yml"
     cfg.write_text(yaml.safe_dump({
         "interval": "5m",
         "analyses": [{"name": "app", "entity_labels": ["host"], "window": "2h", "step": "5m",
                       "horizons": ["1h", "2h", "4h"],
                       "signals": [{"name": s, "query": s, "kind": "other"}
-                                  for s in ("latency", "qps", "gc")]}],
+                                  for s in ("latency", "qps", "gc", "uptime")]}],
         "agents": {"decision": {"sustained_anomaly_threshold": threshold}}}))
-    out = tmp / f"out-{threshold}"
+    out = tmp / f"out-{threshold}-{restart}"
     assert main(["backtest", f"--config.file={cfg}", f"--input={data}", f"--output-dir={out}",
                  "--no-plots", "--log.level=warn"]) == 0
     return out
@@ -397,3 +402,9 @@ def test_sustained_anomaly_warns_without_a_failure_mechanism(tmp_path: Path) -> 
     # Turned off, nothing sees it as a failure.
     _, rows = _rows(_anomalous_app_fleet(tmp_path, 1.0) / "alerts.csv")
     assert not [r for r in rows if r["alertname"].startswith("AuraFailure")]
+    # Where the jump came with a restart (a redeploy: uptime from 0), the anomaly is the
+    # restart's: AuraTopologyAnomaly still says so, no failure alert does.
+    _, rows = _rows(_anomalous_app_fleet(tmp_path, 0.95, restart=True) / "alerts.csv")
+    assert not [r for r in rows if r["alertname"].startswith("AuraFailure")]
+    assert [r["host"] for r in rows if r["alertname"] == "AuraTopologyAnomaly"
+            and jump <= int(r["start"]) <= jump + 2 * H] == ["a"]

@@ -420,17 +420,23 @@ def test_sustained_anomaly_off_at_threshold_one_and_validated() -> None:
                               "agents": {"decision": {"sustained_anomaly_threshold": bad}}})
 
 
-def test_gate_explains_an_escalated_entity_and_credits_topology() -> None:
-    from exporter.results import TopologyResult
-
+def _two_quiet_entities() -> tuple[DecisionStage, float, list, Consensus]:
+    """A stage after 2.1 quiet days of e0 and e1, the next time, their keys and a quiet
+    consensus of the topology and capacity agents."""
     stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
     t0 = _quiet_days(stage, 2.1, n=2)
-    keys = [("e0",), ("e1",)]
     c = Consensus(agents=("topology", "capacity"), risk=np.array([0.2, 0.1]),
                   level=np.array([0, 0]), voters=np.array([2, 2]), action=("none", "none"),
                   time_to_failure=np.array([np.nan, np.nan]),
                   contribution=np.array([[0.5, 0.5], [0.5, 0.5]]),
                   agreeing=np.zeros((2, 2), bool), explanation=("quiet", "quiet"))
+    return stage, t0, [("e0",), ("e1",)], c
+
+
+def test_gate_explains_an_escalated_entity_and_credits_topology() -> None:
+    from exporter.results import TopologyResult
+
+    stage, t0, keys, c = _two_quiet_entities()
     contribution = np.array([[0.1, 0.9], [0.5, 0.5]])
     out = c
     for k in range(4):
@@ -567,3 +573,97 @@ def test_rule_texts_name_the_sustained_anomaly_only_where_it_is_on() -> None:
     for off in ({"decision": {"sustained_anomaly_threshold": 1}},
                 {"topology": {"enabled": False}}, {"decision": {"enabled": False}}):
         assert "sustained" not in texts(off) and "raises AuraFailureRisk" not in texts(off)
+
+
+def _windows(n: int, restarted: bool) -> np.ndarray:
+    """[n, 1, 12] windows of an uptime signal; e0's restarted at step 8 when `restarted`."""
+    v = np.tile(1e6 + 600.0 * np.arange(12), (n, 1, 1))
+    if restarted:
+        v[0, 0, 8:] = 600.0 * np.arange(4)
+    return v
+
+
+def test_a_run_that_starts_after_a_restart_never_escalates_and_the_next_one_does() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    keys = [(f"e{i}",) for i in range(4)]
+
+    def cycle(k: int, a: float, restarted: bool):
+        anomaly = np.array([a, 0.5, 0.5, 0.5])
+        return stage.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + k * STEP, anomaly,
+                            values=_windows(4, restarted))
+
+    # The run starts while e0's window holds its restart; it lasts 3 h and never escalates,
+    # also once the restart has left the window.
+    d = [cycle(k, 0.999, k < 12) for k in range(18)]
+    assert not any(x.escalated.any() for x in d)
+    assert d[-1].anomaly_since[0] == t0  # still the same run
+    # The score falls back; a new run (no restart in the window) escalates after 30 min.
+    d = [cycle(18 + k, a, False) for k, a in enumerate([0.5] + [0.999] * 4)]
+    assert [int(x.level[0]) for x in d] == [0, 0, 0, 0, 1]
+    # A restart 20 min into a run (a failure, then its repair) makes the run the restart's;
+    # one after the run was raised leaves it raised.
+    for restart_at, levels in ((2, [0] * 6), (4, [0, 0, 0, 1, 1, 1])):
+        stage2 = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+        t1 = _quiet_days(stage2, 2.1)
+        d = [stage2.decide(keys, np.full(4, 0.1), np.zeros(4, int), t1 + k * STEP,
+                           np.array([0.999, 0.5, 0.5, 0.5]),
+                           values=_windows(4, k >= restart_at)) for k in range(6)]
+        assert [int(x.level[0]) for x in d] == levels
+
+
+def test_state_round_trip_keeps_an_excused_run_excused() -> None:
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    keys = [(f"e{i}",) for i in range(4)]
+    hot = np.array([0.999, 0.5, 0.5, 0.5])
+    stage.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0, hot, values=_windows(4, True))
+    again = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    again.restore(stage.state())
+    d = [again.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + k * STEP, hot,
+                      values=_windows(4, False)) for k in range(1, 6)]
+    assert not any(x.escalated.any() for x in d)
+    # A state saved before excuses were kept: the run in progress counts (nothing excused).
+    older = {k: v for k, v in stage.state().items() if k != "anomaly_excused"}
+    old = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    old.restore(older)
+    d = [old.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + k * STEP, hot,
+                    values=_windows(4, False)) for k in range(1, 4)]
+    assert [int(x.level[0]) for x in d] == [0, 0, 1]
+    with pytest.raises(DecisionError, match="window values"):
+        stage.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + 9 * STEP, hot,
+                     values=np.zeros((3, 1, 12)))
+
+
+def test_a_run_held_by_other_agents_then_a_repair_with_a_restart_is_not_raised() -> None:
+    # A real failure: the agents hold level 2 and the score is extreme for 50 min; then the
+    # host is repaired (uptime from 0), the agents go quiet and the score stays extreme.
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1)
+    keys = [(f"e{i}",) for i in range(4)]
+    hot = np.array([0.999, 0.5, 0.5, 0.5])
+    levels = []
+    for k in range(10):
+        failing = k < 5
+        d = stage.decide(keys, np.array([0.97 if failing else 0.1, 0.1, 0.1, 0.1]),
+                         np.array([2 if failing else 0, 0, 0, 0]), t0 + k * STEP, hot,
+                         values=_windows(4, not failing))
+        levels.append(int(d.level[0]))
+    assert levels == [2] * 5 + [0] * 5
+    assert d.excused.tolist() == [True, False, False, False] and not d.escalated.any()
+
+
+def test_gate_says_why_a_sustained_anomaly_after_a_restart_is_not_raised() -> None:
+    from exporter.results import TopologyResult
+
+    stage, t0, keys, c = _two_quiet_entities()
+    topo = TopologyResult(anomaly_score=np.array([0.9995, 0.3]), betti=np.zeros((2, 2)),
+                          entropy=np.zeros((2, 2)), features=np.zeros((2, 0)),
+                          feature_names=(), signal_contribution=np.full((2, 2), 0.5),
+                          fleet_betti=np.zeros(2), fleet_outlier=np.zeros(2))
+    out = [gate(stage, keys, c, t0 + k * STEP, topo, _windows(2, True)) for k in range(4)]
+    assert [int(x.level[0]) for x in out] == [0, 0, 0, 0]
+    assert out[2].explanation[0] == "quiet"
+    assert out[3].explanation == (
+        "quiet; its sustained topology anomaly (30m) is not raised: it came with a restart "
+        "(a signal reset like a counter in its window)", "quiet")

@@ -1,6 +1,6 @@
 import numpy as np
 
-from exporter.windows import Window, WindowBuffer, grid, shard_of
+from exporter.windows import Window, WindowBuffer, counter_resets, grid, shard_of
 
 
 def _block(entities, ts, values, signals=("a",)):
@@ -84,3 +84,60 @@ def test_select_by_slice_is_a_view_of_the_same_rows():
     np.testing.assert_array_equal(by_slice.values, by_index.values)
     assert np.shares_memory(by_slice.values, w.values)
     assert not np.shares_memory(by_index.values, w.values)
+
+
+def _uptime_and_load(t: int = 120, step: float = 60.0) -> np.ndarray:
+    """[1, 2, T]: a process' uptime (seconds since start, ~11.6 days in) and a steady load."""
+    rng = np.random.default_rng(3)
+    up = 1e6 + step * np.arange(t)
+    load = 0.5 + 0.05 * rng.standard_normal(t)
+    return np.stack([up, load])[None]
+
+
+def test_interruptions_see_a_counter_reset_also_across_a_gap() -> None:
+    quiet = _uptime_and_load()
+    restarted = quiet.copy()
+    restarted[0, 0, 90:] = 30 + 60.0 * np.arange(30)  # restarted at step 90
+    came_back = quiet.copy()
+    came_back[0, :, 50:57] = np.nan  # the host was away for 7 steps ...
+    came_back[0, 0, 57:] = 30 + 60.0 * np.arange(63)  # ... and its uptime restarted from 0
+    down = quiet.copy()
+    down[0, :, 50:57] = np.nan  # scrapes failing for 7 steps, nothing restarted
+    gappy = restarted.copy()
+    gappy[0, 0, 3:80:4] = np.nan  # an uptime missing every 4th sample still rises
+    fresh = restarted.copy()
+    fresh[0, :, :40] = np.nan  # a new pod's window before its first scrape
+    values = np.concatenate([quiet, restarted, came_back, down, gappy, fresh])
+    assert counter_resets(values).tolist() == [False, True, True, False, True, True]
+
+
+def test_interruptions_ignore_falls_of_signals_that_are_not_counters() -> None:
+    t = np.arange(120)
+    rng = np.random.default_rng(4)
+    noisy = 0.5 + 0.1 * rng.standard_normal(120)
+    noisy[100:] = 0.01  # a gauge collapsing (ASD-like min-max metric): its own business
+    flat_then_zero = np.where(t < 100, 0.4, 0.0)  # never rose: not a counter
+    saw = 0.55 + 0.003 * (t % 60)  # a GC sawtooth: falls, but not to a fifth
+    early = 1e3 + 60.0 * t
+    early[5:] = 60.0 * np.arange(115)  # reset after 5 rises: too few to tell a counter
+    rate = np.tile([0.0, 0.0167, 0.0333, 0.0333, 0.05, 0.0667, 0.0833, 0.1, 0.0], 14)[:120]
+    # a rate of a few events: it rises, but not at every sample
+    for series in (noisy, flat_then_zero, saw, early, rate):
+        assert not counter_resets(np.stack([series, 0.5 + 0 * t])[None])[0]
+    negative = np.linspace(-1.0, -0.5, 120)
+    negative[60:] -= 0.1  # a rising negative signal dipping: < 0.2 x before, no counter
+    inf = np.concatenate([[1.0, 2, 3, 4, 5], [np.inf, np.inf], np.zeros(113)])
+    for series in (negative, inf):
+        assert not counter_resets(np.stack([series, 0.5 + 0 * t])[None])[0]
+    assert counter_resets(np.zeros((0, 3, 10))).shape == (0,)
+    assert counter_resets(np.zeros((2, 3, 1))).tolist() == [False, False]
+
+
+def test_counter_resets_boundaries_and_any_signal() -> None:
+    six = np.concatenate([np.arange(1.0, 7.0), [0.2 * 6.0], 1.0 + np.arange(5.0)])
+    five = np.concatenate([np.arange(2.0, 7.0), [0.0], 1.0 + np.arange(6.0)])
+    above = six.copy()
+    above[6] = 0.2 * 6.0 + 1e-9  # just above a fifth of the value before: no reset
+    flat = np.full(12, 0.5)
+    rows = [np.stack([flat, six]), np.stack([flat, five]), np.stack([flat, above])]
+    assert counter_resets(np.stack(rows)).tolist() == [True, False, False]

@@ -30,9 +30,9 @@ from exporter.agents.base import (
 )
 from exporter.numeric import mad_sigma, nanmedian_last
 from exporter.results import Votes
+from exporter.windows import RESTART_FRACTION
 
 RECENT_S = 1800.0
-RESTART_FRACTION = 0.2
 RISK_MAX = 0.95
 # A piece of evidence at or above CORROBORATED_RISK counts towards corroboration; restarts,
 # jitter or bursts at or above STRONG_RISK (about 3 recent restarts: a crash loop) stand alone.
