@@ -202,7 +202,7 @@ class DecisionStage:
         this cycle) has stayed extreme (see the module docstring), given the seconds of
         `history` [E] it is calibrated on (None: the span of the entity's own risk
         reference stands in) and the cycle's window `values` [E, S, T] (None: no
-        interruption is known; see `_sustained`); then learn the risk.
+        counter reset is known; see `_sustained`); then learn the risk.
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -289,16 +289,18 @@ class DecisionStage:
         version = arrays.get("version")
         if version is None or int(np.asarray(version).ravel()[0]) != _STATE_VERSION:
             raise ValueError("decision state: unknown version")
-        risk = np.asarray(arrays["risk"], dtype=np.float32)
-        times = np.asarray(arrays["time"], dtype=np.uint32)
-        last = np.asarray(arrays["last"], dtype=np.float64)
+        # Copies: the stage updates its arrays in place, the caller keeps what it passed.
+        risk = np.array(arrays["risk"], dtype=np.float32)
+        times = np.array(arrays["time"], dtype=np.uint32)
+        last = np.array(arrays["last"], dtype=np.float64)
         keys = [decode_entity_key(str(k)) for k in np.asarray(arrays["keys"]).ravel()]
         n = len(keys)
         if risk.shape != (n, self.slots) or times.shape != (n, self.slots) or last.shape != (n,):
             raise ValueError(f"decision state: shapes {risk.shape} / {times.shape} do not fit "
                              f"{n} entities x {self.slots} slots")
-        # Saved before sustained anomalies (or their excuses) were tracked: no run in progress
-        # (none excused).
+        # Saved before sustained anomalies were tracked: no run in progress. Saved before
+        # raised and excused runs were: none excused, and a run in progress that has lasted
+        # long enough counts as raised (a firing warning is not withdrawn by a later restart).
         runs = []
         for name in ("anomaly_since", "anomaly_last", "anomaly_raised", "anomaly_excused"):
             arr = np.array(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
@@ -308,6 +310,10 @@ class DecisionStage:
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
         self.since_, self.hot_, self.raised_, self.excused_ = runs
+        if "anomaly_raised" not in arrays:
+            with np.errstate(invalid="ignore"):
+                long = self.hot_ - self.since_ >= float(self.cfg.sustained_anomaly_for) - 1e-6
+            self.raised_ = np.where(long, self.since_, np.nan)
         self._version += 1
         self._newest = int(times.max()) if times.size else -1
 
@@ -483,12 +489,11 @@ class DecisionStage:
         self.hot_[rows] = np.where(hot, now, np.nan)
         with np.errstate(invalid="ignore"):
             held = hot & (now - since >= lasted)
-        excused = held & (self.excused_[rows] == since)
-        held &= ~excused
         if held.any():
             span = self._span(rows, now) if history is None else np.asarray(history, float)
             held &= span >= float(cfg.sustained_anomaly_min_history) - self.sample_every
-        return held, since, excused
+        excused = held & (self.excused_[rows] == since)
+        return held & ~excused, since, excused
 
     def _span(self, rows: np.ndarray, now: float) -> np.ndarray:
         """Seconds from each row's oldest reference sample to `now` (0 when it has none)."""
@@ -598,7 +603,7 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
          values: np.ndarray | None = None) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
     cycle's topology result (its anomaly score and history; None: none this cycle) and its
-    window `values` [E, S, T] (None: no interruption is known).
+    window `values` [E, S, T] (None: no counter reset is known).
 
     A suppressed entity keeps its risk, votes and contributions (a drill-down still shows
     what moves) but gets level 0, action "none", no time to failure, and an explanation

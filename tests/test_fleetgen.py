@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +11,9 @@ import pytest
 
 from exporter.config import load_config
 from exporter.source.csvfile import CsvSource, read_incidents
+from tests.fleetgen_module import load_fleetgen
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("fleetgen", ROOT / "benchmarks" / "fleetgen.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["fleetgen"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fg = _module()
+fg = load_fleetgen()
 
 
 def _gen(out: Path, *extra: str, seed: int = 3, hosts: int = 14, step: int = 300) -> Path:

@@ -94,7 +94,7 @@ def _uptime_and_load(t: int = 120, step: float = 60.0) -> np.ndarray:
     return np.stack([up, load])[None]
 
 
-def test_interruptions_see_a_counter_reset_also_across_a_gap() -> None:
+def test_counter_resets_seen_also_across_a_gap() -> None:
     quiet = _uptime_and_load()
     restarted = quiet.copy()
     restarted[0, 0, 90:] = 30 + 60.0 * np.arange(30)  # restarted at step 90
@@ -111,7 +111,7 @@ def test_interruptions_see_a_counter_reset_also_across_a_gap() -> None:
     assert counter_resets(values).tolist() == [False, True, True, False, True, True]
 
 
-def test_interruptions_ignore_falls_of_signals_that_are_not_counters() -> None:
+def test_counter_resets_ignore_falls_of_signals_that_are_not_counters() -> None:
     t = np.arange(120)
     rng = np.random.default_rng(4)
     noisy = 0.5 + 0.1 * rng.standard_normal(120)
