@@ -129,12 +129,14 @@ def counter_resets(values: np.ndarray) -> np.ndarray:
     samples each rise above the one before (a Prometheus counter, `time() -
     process_start_time_seconds`) falls, at its first fall in the window, to at most
     RESTART_FRACTION of the value before it (Prometheus' `rate()` reads a counter's fall the
-    same way). The fall is measured across missing samples (a host down, then its uptime
+    same way), and falls that far only once in the window: several are a crash loop, or an
+    age gauge that a frequent job resets (`time() - job_last_success_timestamp_seconds`), not
+    one restart. The fall is measured across missing samples (a host down, then its uptime
     from 0). A gap in the samples alone is not one: scrapes fail for minutes without anything
     restarting.
 
-    The shape is all it looks at: an age gauge that a periodic job resets
-    (`time() - job_last_success_timestamp_seconds`) resets like a counter too.
+    The shape is all it looks at: an age gauge whose job runs less often than once a window
+    resets like a counter too.
     """
     v = np.asarray(values, dtype=np.float64)
     e, _, t = v.shape
@@ -158,8 +160,10 @@ def counter_resets(values: np.ndarray) -> np.ndarray:
     first = np.take_along_axis(filled, np.argmax(present, axis=-1)[..., None], axis=-1)[..., 0]
     before = np.take_along_axis(filled, k[..., None], axis=-1)[..., 0]
     after = np.take_along_axis(filled, (k + 1)[..., None], axis=-1)[..., 0]
+    deep = (present[..., 1:] & (cur <= RESTART_FRACTION * prev) & (prev > 0)).sum(axis=-1)
     reset = (falls.any(axis=-1) & (count >= COUNTER_MIN_SAMPLES) & (not_rising == 0)
-             & (first >= 0) & (after >= 0) & (after <= RESTART_FRACTION * before))
+             & (first >= 0) & (after >= 0) & (after <= RESTART_FRACTION * before)
+             & (deep == 1))
     return reset.any(axis=1)
 
 

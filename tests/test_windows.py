@@ -133,6 +133,15 @@ def test_counter_resets_ignore_falls_of_signals_that_are_not_counters() -> None:
     assert counter_resets(np.zeros((2, 3, 1))).tolist() == [False, False]
 
 
+def test_counter_resets_are_one_restart_not_a_loop_or_a_frequent_job() -> None:
+    t = np.arange(120)
+    loop = 60.0 * (t % 30) + 5  # restarted every 30 steps: a crash loop
+    job_age = 60.0 * (t % 25)  # time() - last_success of a job every 25 minutes
+    once = 60.0 * np.where(t < 70, t + 1000, t - 70)
+    values = np.stack([np.stack([x, 0.5 + 0 * t]) for x in (loop, job_age, once)])
+    assert counter_resets(values).tolist() == [False, False, True]
+
+
 def test_counter_resets_boundaries_and_any_signal() -> None:
     six = np.concatenate([np.arange(1.0, 7.0), [0.2 * 6.0], 1.0 + np.arange(5.0)])
     five = np.concatenate([np.arange(2.0, 7.0), [0.0], 1.0 + np.arange(6.0)])
