@@ -30,6 +30,7 @@ import numpy as np
 
 from exporter import catalog, util
 from exporter.config import AnalysisConfig, Config, ConfigError, format_duration, parse_duration
+from exporter.decision import RESTART_EXCUSE
 from exporter.source import Fetch, SourceError
 from exporter.windows import EntityKey, Window
 
@@ -198,14 +199,15 @@ class Scores:
     top: np.ndarray | None = None
     support: np.ndarray | None = None
     action: np.ndarray | None = None
-    # [E, N] bool: the decision stage lowered the level to 0 (exporter.decision), and the
-    # explanation at the first evaluation of each such run, keyed (row, evaluation).
+    # [E, N] bool: the decision stage lowered the level to 0 or did not raise it (a sustained
+    # anomaly a restart excuses; exporter.decision), and the explanation at the first
+    # evaluation of each such run, keyed (row, evaluation).
     held: np.ndarray | None = None
     held_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
 
     @property
     def suppressed(self) -> int:
-        """Evaluations whose level exporter.decision lowered to 0."""
+        """Evaluations whose level exporter.decision lowered to 0 or did not raise."""
         return 0 if self.held is None else int(self.held.sum())
 
     def held_because(self, row: int, k: int) -> str:
@@ -389,11 +391,12 @@ class _Recorder:
         up = level >= 1
         if c.threshold is not None and c.explanation:
             for j, i in enumerate(np.flatnonzero(ok)):
-                if c.explanation[i].startswith("usual for this entity"):
+                text = c.explanation[i]
+                if text.startswith("usual for this entity") or RESTART_EXCUSE in text:
                     row = int(r[j])
                     self.held[row, k] = True
                     if k == 0 or not self.held[row, k - 1]:  # texts at run starts only
-                        self.held_text[(row, k)] = c.explanation[i]
+                        self.held_text[(row, k)] = text
         if not up.any():
             return
         contrib = np.asarray(c.contribution, dtype=float)[ok]

@@ -296,8 +296,9 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
         lines += ["## Per incident", "",
                   "Lead of each system (— not alerted in the match window), AURA's peak risk "
                   "before the start, how many evaluations the decision stage held at level 0 "
-                  "then, and the first of those explanations: why an alert came late or not "
-                  "at all.", "",
+                  "then (a level lowered as usual, or a sustained anomaly a restart excused), "
+                  "and the first of those explanations: why an alert came late or not at "
+                  "all.", "",
                   "| entity | kind | start | " + " | ".join(names)
                   + " | peak risk before | held | first held because |",
                   "|---|---|---|" + "---|" * len(names) + "---|---|---|"]

@@ -98,6 +98,9 @@ ROW_BLOCK = 1024
 FORGET_EVERY = 3600.0
 # The fleet reference needs this many entities with enough history of their own.
 FLEET_MIN_ENTITIES = 3
+# What an explanation says where a restart excuses a sustained anomaly (`gate`; the backtest
+# report finds held runs by it).
+RESTART_EXCUSE = "is not raised: it came with a restart"
 _STATE_VERSION = 2
 
 
@@ -638,8 +641,8 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                     f"{d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
     for i in np.flatnonzero(d.excused):
         texts[i] = (f"{texts[i]}; its sustained topology anomaly "
-                    f"({format_duration(now - d.anomaly_since[i])}) is not raised: it came "
-                    "with a restart (a signal reset like a counter in its window)")
+                    f"({format_duration(now - d.anomaly_since[i])}) {RESTART_EXCUSE} "
+                    "(a signal reset like a counter in its window)")
     if topo is not None and d.escalated.any():
         consensus = _escalate(stage, consensus, topo, d, now, actions, texts)
     return replace(consensus, level=d.level, action=tuple(actions),

@@ -349,8 +349,8 @@ def _anomalous_app_fleet(tmp: Path, threshold: float, restart: bool = False) -> 
     """2.7 days at 5 m of three hosts with a daily cycle and four signals of kind `other`
     (no agent sees a failure mechanism in them; the fourth is the process' uptime); host a's
     latency jumps and its traffic drops for 2 h from day 2.3, where with `restart` its
-    process restarted (a redeploy: its uptime from 0). Returns the backtest's output
-    directory."""
+    process restarted (a redeploy: its uptime from 0) and an incident of host a starts at
+    the end of the 2 h. Returns the backtest's output directory."""
     rng = np.random.default_rng(7)
     step, t0 = 300, 1_760_000_000
     n = int(2.7 * 86400 / step)
@@ -382,8 +382,14 @@ def _anomalous_app_fleet(tmp: Path, threshold: float, restart: bool = False) -> 
                                   for s in ("latency", "qps", "gc", "uptime")]}],
         "agents": {"decision": {"sustained_anomaly_threshold": threshold}}}))
     out = tmp / f"out-{threshold}-{restart}"
+    extra = []
+    if restart:
+        k = int(2.3 * 86400 / step) + int(2 * H / step)
+        incidents = tmp / "incidents.csv"
+        incidents.write_text(f"start,end,host\n{int(t[k])},{int(t[k]) + 600},a\n")
+        extra = [f"--incidents={incidents}"]
     assert main(["backtest", f"--config.file={cfg}", f"--input={data}", f"--output-dir={out}",
-                 "--no-plots", "--log.level=warn"]) == 0
+                 "--no-plots", "--log.level=warn", *extra]) == 0
     return out
 
 
@@ -404,7 +410,11 @@ def test_sustained_anomaly_warns_without_a_failure_mechanism(tmp_path: Path) -> 
     assert not [r for r in rows if r["alertname"].startswith("AuraFailure")]
     # Where the jump came with a restart (a redeploy: uptime from 0), the anomaly is the
     # restart's: AuraTopologyAnomaly still says so, no failure alert does.
-    _, rows = _rows(_anomalous_app_fleet(tmp_path, 0.95, restart=True) / "alerts.csv")
+    out = _anomalous_app_fleet(tmp_path, 0.95, restart=True)
+    _, rows = _rows(out / "alerts.csv")
     assert not [r for r in rows if r["alertname"].startswith("AuraFailure")]
+    # The report says why nothing was raised for the incident that followed.
+    [incident] = json.loads((out / "report.json").read_text())["incidents"]
+    assert "is not raised: it came with a restart" in incident["first_held"], incident
     assert [r["host"] for r in rows if r["alertname"] == "AuraTopologyAnomaly"
             and jump <= int(r["start"]) <= jump + 2 * H] == ["a"]
