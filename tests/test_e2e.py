@@ -205,6 +205,23 @@ def _failure_alerts(received: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if a["labels"]["alertname"] in ("AuraFailurePredicted", "AuraFailureRisk")]
 
 
+def _diagnosis(prom: PrometheusProcess) -> str:
+    """What to read when the leaker was not alerted (a failure seen once in a full run, not
+    reproduced alone): the agents' risks for it, the cycles, the source's errors and series,
+    and how many samples of each of its series Prometheus holds over the window."""
+    queries = (f'aura_agent_risk_score{{instance="{LEAKER}"}}', "aura_cycles_total",
+               "aura_cycle_failures_total", "aura_source_query_errors_total",
+               "aura_source_series", f'count_over_time({{instance="{LEAKER}",job="node"}}[2h])')
+    out = []
+    for q in queries:
+        try:
+            rows = prom.query(q)
+        except Exception as err:  # a diagnosis must not hide the assertion
+            rows = f"query failed: {err}"
+        out.append(f"{q}: {rows}")
+    return "\n".join(out)
+
+
 def _check_stack(prom: PrometheusProcess, received: list[dict[str, Any]], log_path: Path,
                  t_fail: float, fleet: Any) -> None:
     deadline = time.time() + DEADLINE
@@ -216,7 +233,8 @@ def _check_stack(prom: PrometheusProcess, received: list[dict[str, Any]], log_pa
     leak = [a for a in alerts if a["labels"].get("instance") == LEAKER]
     assert leak, (f"no failure alert for {LEAKER} within {DEADLINE}s; got "
                   f"{[a['labels'] for a in alerts]}\nrisk: "
-                  f"{prom.query('aura_risk_score')}\naura log tail:\n{log_text[-3000:]}")
+                  f"{prom.query('aura_risk_score')}\n{_diagnosis(prom)}"
+                  f"\naura log tail:\n{log_text[-3000:]}")
     alert = leak[0]
     assert alert["labels"]["analysis"] == "nodes"
     assert alert["labels"]["severity"] in ("warning", "critical")
