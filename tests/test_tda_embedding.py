@@ -109,3 +109,25 @@ def test_takens_parameters_from_the_data():
     assert 2 <= m <= 3 and 3 <= tau <= 15
     assert takens_parameters(np.full((4, 120), 3.0)) == (1, 1)  # nothing to learn from
     assert takens_parameters(x[:, :6]) == (1, 1)  # too short for any lag
+
+
+def test_pack_clouds_leaves_out_a_coordinate_an_entity_has_no_value_of():
+    from exporter.tda.embedding import pack_clouds
+
+    rng = np.random.default_rng(2)
+    pts = rng.normal(size=(4, 20, 3))
+    pts[1, :, 2] = np.nan  # no value of coordinate 2 at all: left out
+    pts[2, 5, 0] = np.nan  # one missing point: that point dropped, as before
+    pts[3] = np.nan  # nothing: no cloud
+    raw = pack_clouds(pts, 8, 4, False)
+    z = pack_clouds(pts, 8, 4, True, absent=0.0)
+    whole = pack_clouds(np.where(np.isnan(pts[1:2]), 0.0, pts[1:2]), 8, 4, False)
+    assert raw.counts.tolist() == [8, 8, 8, 0] and z.counts.tolist() == [9, 9, 9, 0]
+    n = raw.counts[1]
+    assert np.isnan(raw.points[1, :n, 2]).all()  # raw units: NaN, the centre once normalised
+    np.testing.assert_array_equal(raw.points[1, :n, :2], whole.points[0, :n, :2])
+    assert (z.points[1, : z.counts[1], 2] == 0.0).all()  # z space: the centre
+    np.testing.assert_array_equal(z.points[1, :n, :2], whole.points[0, :n, :2])
+    # Rows with every coordinate are what they were without the others.
+    alone = pack_clouds(pts[[0, 2]], 8, 4, False)
+    np.testing.assert_array_equal(raw.points[[0, 2]], alone.points)

@@ -345,9 +345,19 @@ def test_pooled_history_and_switch_time_round_trip_and_older_states_get_them_bac
         older = TopologyStage(_analysis(), workers=1)
         older.restore({k: v for k, v in saved.items()
                        if k not in ("pooled_hist", "seasonal_since")})
+        # Pooled deviations combined over signals another way (the max, before "joint"; or
+        # saved before the way was recorded) are no history for this one: dropped.
+        other_way = [TopologyStage(_analysis(), workers=1) for _ in range(2)]
+        other_way[0].restore({**saved, "pooled_combine": np.array(["max"])})
+        other_way[1].restore({k: v for k, v in saved.items() if k != "pooled_combine"})
         for key, entry in stage._store.entries.items():
             other, old = again._store.entries[key], older._store.entries[key]
             np.testing.assert_array_equal(entry.pooled_hist, other.pooled_hist)
+            for st in other_way:
+                mixed = st._store.entries[key]
+                assert len(mixed.pooled_hist) == len(entry.pooled_hist)
+                assert np.isnan(mixed.pooled_hist).all()
+                np.testing.assert_array_equal(mixed.seas_hist, entry.seas_hist)
             assert other.seasonal_since == entry.seasonal_since or (
                 np.isnan(other.seasonal_since) and np.isnan(entry.seasonal_since))
             assert len(old.pooled_hist) == len(entry.pooled_hist)
@@ -484,3 +494,44 @@ def test_the_stage_exports_the_onset_and_hands_the_decisions_the_score_without_i
     assert np.isfinite(sustained).mean() > 0.9
     np.testing.assert_array_equal(sustained, before)
     assert not np.array_equal(score, sustained, equal_nan=True)
+
+
+def test_joint_z_is_one_signals_own_z_and_each_further_signal_off_raises_it():
+    z = np.array([[2.5, np.nan, np.nan],  # one signal with a reference: its own z
+                  [3.0, 3.0, 3.0],  # all equally off: that z
+                  [3.0, 3.0, 0.0],
+                  [3.0, 0.0, 0.0],
+                  [np.nan, np.nan, np.nan],  # no reference: none
+                  [1e9, 0.0, 0.0]])  # clipped at MAX_DEVIATION before it combines
+    got = seasonal.joint_z(z)
+    assert got[0] == 2.5  # exactly: one signal's score is what the max gave
+    assert got[1] == pytest.approx(3.0)
+    assert got[3] == pytest.approx(np.sqrt(np.expm1(np.log1p(9.0) / 3)))
+    assert got[1] > got[2] > got[3]  # each further signal off raises it
+    assert np.isnan(got[4])
+    assert got[5] == pytest.approx(np.sqrt(np.expm1(np.log1p(1e12) / 3)))
+
+
+def test_the_exported_level_combines_signals_jointly_and_the_sustained_level_keeps_the_max():
+    # The pooled-scale deviation (the exported onset's level) is joint_z over signals; the
+    # MAD-scale one (the sustained form the failure warnings read) stays the max; one entity
+    # at a time and a cycle's entities at once give the same numbers.
+    rng = np.random.default_rng(3)
+    levels = [SeasonalLevels(4) for _ in range(seasonal.BATCH_MIN)]
+    for t in np.arange(0.0, 4 * DAY, EVERY):
+        for lv in levels:
+            lv.add(rng.normal(10.0, 1.0, 4), t)
+    now = 4 * DAY + 1800.0
+    values = rng.normal(10.0, 1.0, (len(levels), 4))
+    values[0, :3] += 3.0  # three signals moderately off
+    values[1, 0] += 6.0  # one signal further off
+    mad, pooled = seasonal.deviations(levels, values, now)
+    for g, lv in enumerate(levels):
+        centre, mad_scale, pool_scale = lv.reference(now)
+        assert mad[g] == pytest.approx(np.max(np.abs(values[g] - centre) / mad_scale))
+        assert pooled[g] == pytest.approx(
+            seasonal.joint_z((np.abs(values[g] - centre) / pool_scale)[None])[0])
+        assert lv.deviation(values[g], now) == pytest.approx(mad[g])
+        assert lv.deviation(values[g], now, pooled=True) == pytest.approx(pooled[g])
+    assert pooled[0] > pooled[1]  # jointly, three at ~3 sigma outrank one at ~6
+    assert mad[1] > mad[0]  # the max ranks them the other way round

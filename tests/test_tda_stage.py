@@ -446,3 +446,46 @@ def test_history_seconds_is_the_span_of_the_score_history():
         assert r.history_seconds[0] == 0 and r.history_seconds[1] > 0
     finally:
         stage.close()
+
+
+def test_an_entity_without_one_signal_is_scored_on_the_others():
+    # A host that does not export one signal (NaN over every window) keeps its clouds,
+    # features and anomaly score: the signal is left out (the baseline centre, z = 0), not
+    # every point dropped. Before, it had no cloud and never a score. Its scores are those of
+    # the same host with that signal constant (what "left out" means in z space), and the
+    # other entities' are untouched.
+    cycles = range(40)
+    series = fleet_series(6, 40, seed=5)
+    series[3, :, 120:140] += 25.0  # an incident mid-run on the host
+    lacking, flat = series.copy(), series.copy()
+    lacking[3, 2] = np.nan
+    flat[3, 2] = 7.0
+    runs = []
+    for s in (lacking, flat, series):
+        stage = TopologyStage(analysis(), workers=1)
+        runs.append(drive(stage, s, cycles))
+        stage.close()
+    got, same, full = runs
+    scored = np.array([np.isfinite(r.anomaly_score) for r in got])
+    assert scored[:, 3].sum() == scored[:, 0].sum() >= 16  # from the history's minimum on
+    assert np.isfinite(got[-1].features[3]).all()
+    assert np.isfinite(got[-1].signal_contribution[3]).all()
+    for x, y, z in zip(got, same, full, strict=True):
+        for e in (0, 1, 2, 4, 5):
+            assert _same(x.anomaly_score[e], z.anomaly_score[e])
+        assert _same(x.betti[3], y.betti[3]) and _same(x.features[3, :4], y.features[3, :4])
+    # The incident on the host (windows of cycles 19-27) still scores above its calm end.
+    hot = np.array([r.anomaly_score[3] for r in got])
+    assert np.nanmean(hot[24:32]) > np.nanmean(hot[34:]) + 0.3
+
+
+def test_run_batch_equals_sequential_runs_with_a_signal_an_entity_lacks():
+    series = fleet_series(6, 40, seed=4)
+    series[2, 1] = np.nan  # one host lacks a signal throughout
+    series[4, 3, 60:100] = np.nan  # another loses one for longer than a window
+    cycles = range(40)
+    windows = [window_at(series, c) for c in cycles]
+    nows = [c * SHIFT * STEP for c in cycles]
+    seq, batch, expected, got = _sequential_and_batched(windows, nows, 25)
+    assert np.isfinite([r.anomaly_score[2] for r in expected]).sum() > 10
+    _assert_same_results(expected, got)

@@ -40,7 +40,7 @@ def entity_diagram(values: np.ndarray, cfg: TopologyConfig) -> dict[str, Any]:
     center, scale = robust_stats(v)
     z = normalise(v, center, scale)
     clouds = pack_clouds(delay_embed(z, cfg.embedding_dimension, cfg.embedding_delay),
-                         cfg.max_points, cfg.min_points, cfg.anchor)
+                         cfg.max_points, cfg.min_points, cfg.anchor, absent=0.0)
     n = int(clouds.counts[0])
     if n < 2:
         return {"h0": [], "h1": [], "betti_curve": {"scale": [], "b0": [], "b1": []}}

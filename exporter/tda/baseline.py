@@ -920,7 +920,10 @@ class BaselineStore:
         res = entry.reservoir
         arr = res.cloud_arr.astype(np.float64)  # [n, P, S], NaN rows pad short clouds
         flat = arr.reshape(-1, arr.shape[2])
-        center, scale = robust_stats(flat[np.isfinite(flat).all(axis=1)].T[None])
+        # Points complete in every signal the reservoir has values of (a signal the entity
+        # never had in it is NaN in its clouds: its centre and scale stay NaN, its z 0).
+        present = np.isfinite(flat).any(axis=0)
+        center, scale = robust_stats(flat[np.isfinite(flat[:, present]).all(axis=1)].T[None])
         # Only while the reservoir is still filling, before it holds `size` windows or spans
         # a day (its units still forming): later moves are the entity's own drift, which
         # the calibration follows.
@@ -987,6 +990,8 @@ class BaselineStore:
         s = len(self.signals)
         out: dict[str, np.ndarray] = {
             "format": np.array([STATE_FORMAT], dtype=np.int64),
+            # What `pooled_hist` holds: deviations combined over signals this way.
+            "pooled_combine": np.array([seasonal.POOLED_COMBINE], dtype=str),
             "signals": np.array(self.signals, dtype=str),
             "keys": np.array([encode_entity_key(k) for k in keys], dtype=str)
             if keys else np.array([], dtype=str),
@@ -1065,6 +1070,8 @@ class BaselineStore:
         if arrays["levels_hours"].shape[1:] != (SLOTS,):
             raise BaselineError(f"saved seasonal levels have {arrays['levels_hours'].shape[1]} "
                                 f"hourly slots, this version {SLOTS}")
+        same_pooled = "pooled_hist" in arrays and "pooled_combine" in arrays \
+            and str(arrays["pooled_combine"][0]) == seasonal.POOLED_COMBINE
         r = p = m = h = lv = 0
         for i, key in enumerate(keys):
             n = int(arrays["reservoir_counts"][i])
@@ -1088,10 +1095,11 @@ class BaselineStore:
             # Saved before the drift existed: none yet (it restarts from 0).
             entry.drift_hist = (arrays["drift_hist"][h : h + k].astype(np.float32)
                                 if "drift_hist" in arrays else np.full(k, np.nan, np.float32))
-            # Saved before the pooled scale was kept: none yet (the onset reads the MAD
-            # scale's level until MIN_LEVEL_HISTORY of them exist).
+            # Saved before the pooled scale was kept, or combined over signals another way
+            # (before "joint": the max): none yet (the onset reads the MAD scale's level
+            # until MIN_LEVEL_HISTORY of them exist).
             entry.pooled_hist = (arrays["pooled_hist"][h : h + k].astype(np.float32)
-                                 if "pooled_hist" in arrays else np.full(k, np.nan, np.float32))
+                                 if same_pooled else np.full(k, np.nan, np.float32))
             if arrays["levels_present"][i]:
                 entry.levels = SeasonalLevels(len(self.signals))
                 entry.levels.hours = arrays["levels_hours"][lv].astype(np.int64)

@@ -40,6 +40,7 @@ delay embedding). Choices, and why:
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,14 +136,26 @@ def pool_points(points: np.ndarray, max_points: int) -> np.ndarray:
 
 
 def pack_clouds(
-    points: np.ndarray, max_points: int, min_points: int, anchor: bool
+    points: np.ndarray, max_points: int, min_points: int, anchor: bool,
+    absent: float = math.nan,
 ) -> Clouds:
     """Drop non-finite points, pool to max_points, add the anchor; points[E, T', D] -> Clouds.
 
-    `min_points` applies to the finite points before pooling (what was observed).
+    `min_points` applies to the finite points before pooling (what was observed). A
+    coordinate with no finite value in an entity's whole window (a signal that host does not
+    export, or not this window) is left out instead of dropping every point: it takes the
+    value `absent` in that entity's cloud (NaN: in raw units, where `score_clouds` then puts
+    it at the baseline centre; 0.0: in z space, the centre) and the other coordinates' points
+    count as finite. An entity with no finite coordinate at all gets no cloud.
     """
     e, t, d = points.shape
-    finite = np.isfinite(points).all(axis=2)
+    isfinite = np.isfinite(points)
+    finite = isfinite.all(axis=2)
+    present = isfinite.any(axis=1)  # [E, D]
+    gone = ~present & present.any(axis=1, keepdims=True)  # absent coordinates of live rows
+    if gone.any():
+        points = np.where(gone[:, None, :], 0.0, points)
+        finite = np.isfinite(points).all(axis=2)
     n_finite = finite.sum(axis=1)
     cap = min(max_points, t)
     out = np.zeros((e, cap + int(anchor), d))
@@ -165,6 +178,11 @@ def pack_clouds(
         out[rows, : pooled.shape[1]] = pooled
         counts[rows] = pooled.shape[1]
     counts[n_finite < min_points] = 0
+    if gone.any():
+        rows, cols = np.nonzero(gone)
+        out[rows, :, cols] = absent  # pooled zeros -> `absent` (anchor included: the centre)
+        if math.isnan(absent) and anchor:
+            out[rows, -1, cols] = 0.0
     if anchor:
         # The anchor is the origin of z space (the baseline centre), after each cloud's
         # points: out is zero there already.

@@ -7,7 +7,9 @@ analyses a Takens embedding, `takens_parameters`) -> Rips H0/H1 of both on the p
 -> features; score-diagram summaries -> distance to the entity's own same-time-of-day
 history -> calibrated anomaly scores (exporter/tda/baseline.py) and signal contributions ->
 baseline admission/refits/re-normalisation -> fleet topology. Degenerate windows (constant,
-two-state, missing) get no score. `run_batch` runs many cycles with their persistence in one
+two-state, missing) get no score. A signal with no sample in an entity's whole window (a host
+that does not export it) is left out of that entity's clouds (at the baseline centre, z = 0;
+`embedding.pack_clouds`), so the entity is scored on its other signals. `run_batch` runs many cycles with their persistence in one
 pool map (`batch`: in steps, so that a replay overlaps one batch's persistence with the
 previous batch's other stages). See the module docstrings of exporter.tda.* for each choice;
 `benchmarks/bench_topology.py`, `benchmarks/eval_topology.py` and
@@ -215,7 +217,7 @@ class TopologyStage:
         for b in self._blocks(len(values)):
             z = normalise(values[b], center[b], scale[b])
             part = pack_clouds(delay_embed(z, c.embedding_dimension, c.embedding_delay),
-                               c.max_points, c.min_points, c.anchor)
+                               c.max_points, c.min_points, c.anchor, absent=0.0)
             if points is None:
                 points = np.empty((len(values), *part.points.shape[1:]))
             points[b], counts[b] = part.points, part.counts
@@ -708,7 +710,8 @@ class TopologyStage:
             return score_clouds(coarse, center, scale)
         c = self.config
         z = normalise(values, center, scale)
-        return pack_clouds(delay_embed(z, m, tau), c.score_points, c.min_points, True)
+        return pack_clouds(delay_embed(z, m, tau), c.score_points, c.min_points, True,
+                           absent=0.0)
 
     @staticmethod
     def _summaries(diagrams: list[Diagram | None], scored: Clouds,
