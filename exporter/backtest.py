@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from exporter import catalog, util
+from exporter.backtest_report import PLOT_FILES
 from exporter.config import AnalysisConfig, Config, ConfigError, format_duration, parse_duration
 from exporter.decision import RESTART_EXCUSE
 from exporter.source import Fetch, SourceError
@@ -42,6 +43,10 @@ log = logging.getLogger("aura.backtest")
 # 5m and five times that at 1m. Alert `for:` then counts 5m evaluations, exactly as Prometheus
 # with `evaluation_interval: 5m` would; pass --interval=1m for the live cadence.
 DEFAULT_MIN_INTERVAL = 300.0
+
+# Every file a run writes into --output-dir; an earlier run's are removed first (a run without
+# --incidents must not leave a stale report beside fresh scores).
+OUTPUT_FILES = ("scores.csv", "alerts.csv", "report.json", "report.md", *PLOT_FILES)
 
 
 class BacktestError(Exception):
@@ -500,7 +505,9 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
                  interval: float, extra: dict[str, Any]) -> dict[str, Any]:
     """report.json's content: per system (AURA and each baseline) precision, recall, false
     alerts per entity-day and lead-time quantiles on the incidents inside the evaluated span
-    (definitions in exporter.backtest_report), plus per-incident lead times in seconds."""
+    on an entity of the scores (definitions in exporter.backtest_report), plus per-incident
+    lead times in seconds; the others are counted (`incidents_outside_evaluation`,
+    `incidents_unknown_entity`)."""
     from exporter.backtest_report import (
         false_alert_causes,
         lead_time,
@@ -514,7 +521,9 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
     horizon = max(float(h) for h in analysis.horizons)
     entity_days = len(scores.entities) * len(times) * interval / 86400.0
     all_inc = scored_incidents(incidents)
-    inc = [i for i in all_inc if first <= i.start <= last]
+    present = set(scores.entities)
+    known = [i for i in all_inc if i.entity in present]
+    inc = [i for i in known if first <= i.start <= last]
     names = [r.alertname for r in alert_semantics(cfg)]
     sets = systems(aura, baseline, names, baseline_names)
     figures = {name: score_system(alerts, inc, horizon=horizon, last_eval=last,
@@ -548,7 +557,8 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
         "entity_days": entity_days,
         "incidents_total": len(all_inc),
         "incidents_scored": len(inc),
-        "incidents_outside_evaluation": len(all_inc) - len(inc),
+        "incidents_outside_evaluation": len(known) - len(inc),
+        "incidents_unknown_entity": len(all_inc) - len(known),
         "sudden_incidents": sum(1 for i in inc if i.sudden),
         **extra,
         "systems": figures,
@@ -559,6 +569,38 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
         "lead_times": {n: [v for v, i in zip(vals, inc, strict=True) if not i.sudden]
                        for n, vals in lead_times.items()},
     }
+
+
+def remove_earlier_outputs(out: Path) -> list[str]:
+    """Delete the OUTPUT_FILES an earlier run left in `out`, nothing else; log once which.
+
+    Returns the names removed. Raises OSError (one could not be removed).
+    """
+    removed = []
+    for name in OUTPUT_FILES:
+        path = out / name
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed.append(name)
+    if removed:
+        log.info("msg=\"removed the outputs of an earlier run\" dir=%s files=%s", out,
+                 ",".join(removed))
+    return removed
+
+
+def warn_unknown_entities(incidents: Sequence[Any], entities: Sequence[EntityKey],
+                          label_names: Sequence[str]) -> int:
+    """Log once the incidents whose entity the data does not hold (up to 5 of those entities
+    and their count): they are not scored (`build_report`). Returns how many incidents."""
+    present = set(entities)
+    unknown = [tuple(i.entity) for i in incidents if tuple(i.entity) not in present]
+    if unknown:
+        names = list(dict.fromkeys(unknown))
+        log.warning("msg=\"incidents on entities absent from the data are not scored (a label "
+                    "spelt differently?)\" incidents=%d entities=%d first=%r", len(unknown),
+                    len(names), "; ".join(",".join(f"{k}={v}" for k, v in zip(
+                        label_names, e, strict=False)) for e in names[:5]))
+    return len(unknown)
 
 
 # ------------------------------------------------------------------------------- command
@@ -576,7 +618,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--incidents", default=None,
                         help="incidents CSV: start,end,<entity labels>[,kind]")
     parser.add_argument("--output-dir", dest="output_dir", required=True,
-                        help="directory for scores.csv, alerts.csv, report.json, report.md")
+                        help="directory for scores.csv, alerts.csv, report.json, report.md "
+                             "(an earlier run's are removed first)")
     parser.add_argument("--interval", default=None,
                         help="evaluation interval (default: the config's interval, at least "
                              "5m); alert `for:` counts evaluations at this interval, as "
@@ -654,6 +697,8 @@ async def _run(args: argparse.Namespace) -> int:
     window = await load_history(cfg, analysis, args)
     loaded = time.monotonic()
     times = evaluation_times(window, analysis, interval)
+    warn_unknown_entities(incidents, window.entities, analysis.entity_labels)
+    remove_earlier_outputs(out)
     from exporter.pipeline import load_predictor
 
     predictor, model_info = load_predictor(args.model_path or cfg.model.path)

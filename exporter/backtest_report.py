@@ -14,8 +14,9 @@ Definitions (also in benchmarks/README.md and report.md):
   `alert.start <= window_end` and (`alert.end` empty or `alert.end > window_start`).
 * Lead time = incident start - start of the earliest overlapping alert (negative: only after
   the start; null: missed). Recall at lead >= x = incidents with lead >= x / incidents.
-* Only incidents that start within the evaluated span are scored; sudden incidents (kind
-  containing "sudden", or flagged unpredictable) are reported separately, not in recall.
+* Only incidents that start within the evaluated span, on an entity of the data, are scored
+  (the others are counted apart); sudden incidents (kind containing "sudden", or flagged
+  unpredictable) are reported separately, not in recall.
 * Precision = alerts overlapping some incident's match window (any kind) / all alerts;
   false alerts = the others, per entity-day = false alerts / (entities x evaluations x
   interval / 86400).
@@ -38,6 +39,8 @@ from exporter.util import format_rfc3339, humanize_seconds
 from exporter.windows import EntityKey
 
 RECALL_LEADS = (("lead_ge_0s", 0.0), ("lead_ge_30m", 1800.0), ("lead_ge_2h", 7200.0))
+# The plots `render_plots` may write next to report.md.
+PLOT_FILES = ("risk_per_incident.png", "lead_times.png")
 ANY_FAILURE = "aura_any_failure_alert"
 FAILURE_ALERTS = ("AuraFailurePredicted", "AuraFailureRisk")
 
@@ -247,7 +250,8 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
         f"- Entities: {report['entities']} ({report['entity_days']:.2f} entity-days)",
         f"- Incidents scored: {report.get('incidents_scored', 0)} "
         f"({report.get('sudden_incidents', 0)} sudden, reported separately); "
-        f"{report.get('incidents_outside_evaluation', 0)} outside the evaluated span",
+        f"{report.get('incidents_outside_evaluation', 0)} outside the evaluated span, "
+        f"{report.get('incidents_unknown_entity', 0)} on entities absent from the data",
         f"- Model: {report.get('model', {}).get('model', 'none')} "
         f"(status {report.get('model', {}).get('status', 'n/a')})",
         f"- Match window: [incident start - {report['largest_horizon_seconds'] / 3600:g}h, "
@@ -364,9 +368,9 @@ def render_plots(out_dir: Path, *, times: np.ndarray, entities: Sequence[EntityK
         fig.suptitle("risk per incident entity (shaded: incident; dashed: alert start — "
                      "red critical, orange warning, purple anomaly)", fontsize=9)
         fig.tight_layout()
-        fig.savefig(out_dir / "risk_per_incident.png", dpi=90)
+        fig.savefig(out_dir / PLOT_FILES[0], dpi=90)
         plt.close(fig)
-        plots["Risk over time per incident entity"] = "risk_per_incident.png"
+        plots["Risk over time per incident entity"] = PLOT_FILES[0]
 
     leads = report.get("lead_times", {})
     if leads:
@@ -379,7 +383,7 @@ def render_plots(out_dir: Path, *, times: np.ndarray, entities: Sequence[EntityK
         ax.set_ylabel("incidents")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out_dir / "lead_times.png", dpi=90)
+        fig.savefig(out_dir / PLOT_FILES[1], dpi=90)
         plt.close(fig)
-        plots["Lead-time histogram"] = "lead_times.png"
+        plots["Lead-time histogram"] = PLOT_FILES[1]
     return plots

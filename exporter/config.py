@@ -8,6 +8,7 @@ are refused. `aura.example.yml` documents every key and a test keeps it loadable
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -22,11 +23,18 @@ from exporter.util import format_duration, parse_duration
 
 
 class ConfigError(ValueError):
-    """A configuration problem; `str()` is `path: problem` lines, one per problem."""
+    """A configuration problem; `str()` is `path: problem` lines, one per problem.
 
-    def __init__(self, problems: list[str]):
+    `file`, when given, is the config file a whole-file problem (unreadable, not UTF-8,
+    invalid YAML) is about: `str()` names it, `problems` do not, because the commands that
+    list `problems` already put the file name in front of each one.
+    """
+
+    def __init__(self, problems: list[str], *, file: str | Path | None = None):
         self.problems = problems
-        super().__init__("\n".join(problems))
+        self.file = None if file is None else str(file)
+        prefix = f"{self.file}: " if self.file is not None else ""
+        super().__init__("\n".join(prefix + p for p in problems))
 
 
 class Duration(float):
@@ -395,33 +403,75 @@ def _parse_value(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
     if dataclasses.is_dataclass(tp):
         return _parse_dataclass(tp, value, path, problems)
     if tp is Duration:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
-            return Duration(0)
-        if isinstance(value, int | float):
-            return Duration(value)
-        try:
-            return Duration(parse_duration(value))
-        except ValueError as err:
-            problems.append(f"{path}: {err}")
-            return Duration(0)
+        return _parse_duration_value(value, path, problems)
     if tp is bool:
         if not isinstance(value, bool):
             problems.append(f"{path}: expected true or false, got {value!r}")
         return bool(value)
     if tp in (int, float):
-        if isinstance(value, bool) or not isinstance(value, int | float) or (
-            tp is int and not float(value).is_integer()
-        ):
-            problems.append(f"{path}: expected {_type_name(tp)}, got {value!r}")
-            return tp(0)
-        return tp(value)
+        number = _as_number(value)
+        if isinstance(number, float) and tp is int and not number.is_integer():
+            number = None
+        if number is not None:
+            try:
+                return tp(number)
+            except OverflowError:  # an int beyond float's range: not a finite float
+                number = None
+        finite = tp is float and isinstance(value, int | float) and not isinstance(value, bool)
+        what = "a finite number" if finite else _type_name(tp)  # .nan, .inf, 10**400
+        problems.append(f"{path}: expected {what}, got {value!r}")
+        return tp(0)
     if tp is str:
         if not isinstance(value, str):
             problems.append(f"{path}: expected a string, got {value!r}")
             return str(value)
         return value
     raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def _as_number(value: Any) -> int | float | None:
+    """`value` as a finite int or float, numeric strings included; None when it is not one.
+
+    YAML 1.1 (PyYAML) reads `1e15` (no dot, unsigned exponent) as a string, and byte
+    capacities are written that way, so a string that `int()` or `float()` reads counts.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    return None
+
+
+def _parse_duration_value(value: Any, path: str, problems: list[str]) -> Duration:
+    """A Prometheus duration string (`15m`); a bare number is refused, except 0 as Prometheus."""
+    if isinstance(value, str) and value.strip() == "0":
+        return Duration(0)
+    if isinstance(value, str):
+        try:
+            return Duration(parse_duration(value))
+        except ValueError as err:
+            problems.append(f"{path}: {err}")
+            return Duration(0)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value == 0:
+            return Duration(0)
+        # Seconds or minutes? `for: 15` reads both ways, so the unit must be written.
+        n = value if isinstance(value, int) and value > 0 else 15
+        problems.append(f"{path}: {value!r} has no unit; use a unit, e.g. {n}s or {n}m")
+        return Duration(0)
+    problems.append(f"{path}: expected {_type_name(Duration)}, got {value!r}")
+    return Duration(0)
 
 
 def _parse_dataclass(cls: Any, data: Any, path: str, problems: list[str]) -> Any:
@@ -492,7 +542,7 @@ def _validate_analysis(obj: AnalysisConfig, path: str, problems: list[str]) -> N
         problems.append(f"{_join(path, 'name')}: must be a simple name, got {obj.name!r}")
     _validate_positive(obj, path, problems, "window", "step", "max_entities")
     for i, h in enumerate(obj.horizons):
-        if h <= 0:
+        if h <= 0 and not any(p.startswith(f"{path}.horizons[{i}]:") for p in problems):
             problems.append(f"{path}.horizons[{i}]: must be > 0")
     if obj.step > 0 and obj.window > 0 and obj.window / obj.step < 8:
         problems.append(f"{_join(path, 'window')}: must hold at least 8 steps")
@@ -628,18 +678,42 @@ def load_config(path: str | Path, *, require_queries: bool = True) -> Config:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
-        raise ConfigError([f"{path}: cannot read: {err.strerror}"]) from err
+        raise ConfigError([f"cannot read: {err.strerror}"], file=path) from err
     except UnicodeDecodeError as err:
-        raise ConfigError([f"{path}: not valid UTF-8 (byte {err.start}): {err.reason}"]) from err
+        raise ConfigError([f"not valid UTF-8 (byte {err.start}): {err.reason}"], file=path) from err
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError([f"{path}: invalid YAML: {err}"]) from err
+        raise ConfigError([_yaml_problem(err, text)], file=path) from err
     cfg = parse_config(data or {}, require_queries=require_queries)
     model_path = resolve_path(cfg.model.path, Path(path).parent)
     if model_path != cfg.model.path:
         cfg = dataclasses.replace(cfg, model=ModelConfig(model_path))
     return cfg
+
+
+def _yaml_problem(err: yaml.YAMLError, text: str) -> str:
+    """`invalid YAML at line L, column C: <problem>` (1-based), without PyYAML's excerpt."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None)
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if isinstance(err, yaml.reader.ReaderError):
+        # Raised before any token: a position in the text, no mark.
+        before = text[: err.position]
+        line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        char = f"#x{err.character:04x}" if isinstance(err.character, int) else repr(err.character)
+        return f"invalid YAML at line {line}, column {column}: unacceptable character {char}: {err.reason}"
+    if mark is None or not problem:
+        lines = [ln for ln in str(err).splitlines() if not ln.strip().startswith("in \"<unicode")]
+        return "invalid YAML: " + " ".join(ln.strip() for ln in lines if ln.strip())
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    message = f"invalid YAML at {where}: {problem}"
+    if context and context_mark is not None and (context_mark.line, context_mark.column) != (
+            mark.line, mark.column):
+        message += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    elif context:
+        message += f" ({context})"
+    return message
 
 
 def resolve_path(path: str, config_dir: Path) -> str:

@@ -418,3 +418,48 @@ def test_sustained_anomaly_warns_without_a_failure_mechanism(tmp_path: Path) -> 
     assert "is not raised: it came with a restart" in incident["first_held"], incident
     assert [r["host"] for r in rows if r["alertname"] == "AuraTopologyAnomaly"
             and jump <= int(r["start"]) <= jump + 2 * H] == ["a"]
+
+
+def test_incidents_on_unknown_entities_and_rerun_without_incidents(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Incidents on entities the data lacks (`host-1` for `host1`) are counted apart, not
+    scored as misses; a rerun without --incidents removes the earlier run's report and plots
+    (only those) rather than leave them stale beside fresh scores."""
+    step, t0 = 300, 1_760_000_000
+    t = t0 + step * np.arange(int(6 * H / step))
+    data = tmp_path / "data.csv"
+    rng = np.random.default_rng(3)
+    data.write_text("timestamp,host,load\n" + "".join(
+        f"{ts},{h},{0.5 + 0.01 * rng.standard_normal():.4f}\n"
+        for ts in t for h in ("host1", "host2")))
+    cfg = tmp_path / "aura.yml"
+    cfg.write_text(yaml.safe_dump({"interval": "5m", "analyses": [{
+        "name": "app", "entity_labels": ["host"], "window": "2h", "step": "5m",
+        "horizons": ["1h"], "signals": [{"name": "load", "query": "load", "kind": "other"}]}]}))
+    start = t0 + 4 * 3600
+    incidents = tmp_path / "incidents.csv"
+    incidents.write_text("start,end,host\n" + "".join(
+        f"{start},{start + 600},{h}\n" for h in ("host1", "host1", "host-1", "host-2", "host-1")))
+    out = tmp_path / "out"
+    common = [f"--config.file={cfg}", f"--input={data}", f"--output-dir={out}",
+              f"--model.path={tmp_path / 'no-model'}", "--topology.workers=1", "--log.level=info"]
+    assert main(["backtest", *common, f"--incidents={incidents}"]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert (report["incidents_total"], report["incidents_scored"],
+            report["incidents_unknown_entity"], report["incidents_outside_evaluation"]) == (3, 1, 2, 0)
+    assert [i["entity"] for i in report["incidents"]] == [{"host": "host1"}]
+    assert "2 on entities absent from the data" in (out / "report.md").read_text()
+    [line] = [x for x in err.splitlines() if "entities absent from the data" in x]
+    assert "incidents=2 entities=2" in line and "host=host-1; host=host-2" in line
+    assert len([x for x in err.splitlines() if "duplicate incidents" in x]) == 1
+    plots = sorted(p.name for p in out.glob("*.png"))
+    assert plots, "the first run should draw its plots"
+
+    (out / "notes.md").write_text("mine\n")
+    assert main(["backtest", *common]) == 0
+    err = capsys.readouterr().err
+    left = sorted(p.name for p in out.iterdir())
+    assert left == ["alerts.csv", "notes.md", "scores.csv"], left
+    [line] = [x for x in err.splitlines() if "outputs of an earlier run" in x]
+    assert "report.json" in line and "report.md" in line and all(p in line for p in plots)

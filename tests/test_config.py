@@ -142,3 +142,61 @@ def test_config_file_that_is_not_utf8_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert "not valid UTF-8" in str(err.value) and str(path) in str(err.value)
+
+
+def _capacity(value) -> dict:
+    return {"analyses": [{"name": "n", "signals": [{"name": "a", "query": "up",
+                                                     "capacity": value}]}]}
+
+
+def test_numeric_strings_are_numbers_but_nan_and_infinities_are_not(tmp_path):
+    """PyYAML (YAML 1.1) reads `1e15` as a string; byte capacities are written that way."""
+    path = tmp_path / "aura.yml"
+    path.write_text("analyses:\n  - name: n\n    max_entities: 1e3\n"
+                    "    signals: [{name: a, query: up, capacity: 1e15}]\n")
+    cfg = load_config(path)
+    assert cfg.analyses[0].signals[0].capacity == 1e15
+    assert cfg.analyses[0].max_entities == 1000 and isinstance(cfg.analyses[0].max_entities, int)
+    assert parse_config(_capacity(" 2.5 ")).analyses[0].signals[0].capacity == 2.5
+    for bad in ("nan", "inf", "-Infinity", "1e400", "0x10", "100%"):
+        assert _problems(_capacity(bad)) == [
+            f"analyses[0].signals[0].capacity: expected a number, got {bad!r}"]
+    for bad in (float("nan"), float("inf")):
+        assert _problems(_capacity(bad)) == [
+            f"analyses[0].signals[0].capacity: expected a finite number, got {bad!r}"]
+    assert _problems({"analyses": [{"name": "n", "preset": "node", "max_entities": "5e2.5"}]}) \
+        == ["analyses[0].max_entities: expected an integer, got '5e2.5'"]
+
+
+def test_invalid_yaml_is_one_line_naming_the_file_once(tmp_path):
+    bad = tmp_path / "bad_indent.yml"
+    bad.write_text("interval: 1m\nanalyses:\n  - name: h\n    signals:\n      - name: cpu\n"
+                   "      query: cpu\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    assert err.value.problems == [
+        "invalid YAML at line 6, column 7: expected <block end>, but found '?' "
+        "(while parsing a block collection at line 5, column 7)"]
+    assert str(err.value) == f"{bad}: {err.value.problems[0]}"
+    out = subprocess.run([sys.executable, "-m", "exporter", "check-config", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.splitlines()[0] == f"{bad}: {err.value.problems[0]}"
+    assert out.stderr.count(str(bad)) == 1 and "<unicode string>" not in out.stderr
+    bad.write_text("interval: 1m\x00\n")
+    with pytest.raises(ConfigError, match=r"^\S+: invalid YAML at line 1, column 13: "):
+        load_config(bad)
+
+
+def test_bare_number_durations_are_refused_with_the_fix():
+    """Durations are Prometheus durations (design.md section 3, aura.example.yml): is
+    `failure_risk_for: 15` seconds or minutes? Only 0 needs no unit, as in Prometheus."""
+    assert _problems({"rules": {"failure_risk_for": 15}}) == [
+        "rules.failure_risk_for: 15 has no unit; use a unit, e.g. 15s or 15m"]
+    assert sorted(_problems({"interval": 1.5, "analyses": [{"name": "n", "preset": "node",
+                                                             "horizons": ["1h", 7200]}]})) == [
+        "analyses[0].horizons[1]: 7200 has no unit; use a unit, e.g. 7200s or 7200m",
+        "interval: 1.5 has no unit; use a unit, e.g. 15s or 15m"]
+    cfg = parse_config({"rules": {"failure_risk_for": "15m"},
+                        "agents": {"decision": {"exclude_recent": 0}}})
+    assert float(cfg.rules.failure_risk_for) == 900 and float(cfg.agents.decision.exclude_recent) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -172,3 +173,131 @@ def test_bad_incidents_located(tmp_path, text, where):
     with pytest.raises(CsvFormatError) as info:
         read_incidents(p, ["instance"])
     assert str(info.value).startswith(f"{p}{where}: "), str(info.value)
+
+
+def _messages(caplog, fragment: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if fragment in r.getMessage()]
+
+
+# ------------------------------------------------------------------------------------------
+# Time units and range
+
+
+def test_millisecond_timestamps_read_as_seconds_and_logged_once(tmp_path, caplog):
+    body = "".join(f"{t},{h},{v},0.5\n" for t, h, v in (
+        (T0, "a", 1), (T0, "b", 2), (T0 + STEP, "a", 3), (T0 + 2 * STEP + 0.6, "b", 4)))
+    seconds = CsvSource(write(tmp_path, "timestamp,instance,cpu,memory\n" + body), analysis())
+    ms_body = "".join(f"{round(float(line.split(',')[0]) * 1000)}," + line.split(",", 1)[1]
+                      for line in body.splitlines(keepends=True))
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    ms = CsvSource(write(tmp_path, "timestamp,instance,cpu,memory\n" + ms_body, "ms.csv"),
+                   analysis())
+    assert ms.time_range() == seconds.time_range() == (T0, T0 + 2 * STEP)
+    np.testing.assert_array_equal(ms.values, seconds.values)
+    assert len(_messages(caplog, "read as Unix milliseconds")) == 1
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["1969-12-31T23:59:59Z", "-60", "4294967296", "1e11"],  # 1e11 with seconds around it
+)
+def test_timestamp_outside_accepted_range_is_refused(tmp_path, stamp):
+    p = write(tmp_path, f"timestamp,instance,cpu,memory\n{T0},a,1,1\n{stamp},a,1,1\n")
+    with pytest.raises(CsvFormatError) as info:
+        CsvSource(p, analysis())
+    assert str(info.value).startswith(f"{p}:3:timestamp: "), str(info.value)
+    assert "1970-01-01" in str(info.value) and "2106-02-07" in str(info.value)
+    assert "milliseconds" in str(info.value)
+
+
+def test_incidents_in_milliseconds_and_mixed_units(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    ms = T0 * 1000
+    p = write(tmp_path, f"start,end,instance\n{ms:.0f},{ms + 600_000:.0f},a\n{ms:.0f},,b\n",
+              "inc.csv")
+    assert read_incidents(p, ["instance"]) == [Incident(T0, T0 + 600, ("a",)),
+                                               Incident(T0, None, ("b",))]
+    assert len(_messages(caplog, "read as Unix milliseconds")) == 1
+    # Start in milliseconds, end in seconds: refused, never half converted.
+    mixed = write(tmp_path, f"start,end,instance\n{ms:.0f},{T0 + 600:.0f},a\n", "mixed.csv")
+    with pytest.raises(CsvFormatError) as info:
+        read_incidents(mixed, ["instance"])
+    assert str(info.value).startswith(f"{mixed}:2:start: "), str(info.value)
+    assert "outside the accepted range" in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------
+# What is left out rather than refused: counted, logged once
+
+
+def test_non_finite_values_are_missing_samples(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n"
+              f"{T0},a,inf,1\n{T0 + STEP},a,-inf,Infinity\n{T0 + 2 * STEP},a,+Inf,3\n"
+              f"{T0 + 3 * STEP},a,4,NaN\n")
+    src = CsvSource(p, analysis())
+    np.testing.assert_array_equal(src.values[0], [[np.nan, np.nan, np.nan, 4],
+                                                  [1, np.nan, 3, np.nan]])
+    [msg] = _messages(caplog, "not finite")
+    assert "non_finite_values=4" in msg
+
+
+def test_rows_without_entity_label_are_dropped(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    an = analysis(labels=("namespace", "pod"), signals=("cpu",))
+    p = write(tmp_path, "timestamp,namespace,pod,cpu\n"
+              f"{T0},prod,web,1\n{T0},,web,2\n{T0 + STEP},prod, ,3\n{T0 + STEP},prod,web,4\n")
+    src = CsvSource(p, an)
+    assert src.entities == (("prod", "web"),)
+    np.testing.assert_array_equal(src.values[0, 0], [1, 4])
+    [msg] = _messages(caplog, "no usable entity labels")
+    assert "reason=missing_entity_label rows=2" in msg and "first_line=3" in msg
+    nobody = write(tmp_path, f"timestamp,namespace,pod,cpu\n{T0},,web,1\n{T0},prod,,2\n",
+                   "nobody.csv")
+    with pytest.raises(CsvFormatError, match=r"nobody.csv:2: every row has an empty entity"):
+        CsvSource(nobody, an)
+
+
+def test_data_finer_than_step_says_so_not_duplicates(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    # 15 s data, 1 m step: four rows per step and entity, rows out of time order.
+    rows = [(T0 + 15 * i, h, i) for i in range(16) for h in ("a", "b")]
+    rows.reverse()
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n"
+              + "".join(f"{t},{h},{v},1\n" for t, h, v in rows))
+    src = CsvSource(p, analysis())
+    # Rows snap to the nearest minute (halves to even); the latest sample of each step is kept,
+    # whatever the row order.
+    np.testing.assert_array_equal(src.values[0, 0], [2, 5, 10, 13, 15])
+    [msg] = _messages(caplog, "data finer than the analysis step")
+    assert "data_spacing_seconds=15 step_seconds=60" in msg and "set step" in msg
+    assert not _messages(caplog, "last one wins")
+
+
+def test_exact_duplicates_and_coarse_data(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n"
+              f"{T0},a,1,1\n{T0 + STEP},a,2,2\n{T0 + STEP},a,9,9\n{T0 + 2 * STEP},a,3,3\n")
+    np.testing.assert_array_equal(CsvSource(p, analysis()).values[0, 0], [1, 9, 3])
+    [msg] = _messages(caplog, "last one wins")
+    assert "duplicate_rows=1" in msg
+    assert not _messages(caplog, "finer") and not _messages(caplog, "coarser")
+    caplog.clear()
+    hourly = write(tmp_path, "timestamp,instance,cpu,memory\n" + "".join(
+        f"{T0 + 3600 * i},{h},1,1\n" for i in range(5) for h in "ab"), "hourly.csv")
+    CsvSource(hourly, analysis())
+    [msg] = _messages(caplog, "data coarser than the analysis step")
+    assert "data_spacing_seconds=3600 step_seconds=60" in msg
+    assert not _messages(caplog, "last one wins")
+
+
+def test_duplicate_incidents_kept_once(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    p = write(tmp_path, "start,end,instance,kind\n"
+              f"{T0},{T0 + 600},a,oom\n{T0},{T0 + 600},a,oom\n{T0},,a,oom\n"
+              f"{T0},{T0 + 600},b,oom\n{T0:.0f}.0,{T0 + 600},a,disk\n", "inc.csv")
+    assert read_incidents(p, ["instance"]) == [
+        Incident(T0, T0 + 600, ("a",), "oom"), Incident(T0, None, ("a",), "oom"),
+        Incident(T0, T0 + 600, ("b",), "oom")]
+    [msg] = _messages(caplog, "duplicate incidents")
+    assert "duplicate_rows=2" in msg

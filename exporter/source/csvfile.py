@@ -8,6 +8,12 @@ protocol as the live one.
 
 Incidents: header `start,end,<entity label columns>[,kind]`; `end` may be empty (still open or
 unknown). Every problem raises `CsvFormatError` naming file, line and column.
+
+Times, in both files: a column of numbers that are all in [1e11, 1e14) is Unix milliseconds (as
+Grafana and Prometheus CSV exports write them; as seconds they would be after the year 5138)
+and is read as such; any time still outside [0, 2**32) seconds (before 1970, after 2106) is
+refused. What is left out rather than refused is counted and logged once per file: values that
+are not finite (`inf`: a missing sample), rows without an entity label, duplicate incidents.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 from exporter.config import AnalysisConfig
 from exporter.incidents import DEFAULT_INCIDENT_KIND, Incident
 from exporter.source import Fetch, SourceError
+from exporter.source.prometheus import DROP_MISSING_LABEL
 from exporter.util import parse_time
 from exporter.windows import EntityKey, Window, empty_window, grid
 
@@ -30,6 +37,11 @@ log = logging.getLogger(__name__)
 # Refuse files whose timestamps would need an absurd grid (a typo in one timestamp, ms instead
 # of s): values[E, S, T] beyond this many cells would not fit in memory anyway.
 MAX_CELLS = 500_000_000
+# Accepted times, Unix seconds: what the stages' uint32 times hold (1970-01-01 to 2106-02-07).
+TIME_RANGE = (0.0, 2.0**32)
+# A column of numbers all within this range is Unix milliseconds: 1973 to 5138 as milliseconds,
+# the year 5138 onwards as seconds.
+MILLISECONDS = (1e11, 1e14)
 
 
 class CsvFormatError(ValueError):
@@ -47,7 +59,8 @@ class CsvFormatError(ValueError):
 def parse_timestamp(text: str) -> float:
     """Unix seconds from `1700000000.5` or RFC 3339 (`util.parse_time`: no zone = UTC).
 
-    Raise ValueError naming the cell's text when neither (or not finite).
+    One cell, as written: whether a column is milliseconds is decided over the whole column
+    (`_to_seconds`). Raise ValueError naming the cell's text when neither (or not finite).
     """
     try:
         return parse_time(text)
@@ -119,17 +132,58 @@ def _numeric(path: Path, name: str, cells: tuple[str, ...], lines: np.ndarray) -
     raise CsvFormatError(path, int(lines[0]), name, "unparseable numbers")  # pragma: no cover
 
 
-def _timestamps(path: Path, cells: tuple[str, ...], lines: np.ndarray) -> np.ndarray:
+def _to_seconds(path: Path, values: np.ndarray, numeric: bool, lines: np.ndarray,
+                columns: np.ndarray | Sequence[str]) -> np.ndarray:
+    """Unix seconds of parsed times: milliseconds when `numeric` (every cell a number) and all
+    in MILLISECONDS (logged once); CsvFormatError at the first time outside TIME_RANGE.
+
+    values, lines, columns: one entry per time (NaN for none), its file line and column name.
+    """
+    given = ~np.isnan(values)
+    if numeric and given.any() and bool(np.all(
+            (values[given] >= MILLISECONDS[0]) & (values[given] < MILLISECONDS[1]))):
+        values = values / 1000.0
+        log.info("msg=\"times read as Unix milliseconds (every one is a number from 1e11 to "
+                 "1e14)\" file=%s columns=%s", path, ",".join(sorted(set(
+                     np.asarray(columns, dtype=str)[given].tolist()))))
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(given & ((values < TIME_RANGE[0]) | (values >= TIME_RANGE[1])))
+    if len(bad):
+        i = int(bad[np.argmin(lines[bad])])
+        raise CsvFormatError(
+            path, int(lines[i]), str(columns[i]),
+            f"time {values[i]:.17g} is outside the accepted range: Unix seconds from 0 "
+            f"(1970-01-01) to {TIME_RANGE[1]:.0f} (2106-02-07), RFC 3339, or Unix "
+            "milliseconds when every time of the column is a number from 1e11 to 1e14")
+    return values
+
+
+def _timestamps(path: Path, cells: Sequence[str], lines: np.ndarray) -> np.ndarray:
     # Every timestamp repeats once per entity: parse each distinct text once.
     uniq, inverse = np.unique(np.asarray(cells, dtype=str), return_inverse=True)
+    inverse = inverse.reshape(-1)
     parsed = np.empty(len(uniq))
+    numeric = True
     for i, text in enumerate(uniq.tolist()):
         try:
             parsed[i] = parse_timestamp(text)
         except ValueError as err:
             row = int(np.flatnonzero(inverse == i)[0])
             raise CsvFormatError(path, int(lines[row]), "timestamp", str(err)) from None
-    return parsed[inverse.reshape(-1)]
+        numeric = numeric and _is_number(text)
+    # The first line of each distinct text, so an error names the first bad row in the file.
+    first = np.full(len(uniq), np.iinfo(np.int64).max)
+    np.minimum.at(first, inverse, lines)
+    parsed = _to_seconds(path, parsed, numeric, first, np.full(len(uniq), "timestamp"))
+    return parsed[inverse]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _entities(label_cols: list[tuple[str, ...]], n_rows: int
@@ -161,6 +215,65 @@ def _entities(label_cols: list[tuple[str, ...]], n_rows: int
     keys = tuple(tuple(str(uniques[j][rows[i, j]]) for j in range(len(uniques)))
                  for i in order.tolist())
     return rank[inverse.reshape(-1)], keys
+
+
+def _drop_unlabelled(path: Path, columns: list[tuple[str, ...]], label_cols: Sequence[int],
+                     labels: Sequence[str], lines: np.ndarray
+                     ) -> tuple[list[tuple[str, ...]], np.ndarray]:
+    """Columns and lines without the rows whose entity label cell is empty (counted, logged
+    once); CsvFormatError when no row is left. As the live source drops such series, an empty
+    label identifies nothing (Prometheus reads it as an absent label)."""
+    empty = np.zeros(len(lines), dtype=bool)
+    for j in label_cols:
+        empty |= np.char.str_len(np.char.strip(np.asarray(columns[j], dtype=str))) == 0
+    if not empty.any():
+        return columns, lines
+    if empty.all():
+        raise CsvFormatError(path, int(lines[0]), None,
+                             f"every row has an empty entity label ({','.join(labels)}): "
+                             "no entity to analyse")
+    log.warning("msg=\"rows dropped: no usable entity labels\" file=%s reason=%s rows=%d "
+                "entity_labels=%s first_line=%d", path, DROP_MISSING_LABEL, int(empty.sum()),
+                ",".join(labels), int(lines[np.argmax(empty)]))
+    keep = np.flatnonzero(~empty).tolist()
+    return [tuple(col[i] for i in keep) for col in columns], lines[~empty]
+
+
+def _check_spacing(path: Path, ts: np.ndarray, ent: np.ndarray, slot: np.ndarray, n_t: int,
+                   step: float) -> bool:
+    """Warn once when rows share a slot or the data's spacing does not fit `step`; True when
+    some slot holds several rows.
+
+    ts: Unix seconds per row; ent: entity index per row (every entity has a row); slot:
+    `ent * n_t + grid step index` per row; step: the analysis step in seconds. Data finer than
+    the step (most entities have several rows in most of their steps) or at least twice as
+    coarse is named with its median spacing and the suggestion to set `step` to it; rows of
+    one entity and timestamp (or sharing a step without the data being finer) are duplicates.
+    """
+    order = np.lexsort((ts, ent))
+    same = ent[order][1:] == ent[order][:-1]
+    gaps = np.diff(ts[order])[same]
+    exact = int(np.count_nonzero(gaps == 0))
+    spacing = float(np.median(gaps[gaps > 0])) if (gaps > 0).any() else None
+    slots, counts = np.unique(slot, return_counts=True)
+    merged = len(slot) - len(slots)  # rows that a later row of their slot replaces
+    owner = slots // n_t
+    shared = np.bincount(owner, weights=counts > 1) / np.bincount(owner)
+    finer = spacing is not None and int(np.count_nonzero(shared > 0.5)) > len(shared) / 2
+    if finer:
+        log.warning("msg=\"data finer than the analysis step: the last sample of each step is "
+                    "kept; set step to the data's spacing to use every sample\" file=%s "
+                    "data_spacing_seconds=%g step_seconds=%g rows_merged=%d",
+                    path, spacing, step, merged - exact)
+    elif spacing is not None and spacing >= 2 * step:
+        log.warning("msg=\"data coarser than the analysis step: most steps are empty; set "
+                    "step to the data's spacing\" file=%s data_spacing_seconds=%g "
+                    "step_seconds=%g", path, spacing, step)
+    dupes = exact if finer else merged
+    if dupes:
+        log.warning("msg=\"several rows for one entity and step; the last one wins\" "
+                    "file=%s duplicate_rows=%d", path, dupes)
+    return bool(merged)
 
 
 class CsvSource:
@@ -198,9 +311,17 @@ class CsvSource:
             raise CsvFormatError(self.path, 2, None, "no data rows")
         columns = list(zip(*rows, strict=True))
         del rows
+        columns, lines = _drop_unlabelled(self.path, columns, [cols[n] for n in labels],
+                                          labels, lines)
         ts = _timestamps(self.path, columns[cols["timestamp"]], lines)
         data = np.stack([_numeric(self.path, s, columns[cols[s]], lines) for s in self.signals],
                         axis=1) if self.signals else np.empty((len(lines), 0))
+        infinite = np.isinf(data)
+        if infinite.any():
+            # A rate over a counter reset, a division by zero upstream: no measurement.
+            data[infinite] = np.nan
+            log.warning("msg=\"values that are not finite read as missing samples\" file=%s "
+                        "non_finite_values=%d", self.path, int(infinite.sum()))
         ent, self.entities = _entities([columns[cols[name]] for name in labels], len(lines))
         k = np.rint(ts / self.step).astype(np.int64)
         self._k0 = int(k.min())
@@ -209,12 +330,13 @@ class CsvSource:
             i = int(np.argmax(np.abs(k - np.median(k))))  # the row furthest from the rest
             raise CsvFormatError(self.path, int(lines[i]), "timestamp",
                                  f"timestamps span {n_t} steps of {self.step:g}s: too long "
-                                 "(milliseconds instead of seconds?)")
+                                 "(one timestamp far from the others?)")
         slot = ent * n_t + (k - self._k0)
-        dupes = len(slot) - len(np.unique(slot))
-        if dupes:
-            log.warning("msg=\"several rows for one entity and step; the last one wins\" "
-                        "file=%s duplicate_rows=%d", self.path, dupes)
+        if _check_spacing(self.path, ts, ent, slot, n_t, self.step):
+            # Several rows in one slot: the latest sample is kept (exact duplicates: the last
+            # row in the file, as the stable sort keeps their order).
+            order = np.argsort(ts, kind="stable")
+            ent, k, data = ent[order], k[order], data[order]
         self.values = np.full((len(self.entities), len(self.signals), n_t), np.nan)
         self.values[ent, :, k - self._k0] = data
         self.timestamps = (self._k0 + np.arange(n_t)) * self.step
@@ -257,31 +379,58 @@ class CsvSource:
 
 
 def read_incidents(path: str | Path, label_names: Sequence[str]) -> list[Incident]:
-    """Incidents from a design §5 incidents CSV (`start,end,<labels>[,kind]`), in file order."""
+    """Incidents from a design §5 incidents CSV (`start,end,<labels>[,kind]`), in file order.
+
+    Times as in the samples file (Unix seconds, RFC 3339, or milliseconds when every start and
+    end is a number from 1e11 to 1e14). Rows repeating an earlier row's entity, start and end
+    are kept once (counted, logged once). Raise CsvFormatError naming file, line and column.
+    """
     path = Path(path)
     labels = tuple(label_names)
     header, rows = _read(path)
     cols = _check_header(path, header, ("start", "end", *labels), optional=("kind",))
-    out: list[Incident] = []
+    parsed: list[tuple[int, float, float, tuple[str, ...], str]] = []
+    numeric = True
     for n, row in enumerate(rows, start=2):
         if not row:
             continue
         if len(row) != len(header):
             raise CsvFormatError(path, n, None, f"expected {len(header)} fields, got {len(row)}")
-        try:
-            start = parse_timestamp(row[cols["start"]])
-        except ValueError as err:
-            raise CsvFormatError(path, n, "start", str(err)) from None
-        end_text = row[cols["end"]].strip()
-        end = None
-        if end_text:
+        times = []
+        for name in ("start", "end"):
+            text = row[cols[name]].strip()
+            if name == "end" and not text:
+                times.append(np.nan)
+                continue
             try:
-                end = parse_timestamp(end_text)
+                times.append(parse_timestamp(text))
             except ValueError as err:
-                raise CsvFormatError(path, n, "end", str(err)) from None
-            if end < start:
-                raise CsvFormatError(path, n, "end", f"end {end_text!r} is before start")
+                raise CsvFormatError(path, n, name, str(err)) from None
+            numeric = numeric and _is_number(text)
         kind = row[cols["kind"]].strip() if "kind" in cols else ""
-        out.append(Incident(start, end, tuple(row[cols[name]] for name in labels),
-                            kind or DEFAULT_INCIDENT_KIND))
+        parsed.append((n, times[0], times[1], tuple(row[cols[name]] for name in labels),
+                       kind or DEFAULT_INCIDENT_KIND))
+    if not parsed:
+        return []
+    lines = np.array([p[0] for p in parsed])
+    # Starts and ends are judged together: milliseconds in one and seconds in the other is
+    # refused, never half converted.
+    seconds = _to_seconds(path, np.array([t for p in parsed for t in p[1:3]]), numeric,
+                          np.repeat(lines, 2), np.tile(["start", "end"], len(parsed)))
+    out: list[Incident] = []
+    seen: set[tuple[tuple[str, ...], float, float | None]] = set()
+    for (n, _, _, entity, kind), start, end_s in zip(parsed, seconds[0::2], seconds[1::2],
+                                                      strict=True):
+        end = None if np.isnan(end_s) else float(end_s)
+        if end is not None and end < start:
+            raise CsvFormatError(path, n, "end", f"end {rows[n - 2][cols['end']].strip()!r} "
+                                 "is before start")
+        key = (entity, float(start), end)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(Incident(float(start), end, entity, kind))
+    if len(out) < len(parsed):
+        log.warning("msg=\"duplicate incidents (same entity, start and end) kept once\" "
+                    "file=%s duplicate_rows=%d", path, len(parsed) - len(out))
     return out
