@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -267,6 +268,29 @@ def test_predictor_all_nan_entity_and_horizon_mapping(tmp_path):
     f2 = pred.predict(w, analysis(), None)
     assert np.isfinite(np.delete(f2.probability, 3, axis=0)).all()
     assert np.isnan(f2.time_to_failure[3])
+
+
+def test_predictor_reads_a_signal_an_entity_lacks_as_zero(tmp_path):
+    # A signal with no sample in an entity's whole window is a flat 0 to the network (it was
+    # never trained on a signal missing throughout); the entity keeps a forecast, the same as
+    # with that signal at 0, and the other entities' rows are untouched.
+    from exporter.lnn.predictor import FailurePredictor, absent_as_zero
+
+    pred = FailurePredictor.load(_save(tmp_path))
+    w = window()
+    lacking, zero = w.values.copy(), w.values.copy()
+    lacking[2, 1] = np.nan
+    zero[2, 1] = 0.0
+    a = analysis()
+    got = pred.predict(dataclasses.replace(w, values=lacking), a, None)
+    want = pred.predict(dataclasses.replace(w, values=zero), a, None)
+    assert np.isfinite(got.probability[2]).all()
+    np.testing.assert_array_equal(got.probability, want.probability)
+    assert "entities" not in pred.info["status"]
+    assert absent_as_zero(w) is w  # nothing absent: the same window, no copy
+    partly = w.values.copy()
+    partly[2, 1, :5] = np.nan  # partly missing: left to the features' missing share
+    assert np.isnan(absent_as_zero(dataclasses.replace(w, values=partly)).values[2, 1, :5]).all()
 
 
 def test_map_horizons_exact_and_interpolated():
