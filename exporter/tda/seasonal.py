@@ -271,9 +271,8 @@ def joint_z(z: np.ndarray) -> np.ndarray:
     z = np.minimum(np.asarray(z, dtype=np.float64), MAX_DEVIATION)
     finite = np.isfinite(z)
     n = finite.sum(axis=1)
-    total = np.where(finite, np.log1p(np.where(finite, z, 0.0) ** 2), 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.sqrt(np.expm1(total / n))
+    total = np.log1p(np.square(np.where(finite, z, 0.0))).sum(axis=1)  # 0 where not finite
+    out = np.sqrt(np.expm1(total / np.maximum(n, 1)))
     one = n == 1  # exactly its own z (no rounding through the logarithm)
     if one.any():
         out[one] = np.fmax.reduce(z[one], axis=1)
