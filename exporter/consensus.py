@@ -210,6 +210,18 @@ def _describe(
             why = f"{int(quorum[i])} agreeing agents are needed"
         texts[i] = (f"{_names([agents[a] for a in high])} {'sees' if len(high) == 1 else 'see'} "
                     f"a risk ({reason}) but {why}")
+    # Quiet by the ballots, but an agent projects trouble with too little confidence to vote
+    # (a short or gappy window: a new host whose leak starts at boot): say so, never "no agent
+    # sees a failure coming" while one does.
+    raw = np.stack([np.nan_to_num(v.risk, nan=-1) for v in votes], axis=1) if votes else rr
+    unsure = (raw >= cfg.warning_risk) & (rr < cfg.warning_risk)
+    for i in np.flatnonzero((level == 0) & (count_w == 0) & unsure.any(axis=1)):
+        lead = max(np.flatnonzero(unsure[i]).tolist(), key=lambda a: raw[i, a])
+        reason = votes[lead].reasons[i] or "elevated risk"
+        texts[i] = (f"{agents[lead]} sees a risk ({reason}) but with confidence "
+                    f"{float(votes[lead].confidence[i]):.2f}, below "
+                    f"{cfg.min_confidence:g}: too little evidence yet to count "
+                    "(agents.consensus.min_confidence)")
     for i in np.flatnonzero(level >= 1):
         sup = [a for a in range(len(agents)) if support[i, a]]
         named = Counter(votes[a].action[i] for a in sup if votes[a].action[i] != "none")

@@ -351,3 +351,22 @@ def test_a_crash_loop_alone_is_left_to_its_own_alerts_unless_configured():
     assert combine(votes, cfg, SIGNALS).level[0] == 0
     alone = ConsensusConfig(min_voters=1, min_confidence=0.6, corroborate=("forecast",))
     assert combine(votes, alone, SIGNALS).level[0] == 2
+
+
+def test_a_risk_seen_with_too_little_confidence_is_said_not_called_quiet():
+    # A new host whose leak starts at boot: capacity projects memory full in half an hour but
+    # on a window mostly empty yet, so its confidence is below min_confidence and it casts no
+    # ballot; the forecast calls it healthy. The level stays 0 (that is the rule), and the
+    # explanation says which agent sees what and why it does not count, never "no agent sees
+    # a failure coming".
+    cfg = ConsensusConfig(warning_risk=0.5, critical_risk=0.8, min_voters=1, min_confidence=0.6)
+    votes = [
+        _votes("forecast", [0.03, 0.03], confidence=0.9),
+        _votes("capacity", [0.97, 0.10], confidence=[0.22, 0.22],
+               reason="memory rises towards its limit, about 31m left"),
+    ]
+    c = combine(votes, cfg, SIGNALS)
+    assert c.level.tolist() == [0, 0]
+    assert c.explanation[0].startswith("capacity sees a risk (memory rises towards its limit")
+    assert "confidence 0.22, below 0.6" in c.explanation[0]
+    assert c.explanation[1] == "no agent sees a failure coming"
