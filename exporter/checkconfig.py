@@ -2,15 +2,35 @@
 
 Besides the keys themselves it checks what the config points at and would only fail later:
 the failure model (`model.path`) must exist and have been trained for every analysis' window
-and step; otherwise `aura run` would start with a forecast that abstains.
+and step; otherwise `aura run` would start with a forecast that abstains. And every PromQL
+expression the config holds (each signal's `query`, `rules.selector`) must parse, or the source
+would answer bad_data every cycle: Prometheus' own parser checks them, through
+`promtool check rules` on a temporary rule file (a subprocess: this is a command, never a
+request path). Without promtool on PATH the PromQL is not checked, and the output says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+import yaml
 
 from exporter.config import Config, ConfigError, format_duration, load_config
+
+# One `promtool check rules` run for all expressions takes ~50 ms; a hung promtool must not
+# hang check-config.
+PROMTOOL_TIMEOUT = 30.0
+PROMTOOL_MISSING = "PromQL not checked: promtool not found; install the prometheus package"
+# `r.yml: 5:15: group "aura_check", rule 1, "aura_check_0": could not parse expression: <err>`
+_RULE_ERROR = re.compile(r'"aura_check_(\d+)": (?:could not parse expression: )?(.*)$')
+# An expression a newer Prometheus may accept (histogram_avg, ...): a note, not a problem.
+_UNKNOWN_FUNCTION = "unknown function with name"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,11 +63,105 @@ def model_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def promql_expressions(cfg: Config) -> list[tuple[str, str]]:
+    """(key path, PromQL) for every expression of `cfg` that reaches Prometheus, as it is sent.
+
+    Signal queries go to `query_range` verbatim (exporter/source/prometheus.py), preset
+    signals included (user signals come first, so their indices match the file);
+    `rules.selector` is label matchers that `aura generate rules` puts inside `metric{...}`,
+    checked as `up{<selector>}`.
+    """
+    exprs = [(f"analyses[{i}].signals[{j}].query", s.query)
+             for i, a in enumerate(cfg.analyses) for j, s in enumerate(a.signals) if s.query]
+    selector = cfg.rules.selector.strip().strip(",")
+    if selector:
+        exprs.append(("rules.selector", f"up{{{selector}}}"))
+    return exprs
+
+
+def _promtool_check(promtool: str, exprs: list[str]) -> tuple[int, str, dict[int, str]]:
+    """`promtool check rules` on one recording rule `aura_check_<n>` per expression:
+    (exit status, output, {n: promtool's error for expression n})."""
+    rules = [{"record": f"aura_check_{n}", "expr": e} for n, e in enumerate(exprs)]
+    with tempfile.TemporaryDirectory(prefix="aura-check-") as tmp:
+        path = Path(tmp) / "promql.rules.yml"
+        path.write_text(yaml.safe_dump({"groups": [{"name": "aura_check", "rules": rules}]},
+                                       allow_unicode=True, sort_keys=False, width=1 << 30),
+                        encoding="utf-8")
+        proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
+                              text=True, errors="replace", stdin=subprocess.DEVNULL,
+                              timeout=PROMTOOL_TIMEOUT, check=False)
+    output = proc.stdout + proc.stderr
+    errors: dict[int, str] = {}
+    for line in output.splitlines():
+        m = _RULE_ERROR.search(line)
+        if m is not None and int(m.group(1)) < len(exprs):
+            errors.setdefault(int(m.group(1)), m.group(2).strip())
+    return proc.returncode, output, errors
+
+
+def _promtool_version(promtool: str) -> str:
+    """`promtool 2.42.0+ds`, or `promtool` when it does not say."""
+    try:
+        out = subprocess.run([promtool, "--version"], capture_output=True, text=True,
+                             errors="replace", stdin=subprocess.DEVNULL, timeout=PROMTOOL_TIMEOUT,
+                             check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "promtool"
+    m = re.search(r"version (\S+)", out.stdout + out.stderr)
+    return f"promtool {m.group(1)}" if m else "promtool"
+
+
+def promql_problems(cfg: Config) -> tuple[list[str], list[str]]:
+    """(problems, notes) of the PromQL in `cfg` (`promql_expressions`), by promtool.
+
+    A problem is `<key path>: <promtool's parse error>`. Notes do not fail the check: PromQL not
+    checked (promtool missing, failing or hung), or a function this promtool does not know but
+    a newer Prometheus may (the source's own answer decides). One promtool run checks every
+    expression; should its output not name the rules, each expression is checked alone.
+    """
+    exprs = promql_expressions(cfg)
+    if not exprs:
+        return [], []
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return [], [PROMTOOL_MISSING]
+    try:
+        status, output, errors = _promtool_check(promtool, [e for _, e in exprs])
+        if status != 0 and not errors:
+            for n, (_, expr) in enumerate(exprs):
+                alone_status, alone_output, alone = _promtool_check(promtool, [expr])
+                if alone_status != 0:
+                    lines = [line.strip() for line in alone_output.splitlines() if line.strip()]
+                    errors[n] = alone.get(0) or (lines[-1] if lines else f"exit {alone_status}")
+    except subprocess.TimeoutExpired:
+        return [], [f"PromQL not checked: promtool did not finish in {PROMTOOL_TIMEOUT:g}s"]
+    except OSError as err:
+        return [], [f"PromQL not checked: cannot run {promtool}: {err.strerror or err}"]
+    if status != 0 and not errors:
+        tail = " ".join(output.split())[-300:]
+        return [], [f"PromQL not checked: promtool check rules failed (exit {status}): {tail}"]
+    problems, notes = [], []
+    version = None
+    for n, (key, expr) in enumerate(exprs):
+        if n not in errors:
+            continue
+        where = f" (checked as {expr})" if key == "rules.selector" else ""
+        if _UNKNOWN_FUNCTION in errors[n]:
+            version = version or _promtool_version(promtool)
+            notes.append(f"{key}: {errors[n]}{where} ({version} does not know it; a newer "
+                         "Prometheus may: not counted as a problem)")
+        else:
+            problems.append(f"{key}: {errors[n]}{where}")
+    return problems, notes
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate `args.file`: 0 and a `SUCCESS` line on stdout, or 1 and every problem on stderr.
 
     A problem is a bad key path (`ConfigError.problems`, from `load_config`) or, for a config
-    that loads, one of `model_problems`; nothing is raised for a bad file.
+    that loads, one of `model_problems` or `promql_problems`; nothing is raised for a bad file.
+    Notes (PromQL not checked, ...) go to stderr and do not fail the check.
     """
     if args.file is None:
         args.file = args.config_file
@@ -58,12 +172,16 @@ def run(args: argparse.Namespace) -> int:
         print("check-config: the configuration file is required (FILE or --config.file)",
               file=sys.stderr)
         return 2
+    notes: list[str] = []
     try:
         cfg = load_config(args.file)
     except ConfigError as err:
         problems = err.problems
     else:
-        problems = model_problems(cfg)
+        problems, notes = promql_problems(cfg)
+        problems = model_problems(cfg) + problems
+    for note in notes:
+        print(f"{args.file}: {note}", file=sys.stderr)
     if problems:
         for problem in problems:
             print(f"{args.file}: {problem}", file=sys.stderr)
