@@ -296,11 +296,11 @@ class Pipeline:
             # Fleet size unknown (or known too large): the window first, the history only
             # when the fleet is small enough to bootstrap (24 h of 10 000 entities x 8
             # signals is ~1 GB per copy, fetched and dropped: the peak RSS of a cold start).
-            fetch = await self.source.fetch(rt.cfg, start, now)
+            fetch = await self._fetch(rt, start, now)
             if 0 < len(self._mine(fetch.block).entities) <= limit:
-                fetch = await self.source.fetch(rt.cfg, start - bootstrap, now)
+                fetch = await self._fetch(rt, start - bootstrap, now)
         else:
-            fetch = await self.source.fetch(rt.cfg, start - bootstrap, now)
+            fetch = await self._fetch(rt, start - bootstrap, now)
         block = self._mine(fetch.block)
         if bootstrap and block.entities:
             if len(block.entities) <= rt.cfg.topology.bootstrap_max_entities:
@@ -311,14 +311,29 @@ class Pipeline:
                          rt.cfg.topology.bootstrap_max_entities)
         rt.buffer.update(block)  # keeps only the newest window of a longer block
         name = rt.cfg.name
-        for signal in fetch.errors:
-            key = (name, signal)
-            self.stats.query_errors_total[key] = self.stats.query_errors_total.get(key, 0) + 1
+        self._count_query_errors(name, fetch.errors)
         if fetch.errors:
             log.warning("source query failed analysis=%s signals=%s err=%r", name,
                         ",".join(sorted(fetch.errors)), next(iter(fetch.errors.values())))
         self.stats.dropped_total[name] = rt.buffer.dropped_total
         return fetch
+
+    async def _fetch(self, rt: _AnalysisRuntime, start: float, end: float) -> Fetch:
+        """`source.fetch`; a source that could not answer at all failed every signal's query."""
+        try:
+            return await self.source.fetch(rt.cfg, start, end)
+        except SOURCE_ERRORS:
+            # Connection refused, TLS, timeouts of every query: counted per signal like a 401
+            # or a PromQL error, so aura_source_query_errors_total tells the whole story (the
+            # ingest stage failure is counted too, by the caller's `_stage`).
+            self._count_query_errors(rt.cfg.name, [s.name for s in rt.cfg.signals])
+            raise
+
+    def _count_query_errors(self, analysis: str, signals: Collection[str]) -> None:
+        """Add one to `aura_source_query_errors_total` of each of `analysis`' `signals`."""
+        for signal in signals:
+            key = (analysis, signal)
+            self.stats.query_errors_total[key] = self.stats.query_errors_total.get(key, 0) + 1
 
     def _mine(self, block: Window) -> Window:
         """The rows of `block` this replica analyses (`shard`)."""

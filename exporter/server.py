@@ -2,8 +2,10 @@
 
 Also `/-/healthy`, `/-/ready` (200 after the first cycle), the console (exporter.console) and
 `POST /api/v1/alerts` for Alertmanager webhooks (real incidents). TLS and basic auth come from
-the exporter-toolkit web config. `serve` runs the app around a pipeline until SIGINT/SIGTERM;
-`aura run` (exporter.live) and `aura demo` (exporter.demo) wire the pipeline it serves.
+the exporter-toolkit web config; basic auth guards everything but the two probes
+(`PROBE_PATHS`), which TLS still covers. `serve` runs the app around a pipeline until
+SIGINT/SIGTERM; `aura run` (exporter.live) and `aura demo` (exporter.demo) wire the pipeline
+it serves.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from exporter.webconfig import WebConfig, parse_listen_address
 log = logging.getLogger("aura.server")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Health and readiness probes answer without basic auth (TLS still applies): they tell only
+# "up" and "ready", and the kubelet's httpGet probes and Docker's HEALTHCHECK carry no
+# credentials; behind auth they would fail and the liveness probe would restart-loop the pod.
+PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -46,12 +52,18 @@ def make_app(
     `config` and `prometheus_url` go to the console (exporter.console), mounted at `/`.
     """
     limit = asyncio.Semaphore(max_requests) if max_requests > 0 else None
+    # A telemetry path set to a probe's path serves metrics: it stays behind auth.
+    probes = PROBE_PATHS - {telemetry_path}
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         # A console WebSocket stays open for hours: it must not hold a request slot that
         # scrapes need (the console caps its own clients).
-        if request.path == console.WS_PATH:
+        if request.path in probes:
+            # Neither auth nor the request limit: a probe answered 401 or 503 because
+            # scrapes are busy would have the kubelet restart a working exporter.
+            response = await handler(request)
+        elif request.path == console.WS_PATH:
             response = await _authorised(request, handler)
         elif limit is not None and limit.locked():
             return web.Response(status=503, text="too many concurrent requests\n")

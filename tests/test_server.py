@@ -85,6 +85,97 @@ def test_basic_auth_required(tmp_path):
     asyncio.run(go())
 
 
+def test_probes_answer_without_credentials_everything_else_needs_them(tmp_path):
+    # Kubelet httpGet probes and Docker's HEALTHCHECK carry no credentials: behind basic auth
+    # the liveness probe would restart the pod in a loop. They reveal only up/ready.
+    cfg = _web_config(tmp_path)
+    snap = _Snap(ready=False)
+    release = asyncio.Event()
+
+    async def incidents(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="ok\n")
+
+    async def go():
+        app = make_app(lambda: snap, cfg, max_requests=1, incidents_handler=incidents)
+        runner, port = await _serve(app)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(base + "/-/healthy") as r:
+                    assert r.status == 200 and await r.text() == "Healthy\n"
+                async with s.get(base + "/-/ready") as r:
+                    assert r.status == 503  # not ready yet, and still no 401
+                snap.ready = True
+                async with s.head(base + "/-/ready") as r:
+                    assert r.status == 200
+                for path in ("/metrics", "/", "/api/v1/console/fleet", "/api/v1/alerts",
+                             "/-/healthy/../metrics", "/-/ready/"):
+                    async with s.get(base + path) as r:
+                        assert r.status == 401, path
+                async with s.get(base + "/metrics", headers=_basic("prom", "s3cret")) as r:
+                    assert r.status == 200
+                # An authenticated request holds the only slot: scrapes get 503, probes not.
+                held = asyncio.create_task(s.post(base + "/api/v1/alerts", data=b"{}",
+                                                  headers=_basic("prom", "s3cret")))
+                for _ in range(200):
+                    async with s.get(base + "/metrics", headers=_basic("prom", "s3cret")) as r:
+                        if r.status == 503:
+                            break
+                    await asyncio.sleep(0.01)
+                assert r.status == 503
+                async with s.get(base + "/-/healthy") as r:
+                    assert r.status == 200
+                release.set()
+                (await held).release()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_telemetry_path_on_a_probe_path_stays_behind_auth(tmp_path):
+    cfg = _web_config(tmp_path)
+
+    async def go():
+        runner, port = await _serve(make_app(lambda: _Snap(), cfg, telemetry_path="/-/ready"))
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"http://127.0.0.1:{port}/-/ready") as r:
+                    assert r.status == 401
+                async with s.get(f"http://127.0.0.1:{port}/-/healthy") as r:
+                    assert r.status == 200
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
+def test_tls_with_basic_auth_probes_over_https_without_credentials(tmp_path):
+    cfg = _web_config(tmp_path, tls=True, users=True)
+
+    async def go():
+        runner, port = await _serve(make_app(lambda: _Snap(), cfg), cfg.ssl_context)
+        # As the kubelet's `scheme: HTTPS` probe: TLS, certificate not verified, no auth.
+        insecure = ssl.create_default_context()
+        insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+        base = f"https://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                for path in ("/-/healthy", "/-/ready"):
+                    async with s.get(base + path, ssl=insecure) as r:
+                        assert r.status == 200, path
+                async with s.get(base + "/metrics", ssl=insecure) as r:
+                    assert r.status == 401
+                with pytest.raises(aiohttp.ClientError):
+                    async with s.get(f"http://127.0.0.1:{port}/-/healthy") as r:
+                        await r.read()  # TLS still applies to the probes
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(go())
+
+
 def test_tls_serves_https(tmp_path):
     cfg = _web_config(tmp_path, tls=True, users=False)
     assert cfg.ssl_context is not None

@@ -427,3 +427,116 @@ def test_one_source_across_event_loops():
             return first, second
     first, second = asyncio.run(serve_twice())
     assert first.errors == {} and second.errors == {}
+
+
+# ------------------------------------------------------------------------------------------
+# Counting in the pipeline: every failed query in aura_source_query_errors_total{analysis,
+# signal}, whatever failed (transport, TLS, timeout, HTTP, PromQL); a source that could not
+# answer any query is also an ingest stage failure (aura_cycle_failures_total{stage}).
+
+
+def _pipeline(url: str, **source):
+    from exporter.config import parse_config
+    from exporter.pipeline import Pipeline
+
+    cfg = parse_config({
+        "source": {"url": url, "retries": 0, "timeout": "300ms", **source},
+        "analyses": [{"name": "t", "window": "10m", "step": "1m", "signals": [
+            {"name": "s0", "query": "a"}, {"name": "s1", "query": "b"}]}]})
+    return Pipeline(cfg, PrometheusSource(cfg.source), topology_workers=1)
+
+
+async def _unauthorized(req, form):
+    return web.Response(status=401, text="Unauthorized\n")
+
+
+async def _parse_error(req, form):
+    return web.json_response({"status": "error", "errorType": "bad_data",
+                              "error": "1:15: parse error: unclosed left parenthesis"},
+                             status=400)
+
+
+async def _slow(req, form):
+    await asyncio.sleep(1)
+    return good()
+
+
+async def _unavailable(req, form):
+    return web.Response(status=503, text="<html>\n<body>upstream down</body>\n</html>\n")
+
+
+@pytest.mark.parametrize(
+    "fault, handler, ingest_failures, fragment",
+    [
+        pytest.param("refused", None, 1, "connection failed", id="refused"),
+        pytest.param("tls", None, 1, "certificate verify failed", id="tls"),
+        pytest.param("timeout", _slow, 1, "timeout after 0.3s", id="timeout"),
+        pytest.param("503", _unavailable, 1,
+                     "HTTP 503: <html> <body>upstream down</body> </html>", id="503"),
+        pytest.param("401", _unauthorized, 0, "HTTP 401: Unauthorized", id="401"),
+        pytest.param("promql", _parse_error, 0, "bad_data: 1:15: parse error", id="promql"),
+    ],
+)
+def test_every_failed_query_counts_in_source_query_errors(cert, caplog, fault, handler,
+                                                          ingest_failures, fragment):
+    async def go():
+        ctx = _server_ctx(cert) if fault == "tls" else None
+        async with Stub(handler or (lambda r, f: good()), ctx) as stub:
+            url = stub.url
+            if fault != "refused":
+                pipe = _pipeline(url)
+                try:
+                    await pipe.run_cycle(END)
+                finally:
+                    await pipe.source.close()
+                    pipe.close()
+                return pipe, stub
+        pipe = _pipeline(url)  # the stub is gone: connection refused
+        try:
+            await pipe.run_cycle(END)
+        finally:
+            await pipe.source.close()
+            pipe.close()
+        return pipe, stub
+
+    with caplog.at_level("INFO"):
+        pipe, stub = asyncio.run(go())
+    stats = pipe.stats
+    assert stats.query_errors_total == {("t", "s0"): 1, ("t", "s1"): 1}
+    assert stats.failures_total.get("ingest", 0) == ingest_failures
+    assert stats.up == 0.0
+    body = pipe.snapshot.body.decode()
+    assert 'aura_source_query_errors_total{analysis="t",signal="s0"} 1.0' in body
+    text = "\n".join(caplog.messages)
+    assert fragment in text, text
+    assert "b'" not in text and "\\n" not in text  # decoded text, not a bytes literal
+
+
+def test_recovery_after_a_whole_source_outage_is_logged_once(caplog):
+    down = [False]
+
+    async def h(req, form):
+        return web.Response(status=503, text="down\n") if down[0] else good()
+
+    async def go():
+        async with Stub(h) as stub:
+            pipe = _pipeline(stub.url)
+            try:
+                await pipe.run_cycle(END)
+                down[0] = True
+                await pipe.run_cycle(END + STEP)
+                await pipe.run_cycle(END + 2 * STEP)
+                down[0] = False
+                await pipe.run_cycle(END + 3 * STEP)
+                await pipe.run_cycle(END + 4 * STEP)
+            finally:
+                await pipe.source.close()
+                pipe.close()
+            return pipe
+
+    with caplog.at_level("INFO"):
+        pipe = asyncio.run(go())
+    assert pipe.stats.query_errors_total == {("t", "s0"): 2, ("t", "s1"): 2}
+    assert pipe.stats.failures_total == {"ingest": 2} and pipe.stats.up == 1.0
+    again = [m for m in caplog.messages if "signal queries succeed again" in m]
+    assert again == ['msg="signal queries succeed again" analysis=t']

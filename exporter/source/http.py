@@ -263,7 +263,7 @@ class PromHttp:
                     self._token = None  # revoked early: fetch a fresh one next time
                 if status == 429 or status >= 500:
                     last = RequestFailed(
-                        f"HTTP {status}: {self.scrub(_snippet(body))}", transport=True,
+                        f"HTTP {status}: {snippet(body, self.scrub)}", transport=True,
                         status=status, body=body
                     )
                 else:
@@ -302,6 +302,11 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:<secret>@{host}"))
 
 
-def _snippet(body: bytes, limit: int = 200) -> str:
-    text = body[:limit].decode("utf-8", "replace").strip()
-    return text + ("..." if len(body) > limit else "")
+def snippet(body: bytes, scrub: Callable[[str], str] = str, limit: int = 200) -> str:
+    """The start of a response body as one line of text, `scrub`bed, for errors and logs."""
+    # Decoded (a bytes repr such as b'Unauthorized\\n' is noise in a log line) and folded
+    # onto one line (an HTML error page must not spread over the log). Scrubbed before it
+    # is folded or cut, so a secret with inner whitespace or across the cut is still found.
+    text = " ".join(scrub(body[: limit + 1024].decode("utf-8", "replace")).split())
+    cut = len(text) > limit or len(body) > limit + 1024
+    return text[:limit] + ("..." if cut else "")

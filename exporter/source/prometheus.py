@@ -26,6 +26,7 @@ from exporter.source.http import (
     SessionFactory,
     make_session,
     redact_url,
+    snippet,
 )
 from exporter.windows import EntityKey, Window, empty_window, grid
 
@@ -385,6 +386,9 @@ class PrometheusSource:
             else:
                 answers[sig.name] = outcome
         if signals and transport_failures == len(signals):
+            # The pipeline logs this outage (stage ingest); remembering it here makes the next
+            # successful cycle log "signal queries succeed again", as after a partial failure.
+            self._errors_logged[analysis.name] = tuple(sorted(errors.items()))
             first = errors[signals[0]]
             raise SourceError(f"source {redact_url(self.cfg.url)} unreachable: {first}")
         done = assemble(analysis, timestamps, answers)
@@ -452,8 +456,9 @@ class PrometheusSource:
                 raise QueryError(self.http.scrub(prom)) from err
             raise
         if resp.status != 200:
-            raise QueryError(self.http.scrub(
-                _prom_error(resp.body) or f"HTTP {resp.status}: {resp.body[:200]!r}"))
+            prom = _prom_error(resp.body)
+            raise QueryError(self.http.scrub(prom) if prom is not None else
+                             f"HTTP {resp.status}: {snippet(resp.body, self.http.scrub)}")
         if len(resp.body) > THREAD_DECODE_BYTES:
             return await asyncio.to_thread(decode_query_range, resp.body, label_names)
         return decode_query_range(resp.body, label_names)
