@@ -68,8 +68,11 @@ def probe(host: str, port: int, path: str = DEFAULT_PATH,
 
 
 def _get(url: str, context: ssl.SSLContext | None, timeout: float) -> int:
+    # No proxy, whatever http_proxy / https_proxy say: only ever this container's listener.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                         urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+        with opener.open(url, timeout=timeout) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as err:
         return int(err.code)

@@ -21,7 +21,7 @@ import math
 import operator
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -571,15 +571,18 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
     }
 
 
-def remove_earlier_outputs(out: Path) -> list[str]:
-    """Delete the OUTPUT_FILES an earlier run left in `out`, nothing else; log once which.
+def remove_earlier_outputs(out: Path, written: Collection[str]) -> list[str]:
+    """Delete the OUTPUT_FILES in `out` that this run did not write (`written`: the names it
+    did), i.e. an earlier run's left stale (a report without --incidents), nothing else; log
+    once which. Called once the run has written its own, so a run that fails keeps the
+    earlier outputs.
 
     Returns the names removed. Raises OSError (one could not be removed).
     """
     removed = []
     for name in OUTPUT_FILES:
         path = out / name
-        if path.is_file() or path.is_symlink():
+        if name not in written and path.is_file():
             path.unlink()
             removed.append(name)
     if removed:
@@ -698,7 +701,6 @@ async def _run(args: argparse.Namespace) -> int:
     loaded = time.monotonic()
     times = evaluation_times(window, analysis, interval)
     warn_unknown_entities(incidents, window.entities, analysis.entity_labels)
-    remove_earlier_outputs(out)
     from exporter.pipeline import load_predictor
 
     predictor, model_info = load_predictor(args.model_path or cfg.model.path)
@@ -755,6 +757,9 @@ async def _run(args: argparse.Namespace) -> int:
                                  incidents=[i for i in inc if times[0] <= i.start <= times[-1]],
                                  alerts=aura, report=report)
         write_markdown(out, report, plots)
+    remove_earlier_outputs(out, {"scores.csv", "alerts.csv"} | (
+        {"report.json", "report.md", *(Path(p).name for p in plots.values())}
+        if args.incidents else set()))
     print(f"aura backtest: {len(times)} cycles, {len(window.entities)} entities, "
           f"{len(aura)} AURA alerts, {len(baseline)} baseline alerts -> {out}"
           + ("" if args.incidents else

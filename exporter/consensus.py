@@ -213,8 +213,12 @@ def _describe(
     # Quiet by the ballots, but an agent projects trouble with too little confidence to vote
     # (a short or gappy window: a new host whose leak starts at boot): say so, never "no agent
     # sees a failure coming" while one does.
+    # (Not the UNUSUAL_ONLY agents: topology's confidence is capped below the bar by design,
+    # more data would not make it count.)
     raw = np.stack([np.nan_to_num(v.risk, nan=-1) for v in votes], axis=1) if votes else rr
-    unsure = (raw >= cfg.warning_risk) & (rr < cfg.warning_risk)
+    counted = np.array([a not in UNUSUAL_ONLY for a in agents], dtype=bool)
+    unsure = (raw >= cfg.warning_risk) & (rr < cfg.warning_risk) & counted[None, :] & \
+        np.isfinite(np.stack([v.confidence for v in votes], axis=1) if votes else rr)
     for i in np.flatnonzero((level == 0) & (count_w == 0) & unsure.any(axis=1)):
         lead = max(np.flatnonzero(unsure[i]).tolist(), key=lambda a: raw[i, a])
         reason = votes[lead].reasons[i] or "elevated risk"

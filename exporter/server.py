@@ -23,15 +23,11 @@ from typing import Any
 from aiohttp import web
 
 from exporter import console
-from exporter.webconfig import WebConfig, parse_listen_address
+from exporter.webconfig import PROBE_PATHS, WebConfig, parse_listen_address
 
 log = logging.getLogger("aura.server")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-# Health and readiness probes answer without basic auth (TLS still applies): they tell only
-# "up" and "ready", and the kubelet's httpGet probes and Docker's HEALTHCHECK carry no
-# credentials; behind auth they would fail and the liveness probe would restart-loop the pod.
-PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,8 +48,9 @@ def make_app(
     `config` and `prometheus_url` go to the console (exporter.console), mounted at `/`.
     """
     limit = asyncio.Semaphore(max_requests) if max_requests > 0 else None
-    # A telemetry path set to a probe's path serves metrics: it stays behind auth.
-    probes = PROBE_PATHS - {telemetry_path}
+    if telemetry_path in PROBE_PATHS:  # (the flag refuses it: `webconfig.telemetry_path`)
+        raise ValueError(f"--web.telemetry-path {telemetry_path} is a probe's path")
+    probes = PROBE_PATHS
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:

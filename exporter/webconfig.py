@@ -27,12 +27,33 @@ from exporter.config import ConfigError
 DEFAULT_PORT = 10977
 
 
+# Health and readiness probes answer without basic auth (TLS still applies; exporter.server):
+# they tell only "up" and "ready", and the kubelet's httpGet probes and Docker's HEALTHCHECK
+# carry no credentials; behind auth they would fail and the liveness probe would restart-loop
+# the pod.
+PROBE_PATHS = frozenset({"/-/healthy", "/-/ready"})
+
+
+def telemetry_path(text: str) -> str:
+    """The --web.telemetry-path value: an absolute URL path that is not a probe's.
+
+    Raises argparse.ArgumentTypeError otherwise (argparse prints it as a usage error).
+    """
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r} must start with '/'")
+    if text in PROBE_PATHS:
+        raise argparse.ArgumentTypeError(
+            f"{text} is the {'health' if text.endswith('healthy') else 'readiness'} probe's "
+            "path (answered without basic auth); choose another, e.g. /metrics")
+    return text
+
+
 def add_web_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by `aura run` and `aura demo`."""
     parser.add_argument("--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}",
                         help=f"address to listen on (default :{DEFAULT_PORT})")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
-                        help="path under which to expose metrics")
+                        type=telemetry_path, help="path under which to expose metrics")
     parser.add_argument("--web.config.file", dest="web_config_file", default=None,
                         help="exporter-toolkit web config (TLS, basic auth)")
     parser.add_argument("--web.max-requests", dest="max_requests", type=int, default=40,

@@ -370,3 +370,10 @@ def test_a_risk_seen_with_too_little_confidence_is_said_not_called_quiet():
     assert c.explanation[0].startswith("capacity sees a risk (memory rises towards its limit")
     assert "confidence 0.22, below 0.6" in c.explanation[0]
     assert c.explanation[1] == "no agent sees a failure coming"
+
+
+def test_topology_below_the_confidence_bar_by_design_is_not_called_short_of_evidence():
+    cfg = ConsensusConfig(warning_risk=0.5, critical_risk=0.8, min_voters=1, min_confidence=0.6)
+    votes = [_votes("forecast", [0.03], confidence=0.9),
+             _votes("topology", [0.9], confidence=0.5, reason="unusual shape")]
+    assert combine(votes, cfg, SIGNALS).explanation[0] == "no agent sees a failure coming"

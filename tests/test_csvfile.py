@@ -271,7 +271,7 @@ def test_data_finer_than_step_says_so_not_duplicates(tmp_path, caplog):
     np.testing.assert_array_equal(src.values[0, 0], [2, 5, 10, 13, 15])
     [msg] = _messages(caplog, "data finer than the analysis step")
     assert "data_spacing_seconds=15 step_seconds=60" in msg and "set step" in msg
-    assert not _messages(caplog, "last one wins")
+    assert not _messages(caplog, "latest sample wins")
 
 
 def test_exact_duplicates_and_coarse_data(tmp_path, caplog):
@@ -279,7 +279,7 @@ def test_exact_duplicates_and_coarse_data(tmp_path, caplog):
     p = write(tmp_path, "timestamp,instance,cpu,memory\n"
               f"{T0},a,1,1\n{T0 + STEP},a,2,2\n{T0 + STEP},a,9,9\n{T0 + 2 * STEP},a,3,3\n")
     np.testing.assert_array_equal(CsvSource(p, analysis()).values[0, 0], [1, 9, 3])
-    [msg] = _messages(caplog, "last one wins")
+    [msg] = _messages(caplog, "latest sample wins")
     assert "duplicate_rows=1" in msg
     assert not _messages(caplog, "finer") and not _messages(caplog, "coarser")
     caplog.clear()
@@ -288,7 +288,7 @@ def test_exact_duplicates_and_coarse_data(tmp_path, caplog):
     CsvSource(hourly, analysis())
     [msg] = _messages(caplog, "data coarser than the analysis step")
     assert "data_spacing_seconds=3600 step_seconds=60" in msg
-    assert not _messages(caplog, "last one wins")
+    assert not _messages(caplog, "latest sample wins")
 
 
 def test_duplicate_incidents_kept_once(tmp_path, caplog):
@@ -296,8 +296,9 @@ def test_duplicate_incidents_kept_once(tmp_path, caplog):
     p = write(tmp_path, "start,end,instance,kind\n"
               f"{T0},{T0 + 600},a,oom\n{T0},{T0 + 600},a,oom\n{T0},,a,oom\n"
               f"{T0},{T0 + 600},b,oom\n{T0:.0f}.0,{T0 + 600},a,disk\n", "inc.csv")
+    # The same times and entity with another kind (a disk incident during the OOM) is its own.
     assert read_incidents(p, ["instance"]) == [
         Incident(T0, T0 + 600, ("a",), "oom"), Incident(T0, None, ("a",), "oom"),
-        Incident(T0, T0 + 600, ("b",), "oom")]
+        Incident(T0, T0 + 600, ("b",), "oom"), Incident(T0, T0 + 600, ("a",), "disk")]
     [msg] = _messages(caplog, "duplicate incidents")
-    assert "duplicate_rows=2" in msg
+    assert "duplicate_rows=1" in msg

@@ -49,7 +49,7 @@ def test_statefulset_and_servicemonitor_fit_aura():
     container = sts["spec"]["template"]["spec"]["containers"][0]
     assert "--shard.index=auto" in container["args"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/-/ready"
-    from exporter.server import PROBE_PATHS
+    from exporter.webconfig import PROBE_PATHS
 
     # Probes carry no credentials: they must hit the paths basic auth leaves open.
     for probe in ("readinessProbe", "livenessProbe"):
@@ -165,6 +165,36 @@ def test_healthcheck_fails_when_nothing_listens():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     assert _healthcheck().main([f"127.0.0.1:{port}"]) == 1
+
+
+def test_healthcheck_ignores_proxy_settings(monkeypatch):
+    # A proxy that answers 200 to anything must not make a dead listener look healthy.
+    import http.server
+    import socket
+    import threading
+
+    class Always200(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    proxy = http.server.HTTPServer(("127.0.0.1", 0), Always200)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+            monkeypatch.setenv(name, url)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        assert _healthcheck().main([f"127.0.0.1:{port}"]) == 1
+    finally:
+        proxy.shutdown()
 
 
 def test_healthcheck_reads_the_listen_address_of_the_main_process(tmp_path):

@@ -288,6 +288,15 @@ def test_predictor_reads_a_signal_an_entity_lacks_as_zero(tmp_path):
     np.testing.assert_array_equal(got.probability, want.probability)
     assert "entities" not in pred.info["status"]
     assert absent_as_zero(w) is w  # nothing absent: the same window, no copy
+    # A free-space signal (bad direction "down", with a capacity) reads as all free, not full.
+    a_down = analysis()
+    down = [k for k, sig in enumerate(a_down.signals) if sig.direction == "down" and sig.capacity]
+    assert down, "the fixture has a free-space signal"
+    k = down[0]
+    free = w.values.copy()
+    free[1, k] = np.nan
+    filled = absent_as_zero(dataclasses.replace(w, values=free), a_down).values
+    assert (filled[1, k] == float(a_down.signals[k].capacity)).all()
     partly = w.values.copy()
     partly[2, 1, :5] = np.nan  # partly missing: left to the features' missing share
     assert np.isnan(absent_as_zero(dataclasses.replace(w, values=partly)).values[2, 1, :5]).all()

@@ -489,3 +489,23 @@ def test_run_batch_equals_sequential_runs_with_a_signal_an_entity_lacks():
     seq, batch, expected, got = _sequential_and_batched(windows, nows, 25)
     assert np.isfinite([r.anomaly_score[2] for r in expected]).sum() > 10
     _assert_same_results(expected, got)
+
+
+def test_an_entity_missing_different_signals_at_different_times_keeps_its_score():
+    # One signal absent in the first half, another in the second: the renormalisation takes
+    # each signal's statistics from the points that have it, so the entity keeps a finite
+    # centre and scale on the signals it has and keeps being scored. (Before, only points
+    # with every signal counted: none, an all-NaN normalisation and no score ever after.)
+    cycles = 300
+    series = fleet_series(6, cycles, seed=5)
+    n = series.shape[2]
+    series[4, 1, : n // 2] = np.nan
+    series[4, 2, n // 2:] = np.nan
+    stage = TopologyStage(analysis(), workers=1)
+    got = drive(stage, series, range(cycles))
+    entry = stage._store.entries[("h4",)]
+    stage.close()
+    late = np.array([r.anomaly_score[4] for r in got[-100:]])
+    assert np.isfinite(late).sum() >= 95
+    assert np.isfinite(entry.center[[0, 1, 3]]).all()
+    assert stage._store.view(("h4",)).cloud.shape[0] > 0

@@ -28,9 +28,11 @@ _threads_set = False
 RECENT_SHARE = 0.25
 
 
-def absent_as_zero(window: Window) -> Window:
+def absent_as_zero(window: Window, analysis: AnalysisConfig | None = None) -> Window:
     """The window with every signal an entity has no sample of over the whole window (a host
-    that does not export it) read as a flat 0: an idle resource, no errors, no latency.
+    that does not export it) read as a flat 0: an idle resource, no errors, no latency (a
+    signal whose bad direction is "down" and that has a capacity, free space or credits, reads
+    as its capacity instead: all free; `analysis` gives them, None: every signal 0).
     Entities without any sample and partly missing signals are left as they are (`predict`
     abstains on the former; the features count the latter's missing share).
 
@@ -46,8 +48,16 @@ def absent_as_zero(window: Window) -> Window:
     gone = ~seen & seen.any(axis=1, keepdims=True)
     if not gone.any():
         return window
+    fill = np.zeros(values.shape[1])
+    if analysis is not None:
+        by_name = {sig.name: sig for sig in analysis.signals}
+        for k, name in enumerate(window.signals):
+            sig = by_name.get(name)
+            if sig is not None and sig.direction == "down" and sig.capacity:
+                fill[k] = float(sig.capacity)
     out = np.array(values, dtype=np.float64)
-    out[gone] = 0.0
+    rows, cols = np.nonzero(gone)
+    out[rows, cols, :] = fill[cols, None]
     return dataclasses.replace(window, values=out)
 
 
@@ -140,7 +150,7 @@ class FailurePredictor:
                             np.full(n, np.nan))
         if n == 0:
             return Forecast(tuple(wanted), np.empty((0, len(wanted))), np.empty(0))
-        x = step_features(absent_as_zero(window), analysis,
+        x = step_features(absent_as_zero(window, analysis), analysis,
                           horizon_scale=float(self.horizons_[-1]))
         with torch.inference_mode():
             p_t, ttf_t = self.net_(torch.from_numpy(x))

@@ -271,7 +271,7 @@ def _check_spacing(path: Path, ts: np.ndarray, ent: np.ndarray, slot: np.ndarray
                     "step_seconds=%g", path, spacing, step)
     dupes = exact if finer else merged
     if dupes:
-        log.warning("msg=\"several rows for one entity and step; the last one wins\" "
+        log.warning("msg=\"several rows for one entity and step; the latest sample wins\" "
                     "file=%s duplicate_rows=%d", path, dupes)
     return bool(merged)
 
@@ -382,7 +382,7 @@ def read_incidents(path: str | Path, label_names: Sequence[str]) -> list[Inciden
     """Incidents from a design §5 incidents CSV (`start,end,<labels>[,kind]`), in file order.
 
     Times as in the samples file (Unix seconds, RFC 3339, or milliseconds when every start and
-    end is a number from 1e11 to 1e14). Rows repeating an earlier row's entity, start and end
+    end is a number from 1e11 to 1e14). Rows repeating an earlier row's entity, start, end and kind
     are kept once (counted, logged once). Raise CsvFormatError naming file, line and column.
     """
     path = Path(path)
@@ -418,19 +418,19 @@ def read_incidents(path: str | Path, label_names: Sequence[str]) -> list[Inciden
     seconds = _to_seconds(path, np.array([t for p in parsed for t in p[1:3]]), numeric,
                           np.repeat(lines, 2), np.tile(["start", "end"], len(parsed)))
     out: list[Incident] = []
-    seen: set[tuple[tuple[str, ...], float, float | None]] = set()
+    seen: set[tuple[tuple[str, ...], float, float | None, str]] = set()
     for (n, _, _, entity, kind), start, end_s in zip(parsed, seconds[0::2], seconds[1::2],
                                                       strict=True):
         end = None if np.isnan(end_s) else float(end_s)
         if end is not None and end < start:
             raise CsvFormatError(path, n, "end", f"end {rows[n - 2][cols['end']].strip()!r} "
                                  "is before start")
-        key = (entity, float(start), end)
+        key = (entity, float(start), end, kind)
         if key in seen:
             continue
         seen.add(key)
         out.append(Incident(float(start), end, entity, kind))
     if len(out) < len(parsed):
-        log.warning("msg=\"duplicate incidents (same entity, start and end) kept once\" "
+        log.warning("msg=\"duplicate incidents (same entity, start, end and kind) kept once\" "
                     "file=%s duplicate_rows=%d", path, len(parsed) - len(out))
     return out

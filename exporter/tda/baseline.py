@@ -333,7 +333,9 @@ class Reservoir:
     @property
     def clouds(self) -> list[np.ndarray]:
         """Raw-unit score clouds [n_j, S] (float64)."""
-        counts = np.isfinite(self.cloud_arr).all(axis=2).sum(axis=1)  # points come first
+        # Points come first; padding rows are all NaN (a point may lack a signal the entity
+        # did not have in that window: NaN there).
+        counts = (~np.isnan(self.cloud_arr).all(axis=2)).sum(axis=1)
         return [c[:n].astype(np.float64) for c, n in zip(self.cloud_arr, counts, strict=True)]
 
     @property
@@ -920,10 +922,10 @@ class BaselineStore:
         res = entry.reservoir
         arr = res.cloud_arr.astype(np.float64)  # [n, P, S], NaN rows pad short clouds
         flat = arr.reshape(-1, arr.shape[2])
-        # Points complete in every signal the reservoir has values of (a signal the entity
-        # never had in it is NaN in its clouds: its centre and scale stay NaN, its z 0).
-        present = np.isfinite(flat).any(axis=0)
-        center, scale = robust_stats(flat[np.isfinite(flat[:, present]).all(axis=1)].T[None])
+        # Per signal over every point that is not padding (a signal missing from a window is
+        # NaN in that window's points, left out of that signal's statistics only; one the
+        # entity never had stays NaN, its z 0). On complete clouds: the same points as ever.
+        center, scale = robust_stats(flat[np.isfinite(flat).any(axis=1)].T[None])
         # Only while the reservoir is still filling, before it holds `size` windows or spans
         # a day (its units still forming): later moves are the entity's own drift, which
         # the calibration follows.
@@ -962,7 +964,7 @@ class BaselineStore:
         diagrams = [(a[np.isfinite(a)].astype(np.float64), b[np.isfinite(b[:, 0])].astype(
             np.float64)) for a, b in zip(h0, h1, strict=True)]
         j = medoid(np.nan_to_num(summaries(diagrams)))
-        cloud = clouds[j][np.isfinite(clouds[j]).all(axis=1)].astype(np.float64)
+        cloud = clouds[j][~np.isnan(clouds[j]).all(axis=1)].astype(np.float64)
         import warnings
 
         with warnings.catch_warnings():
