@@ -75,7 +75,14 @@ from exporter.config import DecisionConfig
 from exporter.numeric import nan_percentile
 from exporter.results import Consensus, TopologyResult
 from exporter.util import format_duration
-from exporter.windows import EntityKey, counter_resets, decode_entity_key, encode_entity_key
+from exporter.windows import (
+    NO_DATA_STEPS,
+    EntityKey,
+    counter_resets,
+    decode_entity_key,
+    encode_entity_key,
+    no_recent_samples,
+)
 
 # An alert of a benign pattern typically lasts about this long; the budget of alerts per
 # entity-day becomes a budget of reference samples above the threshold per day.
@@ -615,8 +622,26 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     signal contributions and an explanation saying how rare and for how long (and, where its
     agents' risk was lowered as usual, why); one whose sustained anomaly a restart excuses
     says so in its explanation. Sustained anomalies count only where the topology agent is
-    enabled (it is among the consensus's agents).
+    enabled (it is among the consensus's agents). An entity with no sample of any signal in
+    the window's last NO_DATA_STEPS steps (`exporter.windows.no_recent_samples`) is made
+    undecided first: level -1, no risk, action "none", an explanation saying "no data".
     """
+    # No data (no sample of any signal in the window's last NO_DATA_STEPS steps: a host down,
+    # a target gone): undecided, never ok on its older samples; its risk and level series
+    # leave /metrics as a stopped target's do, and nothing of it enters the references.
+    stale = no_recent_samples(values) if values is not None and len(entities) \
+        else np.zeros(len(entities), dtype=bool)
+    if stale.any():
+        texts = list(consensus.explanation)
+        for i in np.flatnonzero(stale):
+            texts[i] = (f"no data: no sample of any signal in the last {NO_DATA_STEPS} steps "
+                        "(scrapes stopped?); no verdict until samples come back")
+        consensus = replace(
+            consensus, risk=np.where(stale, np.nan, consensus.risk),
+            level=np.where(stale, -1, consensus.level),
+            action=tuple("none" if x else a for x, a in zip(stale, consensus.action, strict=True)),
+            time_to_failure=np.where(stale, np.nan, consensus.time_to_failure),
+            explanation=tuple(texts))
     topo = topology if topology is not None and "topology" in consensus.agents else None
     d = stage.decide(entities, consensus.risk, consensus.level, now,
                      None if topo is None else topo.sustained(),

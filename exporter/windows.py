@@ -111,6 +111,23 @@ def empty_window(analysis: str, label_names: tuple[str, ...], signals: tuple[str
                   np.empty((0, len(signals), len(timestamps))))
 
 
+# An entity without a finite sample of any signal in its window's last this many steps has
+# *no data*: its scrapes stopped (a host down, a target gone), so a verdict from its older
+# samples is not current (the console's badge; the decision stage makes it undecided). A
+# Prometheus source already returns a dead target's samples for its lookback (5 min), so this
+# adds two steps to that.
+NO_DATA_STEPS = 2
+
+
+def no_recent_samples(values: np.ndarray, steps: int = NO_DATA_STEPS) -> np.ndarray:
+    """[E] True where values [E, S, T] has no finite sample in its last `steps` steps (all
+    True for a window of no steps)."""
+    v = np.asarray(values)
+    if v.ndim != 3 or v.shape[2] == 0:
+        return np.ones(len(v), dtype=bool)
+    return ~np.isfinite(v[:, :, -steps:]).any(axis=(1, 2))
+
+
 # A restart drops what a process or host had built up (usage, a counter, its uptime) to under
 # this share of its earlier value; a garbage collection or a log rotation does not go that low.
 RESTART_FRACTION = 0.2

@@ -719,3 +719,26 @@ def test_excuses_do_not_depend_on_the_row_block() -> None:
     assert out[0] == out[1] == out[2]
     levels = np.array([lv for lv, _ in out[0]])
     assert levels[:, ~restarted].any() and not levels[:, restarted].any()
+
+
+def test_an_entity_whose_samples_stopped_is_undecided_not_ok() -> None:
+    # A host down: no sample of any signal in the window's last NO_DATA_STEPS steps. Its
+    # verdict from older samples is not current: undecided (level -1, so no aura_risk_level
+    # or aura_risk_score series), no risk, no action, "no data" said; nothing of it is learned.
+    # A gap earlier in the window, or one signal missing at the end, changes nothing.
+    from exporter.windows import NO_DATA_STEPS
+
+    stage = _stage()
+    values = np.ones((3, 2, 12))
+    values[0, :, -NO_DATA_STEPS:] = np.nan  # stopped
+    values[1, :, 3:8] = np.nan  # a gap, then samples again
+    values[2, 0, -NO_DATA_STEPS:] = np.nan  # one signal missing at the end, the other present
+    out = gate(stage, [("a",), ("b",), ("c",)], _consensus([0.95, 0.2, 0.2]), 0.0,
+               values=values)
+    assert out.level.tolist()[0] == -1 and np.isnan(out.risk[0])
+    assert out.action[0] == "none" and np.isnan(out.time_to_failure[0])
+    assert out.explanation[0].startswith("no data: no sample of any signal in the last 2 steps")
+    assert out.level.tolist()[1:] == [0, 0] and out.risk.tolist()[1:] == [0.2, 0.2]
+    assert stage.decide([("a",)], np.array([0.5]), np.array([0]), 600.0).own_samples[0] == 0
+    # Without the window (no values known) nothing is judged stale.
+    assert gate(_stage(), [("a",)], _consensus([0.95]), 0.0).level[0] != -1

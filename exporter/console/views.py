@@ -33,9 +33,9 @@ from exporter.console.history import FIXED_COLUMNS, History
 from exporter.results import AnalysisResult
 from exporter.tda.baseline import DECILES, BaselineView
 from exporter.util import format_duration
-from exporter.windows import EntityKey
+from exporter.windows import NO_DATA_STEPS, EntityKey, no_recent_samples
 
-NODATA_STEPS = 2
+NODATA_STEPS = NO_DATA_STEPS
 LEVEL_NAMES = {-1: "undecided", 0: "ok", 1: "warning", 2: "critical"}
 NONE = -(2**31)  # integer sentinel for "absent" inside the int64 row arrays
 # Map positions are sent on a MAP_SCALE x MAP_SCALE grid, times to failure in whole minutes:
@@ -54,7 +54,7 @@ def no_data(result: AnalysisResult) -> np.ndarray:
     v = np.asarray(result.window.values)
     if v.ndim != 3 or v.shape[2] == 0:
         return np.ones(len(result.entities), dtype=bool)
-    return ~np.isfinite(v[:, :, -NODATA_STEPS:]).any(axis=(1, 2))
+    return no_recent_samples(v, NODATA_STEPS)
 
 
 def top_signal(contribution: np.ndarray) -> np.ndarray:
