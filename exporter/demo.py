@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     cycle covers one simulated interval (the demo config's) in `interval / speed` real seconds.
     """
     from exporter.pipeline import Pipeline, load_predictor
-    from exporter.server import serve
+    from exporter.server import ListenError, serve
     from exporter.source.simulator import SimulatorSource, demo_config, demo_fleet
     from exporter.webconfig import load_web_config, parse_listen_address
 
@@ -90,4 +90,7 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+    except ListenError as err:
+        print(f"aura: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from exporter.server import serve
+from exporter.server import ListenError, serve
 from exporter.webconfig import add_web_arguments, parse_listen_address
 
 
@@ -82,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
         await serve(pipeline, args, web_config, incidents=incidents,
                     prometheus_url=cfg.source.url)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except ListenError as err:
+        print(f"aura: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

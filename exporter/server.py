@@ -29,6 +29,10 @@ log = logging.getLogger("aura.server")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+class ListenError(OSError):
+    """The web server could not bind its address (`serve`); the commands print it and exit 1."""
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -143,7 +147,12 @@ async def serve(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=web_config.ssl_context)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as err:  # in use, no permission, no such address
+        await runner.cleanup()
+        raise ListenError(f"cannot listen on {args.listen_address}: "
+                          f"{err.strerror or err}") from err
     scheme = "https" if web_config.ssl_context else "http"
     url = f"{scheme}://{host or 'localhost'}:{port}/"
     log.info("listening address=%s tls=%s", args.listen_address, web_config.ssl_context is not None)

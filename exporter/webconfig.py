@@ -51,7 +51,7 @@ def telemetry_path(text: str) -> str:
 def add_web_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags shared by `aura run` and `aura demo`."""
     parser.add_argument("--web.listen-address", dest="listen_address", default=f":{DEFAULT_PORT}",
-                        help=f"address to listen on (default :{DEFAULT_PORT})")
+                        help="address to listen on (default %(default)s)")
     parser.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
                         type=telemetry_path, help="path under which to expose metrics")
     parser.add_argument("--web.config.file", dest="web_config_file", default=None,

@@ -68,3 +68,19 @@ def test_demo_serves_clean_metrics_and_explains_the_failing_entity(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def test_a_listen_address_in_use_is_a_clear_error_not_a_traceback(capsys):
+    import socket
+
+    from exporter.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status = main(["demo", f"--web.listen-address=127.0.0.1:{port}", "--topology.workers=1",
+                       "--demo.entities=12"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"aura: cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err

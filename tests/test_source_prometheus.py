@@ -219,6 +219,29 @@ def test_bad_query_is_one_signal_error(stack, caplog):
     assert len(dup_logs) == 1 and "dropped_series=5" in dup_logs[0].getMessage()
 
 
+def test_a_query_matching_nothing_is_logged_when_it_starts_and_stops(stack, caplog):
+    # A typo in a metric name answers with no series and no error: one warning names the
+    # signal (not one per cycle), and one line says when it matches again.
+    prom, ts = stack
+    empty = analysis("typo", {"x": "aura_t_small", "gone": "aura_t_no_such_metric"})
+    fixed = analysis("typo", {"x": "aura_t_small", "gone": "aura_t_small2"})
+
+    async def cycles():
+        src = PrometheusSource(SourceConfig(url=prom.url))
+        try:
+            for an in (empty, empty, fixed, fixed):
+                await src.fetch(an, ts[0], ts[-1])
+        finally:
+            await src.close()
+
+    with caplog.at_level(logging.INFO, logger="exporter.source.prometheus"):
+        run(cycles())
+    msgs = [r.getMessage() for r in caplog.records]
+    warned = [m for m in msgs if "match no series" in m]
+    assert len(warned) == 1 and "signals=gone" in warned[0]
+    assert len([m for m in msgs if "match series again" in m]) == 1
+
+
 def test_window_buffer_incremental_churn_and_guard(stack):
     prom, ts = stack
     an = analysis("churn", {"v": "aura_t_churn"}, window=3600)

@@ -347,6 +347,7 @@ class PrometheusSource:
         self.max_points = min(max(int(max_points), 1), MAX_POINTS)
         self._dropped_logged: set[tuple[str, str]] = set()
         self._errors_logged: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._empty_logged: dict[str, tuple[str, ...]] = {}
 
     async def close(self) -> None:
         """Close the HTTP client's session."""
@@ -407,6 +408,19 @@ class PrometheusSource:
             else:
                 log.info("msg=\"signal queries succeed again\" analysis=%s", analysis.name)
             self._errors_logged[analysis.name] = state
+        # Queries that answered with no series at all (a typo in a metric name, a target not
+        # scraped): logged when that set changes; aura_source_series says it every cycle.
+        empty = tuple(sorted(sig.name for sig in analysis.signals if sig.name not in errors
+                             and not done.series.get(sig.name, 0)))
+        if empty != self._empty_logged.get(analysis.name, ()):
+            if empty:
+                log.warning("msg=\"signal queries match no series (check the query and that "
+                            "Prometheus scrapes what it selects)\" analysis=%s signals=%s",
+                            analysis.name, ",".join(empty))
+            else:
+                log.info("msg=\"signal queries match series again\" analysis=%s",
+                         analysis.name)
+            self._empty_logged[analysis.name] = empty
         if done.duplicates:
             log.warning(
                 "msg=\"several series per entity; kept the first (aggregate the query by the "
