@@ -107,23 +107,12 @@ def _web_yml(tmp_path: Path, *, tls: bool, client_auth: str | None = None) -> Pa
 def _check_against_server(web_yml: Path, argv_for) -> list[int]:
     """Serve make_app with `web_yml` on 127.0.0.1; run healthcheck.main(argv_for(port)) each."""
     import asyncio
-    import gzip
-    from dataclasses import dataclass
 
     from aiohttp import web
 
     from exporter.server import make_app
     from exporter.webconfig import load_web_config
-
-    @dataclass
-    class Snap:
-        body: bytes = b"aura_up 1.0\n"
-        ready: bool = True
-        results: tuple = ()
-
-        @property
-        def body_gzip(self) -> bytes:
-            return gzip.compress(self.body)
+    from tests.test_server import _Snap as Snap
 
     cfg = load_web_config(web_yml)
     hc = _healthcheck()

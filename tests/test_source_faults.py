@@ -481,23 +481,20 @@ def test_every_failed_query_counts_in_source_query_errors(cert, caplog, fault, h
                                                           ingest_failures, fragment):
     async def go():
         ctx = _server_ctx(cert) if fault == "tls" else None
+        async def one_cycle(url):
+            pipe = _pipeline(url)
+            try:
+                await pipe.run_cycle(END)
+            finally:
+                await pipe.source.close()
+                pipe.close()
+            return pipe
+
         async with Stub(handler or (lambda r, f: good()), ctx) as stub:
             url = stub.url
             if fault != "refused":
-                pipe = _pipeline(url)
-                try:
-                    await pipe.run_cycle(END)
-                finally:
-                    await pipe.source.close()
-                    pipe.close()
-                return pipe, stub
-        pipe = _pipeline(url)  # the stub is gone: connection refused
-        try:
-            await pipe.run_cycle(END)
-        finally:
-            await pipe.source.close()
-            pipe.close()
-        return pipe, stub
+                return await one_cycle(url), stub
+        return await one_cycle(url), stub  # the stub is gone: connection refused
 
     with caplog.at_level("INFO"):
         pipe, stub = asyncio.run(go())
