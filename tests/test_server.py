@@ -110,9 +110,21 @@ def test_probes_answer_without_credentials_everything_else_needs_them(tmp_path):
                 async with s.head(base + "/-/ready") as r:
                     assert r.status == 200
                 for path in ("/metrics", "/", "/api/v1/console/fleet", "/api/v1/alerts",
-                             "/-/healthy/../metrics", "/-/ready/"):
+                             "/-/ready/"):
                     async with s.get(base + path) as r:
                         assert r.status == 401, path
+                # Sent as written (a client would normalise them first): no trick reaches
+                # the metrics without credentials.
+                for raw in ("/-/healthy/../metrics", "//-/healthy/../../metrics", "/-/./healthy",
+                            "/-/healthy/%2e%2e/metrics", "/-%2Fhealthy", "/metrics?/-/healthy"):
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.write(f"GET {raw} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                                 .encode())
+                    await writer.drain()
+                    answer = await reader.read()
+                    writer.close()
+                    status = int(answer.split(b" ", 2)[1])
+                    assert status in (401, 404) and b"aura_up" not in answer, (raw, status)
                 async with s.get(base + "/metrics", headers=_basic("prom", "s3cret")) as r:
                     assert r.status == 200
                 # An authenticated request holds the only slot: scrapes get 503, probes not.
