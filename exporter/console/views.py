@@ -12,8 +12,9 @@
   baseline), every agent's vote and the consensus arithmetic spelled out.
 
 Levels: 2 critical, 1 warning, 0 ok, -1 undecided (too few ballots, exporter.consensus); an
-entity without a finite sample of any signal in its last `NODATA_STEPS` steps is *no data*,
-whatever its level says (its scrapes stopped: its last verdict is not current).
+entity without a finite sample of any signal in its last `NO_DATA_STEPS` steps
+(exporter.windows) is *no data*, whatever its level says (its scrapes stopped: its last verdict
+is not current).
 """
 
 from __future__ import annotations
@@ -33,9 +34,8 @@ from exporter.console.history import FIXED_COLUMNS, History
 from exporter.results import AnalysisResult
 from exporter.tda.baseline import DECILES, BaselineView
 from exporter.util import format_duration
-from exporter.windows import NO_DATA_STEPS, EntityKey, no_recent_samples
+from exporter.windows import EntityKey, no_recent_samples
 
-NODATA_STEPS = NO_DATA_STEPS
 LEVEL_NAMES = {-1: "undecided", 0: "ok", 1: "warning", 2: "critical"}
 NONE = -(2**31)  # integer sentinel for "absent" inside the int64 row arrays
 # Map positions are sent on a MAP_SCALE x MAP_SCALE grid, times to failure in whole minutes:
@@ -50,11 +50,11 @@ def _pct(x: np.ndarray) -> np.ndarray:
 
 
 def no_data(result: AnalysisResult) -> np.ndarray:
-    """[E] bool: no finite sample of any signal in the window's last NODATA_STEPS steps."""
+    """[E] bool: no finite sample of any signal in the window's last NO_DATA_STEPS steps."""
     v = np.asarray(result.window.values)
     if v.ndim != 3 or v.shape[2] == 0:
         return np.ones(len(result.entities), dtype=bool)
-    return no_recent_samples(v, NODATA_STEPS)
+    return no_recent_samples(v)
 
 
 def top_signal(contribution: np.ndarray) -> np.ndarray:
