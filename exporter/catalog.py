@@ -64,7 +64,12 @@ TIME_TO_FAILURE = _entity(
     "aura_time_to_failure_seconds",
     "Estimated seconds until failure; absent when no failure is projected within the largest horizon.",
 )
-RISK_SCORE = _entity("aura_risk_score", "Consensus risk of the entity's agents, 0..1.")
+RISK_SCORE = _entity(
+    "aura_risk_score",
+    "Consensus risk of the entity's agents read against what is usual for the entity (its "
+    "decision bar maps onto the warning risk), at least its topology anomaly's rarity below "
+    "the warning risk, at least the warning risk at level 1 or 2; 0..1.",
+)
 RISK_LEVEL = _entity("aura_risk_level", "Consensus risk level: 0 ok, 1 warning, 2 critical.")
 VOTERS = _entity(
     "aura_consensus_voters",

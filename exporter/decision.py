@@ -608,9 +608,59 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
     return (times >= bounds[0]) & (times <= bounds[1])
 
 
+def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
+                  warning_risk: float, anomaly: np.ndarray | None = None,
+                  anomaly_bar: float = 0.998) -> np.ndarray:
+    """The risk an entity exports [E]: the consensus `risk` [E] (0..1, NaN undecided) read
+    against what is usual for the entity, and at least the rarity of its topology anomaly
+    below the warning bar, so that one scale ranks every entity of a fleet.
+
+    - **Against the entity's usual.** Where the entity's bar (`threshold` + MARGIN, from
+      `DecisionStage.decide`) lies above `warning_risk`, the risk is mapped piecewise
+      linearly so that the bar lands on `warning_risk`: [0, bar] onto [0, warning_risk],
+      [bar, 1] onto [warning_risk, 1]. A risk the entity reaches every day (a noisy host at
+      0.7, a model overconfident on its benign patterns) then reads below the warning bar,
+      as its level says. Where the bar is at or below `warning_risk`, or no reference
+      applies (threshold NaN), the risk is kept (the consensus level already needs
+      `warning_risk`).
+    - **The anomaly's rarity.** The calibrated `anomaly` score [E] (a tail probability
+      under the entity's own history, NaN unknown; None: none this cycle) reads as
+      `warning_risk * log(1 - score) / log(1 - anomaly_bar)`, capped just below
+      `warning_risk`: at `anomaly_bar` (the sustained-anomaly threshold: held for its
+      duration, the level becomes a warning) it reaches the warning bar. `gate` passes the
+      score only once it is calibrated on `sustained_anomaly_min_history` of the entity's
+      history, as the sustained-anomaly rule asks (NaN before). Agents that see no
+      failure mechanism leave the consensus risk near 0 on servers whose capacities are
+      unknown; their unusual hours still rank above their usual ones.
+    - An entity at level >= 1 (passed, or raised by a sustained anomaly) reads at least
+      `warning_risk`: the score and the level never disagree that way. Undecided entities
+      (risk NaN) stay NaN.
+
+    The decision's references learn the consensus risk itself, not this (the map is
+    monotone per entity). Measured in benchmarks/README.md ("The exported risk"): AUROC of
+    `risk` in the hours before incidents against far from them, on fleets AURA never saw and
+    on ASD's real servers.
+    """
+    risk = np.asarray(risk, dtype=np.float64)
+    bar = np.asarray(threshold, dtype=np.float64) + MARGIN
+    w = float(warning_risk)
+    scaled = np.isfinite(bar) & (bar > w)
+    safe_bar = np.where(scaled, bar, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        low = risk * (w / safe_bar)
+        high = w + (1.0 - w) * (risk - safe_bar) / np.maximum(1.0 - safe_bar, 1e-12)
+    out = np.where(scaled, np.where(risk <= safe_bar, low, np.minimum(high, 1.0)), risk)
+    if anomaly is not None and 0.0 < anomaly_bar < 1.0:
+        tail = np.clip(1.0 - np.asarray(anomaly, dtype=np.float64), 1e-12, 1.0)
+        part = w * np.log(tail) / math.log(1.0 - anomaly_bar)
+        part = np.minimum(part, w * (1.0 - 1e-3))
+        out = np.where(np.isfinite(part) & np.isfinite(out), np.fmax(out, part), out)
+    return np.where((np.asarray(level) >= 1) & np.isfinite(out), np.fmax(out, w), out)
+
+
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
          now: float, topology: TopologyResult | None = None,
-         values: np.ndarray | None = None) -> Consensus:
+         values: np.ndarray | None = None, warning_risk: float = 0.5) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
     cycle's topology result (its anomaly score and history; None: none this cycle) and its
     window `values` [E, S, T] (None: no counter reset is known).
@@ -647,8 +697,18 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                      None if topo is None else topo.sustained(),
                      None if topo is None else topo.history_seconds,
                      None if topo is None else values)
+    # The anomaly score reads as risk only once it is calibrated on the history the
+    # sustained-anomaly rule asks (a few hours of it cannot tell 1 in 500 from 1 in 50).
+    anomaly = None
+    if topo is not None and topo.history_seconds is not None:
+        enough = np.asarray(topo.history_seconds, dtype=np.float64) >= (
+            float(stage.cfg.sustained_anomaly_min_history) - stage.sample_every)
+        anomaly = np.where(enough, np.asarray(topo.anomaly_score, dtype=np.float64), np.nan)
+    exported = exported_risk(consensus.risk, d.threshold, d.level, warning_risk, anomaly,
+                             float(stage.cfg.sustained_anomaly_threshold))
     if not d.suppressed.any() and not d.escalated.any() and not d.excused.any():
-        return replace(consensus, threshold=d.threshold)
+        return replace(consensus, risk=exported, threshold=d.threshold,
+                       consensus_risk=consensus.risk)
     actions = list(consensus.action)
     texts = list(consensus.explanation)
     ref = format_duration(stage.cfg.reference)
@@ -670,9 +730,10 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                     "(a signal reset like a counter in its window)")
     if topo is not None and d.escalated.any():
         consensus = _escalate(stage, consensus, topo, d, now, actions, texts)
-    return replace(consensus, level=d.level, action=tuple(actions),
+    return replace(consensus, risk=exported, level=d.level, action=tuple(actions),
                    time_to_failure=np.where(d.suppressed, np.nan, consensus.time_to_failure),
-                   explanation=tuple(texts), threshold=d.threshold)
+                   explanation=tuple(texts), threshold=d.threshold,
+                   consensus_risk=consensus.risk)
 
 
 def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResult,

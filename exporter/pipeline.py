@@ -637,7 +637,8 @@ class Pipeline:
             if rt.decision is None:
                 rt.decision = self._new_decision(rt)
             consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now,
-                             cycle.topology, cycle.window.values)
+                             cycle.topology, cycle.window.values,
+                             warning_risk=self.cfg.agents.consensus.warning_risk)
         return consensus
 
     def _new_decision(self, rt: _AnalysisRuntime) -> Any:

@@ -113,6 +113,9 @@ class Consensus:
     explanation: tuple[str, ...]
     # [E] the risk the entity had to exceed to alert (exporter.decision); None: not gated.
     threshold: np.ndarray | None = None
+    # [E] the agents' risk (the trimmed mean) before exporter.decision read it against the
+    # entity's usual into `risk` (`exported_risk`); None: not gated, `risk` is that risk.
+    consensus_risk: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

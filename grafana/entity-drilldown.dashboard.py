@@ -40,7 +40,10 @@ def build(ctx: d.DashboardContext) -> Any:
             [(q(catalog.RISK_SCORE), "")],
             unit="percentunit",
             thresholds=d.risk_thresholds(ctx.cfg),
-            description="Consensus risk of the entity's agents, 0..1.",
+            description="Consensus risk of the entity's agents read against what is usual "
+                        "for it (its decision bar maps onto the warning risk), at least its "
+                        "topology anomaly's rarity below that, at least the warning risk at "
+                        "level 1 or 2; 0..1.",
         ),
         d.stat(
             "Level",

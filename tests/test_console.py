@@ -277,7 +277,8 @@ def test_consensus_arithmetic_reproduces_the_consensus_risk():
         assert len(votes) == len(r.votes)
         assert arith["level"] == int(r.consensus.level[i])
         if arith["risk"] is not None:
-            assert arith["trimmed_mean"] == pytest.approx(arith["risk"], abs=1e-3)
+            assert arith["trimmed_mean"] == pytest.approx(arith["consensus_risk"], abs=1e-3)
+            assert arith["risk"] == pytest.approx(float(r.consensus.risk[i]), abs=1e-4)
             checked += 1
         assert arith["ballots"] == int(r.consensus.voters[i])
         threshold = getattr(r.consensus, "threshold", None)

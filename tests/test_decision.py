@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from exporter.config import DecisionConfig, Duration
-from exporter.decision import DecisionError, DecisionStage, gate, threshold_quantile
+from exporter.decision import (
+    MARGIN,
+    DecisionError,
+    DecisionStage,
+    exported_risk,
+    gate,
+    threshold_quantile,
+)
 from exporter.results import Consensus
 from exporter.windows import decode_entity_key
 
@@ -738,7 +745,54 @@ def test_an_entity_whose_samples_stopped_is_undecided_not_ok() -> None:
     assert out.level.tolist()[0] == -1 and np.isnan(out.risk[0])
     assert out.action[0] == "none" and np.isnan(out.time_to_failure[0])
     assert out.explanation[0].startswith("no data: no sample of any signal in the last 2 steps")
-    assert out.level.tolist()[1:] == [0, 0] and out.risk.tolist()[1:] == [0.2, 0.2]
+    assert out.level.tolist()[1:] == [0, 0]
+    # Read against the cold-start bar (0.8): 0.2 of the way to it, below the warning bar.
+    assert out.risk[1:] == pytest.approx([0.2 * 0.5 / 0.8] * 2)
     assert stage.decide([("a",)], np.array([0.5]), np.array([0]), 600.0).own_samples[0] == 0
     # Without the window (no values known) nothing is judged stale.
     assert gate(_stage(), [("a",)], _consensus([0.95]), 0.0).level[0] != -1
+
+
+def test_exported_risk_reads_the_consensus_risk_against_the_entity_bar() -> None:
+    # Bars (threshold + MARGIN) 0.9 (a noisy entity), 0.3 (a quiet one: kept), none (kept).
+    thr = np.array([0.9, 0.3, np.nan]) - MARGIN
+    for r in (0.0, 0.45, 0.7, 0.9, 0.95, 1.0):
+        risk = np.full(3, r)
+        out = exported_risk(risk, thr, np.zeros(3, int), 0.5)
+        want = r * 0.5 / 0.9 if r <= 0.9 else 0.5 + 0.5 * (r - 0.9) / 0.1
+        assert out == pytest.approx([want, r, r])
+    # Monotone per entity, within 0..1, NaN (undecided) stays NaN.
+    grid = np.linspace(0, 1, 101)
+    out = exported_risk(grid, np.full(101, 0.7), np.zeros(101, int), 0.5)
+    assert (np.diff(out) >= 0).all() and out.min() >= 0 and out.max() <= 1
+    assert np.isnan(exported_risk(np.array([np.nan]), np.array([0.5]), np.array([-1]), 0.5,
+                                  np.array([0.999]))[0])
+
+
+def test_exported_risk_ranks_rare_anomalies_below_the_warning_bar_and_agrees_with_the_level(
+) -> None:
+    anomaly = np.array([0.5, 0.99, 0.998, 0.999999, np.nan])
+    risk = np.full(5, 0.01)
+    out = exported_risk(risk, np.full(5, np.nan), np.zeros(5, int), 0.5, anomaly, 0.998)
+    assert out[0] == pytest.approx(0.5 * np.log(0.5) / np.log(0.002))
+    assert out[0] < out[1] < out[2] < 0.5 and out[3] == out[2]  # capped under the bar
+    assert out[4] == 0.01  # no score: the consensus risk
+    # A level >= 1 (passed, or raised by a sustained anomaly) reads at least the warning bar.
+    up = exported_risk(risk, np.full(5, np.nan), np.ones(5, int), 0.5, anomaly, 0.998)
+    assert (up >= 0.5).all()
+
+
+def test_gate_exports_the_read_risk_and_learns_the_consensus_risk() -> None:
+    # A noisy entity whose model reads 0.9 every few hours: at 0.9 it exports below the
+    # warning bar (its level is lowered as usual), and the reference keeps learning 0.9.
+    stage = _stage()
+    rng = np.random.default_rng(6)
+    _replay(stage, np.vstack([_sawtooth(300, 12, rng) for _ in range(4)]))
+    c = _consensus([0.9, 0.99])
+    row = stage.rows_[("e0",)]
+    seen = int(np.isclose(stage.risk_[row], 0.9).sum())
+    out = gate(stage, [("e0",), ("e1",)], c, 300 * STEP)
+    assert out.level.tolist()[0] == 0 and out.risk[0] < 0.5
+    assert out.level.tolist()[1] >= 1 and out.risk[1] >= 0.5
+    assert out.risk[0] == pytest.approx(exported_risk(c.risk, out.threshold, out.level, 0.5)[0])
+    assert int(np.isclose(stage.risk_[row], 0.9).sum()) == seen + 1  # learned 0.9 itself

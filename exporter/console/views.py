@@ -309,6 +309,7 @@ def consensus_arithmetic(result: AnalysisResult, i: int, cfg: ConsensusConfig,
     """Each agent's vote and role, and the consensus steps (module docstring of
     exporter.consensus): ballots n, f = floor((n-1)/3), quorum 2f+1, trimmed weighted mean."""
     from exporter.consensus import fault_tolerance
+    from exporter.decision import MARGIN
 
     votes = []
     ballots = []
@@ -340,6 +341,8 @@ def consensus_arithmetic(result: AnalysisResult, i: int, cfg: ConsensusConfig,
             (sum(r for r, _, _ in kept) / len(kept) if kept else float("nan")))
     c = result.consensus
     threshold = getattr(c, "threshold", None) if c is not None else None
+    agents_risk = None if c is None else (c.risk if c.consensus_risk is None
+                                          else c.consensus_risk)
     arithmetic = {
         "ballots": n, "agents": len(result.votes), "f": f, "quorum": 2 * f + 1,
         "min_voters": cfg.min_voters, "min_confidence": cfg.min_confidence,
@@ -347,10 +350,15 @@ def consensus_arithmetic(result: AnalysisResult, i: int, cfg: ConsensusConfig,
         "at_warning": sum(r >= cfg.warning_risk for r, _, _ in ballots),
         "at_critical": sum(r >= cfg.critical_risk for r, _, _ in ballots),
         "trimmed_mean": _num(mean),
+        # The agents' risk (the trimmed mean), and what is exported (exporter.decision
+        # reads it against the entity's usual: `exported_risk`).
+        "consensus_risk": _num(agents_risk[i]) if agents_risk is not None else None,
         "risk": _num(c.risk[i]) if c is not None else None,
         "level": int(c.level[i]) if c is not None else None,
-        # exporter.decision: the risk this entity had to exceed for a level to pass.
+        # exporter.decision: the risk this entity had to exceed for a level to pass (by
+        # `margin`).
         "gate": _num(threshold[i]) if threshold is not None else None,
+        "margin": MARGIN,
     }
     return votes, arithmetic
 

@@ -80,12 +80,13 @@
       ["faults tolerated f", "⌊(n − 1) / 3⌋ = " + c.f],
       ["quorum", "2f + 1 = " + c.quorum],
       ["trimmed mean", "drop the " + c.f + " highest and " + c.f + " lowest ballots, weighted mean of the rest = " + f2(c.trimmed_mean)],
-      ["consensus risk", f2(c.risk)],
+      ["consensus risk", f2(c.consensus_risk)],
       ["ballots ≥ warning (" + c.warning_risk + ")", c.at_warning + (c.at_warning >= c.quorum ? " ≥ quorum" : " < quorum")],
       ["ballots ≥ critical (" + c.critical_risk + ")", c.at_critical + (c.at_critical >= c.quorum ? " ≥ quorum" : " < quorum")],
       ["decision gate", c.gate === null ? "none (the level stands as voted)" :
-        "a level passes only when the risk exceeds " + f2(c.gate) + ", what this entity and the fleet usually reach" +
-        (c.risk !== null && c.risk <= c.gate ? ": not exceeded" : ": exceeded")],
+        "a level passes only when the consensus risk exceeds " + f2(c.gate + c.margin) + ", what this entity and the fleet usually reach (+ " + c.margin + ")" +
+        (c.consensus_risk !== null && c.consensus_risk <= c.gate + c.margin ? ": not exceeded" : ": exceeded")],
+      ["exported risk", f2(c.risk) + " (aura_risk_score: the consensus risk read against that bar, which maps onto " + c.warning_risk + "; at least the topology anomaly's rarity below it; at least " + c.warning_risk + " at a warning or critical level)"],
       ["level", badge(c.level, false)],
     ]));
   }
