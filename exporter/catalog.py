@@ -68,7 +68,8 @@ RISK_SCORE = _entity(
     "aura_risk_score",
     "Consensus risk of the entity's agents read against what is usual for the entity (its "
     "decision bar maps onto the warning risk), at least its topology anomaly's rarity below "
-    "the warning risk, at least the warning risk at level 1 or 2; 0..1.",
+    "the warning risk; its bands are the levels (below the warning risk at level 0, below "
+    "the critical risk at level 1, at least the critical risk at level 2); 0..1.",
 )
 RISK_LEVEL = _entity("aura_risk_level", "Consensus risk level: 0 ok, 1 warning, 2 critical.")
 VOTERS = _entity(

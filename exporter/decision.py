@@ -610,7 +610,7 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
 
 def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
                   warning_risk: float, anomaly: np.ndarray | None = None,
-                  anomaly_bar: float = 0.998) -> np.ndarray:
+                  anomaly_bar: float = 0.998, critical_risk: float = 0.8) -> np.ndarray:
     """The risk an entity exports [E]: the consensus `risk` [E] (0..1, NaN undecided) read
     against what is usual for the entity, and at least the rarity of its topology anomaly
     below the warning bar, so that one scale ranks every entity of a fleet.
@@ -632,8 +632,13 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
       history, as the sustained-anomaly rule asks (NaN before). Agents that see no
       failure mechanism leave the consensus risk near 0 on servers whose capacities are
       unknown; their unusual hours still rank above their usual ones.
-    - An entity at level >= 1 (passed, or raised by a sustained anomaly) reads at least
-      `warning_risk`: the score and the level never disagree that way. Undecided entities
+    - The score's bands are the levels: below `warning_risk` at level 0, from
+      `warning_risk` to below `critical_risk` at level 1 (passed, or raised by a sustained
+      anomaly), at least `critical_risk` at level 2 (the gated `level` [E]). A consensus
+      risk above the bar without a level (no quorum, or no agent that sees a mechanism)
+      reads just under the warning bar; a warning held below critical reads just under
+      `critical_risk`. So `aura_risk_score >= 0.5` and `aura_risk_level >= 1` select the
+      same entities. Undecided entities
       (risk NaN) stay NaN.
 
     The decision's references learn the consensus risk itself, not this (the map is
@@ -655,15 +660,25 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
         part = w * np.log(tail) / math.log(1.0 - anomaly_bar)
         part = np.minimum(part, w * (1.0 - 1e-3))
         out = np.where(np.isfinite(part) & np.isfinite(out), np.fmax(out, part), out)
-    return np.where((np.asarray(level) >= 1) & np.isfinite(out), np.fmax(out, w), out)
+    lvl = np.asarray(level)
+    c = max(float(critical_risk), w)
+    at_1 = np.fmax(out, w)
+    if c > w:
+        at_1 = np.minimum(at_1, c * (1.0 - 1e-3))
+    banded = np.where(lvl >= 2, np.fmax(out, c),
+                      np.where(lvl == 1, at_1, np.minimum(out, w * (1.0 - 1e-3))))
+    return np.where(np.isfinite(out) & (lvl >= 0), banded, out)
 
 
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
          now: float, topology: TopologyResult | None = None,
-         values: np.ndarray | None = None, warning_risk: float = 0.5) -> Consensus:
+         values: np.ndarray | None = None, warning_risk: float = 0.5,
+         critical_risk: float = 0.8) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
     cycle's topology result (its anomaly score and history; None: none this cycle) and its
-    window `values` [E, S, T] (None: no counter reset is known).
+    window `values` [E, S, T] (None: no counter reset is known). The risk it returns is the
+    exported one (`exported_risk`, banded by `warning_risk` and `critical_risk`); the
+    consensus's own stays in `consensus_risk`.
 
     A suppressed entity keeps its risk, votes and contributions (a drill-down still shows
     what moves) but gets level 0, action "none", no time to failure, and an explanation
@@ -705,7 +720,7 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
             float(stage.cfg.sustained_anomaly_min_history) - stage.sample_every)
         anomaly = np.where(enough, np.asarray(topo.anomaly_score, dtype=np.float64), np.nan)
     exported = exported_risk(consensus.risk, d.threshold, d.level, warning_risk, anomaly,
-                             float(stage.cfg.sustained_anomaly_threshold))
+                             float(stage.cfg.sustained_anomaly_threshold), critical_risk)
     if not d.suppressed.any() and not d.escalated.any() and not d.excused.any():
         return replace(consensus, risk=exported, threshold=d.threshold,
                        consensus_risk=consensus.risk)

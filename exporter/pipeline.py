@@ -638,7 +638,8 @@ class Pipeline:
                 rt.decision = self._new_decision(rt)
             consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now,
                              cycle.topology, cycle.window.values,
-                             warning_risk=self.cfg.agents.consensus.warning_risk)
+                             warning_risk=self.cfg.agents.consensus.warning_risk,
+                             critical_risk=self.cfg.agents.consensus.critical_risk)
         return consensus
 
     def _new_decision(self, rt: _AnalysisRuntime) -> Any:

@@ -42,8 +42,9 @@ def build(ctx: d.DashboardContext) -> Any:
             thresholds=d.risk_thresholds(ctx.cfg),
             description="Consensus risk of the entity's agents read against what is usual "
                         "for it (its decision bar maps onto the warning risk), at least its "
-                        "topology anomaly's rarity below that, at least the warning risk at "
-                        "level 1 or 2; 0..1.",
+                        "topology anomaly's rarity below that; its bands are the levels "
+                        "(warning from the warning risk, critical from the critical risk); "
+                        "0..1.",
         ),
         d.stat(
             "Level",

@@ -758,12 +758,13 @@ def test_exported_risk_reads_the_consensus_risk_against_the_entity_bar() -> None
     thr = np.array([0.9, 0.3, np.nan]) - MARGIN
     for r in (0.0, 0.45, 0.7, 0.9, 0.95, 1.0):
         risk = np.full(3, r)
-        out = exported_risk(risk, thr, np.zeros(3, int), 0.5)
-        want = r * 0.5 / 0.9 if r <= 0.9 else 0.5 + 0.5 * (r - 0.9) / 0.1
-        assert out == pytest.approx([want, r, r])
+        want = np.array([r * 0.5 / 0.9 if r <= 0.9 else 0.5 + 0.5 * (r - 0.9) / 0.1, r, r])
+        level = np.where(want >= 0.8, 2, np.where(want >= 0.5, 1, 0))  # as the gate would
+        out = exported_risk(risk, thr, level, 0.5)
+        assert out == pytest.approx(want)
     # Monotone per entity, within 0..1, NaN (undecided) stays NaN.
     grid = np.linspace(0, 1, 101)
-    out = exported_risk(grid, np.full(101, 0.7), np.zeros(101, int), 0.5)
+    out = exported_risk(grid, np.full(101, 0.7), np.where(grid > 0.72, 1, 0), 0.5)
     assert (np.diff(out) >= 0).all() and out.min() >= 0 and out.max() <= 1
     assert np.isnan(exported_risk(np.array([np.nan]), np.array([0.5]), np.array([-1]), 0.5,
                                   np.array([0.999]))[0])
@@ -777,9 +778,15 @@ def test_exported_risk_ranks_rare_anomalies_below_the_warning_bar_and_agrees_wit
     assert out[0] == pytest.approx(0.5 * np.log(0.5) / np.log(0.002))
     assert out[0] < out[1] < out[2] < 0.5 and out[3] == out[2]  # capped under the bar
     assert out[4] == 0.01  # no score: the consensus risk
-    # A level >= 1 (passed, or raised by a sustained anomaly) reads at least the warning bar.
-    up = exported_risk(risk, np.full(5, np.nan), np.ones(5, int), 0.5, anomaly, 0.998)
-    assert (up >= 0.5).all()
+    # The bands are the levels: a level 1 (passed, or raised by a sustained anomaly) reads
+    # from the warning bar to under the critical one, level 2 at least the critical one,
+    # level 0 under the warning bar whatever its consensus risk; undecided stays NaN.
+    up = exported_risk(risk, np.full(5, np.nan), np.ones(5, int), 0.5, anomaly, 0.998, 0.8)
+    assert ((up >= 0.5) & (up < 0.8)).all()
+    grid = np.linspace(0, 1, 11)
+    for lvl, lo, hi in ((0, 0.0, 0.5), (1, 0.5, 0.8), (2, 0.8, 1.0001)):
+        out = exported_risk(grid, np.full(11, 0.3), np.full(11, lvl), 0.5, None, 0.998, 0.8)
+        assert ((out >= lo) & (out < hi)).all(), (lvl, out)
 
 
 def test_gate_exports_the_read_risk_and_learns_the_consensus_risk() -> None:
