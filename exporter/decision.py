@@ -608,6 +608,11 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
     return (times >= bounds[0]) & (times <= bounds[1])
 
 
+def _under(bar: float) -> float:
+    """Just under a level's bar, and shown under it at two decimals (0.49 for 0.5)."""
+    return bar - min(0.01, bar / 2)
+
+
 def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
                   warning_risk: float, anomaly: np.ndarray | None = None,
                   anomaly_bar: float = 0.998, critical_risk: float = 0.8) -> np.ndarray:
@@ -625,7 +630,7 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
       `warning_risk`).
     - **The anomaly's rarity.** The calibrated `anomaly` score [E] (a tail probability
       under the entity's own history, NaN unknown; None: none this cycle) reads as
-      `warning_risk * log(1 - score) / log(1 - anomaly_bar)`, capped just below
+      `warning_risk * log(1 - score) / log(1 - anomaly_bar)`, capped 0.01 below
       `warning_risk`: at `anomaly_bar` (the sustained-anomaly threshold: held for its
       duration, the level becomes a warning) it reaches the warning bar. `gate` passes the
       score only once it is calibrated on `sustained_anomaly_min_history` of the entity's
@@ -636,7 +641,7 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
       `warning_risk` to below `critical_risk` at level 1 (passed, or raised by a sustained
       anomaly), at least `critical_risk` at level 2 (the gated `level` [E]). A consensus
       risk above the bar without a level (no quorum, or no agent that sees a mechanism)
-      reads just under the warning bar; a warning held below critical reads just under
+      reads 0.01 under the warning bar; a warning held below critical reads 0.01 under
       `critical_risk`. So `aura_risk_score >= 0.5` and `aura_risk_level >= 1` select the
       same entities. Undecided entities
       (risk NaN) stay NaN.
@@ -658,15 +663,15 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
     if anomaly is not None and 0.0 < anomaly_bar < 1.0:
         tail = np.clip(1.0 - np.asarray(anomaly, dtype=np.float64), 1e-12, 1.0)
         part = w * np.log(tail) / math.log(1.0 - anomaly_bar)
-        part = np.minimum(part, w * (1.0 - 1e-3))
+        part = np.minimum(part, _under(w))
         out = np.where(np.isfinite(part) & np.isfinite(out), np.fmax(out, part), out)
     lvl = np.asarray(level)
     c = max(float(critical_risk), w)
     at_1 = np.fmax(out, w)
     if c > w:
-        at_1 = np.minimum(at_1, c * (1.0 - 1e-3))
+        at_1 = np.minimum(at_1, _under(c))
     banded = np.where(lvl >= 2, np.fmax(out, c),
-                      np.where(lvl == 1, at_1, np.minimum(out, w * (1.0 - 1e-3))))
+                      np.where(lvl == 1, at_1, np.minimum(out, _under(w))))
     return np.where(np.isfinite(out) & (lvl >= 0), banded, out)
 
 
@@ -737,8 +742,8 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
             "daily": (f"it reached {d.phase_high[i]:.2f} at this time of day on an earlier day "
                       "with nothing recorded"),
         }[d.bound[i]]
-        texts[i] = (f"usual for this entity: risk {consensus.risk[i]:.2f} needs more than "
-                    f"{d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
+        texts[i] = (f"usual for this entity: consensus risk {consensus.risk[i]:.2f} needs more "
+                    f"than {d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
     for i in np.flatnonzero(d.excused):
         texts[i] = (f"{texts[i]}; its sustained topology anomaly "
                     f"({format_duration(now - d.anomaly_since[i])}) {RESTART_EXCUSE} "

@@ -338,7 +338,7 @@ def test_per_incident_table_says_why_an_alert_came_late(backtest_run: dict) -> N
     assert leak["peak_risk_before"] == pytest.approx(max(before), abs=1e-5)
     # The fleet is hours old: the cold-start bar holds some of the leak's early warnings.
     assert leak["held_evaluations"] > 0
-    assert leak["first_held"].startswith("usual for this entity: risk ")
+    assert leak["first_held"].startswith("usual for this entity: consensus risk ")
     assert "cold-start bar" in leak["first_held"]
     md = (out / "report.md").read_text()
     table = md.split("## Per incident\n", 1)[1].split("\n## ", 1)[0]

@@ -346,8 +346,8 @@ def _after_one_peak_yesterday(peak: float, steps: int, now_risk: float):
 def test_suppressed_explanation_names_the_bound_and_the_bar_with_its_margin() -> None:
     stage = _stage()
     out = gate(stage, [("a",)], _consensus([0.7]), 0.0)
-    assert out.explanation[0] == ("usual for this entity: risk 0.70 needs more than 0.80, the "
-                                  "cold-start bar while it has less than 1d of history "
+    assert out.explanation[0] == ("usual for this entity: consensus risk 0.70 needs more than "
+                                  "0.80, the cold-start bar while it has less than 1d of history "
                                   "(cpu rises)")
     # A daily pattern: 0.80 yesterday at this hour, a quiet fleet, 0.85 now.
     d = _after_one_peak_yesterday(0.80, 6, 0.85)
@@ -545,7 +545,7 @@ def test_a_level_lowered_as_usual_and_raised_by_the_anomaly_says_both() -> None:
     assert [int(o.level[0]) for o in outs] == [0, 0, 0, 1]
     text = outs[3].explanation[0]
     assert text.startswith("sustained anomaly: ") and "for 30m, now 0.9995; usual for this " \
-        "entity: risk 0.90 needs more than" in text and text.endswith("(disk fills)")
+        "entity: consensus risk 0.90 needs more than" in text and text.endswith("(disk fills)")
     assert outs[3].action == ("investigate", "none")
     assert np.isnan(outs[3].time_to_failure[0])
 
