@@ -298,13 +298,13 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
                              "BaselineStaticThreshold")
                  if n in incidents[0].get("lead_time_seconds", {})]
         lines += ["## Per incident", "",
-                  "Lead of each system (— not alerted in the match window), AURA's peak risk "
-                  "before the start, how many evaluations the decision stage held at level 0 "
+                  "Lead of each system (— not alerted in the match window), AURA's peak "
+                  "exported risk (`risk`, aura_risk_score) before the start, how many evaluations the decision stage held at level 0 "
                   "then (a level lowered as usual, or a sustained anomaly a restart excused), "
                   "and the first of those explanations: why an alert came late or not at "
                   "all.", "",
                   "| entity | kind | start | " + " | ".join(names)
-                  + " | peak risk before | held | first held because |",
+                  + " | peak exported risk before | held | first held because (consensus risk) |",
                   "|---|---|---|" + "---|" * len(names) + "---|---|---|"]
         for inc in incidents:
             ent = ",".join(str(v) for v in inc["entity"].values())

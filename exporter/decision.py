@@ -608,9 +608,10 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
     return (times >= bounds[0]) & (times <= bounds[1])
 
 
-def _under(bar: float) -> float:
-    """Just under a level's bar, and shown under it at two decimals (0.49 for 0.5)."""
-    return bar - min(0.01, bar / 2)
+def _under(bar: float, floor: float = 0.0) -> float:
+    """Just under a level's bar, shown under it at two decimals (0.49 for 0.5), and above
+    `floor` (the band's own bottom: half way between them where they are closer than 0.02)."""
+    return bar - min(0.01, (bar - floor) / 2)
 
 
 def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
@@ -629,10 +630,11 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
       applies (threshold NaN), the risk is kept (the consensus level already needs
       `warning_risk`).
     - **The anomaly's rarity.** The calibrated `anomaly` score [E] (a tail probability
-      under the entity's own history, NaN unknown; None: none this cycle) reads as
-      `warning_risk * log(1 - score) / log(1 - anomaly_bar)`, capped 0.01 below
-      `warning_risk`: at `anomaly_bar` (the sustained-anomaly threshold: held for its
-      duration, the level becomes a warning) it reaches the warning bar. `gate` passes the
+      under the entity's own history, NaN unknown; None: none this cycle; `gate` passes the
+      exported score, this cycle's onset, not the sustained form the warning rule judges)
+      reads as `warning_risk * log(1 - score) / log(1 - anomaly_bar)`, capped 0.01 below
+      `warning_risk`: at `anomaly_bar` (the sustained-anomaly threshold: the sustained form
+      held there for its duration makes a warning) it reaches the warning bar. `gate` passes the
       score only once it is calibrated on `sustained_anomaly_min_history` of the entity's
       history, as the sustained-anomaly rule asks (NaN before). Agents that see no
       failure mechanism leave the consensus risk near 0 on servers whose capacities are
@@ -647,7 +649,7 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
       (risk NaN) stay NaN.
 
     The decision's references learn the consensus risk itself, not this (the map is
-    monotone per entity). Measured in benchmarks/README.md ("The exported risk"): AUROC of
+    monotone in the risk for a given entity and level; the bands are not, across levels). Measured in benchmarks/README.md ("The exported risk"): AUROC of
     `risk` in the hours before incidents against far from them, on fleets AURA never saw and
     on ASD's real servers.
     """
@@ -669,7 +671,7 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
     c = max(float(critical_risk), w)
     at_1 = np.fmax(out, w)
     if c > w:
-        at_1 = np.minimum(at_1, _under(c))
+        at_1 = np.minimum(at_1, _under(c, w))
     banded = np.where(lvl >= 2, np.fmax(out, c),
                       np.where(lvl == 1, at_1, np.minimum(out, _under(w))))
     return np.where(np.isfinite(out) & (lvl >= 0), banded, out)
@@ -685,8 +687,9 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     exported one (`exported_risk`, banded by `warning_risk` and `critical_risk`); the
     consensus's own stays in `consensus_risk`.
 
-    A suppressed entity keeps its risk, votes and contributions (a drill-down still shows
-    what moves) but gets level 0, action "none", no time to failure, and an explanation
+    A suppressed entity keeps its consensus risk (`consensus_risk`; its exported risk reads
+    under the warning bar), votes and contributions (a drill-down still shows what moves)
+    but gets level 0, action "none", no time to failure, and an explanation
     naming the threshold it stayed under. An entity raised by a sustained anomaly gets
     level 1, action "investigate", the topology agent as its only supporter, the topology's
     signal contributions and an explanation saying how rare and for how long (and, where its
@@ -719,6 +722,9 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                      None if topo is None else values)
     # The anomaly score reads as risk only once it is calibrated on the history the
     # sustained-anomaly rule asks (a few hours of it cannot tell 1 in 500 from 1 in 50).
+    # Producers always give history_seconds (exporter/tda); without it nothing is known of
+    # the calibration, and the term is left out (the warning rule falls back to the risk
+    # reference's span instead: it has a level to guard, this has only a ranking).
     anomaly = None
     if topo is not None and topo.history_seconds is not None:
         enough = np.asarray(topo.history_seconds, dtype=np.float64) >= (

@@ -134,8 +134,8 @@ def _detail_rows(r: AnalysisResult, cfg: Config) -> list[int]:
         return list(range(n))
     if r.consensus is not None:
         # Level first, then risk: an entity at a level has an alert whose description reads
-        # its detail series, and a sustained anomaly (exporter/decision.py) may hold a warning
-        # at a low risk.
+        # its detail series (the exported risk's bands are the levels already; the level
+        # keeps the order where a config sets critical_risk == warning_risk).
         level = np.clip(np.nan_to_num(np.asarray(r.consensus.level, float), nan=0.0), 0, None)
         score = 2.0 * level + np.nan_to_num(r.consensus.risk, nan=-1.0)
     elif r.topology is not None:

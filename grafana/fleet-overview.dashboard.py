@@ -55,9 +55,9 @@ def build(ctx: d.DashboardContext) -> Any:
                 (f"{level} and {top}", ""),
                 (f"{ctx.q(catalog.TIME_TO_FAILURE, a)} and {top}", ""),
             ],
-            description="The 20 entities at the highest level, then with the highest consensus "
-            "risk (a sustained anomaly holds a warning at a low risk), their level and time to "
-            "failure (empty: none projected).",
+            description="The 20 entities at the highest level, then with the highest risk (the "
+            "consensus risk read against what is usual for the entity; its bands are the "
+            "levels), their level and time to failure (empty: none projected).",
             rename={"Value #A": "risk", "Value #B": "level", "Value #C": "time to failure (s)"},
             w=12,
             h=12,

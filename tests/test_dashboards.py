@@ -133,7 +133,7 @@ def test_required_panels_are_present() -> None:
         exprs("entity-drilldown"),
         exprs("exporter-health"),
     )
-    # The riskiest entities: level first (a sustained anomaly warns at a low risk), then risk.
+    # The riskiest entities: level first, then risk.
     assert (f"topk(20, 2 * {catalog.RISK_LEVEL.name}{{analysis=~\"$analysis\"}} + "
             f"{catalog.RISK_SCORE.name}" in fleet)
     for metric in (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -803,3 +805,35 @@ def test_gate_exports_the_read_risk_and_learns_the_consensus_risk() -> None:
     assert out.level.tolist()[1] >= 1 and out.risk[1] >= 0.5
     assert out.risk[0] == pytest.approx(exported_risk(c.risk, out.threshold, out.level, 0.5)[0])
     assert int(np.isclose(stage.risk_[row], 0.9).sum()) == seen + 1  # learned 0.9 itself
+    assert out.consensus_risk is not None and out.consensus_risk.tolist() == [0.9, 0.99]
+
+
+def test_exported_risk_keeps_the_level_band_however_close_the_bars() -> None:
+    # critical_risk may sit just above warning_risk: a warning still reads at least the
+    # warning bar and under the critical one.
+    out = exported_risk(np.array([0.3, 0.9, 0.9]), np.full(3, np.nan), np.array([1, 1, 2]),
+                        0.5, None, 0.998, 0.505)
+    assert 0.5 <= out[0] < 0.505 and 0.5 <= out[1] < 0.505 and out[2] >= 0.505
+
+
+def test_gate_reads_the_anomaly_as_risk_only_once_it_is_calibrated_on_enough_history() -> None:
+    # Two quiet entities (consensus risk 0.01) whose exported anomaly score is 0.999: the one
+    # with two days of history behind its score reads it (0.5 * ln(0.001) / ln(0.002) capped
+    # at 0.49), the one with a day does not.
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    c = _consensus([0.01, 0.01])
+    c = Consensus(agents=("capacity", "topology"), risk=c.risk, level=c.level, voters=c.voters,
+                  action=c.action, time_to_failure=c.time_to_failure,
+                  contribution=c.contribution, agreeing=np.ones((2, 2), bool),
+                  explanation=c.explanation)
+    topo = _topology([0.999, 0.999], np.zeros((2, 0)))
+    # (The sustained form, which the warning rule judges, is usual: the exported score counts.)
+    topo = replace(topo, history_seconds=np.array([2 * 86400.0, 86400.0]),
+                   sustained_score=np.array([0.2, 0.2]))
+    out = gate(stage, [("a",), ("b",)], c, 0.0, topo)
+    assert out.risk[0] == pytest.approx(min(0.5 * np.log(0.001) / np.log(0.002), 0.49))
+    assert out.risk[1] < 0.02
+    # Without the topology agent among the consensus's agents, no anomaly term.
+    plain = gate(DecisionStage(DecisionConfig(), exclude_recent=4 * H), [("a",), ("b",)],
+                 _consensus([0.01, 0.01]), 0.0, topo)
+    assert (plain.risk < 0.02).all()

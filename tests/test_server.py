@@ -133,9 +133,16 @@ def test_probes_answer_without_credentials_everything_else_needs_them(tmp_path):
                 held = asyncio.create_task(s.post(base + "/api/v1/alerts", data=b"{}",
                                                   headers=_basic("prom", "s3cret")))
                 # Inside the handler, past the (slow, bcrypt) credentials check: no timing.
-                await asyncio.wait_for(entered.wait(), 60)
-                async with s.get(base + "/metrics", headers=_basic("prom", "s3cret")) as r:
-                    assert r.status == 503
+                # (Waiting on the POST too: one that fails ends the wait at once.)
+                waiting = asyncio.ensure_future(entered.wait())
+                await asyncio.wait({waiting, held}, timeout=60,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                assert entered.is_set(), "the held request never reached its handler"
+                # A limit that queued instead of refusing would hang here: bounded.
+                r = await asyncio.wait_for(
+                    s.get(base + "/metrics", headers=_basic("prom", "s3cret")), 10)
+                assert r.status == 503
+                r.release()
                 async with s.get(base + "/-/healthy") as r:
                     assert r.status == 200
                 release.set()

@@ -32,8 +32,8 @@ class _Frame:
 
 
 def columns(result: AnalysisResult) -> np.ndarray:
-    """[E, 4 + H] float32: consensus risk, level, anomaly score, time to failure (s), P(h) per
-    horizon (NaN = none)."""
+    """[E, 4 + H] float32: exported risk (aura_risk_score), level, anomaly score, time to
+    failure (s), P(h) per horizon (NaN = none)."""
     e = len(result.entities)
     horizons = len(result.forecast.horizons) if result.forecast is not None else 0
     out = np.full((e, len(FIXED_COLUMNS) + horizons), np.nan, dtype=np.float32)

@@ -46,7 +46,7 @@ def _facts(detail: dict[str, Any]) -> list[tuple[str, str]]:
     probs = ", ".join(f"P({h}) {_f(p)}" for h, p in zip(detail["horizons"], detail["probability"],
                                                           strict=True))
     return [("entity", detail["selector"]), ("level", _level(detail)),
-            ("risk", _f(detail["risk"])), ("failure probability", probs or "no forecast"),
+            ("risk (aura_risk_score)", _f(detail["risk"])), ("failure probability", probs or "no forecast"),
             ("time to failure", _ttf(detail["ttf"])), ("action", detail["action"]),
             ("runbook", detail["runbook"] or ""), ("explanation", detail["explanation"]),
             ("anomaly score", _f(detail["anomaly"]) or "warming up")]
@@ -69,8 +69,12 @@ def _consensus(detail: dict[str, Any]) -> str:
             f"{c['quorum']}; trimmed weighted mean {_f(c['trimmed_mean'])}; "
             f"{c['at_warning']} ballots >= warning {c['warning_risk']:g}, {c['at_critical']} >= "
             f"critical {c['critical_risk']:g}."
-            + (f" Decision gate: a level passes only above risk {_f(c['gate'])}."
-               if c.get("gate") is not None else ""))
+            + (f" Decision gate: a level passes only above consensus risk "
+               f"{_f(c['gate'] + c.get('margin', 0.0))}."
+               if c.get("gate") is not None else "")
+            + f" Exported risk (aura_risk_score) {_f(c['risk'])}: the consensus risk read "
+            "against the entity's bar, at least the topology anomaly's rarity below the "
+            "warning risk, banded by level.")
 
 
 def _when(detail: dict[str, Any], now: float | None) -> str:
