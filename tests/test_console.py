@@ -776,6 +776,13 @@ def test_story_quotes_the_forecast_of_the_first_warning_of_the_latest_run():
     f = Failure("a", {"instance": "e0"}, "memory_leak", 12000)
     assert _first_warned(h, f, ("e0",)) == (1200, 6840)  # the run since 1200, its forecast then
     assert _first_warned(h, f, ("nobody",)) == (None, None)
+    # The host then goes down (no data: undecided) and the failure arrives: the warning
+    # that ran up to it is still the one told (helper-54 saw "did not warn" after 1h54m of
+    # warnings); frames after the arrival are not a warning of it.
+    for t, level in ((2400, -1), (3000, -1), (13000, 0), (13600, 1)):
+        r = _result([level], [0.5], np.ones((1, 1, 5)))
+        assert h.record(t, (r,))
+    assert _first_warned(h, f, ("e0",)) == (1200, 6840)
 
 
 def test_baseline_view_is_the_entitys_own_reservoir():

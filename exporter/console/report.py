@@ -74,7 +74,8 @@ def _consensus(detail: dict[str, Any]) -> str:
                if c.get("gate") is not None else "")
             + f" Exported risk (aura_risk_score) {_f(c['risk'])}: the consensus risk read "
             "against the entity's bar, at least the topology anomaly's rarity below the "
-            "warning risk, banded by level.")
+            "warning risk (once that score has sustained_anomaly_min_history of history), "
+            "banded by level.")
 
 
 def _when(detail: dict[str, Any], now: float | None) -> str:

@@ -46,11 +46,18 @@ class Story:
 def _first_warned(history: History, f: Failure,
                   key: tuple[str, ...]) -> tuple[float | None, float | None]:
     """(time, time to failure then) of the first frame of the latest run of frames at level
-    >= warning; (None, None) if none, the time to failure None where the forecast had none."""
+    >= warning, up to the failure's arrival `f.at`; (None, None) if none, the time to failure
+    None where the forecast had none. Undecided frames (level -1: no data, as a host that
+    went down shows) neither end a run nor start one; frames after the arrival are the
+    failure's own, not a warning of it."""
     times, values = history.series(f.analysis, key)
     first, ttf = None, None
     for t, level, eta in zip(times.tolist(), values[:, 1].tolist(), values[:, 3].tolist(),
                              strict=True):
+        if t > f.at:
+            break
+        if level == -1:
+            continue
         if level == level and level >= 1:  # NaN-safe
             if first is None:
                 first, ttf = t, (eta if eta == eta else None)

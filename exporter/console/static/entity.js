@@ -86,7 +86,7 @@
       ["decision gate", c.gate === null ? "none (the level stands as voted)" :
         "a level passes only when the consensus risk exceeds " + f2(c.gate + c.margin) + ", what this entity and the fleet usually reach (+ " + c.margin + ")" +
         (c.consensus_risk !== null && c.consensus_risk <= c.gate + c.margin ? ": not exceeded" : ": exceeded")],
-      ["exported risk", f2(c.risk) + " (aura_risk_score: the consensus risk read against the entity's bar, a bar above " + c.warning_risk + " mapping onto it; at least the topology anomaly's rarity below " + c.warning_risk + "; banded by level: under " + c.warning_risk + " at ok, from " + c.warning_risk + " at a warning, from " + c.critical_risk + " at critical)"],
+      ["exported risk", f2(c.risk) + " (aura_risk_score: the consensus risk read against the entity's bar, a bar above " + c.warning_risk + " mapping onto it; at least the topology anomaly's rarity below " + c.warning_risk + " once that score has agents.decision.sustained_anomaly_min_history (2d) of history; banded by level: under " + c.warning_risk + " at ok, from " + c.warning_risk + " at a warning, from " + c.critical_risk + " at critical)"],
       ["level", badge(c.level, false)],
     ]));
   }
