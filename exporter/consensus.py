@@ -205,7 +205,7 @@ def _describe(
                    f"({mech_names or 'capacity or network'}) to agree "
                    "(agents.consensus.corroborate)")
         elif len(high) >= quorum[i]:
-            why = f"the combined risk {risk[i]:.2f} stays below {cfg.warning_risk:g}"
+            why = f"the consensus risk {risk[i]:.2f} stays below {cfg.warning_risk:g}"
         else:
             why = f"{int(quorum[i])} agreeing agents are needed"
         texts[i] = (f"{_names([agents[a] for a in high])} {'sees' if len(high) == 1 else 'see'} "

@@ -230,7 +230,7 @@ def test_explanation_names_signal_time_and_agents():
     ]
     even = combine(votes[:3] + [_votes("network", [0.0]), _votes("stability", [0.0])], CFG,
                    SIGNALS)
-    assert even.level[0] == 0 and "combined risk 0.48 stays below 0.5" in even.explanation[0]
+    assert even.level[0] == 0 and "consensus risk 0.48 stays below 0.5" in even.explanation[0]
     c = combine(votes, CFG, SIGNALS)
     assert c.level[0] == 1
     assert c.explanation[0] == (
