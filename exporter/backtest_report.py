@@ -299,7 +299,8 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
                  if n in incidents[0].get("lead_time_seconds", {})]
         lines += ["## Per incident", "",
                   "Lead of each system (— not alerted in the match window), AURA's peak "
-                  "exported risk (`risk`, aura_risk_score) before the start, how many evaluations the decision stage held at level 0 "
+                  "exported risk (`risk`, aura_risk_score) before the start, how many "
+                  "evaluations the decision stage held at level 0 "
                   "then (a level lowered as usual, or a sustained anomaly a restart excused), "
                   "and the first of those explanations: why an alert came late or not at "
                   "all.", "",

@@ -634,9 +634,9 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
       exported score, this cycle's onset, not the sustained form the warning rule judges)
       reads as `warning_risk * log(1 - score) / log(1 - anomaly_bar)`, capped 0.01 below
       `warning_risk`: at `anomaly_bar` (the sustained-anomaly threshold: the sustained form
-      held there for its duration makes a warning) it reaches the warning bar. `gate` passes the
-      score only once it is calibrated on `sustained_anomaly_min_history` of the entity's
-      history, as the sustained-anomaly rule asks (NaN before). Agents that see no
+      held there for its duration makes a warning) it reaches the warning bar. `gate`
+      passes the score only once it is calibrated on `sustained_anomaly_min_history` of the
+      entity's history, as the sustained-anomaly rule asks (NaN before). Agents that see no
       failure mechanism leave the consensus risk near 0 on servers whose capacities are
       unknown; their unusual hours still rank above their usual ones.
     - The score's bands are the levels: below `warning_risk` at level 0, from
@@ -645,13 +645,13 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
       risk above the bar without a level (no quorum, or no agent that sees a mechanism)
       reads 0.01 under the warning bar; a warning held below critical reads 0.01 under
       `critical_risk`. So `aura_risk_score >= 0.5` and `aura_risk_level >= 1` select the
-      same entities. Undecided entities
-      (risk NaN) stay NaN.
+      same entities. Undecided entities (risk NaN) stay NaN.
 
     The decision's references learn the consensus risk itself, not this (the map is
-    monotone in the risk for a given entity and level; the bands are not, across levels). Measured in benchmarks/README.md ("The exported risk"): AUROC of
-    `risk` in the hours before incidents against far from them, on fleets AURA never saw and
-    on ASD's real servers.
+    monotone in the risk for a given entity and level; the bands are not, across levels).
+    Measured in benchmarks/README.md ("The exported risk"): AUROC of `risk` in the hours
+    before incidents against far from them, on fleets AURA never saw and on ASD's real
+    servers.
     """
     risk = np.asarray(risk, dtype=np.float64)
     bar = np.asarray(threshold, dtype=np.float64) + MARGIN

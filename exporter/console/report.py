@@ -46,7 +46,8 @@ def _facts(detail: dict[str, Any]) -> list[tuple[str, str]]:
     probs = ", ".join(f"P({h}) {_f(p)}" for h, p in zip(detail["horizons"], detail["probability"],
                                                           strict=True))
     return [("entity", detail["selector"]), ("level", _level(detail)),
-            ("risk (aura_risk_score)", _f(detail["risk"])), ("failure probability", probs or "no forecast"),
+            ("risk (aura_risk_score)", _f(detail["risk"])),
+            ("failure probability", probs or "no forecast"),
             ("time to failure", _ttf(detail["ttf"])), ("action", detail["action"]),
             ("runbook", detail["runbook"] or ""), ("explanation", detail["explanation"]),
             ("anomaly score", _f(detail["anomaly"]) or "warming up")]
