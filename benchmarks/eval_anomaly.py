@@ -402,6 +402,7 @@ def main() -> None:
                     near_other[row] |= (at >= start_i - BEFORE) & (at <= end_i)
         evaluate(case, {"topology": topo, **z}, at, events, near_other, far, rule, args.every)
         if args.dump:
+            Path(args.dump).parent.mkdir(parents=True, exist_ok=True)
             np.savez(f"{args.dump}-{case}.npz", at=at, topology=topo, far=far,
                      near_other=near_other, events=np.array(events, dtype=np.float64), **z)
         print(f"(topology stage {took:.0f} s)")

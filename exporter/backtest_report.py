@@ -234,7 +234,11 @@ def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[Inciden
 
 
 def _fmt_lead(value: float | None) -> str:
-    return "—" if value is None else humanize_seconds(value)
+    """A lead as `2h10m`; one of under half a minute either way is `0m` (a lead, not a
+    duration: "under a minute" read as early)."""
+    if value is None:
+        return "—"
+    return "0m" if abs(value) < 30 else humanize_seconds(value)
 
 
 def _fmt_ratio(value: float | None) -> str:

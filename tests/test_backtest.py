@@ -463,3 +463,13 @@ def test_incidents_on_unknown_entities_and_rerun_without_incidents(
     assert left == ["alerts.csv", "notes.md", "scores.csv"], left
     [line] = [x for x in err.splitlines() if "outputs of an earlier run" in x]
     assert "report.json" in line and "report.md" in line and all(p in line for p in plots)
+
+
+def test_report_lead_of_zero_reads_zero_not_early():
+    """A lead under half a minute either way is `0m` in the report; "under a minute" (the
+    duration wording) read as a warning given early (helper-54)."""
+    from exporter.backtest_report import _fmt_lead
+
+    assert _fmt_lead(0.0) == "0m" and _fmt_lead(-20.0) == "0m" and _fmt_lead(29.0) == "0m"
+    assert _fmt_lead(7800.0) == "2h10m" and _fmt_lead(-3600.0) == "-1h"
+    assert _fmt_lead(None) == "—"
