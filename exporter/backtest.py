@@ -436,7 +436,7 @@ def _replace(obj: Any, **changes: Any) -> Any:
 def _cell(value: float, digits: int = 6) -> str:
     if value != value or math.isinf(value):
         return ""
-    return f"{value:.{digits}g}"
+    return f"{value + 0.0:.{digits}g}"  # + 0.0: a negative zero prints as 0
 
 
 def score_header(analysis: AnalysisConfig) -> list[str]:
@@ -560,6 +560,7 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
         "incidents_outside_evaluation": len(known) - len(inc),
         "incidents_unknown_entity": len(all_inc) - len(known),
         "sudden_incidents": sum(1 for i in inc if i.sudden),
+        **coverage(scores),
         **extra,
         "systems": figures,
         # Evaluations whose level exporter.decision lowered to 0 (risk usual for the entity).
@@ -569,6 +570,30 @@ def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: li
         "lead_times": {n: [v for v, i in zip(vals, inc, strict=True) if not i.sudden]
                        for n, vals in lead_times.items()},
     }
+
+
+def replayed_model_info(predictor: Any, model_info: dict[str, str],
+                        analysis: AnalysisConfig) -> dict[str, str]:
+    """The model's info as the replay used it: its load-time `model_info` with the status
+    saying so where the forecast abstained on `analysis` (a window or step the model was
+    not trained for: `FailurePredictor.incompatibility`). The report's model line read
+    "status ok" over a run whose forecast abstained throughout (helper-55)."""
+    why = getattr(predictor, "incompatibility", None)
+    reason = why(analysis) if callable(why) else None
+    if not reason:
+        return model_info
+    return {**model_info, "status": f"abstaining on analysis {analysis.name}: {reason}"}
+
+
+def coverage(scores: Scores) -> dict[str, int]:
+    """How many entity evaluations (an entity with samples at an evaluation) had a risk and
+    an anomaly score: `entity_evaluations`, `risk_undecided` (no forecast and no agent's
+    vote, or the model abstained), `anomaly_unknown` (warming up, or every signal constant
+    or two-state: no topology)."""
+    present = np.asarray(scores.present, dtype=bool)
+    return {"entity_evaluations": int(present.sum()),
+            "risk_undecided": int((present & ~np.isfinite(scores.risk)).sum()),
+            "anomaly_unknown": int((present & ~np.isfinite(scores.anomaly)).sum())}
 
 
 def remove_earlier_outputs(out: Path, written: Collection[str]) -> list[str]:
@@ -721,6 +746,7 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         pipeline_log.setLevel(saved_level)
     replayed = time.monotonic()
+    model_info = replayed_model_info(predictor, model_info, analysis)
 
     write_scores_csv(out / "scores.csv", analysis, scores)
     aura = aura_alerts(cfg, scores)

@@ -233,6 +233,23 @@ def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[Inciden
              "entities": len(g["entities"])} for g in out]
 
 
+def _coverage_lines(report: dict[str, Any]) -> list[str]:
+    """The report's line on evaluations without a risk or an anomaly score, when any (a
+    forecast that abstained, constant signals): "0 alerts" then reads as "could not
+    tell", not as "nothing unusual"."""
+    n = int(report.get("entity_evaluations", 0))
+    if not n:
+        return []
+    parts = []
+    for key, what in (("risk_undecided", "no risk (undecided: no forecast or vote)"),
+                      ("anomaly_unknown", "no anomaly score (warming up, or constant or "
+                                          "two-state signals)")):
+        k = int(report.get(key, 0))
+        if k:
+            parts.append(f"{k} of {n} ({100 * k / n:.0f} %) {what}")
+    return [f"- Entity evaluations with {'; '.join(parts)}"] if parts else []
+
+
 def _fmt_lead(value: float | None) -> str:
     """A lead as `2h10m`; one of under half a minute either way is `0m` (a lead, not a
     duration: "under a minute" read as early)."""
@@ -258,6 +275,7 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
         f"{report.get('incidents_unknown_entity', 0)} on entities absent from the data",
         f"- Model: {report.get('model', {}).get('model', 'none')} "
         f"(status {report.get('model', {}).get('status', 'n/a')})",
+        *_coverage_lines(report),
         f"- Match window: [incident start - {report['largest_horizon_seconds'] / 3600:g}h, "
         "incident end]; lead time = incident start - first overlapping alert start",
         "",

@@ -473,3 +473,41 @@ def test_report_lead_of_zero_reads_zero_not_early():
     assert _fmt_lead(0.0) == "0m" and _fmt_lead(-20.0) == "0m" and _fmt_lead(29.0) == "0m"
     assert _fmt_lead(7800.0) == "2h10m" and _fmt_lead(-3600.0) == "-1h"
     assert _fmt_lead(None) == "—"
+
+
+def test_report_says_when_the_forecast_abstained_and_what_had_no_score(tmp_path):
+    """The model line carries the abstention the replay ran under, and the report counts the
+    entity evaluations without a risk or an anomaly score (helper-55: "status ok" and no word
+    over a run whose forecast abstained throughout, or whose signals were constant)."""
+    import numpy as np
+
+    from exporter.backtest import _cell, coverage, replayed_model_info
+    from exporter.backtest_report import _coverage_lines
+    from exporter.config import AnalysisConfig, Duration, SignalConfig
+
+    an = AnalysisConfig(name="svc", entity_labels=("instance",), step=Duration(3600.0),
+                        window=Duration(43200.0),
+                        signals=(SignalConfig(name="value", query="x"),))
+
+    class Abstaining:
+        def incompatibility(self, analysis):
+            return "window 12h (trained for 2h)"
+
+    info = {"model": "default", "version": "0.2.0", "status": "ok"}
+    got = replayed_model_info(Abstaining(), info, an)
+    assert got["status"] == "abstaining on analysis svc: window 12h (trained for 2h)"
+    assert info["status"] == "ok"  # not changed in place
+    assert replayed_model_info(None, info, an) is info
+
+    class S:
+        present = np.array([[True, True, False], [True, True, True]])
+        risk = np.array([[np.nan, 0.2, np.nan], [np.nan, np.nan, 0.1]])
+        anomaly = np.array([[0.5, 0.6, np.nan], [np.nan, 0.7, 0.8]])
+
+    cov = coverage(S())
+    assert cov == {"entity_evaluations": 5, "risk_undecided": 3, "anomaly_unknown": 1}
+    [line] = _coverage_lines(cov)
+    assert "3 of 5 (60 %) no risk" in line and "1 of 5 (20 %) no anomaly score" in line
+    assert _coverage_lines({"entity_evaluations": 5, "risk_undecided": 0,
+                            "anomaly_unknown": 0}) == []
+    assert _cell(-0.0) == "0" and _cell(0.25) == "0.25" and _cell(float("nan")) == ""

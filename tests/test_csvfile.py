@@ -302,3 +302,55 @@ def test_duplicate_incidents_kept_once(tmp_path, caplog):
         Incident(T0, T0 + 600, ("b",), "oom"), Incident(T0, T0 + 600, ("a",), "disk")]
     [msg] = _messages(caplog, "duplicate incidents")
     assert "duplicate_rows=1" in msg
+
+
+@pytest.mark.parametrize("offset,jitter", [(30.0, 0.0), (30.0, 2.0), (-30.0, 0.0), (20.0, 1.5)])
+def test_samples_at_a_steady_offset_keep_every_sample(tmp_path, caplog, offset, jitter):
+    """Data half a step (or a steady share of one) off the grid, as a scrape offset puts it:
+    every sample kept, each on the first grid point at or after it, nothing reported merged
+    (before: round-half-to-even paired them on every other point and lost half; helper-55)."""
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    rng = np.random.default_rng(3)
+    n = 40
+    t = T0 + STEP * np.arange(n) + offset + rng.uniform(-jitter, jitter, n)
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n"
+              + "".join(f"{float(ts)!r},a,{i},1\n" for i, ts in enumerate(t)))
+    src = CsvSource(p, analysis())
+    got = src.values[0, 0]
+    assert np.isfinite(got).sum() == n and not np.isnan(got[:n]).any()
+    np.testing.assert_array_equal(got[:n], np.arange(n))
+    # Never placed before it was taken.
+    assert (src.timestamps[:n] >= t - 1e-6).all()
+    assert not _messages(caplog, "latest sample wins") and not _messages(caplog, "finer")
+
+
+def test_aligned_and_finer_data_snap_as_before(tmp_path):
+    """A phase under PHASE_TOLERANCE of a step, or none that the rows agree on (data finer
+    than the step), leaves the nearest-point snapping as it was."""
+    from exporter.source.csvfile import grid_steps
+
+    ts = T0 + STEP * np.arange(10) + np.tile([-3.0, 4.0], 5)
+    np.testing.assert_array_equal(grid_steps(ts, np.zeros(10, int), 1, STEP),
+                                  np.rint(ts / STEP).astype(np.int64))
+    fine = T0 + 15.0 * np.arange(40)
+    np.testing.assert_array_equal(grid_steps(fine, np.zeros(40, int), 1, STEP),
+                                  np.rint(fine / STEP).astype(np.int64))
+    # Two entities, one on the grid and one half a step off: each by its own phase.
+    both = np.concatenate([T0 + STEP * np.arange(5), T0 + STEP * np.arange(5) + 30.0])
+    ent = np.repeat([0, 1], 5)
+    k = grid_steps(both, ent, 2, STEP)
+    np.testing.assert_array_equal(k[:5], np.rint(both[:5] / STEP))
+    np.testing.assert_array_equal(k[5:], np.rint(both[:5] / STEP) + 1)
+
+
+def test_entities_and_signals_without_any_sample_are_named(tmp_path, caplog):
+    """An entity whose every cell is empty, and a signal empty in the whole file, are
+    logged once with their names (they were left out without a word; helper-55)."""
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n"
+              f"{T0},a,1,\n{T0 + STEP},a,2,\n{T0},b,,\n{T0 + STEP},b,,\n")
+    CsvSource(p, analysis())
+    [msg] = _messages(caplog, "entities without a single sample")
+    assert "entities_without_samples=1" in msg and "first=b" in msg
+    [msg] = _messages(caplog, "signals without a single sample")
+    assert "signals=memory" in msg

@@ -3,7 +3,8 @@
 Samples: header `timestamp,<entity label columns>,<signal columns>`, one row per entity per step;
 `timestamp` is Unix seconds (float) or RFC 3339; an empty cell is a missing sample. The file is
 read once into values[entity, signal, step] on the analysis' step grid (timestamps are snapped
-to the nearest grid point) and `fetch` slices it, so the offline drivers use the same Source
+to the nearest grid point, or, for an entity whose samples sit at a steady offset from the
+grid, to the next one: `grid_steps`) and `fetch` slices it, so the offline drivers use the same Source
 protocol as the live one.
 
 Incidents: header `start,end,<entity label columns>[,kind]`; `end` may be empty (still open or
@@ -42,6 +43,11 @@ TIME_RANGE = (0.0, 2.0**32)
 # A column of numbers all within this range is Unix milliseconds: 1973 to 5138 as milliseconds,
 # the year 5138 onwards as seconds.
 MILLISECONDS = (1e11, 1e14)
+# Rows of an entity whose timestamps sit this far (a share of the step) or more from the grid,
+# consistently (the mean resultant length of their phases at least PHASE_AGREEMENT), are
+# placed by their own phase (`grid_steps`).
+PHASE_TOLERANCE = 0.1
+PHASE_AGREEMENT = 0.5
 
 
 class CsvFormatError(ValueError):
@@ -276,6 +282,51 @@ def _check_spacing(path: Path, ts: np.ndarray, ent: np.ndarray, slot: np.ndarray
     return bool(merged)
 
 
+def grid_steps(ts: np.ndarray, ent: np.ndarray, n_entities: int, step: float) -> np.ndarray:
+    """Grid step index [N] (a sample at k * step) of each row's timestamp ts [N] (Unix
+    seconds) of entity ent [N] (0..n_entities-1).
+
+    Rows are snapped to the nearest grid point, after each entity's own *phase* is taken
+    out: where an entity's samples sit at a steady offset from the grid (a target scraped
+    at :02:30 of every 5 minutes, as Prometheus spreads its targets' scrapes) by more than
+    PHASE_TOLERANCE of a step, each sample goes to the first grid point at or after it
+    (what a PromQL query at that point would return: a past sample, never a later one).
+    Snapped as they were, samples half a step off the grid paired up on every other grid
+    point (round-half-to-even) and half of them were lost (helper-55). The phase is the
+    circular mean of ts mod step over the entity's rows; it counts only where those agree
+    (mean resultant length >= PHASE_AGREEMENT), so data finer than the step or with no
+    steady offset is snapped as before.
+    """
+    angle = (2.0 * np.pi / step) * np.mod(ts, step)
+    n = np.maximum(np.bincount(ent, minlength=n_entities), 1)
+    c = np.bincount(ent, weights=np.cos(angle), minlength=n_entities) / n
+    s = np.bincount(ent, weights=np.sin(angle), minlength=n_entities) / n
+    phase = np.arctan2(s, c) * (step / (2.0 * np.pi))  # (-step/2, step/2]
+    steady = (np.hypot(c, s) >= PHASE_AGREEMENT) & (np.abs(phase) > PHASE_TOLERANCE * step)
+    phase = np.where(steady, phase, 0.0)
+    k = np.rint((ts - phase[ent]) / step).astype(np.int64)
+    # A sample after its grid point (phase > 0) belongs to the next one (never earlier).
+    return k + (phase[ent] > 0)
+
+
+def _warn_empty(path: Path, values: np.ndarray, entities: Sequence[EntityKey],
+                signals: Sequence[str]) -> None:
+    """Log once the entities with no sample of any signal in the file (they have rows, every
+    value empty: no evaluation will show them) and the signals with no sample of any entity,
+    naming up to 5 of each (values [E, S, T])."""
+    known = np.isfinite(values)
+    silent = np.flatnonzero(~known.any(axis=(1, 2)))
+    if len(silent):
+        log.warning("msg=\"entities without a single sample are left out\" file=%s "
+                    "entities_without_samples=%d first=%s", path, len(silent),
+                    ";".join(",".join(entities[i]) for i in silent[:5]))
+    blank = [signals[j] for j in np.flatnonzero(~known.any(axis=(0, 2)))]
+    if blank:
+        log.warning("msg=\"signals without a single sample in the file\" file=%s "
+                    "signals_without_samples=%d signals=%s", path, len(blank),
+                    ",".join(blank[:5]))
+
+
 class CsvSource:
     """Samples of one analysis read from a design §5 input CSV.
 
@@ -323,7 +374,7 @@ class CsvSource:
             log.warning("msg=\"values that are not finite read as missing samples\" file=%s "
                         "non_finite_values=%d", self.path, int(infinite.sum()))
         ent, self.entities = _entities([columns[cols[name]] for name in labels], len(lines))
-        k = np.rint(ts / self.step).astype(np.int64)
+        k = grid_steps(ts, ent, len(self.entities), self.step)
         self._k0 = int(k.min())
         n_t = int(k.max()) - self._k0 + 1
         if len(self.entities) * max(len(self.signals), 1) * n_t > MAX_CELLS:
@@ -340,6 +391,7 @@ class CsvSource:
         self.values = np.full((len(self.entities), len(self.signals), n_t), np.nan)
         self.values[ent, :, k - self._k0] = data
         self.timestamps = (self._k0 + np.arange(n_t)) * self.step
+        _warn_empty(self.path, self.values, self.entities, self.signals)
         log.info("msg=\"csv loaded\" file=%s rows=%d entities=%d steps=%d", self.path,
                  len(lines), len(self.entities), n_t)
 

@@ -755,7 +755,7 @@ class BaselineStore:
         # (None without any p-value: fisher() gives 0 then, which is no evidence.)
         if not (math.isfinite(p_topology) or math.isfinite(p_level)):
             return sustained, sustained, adm
-        onset = -math.expm1(-0.5 * onset_fis)
+        onset = -math.expm1(-0.5 * onset_fis) + 0.0  # + 0.0: never a negative zero
         if EXPORTED == "onset":
             return onset, sustained, adm
         return tippett(fast, held, onset), sustained, adm
