@@ -319,8 +319,8 @@ def _warn_empty(path: Path, values: np.ndarray, entities: Sequence[EntityKey],
     if len(silent):
         log.warning("msg=\"entities without a single sample are left out\" file=%s "
                     "entities_without_samples=%d first=%s", path, len(silent),
-                    ";".join(",".join(entities[i]) for i in silent[:5]))
-    blank = [signals[j] for j in np.flatnonzero(~known.any(axis=(0, 2)))]
+                    ";".join(",".join(entities[i]) for i in silent[:5].tolist()))
+    blank = [signals[j] for j in np.flatnonzero(~known.any(axis=(0, 2))).tolist()]
     if blank:
         log.warning("msg=\"signals without a single sample in the file\" file=%s "
                     "signals_without_samples=%d signals=%s", path, len(blank),
