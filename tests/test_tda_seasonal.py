@@ -40,7 +40,7 @@ def test_no_deviation_without_same_hour_history_and_old_slots_are_dropped():
     levels = SeasonalLevels(1)
     levels.add(np.array([1.0]), 0.0)
     assert np.isnan(levels.deviation(np.array([1.0]), DAY))  # one same-hour mean only
-    hours = np.arange(0, 5 * 24)
+    hours = np.arange(0, (seasonal.DAYS + 2) * 24)
     for h in hours:
         levels.add(np.array([float(h)]), h * 3600.0)
     # The ring holds the newest SLOTS hours (DAYS days and the two the oldest day needs).
@@ -527,11 +527,103 @@ def test_the_exported_level_combines_signals_jointly_and_the_sustained_level_kee
     values[1, 0] += 6.0  # one signal further off
     mad, pooled = seasonal.deviations(levels, values, now)
     for g, lv in enumerate(levels):
-        centre, mad_scale, pool_scale = lv.reference(now)
+        centre, mad_scale, pool_centre, pool_scale = lv.reference(now)
         assert mad[g] == pytest.approx(np.max(np.abs(values[g] - centre) / mad_scale))
         assert pooled[g] == pytest.approx(
-            seasonal.joint_z((np.abs(values[g] - centre) / pool_scale)[None])[0])
+            seasonal.joint_z((np.abs(values[g] - pool_centre) / pool_scale)[None])[0])
         assert lv.deviation(values[g], now) == pytest.approx(mad[g])
         assert lv.deviation(values[g], now, pooled=True) == pytest.approx(pooled[g])
     assert pooled[0] > pooled[1]  # jointly, three at ~3 sigma outrank one at ~6
     assert mad[1] > mad[0]  # the max ranks them the other way round
+
+
+def test_the_sustained_reference_reads_the_newest_days_and_the_exported_one_the_week():
+    """The MAD pair (the sustained form's, which the failure warnings read) is computed from
+    the newest SUSTAINED_DAYS days exactly as a ring of that length alone gave it; the
+    pooled pair (the exported score's) from every day of the ring."""
+    import exporter.tda.seasonal as sz
+
+    rng = np.random.default_rng(11)
+    days = sz.DAYS + 1
+    level = SeasonalLevels(3)
+    rows = [(t, rng.normal([5.0, 50.0, 0.1], [1.0, 8.0, 0.05])
+             + (3.0 if t < 2 * DAY else 0.0))  # the oldest days sit higher
+            for t in np.arange(0.0, days * DAY, EVERY)]
+    for t, v in rows:
+        level.add(v, t)
+    now = days * DAY + 1200.0
+    centre, mad, centre_p, pooled = level.reference(now)
+    # The same statistics from first principles: hourly means of the same hour +-1 h.
+    hour = int(now // 3600)
+    means: dict[int, list] = {}
+    for t, v in rows:
+        means.setdefault(int(t // 3600), []).append(v)
+    back = [24 * k - d for k in range(1, sz.DAYS + 1) for d in sz.NEAR]
+    ref_all = np.array([np.mean(means[hour - b], axis=0) for b in back if hour - b in means])
+    ref_new = np.array([np.mean(means[hour - b], axis=0) for b in back[:3 * sz.SUSTAINED_DAYS]
+                        if hour - b in means])
+    assert len(ref_all) == 3 * sz.DAYS and len(ref_new) == 3 * sz.SUSTAINED_DAYS
+    np.testing.assert_allclose(centre, np.median(ref_new, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(centre_p, np.median(ref_all, axis=0), rtol=1e-5)
+    every = np.concatenate([means[hour - b] for b in back if hour - b in means])
+    floor_all = sz.SPREAD_FLOOR * np.subtract(*np.percentile(
+        [np.mean(means[h], axis=0) for h in means if hour - h < sz.SLOTS], [75, 25],
+        axis=0, method="lower")) / 1.349
+    np.testing.assert_allclose(pooled, np.fmax(np.std(every, axis=0, ddof=1), floor_all),
+                               rtol=2e-3)
+    # A ring of SUSTAINED_DAYS alone (the reference before the week) gives the MAD pair.
+    short = SeasonalLevels(3)
+    old = (sz.SLOTS, sz._BACK, sz._SUSTAINED)
+    try:
+        sz.SLOTS = sz._SUSTAINED_SLOTS
+        sz._BACK = np.array(back[:3 * sz.SUSTAINED_DAYS])
+        sz._SUSTAINED = np.ones(len(sz._BACK), dtype=bool)
+        short = SeasonalLevels(3)
+        for t, v in rows:
+            short.add(v, t)
+        c2, m2, _, _ = short._reference(hour, now)
+    finally:
+        sz.SLOTS, sz._BACK, sz._SUSTAINED = old
+    np.testing.assert_array_equal(centre, c2)
+    np.testing.assert_array_equal(mad, m2)
+
+
+def test_a_ring_saved_shorter_is_re_placed_by_hour_not_relearned():
+    """Baselines saved with the three-day ring (74 slots, before the week's) load into this
+    version's ring hour by hour: the same hours, means, M2 and counts, the same MAD-pair
+    reference, and a TopologyStage restores such a state."""
+    import exporter.tda.seasonal as sz
+
+    rng = np.random.default_rng(5)
+    full = SeasonalLevels(2)
+    for t in np.arange(0.0, 5 * DAY, EVERY):
+        full.add(rng.normal([1.0, 9.0], 0.5), t)
+    keep = np.argsort(full.hours)[-sz._SUSTAINED_SLOTS:]  # what a 74-slot ring held
+    order = np.argsort(full.hours[keep] % sz._SUSTAINED_SLOTS)
+    hours = full.hours[keep][order]
+    got = SeasonalLevels.restored(hours, full.means[keep][order], full.m2[keep][order],
+                                  full.counts[keep][order])
+    assert sorted(got.hours[got.hours >= 0].tolist()) == sorted(hours.tolist())
+    for h in hours.tolist():
+        a, b = int(np.flatnonzero(got.hours == h)[0]), int(np.flatnonzero(full.hours == h)[0])
+        np.testing.assert_array_equal(got.means[a], full.means[b])
+        np.testing.assert_array_equal(got.m2[a], full.m2[b])
+        np.testing.assert_array_equal(got.counts[a], full.counts[b])
+    now = 5 * DAY + 600.0
+    np.testing.assert_array_equal(got.reference(now)[:2], full.reference(now)[:2])
+    # Through a whole stage's state.
+    stage = _learned(2.6, seed=3)
+    saved = stage.state()
+    cut = {**saved,
+           "levels_hours": saved["levels_hours"][:, : sz._SUSTAINED_SLOTS],
+           "levels_means": saved["levels_means"][:, : sz._SUSTAINED_SLOTS],
+           "levels_m2": saved["levels_m2"][:, : sz._SUSTAINED_SLOTS],
+           "levels_counts": saved["levels_counts"][:, : sz._SUSTAINED_SLOTS]}
+    again = TopologyStage(_analysis(), workers=1)
+    again.restore(cut)
+    for key, entry in stage._store.entries.items():
+        lv = again._store.entries[key].levels
+        assert lv is not None and lv.hours.shape == (sz.SLOTS,)
+        kept = cut["levels_hours"][0]
+        assert set(lv.hours[lv.hours >= 0].tolist()) <= set(entry.levels.hours.tolist())
+        assert len(kept)

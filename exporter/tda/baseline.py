@@ -1069,9 +1069,6 @@ class BaselineStore:
         res = _unpack("reservoir", arrays)
         protos = _unpack("proto", arrays)
         entries: dict[tuple[str, ...], _Entry] = {}
-        if arrays["levels_hours"].shape[1:] != (SLOTS,):
-            raise BaselineError(f"saved seasonal levels have {arrays['levels_hours'].shape[1]} "
-                                f"hourly slots, this version {SLOTS}")
         same_pooled = "pooled_hist" in arrays and "pooled_combine" in arrays \
             and str(arrays["pooled_combine"][0]) == seasonal.POOLED_COMBINE
         r = p = m = h = lv = 0
@@ -1103,11 +1100,11 @@ class BaselineStore:
             entry.pooled_hist = (arrays["pooled_hist"][h : h + k].astype(np.float32)
                                  if same_pooled else np.full(k, np.nan, np.float32))
             if arrays["levels_present"][i]:
-                entry.levels = SeasonalLevels(len(self.signals))
-                entry.levels.hours = arrays["levels_hours"][lv].astype(np.int64)
-                entry.levels.means = arrays["levels_means"][lv].astype(np.float32)
-                entry.levels.m2 = arrays["levels_m2"][lv].astype(np.float32)
-                entry.levels.counts = arrays["levels_counts"][lv].astype(np.uint8)
+                # A ring of another length (saved before the week's ring: 74 slots) is
+                # re-placed hour by hour (`SeasonalLevels.restored`), not relearned.
+                entry.levels = SeasonalLevels.restored(
+                    arrays["levels_hours"][lv], arrays["levels_means"][lv],
+                    arrays["levels_m2"][lv], arrays["levels_counts"][lv])
                 lv += 1
             entry.last_raw = float(arrays["last_raw"][i])
             entry.normalised_at = float(arrays["normalised_at"][i])

@@ -9,14 +9,16 @@ own recent history and combined, so persistent homology stays one of two indepen
 - Level: each signal's newest coarse point (the mean of the window's last
   window/score_points, 10 min at the defaults), in raw units.
 - Reference (`SeasonalLevels`): per signal, the hourly mean level of each of the last
-  `DAYS` days, kept in a ring of SLOTS = DAYS x 24 + 2 hourly slots (running mean, M2 and
-  count per slot and signal; memory per entity 8 + 9 x S bytes per slot: 74 slots x 8
-  signals = 5.9 KB, 59 MB at 10 000 entities). The deviation at time t is, per signal,
-  |level - median| / scale over the slots of the same hour of day +-1 h on previous days (at
-  most 3 x DAYS hourly means), with scale = max(1.4826 x the MAD of those (the sustained
-  form's level) or the standard deviation of every level counted in those slots (`_pooled_std`:
-  the exported score's level), SPREAD_FLOOR x the robust spread (IQR / 1.349) of all stored
-  hourly means of the signal), i.e. a seasonal z-score whose floor is a tenth of the signal's own daily range
+  `DAYS` (7) days, kept in a ring of SLOTS = DAYS x 24 + 2 hourly slots (running mean, M2 and
+  count per slot and signal; memory per entity 8 + 9 x S bytes per slot: 170 slots x 8
+  signals = 13.6 KB, 136 MB at 10 000 entities). The deviation at time t is, per signal,
+  |level - median| / scale over the slots of the same hour of day +-1 h on previous days,
+  with scale = max(1.4826 x the MAD of those of the newest SUSTAINED_DAYS (3) days (the
+  sustained form's level: at most 9 hourly means, its floor from those days' means too) or
+  the standard deviation of every level counted in those slots of all DAYS days
+  (`_pooled_std`, about their median: the exported score's level, at most 21 hourly means),
+  SPREAD_FLOOR x the robust spread (IQR / 1.349) of the stored hourly means of the signal),
+  i.e. a seasonal z-score whose floor is a tenth of the signal's own daily range
   (no absolute units); the entity's deviation is the max over signals (the sustained form's)
   or, on the pooled scale (the exported score's), their joint z (`joint_z`, the z of the mean
   Cauchy log-likelihood: several signals moderately off at once add up). NaN until
@@ -55,10 +57,21 @@ import numpy as np
 
 from exporter.numeric import IQR_TO_SIGMA, MAD_TO_SIGMA, nanmedian_last
 
-DAYS = 3
+DAYS = 7
 HOUR = 3600.0
 SLOTS = DAYS * 24 + 2  # + the two slots the oldest day's interpolation needs
 NEAR = (-1, 0, 1)
+# The sustained form's (MAD) reference reads the newest SUSTAINED_DAYS days of the ring,
+# exactly as the three-day ring gave it; the exported score's (pooled) one all DAYS (issue 14,
+# eleventh session, ASD at the live cadence: whole servers AUROC 0.679 -> 0.696, NAB-style
+# 33.7 -> 39.4, info fires 0.59 -> 0.43 per entity-day; the week for both forms cost the failure
+# alerts, which read the sustained form, 28 -> 25 on ASD and 10 -> 9 incidents detected:
+# benchmarks/README.md "A week of same-hour references for the exported score").
+SUSTAINED_DAYS = 3
+_SUSTAINED_SLOTS = SUSTAINED_DAYS * 24 + 2
+# Hours back of each reference slot (DAYS x NEAR) and which of them the sustained form reads.
+_BACK = np.array([24 * k - d for k in range(1, DAYS + 1) for d in NEAR], dtype=np.int64)
+_SUSTAINED = np.repeat(np.arange(1, DAYS + 1), len(NEAR)) <= SUSTAINED_DAYS
 DAY = 86400.0
 # Reference: each earlier day's level interpolated at the same time of day (else the hourly
 # means of the same hour +-1 h: a steep daily slope then widens the reference).
@@ -119,8 +132,30 @@ class SeasonalLevels:
         self.counts = np.zeros((SLOTS, signals), dtype=np.uint8)
         # (centre [S], scale [S]) of the reference and the hour it was computed for: it
         # reads only earlier days' slots, fixed within the hour (not saved: recomputed).
-        self._ref: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._ref_hour = -1
+
+    @classmethod
+    def restored(cls, hours: np.ndarray, means: np.ndarray, m2: np.ndarray,
+                 counts: np.ndarray) -> SeasonalLevels:
+        """A ring from saved slots (hours [R], means and m2 [R, S], counts [R, S]) of any
+        length R: each slot goes to its hour's row of this version's ring, the newest hour
+        where two share one (a shorter ring saved by an earlier version loses nothing)."""
+        out = cls(means.shape[1])
+        if len(hours) == SLOTS:
+            out.hours = np.asarray(hours, dtype=np.int64).copy()
+            out.means = np.asarray(means, dtype=np.float32).copy()
+            out.m2 = np.asarray(m2, dtype=np.float32).copy()
+            out.counts = np.asarray(counts, dtype=np.uint8).copy()
+            return out
+        for j in np.argsort(hours, kind="stable").tolist():
+            hour = int(hours[j])
+            if hour < 0:
+                continue
+            row = hour % SLOTS
+            out.hours[row] = hour
+            out.means[row], out.m2[row], out.counts[row] = means[j], m2[j], counts[j]
+        return out
 
     def deviation(self, level: np.ndarray, now: float, pooled: bool = False) -> float:
         """The robust same-time-of-day z-scores of level [S] (raw units) at `now` (Unix
@@ -135,17 +170,18 @@ class SeasonalLevels:
         those hours (`_pooled_std`; the MAD's with INTERPOLATE), floored at SPREAD_FLOOR x
         the robust spread of all the signal's hourly means.
         """
-        centre, mad, pool = self.reference(now)
+        centre, mad, centre_p, pool = self.reference(now)
         if pooled and POOLED_COMBINE == "joint":
-            return float(joint_z((np.abs(level - centre) / pool)[None])[0])
+            return float(joint_z((np.abs(level - centre_p) / pool)[None])[0])
         # NaN where no reference or no level; fmax skips NaN (NaN only if all are).
-        dev = float(np.fmax.reduce(np.abs(level - centre) / (pool if pooled else mad)))
+        dev = float(np.fmax.reduce(np.abs(level - centre_p) / pool) if pooled
+                    else np.fmax.reduce(np.abs(level - centre) / mad))
         return min(dev, MAX_DEVIATION) if dev == dev else dev
 
-    def reference(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(centre [S], MAD scale [S], pooled scale [S]) that `deviation` compares a level at
-        `now` with (NaN where a signal has no reference yet); computed once per hour (rows
-        >= 23 h old)."""
+    def reference(self, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(centre [S], MAD scale [S], pooled centre [S], pooled scale [S]) that `deviation`
+        compares a level at `now` with (NaN where a signal has no reference yet); computed
+        once per hour (rows >= 23 h old)."""
         hour = int(now // HOUR)
         if INTERPOLATE:
             return self._reference(hour, now)
@@ -153,46 +189,65 @@ class SeasonalLevels:
             self._ref, self._ref_hour = self._reference(hour, now), hour
         return self._ref
 
-    def _reference(self, hour: int, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(centre [S], MAD scale [S], pooled scale [S]) of the reference at `now` (NaN where
-        a signal has fewer than MIN_REFERENCES values); see `deviation`."""
+    def _reference(self, hour: int, now: float) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+        """(centre [S], MAD scale [S], pooled centre [S], pooled scale [S]) of the reference
+        at `now` (NaN where a signal has fewer than MIN_REFERENCES values); see `deviation`.
+        The MAD pair reads the newest SUSTAINED_DAYS days of the ring, the pooled pair all
+        DAYS."""
         nan = np.full(self.means.shape[1], np.nan)
-        want = hour - np.array([24 * k - d for k in range(1, DAYS + 1) for d in NEAR])
+        want = hour - _BACK
         rows = want % SLOTS
-        rows = rows[self.hours[rows] == want]
+        ok = self.hours[rows] == want
         filled = np.where(self.counts > 0, self.means, np.nan)
-        ref = self._interpolated(filled, now) if INTERPOLATE else filled[rows]  # [R, S]
-        enough = np.isfinite(ref).sum(axis=0) >= MIN_REFERENCES
-        if not enough.any():
-            return nan, nan.copy(), nan.copy()
-        q25, q75 = _nanquantiles(filled[:, enough])
-        ref = ref[:, enough]
-        med = nanmedian_last(ref.T)
-        spread = MAD_TO_SIGMA * nanmedian_last(np.abs(ref - med).T)
-        if WITHIN:
-            n = self.counts[rows][:, enough].astype(np.float32)
-            var = np.where(n > 1, self.m2[rows][:, enough] / np.maximum(n - 1, 1), np.nan)
-            has = np.isfinite(var).any(axis=0)
-            within = np.zeros(len(med))
-            within[has] = nanmedian_last(var[:, has].T)
-            spread = np.sqrt(spread**2 + within)
-        centre, scale, pooled = nan, nan.copy(), nan.copy()
-        centre[enough] = med
-        floor = SPREAD_FLOOR * (q75 - q25) / IQR_TO_SIGMA
-        scale[enough] = np.fmax(np.fmax(spread, floor), 1e-12)
-        if INTERPOLATE:  # no slot counts behind its reference
-            pooled[enough] = scale[enough]
+        # The hours the sustained form's floor spans: what a ring of its own held when the
+        # reference is computed (at the hour's first cycle, before its first level is added):
+        # the _SUSTAINED_SLOTS hours before this one.
+        back = hour - self.hours
+        recent = filled[(back >= 1) & (back <= _SUSTAINED_SLOTS)]
+        if INTERPOLATE:
+            ref = self._interpolated(filled, now)  # [R, S]
         else:
+            ref = filled[rows[ok & _SUSTAINED]]
+        centre, scale = nan.copy(), nan.copy()
+        enough = np.isfinite(ref).sum(axis=0) >= MIN_REFERENCES
+        if enough.any():
+            q25, q75 = _nanquantiles(recent[:, enough])
+            ref = ref[:, enough]
+            med = nanmedian_last(ref.T)
+            spread = MAD_TO_SIGMA * nanmedian_last(np.abs(ref - med).T)
+            if WITHIN:
+                sub = rows[ok & _SUSTAINED]
+                n = self.counts[sub][:, enough].astype(np.float32)
+                var = np.where(n > 1, self.m2[sub][:, enough] / np.maximum(n - 1, 1), np.nan)
+                has = np.isfinite(var).any(axis=0)
+                within = np.zeros(len(med))
+                within[has] = nanmedian_last(var[:, has].T)
+                spread = np.sqrt(spread**2 + within)
+            centre[enough] = med
+            floor = SPREAD_FLOOR * (q75 - q25) / IQR_TO_SIGMA
+            scale[enough] = np.fmax(np.fmax(spread, floor), 1e-12)
+        if INTERPOLATE:  # no slot counts behind its reference
+            return centre, scale, centre, scale
+        # The pooled pair: every day of the ring.
+        rows = rows[ok]
+        ref = filled[rows]
+        centre_p, pooled = nan.copy(), nan.copy()
+        enough = np.isfinite(ref).sum(axis=0) >= MIN_REFERENCES
+        if enough.any():
+            q25, q75 = _nanquantiles(filled[:, enough])
+            centre_p[enough] = nanmedian_last(ref[:, enough].T)
+            floor = SPREAD_FLOOR * (q75 - q25) / IQR_TO_SIGMA
             pooled[enough] = np.fmax(np.fmax(_pooled_std(
                 self.counts[rows][:, enough], self.means[rows][:, enough],
                 self.m2[rows][:, enough]), floor), 1e-12)
-        return centre, scale, pooled
+        return centre, scale, centre_p, pooled
 
     def _interpolated(self, means: np.ndarray, now: float) -> np.ndarray:
         """[R, S] each earlier day's level at now's time of day: linear between the centres
         of the two hourly slots around it (a day without both is left out)."""
         out = []
-        for k in range(1, DAYS + 1):
+        for k in range(1, SUSTAINED_DAYS + 1):
             x = (now - k * DAY) / HOUR - 0.5
             h = int(np.floor(x))
             w = x - h
@@ -240,11 +295,10 @@ def deviations(levels: list[SeasonalLevels], values: np.ndarray,
         return (np.array([m for m, _ in pairs], dtype=np.float64),
                 np.array([p for _, p in pairs], dtype=np.float64))
     refs = [lv.reference(now) for lv in levels]
-    away = np.abs(values - np.stack([c for c, _, _ in refs]))
     out = []
-    for k in (1, 2):  # the MAD scale, the pooled scale
-        z = away / np.stack([r[k] for r in refs])
-        if k == 2 and POOLED_COMBINE == "joint":
+    for c, k in ((0, 1), (2, 3)):  # the MAD pair, the pooled pair
+        z = np.abs(values - np.stack([r[c] for r in refs])) / np.stack([r[k] for r in refs])
+        if k == 3 and POOLED_COMBINE == "joint":
             out.append(joint_z(z))
             continue
         dev: np.ndarray = np.fmax.reduce(z, axis=1)
