@@ -354,3 +354,17 @@ def test_entities_and_signals_without_any_sample_are_named(tmp_path, caplog):
     assert "entities_without_samples=1" in msg and "first=b" in msg
     [msg] = _messages(caplog, "signals without a single sample")
     assert "signals=memory" in msg
+
+
+def test_a_file_separated_otherwise_says_so(tmp_path):
+    """A ';' or tab-separated file is one column to the CSV reader: the error says what the
+    separator has to be (helper-55: "missing required column 'timestamp'" left users
+    looking at a header that has it)."""
+    for sep in (";", "\t"):
+        p = write(tmp_path, f"timestamp{sep}instance{sep}cpu{sep}memory\n{T0}{sep}a{sep}1{sep}1\n")
+        with pytest.raises(CsvFormatError, match="must be comma-separated"):
+            CsvSource(p, analysis())
+    p = write(tmp_path, "time,instance,cpu,memory\n")
+    with pytest.raises(CsvFormatError) as err:
+        CsvSource(p, analysis())
+    assert "comma-separated" not in str(err.value)

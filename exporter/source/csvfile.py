@@ -105,9 +105,16 @@ def _check_header(path: Path, header: list[str], required: Sequence[str],
         seen[name] = i
     for name in required:
         if name not in seen:
+            hint = ""
+            if len(header) == 1:
+                other = next((d for d in (";", "\t", "|") if d in header[0]), None)
+                if other is not None:
+                    hint = (f"; the header is one column that contains {other!r}: the file "
+                            "must be comma-separated")
             raise CsvFormatError(
                 path, 1, name,
-                f"missing required column {name!r} (header must be {','.join(required)})",
+                f"missing required column {name!r} (header must be {','.join(required)})"
+                + hint,
             )
     known = set(required) | set(optional) | set(ignorable)
     unknown = [h for h in header if h not in known]
