@@ -256,7 +256,10 @@ class Progress:
             return
         self.last = now
         elapsed = now - self.started
-        eta = elapsed / done * (self.total - done) if done else float("nan")
+        # No ETA from the first 2 % (the pool's start-up and the first cycles' fits would
+        # project a run of seconds to most of an hour; helper-55): "?" until then.
+        eta = (elapsed / done * (self.total - done) if done >= max(1, 0.02 * self.total)
+               else float("nan"))
         line = (f"backtest {done}/{self.total} cycles {100 * done / max(self.total, 1):.0f}% "
                 f"elapsed {util.format_clock(elapsed)} eta {util.format_clock(eta)}")
         self.stream.write(("\r" + line) if self.tty else line + "\n")
