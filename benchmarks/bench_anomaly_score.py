@@ -1,7 +1,8 @@
 """Benchmark: steady-state cost and memory of the anomaly score's calibration per cycle.
 
 `BaselineStore.score` at E entities x S signals with full own histories (432 raw distances,
-seasonal deviations, Fisher statistics and their averages; 3 days of hourly levels), fused
+seasonal deviations, Fisher statistics and their averages; a full ring of hourly levels,
+seasonal.SLOTS hours), fused
 (exporter/tda/seasonal.py) and the plain ECDF of the raw distance (FUSION off), in one run.
 The persistence itself is not included (benchmarks/bench_topology.py, bench_pipeline.py);
 a cold benchmark never reaches this path (no history yet).

@@ -241,21 +241,24 @@ def _coverage_lines(report: dict[str, Any]) -> list[str]:
     if not n:
         return []
     parts = []
-    for key, what in (("risk_undecided", "no risk (undecided: no forecast or vote)"),
-                      ("anomaly_unknown", "no anomaly score (warming up, or constant or "
-                                          "two-state signals)")):
+    for key, what in (("risk_undecided", "without a risk (fewer agents voted than "
+                                         "consensus.min_voters)"),
+                      ("anomaly_unknown", "without an anomaly score (warming up, or constant "
+                                          "or two-state signals)")):
         k = int(report.get(key, 0))
         if k:
-            parts.append(f"{k} of {n} ({100 * k / n:.0f} %) {what}")
-    return [f"- Entity evaluations with {'; '.join(parts)}"] if parts else []
+            share = 100.0 * k / n
+            pct = "<1" if share < 1 else ">99" if share > 99 and k < n else f"{share:.0f}"
+            parts.append(f"{what}: {k} ({pct} %)")
+    return [f"- Entity evaluations: {n}; " + "; ".join(parts)] if parts else []
 
 
 def _fmt_lead(value: float | None) -> str:
-    """A lead as `2h10m`; one of under half a minute either way is `0m` (a lead, not a
-    duration: "under a minute" read as early)."""
+    """A lead as `2h10m`; one that rounds to 0 minutes either way is `0m` (a lead, not a
+    duration: "under a minute" read as early). The rounding is humanize_seconds' own."""
     if value is None:
         return "—"
-    return "0m" if abs(value) < 30 else humanize_seconds(value)
+    return "0m" if int(round(abs(value) / 60)) == 0 else humanize_seconds(value)
 
 
 def _fmt_ratio(value: float | None) -> str:

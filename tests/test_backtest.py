@@ -466,11 +466,13 @@ def test_incidents_on_unknown_entities_and_rerun_without_incidents(
 
 
 def test_report_lead_of_zero_reads_zero_not_early():
-    """A lead under half a minute either way is `0m` in the report; "under a minute" (the
+    """A lead that rounds to 0 minutes either way is `0m` in the report; "under a minute" (the
     duration wording) read as a warning given early (helper-54)."""
     from exporter.backtest_report import _fmt_lead
 
     assert _fmt_lead(0.0) == "0m" and _fmt_lead(-20.0) == "0m" and _fmt_lead(29.0) == "0m"
+    assert _fmt_lead(30.0) == "0m" and _fmt_lead(-30.0) == "0m"  # round(0.5) is 0
+    assert _fmt_lead(31.0) == "1m"
     assert _fmt_lead(7800.0) == "2h10m" and _fmt_lead(-3600.0) == "-1h"
     assert _fmt_lead(None) == "—"
 
@@ -507,7 +509,11 @@ def test_report_says_when_the_forecast_abstained_and_what_had_no_score(tmp_path)
     cov = coverage(S())
     assert cov == {"entity_evaluations": 5, "risk_undecided": 3, "anomaly_unknown": 1}
     [line] = _coverage_lines(cov)
-    assert "3 of 5 (60 %) no risk" in line and "1 of 5 (20 %) no anomaly score" in line
+    assert line.startswith("- Entity evaluations: 5; without a risk")
+    assert "min_voters): 3 (60 %)" in line and "signals): 1 (20 %)" in line
+    [line] = _coverage_lines({"entity_evaluations": 1000, "risk_undecided": 1,
+                              "anomaly_unknown": 999})
+    assert "1 (<1 %)" in line and "999 (>99 %)" in line
     assert _coverage_lines({"entity_evaluations": 5, "risk_undecided": 0,
                             "anomaly_unknown": 0}) == []
     assert _cell(-0.0) == "0" and _cell(0.25) == "0.25" and _cell(float("nan")) == ""

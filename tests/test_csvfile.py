@@ -335,12 +335,16 @@ def test_aligned_and_finer_data_snap_as_before(tmp_path):
     fine = T0 + 15.0 * np.arange(40)
     np.testing.assert_array_equal(grid_steps(fine, np.zeros(40, int), 1, STEP),
                                   np.rint(fine / STEP).astype(np.int64))
+    # A few rows (under PHASE_MIN_ROWS) say little about a phase: snapped as before.
+    few = T0 + STEP * np.arange(4) + 30.0
+    np.testing.assert_array_equal(grid_steps(few, np.zeros(4, int), 1, STEP),
+                                  np.rint(few / STEP).astype(np.int64))
     # Two entities, one on the grid and one half a step off: each by its own phase.
-    both = np.concatenate([T0 + STEP * np.arange(5), T0 + STEP * np.arange(5) + 30.0])
-    ent = np.repeat([0, 1], 5)
+    both = np.concatenate([T0 + STEP * np.arange(9), T0 + STEP * np.arange(9) + 30.0])
+    ent = np.repeat([0, 1], 9)
     k = grid_steps(both, ent, 2, STEP)
-    np.testing.assert_array_equal(k[:5], np.rint(both[:5] / STEP))
-    np.testing.assert_array_equal(k[5:], np.rint(both[:5] / STEP) + 1)
+    np.testing.assert_array_equal(k[:9], np.rint(both[:9] / STEP))
+    np.testing.assert_array_equal(k[9:], np.rint(both[:9] / STEP) + 1)
 
 
 def test_entities_and_signals_without_any_sample_are_named(tmp_path, caplog):

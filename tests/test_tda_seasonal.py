@@ -537,72 +537,99 @@ def test_the_exported_level_combines_signals_jointly_and_the_sustained_level_kee
     assert mad[1] > mad[0]  # the max ranks them the other way round
 
 
+def _first_principles(rows, hour, days, floor_hours):
+    """The reference at `hour` from the levels rows [(t, level [S])] themselves: (centre,
+    MAD scale, pooled centre, pooled scale) over the same hour +-1 h of the last `days` days,
+    the MAD pair's floor from the hourly means of the `floor_hours` hours before `hour`, the
+    pooled pair's from those of the ring's SLOTS hours before it."""
+    import exporter.tda.seasonal as sz
+    from exporter.numeric import IQR_TO_SIGMA
+
+    by_hour: dict[int, list] = {}
+    for t, v in rows:
+        by_hour.setdefault(int(t // 3600), []).append(v)
+    means = {h: np.mean(v, axis=0) for h, v in by_hour.items()}
+
+    def floor(n):
+        m = np.sort(np.array([means[h] for h in means if 1 <= hour - h <= n]), axis=0)
+        k = len(m) - 1
+        return sz.SPREAD_FLOOR * (m[(3 * k) // 4] - m[k // 4]) / IQR_TO_SIGMA
+
+    back = [24 * k - d for k in range(1, days + 1) for d in sz.NEAR]
+    ref = np.array([means[hour - b] for b in back if hour - b in means])
+    centre = np.median(ref, axis=0)
+    mad = np.fmax(1.4826 * np.median(np.abs(ref - centre), axis=0), floor(3 * 24 + 2))
+    every = np.concatenate([by_hour[hour - b] for b in back if hour - b in by_hour])
+    pooled = np.fmax(np.std(every, axis=0, ddof=1), floor(sz.SLOTS))
+    return centre, mad, pooled
+
+
 def test_the_sustained_reference_reads_the_newest_days_and_the_exported_one_the_week():
-    """The MAD pair (the sustained form's, which the failure warnings read) is computed from
-    the newest SUSTAINED_DAYS days exactly as a ring of that length alone gave it; the
-    pooled pair (the exported score's) from every day of the ring."""
+    """The MAD pair (the sustained form's, which the failure warnings read) comes from the
+    newest SUSTAINED_DAYS days and its floor from the 74 hours before now, as the three-day
+    ring gave it; the pooled pair (the exported score's) from every day of the week's ring.
+    Around midnight the level is the same every day, so the MAD is 0 and the floor decides:
+    the older days' other hours sit 20 higher, which a floor over the whole ring would read."""
     import exporter.tda.seasonal as sz
 
     rng = np.random.default_rng(11)
     days = sz.DAYS + 1
-    level = SeasonalLevels(3)
-    rows = [(t, rng.normal([5.0, 50.0, 0.1], [1.0, 8.0, 0.05])
-             + (3.0 if t < 2 * DAY else 0.0))  # the oldest days sit higher
-            for t in np.arange(0.0, days * DAY, EVERY)]
+    rows = []
+    for t in np.arange(0.0, days * DAY, EVERY):
+        hod = (t % DAY) / 3600.0
+        shift = 20.0 if t < days * DAY - (3 * 24 + 2) * 3600.0 else 0.0
+        quiet = hod >= 22.0 or hod < 2.0
+        rows.append((t, np.array([0.0 if quiet else shift + np.sin(hod / 3.0), 5.0])
+                     + (0.0 if quiet else rng.normal(0.0, 0.01, 2))))
+    level = SeasonalLevels(2)
     for t, v in rows:
         level.add(v, t)
-    now = days * DAY + 1200.0
-    centre, mad, centre_p, pooled = level.reference(now)
-    # The same statistics from first principles: hourly means of the same hour +-1 h.
+    now = days * DAY + 600.0  # just after midnight
     hour = int(now // 3600)
-    means: dict[int, list] = {}
-    for t, v in rows:
-        means.setdefault(int(t // 3600), []).append(v)
-    back = [24 * k - d for k in range(1, sz.DAYS + 1) for d in sz.NEAR]
-    ref_all = np.array([np.mean(means[hour - b], axis=0) for b in back if hour - b in means])
-    ref_new = np.array([np.mean(means[hour - b], axis=0) for b in back[:3 * sz.SUSTAINED_DAYS]
-                        if hour - b in means])
-    assert len(ref_all) == 3 * sz.DAYS and len(ref_new) == 3 * sz.SUSTAINED_DAYS
-    np.testing.assert_allclose(centre, np.median(ref_new, axis=0), rtol=1e-5)
-    np.testing.assert_allclose(centre_p, np.median(ref_all, axis=0), rtol=1e-5)
-    every = np.concatenate([means[hour - b] for b in back if hour - b in means])
-    floor_all = sz.SPREAD_FLOOR * np.subtract(*np.percentile(
-        [np.mean(means[h], axis=0) for h in means if hour - h < sz.SLOTS], [75, 25],
-        axis=0, method="lower")) / 1.349
-    np.testing.assert_allclose(pooled, np.fmax(np.std(every, axis=0, ddof=1), floor_all),
-                               rtol=2e-3)
-    # A ring of SUSTAINED_DAYS alone (the reference before the week) gives the MAD pair.
-    short = SeasonalLevels(3)
-    old = (sz.SLOTS, sz._BACK, sz._SUSTAINED)
-    try:
-        sz.SLOTS = sz._SUSTAINED_SLOTS
-        sz._BACK = np.array(back[:3 * sz.SUSTAINED_DAYS])
-        sz._SUSTAINED = np.ones(len(sz._BACK), dtype=bool)
-        short = SeasonalLevels(3)
-        for t, v in rows:
-            short.add(v, t)
-        c2, m2, _, _ = short._reference(hour, now)
-    finally:
-        sz.SLOTS, sz._BACK, sz._SUSTAINED = old
-    np.testing.assert_array_equal(centre, c2)
-    np.testing.assert_array_equal(mad, m2)
+    centre, mad, centre_p, pooled = level.reference(now)
+    want_c, want_mad, _ = _first_principles(rows, hour, sz.SUSTAINED_DAYS, 0)
+    np.testing.assert_allclose(centre, want_c, atol=1e-6)
+    np.testing.assert_allclose(mad, want_mad, rtol=1e-3)  # float32 Welford means
+    assert mad[0] > 1e-3  # the floor decided it (the same-hour means are all 0) ...
+    all_c, _, all_pool = _first_principles(rows, hour, sz.DAYS, 0)
+    np.testing.assert_allclose(centre_p, all_c, atol=1e-6)
+    np.testing.assert_allclose(pooled, all_pool, rtol=2e-3)
+    # ... from the newest days only: the ring's older, wider days would set a floor several
+    # times larger.
+    from exporter.numeric import IQR_TO_SIGMA
+
+    olds = np.array([np.mean([v for t, v in rows if int(t // 3600) == h], axis=0)
+                     for h in range(hour - sz.SLOTS, hour)
+                     if any(int(t // 3600) == h for t, _ in rows)])
+    q = np.sort(olds, axis=0)
+    k = len(q) - 1
+    assert mad[0] * 3 < sz.SPREAD_FLOOR * (q[(3 * k) // 4, 0] - q[k // 4, 0]) / IQR_TO_SIGMA
+
+
+def _three_day_ring(levels: SeasonalLevels) -> tuple[np.ndarray, ...]:
+    """(hours [74], means, m2, counts [74, S]) of `levels` as the three-day ring of 74 slots
+    held them: the newest 74 hours, each in row hour % 74."""
+    slots = 3 * 24 + 2
+    keep = np.argsort(levels.hours)[-slots:]
+    order = np.argsort(levels.hours[keep] % slots)
+    idx = keep[order]
+    return levels.hours[idx], levels.means[idx], levels.m2[idx], levels.counts[idx]
 
 
 def test_a_ring_saved_shorter_is_re_placed_by_hour_not_relearned():
     """Baselines saved with the three-day ring (74 slots, before the week's) load into this
-    version's ring hour by hour: the same hours, means, M2 and counts, the same MAD-pair
-    reference, and a TopologyStage restores such a state."""
+    version's ring hour by hour: the same hours, means, M2 and counts, and the same MAD-pair
+    reference; where two saved hours share a row of the new ring the newest is kept; and a
+    TopologyStage restores such a state."""
     import exporter.tda.seasonal as sz
 
     rng = np.random.default_rng(5)
     full = SeasonalLevels(2)
     for t in np.arange(0.0, 5 * DAY, EVERY):
         full.add(rng.normal([1.0, 9.0], 0.5), t)
-    keep = np.argsort(full.hours)[-sz._SUSTAINED_SLOTS:]  # what a 74-slot ring held
-    order = np.argsort(full.hours[keep] % sz._SUSTAINED_SLOTS)
-    hours = full.hours[keep][order]
-    got = SeasonalLevels.restored(hours, full.means[keep][order], full.m2[keep][order],
-                                  full.counts[keep][order])
+    hours, means, m2, counts = _three_day_ring(full)
+    assert len(hours) == 74 and (np.sort(hours) == np.arange(120 - 74, 120)).all()
+    got = SeasonalLevels.restored(hours, means, m2, counts)
     assert sorted(got.hours[got.hours >= 0].tolist()) == sorted(hours.tolist())
     for h in hours.tolist():
         a, b = int(np.flatnonzero(got.hours == h)[0]), int(np.flatnonzero(full.hours == h)[0])
@@ -611,19 +638,26 @@ def test_a_ring_saved_shorter_is_re_placed_by_hour_not_relearned():
         np.testing.assert_array_equal(got.counts[a], full.counts[b])
     now = 5 * DAY + 600.0
     np.testing.assert_array_equal(got.reference(now)[:2], full.reference(now)[:2])
-    # Through a whole stage's state.
-    stage = _learned(2.6, seed=3)
+    # Two saved hours on one row of the new ring (10 and 10 + SLOTS): the newer one is kept.
+    two = SeasonalLevels.restored(np.array([10 + sz.SLOTS, 10]), np.array([[2.0], [1.0]]),
+                                  np.zeros((2, 1)), np.ones((2, 1), dtype=np.uint8))
+    assert two.hours[10] == 10 + sz.SLOTS and two.means[10, 0] == 2.0
+    assert (two.hours >= 0).sum() == 1
+    # Through a whole stage's state: each entity's ring saved the three-day way.
+    stage = _learned(1.2, seed=3)
+    for entry in stage._store.entries.values():
+        entry.levels = SeasonalLevels(2)
+        for t in np.arange(0.0, 5 * DAY, EVERY):
+            entry.levels.add(rng.normal([1.0, 9.0], 0.5), t)
     saved = stage.state()
-    cut = {**saved,
-           "levels_hours": saved["levels_hours"][:, : sz._SUSTAINED_SLOTS],
-           "levels_means": saved["levels_means"][:, : sz._SUSTAINED_SLOTS],
-           "levels_m2": saved["levels_m2"][:, : sz._SUSTAINED_SLOTS],
-           "levels_counts": saved["levels_counts"][:, : sz._SUSTAINED_SLOTS]}
+    rings = [_three_day_ring(e.levels) for e in stage._store.entries.values()]
+    cut = {**saved, **{f"levels_{name}": np.stack([r[j] for r in rings])
+                       for j, name in enumerate(("hours", "means", "m2", "counts"))}}
     again = TopologyStage(_analysis(), workers=1)
     again.restore(cut)
+    again.close()
     for key, entry in stage._store.entries.items():
         lv = again._store.entries[key].levels
         assert lv is not None and lv.hours.shape == (sz.SLOTS,)
-        kept = cut["levels_hours"][0]
-        assert set(lv.hours[lv.hours >= 0].tolist()) <= set(entry.levels.hours.tolist())
-        assert len(kept)
+        assert set(lv.hours[lv.hours >= 0].tolist()) == set(range(120 - 74, 120))
+        np.testing.assert_array_equal(lv.reference(now)[:2], entry.levels.reference(now)[:2])

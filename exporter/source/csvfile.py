@@ -48,6 +48,7 @@ MILLISECONDS = (1e11, 1e14)
 # placed by their own phase (`grid_steps`).
 PHASE_TOLERANCE = 0.1
 PHASE_AGREEMENT = 0.5
+PHASE_MIN_ROWS = 8
 
 
 class CsvFormatError(ValueError):
@@ -301,15 +302,17 @@ def grid_steps(ts: np.ndarray, ent: np.ndarray, n_entities: int, step: float) ->
     Snapped as they were, samples half a step off the grid paired up on every other grid
     point (round-half-to-even) and half of them were lost (helper-55). The phase is the
     circular mean of ts mod step over the entity's rows; it counts only where those agree
-    (mean resultant length >= PHASE_AGREEMENT), so data finer than the step or with no
-    steady offset is snapped as before.
+    (mean resultant length >= PHASE_AGREEMENT) over at least PHASE_MIN_ROWS rows, so data
+    finer than the step, with no steady offset or of a few rows is snapped as before. One
+    phase per entity and file: a file joined from exports of two offsets gets their mean.
     """
     angle = (2.0 * np.pi / step) * np.mod(ts, step)
     n = np.maximum(np.bincount(ent, minlength=n_entities), 1)
     c = np.bincount(ent, weights=np.cos(angle), minlength=n_entities) / n
     s = np.bincount(ent, weights=np.sin(angle), minlength=n_entities) / n
     phase = np.arctan2(s, c) * (step / (2.0 * np.pi))  # (-step/2, step/2]
-    steady = (np.hypot(c, s) >= PHASE_AGREEMENT) & (np.abs(phase) > PHASE_TOLERANCE * step)
+    steady = ((np.hypot(c, s) >= PHASE_AGREEMENT) & (np.abs(phase) > PHASE_TOLERANCE * step)
+              & (n >= PHASE_MIN_ROWS))
     phase = np.where(steady, phase, 0.0)
     k = np.rint((ts - phase[ent]) / step).astype(np.int64)
     # A sample after its grid point (phase > 0) belongs to the next one (never earlier).

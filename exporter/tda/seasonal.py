@@ -61,17 +61,13 @@ DAYS = 7
 HOUR = 3600.0
 SLOTS = DAYS * 24 + 2  # + the two slots the oldest day's interpolation needs
 NEAR = (-1, 0, 1)
-# The sustained form's (MAD) reference reads the newest SUSTAINED_DAYS days of the ring,
-# exactly as the three-day ring gave it; the exported score's (pooled) one all DAYS (issue 14,
+# The sustained form's (MAD) reference reads the newest SUSTAINED_DAYS days of the ring (as
+# the three-day ring gave it, identical on an uninterrupted series); the exported score's (pooled) one all DAYS (issue 14,
 # eleventh session, ASD at the live cadence: whole servers AUROC 0.679 -> 0.696, NAB-style
 # 33.7 -> 39.4, info fires 0.59 -> 0.43 per entity-day; the week for both forms cost the failure
 # alerts, which read the sustained form, 28 -> 25 on ASD and 10 -> 9 incidents detected:
 # benchmarks/README.md "A week of same-hour references for the exported score").
 SUSTAINED_DAYS = 3
-_SUSTAINED_SLOTS = SUSTAINED_DAYS * 24 + 2
-# Hours back of each reference slot (DAYS x NEAR) and which of them the sustained form reads.
-_BACK = np.array([24 * k - d for k in range(1, DAYS + 1) for d in NEAR], dtype=np.int64)
-_SUSTAINED = np.repeat(np.arange(1, DAYS + 1), len(NEAR)) <= SUSTAINED_DAYS
 DAY = 86400.0
 # Reference: each earlier day's level interpolated at the same time of day (else the hourly
 # means of the same hour +-1 h: a steep daily slope then widens the reference).
@@ -130,7 +126,7 @@ class SeasonalLevels:
         self.means = np.zeros((SLOTS, signals), dtype=np.float32)
         self.m2 = np.zeros((SLOTS, signals), dtype=np.float32)
         self.counts = np.zeros((SLOTS, signals), dtype=np.uint8)
-        # (centre [S], scale [S]) of the reference and the hour it was computed for: it
+        # `reference`'s four arrays and the hour they were computed for: it
         # reads only earlier days' slots, fixed within the hour (not saved: recomputed).
         self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._ref_hour = -1
@@ -196,19 +192,25 @@ class SeasonalLevels:
         The MAD pair reads the newest SUSTAINED_DAYS days of the ring, the pooled pair all
         DAYS."""
         nan = np.full(self.means.shape[1], np.nan)
-        want = hour - _BACK
+        # Hours back of each reference slot (DAYS x NEAR) and which the sustained form reads
+        # (built here, not at import: the measured variants patch DAYS and SLOTS).
+        days = np.repeat(np.arange(1, DAYS + 1), len(NEAR))
+        want = hour - (24 * days - np.tile(np.asarray(NEAR), DAYS))
+        newest = days <= SUSTAINED_DAYS
         rows = want % SLOTS
         ok = self.hours[rows] == want
         filled = np.where(self.counts > 0, self.means, np.nan)
-        # The hours the sustained form's floor spans: what a ring of its own held when the
-        # reference is computed (at the hour's first cycle, before its first level is added):
-        # the _SUSTAINED_SLOTS hours before this one.
+        # The floors read the hourly means of the hours before this one: the sustained form's
+        # the SUSTAINED_DAYS x 24 + 2 of them (what a ring of its own held at the hour's first
+        # cycle on an uninterrupted series; after a gap or a restart mid-hour that ring held
+        # whatever its slots still did), the pooled pair's the whole ring's.
         back = hour - self.hours
-        recent = filled[(back >= 1) & (back <= _SUSTAINED_SLOTS)]
+        before = filled[(back >= 1) & (back <= SLOTS)]
+        recent = filled[(back >= 1) & (back <= SUSTAINED_DAYS * 24 + 2)]
         if INTERPOLATE:
             ref = self._interpolated(filled, now)  # [R, S]
         else:
-            ref = filled[rows[ok & _SUSTAINED]]
+            ref = filled[rows[ok & newest]]
         centre, scale = nan.copy(), nan.copy()
         enough = np.isfinite(ref).sum(axis=0) >= MIN_REFERENCES
         if enough.any():
@@ -217,7 +219,7 @@ class SeasonalLevels:
             med = nanmedian_last(ref.T)
             spread = MAD_TO_SIGMA * nanmedian_last(np.abs(ref - med).T)
             if WITHIN:
-                sub = rows[ok & _SUSTAINED]
+                sub = rows[ok & newest]
                 n = self.counts[sub][:, enough].astype(np.float32)
                 var = np.where(n > 1, self.m2[sub][:, enough] / np.maximum(n - 1, 1), np.nan)
                 has = np.isfinite(var).any(axis=0)
@@ -235,7 +237,7 @@ class SeasonalLevels:
         centre_p, pooled = nan.copy(), nan.copy()
         enough = np.isfinite(ref).sum(axis=0) >= MIN_REFERENCES
         if enough.any():
-            q25, q75 = _nanquantiles(filled[:, enough])
+            q25, q75 = _nanquantiles(before[:, enough])
             centre_p[enough] = nanmedian_last(ref[:, enough].T)
             floor = SPREAD_FLOOR * (q75 - q25) / IQR_TO_SIGMA
             pooled[enough] = np.fmax(np.fmax(_pooled_std(
@@ -392,7 +394,8 @@ def _nanquantiles(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """25th and 75th percentiles (nearest rank below) over axis 0 of a [R, S] with NaN.
 
     The same values as np.nanquantile(a, [0.25, 0.75], axis=0, method="lower") (tested), ~10x
-    faster ([74, 8]: 20 vs 210 us; it runs once per entity and hour). Kept over
+    faster ([74, 8]: 20 vs 210 us; it runs twice per entity and hour, on up to [74, S] and
+    [170, S]). Kept over
     exporter.numeric.nan_percentile (linear interpolation; issue 17): measured, ASD multi AUROC
     0.720 -> 0.710, uni and fleetgen-202 unchanged (benchmarks/README.md, issue 14 fourth
     session)."""
