@@ -111,6 +111,11 @@ RENORMALISE_EVERY = 6 * 3600.0
 # move with their bursts). 0: off.
 UNITS_TOLERANCE = 1.5
 REPLAY_REFIT_EVERY = 7200.0
+# An entity missing from the window (no sample for a window's length: a scrape gap, a host down
+# for maintenance) keeps its baselines this long (`BaselineStore.forget`). Forgotten at once, a
+# two-hour gap cost three days of history: no score for ~6 h after it, then a fresh entity's
+# (helper-57). 6 h bounds what a rollout that renames every pod leaves behind (~87 KB each).
+FORGET_AFTER = 6 * 3600.0
 # Version of `BaselineStore.state()`; older saved baselines are refused (and relearned).
 STATE_FORMAT = 4
 DAY = 86400.0
@@ -413,6 +418,8 @@ class _Entry:
     # (A float32 array, not a list: 432 Python floats per entity cost ~14 KB, 10x more.)
     raw_hist: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
     last_raw: float = -np.inf
+    # The last cycle the entity was in the window (-inf: not since a restore); `forget`.
+    seen: float = -np.inf
     # Diagram summaries [n, SUMMARY_SIZE] (float16: counts and robust units need no more) and
     # their times, appended with raw_hist (raw may be NaN while no reference exists yet).
     vec_hist: np.ndarray = field(default_factory=lambda: np.empty((0, SUMMARY_SIZE),
@@ -977,9 +984,23 @@ class BaselineStore:
                             float(times[j]), _or_nan(center, s).copy(), _or_nan(scale, s).copy(),
                             model is not None)
 
-    def forget(self, keep: set[tuple[str, ...]]) -> None:
-        """Drop entities not in `keep` (gone from the source)."""
-        for key in [k for k in self.entries if k not in keep]:
+    def forget(self, keep: set[tuple[str, ...]], now: float | None = None,
+               after: float = FORGET_AFTER) -> None:
+        """Drop the entities gone from the source: not in `keep` (this cycle's entities), and
+        with `now` (Unix seconds) only those not in it for more than `after` seconds (an
+        entity whose absence started before a restore counts from the first call after it).
+        Without `now`, every entity not in `keep` at once."""
+        if now is None:
+            for key in [k for k in self.entries if k not in keep]:
+                del self.entries[key]
+            return
+        gone = []
+        for key, entry in self.entries.items():
+            if key in keep or entry.seen == -np.inf:
+                entry.seen = now
+            elif now - entry.seen > after:
+                gone.append(key)
+        for key in gone:
             del self.entries[key]
 
     # ---------------------------------------------------------------------------------------

@@ -60,13 +60,14 @@ def _serve(conn: Any, analysis: AnalysisConfig) -> None:
 def _batch(stage: Any, windows: list[Window], nows: list[float],
            options: dict[str, bool]) -> list[TopologyResult | None]:
     """`run_batch` over runs of non-empty windows; a window without this shard's entities
-    forgets them all, as the whole stage would (its entities are gone from the source)."""
+    counts towards forgetting them all, as the whole stage would (its entities are missing
+    from the source: `BaselineStore.forget`)."""
     out: list[TopologyResult | None] = [None] * len(windows)
     k = 0
     while k < len(windows):
         if not windows[k].entities:
             if stage._store is not None:
-                stage._store.forget(set())
+                stage._store.forget(set(), nows[k])
             k += 1
             continue
         j = k

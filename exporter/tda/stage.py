@@ -669,7 +669,7 @@ class TopologyStage:
         # onset alone is still admitted, and so is one the drift holds up for hours.
         store.update(keys, diagrams, coarse, h0_median, deciles, admit, now, center, scale,
                      raw, vecs)
-        store.forget(set(keys))
+        store.forget(set(keys), now)
 
         order = np.array([shard_of(k, 2**31) for k in keys], dtype=np.int64)
         fleet_b, fleet_outlier = FleetTopology(betti=fleet_betti).fit(feats, order).transform()
