@@ -319,8 +319,10 @@ def test_samples_at_a_steady_offset_keep_every_sample(tmp_path, caplog, offset, 
     got = src.values[0, 0]
     assert np.isfinite(got).sum() == n and not np.isnan(got[:n]).any()
     np.testing.assert_array_equal(got[:n], np.arange(n))
-    # Never placed before it was taken.
+    # Never placed before it was taken, and the load says so.
     assert (src.timestamps[:n] >= t - 1e-6).all()
+    [msg] = _messages(caplog, "steady offset from the step grid")
+    assert "entities=1" in msg
     assert not _messages(caplog, "latest sample wins") and not _messages(caplog, "finer")
 
 
@@ -358,6 +360,14 @@ def test_entities_and_signals_without_any_sample_are_named(tmp_path, caplog):
     assert "entities_without_samples=1" in msg and "first=b" in msg
     [msg] = _messages(caplog, "signals without a single sample")
     assert "signals=memory" in msg
+    assert not _messages(caplog, "series without a single sample")
+    caplog.clear()
+    p = write(tmp_path, "timestamp,instance,cpu,memory\n"
+              f"{T0},a,1,2\n{T0 + STEP},a,2,3\n{T0},c,1,\n{T0 + STEP},c,2,\n", "one.csv")
+    CsvSource(p, analysis())
+    [msg] = _messages(caplog, "series without a single sample")
+    assert "series_without_samples=1" in msg and "first=c/memory" in msg
+    assert not _messages(caplog, "signals without a single sample")
 
 
 def test_a_file_separated_otherwise_says_so(tmp_path):

@@ -314,6 +314,10 @@ def grid_steps(ts: np.ndarray, ent: np.ndarray, n_entities: int, step: float) ->
     steady = ((np.hypot(c, s) >= PHASE_AGREEMENT) & (np.abs(phase) > PHASE_TOLERANCE * step)
               & (n >= PHASE_MIN_ROWS))
     phase = np.where(steady, phase, 0.0)
+    if steady.any():
+        log.info("msg=\"samples at a steady offset from the step grid: each on the first grid "
+                 "point at or after it\" entities=%d largest_offset_seconds=%g",
+                 int(steady.sum()), float(np.abs(phase).max()))
     k = np.rint((ts - phase[ent]) / step).astype(np.int64)
     # A sample after its grid point (phase > 0) belongs to the next one (never earlier).
     return k + (phase[ent] > 0)
@@ -322,8 +326,9 @@ def grid_steps(ts: np.ndarray, ent: np.ndarray, n_entities: int, step: float) ->
 def _warn_empty(path: Path, values: np.ndarray, entities: Sequence[EntityKey],
                 signals: Sequence[str]) -> None:
     """Log once the entities with no sample of any signal in the file (they have rows, every
-    value empty: no evaluation will show them) and the signals with no sample of any entity,
-    naming up to 5 of each (values [E, S, T])."""
+    value empty: no evaluation will show them), the signals with no sample of any entity, and
+    the other series (an entity's signal) with no sample, naming up to 5 of each (values
+    [E, S, T])."""
     known = np.isfinite(values)
     silent = np.flatnonzero(~known.any(axis=(1, 2)))
     if len(silent):
@@ -335,6 +340,16 @@ def _warn_empty(path: Path, values: np.ndarray, entities: Sequence[EntityKey],
         log.warning("msg=\"signals without a single sample in the file\" file=%s "
                     "signals_without_samples=%d signals=%s", path, len(blank),
                     ",".join(blank[:5]))
+    series = ~known.any(axis=2)  # [E, S]
+    series[silent] = False
+    series[:, ~known.any(axis=(0, 2))] = False
+    rows, cols = np.nonzero(series)
+    if len(rows):
+        log.warning("msg=\"series without a single sample in the file (an entity's signal)\" "
+                    "file=%s series_without_samples=%d first=%s", path, len(rows),
+                    ";".join(f"{','.join(entities[i])}/{signals[j]}"
+                             for i, j in zip(rows[:5].tolist(), cols[:5].tolist(),
+                                             strict=True)))
 
 
 class CsvSource:
