@@ -590,8 +590,9 @@ def replayed_model_info(predictor: Any, model_info: dict[str, str],
 
 def coverage(scores: Scores) -> dict[str, int]:
     """How many entity evaluations (an entity with samples at an evaluation) had a risk and
-    an anomaly score: `entity_evaluations`, `risk_undecided` (fewer agents voted than
-    `consensus.min_voters`: a forecast that abstains leaves the others' votes),
+    an anomaly score: `entity_evaluations`, `risk_undecided` (no sample in the window's
+    last steps, or fewer agents voted than `consensus.min_voters`: a forecast that abstains
+    leaves the others' votes),
     `anomaly_unknown` (warming up, or every signal constant or two-state: no topology)."""
     present = np.asarray(scores.present, dtype=bool)
     return {"entity_evaluations": int(present.sum()),

@@ -241,8 +241,8 @@ def _coverage_lines(report: dict[str, Any]) -> list[str]:
     if not n:
         return []
     parts = []
-    for key, what in (("risk_undecided", "without a risk (fewer agents voted than "
-                                         "consensus.min_voters)"),
+    for key, what in (("risk_undecided", "without a risk (undecided: no recent samples, or "
+                                         "fewer agents voted than consensus.min_voters)"),
                       ("anomaly_unknown", "without an anomaly score (warming up, or constant "
                                           "or two-state signals)")):
         k = int(report.get(key, 0))
