@@ -510,6 +510,7 @@ def test_report_says_when_the_forecast_abstained_and_what_had_no_score(tmp_path)
     assert cov == {"entity_evaluations": 5, "risk_undecided": 3, "anomaly_unknown": 1}
     [line] = _coverage_lines(cov)
     assert line.startswith("- Entity evaluations: 5; without a risk")
+    assert "no recent samples" in line
     assert "min_voters): 3 (60 %)" in line and "signals): 1 (20 %)" in line
     [line] = _coverage_lines({"entity_evaluations": 1000, "risk_undecided": 1,
                               "anomaly_unknown": 999})
