@@ -62,11 +62,12 @@ HOUR = 3600.0
 SLOTS = DAYS * 24 + 2  # + the two slots the oldest day's interpolation needs
 NEAR = (-1, 0, 1)
 # The sustained form's (MAD) reference reads the newest SUSTAINED_DAYS days of the ring (as
-# the three-day ring gave it, identical on an uninterrupted series); the exported score's (pooled) one all DAYS (issue 14,
-# eleventh session, ASD at the live cadence: whole servers AUROC 0.679 -> 0.696, NAB-style
-# 33.7 -> 39.4, info fires 0.59 -> 0.43 per entity-day; the week for both forms cost the failure
-# alerts, which read the sustained form, 28 -> 25 on ASD and 10 -> 9 incidents detected:
-# benchmarks/README.md "A week of same-hour references for the exported score").
+# the three-day ring gave it, identical on an uninterrupted series); the exported score's
+# (pooled) one all DAYS (issue 14, eleventh session, ASD at the live cadence: whole servers
+# AUROC 0.679 -> 0.696, NAB-style 33.7 -> 39.4, info fires 0.59 -> 0.43 per entity-day; the
+# week for both forms cost the failure alerts, which read the sustained form, 28 -> 25 on ASD
+# and 10 -> 9 incidents detected: benchmarks/README.md "A week of same-hour references for
+# the exported score").
 SUSTAINED_DAYS = 3
 DAY = 86400.0
 # Reference: each earlier day's level interpolated at the same time of day (else the hourly
