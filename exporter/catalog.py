@@ -80,8 +80,8 @@ TOPOLOGY_ANOMALY = _entity(
     "aura_topology_anomaly_score",
     "Calibrated tail probability of the entity's topological distance (persistence summaries "
     "vs its own history at the same time of day) fused with its seasonal level deviation: "
-    "0.99 = exceeded by 1 window in 100 of its own; absent while warming up and for constant "
-    "windows.",
+    "0.99 = exceeded by 1 window in 100 of its own; absent while warming up, for constant "
+    "windows and for windows mostly missing.",
 )
 BETTI = _entity(
     "aura_betti_number",

@@ -512,3 +512,35 @@ def test_an_entity_missing_different_signals_at_different_times_keeps_its_score(
     assert np.isfinite(late).sum() >= 95
     assert np.isfinite(entry.center[[0, 1, 3]]).all()
     assert stage._store.view(("h4",)).cloud.shape[0] > 0
+
+
+def test_a_window_mostly_missing_exports_no_anomaly_score():
+    """Fewer than MIN_COVERAGE of the steps with a sample of each signal the entity has: no
+    exported score (helper-57: the windows at either end of a scrape gap scored 0.93-0.9998);
+    a signal the entity does not have in the window does not count against it. The sustained
+    form, which the decisions read, keeps the window."""
+    from exporter.tda.stage import MIN_COVERAGE, sparse
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(6, 3, 24))
+    keep = int(np.ceil(MIN_COVERAGE * 24))
+    x[1, :, keep:] = np.nan  # just enough steps
+    x[2, :, keep - 1:] = np.nan  # one step short
+    x[3, 0, :] = np.nan  # a signal it does not have here: the others are whole
+    x[4, 1, ::2] = np.nan  # half of one signal's steps missing
+    x[5] = np.nan  # nothing at all
+    assert sparse(x).tolist() == [False, False, True, False, True, True]
+    # Through the stage: the same window with most of one entity's steps gone.
+    series = fleet_series(4, 30, seed=6)
+    stage = TopologyStage(analysis(), workers=1)
+    try:
+        drive(stage, series, range(26))
+        w = window_at(series, 26)
+        values = w.values.copy()
+        values[0, :, : T // 2] = np.nan  # h0: half its window missing
+        gap = Window(w.analysis, w.label_names, w.entities, w.signals, w.timestamps, values)
+        r = stage.run(gap, 26 * SHIFT * STEP)
+        assert np.isnan(r.anomaly_score[0]) and np.isfinite(r.anomaly_score[1:]).all()
+        assert np.isfinite(r.sustained_score[0])
+    finally:
+        stage.close()

@@ -72,6 +72,14 @@ SEND_AHEAD_MIN = 4
 # With a pool, `_speculate` computes and sends this many rows first, then blocks of
 # `row_block`: the workers, idle at a replay batch's start, get work sooner.
 SPECULATE_FIRST_ROWS = 128
+# The exported anomaly score is left out (NaN) for a window with a sample of each of its
+# signals at fewer than this share of its steps (`sparse`): its coarse cloud is then the few
+# steps left, unpooled or short, and compares as unusual with every full window (helper-57:
+# 0.93-0.9998 at either end of a two-hour scrape gap). The sustained form, the histories and
+# the decisions still read such windows: made a degenerate window for all of them, a failing
+# host's partial windows were lost as evidence too (a detection fewer and a false alert more
+# on the independent fleets; benchmarks/README.md "Scrape gaps").
+MIN_COVERAGE = 0.75
 
 
 class TopologyError(RuntimeError):
@@ -160,6 +168,16 @@ def degenerate(values: np.ndarray) -> np.ndarray:
         hi = np.nanmax(values, axis=2, keepdims=True)
     two = ((values == lo) | (values == hi) | np.isnan(values)).all(axis=2)
     return two.all(axis=1)
+
+
+def sparse(values: np.ndarray) -> np.ndarray:
+    """[E] True where fewer than MIN_COVERAGE of the steps of values[E, S, T] have a sample of
+    every signal the entity has in the window (the ends of a scrape gap, a host going down),
+    or none has any."""
+    missing = np.isnan(values)
+    present = ~missing.all(axis=2)  # [E, S]: the signals the entity has in this window
+    steps = (~missing | ~present[:, :, None]).all(axis=1) & present.any(axis=1)[:, None]
+    return steps.mean(axis=1) < MIN_COVERAGE if values.shape[2] else np.ones(len(values), bool)
 
 
 class TopologyStage:
@@ -676,7 +694,7 @@ class TopologyStage:
         log.debug("stage=tda entities=%d diagrams=%d fitted=%d duration_seconds=%.3f",
                   e, int(known.sum()), int(fitted.sum()), time.perf_counter() - started)
         return TopologyResult(
-            anomaly_score=np.where(warming, np.nan, score),
+            anomaly_score=np.where(warming | sparse(values), np.nan, score),
             sustained_score=np.where(warming, np.nan, held),
             betti=feats[:, :2].copy(),
             entropy=feats[:, 2:4].copy(),
