@@ -592,8 +592,8 @@ def coverage(scores: Scores) -> dict[str, int]:
     """How many entity evaluations (an entity with samples at an evaluation) had a risk and
     an anomaly score: `entity_evaluations`, `risk_undecided` (no sample in the window's
     last steps, or fewer agents voted than `consensus.min_voters`: a forecast that abstains
-    leaves the others' votes),
-    `anomaly_unknown` (warming up, or every signal constant or two-state: no topology)."""
+    leaves the others' votes), `anomaly_unknown` (warming up, every signal constant or
+    two-state, or the window mostly missing: no exported score)."""
     present = np.asarray(scores.present, dtype=bool)
     return {"entity_evaluations": int(present.sum()),
             "risk_undecided": int((present & ~np.isfinite(scores.risk)).sum()),

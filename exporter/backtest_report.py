@@ -243,8 +243,9 @@ def _coverage_lines(report: dict[str, Any]) -> list[str]:
     parts = []
     for key, what in (("risk_undecided", "without a risk (undecided: no recent samples, or "
                                          "fewer agents voted than consensus.min_voters)"),
-                      ("anomaly_unknown", "without an anomaly score (warming up, or constant "
-                                          "or two-state signals)")):
+                      ("anomaly_unknown", "without an anomaly score (warming up, a window "
+                                          "mostly missing, or constant or two-state "
+                                          "signals)")):
         k = int(report.get(key, 0))
         if k:
             share = 100.0 * k / n
