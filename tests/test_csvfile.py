@@ -87,9 +87,7 @@ def test_ignorable_columns_and_column_order(tmp_path):
     "body, where, fragment",
     [
         (f"{T0},a,0.1,0.2\nyesterday,a,0.1,0.2\n", ":3:timestamp", "neither Unix seconds"),
-        (f"{T0},a,0.1,0.2\n{T0 + 60},a,0.1,lots\n", ":3:memory", "not a number: 'lots'"),
         (f"{T0},a,0.1,0.2\n{T0 + 60},a,0.1\n", ":3", "expected 4 fields, got 3"),
-        (f"{T0},a,0.1,0.2\n\n{T0 + 120},a,x,0.2\n", ":4:cpu", "not a number: 'x'"),
         (f"{T0},a,1,2\n{T0 + 60},a,1,2\n{T0 * 1000},a,1,2\n", ":4:timestamp", "milliseconds"),
         ("", ":2", "no data rows"),
     ],
@@ -100,6 +98,24 @@ def test_malformed_rows_are_located(tmp_path, body, where, fragment):
         CsvSource(p, analysis())
     assert str(info.value).startswith(f"{p}{where}: "), str(info.value)
     assert fragment in str(info.value)
+
+
+def test_cells_that_are_not_numbers_are_missing_samples_counted_and_logged_once(tmp_path,
+                                                                              caplog):
+    p = write(tmp_path, (
+        "timestamp,instance,cpu,memory\n"
+        f"{T0},a,0.1,0.2\n"
+        f"{T0 + 60},a,0.1,lots\n"
+        f"{T0 + 120},a,N/A,0.4\n"
+        f"{T0 + 180},a,null,N/A\n"
+        f"{T0 + 240},a,0.3,0.5\n"))
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    src = CsvSource(p, analysis())
+    np.testing.assert_array_equal(src.values[0, 0], [0.1, 0.1, np.nan, np.nan, 0.3])
+    np.testing.assert_array_equal(src.values[0, 1], [0.2, np.nan, 0.4, np.nan, 0.5])
+    (msg,) = _messages(caplog, "cells that are not numbers")
+    assert "cells=4" in msg and "columns=cpu:2,memory:2" in msg, msg
+    assert f"first={p}:3:memory:'lots'" in msg, msg
 
 
 @pytest.mark.parametrize(

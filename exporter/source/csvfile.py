@@ -14,7 +14,8 @@ Times, in both files: a column of numbers that are all in [1e11, 1e14) is Unix m
 Grafana and Prometheus CSV exports write them; as seconds they would be after the year 5138)
 and is read as such; any time still outside [0, 2**32) seconds (before 1970, after 2106) is
 refused. What is left out rather than refused is counted and logged once per file: values that
-are not finite (`inf`: a missing sample), rows without an entity label, duplicate incidents.
+are not finite (`inf`: a missing sample), cells that are not numbers (`N/A`, `null`: a missing
+sample), rows without an entity label, duplicate incidents.
 """
 
 from __future__ import annotations
@@ -129,21 +130,27 @@ def _check_header(path: Path, header: list[str], required: Sequence[str],
     return seen
 
 
-def _numeric(path: Path, name: str, cells: tuple[str, ...], lines: np.ndarray) -> np.ndarray:
+def _numeric(cells: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The cells as floats (empty: NaN) and the indices of cells that are not numbers (`N/A`,
+    `null`, `-`, a unit suffix), which are NaN too: one bad cell is a missing sample, never a
+    refused file (the loader counts and logs them once)."""
     raw = np.asarray(cells, dtype=str)
     raw = np.where(np.char.str_len(np.char.strip(raw)) == 0, "nan", raw)
     try:
-        return raw.astype(np.float64)
+        return raw.astype(np.float64), np.empty(0, dtype=np.int64)
     except ValueError:
         pass
-    # Error path only: find the first offending cell for the message.
-    for i, cell in enumerate(raw.tolist()):
+    # Error path only: each distinct text parsed once.
+    uniq, inverse = np.unique(raw, return_inverse=True)
+    parsed = np.full(len(uniq), np.nan)
+    text_ok = np.ones(len(uniq), dtype=bool)
+    for i, text in enumerate(uniq.tolist()):
         try:
-            float(cell)
+            parsed[i] = float(text)
         except ValueError:
-            raise CsvFormatError(path, int(lines[i]), name,
-                                 f"not a number: {cell!r}") from None
-    raise CsvFormatError(path, int(lines[0]), name, "unparseable numbers")  # pragma: no cover
+            text_ok[i] = False
+    inverse = inverse.reshape(-1)
+    return parsed[inverse], np.flatnonzero(~text_ok[inverse])
 
 
 def _to_seconds(path: Path, values: np.ndarray, numeric: bool, lines: np.ndarray,
@@ -390,8 +397,21 @@ class CsvSource:
         columns, lines = _drop_unlabelled(self.path, columns, [cols[n] for n in labels],
                                           labels, lines)
         ts = _timestamps(self.path, columns[cols["timestamp"]], lines)
-        data = np.stack([_numeric(self.path, s, columns[cols[s]], lines) for s in self.signals],
-                        axis=1) if self.signals else np.empty((len(lines), 0))
+        data = np.empty((len(lines), len(self.signals)))
+        not_numbers: dict[str, int] = {}
+        first_bad: tuple[int, str, str] | None = None
+        for j, name in enumerate(self.signals):
+            data[:, j], bad = _numeric(columns[cols[name]])
+            if len(bad):
+                not_numbers[name] = len(bad)
+                where = (int(lines[bad[0]]), name, columns[cols[name]][bad[0]])
+                first_bad = min(first_bad or where, where)
+        if first_bad is not None:
+            log.warning("msg=\"cells that are not numbers read as missing samples\" file=%s "
+                        "cells=%d columns=%s first=%s:%d:%s:%r", self.path,
+                        sum(not_numbers.values()),
+                        ",".join(f"{k}:{v}" for k, v in not_numbers.items()), self.path,
+                        *first_bad)
         infinite = np.isinf(data)
         if infinite.any():
             # A rate over a counter reset, a division by zero upstream: no measurement.
