@@ -156,6 +156,16 @@ async def load_history(cfg: Config, analysis: AnalysisConfig, args: argparse.Nam
         src: Any = CsvSource(str(path), analysis)
         try:
             start, end = src.time_range()
+            # --start/--end narrow the file's span (either alone, or both).
+            if args.start:
+                start = max(start, parse_time(args.start))
+            if args.end:
+                end = min(end, parse_time(args.end))
+            if end <= start:
+                first, last = src.time_range()
+                raise BacktestError(
+                    f"--start/--end leave nothing of {path}: it spans "
+                    f"{util.format_rfc3339(first)} to {util.format_rfc3339(last)}")
             fetch = await src.fetch(analysis, start, end)
         finally:
             close = getattr(src, "close", None)
@@ -644,8 +654,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="configuration file (YAML)")
     parser.add_argument("--input", default=None,
                         help="history CSV: timestamp,<entity labels>,<signals>")
-    parser.add_argument("--start", default=None, help="history start (Unix seconds or RFC 3339)")
-    parser.add_argument("--end", default=None, help="history end (Unix seconds or RFC 3339)")
+    parser.add_argument("--start", default=None, help="history start (Unix seconds or RFC 3339); "
+                        "with --input, where to start in the file")
+    parser.add_argument("--end", default=None, help="history end (Unix seconds or RFC 3339); "
+                        "with --input, where to stop in the file")
     parser.add_argument("--analysis", default=None, help="analysis to replay (default: the first)")
     parser.add_argument("--incidents", default=None,
                         help="incidents CSV: start,end,<entity labels>[,kind]")
@@ -695,10 +707,9 @@ async def _run(args: argparse.Namespace) -> int:
     from exporter.baselines import SEVERITY, baseline_rules
     from exporter.config import load_config
 
-    if bool(args.input) == bool(args.start or args.end):
-        raise BacktestError("give either --input=FILE or both --start and --end")
     if not args.input and not (args.start and args.end):
-        raise BacktestError("--start and --end go together")
+        raise BacktestError("give either --input=FILE (optionally narrowed by --start and/or "
+                            "--end) or both --start and --end")
     # A CSV's columns are the signals: queries are only needed to read from Prometheus.
     if not Path(args.config_file).exists():
         raise BacktestError(

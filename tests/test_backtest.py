@@ -275,6 +275,32 @@ def test_too_short_input_and_flag_errors(tmp_path: Path, capsys: pytest.CaptureF
     assert rc == 1 and "missing.yml" in capsys.readouterr().err
 
 
+def test_start_and_end_narrow_an_input_file(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    cfg = _config(tmp_path)
+    data = tmp_path / "data.csv"
+    names = [s.name for s in fleet_signals()]
+    t0 = 1750000020  # on the 1 m grid
+    data.write_text("timestamp,instance," + ",".join(names) + "\n" + "".join(
+        f"{t0 + 60 * k},h{h}," + ",".join(f"{0.4 + 0.01 * ((k * (h + 3)) % 7):.2f}"
+                                         for _ in names) + "\n"
+        for k in range(6 * 60) for h in (1, 2)))
+    out = tmp_path / "o"
+    rc = main(["backtest", f"--config.file={cfg}", f"--input={data}", f"--output-dir={out}",
+               f"--start={t0 + 3600}", f"--end={t0 + 5 * 3600}", "--interval=5m",
+               f"--model.path={tmp_path / 'no-model'}", "--topology.workers=1", "--no-plots",
+               "--log.level=warn"])
+    assert rc == 0
+    _, rows = _rows(out / "scores.csv")
+    times = sorted({float(r["timestamp"]) for r in rows})
+    # The first evaluation has a whole 2 h window after --start; none after --end.
+    assert times[0] >= t0 + 3600 + 2 * 3600 - 60 and times[-1] <= t0 + 5 * 3600
+    assert times[0] <= t0 + 3 * 3600 + 300
+    rc = main(["backtest", f"--config.file={cfg}", f"--input={data}", f"--output-dir={out}",
+               f"--end={t0 - 3600}"])
+    assert rc == 1 and "leave nothing of" in capsys.readouterr().err
+
+
 @pytest.mark.stack
 def test_history_from_prometheus_equals_csv(tmp_path: Path) -> None:
     """`--start/--end` against a real, backfilled Prometheus scores exactly like `--input`."""
