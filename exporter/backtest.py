@@ -31,6 +31,7 @@ import numpy as np
 from exporter import catalog, util
 from exporter.backtest_report import PLOT_FILES
 from exporter.config import AnalysisConfig, Config, ConfigError, format_duration, parse_duration
+from exporter.consensus import NOT_BACKED
 from exporter.decision import RESTART_EXCUSE
 from exporter.source import Fetch, SourceError
 from exporter.windows import EntityKey, Window
@@ -219,6 +220,11 @@ class Scores:
     # evaluation of each such run, keyed (row, evaluation).
     held: np.ndarray | None = None
     held_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+    # [E, N] bool: level 0 although an agent voted at or above the warning risk (the
+    # consensus did not back it: no quorum, no agent that sees a mechanism, the combined risk
+    # below the bar), and the consensus's explanation at the first evaluation of each run.
+    unagreed: np.ndarray | None = None
+    unagreed_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
 
     @property
     def suppressed(self) -> int:
@@ -232,6 +238,19 @@ class Scores:
         while k > 0 and self.held[row, k - 1] and (row, k) not in self.held_text:
             k -= 1
         return self.held_text.get((row, k), "")
+
+    def first_hold(self, row: int, ks: np.ndarray) -> str:
+        """The explanation of the first evaluation among `ks` (ascending) of entity `row` that
+        the decision stage held or the consensus did not back ("" when none was)."""
+        for k in ks.tolist():
+            if self.held is not None and self.held[row, k]:
+                return self.held_because(row, k)
+            if self.unagreed is not None and self.unagreed[row, k]:
+                j = k
+                while j > 0 and self.unagreed[row, j - 1] and (row, j) not in self.unagreed_text:
+                    j -= 1
+                return self.unagreed_text.get((row, j), "")
+        return ""
 
     def why(self, row: int, k: int) -> tuple[str, str, str]:
         """(top signal, supporting agents `a+b`, action) of entity `row` at evaluation `k`."""
@@ -373,6 +392,8 @@ class _Recorder:
         self.actions: dict[str, int] = {}
         self.held = np.zeros((e, n), dtype=bool)
         self.held_text: dict[tuple[int, int], str] = {}
+        self.unagreed = np.zeros((e, n), dtype=bool)
+        self.unagreed_text: dict[tuple[int, int], str] = {}
 
     def add(self, k: int, results: Sequence[Any]) -> None:
         res = next((r for r in results if r.analysis == self.analysis.name), None)
@@ -410,11 +431,15 @@ class _Recorder:
         if c.threshold is not None and c.explanation:
             for j, i in enumerate(np.flatnonzero(ok)):
                 text = c.explanation[i]
+                row = int(r[j])
                 if text.startswith("usual for this entity") or RESTART_EXCUSE in text:
-                    row = int(r[j])
                     self.held[row, k] = True
                     if k == 0 or not self.held[row, k - 1]:  # texts at run starts only
                         self.held_text[(row, k)] = text
+                elif level[j] == 0 and NOT_BACKED in text:
+                    self.unagreed[row, k] = True
+                    if k == 0 or not self.unagreed[row, k - 1]:
+                        self.unagreed_text[(row, k)] = text
         if not up.any():
             return
         contrib = np.asarray(c.contribution, dtype=float)[ok]
@@ -434,7 +459,8 @@ class _Recorder:
         ttf = np.where(np.isfinite(self.ttf), self.ttf, np.nan)  # +Inf: none projected
         return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
                       self.prob, ttf, self.signals, self.agents, tuple(self.actions),
-                      self.top, self.support, self.action, self.held, self.held_text)
+                      self.top, self.support, self.action, self.held, self.held_text,
+                      self.unagreed, self.unagreed_text)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -502,7 +528,8 @@ def _before_incident(scores: Scores, row: int | None, lo: float,
                      hi: float) -> dict[str, Any]:
     """What AURA showed for one incident's entity in [lo, hi) (its match window before the
     start): the peak risk, how many evaluations the decision stage held at level 0, and the
-    first of those explanations (why an alert came late or not at all)."""
+    first explanation of a hold, by that stage or by a consensus that did not back an
+    agent's risk (`Scores.first_hold`: why an alert came late or not at all)."""
     if row is None:
         return {"peak_risk_before": None, "held_evaluations": 0, "first_held": ""}
     ks = np.flatnonzero((scores.times >= lo) & (scores.times < hi))
@@ -510,7 +537,7 @@ def _before_incident(scores: Scores, row: int | None, lo: float,
     held = ks[scores.held[row, ks]] if scores.held is not None else ks[:0]
     peak = float(np.nanmax(risk)) if np.isfinite(risk).any() else None
     return {"peak_risk_before": peak, "held_evaluations": len(held),
-            "first_held": scores.held_because(row, int(held[0])) if len(held) else ""}
+            "first_held": scores.first_hold(row, ks)}
 
 
 def build_report(cfg: Config, analysis: AnalysisConfig, scores: Scores, aura: list[Any],

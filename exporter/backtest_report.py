@@ -328,8 +328,9 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
                   "exported risk (`risk`, aura_risk_score) before the start, how many "
                   "evaluations the decision stage held at level 0 "
                   "then (a level lowered as usual, or a sustained anomaly a restart excused), "
-                  "and the first of those explanations: why an alert came late or not at "
-                  "all.", "",
+                  "and the first explanation of a hold, by that stage or by the consensus (an "
+                  "agent's risk at the warning bar that it did not back: no quorum, no agent "
+                  "that sees a mechanism): why an alert came late or not at all.", "",
                   "| entity | kind | start | " + " | ".join(names)
                   + " | peak exported risk before | held | first held because (consensus risk) |",
                   "|---|---|---|" + "---|" * len(names) + "---|---|---|"]

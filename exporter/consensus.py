@@ -52,6 +52,9 @@ from exporter.results import Consensus, Votes
 from exporter.util import humanize_seconds
 
 QUIET = "no agent sees a failure coming"
+# In every explanation of a level 0 that an agent's vote at or above the warning risk did not
+# make (the backtest report finds these runs by it).
+NOT_BACKED = " a risk ("
 # Agents whose vote says "unusual", not "failing": never the mechanism a level needs.
 UNUSUAL_ONLY = ("topology",)
 

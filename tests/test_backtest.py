@@ -371,6 +371,46 @@ def test_per_incident_table_says_why_an_alert_came_late(backtest_run: dict) -> N
     assert f"| {inst} | {leak['kind']} |" in table and "cold-start bar" in table
 
 
+def test_first_hold_names_a_risk_the_consensus_did_not_back() -> None:
+    """helper-57's leak: the risk sat just under the bar while the forecast said 0.9 and no
+    mechanism agent agreed; the per-incident table must say so, not stay empty."""
+    from types import SimpleNamespace
+
+    from exporter.backtest import _before_incident, _Recorder
+    from exporter.config import AnalysisConfig, Duration, SignalConfig
+
+    an = AnalysisConfig(name="a", entity_labels=("instance",), step=Duration(60),
+                        signals=(SignalConfig(name="memory", query="m"),))
+    rec = _Recorder(an, (("h1",), ("h2",)), 4)
+    texts = [
+        ("no agent sees a failure coming", "no agent sees a failure coming"),
+        ("forecast sees a risk (failure likely within 4h) but it needs an agent that sees a "
+         "failure mechanism (capacity or network) to agree (agents.consensus.corroborate)",
+         "no agent sees a failure coming"),
+        ("forecast sees a risk (failure likely within 4h) but it needs ...",
+         "usual for this entity: consensus risk 0.60 needs more than 0.80, the cold-start bar"),
+        ("memory rises towards its limit; capacity and forecast agree", "no agent sees ..."),
+    ]
+    for k, (t1, t2) in enumerate(texts):
+        level = [1 if k == 3 else 0, 0]
+        rec.add(k, [SimpleNamespace(
+            analysis="a", entities=(("h1",), ("h2",)), signals=("memory",), topology=None,
+            forecast=None, consensus=SimpleNamespace(
+                risk=np.array([0.49, 0.3]), level=np.array(level), threshold=np.zeros(2),
+                time_to_failure=np.full(2, np.nan), explanation=(t1, t2),
+                contribution=np.ones((2, 1)), agreeing=np.ones((2, 1), dtype=bool),
+                agents=("forecast",), action=("none", "none")))])
+    scores = rec.scores(np.arange(4) * 300.0)
+    h1 = _before_incident(scores, 0, 0.0, 1200.0)
+    assert h1["held_evaluations"] == 0
+    assert h1["first_held"].startswith("forecast sees a risk (failure likely within 4h) but it "
+                                       "needs an agent that sees a failure mechanism")
+    # The earliest hold wins, whichever stage held it; the decision's count is its own.
+    h2 = _before_incident(scores, 1, 0.0, 1200.0)
+    assert h2["held_evaluations"] == 1 and h2["first_held"].startswith("usual for this entity")
+    assert _before_incident(scores, 0, 900.0, 1200.0)["first_held"] == ""
+
+
 def _anomalous_app_fleet(tmp: Path, threshold: float, restart: bool = False) -> Path:
     """2.7 days at 5 m of three hosts with a daily cycle and four signals of kind `other`
     (no agent sees a failure mechanism in them; the fourth is the process' uptime); host a's
