@@ -1,5 +1,8 @@
 """`aura check-config FILE`: validate a configuration and name every bad key path.
 
+With `--csv` it validates as `aura backtest/train --input` read the config: signal queries may
+be left out (a CSV's columns are the signals).
+
 Besides the keys themselves it checks what the config points at and would only fail later:
 the failure model (`model.path`) must exist and have been trained for every analysis' window
 and step; otherwise `aura run` would start with a forecast that abstains. And every PromQL
@@ -39,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", nargs="?", help="configuration file (YAML)")
     parser.add_argument("--config.file", dest="config_file", metavar="FILE",
                         help="the same, as the other commands take it")
+    parser.add_argument("--csv", action="store_true",
+                        help="validate as `aura backtest/train --input=FILE` read it: a CSV's "
+                             "columns are the signals, so their queries may be left out")
 
 
 def model_problems(cfg: Config) -> list[str]:
@@ -173,10 +179,14 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     notes: list[str] = []
+    csv_only = bool(getattr(args, "csv", False))
     try:
-        cfg = load_config(args.file)
+        cfg = load_config(args.file, require_queries=not csv_only)
     except ConfigError as err:
         problems = err.problems
+        if not csv_only and any(p.endswith(".query: required key missing") for p in problems):
+            notes.append("a config read only from CSV files (`aura backtest --input`) may leave "
+                         "the queries out: check it with --csv")
     else:
         problems, notes = promql_problems(cfg)
         problems = model_problems(cfg) + problems

@@ -146,3 +146,22 @@ def test_twenty_expressions_are_one_promtool_run(tmp_path):
     assert problems == ["analyses[0].signals[19].query: 1:15: parse error: unclosed left "
                         "parenthesis"] and notes == []
     assert elapsed < 5.0, elapsed
+
+
+def test_a_csv_only_config_without_queries_passes_with_csv_and_is_pointed_there(tmp_path,
+                                                                               capsys):
+    """`aura backtest --input` reads a config whose signals have no query (the CSV's columns
+    are the signals): check-config --csv validates it as that command does."""
+    cfg = _write(tmp_path, {"analyses": [{"name": "n", "signals": [
+        {"name": "cpu"}, {"name": "mem", "query": "up"}]}]})
+    assert main(["check-config", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert f"{cfg}: analyses[0].signals[0].query: required key missing" in err
+    assert "check it with --csv" in err
+    assert main(["check-config", "--csv", str(cfg)]) == 0
+    assert capsys.readouterr().out.startswith(f"SUCCESS: {cfg}: 1 analyses, 2 signals")
+    # Everything else is still checked: the query that is there is parsed.
+    bad = _write(tmp_path, {"analyses": [{"name": "n", "signals": [
+        {"name": "cpu"}, {"name": "mem", "query": "sum(up"}]}]})
+    assert main(["check-config", "--csv", str(bad)]) == 1
+    assert "analyses[0].signals[1].query" in capsys.readouterr().err

@@ -718,8 +718,9 @@ class TopologyStage:
     def _ensure_takens(self, values: np.ndarray) -> None:
         if self._takens is None:
             self._takens = score_embedding(values)
-            log.info("msg=%s dimension=%d delay=%d", "topology score embedding",
-                     *self._takens)
+            if self._takens[0] > 1:  # a multi-signal analysis's cloud is no delay embedding
+                log.info("msg=%s dimension=%d delay=%d", "topology score embedding",
+                         *self._takens)
 
     def _score_clouds_of(self, values: np.ndarray, coarse: Clouds, center: np.ndarray,
                          scale: np.ndarray) -> Clouds:
