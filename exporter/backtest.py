@@ -32,7 +32,7 @@ from exporter import catalog, util
 from exporter.backtest_report import PLOT_FILES
 from exporter.config import AnalysisConfig, Config, ConfigError, format_duration, parse_duration
 from exporter.consensus import NOT_BACKED
-from exporter.decision import RESTART_EXCUSE
+from exporter.decision import FLEET_WIDE, RESTART_EXCUSE
 from exporter.source import Fetch, SourceError
 from exporter.windows import EntityKey, Window
 
@@ -432,7 +432,8 @@ class _Recorder:
             for j, i in enumerate(np.flatnonzero(ok)):
                 text = c.explanation[i]
                 row = int(r[j])
-                if text.startswith("usual for this entity") or RESTART_EXCUSE in text:
+                if text.startswith(("usual for this entity", FLEET_WIDE)) \
+                        or RESTART_EXCUSE in text:
                     self.held[row, k] = True
                     if k == 0 or not self.held[row, k - 1]:  # texts at run starts only
                         self.held_text[(row, k)] = text

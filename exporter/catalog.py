@@ -123,6 +123,23 @@ FLEET_BETTI = Metric(
     ("analysis", "dimension"),
     "analysis",
 )
+FLEET_WIDE_ENTITIES = Metric(
+    "aura_fleet_wide_entities",
+    "gauge",
+    "Entities of the analysis that reached a warning or critical level within "
+    "agents.decision.fleet_wide_window (counted before a fleet-wide hold)." + _RECOMPUTED,
+    ("analysis",),
+    "analysis",
+)
+FLEET_WIDE_EVENT = Metric(
+    "aura_fleet_wide_event",
+    "gauge",
+    "1 while more entities of the analysis reached a level at once than independent failures "
+    "explain (agents.decision.fleet_wide_alpha): a shared cause, their levels held at 0; "
+    "0 otherwise." + _RECOMPUTED,
+    ("analysis",),
+    "analysis",
+)
 ENTITIES_DROPPED = Metric(
     "aura_entities_dropped_total",
     "counter",
@@ -196,6 +213,8 @@ ENTITY_METRICS: tuple[Metric, ...] = (
 ANALYSIS_METRICS: tuple[Metric, ...] = (
     ANALYSIS_ENTITIES,
     FLEET_BETTI,
+    FLEET_WIDE_ENTITIES,
+    FLEET_WIDE_EVENT,
     ENTITIES_DROPPED,
     SOURCE_SERIES,
     SOURCE_QUERY_ERRORS,

@@ -261,6 +261,13 @@ class DecisionConfig:
     sustained_anomaly_threshold: float = 0.998
     sustained_anomaly_for: Duration = Duration(1800)
     sustained_anomaly_min_history: Duration = Duration(2 * 86400)
+    # Fleet-wide events (exporter.decision, `fleet_wide_needed`): where more entities of the
+    # analysis reached a level within `fleet_wide_window` than independent alerts would
+    # (a binomial tail below `fleet_wide_alpha` at twice the budget's rate), the cause is
+    # shared (a traffic surge, a deploy wave, a dependency, a scrape problem), not each
+    # entity's own failure: their levels are held at 0 and say so. 0 turns it off.
+    fleet_wide_alpha: float = 1e-4
+    fleet_wide_window: Duration = Duration(1800)
 
 
 @dataclass(frozen=True)
@@ -593,6 +600,11 @@ def _validate_agents(obj: AgentsConfig, path: str, problems: list[str]) -> None:
     if not 0 < obj.decision.sustained_anomaly_threshold <= 1:
         problems.append(f"{path}.decision.sustained_anomaly_threshold: must be in (0, 1] (1: off), got "
                         f"{obj.decision.sustained_anomaly_threshold}")
+    if not 0 <= obj.decision.fleet_wide_alpha < 1:
+        problems.append(f"{path}.decision.fleet_wide_alpha: must be in [0, 1) (0: off), got "
+                        f"{obj.decision.fleet_wide_alpha}")
+    if float(obj.decision.fleet_wide_window) <= 0:
+        problems.append(f"{path}.decision.fleet_wide_window: must be > 0")
     if enabled and all(n in obj.consensus.corroborate or n == "topology" for n in enabled):
         problems.append(
             f"{path}.consensus.corroborate: every enabled agent needs corroboration "

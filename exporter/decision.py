@@ -54,17 +54,31 @@ window counts again. The rule needs a signal that resets on a restart (an uptime
 one, nothing is excused. Off where the topology agent is disabled. Undecided entities
 (level -1) are left as they are.
 
+Fleet-wide events (`fleet_wide_needed`): where more entities of the analysis reached a level
+(their own, or one raised by a sustained anomaly) within `fleet_wide_window` than independent
+alerts would (a binomial tail under `fleet_wide_alpha`, every entity alerting independently at
+FLEET_WIDE_RATE times the alert budget's rate), the cause is shared: a traffic surge that
+saturates every worker, a rolling deploy, a slow dependency, a fleet-wide scrape gap. Those
+entities' levels are held at 0 with an explanation saying so: a per-entity failure alert is
+the wrong page for it (Alertmanager would group N of them into one notification; the shared
+cause is a service-level alert's). Entities that reached a level within the window count even
+if they are quiet or absent now. A scan statistic in the spirit of Kulldorff (1997), with
+the null rate from the configured budget instead of an estimate (one surge a day would
+otherwise teach the fleet that surges are independent). Measured on an independent
+generator's fleets and on ASD (benchmarks/README.md, "Fleet-wide events").
+
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
 and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
 minutes), 35 MB at 10 000 entities; plus, per entity, the start and last cycle of a run of
-extreme anomaly scores and the starts of the runs this rule raised or a restart excused
-(four float64); what a cycle computes from them goes ROW_BLOCK entities at a time (a few
+extreme anomaly scores, the starts of the runs this rule raised or a restart excused, and
+the last cycle it reached a level (five float64); what a cycle computes from them goes ROW_BLOCK entities at a time (a few
 MiB of temporaries however many entities there are).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -108,6 +122,13 @@ FLEET_MIN_ENTITIES = 3
 # What an explanation says where a restart excuses a sustained anomaly (`gate`; the backtest
 # report finds held runs by it).
 RESTART_EXCUSE = "is not raised: it came with a restart"
+# Fleet-wide events (`fleet_wide_needed`): never fewer entities than this; independent alerts
+# at this many times the budget's rate (benign ones and, as often, real failures).
+FLEET_WIDE_MIN = 3
+FLEET_WIDE_RATE = 2.0
+# How an explanation of a level held by a fleet-wide event starts (the backtest report finds
+# held runs by it).
+FLEET_WIDE = "fleet-wide"
 _STATE_VERSION = 2
 
 
@@ -134,6 +155,11 @@ class Decision:
         `sustained_anomaly_threshold` (NaN where it is below or unknown).
     excused: [E] bool, a sustained extreme anomaly would raise level 0 but its run came
         with a restart (a counter reset in the window), so it does not.
+    fleet_wide: [E] bool, a level >= 1 (its own, or raised by a sustained anomaly) held at 0
+        because too many entities reached one at once (`fleet_wide_needed`).
+    elevated_now: how many entities reached a level within `fleet_wide_window` (this cycle
+        included, before the hold); fleet_wide_needed: how many make a fleet-wide event
+        (0: the rule is off or the analysis too small).
     """
 
     level: np.ndarray
@@ -145,6 +171,9 @@ class Decision:
     escalated: np.ndarray
     anomaly_since: np.ndarray
     excused: np.ndarray
+    fleet_wide: np.ndarray | None = None
+    elevated_now: int = 0
+    fleet_wide_needed: int = 0
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -157,6 +186,28 @@ def threshold_quantile(alert_budget: float, sample_every: float) -> float:
     """
     share = max(alert_budget, 0.0) * TYPICAL_ALERT_SECONDS / 86400.0
     return float(min(max(1.0 - share, 0.5), 1.0))
+
+
+@functools.lru_cache(maxsize=256)
+def fleet_wide_needed(entities: int, alert_budget: float, window: float, alpha: float) -> int:
+    """How many of `entities` reaching a level within `window` seconds make a fleet-wide event:
+    the smallest k >= FLEET_WIDE_MIN whose binomial tail P(X >= k) is below `alpha`, X the
+    number of entities at a level if each alerts independently at FLEET_WIDE_RATE times the
+    budget's rate (`alert_budget` alerts a day of TYPICAL_ALERT_SECONDS each; within the
+    window: p = rate x budget x (TYPICAL_ALERT_SECONDS + window) / day). 0 where `alpha` is 0
+    (off) or the analysis has fewer than FLEET_WIDE_MIN entities. With the defaults (budget
+    0.05, 30 min, alpha 1e-4): 3 of 8 entities, 4 of 36, 5 of 58, 6 of 100, 95 of 10 000.
+    (scipy.stats.binom: `isf` gives the largest k with P(X > k) > alpha.)"""
+    if alpha <= 0 or entities < FLEET_WIDE_MIN:
+        return 0
+    from scipy.stats import binom
+
+    p = min(FLEET_WIDE_RATE * max(alert_budget, 0.0) * (TYPICAL_ALERT_SECONDS + window)
+            / 86400.0, 1.0)
+    if p <= 0:
+        return FLEET_WIDE_MIN
+    k = int(binom.isf(alpha, entities, p)) + 1
+    return max(k, FLEET_WIDE_MIN) if k <= entities else 0
 
 
 class DecisionStage:
@@ -191,6 +242,8 @@ class DecisionStage:
         # (NaN: none).
         self.raised_ = np.empty(0, dtype=np.float64)
         self.excused_ = np.empty(0, dtype=np.float64)
+        # Per row: the last cycle it reached a level (before a fleet-wide hold; NaN: never).
+        self.lit_ = np.empty(0, dtype=np.float64)
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
         # What the references hold, for the quantile cache (see `_quantiles`): a counter
@@ -263,11 +316,15 @@ class DecisionStage:
         gated = np.where(usual, 0, level)
         escalated, since, excused = self._sustained(rows, anomaly, history, now, values)
         escalated &= gated == 0
+        lit = (gated >= 1) | escalated
+        wide, count, needed = self._fleet_wide(rows, lit, now)
+        escalated &= ~wide
         self.raised_[rows[escalated]] = since[escalated]
         gated = np.where(escalated, 1, gated)
+        gated = np.where(wide, 0, gated)
         self._learn(rows, risk, now)
         return Decision(gated, threshold, own_n, usual, bound, phase_high, escalated, since,
-                        excused & (gated == 0))
+                        excused & (gated == 0) & ~wide, wide, count, needed)
 
     def exclude(self, spans: Iterable[tuple[EntityKey, float, float | None]]) -> None:
         """Leave (entity, start, end) spans out of the reference (recorded incidents).
@@ -292,6 +349,7 @@ class DecisionStage:
             "risk": self.risk_, "time": self.time_, "last": self.last_,
             "anomaly_since": self.since_, "anomaly_last": self.hot_,
             "anomaly_raised": self.raised_, "anomaly_excused": self.excused_,
+            "level_last": self.lit_,
         }
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -308,18 +366,20 @@ class DecisionStage:
         if risk.shape != (n, self.slots) or times.shape != (n, self.slots) or last.shape != (n,):
             raise ValueError(f"decision state: shapes {risk.shape} / {times.shape} do not fit "
                              f"{n} entities x {self.slots} slots")
+        # Saved before the last level was kept (level_last): none in the fleet-wide window.
         # Saved before sustained anomalies were tracked: no run in progress. Saved before
         # raised and excused runs were: none excused, and a run in progress that has lasted
         # long enough counts as raised (a firing warning is not withdrawn by a later restart).
         runs = []
-        for name in ("anomaly_since", "anomaly_last", "anomaly_raised", "anomaly_excused"):
+        for name in ("anomaly_since", "anomaly_last", "anomaly_raised", "anomaly_excused",
+                     "level_last"):
             arr = np.array(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
             if arr.shape != (n,):
                 raise ValueError(f"decision state: {name} {arr.shape} for {n} entities")
             runs.append(arr)
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
-        self.since_, self.hot_, self.raised_, self.excused_ = runs
+        self.since_, self.hot_, self.raised_, self.excused_, self.lit_ = runs
         if "anomaly_raised" not in arrays:
             with np.errstate(invalid="ignore"):
                 long = self.hot_ - self.since_ >= float(self.cfg.sustained_anomaly_for) - 1e-6
@@ -342,6 +402,7 @@ class DecisionStage:
         self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
         self.since_, self.hot_ = self.since_[keep], self.hot_[keep]
         self.raised_, self.excused_ = self.raised_[keep], self.excused_[keep]
+        self.lit_ = self.lit_[keep]
         self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
@@ -361,6 +422,7 @@ class DecisionStage:
             self.hot_ = np.concatenate([self.hot_, np.full(grow, np.nan)])
             self.raised_ = np.concatenate([self.raised_, np.full(grow, np.nan)])
             self.excused_ = np.concatenate([self.excused_, np.full(grow, np.nan)])
+            self.lit_ = np.concatenate([self.lit_, np.full(grow, np.nan)])
             self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
@@ -451,6 +513,22 @@ class DecisionStage:
         bar = np.minimum(odds / (1 + odds), np.maximum(high, 1.0 - 2 * MARGIN))
         applies = high >= PHASE_MIN_RISK
         return np.where(applies, bar, -np.inf), np.where(applies, high, np.nan)
+
+    def _fleet_wide(self, rows: np.ndarray, lit: np.ndarray,
+                    now: float) -> tuple[np.ndarray, int, int]:
+        """([E] the entities `lit` [E] (at a level this cycle) held as a fleet-wide event,
+        how many entities reached a level within `fleet_wide_window` up to now, how many make
+        an event); records this cycle's lit entities. Entities absent this cycle count while
+        their last level is inside the window (a host that went quiet during a surge)."""
+        self.lit_[rows[lit]] = now
+        window = float(self.cfg.fleet_wide_window)
+        with np.errstate(invalid="ignore"):
+            count = int((self.lit_ >= now - window + 1e-6).sum())
+        needed = fleet_wide_needed(len(rows), float(self.cfg.alert_budget), window,
+                                   float(self.cfg.fleet_wide_alpha))
+        if needed and count >= needed:
+            return lit.copy(), count, needed
+        return np.zeros(len(rows), dtype=bool), count, needed
 
     def _sustained(self, rows: np.ndarray, anomaly: np.ndarray | None,
                    history: np.ndarray | None, now: float,
@@ -732,9 +810,12 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
         anomaly = np.where(enough, np.asarray(topo.anomaly_score, dtype=np.float64), np.nan)
     exported = exported_risk(consensus.risk, d.threshold, d.level, warning_risk, anomaly,
                              float(stage.cfg.sustained_anomaly_threshold), critical_risk)
-    if not d.suppressed.any() and not d.escalated.any() and not d.excused.any():
+    wide = d.fleet_wide if d.fleet_wide is not None else np.zeros(len(d.level), dtype=bool)
+    if not d.suppressed.any() and not d.escalated.any() and not d.excused.any() \
+            and not wide.any():
         return replace(consensus, risk=exported, threshold=d.threshold,
-                       consensus_risk=consensus.risk)
+                       consensus_risk=consensus.risk, fleet_wide_entities=d.elevated_now,
+                       fleet_wide_needed=d.fleet_wide_needed)
     actions = list(consensus.action)
     texts = list(consensus.explanation)
     ref = format_duration(stage.cfg.reference)
@@ -756,10 +837,19 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                     "(a signal reset like a counter in its window)")
     if topo is not None and d.escalated.any():
         consensus = _escalate(stage, consensus, topo, d, now, actions, texts)
+    for i in np.flatnonzero(wide):
+        actions[i] = "none"
+        texts[i] = (f"{FLEET_WIDE}: {d.elevated_now} of {len(d.level)} entities reached a "
+                    f"level within {format_duration(stage.cfg.fleet_wide_window)}, more than "
+                    f"independent failures explain ({d.fleet_wide_needed} or more): a shared "
+                    "cause (a traffic surge, a deploy wave, a dependency, scrape trouble), not "
+                    f"this entity's own failure ({texts[i]})")
     return replace(consensus, risk=exported, level=d.level, action=tuple(actions),
-                   time_to_failure=np.where(d.suppressed, np.nan, consensus.time_to_failure),
+                   time_to_failure=np.where(d.suppressed | wide, np.nan,
+                                            consensus.time_to_failure),
                    explanation=tuple(texts), threshold=d.threshold,
-                   consensus_risk=consensus.risk)
+                   consensus_risk=consensus.risk, fleet_wide_entities=d.elevated_now,
+                   fleet_wide_needed=d.fleet_wide_needed)
 
 
 def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResult,

@@ -116,6 +116,17 @@ class Consensus:
     # [E] the agents' risk (the trimmed mean) before exporter.decision read it against the
     # entity's usual into `risk` (`exported_risk`); None: not gated, `risk` is that risk.
     consensus_risk: np.ndarray | None = None
+    # The analysis' fleet-wide event (exporter.decision): entities that reached a level within
+    # the window, and how many make an event (0: off, or too few entities); None: not gated.
+    fleet_wide_entities: int | None = None
+    fleet_wide_needed: int = 0
+
+    @property
+    def fleet_wide_event(self) -> bool:
+        """More entities reached a level at once than independent failures explain: their
+        levels are held as a shared cause (exporter.decision)."""
+        return bool(self.fleet_wide_needed) and (self.fleet_wide_entities or 0) \
+            >= self.fleet_wide_needed
 
 
 @dataclass(frozen=True, eq=False)

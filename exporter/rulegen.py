@@ -58,6 +58,9 @@ class Alert:
     summary: str
     description: str
     entity: bool = False
+    # An analysis-level alert about the monitored fleet (not about AURA itself): it goes to
+    # the aura.alerts group with the entity alerts.
+    fleet: bool = False
     # Entity alerts are `metric{selector} op threshold`; these fields state it for the
     # backtest, which applies the same semantics to its scores without parsing PromQL.
     metric: str = ""
@@ -202,6 +205,22 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             op=">",
             threshold=float(r.topology_anomaly_threshold),
         ),
+        *((Alert(
+            "AuraFleetWideEvent",
+            "warning",
+            f"{_sel(catalog.FLEET_WIDE_EVENT, s)} == 1",
+            r.failure_predicted_for,
+            "Many entities of analysis {{ $labels.analysis }} reached a failure level at once.",
+            f"{{{{ with printf \"{catalog.FLEET_WIDE_ENTITIES.name}{{analysis=%q}}\" "
+            "$labels.analysis | query }}{{ . | first | value }}{{ else }}Several{{ end }} "
+            "entities of analysis {{ $labels.analysis }} reached a warning or critical level "
+            f"within {format_duration(d.fleet_wide_window)}, more than independent failures "
+            f"explain (agents.decision.fleet_wide_alpha {_num(d.fleet_wide_alpha)}), for "
+            f"{format_duration(r.failure_predicted_for)}: a shared cause (a traffic surge, a "
+            "deploy wave, a slow dependency, scrape trouble). Their AuraFailure* alerts are "
+            "held; their explanations start \"fleet-wide\".",
+            fleet=True,
+        ),) if d.enabled and d.fleet_wide_alpha > 0 else ()),
         Alert(
             "AuraDown",
             "warning",
@@ -338,11 +357,12 @@ def generate_rules(cfg: Config) -> dict[str, Any]:
             {"name": "aura.rules", "rules": recording_rules(cfg)},
             {
                 "name": "aura.alerts",
-                "rules": [_alert_rule(a, cfg) for a in all_alerts if a.entity],
+                "rules": [_alert_rule(a, cfg) for a in all_alerts if a.entity or a.fleet],
             },
             {
                 "name": "aura.meta",
-                "rules": [_alert_rule(a, cfg) for a in all_alerts if not a.entity],
+                "rules": [_alert_rule(a, cfg) for a in all_alerts
+                          if not (a.entity or a.fleet)],
             },
         ]
     }

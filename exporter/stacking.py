@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 # Fields that describe the whole batch, not one row: kept as they are by `split`.
 _FIXED = frozenset({"agent", "agents", "horizons", "feature_names", "fleet_betti",
-                    "baseline"})
+                    "baseline", "fleet_wide_entities", "fleet_wide_needed"})
 
 
 def offsets(windows: Sequence[Window]) -> np.ndarray:

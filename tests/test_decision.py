@@ -275,7 +275,10 @@ def test_blocked_references_equal_one_block(gappy: bool) -> None:
     those of one block over all entities, bit for bit, whether every reference is full or
     only some are (numpy's nan percentile takes another path when a NaN is present)."""
     n, now = 3000, 1_700_000_000.25
-    one, blocks = (DecisionStage(DecisionConfig(), 4 * H, row_block=b) for b in (10**6, 256))
+    # Random risks put hundreds of entities at a level at once: the fleet-wide rule is off
+    # here (tested on its own below).
+    cfg = DecisionConfig(fleet_wide_alpha=0.0)
+    one, blocks = (DecisionStage(cfg, 4 * H, row_block=b) for b in (10**6, 256))
     arrays = _mixed_state(one, n, now, seed=8)
     if not gappy:
         arrays["risk"] = np.nan_to_num(arrays["risk"], nan=0.1)
@@ -311,7 +314,7 @@ def test_integer_time_bounds_equal_the_float_comparison(now: float) -> None:
 def test_restored_references_are_not_answered_from_the_last_cycle() -> None:
     """The quantiles are reused while the references hold the same samples; a restored
     state with the same sample times but other risks must be read again."""
-    stage = _stage()
+    stage = DecisionStage(DecisionConfig(fleet_wide_alpha=0.0), exclude_recent=4 * H)
     now = 1_700_000_000.0
     arrays = _mixed_state(stage, 40, now, seed=3)
     arrays["last"][:] = now  # nothing is learned in between: only the restore changes them
@@ -837,3 +840,85 @@ def test_gate_reads_the_anomaly_as_risk_only_once_it_is_calibrated_on_enough_his
     plain = gate(DecisionStage(DecisionConfig(), exclude_recent=4 * H), [("a",), ("b",)],
                  _consensus([0.01, 0.01]), 0.0, topo)
     assert (plain.risk < 0.02).all()
+
+
+def test_fleet_wide_needed_is_the_binomial_tail_of_independent_alerts() -> None:
+    from scipy.stats import binom
+
+    from exporter.decision import FLEET_WIDE_MIN, FLEET_WIDE_RATE, TYPICAL_ALERT_SECONDS
+    from exporter.decision import fleet_wide_needed as needed
+
+    # The documented defaults: budget 0.05 a day, a 30-min window, alpha 1e-4.
+    assert [needed(n, 0.05, 1800.0, 1e-4) for n in (8, 36, 58, 100, 10_000)] == \
+        [3, 4, 5, 6, 95]
+    p = FLEET_WIDE_RATE * 0.05 * (TYPICAL_ALERT_SECONDS + 1800.0) / 86400.0
+    for n in (8, 36, 58, 100, 1000):
+        k = needed(n, 0.05, 1800.0, 1e-4)
+        # The smallest count at least FLEET_WIDE_MIN whose tail is below alpha.
+        assert binom.sf(k - 1, n, p) < 1e-4
+        assert k == FLEET_WIDE_MIN or binom.sf(k - 2, n, p) >= 1e-4
+    assert needed(2, 0.05, 1800.0, 1e-4) == 0  # too few entities to tell
+    assert needed(40, 0.05, 1800.0, 0.0) == 0  # off
+
+
+def _fleet(n: int, alpha: float = 1e-4) -> tuple[DecisionStage, list, float]:
+    """n entities with two quiet days of references (risk 0.1)."""
+    stage = DecisionStage(DecisionConfig(fleet_wide_alpha=alpha), exclude_recent=4 * H)
+    entities = [(f"h{i}",) for i in range(n)]
+    t = 0.0
+    quiet = np.full(n, 0.1)
+    for _ in range(int(2 * 86400 / STEP)):
+        stage.decide(entities, quiet, _level(quiet), t)
+        t += STEP
+    return stage, entities, t
+
+
+def test_a_surge_that_lights_many_entities_at_once_is_held_as_fleet_wide() -> None:
+    """A traffic surge saturates many workers together: more entities at a level at once than
+    independent failures explain (4 of 36) is a shared cause, held and explained; fewer are
+    each their own (3 of 36 page as usual)."""
+    stage, entities, t = _fleet(36)
+    risk = np.full(36, 0.1)
+    risk[:3] = 0.9
+    d = stage.decide(entities, risk, _level(risk), t)
+    assert (d.level[:3] == 2).all() and not d.fleet_wide.any()
+    assert (d.elevated_now, d.fleet_wide_needed) == (3, 4)
+    # Ten minutes later a fourth joins: all four are held (the first three, too).
+    risk[3] = 0.9
+    d = stage.decide(entities, risk, _level(risk), t + STEP)
+    assert (d.level[:4] == 0).all() and d.fleet_wide[:4].all() and not d.fleet_wide[4:].any()
+    assert d.elevated_now == 4
+    # An entity that went quiet (or absent) within the window still counts.
+    risk[:3] = 0.1
+    d = stage.decide(entities[3:], risk[3:], _level(risk[3:]), t + 2 * STEP)
+    assert d.level[0] == 0 and d.fleet_wide[0] and d.elevated_now == 4
+    # Once the window has passed, a lone level pages again.
+    later = t + 2 * STEP + 1800.0
+    d = stage.decide(entities, risk, _level(risk), later)
+    assert d.level[3] == 2 and not d.fleet_wide.any() and d.elevated_now == 1
+
+
+def test_the_fleet_wide_rule_is_off_at_alpha_zero_and_validated() -> None:
+    from exporter.config import ConfigError, parse_config
+
+    stage, entities, t = _fleet(36, alpha=0.0)
+    risk = np.full(36, 0.9)
+    d = stage.decide(entities, risk, _level(risk), t)
+    assert (d.level == 2).all() and not d.fleet_wide.any() and d.fleet_wide_needed == 0
+    for bad in ({"fleet_wide_alpha": 1.0}, {"fleet_wide_alpha": -0.1},
+                {"fleet_wide_window": "0s"}):
+        with pytest.raises(ConfigError, match="fleet_wide"):
+            parse_config({"analyses": [{"name": "a", "preset": "node"}],
+                          "agents": {"decision": bad}})
+
+
+def test_gate_explains_a_fleet_wide_hold_and_bands_the_risk_under_the_warning() -> None:
+    stage, entities, t = _fleet(8)
+    risk = [0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1, 0.1]
+    out = gate(stage, entities, _consensus(risk), t)
+    assert list(out.level) == [0, 0, 0, 0, 0, 0, 0, 0]
+    assert out.explanation[0].startswith("fleet-wide: 3 of 8 entities reached a level within "
+                                         "30m, more than independent failures explain (3 or "
+                                         "more): a shared cause")
+    assert out.action[0] == "none" and np.isnan(out.time_to_failure[0])
+    assert (np.asarray(out.risk[:3]) < 0.5).all() and out.consensus_risk[0] == 0.9

@@ -37,7 +37,8 @@ def _result(n: int = 3) -> AnalysisResult:
     cons = Consensus(("capacity",), risk, np.r_[np.zeros(n - 1, int), 2], np.full(n, 3),
                      ("none",) * (n - 1) + ("raise_memory_limit",), np.r_[np.full(n - 1, np.nan),
                                                                          5400.0],
-                     np.tile([0.8, 0.2], (n, 1)), np.ones((n, 1), bool), ("",) * n)
+                     np.tile([0.8, 0.2], (n, 1)), np.ones((n, 1), bool), ("",) * n,
+                     fleet_wide_entities=1, fleet_wide_needed=3)
     return AnalysisResult("nodes", ("instance", "job"), ents, sig, window, topo, fc, votes, cons,
                           {"memory": n, "cpu": n})
 
