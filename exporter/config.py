@@ -426,7 +426,14 @@ def _parse_value(tp: Any, value: Any, path: str, problems: list[str]) -> Any:
                 number = None
         finite = tp is float and isinstance(value, int | float) and not isinstance(value, bool)
         what = "a finite number" if finite else _type_name(tp)  # .nan, .inf, 10**400
-        problems.append(f"{path}: expected {what}, got {value!r}")
+        hint = ""
+        if path.endswith(".capacity") and isinstance(value, str) \
+                and any(c in value for c in "_(/{"):  # a metric name or a query
+            # A per-entity limit (RAM, disk size): the presets' way is a ratio.
+            hint = ("; one number for every entity: where the limit differs per entity, make "
+                    "the query the used share (e.g. 1 - node_memory_MemAvailable_bytes / "
+                    "node_memory_MemTotal_bytes) with capacity 1.0")
+        problems.append(f"{path}: expected {what}, got {value!r}{hint}")
         return tp(0)
     if tp is str:
         if not isinstance(value, str):

@@ -47,6 +47,12 @@ def test_wrong_type_names_key_path():
     problems = _problems({"analyses": [{"name": "n", "signals": [
         {"name": "a", "query": "up"}, {"name": "b", "query": "up", "capacity": "full"}]}]})
     assert problems == ["analyses[0].signals[1].capacity: expected a number, got 'full'"]
+    # A per-entity limit written as a metric name is pointed at the presets' ratio form.
+    (problem,) = _problems({"analyses": [{"name": "n", "signals": [
+        {"name": "m", "query": "up", "capacity": "node_memory_MemTotal_bytes"}]}]})
+    assert problem.startswith("analyses[0].signals[0].capacity: expected a number, got "
+                              "'node_memory_MemTotal_bytes'; one number for every entity")
+    assert "with capacity 1.0" in problem
 
 
 def test_unknown_key_and_bad_duration():
