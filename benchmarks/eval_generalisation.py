@@ -9,6 +9,9 @@ Runs `aura backtest` (the real CLI, one subprocess per source) on
      without reading AURA's simulator (evaluation only, never training or tuning);
      `fleetgen-long-<seed>`: the same with precursors of 2-8 h instead of 30 min - 6 h, where
      a 2-4 h warning is possible for every predictable failure (the median-lead target);
+     `fleetgen3-<seed>`: benchmarks/fleetgen3.py, a third generator written the same way by
+     another session (raw units, per-host RAM and disk sizes, fleet-wide surges, rolling
+     deploys; its own aura.yml as a new user wrote it);
   c. `sim-<seed>`: held-out seeds of AURA's own simulator (training used 1000-1059);
 
 and prints, per source, AURA's failure alerts (AuraFailurePredicted ∪ AuraFailureRisk) next
@@ -97,6 +100,15 @@ def _fleetgen(work: Path, seed: int, quick: bool,
     return out / "aura.yml", out / "data.csv", out / "incidents.csv", {}
 
 
+def _fleetgen3(work: Path, seed: int, quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """benchmarks/fleetgen3.py's fleet (4 days, 1 m, its own aura.yml as a new user wrote it;
+    no quick form: its size is fixed)."""
+    out = work / f"fleetgen3-{seed}"
+    _run([sys.executable, "benchmarks/fleetgen3.py", str(seed), str(out)],
+         work / f"fleetgen3-{seed}.log")
+    return out / "aura.yml", out / "data.csv", out / "incidents.csv", {}
+
+
 def _sim(work: Path, seed: int, quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
     from exporter.source.simulator import fleet_signals
 
@@ -143,12 +155,15 @@ def evaluate(name: str, work: Path, quick: bool) -> dict[str, Any]:
     elif kind in ("fleetgen", "fleetgen-long") and seed.isdigit():
         config, data, incidents, extra = _fleetgen(work, int(seed), quick, kind != "fleetgen")
         label = "instance"
+    elif kind == "fleetgen3" and seed.isdigit():
+        config, data, incidents, extra = _fleetgen3(work, int(seed), quick)
+        label = "instance"
     elif kind == "sim" and seed.isdigit():
         config, data, incidents, extra = _sim(work, int(seed), quick)
         label = "instance"
     else:
         raise SystemExit(f"unknown source {name!r} (asd, fleetgen-SEED, fleetgen-long-SEED, "
-                         "sim-SEED)")
+                         "fleetgen3-SEED, sim-SEED)")
     out = work / f"bt-{name}"
     started = time.monotonic()
     _run([*AURA, "backtest", f"--config.file={config}", f"--input={data}",
