@@ -747,3 +747,32 @@ def test_capacity_free_bytes_without_capacity_run_out_at_zero():
     assert v.risk[0] >= 0.7 and v.action[0] == "free_disk"
     assert abs(v.time_to_failure[0] - 7200) <= 0.2 * 7200
     assert v.risk[1] < 0.3 and v.action[1] == "none"
+
+
+def test_resolution_is_the_smallest_positive_step_between_values():
+    from exporter.agents.network import resolution
+
+    v = np.array([[0, 1 / 60, 0, 2 / 60, np.nan, 1 / 60], [5.0, 5.0, 5.0, 5.0, 5.0, 5.0],
+                  [0.1, 0.35, 0.2, 0.2, 0.9, np.nan]])
+    np.testing.assert_allclose(resolution(v), [1 / 60, 0.0, 0.1])
+    assert resolution(np.zeros((2, 1))).tolist() == [0.0, 0.0]
+
+
+def test_a_chronic_low_error_count_is_no_degradation_but_a_build_up_is():
+    """Rare errors counted per minute (0, 1 or 2 a minute, as a rate per second) on every
+    entity: the recent median of the healthy ones moves by one event, which is no risk though
+    the earlier part's MAD is 0 (without `resolution`: 0.95 on three of four). A build-up to
+    tens a minute still is one."""
+    win, kinds, _ = _fleet(seed=5)
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    everyone = np.arange(len(kinds))
+    rng = np.random.default_rng(11)
+    counts = rng.poisson(0.3, (len(kinds), T)).astype(float)
+    counts[rows, -15:] = rng.poisson(0.9, (len(rows), 15))  # recent median one event a minute
+    chronic = _with_rows(win, everyone, "network_errors", counts / 60)
+    v = NetworkAgent().assess(_inp(chronic))
+    assert (v.risk[rows] < 0.3).all(), v.risk[rows]
+    build = counts.copy()
+    build[rows, -15:] = rng.poisson(20, (len(rows), 15))
+    v = NetworkAgent().assess(_inp(_with_rows(win, everyone, "network_errors", build / 60)))
+    assert (v.risk[rows] >= 0.7).all(), v.risk[rows]

@@ -60,7 +60,8 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
     The earlier part's noise is the smaller of its MAD and the MAD of its residuals around
     its least-squares line (`_detrended_sigma`), the latter only where the relative change
     exceeds `detrend_min_change` (elsewhere no noise estimate changes a vote), floored by 5 %
-    of its level and a quarter of the fleet's typical level.
+    of its level, a quarter of the fleet's typical level and (same pairs) the series' own
+    `resolution` (one event more of a count is no degradation).
     Returns (base median, recent median, noise floor, scale, enough data); `_severity` turns
     them into a severity for either direction without recomputing the medians.
     """
@@ -68,6 +69,7 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
     e = values.shape[0]
     base_med = np.empty(values.shape[:-1])
     base_sigma, recent_med = np.empty_like(base_med), np.empty_like(base_med)
+    quantum = np.zeros(values.shape[:-1])
     enough = np.empty(values.shape[:-1], dtype=bool)
     # Entity blocks keep temporaries small (see base.in_chunks); the fleet terms come after.
     for lo in range(0, e, CHUNK_ENTITIES):
@@ -89,6 +91,7 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
         if len(cand[0]):
             sig = base_sigma[rows]  # a view: written in place
             sig[cand] = np.fmin(sig[cand], _detrended_sigma(base[cand]))
+            quantum[rows][cand] = resolution(values[rows][cand])
         enough[rows] = (np.sum(~np.isnan(base), axis=-1) >= max(8, recent_steps)) & (
             np.sum(~np.isnan(recent), axis=-1) * 2 >= recent_steps
         )
@@ -97,10 +100,27 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
     fleet_level = _fleet_quantile(np.abs(base_med), 0.75, bounds)  # [R, K]: the row's cycle's
     level = np.abs(np.nan_to_num(base_med))
     floor = np.maximum.reduce(
-        [np.nan_to_num(base_sigma), 0.05 * level, 0.25 * fleet_level, np.full_like(base_med, 1e-12)]
+        [np.nan_to_num(base_sigma), 0.05 * level, 0.25 * fleet_level, quantum,
+         np.full_like(base_med, 1e-12)]
     )
     scale = np.maximum(level, np.maximum(fleet_level, 1e-12))
     return base_med, recent_med, floor, scale, enough
+
+
+def resolution(values: np.ndarray) -> np.ndarray:
+    """The smallest positive step between the values of each row of values [M, T] (NaN left
+    out; 0 where a row has fewer than two distinct values). A rate of rare events is a count
+    over a fixed span (one 5xx a minute is 0.0167/s, two are 0.0333/s): a median that moves by
+    one such step is one event more, not a degradation, and no noise estimate from a window
+    that is mostly 0 may call it a z-score of 7 (an independent fleet's chronic low error
+    rate paged critical on it)."""
+    if values.shape[-1] < 2:
+        return np.zeros(values.shape[:-1])
+    steps = np.diff(np.sort(values, axis=-1), axis=-1)  # NaN sorts last: NaN steps
+    with np.errstate(invalid="ignore"):
+        steps = np.where(steps > 0, steps, np.inf)
+    low = steps.min(axis=-1)
+    return np.where(np.isfinite(low), low, 0.0)
 
 
 def _detrended_sigma(values: np.ndarray) -> np.ndarray:
