@@ -28,18 +28,31 @@ def build(ctx: d.DashboardContext) -> Any:
             "Entities analysed",
             [(f"sum({ctx.q(catalog.ANALYSIS_ENTITIES, a)})", "")],
             description="Entities in the last cycle of the selected analyses.",
+            w=5,
         ),
         d.stat(
             "Critical",
             [(f"sum({ctx.q(rules.ENTITIES_AT_RISK, a, critical)})", "")],
             description="Entities whose consensus level is critical (AuraFailurePredicted).",
             thresholds=[(None, "green"), (1, "red")],
+            w=5,
         ),
         d.stat(
             "Warning",
             [(f"sum({ctx.q(rules.ENTITIES_AT_RISK, a, warning)})", "")],
             description="Entities whose consensus level is warning (AuraFailureRisk).",
             thresholds=[(None, "green"), (1, "orange")],
+            w=5,
+        ),
+        d.stat(
+            "Fleet-wide event",
+            [(f"sum({ctx.q(catalog.FLEET_WIDE_EVENT, a)})", "")],
+            description="Analyses where more entities reached a level at once than independent "
+            "failures explain (AuraFleetWideEvent): a shared cause such as a surge or a "
+            "rollout; those entities' own alerts are held. Entities counted: "
+            "aura_fleet_wide_entities.",
+            thresholds=[(None, "green"), (1, "orange")],
+            w=4,
         ),
         d.stat(
             "Soonest time to failure",
@@ -47,6 +60,7 @@ def build(ctx: d.DashboardContext) -> Any:
             unit="s",
             description="Shortest projected time to failure in the fleet; none when no failure "
             "is projected within the largest horizon.",
+            w=5,
         ),
         d.table(
             "Riskiest entities",
