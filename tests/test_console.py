@@ -13,7 +13,7 @@ import json
 import threading
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 import bcrypt
@@ -336,6 +336,15 @@ def test_alerts_follow_the_generated_rules_and_their_for():
     assert any(a["name"] == "AuraSourceDown" and a["active"] for a in down["alerts"])
     assert not any(a["name"] == "AuraSourceDown" and a["active"] for a in late["alerts"])
     assert {a["name"]: a["evaluated"] for a in late["alerts"]}["AuraDown"] == "prometheus only"
+    # The per-analysis fleet-wide event: active where the decision stage held one.
+    quiet = replace(base, consensus=replace(base.consensus, fleet_wide_entities=2,
+                                            fleet_wide_needed=3))
+    wide = replace(base, analysis="b", consensus=replace(base.consensus, fleet_wide_entities=4,
+                                                         fleet_wide_needed=3))
+    data = console_alerts.evaluate(_Snap((quiet, wide), created=for_), cfg, h, {})
+    (fleet,) = [a for a in data["alerts"] if a["name"] == "AuraFleetWideEvent"]
+    assert fleet["evaluated"] == "console (now, without for:)"
+    assert fleet["active"] == [{"analysis": "b", "state": "active", "value": 4}]
 
 
 # ------------------------------------------------------------------------------ HTTP

@@ -8,7 +8,8 @@ evaluated per entity; its `for:` is checked against the console's history: the a
 now), *pending* when it holds now but not yet that long. The history's frames are
 `History.spacing` apart, so the start of a condition is known to that resolution. Self-metric
 alerts of the same form (`aura_up == 0`, cycle duration) are evaluated on the exporter's
-health now, without `for:`. Anything else (`absent(up)`, `increase(...)`, `time() - ...`) is
+health now, without `for:`, and so is the per-analysis fleet-wide event (its value: how many
+entities reached a level in the window). Anything else (`absent(up)`, `increase(...)`, `time() - ...`) is
 listed as evaluated by Prometheus only.
 """
 
@@ -89,6 +90,14 @@ def evaluate(snapshot: Any, config: Config, history: History,
         if parsed is not None and a.entity and parsed[0] in _ENTITY:
             item["evaluated"] = "console"
             item["active"] = _entity_alerts(a, parsed, snapshot, history, now)
+        elif parsed is not None and parsed[0] == catalog.FLEET_WIDE_EVENT.name:
+            item["evaluated"] = "console (now, without for:)"
+            item["active"] = [
+                {"analysis": r.analysis, "state": "active",
+                 "value": r.consensus.fleet_wide_entities}
+                for r in getattr(snapshot, "results", ())
+                if r.consensus is not None and r.consensus.fleet_wide_event
+                and _OPS[parsed[1]](1.0, parsed[2])]
         elif parsed is not None and parsed[0] in _HEALTH:
             item["evaluated"] = "console (now, without for:)"
             value = health.get(_HEALTH[parsed[0]])

@@ -27,6 +27,10 @@
               el("td", { text: AURA.time(x.since) }), el("td", { text: Number(x.value).toFixed(2) }));
           }))));
       }
+      if (!table && a.active.length && a.active[0].analysis) {
+        // Per analysis (AuraFleetWideEvent): the analyses and how many entities they hold.
+        table = el("p", { class: "small", text: a.active.map((x) => `${x.analysis}: ${x.value} entities at a level at once`).join("; ") });
+      }
       return el("section", { class: "panel", "data-alert": a.name }, head, summary, count, table);
     }));
     renderAlertmanager(data.alertmanager || { configured: false });
