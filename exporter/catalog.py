@@ -127,7 +127,8 @@ FLEET_WIDE_ENTITIES = Metric(
     "aura_fleet_wide_entities",
     "gauge",
     "Entities of the analysis that reached a warning or critical level within "
-    "agents.decision.fleet_wide_window (counted before a fleet-wide hold)." + _RECOMPUTED,
+    "agents.decision.fleet_wide_window in a run that began within it or since a fleet-wide "
+    "event began (counted before the hold)." + _RECOMPUTED,
     ("analysis",),
     "analysis",
 )

@@ -62,7 +62,9 @@ saturates every worker, a rolling deploy, a slow dependency, a fleet-wide scrape
 entities' levels are held at 0 with an explanation saying so: a per-entity failure alert is
 the wrong page for it (Alertmanager would group N of them into one notification; the shared
 cause is a service-level alert's). Entities that reached a level within the window count even
-if they are quiet or absent now. A scan statistic in the spirit of Kulldorff (1997), with
+if they are quiet or absent now; an entity already at a level before the event began (a
+failure developing for hours) is not part of it and keeps its level. A scan statistic in the
+spirit of Kulldorff (1997), with
 the null rate from the configured budget instead of an estimate (one surge a day would
 otherwise teach the fleet that surges are independent). Measured on an independent
 generator's fleets and on ASD (benchmarks/README.md, "Fleet-wide events").
@@ -157,9 +159,10 @@ class Decision:
         with a restart (a counter reset in the window), so it does not.
     fleet_wide: [E] bool, a level >= 1 (its own, or raised by a sustained anomaly) held at 0
         because too many entities reached one at once (`fleet_wide_needed`).
-    elevated_now: how many entities reached a level within `fleet_wide_window` (this cycle
-        included, before the hold); fleet_wide_needed: how many make a fleet-wide event
-        (0: the rule is off or the analysis too small).
+    elevated_now: how many entities are in the fleet-wide group: at a level within
+        `fleet_wide_window` (this cycle included, before the hold), in a run that began
+        within the window or since an event began (`_fleet_wide`); fleet_wide_needed: how
+        many make a fleet-wide event (0: the rule is off or the analysis too small).
     """
 
     level: np.ndarray
@@ -197,7 +200,7 @@ def fleet_wide_needed(entities: int, alert_budget: float, window: float, alpha: 
     window: p = rate x budget x (TYPICAL_ALERT_SECONDS + window) / day). 0 where `alpha` is 0
     (off) or the analysis has fewer than FLEET_WIDE_MIN entities. With the defaults (budget
     0.05, 30 min, alpha 1e-4): 3 of 8 entities, 4 of 36, 5 of 58, 6 of 100, 95 of 10 000.
-    (scipy.stats.binom: `isf` gives the largest k with P(X > k) > alpha.)"""
+    (scipy.stats.binom: `isf(alpha)` is the smallest k with P(X > k) <= alpha; + 1.)"""
     if alpha <= 0 or entities < FLEET_WIDE_MIN:
         return 0
     from scipy.stats import binom
@@ -242,8 +245,12 @@ class DecisionStage:
         # (NaN: none).
         self.raised_ = np.empty(0, dtype=np.float64)
         self.excused_ = np.empty(0, dtype=np.float64)
-        # Per row: the last cycle it reached a level (before a fleet-wide hold; NaN: never).
+        # Per row: the last cycle it reached a level (before a fleet-wide hold; NaN: never)
+        # and when its current run at a level began; since when a fleet-wide event has held
+        # (NaN: none under way).
         self.lit_ = np.empty(0, dtype=np.float64)
+        self.onset_ = np.empty(0, dtype=np.float64)
+        self.event_since_ = math.nan
         self.excluded_: list[tuple[EntityKey, float, float, float]] = []
         self.forgot_at_ = -math.inf
         # What the references hold, for the quantile cache (see `_quantiles`): a counter
@@ -349,7 +356,8 @@ class DecisionStage:
             "risk": self.risk_, "time": self.time_, "last": self.last_,
             "anomaly_since": self.since_, "anomaly_last": self.hot_,
             "anomaly_raised": self.raised_, "anomaly_excused": self.excused_,
-            "level_last": self.lit_,
+            "level_last": self.lit_, "level_onset": self.onset_,
+            "fleet_wide_since": np.array([self.event_since_]),
         }
 
     def restore(self, arrays: dict[str, np.ndarray]) -> None:
@@ -366,20 +374,23 @@ class DecisionStage:
         if risk.shape != (n, self.slots) or times.shape != (n, self.slots) or last.shape != (n,):
             raise ValueError(f"decision state: shapes {risk.shape} / {times.shape} do not fit "
                              f"{n} entities x {self.slots} slots")
-        # Saved before the last level was kept (level_last): none in the fleet-wide window.
+        # Saved before the last level and its run were kept (level_last, level_onset): none
+        # in the fleet-wide window.
         # Saved before sustained anomalies were tracked: no run in progress. Saved before
         # raised and excused runs were: none excused, and a run in progress that has lasted
         # long enough counts as raised (a firing warning is not withdrawn by a later restart).
         runs = []
         for name in ("anomaly_since", "anomaly_last", "anomaly_raised", "anomaly_excused",
-                     "level_last"):
+                     "level_last", "level_onset"):
             arr = np.array(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
             if arr.shape != (n,):
                 raise ValueError(f"decision state: {name} {arr.shape} for {n} entities")
             runs.append(arr)
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
-        self.since_, self.hot_, self.raised_, self.excused_, self.lit_ = runs
+        self.since_, self.hot_, self.raised_, self.excused_, self.lit_, self.onset_ = runs
+        event = np.asarray(arrays.get("fleet_wide_since", [np.nan]), dtype=np.float64).ravel()
+        self.event_since_ = float(event[0]) if event.size else math.nan
         if "anomaly_raised" not in arrays:
             with np.errstate(invalid="ignore"):
                 long = self.hot_ - self.since_ >= float(self.cfg.sustained_anomaly_for) - 1e-6
@@ -402,7 +413,7 @@ class DecisionStage:
         self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
         self.since_, self.hot_ = self.since_[keep], self.hot_[keep]
         self.raised_, self.excused_ = self.raised_[keep], self.excused_[keep]
-        self.lit_ = self.lit_[keep]
+        self.lit_, self.onset_ = self.lit_[keep], self.onset_[keep]
         self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
@@ -423,6 +434,7 @@ class DecisionStage:
             self.raised_ = np.concatenate([self.raised_, np.full(grow, np.nan)])
             self.excused_ = np.concatenate([self.excused_, np.full(grow, np.nan)])
             self.lit_ = np.concatenate([self.lit_, np.full(grow, np.nan)])
+            self.onset_ = np.concatenate([self.onset_, np.full(grow, np.nan)])
             self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
@@ -517,18 +529,38 @@ class DecisionStage:
     def _fleet_wide(self, rows: np.ndarray, lit: np.ndarray,
                     now: float) -> tuple[np.ndarray, int, int]:
         """([E] the entities `lit` [E] (at a level this cycle) held as a fleet-wide event,
-        how many entities reached a level within `fleet_wide_window` up to now, how many make
-        an event); records this cycle's lit entities. Entities absent this cycle count while
-        their last level is inside the window (a host that went quiet during a surge)."""
-        self.lit_[rows[lit]] = now
+        how many entities are in the event's group, how many make an event); records this
+        cycle's levels.
+
+        The group: entities at a level within `fleet_wide_window` whose run at a level began
+        within the window (or, once an event is under way, since it began). A run lasts while
+        the entity reaches a level at least once per window. An entity that was already at a
+        level before the event began (a failure developing for hours) is not part of it and
+        is not held; entities absent this cycle count while their last level is inside the
+        window (a host that went quiet during a surge)."""
         window = float(self.cfg.fleet_wide_window)
         with np.errstate(invalid="ignore"):
-            count = int((self.lit_ >= now - window + 1e-6).sum())
+            new_run = lit & ~(self.lit_[rows] >= now - window + 1e-6)
+        self.onset_[rows[new_run]] = now
+        self.lit_[rows[lit]] = now
+        none = np.zeros(len(rows), dtype=bool)
+        if not self.cfg.enabled:  # off with the stage (no AuraFleetWideEvent is generated)
+            self.event_since_ = math.nan
+            return none, 0, 0
+        active = math.isfinite(self.event_since_)
+        since = self.event_since_ if active else now - window
+        with np.errstate(invalid="ignore"):
+            group = (self.lit_ >= now - window + 1e-6) & (self.onset_ >= since - 1e-6)
+        count = int(group.sum())
         needed = fleet_wide_needed(len(rows), float(self.cfg.alert_budget), window,
                                    float(self.cfg.fleet_wide_alpha))
-        if needed and count >= needed:
-            return lit.copy(), count, needed
-        return np.zeros(len(rows), dtype=bool), count, needed
+        if not needed or count < needed:
+            self.event_since_ = math.nan
+            return none, count, needed
+        if not active:
+            self.event_since_ = since
+        with np.errstate(invalid="ignore"):
+            return lit & (self.onset_[rows] >= since - 1e-6), count, needed
 
     def _sustained(self, rows: np.ndarray, anomaly: np.ndarray | None,
                    history: np.ndarray | None, now: float,
@@ -839,7 +871,8 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
         consensus = _escalate(stage, consensus, topo, d, now, actions, texts)
     for i in np.flatnonzero(wide):
         actions[i] = "none"
-        texts[i] = (f"{FLEET_WIDE}: {d.elevated_now} of {len(d.level)} entities reached a "
+        texts[i] = (f"{FLEET_WIDE}: {d.elevated_now} of {max(len(d.level), d.elevated_now)} "
+                    "entities reached a "
                     f"level within {format_duration(stage.cfg.fleet_wide_window)}, more than "
                     f"independent failures explain ({d.fleet_wide_needed} or more): a shared "
                     "cause (a traffic surge, a deploy wave, a dependency, scrape trouble), not "

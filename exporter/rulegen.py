@@ -211,14 +211,15 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             f"{_sel(catalog.FLEET_WIDE_EVENT, s)} == 1",
             r.failure_predicted_for,
             "Many entities of analysis {{ $labels.analysis }} reached a failure level at once.",
-            f"{{{{ with printf \"{catalog.FLEET_WIDE_ENTITIES.name}{{analysis=%q}}\" "
-            "$labels.analysis | query }}{{ . | first | value }}{{ else }}Several{{ end }} "
+            f"{{{{ with printf \"{catalog.FLEET_WIDE_ENTITIES.name}{{analysis=%q,job=%q,"
+            "instance=%q}\" $labels.analysis $labels.job $labels.instance | query }}"
+            "{{ . | first | value }}{{ else }}Several{{ end }} "
             "entities of analysis {{ $labels.analysis }} reached a warning or critical level "
             f"within {format_duration(d.fleet_wide_window)}, more than independent failures "
             f"explain (agents.decision.fleet_wide_alpha {_num(d.fleet_wide_alpha)}), for "
             f"{format_duration(r.failure_predicted_for)}: a shared cause (a traffic surge, a "
-            "deploy wave, a slow dependency, scrape trouble). Their AuraFailure* alerts are "
-            "held; their explanations start \"fleet-wide\".",
+            "deploy wave, a slow dependency, scrape trouble). Their AuraFailure* alerts are held "
+            "from then on; their explanations start \"fleet-wide\".",
             fleet=True,
         ),) if d.enabled and d.fleet_wide_alpha > 0 else ()),
         Alert(

@@ -776,3 +776,14 @@ def test_a_chronic_low_error_count_is_no_degradation_but_a_build_up_is():
     build[rows, -15:] = rng.poisson(20, (len(rows), 15))
     v = NetworkAgent().assess(_inp(_with_rows(win, everyone, "network_errors", build / 60)))
     assert (v.risk[rows] >= 0.7).all(), v.risk[rows]
+
+
+def test_a_clean_step_between_two_levels_is_still_a_degradation():
+    """The resolution comes from the earlier part only: over the whole window a latency
+    moving from one histogram bucket to another (two values) would be its own step."""
+    win, kinds, _ = _fleet(seed=7)
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    step = np.full((len(rows), T), 0.2485)
+    step[:, -15:] = 0.995
+    v = NetworkAgent().assess(_inp(_with_rows(win, rows, "latency", step)))
+    assert (v.risk[rows] >= 0.9).all(), v.risk[rows]

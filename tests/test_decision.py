@@ -922,3 +922,34 @@ def test_gate_explains_a_fleet_wide_hold_and_bands_the_risk_under_the_warning() 
                                          "more): a shared cause")
     assert out.action[0] == "none" and np.isnan(out.time_to_failure[0])
     assert (np.asarray(out.risk[:3]) < 0.5).all() and out.consensus_risk[0] == 0.9
+
+
+def test_an_entity_at_a_level_before_the_event_began_keeps_it() -> None:
+    """A failure developing for hours is not part of a surge that starts later: its level
+    stands while the four surge entities are held."""
+    stage, entities, t = _fleet(36)
+    risk = np.full(36, 0.1)
+    risk[35] = 0.9  # a leak, at a level for two hours
+    for k in range(12):
+        d = stage.decide(entities, risk, _level(risk), t + k * STEP)
+        assert d.level[35] == 2 and not d.fleet_wide.any()
+    t += 12 * STEP
+    risk[:4] = 0.9  # the surge
+    d = stage.decide(entities, risk, _level(risk), t)
+    assert d.fleet_wide[:4].all() and (d.level[:4] == 0).all()
+    assert d.level[35] == 2 and not d.fleet_wide[35] and d.elevated_now == 4
+    # Saved and restored mid-event: the same decision next cycle.
+    again = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    again.restore(stage.state())
+    a, b = (s.decide(entities, risk, _level(risk), t + STEP) for s in (stage, again))
+    np.testing.assert_array_equal(a.level, b.level)
+    np.testing.assert_array_equal(a.fleet_wide, b.fleet_wide)
+    assert a.fleet_wide[:4].all() and a.level[35] == 2
+
+
+def test_no_fleet_wide_hold_while_the_decision_stage_is_off() -> None:
+    stage = DecisionStage(DecisionConfig(enabled=False), exclude_recent=4 * H)
+    entities = [(f"h{i}",) for i in range(8)]
+    risk = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1])
+    d = stage.decide(entities, risk, _level(risk), 0.0)
+    assert (d.level[:4] == 2).all() and not d.fleet_wide.any() and d.fleet_wide_needed == 0

@@ -60,8 +60,9 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
     The earlier part's noise is the smaller of its MAD and the MAD of its residuals around
     its least-squares line (`_detrended_sigma`), the latter only where the relative change
     exceeds `detrend_min_change` (elsewhere no noise estimate changes a vote), floored by 5 %
-    of its level, a quarter of the fleet's typical level and (same pairs) the series' own
-    `resolution` (one event more of a count is no degradation).
+    of its level, a quarter of the fleet's typical level and (same pairs) half the earlier
+    part's own `resolution` (one event more of a count is no degradation; a z-score of 2
+    per step stays under the severity floor).
     Returns (base median, recent median, noise floor, scale, enough data); `_severity` turns
     them into a severity for either direction without recomputing the medians.
     """
@@ -91,7 +92,9 @@ def _change(values: np.ndarray, recent_steps: int, bounds: np.ndarray,
         if len(cand[0]):
             sig = base_sigma[rows]  # a view: written in place
             sig[cand] = np.fmin(sig[cand], _detrended_sigma(base[cand]))
-            quantum[rows][cand] = resolution(values[rows][cand])
+            # The earlier part's own resolution: over the whole window a clean step (a
+            # latency from one histogram bucket to another) would be its own "resolution".
+            quantum[rows][cand] = 0.5 * resolution(base[cand])
         enough[rows] = (np.sum(~np.isnan(base), axis=-1) >= max(8, recent_steps)) & (
             np.sum(~np.isnan(recent), axis=-1) * 2 >= recent_steps
         )
