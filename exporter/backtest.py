@@ -225,6 +225,8 @@ class Scores:
     # below the bar), and the consensus's explanation at the first evaluation of each run.
     unagreed: np.ndarray | None = None
     unagreed_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+    # [E, N] bool: a level held as part of a fleet-wide event (exporter.decision).
+    fleet_wide: np.ndarray | None = None
 
     @property
     def suppressed(self) -> int:
@@ -394,6 +396,7 @@ class _Recorder:
         self.held_text: dict[tuple[int, int], str] = {}
         self.unagreed = np.zeros((e, n), dtype=bool)
         self.unagreed_text: dict[tuple[int, int], str] = {}
+        self.fleet_wide = np.zeros((e, n), dtype=bool)
 
     def add(self, k: int, results: Sequence[Any]) -> None:
         res = next((r for r in results if r.analysis == self.analysis.name), None)
@@ -435,6 +438,7 @@ class _Recorder:
                 if text.startswith(("usual for this entity", FLEET_WIDE)) \
                         or RESTART_EXCUSE in text:
                     self.held[row, k] = True
+                    self.fleet_wide[row, k] = text.startswith(FLEET_WIDE)
                     if k == 0 or not self.held[row, k - 1]:  # texts at run starts only
                         self.held_text[(row, k)] = text
                 elif level[j] == 0 and NOT_BACKED in text:
@@ -461,7 +465,7 @@ class _Recorder:
         return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
                       self.prob, ttf, self.signals, self.agents, tuple(self.actions),
                       self.top, self.support, self.action, self.held, self.held_text,
-                      self.unagreed, self.unagreed_text)
+                      self.unagreed, self.unagreed_text, self.fleet_wide)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -631,11 +635,17 @@ def coverage(scores: Scores) -> dict[str, int]:
     an anomaly score: `entity_evaluations`, `risk_undecided` (no sample in the window's
     last steps, or fewer agents voted than `consensus.min_voters`: a forecast that abstains
     leaves the others' votes), `anomaly_unknown` (warming up, every signal constant or
-    two-state, or the window mostly missing: no exported score)."""
+    two-state, or the window mostly missing: no exported score), and the levels held as part
+    of a fleet-wide event (`fleet_wide_held_evaluations`, `..._entities`)."""
     present = np.asarray(scores.present, dtype=bool)
+    wide = getattr(scores, "fleet_wide", None)
+    wide = np.zeros_like(present) if wide is None else np.asarray(wide, dtype=bool)
     return {"entity_evaluations": int(present.sum()),
             "risk_undecided": int((present & ~np.isfinite(scores.risk)).sum()),
-            "anomaly_unknown": int((present & ~np.isfinite(scores.anomaly)).sum())}
+            "anomaly_unknown": int((present & ~np.isfinite(scores.anomaly)).sum()),
+            # Levels held as part of a fleet-wide event, and how many entities had one.
+            "fleet_wide_held_evaluations": int(wide.sum()),
+            "fleet_wide_held_entities": int(wide.any(axis=1).sum())}
 
 
 def remove_earlier_outputs(out: Path, written: Collection[str]) -> list[str]:

@@ -234,9 +234,9 @@ def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[Inciden
 
 
 def _coverage_lines(report: dict[str, Any]) -> list[str]:
-    """The report's line on evaluations without a risk or an anomaly score, when any (a
+    """The report's lines on evaluations without a risk or an anomaly score, when any (a
     forecast that abstained, constant signals): "0 alerts" then reads as "could not
-    tell", not as "nothing unusual"."""
+    tell", not as "nothing unusual"; and on levels held as fleet-wide events, when any."""
     n = int(report.get("entity_evaluations", 0))
     if not n:
         return []
@@ -251,7 +251,14 @@ def _coverage_lines(report: dict[str, Any]) -> list[str]:
             share = 100.0 * k / n
             pct = "<1" if share < 1 else ">99" if share > 99 and k < n else f"{share:.0f}"
             parts.append(f"{what}: {k} ({pct} %)")
-    return [f"- Entity evaluations: {n}; " + "; ".join(parts)] if parts else []
+    lines = [f"- Entity evaluations: {n}; " + "; ".join(parts)] if parts else []
+    wide = int(report.get("fleet_wide_held_evaluations", 0))
+    if wide:
+        lines.append(f"- Levels held as fleet-wide events (more entities at a level at once "
+                     f"than independent failures explain; AuraFleetWideEvent instead): {wide} "
+                     f"evaluations of {int(report.get('fleet_wide_held_entities', 0))} "
+                     "entities; their explanations start \"fleet-wide\"")
+    return lines
 
 
 def _fmt_lead(value: float | None) -> str:

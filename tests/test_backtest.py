@@ -411,6 +411,37 @@ def test_first_hold_names_a_risk_the_consensus_did_not_back() -> None:
     assert _before_incident(scores, 0, 900.0, 1200.0)["first_held"] == ""
 
 
+def test_report_counts_levels_held_as_fleet_wide_events() -> None:
+    """A surge held as a fleet-wide event must not look like "nothing happened" in the
+    report (helper-60 found no trace of it): counted and named."""
+    from types import SimpleNamespace
+
+    from exporter.backtest import _Recorder, coverage
+    from exporter.backtest_report import _coverage_lines
+    from exporter.config import AnalysisConfig, Duration, SignalConfig
+
+    an = AnalysisConfig(name="a", entity_labels=("instance",), step=Duration(60),
+                        signals=(SignalConfig(name="cpu", query="c"),))
+    ents = (("h1",), ("h2",), ("h3",))
+    rec = _Recorder(an, ents, 3)
+    wide = "fleet-wide: 3 of 3 entities reached a level within 30m, ... (cpu rises)"
+    for k in range(3):
+        texts = (wide, wide if k else "no agent sees a failure coming", "quiet")
+        rec.add(k, [SimpleNamespace(
+            analysis="a", entities=ents, signals=("cpu",), topology=None, forecast=None,
+            consensus=SimpleNamespace(
+                risk=np.array([0.49, 0.49, 0.1]), level=np.zeros(3, int),
+                threshold=np.zeros(3), time_to_failure=np.full(3, np.nan), explanation=texts,
+                contribution=np.ones((3, 1)), agreeing=np.ones((3, 1), dtype=bool),
+                agents=("capacity",), action=("none",) * 3))])
+    counts = coverage(rec.scores(np.arange(3) * 300.0))
+    assert (counts["fleet_wide_held_evaluations"], counts["fleet_wide_held_entities"]) == (5, 2)
+    (line,) = _coverage_lines({**counts, "entity_evaluations": 9, "risk_undecided": 0,
+                               "anomaly_unknown": 0})
+    assert line.startswith("- Levels held as fleet-wide events") and ": 5 evaluations of 2 " \
+        "entities" in line
+
+
 def _anomalous_app_fleet(tmp: Path, threshold: float, restart: bool = False) -> Path:
     """2.7 days at 5 m of three hosts with a daily cycle and four signals of kind `other`
     (no agent sees a failure mechanism in them; the fourth is the process' uptime); host a's
@@ -573,7 +604,8 @@ def test_report_says_when_the_forecast_abstained_and_what_had_no_score(tmp_path)
         anomaly = np.array([[0.5, 0.6, np.nan], [np.nan, 0.7, 0.8]])
 
     cov = coverage(S())
-    assert cov == {"entity_evaluations": 5, "risk_undecided": 3, "anomaly_unknown": 1}
+    assert cov == {"entity_evaluations": 5, "risk_undecided": 3, "anomaly_unknown": 1,
+                   "fleet_wide_held_evaluations": 0, "fleet_wide_held_entities": 0}
     [line] = _coverage_lines(cov)
     assert line.startswith("- Entity evaluations: 5; without a risk")
     assert "no recent samples" in line
