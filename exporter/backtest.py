@@ -638,8 +638,8 @@ def coverage(scores: Scores) -> dict[str, int]:
     two-state, or the window mostly missing: no exported score), and the levels held as part
     of a fleet-wide event (`fleet_wide_held_evaluations`, `..._entities`)."""
     present = np.asarray(scores.present, dtype=bool)
-    wide = getattr(scores, "fleet_wide", None)
-    wide = np.zeros_like(present) if wide is None else np.asarray(wide, dtype=bool)
+    wide = np.zeros_like(present) if scores.fleet_wide is None \
+        else np.asarray(scores.fleet_wide, dtype=bool)
     return {"entity_evaluations": int(present.sum()),
             "risk_undecided": int((present & ~np.isfinite(scores.risk)).sum()),
             "anomaly_unknown": int((present & ~np.isfinite(scores.anomaly)).sum()),

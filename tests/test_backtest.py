@@ -602,6 +602,7 @@ def test_report_says_when_the_forecast_abstained_and_what_had_no_score(tmp_path)
         present = np.array([[True, True, False], [True, True, True]])
         risk = np.array([[np.nan, 0.2, np.nan], [np.nan, np.nan, 0.1]])
         anomaly = np.array([[0.5, 0.6, np.nan], [np.nan, 0.7, 0.8]])
+        fleet_wide = None
 
     cov = coverage(S())
     assert cov == {"entity_evaluations": 5, "risk_undecided": 3, "anomaly_unknown": 1,
