@@ -195,6 +195,17 @@ async def load_history(cfg: Config, analysis: AnalysisConfig, args: argparse.Nam
 # ---------------------------------------------------------------------------- the replay
 
 
+def _run_text(mask: np.ndarray | None, texts: dict[tuple[int, int], str], row: int,
+              k: int) -> str:
+    """The text recorded at the start of the run of `mask` [E, N] that evaluation `k` of
+    entity `row` belongs to ("" outside a run); texts are kept at run starts only."""
+    if mask is None or not mask[row, k]:
+        return ""
+    while k > 0 and mask[row, k - 1] and (row, k) not in texts:
+        k -= 1
+    return texts.get((row, k), "")
+
+
 @dataclass
 class Scores:
     """Per-evaluation outputs, [E, N] over the union of entities (NaN where absent)."""
@@ -235,23 +246,15 @@ class Scores:
 
     def held_because(self, row: int, k: int) -> str:
         """The explanation of the held run that evaluation `k` of entity `row` belongs to."""
-        if self.held is None or not self.held[row, k]:
-            return ""
-        while k > 0 and self.held[row, k - 1] and (row, k) not in self.held_text:
-            k -= 1
-        return self.held_text.get((row, k), "")
+        return _run_text(self.held, self.held_text, row, k)
 
     def first_hold(self, row: int, ks: np.ndarray) -> str:
         """The explanation of the first evaluation among `ks` (ascending) of entity `row` that
         the decision stage held or the consensus did not back ("" when none was)."""
         for k in ks.tolist():
-            if self.held is not None and self.held[row, k]:
-                return self.held_because(row, k)
-            if self.unagreed is not None and self.unagreed[row, k]:
-                j = k
-                while j > 0 and self.unagreed[row, j - 1] and (row, j) not in self.unagreed_text:
-                    j -= 1
-                return self.unagreed_text.get((row, j), "")
+            for mask, texts in ((self.held, self.held_text), (self.unagreed, self.unagreed_text)):
+                if mask is not None and mask[row, k]:
+                    return _run_text(mask, texts, row, k)
         return ""
 
     def why(self, row: int, k: int) -> tuple[str, str, str]:

@@ -212,14 +212,15 @@ def _render_analyses(w: _Writer, results: Sequence[AnalysisResult], stats: SelfS
                 if v == v:
                     w.sample(catalog.FLEET_BETTI, f'analysis="{escape(a.name)}",dimension="{d}"',
                              float(v))
-    for metric in (catalog.FLEET_WIDE_ENTITIES, catalog.FLEET_WIDE_EVENT):
-        for a in cfg.analyses:
-            r = by_name.get(a.name)
-            c = None if r is None else r.consensus
-            if c is not None and c.fleet_wide_entities is not None:
-                value = float(c.fleet_wide_entities) if metric is catalog.FLEET_WIDE_ENTITIES \
-                    else float(c.fleet_wide_event)
-                w.sample(metric, f'analysis="{escape(a.name)}"', value)
+    gated = [(a, r.consensus) for a in cfg.analyses
+             if (r := by_name.get(a.name)) is not None and r.consensus is not None
+             and r.consensus.fleet_wide_entities is not None]
+    for a, c in gated:
+        w.sample(catalog.FLEET_WIDE_ENTITIES, f'analysis="{escape(a.name)}"',
+                 float(c.fleet_wide_entities or 0))
+    for a, c in gated:
+        w.sample(catalog.FLEET_WIDE_EVENT, f'analysis="{escape(a.name)}"',
+                 float(c.fleet_wide_event))
     dropped = stats.dropped_total
     for a in cfg.analyses:
         w.sample(catalog.ENTITIES_DROPPED, f'analysis="{escape(a.name)}"',
