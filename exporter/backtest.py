@@ -30,7 +30,15 @@ import numpy as np
 
 from exporter import catalog, util
 from exporter.backtest_report import PLOT_FILES
-from exporter.config import AnalysisConfig, Config, ConfigError, format_duration, parse_duration
+from exporter.config import (
+    UNPROJECTABLE_ADVICE,
+    AnalysisConfig,
+    Config,
+    ConfigError,
+    format_duration,
+    parse_duration,
+    unprojectable_resources,
+)
 from exporter.consensus import NOT_BACKED
 from exporter.decision import FLEET_WIDE, RESTART_EXCUSE
 from exporter.source import Fetch, SourceError
@@ -758,6 +766,8 @@ async def _run(args: argparse.Namespace) -> int:
             "writes one beside its CSV; aura.example.yml documents every key)")
     cfg = load_config(args.config_file, require_queries=not args.input)
     analysis = cfg.analysis(args.analysis)
+    for _, name, signal in unprojectable_resources(cfg):
+        log.warning("msg=%s analysis=%s signal=%s", json.dumps(UNPROJECTABLE_ADVICE), name, signal)
     try:
         interval = (parse_duration(args.interval) if args.interval
                     else max(float(cfg.interval), DEFAULT_MIN_INTERVAL))

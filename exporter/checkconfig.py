@@ -10,6 +10,8 @@ expression the config holds (each signal's `query`, `rules.selector`) must parse
 would answer bad_data every cycle: Prometheus' own parser checks them, through
 `promtool check rules` on a temporary rule file (a subprocess: this is a command, never a
 request path). Without promtool on PATH the PromQL is not checked, and the output says so.
+A resource rising towards a limit without `capacity` is a note (`unprojectable_resources`):
+valid, but nothing can project its exhaustion.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from pathlib import Path
 
 import yaml
 
-from exporter.config import Config, ConfigError, format_duration, load_config
+from exporter.config import (
+    UNPROJECTABLE_ADVICE,
+    Config,
+    ConfigError,
+    format_duration,
+    load_config,
+    unprojectable_resources,
+)
 
 # One `promtool check rules` run for all expressions takes ~50 ms; a hung promtool must not
 # hang check-config.
@@ -190,6 +199,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         problems, notes = promql_problems(cfg)
         problems = model_problems(cfg) + problems
+        notes += [f"{key} ({name}): {UNPROJECTABLE_ADVICE}"
+                  for key, _, name in unprojectable_resources(cfg)]
     for note in notes:
         print(f"{args.file}: {note}", file=sys.stderr)
     if problems:

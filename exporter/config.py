@@ -692,6 +692,30 @@ def parse_config(data: Any, *, require_queries: bool = True) -> Config:
     return cfg
 
 
+# What `unprojectable_resources` advises (check-config's note, the run's and backtest's log).
+UNPROJECTABLE_ADVICE = (
+    "a resource without capacity: AURA cannot project when it runs out (a leak or a filling "
+    "disk is only 'unusual'). Set capacity, or query the used share (used / total, e.g. "
+    "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes) with capacity: 1, "
+    "which also holds where sizes differ per entity")
+
+
+def unprojectable_resources(cfg: Config) -> list[tuple[str, str, str]]:
+    """Signals whose exhaustion nothing can project: (key path, analysis, signal) each.
+
+    A `resource` signal that rises towards a limit (direction "up") without `capacity`: the
+    capacity agent (exporter/agents/capacity.py) needs the level at which it runs out (a
+    falling one runs out at 0 and needs none), so a leak or a filling disk in bytes is seen
+    only as unusual, never as "runs out in 2 h". Not an error: the config is valid and the
+    signal still feeds the other stages (UNPROJECTABLE_ADVICE says what to do). A
+    `saturation` without one (load per CPU, a throttling ratio) has no hard limit to run
+    out of and is not listed.
+    """
+    return [(f"analyses[{i}].signals[{j}]", a.name, s.name)
+            for i, a in enumerate(cfg.analyses) for j, s in enumerate(a.signals)
+            if s.kind == "resource" and s.direction == "up" and s.capacity is None]
+
+
 def load_config(path: str | Path, *, require_queries: bool = True) -> Config:
     """Read and validate a YAML config file (see parse_config for `require_queries`)."""
     try:

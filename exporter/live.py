@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
 import os
 import re
 import sys
@@ -64,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"aura: {err}", file=sys.stderr)
         return 1
 
+    from exporter.config import UNPROJECTABLE_ADVICE, unprojectable_resources
     from exporter.source.prometheus import PrometheusSource
 
+    for _, name, signal in unprojectable_resources(cfg):
+        logging.getLogger("aura.config").warning(
+            "msg=%s analysis=%s signal=%s", json.dumps(UNPROJECTABLE_ADVICE), name, signal)
     state = None
     if cfg.state_dir:
         from exporter.state import StateStore

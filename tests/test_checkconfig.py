@@ -165,3 +165,20 @@ def test_a_csv_only_config_without_queries_passes_with_csv_and_is_pointed_there(
         {"name": "cpu"}, {"name": "mem", "query": "sum(up"}]}]})
     assert main(["check-config", "--csv", str(bad)]) == 1
     assert "analyses[0].signals[1].query" in capsys.readouterr().err
+
+
+def test_a_rising_resource_without_capacity_is_a_note_not_a_problem(tmp_path, capsys):
+    """A leak in bytes without `capacity` cannot be projected to exhaustion: check-config
+    says so (and how to fix it) and still passes; a resource with capacity, a falling one
+    (exhausted at 0) and a saturation without a hard limit are not noted."""
+    cfg = _write(tmp_path, {"analyses": [{"name": "n", "signals": [
+        {"name": "mem_used_bytes", "kind": "resource"},
+        {"name": "mem_share", "kind": "resource", "capacity": 1.0},
+        {"name": "free_bytes", "kind": "resource", "direction": "down"},
+        {"name": "load_per_cpu", "kind": "saturation"}]}]})
+    assert main(["check-config", "--csv", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert f"{cfg}: analyses[0].signals[0] (mem_used_bytes): a resource without capacity" in err
+    assert "capacity: 1" in err
+    for other in ("mem_share", "free_bytes", "load_per_cpu"):
+        assert other not in err
