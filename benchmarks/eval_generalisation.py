@@ -12,6 +12,8 @@ Runs `aura backtest` (the real CLI, one subprocess per source) on
      `fleetgen3-<seed>`: benchmarks/fleetgen3.py, a third generator written the same way by
      another session (raw units, per-host RAM and disk sizes, fleet-wide surges, rolling
      deploys; its own aura.yml as a new user wrote it);
+     `fleetgen4-<seed>`: benchmarks/fleetgen4.py, a fourth, Kubernetes pods at 30 s (pod
+     churn from rollouts and autoscaling), written the same way by another session;
   c. `sim-<seed>`: held-out seeds of AURA's own simulator (training used 1000-1059);
 
 and prints, per source, AURA's failure alerts (AuraFailurePredicted ∪ AuraFailureRisk) next
@@ -100,12 +102,14 @@ def _fleetgen(work: Path, seed: int, quick: bool,
     return out / "aura.yml", out / "data.csv", out / "incidents.csv", {}
 
 
-def _fleetgen3(work: Path, seed: int, quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
-    """benchmarks/fleetgen3.py's fleet (4 days, 1 m, its own aura.yml as a new user wrote it;
-    no quick form: its size is fixed)."""
-    out = work / f"fleetgen3-{seed}"
-    _run([sys.executable, "benchmarks/fleetgen3.py", str(seed), str(out)],
-         work / f"fleetgen3-{seed}.log")
+def _own_config_fleet(work: Path, generator: str, seed: int,
+                      quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
+    """benchmarks/<generator>.py's fleet with its own aura.yml as a new user wrote it
+    (fleetgen3: 4 days at 1 m; fleetgen4: pods, 3 days at 30 s); no quick form: the
+    generators' sizes are fixed."""
+    out = work / f"{generator}-{seed}"
+    _run([sys.executable, f"benchmarks/{generator}.py", str(seed), str(out)],
+         work / f"{generator}-{seed}.log")
     return out / "aura.yml", out / "data.csv", out / "incidents.csv", {}
 
 
@@ -155,15 +159,15 @@ def evaluate(name: str, work: Path, quick: bool) -> dict[str, Any]:
     elif kind in ("fleetgen", "fleetgen-long") and seed.isdigit():
         config, data, incidents, extra = _fleetgen(work, int(seed), quick, kind != "fleetgen")
         label = "instance"
-    elif kind == "fleetgen3" and seed.isdigit():
-        config, data, incidents, extra = _fleetgen3(work, int(seed), quick)
-        label = "instance"
+    elif kind in ("fleetgen3", "fleetgen4") and seed.isdigit():
+        config, data, incidents, extra = _own_config_fleet(work, kind, int(seed), quick)
+        label = "instance" if kind == "fleetgen3" else "pod"
     elif kind == "sim" and seed.isdigit():
         config, data, incidents, extra = _sim(work, int(seed), quick)
         label = "instance"
     else:
         raise SystemExit(f"unknown source {name!r} (asd, fleetgen-SEED, fleetgen-long-SEED, "
-                         "fleetgen3-SEED, sim-SEED)")
+                         "fleetgen3-SEED, fleetgen4-SEED, sim-SEED)")
     out = work / f"bt-{name}"
     started = time.monotonic()
     _run([*AURA, "backtest", f"--config.file={config}", f"--input={data}",

@@ -274,6 +274,23 @@ def test_rows_without_entity_label_are_dropped(tmp_path, caplog):
         CsvSource(nobody, an)
 
 
+def test_label_values_written_with_spaces_after_commas_name_the_same_entity(tmp_path, caplog):
+    """`timestamp, instance, cpu` rows (a space after each comma) must name the entity `a`,
+    as the incidents file, the rules and every query spell it, not `" a"`: stripped, logged
+    once with the first such cell; the incidents' labels are stripped the same way."""
+    caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
+    an = analysis(signals=("cpu",))
+    p = write(tmp_path, f"timestamp, instance, cpu\n{T0}, a, 1\n{T0 + STEP},a,2\n"
+              f"{T0}, b ,3\n")
+    src = CsvSource(p, an)
+    assert src.entities == (("a",), ("b",))
+    np.testing.assert_array_equal(src.values[:, 0], [[1, 2], [3, np.nan]])
+    [msg] = _messages(caplog, "whitespace around entity label values")
+    assert "cells=2" in msg and f"{p}:2:instance:' a'" in msg
+    inc = write(tmp_path, f"start, end, instance, kind\n{T0}, , a , oom\n", "inc.csv")
+    assert read_incidents(inc, ["instance"]) == [Incident(T0, None, ("a",), "oom")]
+
+
 def test_data_finer_than_step_says_so_not_duplicates(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="exporter.source.csvfile")
     # 15 s data, 1 m step: four rows per step and entity, rows out of time order.

@@ -21,9 +21,11 @@ sample), rows without an entity label, duplicate incidents.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -260,6 +262,29 @@ def _drop_unlabelled(path: Path, columns: list[tuple[str, ...]], label_cols: Seq
     return [tuple(col[i] for i in keep) for col in columns], lines[~empty]
 
 
+def _strip_labels(path: Path, columns: list[Any], label_cols: Sequence[int],
+                  labels: Sequence[str], lines: np.ndarray) -> None:
+    """Strip the whitespace around entity label values in place (`columns[j]` becomes an
+    array), logged once with the first: `ts, instance, cpu` rows written with a space after
+    each comma name the entity `" a"`, which no incident, rule or query would spell. The
+    header's names are stripped the same way; incidents' labels too (`read_incidents`)."""
+    changed, firsts = 0, []
+    for name, j in zip(labels, label_cols, strict=True):
+        col = np.asarray(columns[j], dtype=str)
+        stripped = np.char.strip(col)
+        differ = stripped != col
+        if differ.any():
+            changed += int(differ.sum())
+            i = int(np.argmax(differ))
+            firsts.append((int(lines[i]), name, str(col[i])))
+            columns[j] = stripped
+    if firsts:
+        line, name, value = min(firsts)
+        # The value shown quoted: its whitespace is the point, and a bare one would end the field.
+        log.warning("msg=\"whitespace around entity label values stripped\" file=%s cells=%d "
+                    "first=%s", path, changed, json.dumps(f"{path}:{line}:{name}:{value!r}"))
+
+
 def _check_spacing(path: Path, ts: np.ndarray, ent: np.ndarray, slot: np.ndarray, n_t: int,
                    step: float) -> bool:
     """Warn once when rows share a slot or the data's spacing does not fit `step`; True when
@@ -396,6 +421,7 @@ class CsvSource:
         del rows
         columns, lines = _drop_unlabelled(self.path, columns, [cols[n] for n in labels],
                                           labels, lines)
+        _strip_labels(self.path, columns, [cols[n] for n in labels], labels, lines)
         ts = _timestamps(self.path, columns[cols["timestamp"]], lines)
         data = np.empty((len(lines), len(self.signals)))
         not_numbers: dict[str, int] = {}
@@ -505,7 +531,7 @@ def read_incidents(path: str | Path, label_names: Sequence[str]) -> list[Inciden
                 raise CsvFormatError(path, n, name, str(err)) from None
             numeric = numeric and _is_number(text)
         kind = row[cols["kind"]].strip() if "kind" in cols else ""
-        parsed.append((n, times[0], times[1], tuple(row[cols[name]] for name in labels),
+        parsed.append((n, times[0], times[1], tuple(row[cols[name]].strip() for name in labels),
                        kind or DEFAULT_INCIDENT_KIND))
     if not parsed:
         return []
