@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from exporter.agents import AGENTS, AgentInput, agent_weights, run_agents, vote_of
-from exporter.agents.base import in_chunks
+from exporter.agents.base import data_share, in_chunks
 from exporter.agents.capacity import (
     CapacityAgent,
     hinge_fit,
@@ -17,8 +17,12 @@ from exporter.agents.capacity import (
     ttf_risk,
 )
 from exporter.agents.forecast import ForecastAgent
-from exporter.agents.network import NetworkAgent
-from exporter.agents.stability import StabilityAgent
+from exporter.agents.network import NetworkAgent, degradation_signal
+from exporter.agents.stability import (
+    RESTART_NOISE_QUANTILE,
+    StabilityAgent,
+    restart_noise,
+)
 from exporter.agents.topology import TopologyAgent
 from exporter.config import AGENT_NAMES, AgentConfig, AgentsConfig, AnalysisConfig, SignalConfig
 from exporter.consensus import combine
@@ -421,6 +425,56 @@ def test_network_quiet_on_benign(fleet, kind):
     assert (v.risk[_rows(kinds, kind)] < 0.3).all(), v.risk[_rows(kinds, kind)]
 
 
+def test_network_judges_a_saturation_without_capacity_and_leaves_one_with_capacity():
+    """Work piling up (a consumer lag from ~50 to 100 000 messages, GC time tenfold) has no
+    capacity to project: the network agent judges it against the entity's own past, as a
+    latency. A saturation with a capacity (CPU) is the capacity agent's: not judged here. A
+    lag wobbling around its usual level stays quiet."""
+    rng = np.random.default_rng(4)
+    signals = (SignalConfig("cpu", capacity=1.0, kind="saturation"),
+               SignalConfig("consumer_lag", kind="saturation"),
+               SignalConfig("gc_time", kind="saturation"))
+    analysis = AnalysisConfig(name="pods", signals=signals)
+    t = np.arange(T, dtype=float)
+    ramp = np.clip((t - (T - 60)) / 60, 0, 1)
+    cpu = np.tile(0.3 + 0.02 * rng.standard_normal(T), (4, 1))
+    lag = 50 * (1 + 0.2 * rng.standard_normal((4, T)))
+    gc = 0.01 * (1 + 0.1 * rng.standard_normal((4, T)))
+    lag[0] = 50 + 100_000 * ramp ** 2  # consumer falling behind
+    gc[1] = 0.01 * (1 + 9 * ramp)  # GC death spiral
+    cpu[2] = 0.3 + 0.6 * ramp  # CPU climbing: the capacity agent's, not this one's
+    values = np.stack([cpu, lag, gc], axis=1)
+    win = Window("pods", ("pod",), tuple((f"p{i}",) for i in range(4)),
+                 tuple(s.name for s in signals), NOW - STEP * t[::-1], values)
+    v = NetworkAgent().assess(AgentInput(analysis, win, None, None, NOW))
+    assert v.risk[0] >= 0.9 and v.risk[1] >= 0.9, (v.risk, v.reasons)
+    assert "consumer_lag" in v.reasons[0] and "gc_time" in v.reasons[1]
+    assert v.risk[2] < 0.3 and v.risk[3] < 0.3, v.risk
+    assert np.nan_to_num(v.contribution[:, 0]).max() == 0  # cpu is never this agent's
+    assert [degradation_signal(c) for c in signals] == [False, True, True]
+
+
+def test_a_signal_an_entity_does_not_have_is_not_missing_data():
+    """A config lists the union of a heterogeneous fleet's signals: a Kafka consumer has no
+    latency or 5xx series. Its lag runaway is voted with full confidence (a ballot), not at
+    the share of configured columns it has (0.4 on benchmarks/fleetgen4.py: never counted)."""
+    x = np.ones((3, 3, 10))
+    x[0, 1] = np.nan  # a signal this entity does not have
+    x[1, 1, ::2] = np.nan  # half its samples missing
+    x[2] = np.nan
+    np.testing.assert_allclose(data_share(x), [1.0, 2.5 / 3, 0.0])
+    signals = (SignalConfig("latency", kind="latency"), SignalConfig("errors", kind="errors"),
+               SignalConfig("consumer_lag", kind="saturation"))
+    t = np.arange(T, dtype=float)
+    lag = 50 + 100_000 * np.clip((t - (T - 60)) / 60, 0, 1) ** 2
+    values = np.stack([np.full(T, np.nan), np.full(T, np.nan), lag])[None]
+    win = Window("pods", ("pod",), (("consumer",),), tuple(s.name for s in signals),
+                 NOW - STEP * t[::-1], values)
+    v = NetworkAgent().assess(AgentInput(AnalysisConfig(name="pods", signals=signals), win,
+                                         None, None, NOW))
+    assert v.risk[0] >= 0.9 and v.confidence[0] >= 0.6, (v.risk, v.confidence)
+
+
 def test_network_sees_a_degradation_already_under_way_across_the_window():
     """Retransmits growing exponentially over the whole window (x2 every 40 min, as a failing
     link does for hours before it drops): the earlier part of the window is itself rising, so
@@ -573,6 +627,43 @@ def test_stability_single_restart_is_an_opinion_crash_loop_a_ballot(fleet):
     assert (v.confidence[rows] < 0.6).all()  # ... but not counted by the consensus
     loop = _rows(kinds, "crashloop")
     assert (StabilityAgent().assess(_inp(win)).confidence[loop] >= 0.6).all()
+
+
+def test_stability_demand_gauges_draining_or_flickering_are_not_restarts():
+    """A pool whose in-use connections flicker between 1 and 0 of 16 (a capacity of 1: it is
+    a share), a consumer lag that drains to near zero after each burst (a saturation without
+    a capacity) fall to under a fifth of the samples before them all the time without
+    anything restarting (healthy pods on benchmarks/fleetgen4.py read "restarted about 14
+    times"). A memory restart in the same window, and a crash loop, still count."""
+    rng = np.random.default_rng(3)
+    signals = (SignalConfig("memory", capacity=1.0, kind="resource"),
+               SignalConfig("pool", capacity=1.0, kind="saturation"),
+               SignalConfig("consumer_lag", kind="saturation"))
+    analysis = AnalysisConfig(name="pods", signals=signals, step=30.0)
+    t_len = 240
+    pool = rng.integers(0, 3, size=(3, t_len)) / 16.0  # 0, 1 or 2 connections in use
+    lag = np.tile(np.where(np.arange(t_len) % 40 < 6, 5000.0, 20.0), (3, 1))
+    lag *= 1 + 0.1 * rng.standard_normal((3, t_len))
+    memory = 0.6 + 0.01 * rng.standard_normal((3, t_len))
+    memory[1, 200:] = 0.03 + 0.002 * np.arange(40)  # one restart, then warm-up
+    for k in (120, 160, 200, 225):  # a crash loop
+        memory[2, k:k + 4] = 0.02
+    values = np.stack([memory, pool, lag], axis=1)
+    win = Window("pods", ("pod",), (("healthy",), ("restarted",), ("crashloop",)),
+                 tuple(s.name for s in signals), NOW - 30.0 * np.arange(t_len)[::-1], values)
+    v = StabilityAgent().assess(AgentInput(analysis, win, None, None, NOW))
+    assert v.risk[0] < 0.3, (v.risk, v.reasons)
+    assert 0.3 <= v.risk[1] and v.confidence[1] < 0.6  # one restart: seen, an opinion
+    assert v.risk[2] >= 0.7 and v.confidence[2] >= 0.6, (v.risk, v.reasons)
+    assert "restarted about 3 times" in v.reasons[2]  # older ones count half
+    # The noise is numpy's "lower" percentile of the absolute steps, NaN left out.
+    x = rng.standard_normal((5, 2, 30))
+    x[x > 1.5] = np.nan
+    x[0, 0] = np.nan
+    with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
+        want = np.nanpercentile(np.abs(np.diff(x, axis=-1)), RESTART_NOISE_QUANTILE,
+                                axis=-1, method="lower")
+    np.testing.assert_array_equal(restart_noise(x), want)
 
 
 def test_stability_scrape_gaps_suggest_restart():

@@ -154,6 +154,22 @@ def specialist_confidence(risk: np.ndarray, quality: np.ndarray, floor: float = 
     return np.clip(quality, 0, 1) * (floor + (1 - floor) * seen)
 
 
+def data_share(x: np.ndarray) -> np.ndarray:
+    """Share of present samples in x [E, C, T] per entity, over the signals the entity reports
+    at all in the window: [E] in 0..1 (0 where it reports none of them).
+
+    A signal an entity does not have (a consumer's latency, a stateless pod's volume: the
+    config lists the union of a heterogeneous fleet's signals) is not missing data. Counted
+    as missing, a Kafka consumer's lag runaway was voted at confidence 0.4, below
+    `min_confidence`, because its latency and error columns are empty (benchmarks/fleetgen4.py).
+    """
+    present = ~np.isnan(x)
+    reported = present.any(axis=-1).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = present.mean(axis=-1).sum(axis=1) / reported
+    return np.where(reported > 0, share, 0.0)
+
+
 CHUNK_ENTITIES = 1024
 
 

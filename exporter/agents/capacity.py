@@ -23,6 +23,7 @@ from exporter.agents.base import (
     ACTION_RISK,
     AgentInput,
     abstain,
+    data_share,
     in_chunks,
     largest_horizon,
     make_votes,
@@ -412,7 +413,7 @@ class CapacityAgent:
         contribution[:, cap_idx] = np.nan_to_num(per_signal)
         contribution = normalise_rows(contribution)
 
-        valid = np.mean(~np.isnan(u), axis=(1, 2))
+        valid = data_share(u)
         confidence = specialist_confidence(risk, 0.9 * valid)
 
         names = [cfgs[j].name for j in cap_idx]

@@ -1,5 +1,11 @@
 """Network and dependency agent: sustained rises of errors, drops or latency over the entity's own past.
 
+It also judges saturation signals without a capacity (`degradation_signal`: queue depth,
+consumer lag, GC time, load per CPU) the same way: work piling up far above its own usual
+level is a failure mechanism no capacity projection covers (a Kafka consumer's lag growing
+from 50 to 200 000 messages before it is declared dead, GC time climbing tenfold before a
+JVM's death spiral: both missed on an independent Kubernetes fleet, benchmarks/fleetgen4.py).
+
 Each network/latency/errors signal's recent level (median of the last 15 min, so at least half
 of those samples must be elevated: single spikes do nothing) is compared with the earlier part
 of the same window: its median, and as noise the smaller of its MAD and the MAD of its
@@ -29,11 +35,13 @@ from exporter.agents.base import (
     CHUNK_ENTITIES,
     AgentInput,
     abstain,
+    data_share,
     make_votes,
     normalise_rows,
     signal_configs,
     specialist_confidence,
 )
+from exporter.config import SignalConfig
 from exporter.numeric import mad_sigma, nanmedian_last
 from exporter.results import Votes
 
@@ -191,6 +199,16 @@ def _fleet_quantile(a: np.ndarray, q: float, bounds: np.ndarray) -> np.ndarray:
     return out
 
 
+def degradation_signal(cfg: SignalConfig) -> bool:
+    """Whether the agent judges the signal: network, latency and errors kinds, and a
+    saturation without a capacity (a queue's depth, a consumer's lag, GC time, load per
+    CPU: work piling up has no level at which it "runs out", so the capacity agent cannot
+    project it; its sustained rise far above the entity's own past is the mechanism, as a
+    latency's is). A saturation with a capacity is the capacity agent's."""
+    return cfg.kind in ("network", "latency", "errors") or (
+        cfg.kind == "saturation" and cfg.capacity is None)
+
+
 def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
     return cap * np.clip((sev - SEVERITY_FLOOR) / 1.2, 0, 1)
 
@@ -217,13 +235,13 @@ class NetworkAgent:
         win = inp.window
         e, s, t = win.values.shape
         cfgs = signal_configs(inp)
-        net_idx = [j for j, c in enumerate(cfgs) if c.kind in ("network", "latency", "errors")]
+        net_idx = [j for j, c in enumerate(cfgs) if degradation_signal(c)]
         recent_steps = int(max(3, min(round(RECENT_S / float(inp.analysis.step)), t // 4)))
         if not net_idx or e == 0 or t < 12:
             return abstain(self.name, e, s)
 
         quality = np.array(
-            [cfgs[j].kind in ("latency", "errors") or bool(QUALITY_NAME.search(cfgs[j].name))
+            [cfgs[j].kind != "network" or bool(QUALITY_NAME.search(cfgs[j].name))
              for j in net_idx]
         )
         sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in net_idx])
@@ -248,7 +266,7 @@ class NetworkAgent:
         contribution = np.zeros((e, s))
         contribution[:, net_idx] = filled
         contribution = normalise_rows(contribution)
-        valid = np.mean(~np.isnan(x), axis=(1, 2))
+        valid = data_share(x)
 
         actions = np.full(e, "none", dtype=object)
         reasons = [""] * e
