@@ -104,7 +104,7 @@ def _recompute(alerts: list[dict[str, str]], incidents: list[dict[str, str]],
     times = sorted({float(r["timestamp"]) for r in scores})
     first, last = times[0], times[-1]
     interval = times[1] - times[0]
-    entity_days = len({r["instance"] for r in scores}) * len(times) * interval / 86400
+    entity_days = len(scores) * interval / 86400  # one row per entity present, per evaluation
     mine = [a for a in alerts if a["alertname"] in names]
     incs = [i for i in incidents if first <= float(i["start"]) <= last]
 
