@@ -772,7 +772,9 @@ async def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config_file, require_queries=not args.input)
     analysis = cfg.analysis(args.analysis)
     for _, name, signal in unprojectable_resources(cfg):
-        log.warning("msg=%s analysis=%s signal=%s", json.dumps(UNPROJECTABLE_ADVICE), name, signal)
+        if name == analysis.name:  # the analysis replayed, not every one of the file
+            log.warning("msg=%s analysis=%s signal=%s", json.dumps(UNPROJECTABLE_ADVICE), name,
+                        signal)
     try:
         interval = (parse_duration(args.interval) if args.interval
                     else max(float(cfg.interval), DEFAULT_MIN_INTERVAL))

@@ -452,6 +452,16 @@ def test_network_judges_a_saturation_without_capacity_and_leaves_one_with_capaci
     assert v.risk[2] < 0.3 and v.risk[3] < 0.3, v.risk
     assert np.nan_to_num(v.contribution[:, 0]).max() == 0  # cpu is never this agent's
     assert [degradation_signal(c) for c in signals] == [False, True, True]
+    assert v.action[1] == "investigate"  # GC piling up with CPU at 30 %: not "scale_out"
+    # Load tripling within the window (a surge) is a daily event, not a warning; a falling
+    # saturation (bad direction down) is the capacity agent's.
+    load = SignalConfig("load", kind="saturation")
+    surge = 0.5 * (1 + 2 * np.clip((t - (T - 40)) / 25, 0, 1)) * (1 + 0.05 * rng.standard_normal(T))
+    win = Window("pods", ("pod",), (("h",),), ("load",), NOW - STEP * t[::-1], surge[None, None])
+    v = NetworkAgent().assess(AgentInput(AnalysisConfig(name="pods", signals=(load,)), win,
+                                         None, None, NOW))
+    assert v.risk[0] < 0.5, v.risk
+    assert not degradation_signal(SignalConfig("credits", kind="saturation", direction="down"))
 
 
 def test_a_signal_an_entity_does_not_have_is_not_missing_data():
@@ -663,7 +673,25 @@ def test_stability_demand_gauges_draining_or_flickering_are_not_restarts():
     with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning):
         want = np.nanpercentile(np.abs(np.diff(x, axis=-1)), RESTART_NOISE_QUANTILE,
                                 axis=-1, method="lower")
-    np.testing.assert_array_equal(restart_noise(x), want)
+    np.testing.assert_array_equal(restart_noise(x), np.nan_to_num(want))  # no step: 0
+
+
+def test_stability_a_fast_crash_loop_across_the_whole_window_still_counts():
+    """Memory collapsing every 4-10 samples for the whole window: the falls and recoveries are
+    a third of all steps, so they must not set the noise they are judged against (with the
+    plain percentile they did, and nothing counted)."""
+    signals = (SignalConfig("memory", capacity=1.0, kind="resource"),)
+    rows = []
+    for every in (4, 6, 8, 10):
+        m = 0.6 + 0.005 * np.random.default_rng(every).standard_normal(240)
+        m[5::every] = 0.02
+        rows.append(m)
+    win = Window("pods", ("pod",), tuple((f"e{k}",) for k in range(4)), ("memory",),
+                 NOW - 60.0 * np.arange(240)[::-1], np.array(rows)[:, None, :])
+    v = StabilityAgent().assess(AgentInput(AnalysisConfig(name="pods", signals=signals), win,
+                                           None, None, NOW))
+    assert (v.risk >= 0.9).all() and (v.confidence >= 0.6).all(), (v.risk, v.reasons)
+    assert all(r.startswith("restarted about") for r in v.reasons)
 
 
 def test_stability_scrape_gaps_suggest_restart():

@@ -442,6 +442,41 @@ def test_report_counts_levels_held_as_fleet_wide_events() -> None:
         "entities" in line
 
 
+def test_false_alerts_per_entity_day_count_the_days_entities_were_observed() -> None:
+    """Pods come and go (rollouts, autoscaling): an entity counts the evaluations it was
+    present at, not the whole span (which read a churning fleet's false alerts 3-4x low)."""
+    from types import SimpleNamespace
+
+    from exporter.backtest import _Recorder, build_report
+    from exporter.backtest_report import AlertEvent
+    from exporter.config import AnalysisConfig, Duration, SignalConfig
+
+    an = AnalysisConfig(name="a", entity_labels=("pod",), step=Duration(60),
+                        signals=(SignalConfig(name="cpu", query="c"),))
+    ents = (("old",), ("new",))
+    rec = _Recorder(an, ents, 4)
+    for k in range(4):  # "old" is replaced by "new" after the first evaluation
+        here = ents[:1] if k == 0 else ents[1:]
+        rec.add(k, [SimpleNamespace(
+            analysis="a", entities=here, signals=("cpu",), topology=None, forecast=None,
+            consensus=SimpleNamespace(
+                risk=np.array([0.1]), level=np.zeros(1, int), threshold=np.zeros(1),
+                time_to_failure=np.full(1, np.nan), explanation=("quiet",),
+                contribution=np.ones((1, 1)), agreeing=np.ones((1, 1), dtype=bool),
+                agents=("capacity",), action=("none",)))])
+    interval = 21_600.0  # four evaluations a day apart by a quarter: one day in all
+    scores = rec.scores(np.arange(4) * interval)
+    alert = AlertEvent("AuraFailureRisk", "warning", ("new",), interval, None)
+    report = build_report(parse_config({"analyses": [{"name": "a", "entity_labels": ["pod"],
+                                                       "signals": [{"name": "cpu",
+                                                                    "query": "c"}]}]}),
+                          an, scores, [alert], [], [], [], interval, {})
+    assert report["entity_days"] == pytest.approx(1.0)  # 4 present evaluations x 6 h
+    assert report["entity_days_span"] == pytest.approx(2.0)  # 2 entities x 4 x 6 h
+    per_day = report["systems"]["aura_any_failure_alert"]["false_alerts_per_entity_day"]
+    assert per_day == pytest.approx(1.0)
+
+
 def _anomalous_app_fleet(tmp: Path, threshold: float, restart: bool = False) -> Path:
     """2.7 days at 5 m of three hosts with a daily cycle and four signals of kind `other`
     (no agent sees a failure mechanism in them; the fourth is the process' uptime); host a's

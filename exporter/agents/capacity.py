@@ -433,9 +433,9 @@ class CapacityAgent:
 
 def _action_for(signal: str) -> str:
     low = signal.lower()
-    if "mem" in low:
+    if "mem" in low or "heap" in low:
         return "raise_memory_limit"
-    if any(k in low for k in ("disk", "filesystem", "storage", "volume")) or low.startswith("fs") \
-            or "_fs" in low:
+    if any(k in low for k in ("disk", "filesystem", "storage", "volume", "pvc")) \
+            or low.startswith("fs") or "_fs" in low:
         return "free_disk"
     return "scale_out"

@@ -1,4 +1,4 @@
-"""Network and dependency agent: sustained rises of errors, drops or latency over the entity's own past.
+"""Network and dependency agent: sustained rises of errors, drops, latency or work piling up over the entity's own past.
 
 It also judges saturation signals without a capacity (`degradation_signal`: queue depth,
 consumer lag, GC time, load per CPU) the same way: work piling up far above its own usual
@@ -51,6 +51,10 @@ VOLUME_RISK_MAX = 0.2
 QUALITY_RISK_MAX = 0.95
 Z_SCALE = 5.0  # z-score counted as one unit of severity
 REL_SCALE = 0.5  # relative change counted as one unit of severity (+50 %)
+# The same for a saturation without a capacity (`degradation_signal`): load and queues double
+# with traffic every day, so a unit is +200 % (a warning from about +250 %, full risk from
+# +360 %: a GC time tenfold, a lag a thousandfold; load tripling in a surge stays at 0.3).
+SATURATION_REL_SCALE = 2.0
 SEVERITY_FLOOR = 0.6  # severities up to this carry no risk (`_risk`)
 RESOURCE_STRAINED_Z = 4.0
 RESOURCE_STRAINED_UTIL = 0.85
@@ -169,11 +173,13 @@ def _detrended_sigma(values: np.ndarray) -> np.ndarray:
     return np.where(n >= 3, sigma, np.nan)
 
 
-def _severity(change: tuple[np.ndarray, ...], sign: np.ndarray) -> np.ndarray:
-    """min(z / Z_SCALE, relative change / REL_SCALE) in the bad direction `sign` (>= 0, NaN)."""
+def _severity(change: tuple[np.ndarray, ...], sign: np.ndarray,
+              rel_scale: np.ndarray | float = REL_SCALE) -> np.ndarray:
+    """min(z / Z_SCALE, relative change / rel_scale) in the bad direction `sign` (>= 0, NaN);
+    `rel_scale` per signal [K] or one for all."""
     base_med, recent_med, floor, scale, enough = change
     delta = sign[None, :] * (recent_med - base_med)
-    sev = np.clip(np.minimum(delta / floor / Z_SCALE, delta / scale / REL_SCALE), 0, None)
+    sev = np.clip(np.minimum(delta / floor / Z_SCALE, delta / scale / rel_scale), 0, None)
     return np.where(enough, sev, np.nan)
 
 
@@ -204,9 +210,10 @@ def degradation_signal(cfg: SignalConfig) -> bool:
     saturation without a capacity (a queue's depth, a consumer's lag, GC time, load per
     CPU: work piling up has no level at which it "runs out", so the capacity agent cannot
     project it; its sustained rise far above the entity's own past is the mechanism, as a
-    latency's is). A saturation with a capacity is the capacity agent's."""
+    latency's is, on a coarser relative scale: SATURATION_REL_SCALE). A saturation with a
+    capacity, or one whose bad direction is down, is the capacity agent's."""
     return cfg.kind in ("network", "latency", "errors") or (
-        cfg.kind == "saturation" and cfg.capacity is None)
+        cfg.kind == "saturation" and cfg.capacity is None and cfg.direction == "up")
 
 
 def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
@@ -214,7 +221,8 @@ def _risk(sev: np.ndarray, cap: float) -> np.ndarray:
 
 
 class NetworkAgent:
-    """Sustained rises of errors, drops or latency against the entity's own past."""
+    """Sustained rises of errors, drops, latency or work piling up (a saturation without a
+    capacity) against the entity's own past."""
 
     # Where the trend-line noise is computed (`_change`); any value at or below
     # DETREND_MIN_CHANGE gives the same votes (tests/test_agents.py).
@@ -245,10 +253,11 @@ class NetworkAgent:
              for j in net_idx]
         )
         sign = np.array([1.0 if cfgs[j].direction == "up" else -1.0 for j in net_idx])
+        piling = np.array([cfgs[j].kind == "saturation" for j in net_idx])  # work piling up
         x = win.values[:, net_idx, :]
         change = _change(x, recent_steps, bounds, self.detrend_min_change)
         base_med, recent_med = change[0], change[1]
-        sev = _severity(change, sign)
+        sev = _severity(change, sign, np.where(piling, SATURATION_REL_SCALE, REL_SCALE))
         # Volume counts in both directions: traffic collapsing is as telling as traffic piling up.
         sev = np.where(quality[None, :], sev, np.fmax(sev, _severity(change, -sign)))
         per_signal = np.where(
@@ -275,6 +284,8 @@ class NetworkAgent:
             cfg = cfgs[net_idx[c]]
             if cfg.kind == "network":
                 actions[i] = "investigate_network"
+            elif cfg.kind == "saturation":  # work piling up: more capacity only if it is short
+                actions[i] = "scale_out" if strained[i] else "investigate"
             else:
                 actions[i] = "scale_out" if strained[i] else "investigate_dependency"
             b, r = base_med[i, c], recent_med[i, c]
@@ -288,9 +299,12 @@ class NetworkAgent:
     @staticmethod
     def _resources_strained(inp: AgentInput, cfgs: list, recent_steps: int,
                             bounds: np.ndarray, detrend_min_change: float) -> np.ndarray:
-        """Entities whose own resource/saturation signals are near capacity or well above usual."""
+        """Entities whose own resource/saturation signals are near capacity or well above usual
+        (a saturation this agent judges itself, `degradation_signal`, is not counted: work
+        piling up does not say that more replicas would help)."""
         e = inp.window.values.shape[0]
-        idx = [j for j, c in enumerate(cfgs) if c.kind in ("resource", "saturation")]
+        idx = [j for j, c in enumerate(cfgs) if c.kind in ("resource", "saturation")
+               and not degradation_signal(c)]
         if not idx:
             return np.zeros(e, dtype=bool)
         x = inp.window.values[:, idx, :]

@@ -8,8 +8,8 @@ the independent fleet generator) looks like a crash loop to restart counting
 (exporter/consensus.py).
 - gaps: samples missing for the whole entity after it first reported (scrape failures), the
   share in the recent part and the number of separate gaps;
-- restarts: a resource signal or one with a capacity falling to under a fifth of its previous
-  three samples, by more than RESTART_NOISE times its ordinary step changes (a process or host
+- restarts: usage (a resource signal or one with a capacity, bad direction up) falling to
+  under a fifth of its previous three samples, by more than RESTART_NOISE times its ordinary step changes (a process or host
   restart drops usage to near zero; a GC drop does not). Demand gauges without a capacity
   (a queue's depth, a consumer's lag, GC time, load) drain to near zero without anything
   restarting, and so does a gauge that flickers near zero (a pool's in-use connections between
@@ -51,21 +51,29 @@ RESTART_NOISE = 3.0
 RESTART_NOISE_QUANTILE = 75.0
 
 
-def restart_noise(x: np.ndarray) -> np.ndarray:
+def restart_noise(x: np.ndarray, collapse: np.ndarray | None = None) -> np.ndarray:
     """The ordinary step change of each series of x [..., T]: the RESTART_NOISE_QUANTILE-th
-    percentile of its absolute first differences (NaN left out; NaN with fewer than two
-    samples). A quantile, not the MAD: a gauge that sits at one value most of the time (a
-    pool's in-use count) has a MAD of 0 however often it flickers, and a high quantile is
-    set by the restarts themselves, of which a crash loop has several in a window.
+    percentile of its absolute first differences, NaN left out, and so are the steps into
+    and out of each candidate collapse (`collapse` [..., T-3]: x[..., i+3] fell under a
+    fifth of the three samples before it), so a crash loop's own falls and recoveries do not
+    set its noise (looping every 6 samples, they were a third of the steps and nothing
+    counted). 0 where no step is left. A quantile, not the MAD: a gauge that sits at one
+    value most of the time (a pool's in-use count) has a MAD of 0 however often it flickers.
     Returns [...]."""
-    d = np.sort(np.abs(np.diff(x, axis=-1)), axis=-1)  # NaN sorts last
+    d = np.abs(np.diff(x, axis=-1))  # [..., T-1]; d[..., j] = x[j+1] - x[j]
+    if collapse is not None and collapse.shape[-1]:
+        own = np.zeros(d.shape, dtype=bool)
+        own[..., 2:] |= collapse  # the fall: x[i+2] -> x[i+3]
+        own[..., 3:] |= collapse[..., :-1]  # the step after it (a recovery)
+        d[own] = np.nan
+    d = np.sort(d, axis=-1)  # NaN sorts last
     n = (~np.isnan(d)).sum(axis=-1)
     # numpy's "lower" percentile of the present values (np.nanpercentile(..., method="lower")
     # gives the same, tests/test_agents.py; it loops over rows where NaN are present).
     k = np.floor(RESTART_NOISE_QUANTILE / 100.0 * np.maximum(n - 1, 0)).astype(np.int64)
     out = np.take_along_axis(d, k[..., None], axis=-1)[..., 0] if d.shape[-1] else \
         np.full(n.shape, np.nan)
-    return np.where(n > 0, out, np.nan)
+    return np.where(n > 0, out, 0.0)
 
 
 class StabilityAgent:
@@ -100,7 +108,8 @@ class StabilityAgent:
 
         # Restarts: usage collapsing relative to the previous three samples, by far more than
         # the signal's ordinary step changes (`restart_noise`).
-        res_idx = [j for j, c in enumerate(cfgs) if c.kind == "resource" or c.capacity is not None]
+        res_idx = [j for j, c in enumerate(cfgs)
+                   if (c.kind == "resource" or c.capacity is not None) and c.direction == "up"]
         drops_per_signal = np.zeros((e, s))
         restart_score = np.zeros(e)
         if res_idx:
@@ -114,7 +123,8 @@ class StabilityAgent:
                 # every series' differences cost ~0.25 s a cycle at 10 000 entities).
                 cand = drop.any(axis=-1)
                 if cand.any():
-                    big = prev[cand] - now[cand] > RESTART_NOISE * restart_noise(x[cand])[:, None]
+                    noise = restart_noise(x[cand], drop[cand])
+                    big = prev[cand] - now[cand] > RESTART_NOISE * noise[:, None]
                     drop[cand] &= big
             drops_per_signal[:, res_idx] = drop.sum(axis=-1)
             when = drop.any(axis=1)  # [E, T-3]: one restart usually hits several signals at once
