@@ -1390,6 +1390,16 @@ class Fleet:
                 E["err_add"] += np.where(tail, 0.02 * dec, 0.0)
         return E
 
+    def gc_spiral_mult(self, e, load, g):
+        """GC time multiplier of a death spiral `e`: the old generation after GC fills from
+        h0 to h1 with cumulative load over [a, b), GC time ~ (1-h0)/(1-h) ^ 2.2; x60 while
+        the JVM hangs [b, hang_end); 1 after."""
+        u = self.cum_load(load, e["a"], e["b"], g, 1.0)
+        h = e["h0"] + (e["h1"] - e["h0"]) * u
+        mult = ((1.0 - e["h0"]) / (1.0 - h)) ** 2.2
+        hang = (g >= e["b"]) & (g < e["hang_end"])
+        return np.where(hang, 60.0, np.where(g >= e["b"], 1.0, mult))
+
     def cum_load(self, load, a, b, g, pw):
         """0..1 ramp over [a, b) following cumulative load (a per-request leak), ^pw."""
         m = (g >= a) & (g < b)
@@ -1492,14 +1502,10 @@ class Fleet:
             gc += np.where(major, rng.uniform(0.2, 1.2, n) / 30.0, 0.0)
             for e in p.fx:
                 if e["t"] == "gc_spiral":
-                    u = self.cum_load(load, e["a"], e["b"], g, 1.0)
-                    h = e["h0"] + (e["h1"] - e["h0"]) * u
-                    mult = ((1.0 - e["h0"]) / (1.0 - h)) ** 2.2
-                    hang = (g >= e["b"]) & (g < e["hang_end"])
-                    mult = np.where(hang, 60.0, np.where(g >= e["b"], 1.0, mult))
-                    gc = gc * mult
+                    gc = gc * self.gc_spiral_mult(e, load, g)
                     E["lat_mult"] *= 1.0 + 6.0 * np.clip(gc, 0, 1)
                     E["err_add"] += np.where(gc > 0.25, 0.3 * (gc - 0.25), 0.0)
+                    hang = (g >= e["b"]) & (g < e["hang_end"])
                     E["lat_floor"] = np.where(hang, 1.0, E["lat_floor"])
             gc = np.clip(gc, 0, 0.98)
         # ---- CPU
@@ -1678,12 +1684,7 @@ class Fleet:
         gc = g0 * (0.3 + pl) * np.exp(rng.normal(0, 0.3, n))
         for e in p.fx:
             if e["t"] == "gc_spiral":
-                u = self.cum_load(pl, e["a"], e["b"], g, 1.0)
-                h = e["h0"] + (e["h1"] - e["h0"]) * u
-                mult = ((1.0 - e["h0"]) / (1.0 - h)) ** 2.2
-                hang = (g >= e["b"]) & (g < e["hang_end"])
-                mult = np.where(hang, 60.0, np.where(g >= e["b"], 1.0, mult))
-                gc = gc * mult
+                gc = gc * self.gc_spiral_mult(e, pl, g)
         gc = np.clip(gc, 0, 0.98)
         idle = float(rng.uniform(0.02, 0.05))
         cpu_raw = idle + float(rng.uniform(0.2, 0.35)) * pl * self.warm(age, 1.5, 4 * MINUTE)
