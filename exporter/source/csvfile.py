@@ -243,12 +243,12 @@ def _entities(label_cols: list[tuple[str, ...]], n_rows: int
 def _drop_unlabelled(path: Path, columns: list[tuple[str, ...]], label_cols: Sequence[int],
                      labels: Sequence[str], lines: np.ndarray
                      ) -> tuple[list[tuple[str, ...]], np.ndarray]:
-    """Columns and lines without the rows whose entity label cell is empty (counted, logged
-    once); CsvFormatError when no row is left. As the live source drops such series, an empty
+    """Columns and lines without the rows whose entity label cell is empty once stripped
+    (`_strip_labels` runs first; counted, logged once); CsvFormatError when no row is left. As the live source drops such series, an empty
     label identifies nothing (Prometheus reads it as an absent label)."""
     empty = np.zeros(len(lines), dtype=bool)
     for j in label_cols:
-        empty |= np.char.str_len(np.char.strip(np.asarray(columns[j], dtype=str))) == 0
+        empty |= np.char.str_len(np.asarray(columns[j], dtype=str)) == 0  # stripped before
     if not empty.any():
         return columns, lines
     if empty.all():
@@ -419,9 +419,9 @@ class CsvSource:
             raise CsvFormatError(self.path, 2, None, "no data rows")
         columns = list(zip(*rows, strict=True))
         del rows
+        _strip_labels(self.path, columns, [cols[n] for n in labels], labels, lines)
         columns, lines = _drop_unlabelled(self.path, columns, [cols[n] for n in labels],
                                           labels, lines)
-        _strip_labels(self.path, columns, [cols[n] for n in labels], labels, lines)
         ts = _timestamps(self.path, columns[cols["timestamp"]], lines)
         data = np.empty((len(lines), len(self.signals)))
         not_numbers: dict[str, int] = {}
