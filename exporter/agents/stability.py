@@ -9,12 +9,12 @@ the independent fleet generator) looks like a crash loop to restart counting
 - gaps: samples missing for the whole entity after it first reported (scrape failures), the
   share in the recent part and the number of separate gaps;
 - restarts: usage (a resource signal or one with a capacity, bad direction up) falling to
-  under a fifth of its previous three samples, by more than RESTART_NOISE times its ordinary step changes (a process or host
-  restart drops usage to near zero; a GC drop does not). Demand gauges without a capacity
-  (a queue's depth, a consumer's lag, GC time, load) drain to near zero without anything
-  restarting, and so does a gauge that flickers near zero (a pool's in-use connections between
-  1 and 0 of 16): on an independent Kubernetes fleet (benchmarks/fleetgen4.py) those read as
-  "restarted about 14 times" on healthy pods;
+  under a fifth of its previous three samples, by more than RESTART_NOISE times its ordinary
+  step changes (a process or host restart drops usage to near zero; a GC drop does not).
+  Demand gauges without a capacity (a queue's depth, a consumer's lag, GC time, load) drain
+  to near zero without anything restarting, and so does a gauge that flickers near zero (a
+  pool's in-use connections between 1 and 0 of 16): on an independent Kubernetes fleet
+  (benchmarks/fleetgen4.py) those read as "restarted about 14 times" on healthy pods;
 - jitter: the robust spread of step-to-step changes recently vs earlier (flapping);
 - error bursts: separate onsets of errors-kind signals far above their usual level.
 """
