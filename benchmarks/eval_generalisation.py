@@ -14,6 +14,8 @@ Runs `aura backtest` (the real CLI, one subprocess per source) on
      deploys; its own aura.yml as a new user wrote it);
      `fleetgen4-<seed>`: benchmarks/fleetgen4.py, a fourth, Kubernetes pods at 30 s (pod
      churn from rollouts and autoscaling), written the same way by another session;
+     `fleetgen5-<seed>`: benchmarks/fleetgen5.py, a fifth, VM and database hosts over 8 days
+     at 1 m (weekly cycle, backups, patch reboots, slow failures), written the same way;
   c. `sim-<seed>`: held-out seeds of AURA's own simulator (training used 1000-1059);
 
 and prints, per source, AURA's failure alerts (AuraFailurePredicted ∪ AuraFailureRisk) next
@@ -105,8 +107,8 @@ def _fleetgen(work: Path, seed: int, quick: bool,
 def _own_config_fleet(work: Path, generator: str, seed: int,
                       quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
     """benchmarks/<generator>.py's fleet with its own aura.yml as a new user wrote it
-    (fleetgen3: 4 days at 1 m; fleetgen4: pods, 3 days at 30 s); no quick form: the
-    generators' sizes are fixed."""
+    (fleetgen3: 4 days at 1 m; fleetgen4: pods, 3 days at 30 s; fleetgen5: 8 days at 1 m);
+    no quick form: the generators' sizes are fixed."""
     out = work / f"{generator}-{seed}"
     _run([sys.executable, f"benchmarks/{generator}.py", str(seed), str(out)],
          work / f"{generator}-{seed}.log")
@@ -159,15 +161,15 @@ def evaluate(name: str, work: Path, quick: bool) -> dict[str, Any]:
     elif kind in ("fleetgen", "fleetgen-long") and seed.isdigit():
         config, data, incidents, extra = _fleetgen(work, int(seed), quick, kind != "fleetgen")
         label = "instance"
-    elif kind in ("fleetgen3", "fleetgen4") and seed.isdigit():
+    elif kind in ("fleetgen3", "fleetgen4", "fleetgen5") and seed.isdigit():
         config, data, incidents, extra = _own_config_fleet(work, kind, int(seed), quick)
-        label = "instance" if kind == "fleetgen3" else "pod"
+        label = "pod" if kind == "fleetgen4" else "instance"
     elif kind == "sim" and seed.isdigit():
         config, data, incidents, extra = _sim(work, int(seed), quick)
         label = "instance"
     else:
         raise SystemExit(f"unknown source {name!r} (asd, fleetgen-SEED, fleetgen-long-SEED, "
-                         "fleetgen3-SEED, fleetgen4-SEED, sim-SEED)")
+                         "fleetgen3-SEED, fleetgen4-SEED, fleetgen5-SEED, sim-SEED)")
     out = work / f"bt-{name}"
     started = time.monotonic()
     _run([*AURA, "backtest", f"--config.file={config}", f"--input={data}",
