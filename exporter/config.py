@@ -255,7 +255,9 @@ class DecisionConfig:
     # the exported onset: TopologyResult.sustained_score) at or above `sustained_anomaly_threshold` (0.998: rarer
     # than 1 in 500 of the entity's own windows) at every cycle for `sustained_anomaly_for`, once the
     # entity's own history spans `sustained_anomaly_min_history` (the score compares a window with the
-    # same time of day from the second day on; a day of those comparisons calibrates it). A run
+    # same time of day from the second day on; a day of those comparisons calibrates it), and,
+    # where the failure model forecasts for the entity, once it gave a failure within its
+    # largest horizon at least exporter.decision.CORROBORATE_FORECAST during the run. A run
     # that comes with a restart (a signal resetting like a counter, exporter.windows) is not
     # raised. 1 turns it off.
     sustained_anomaly_threshold: float = 0.998

@@ -38,7 +38,9 @@ a level this stage lowered as usual) to a warning: where the calibrated topology
 score (exporter/tda/baseline.py: a tail probability under the entity's own history) has
 stayed at or above `sustained_anomaly_threshold` at every cycle for `sustained_anomaly_for`
 (cycles at most max(`sample_every`, half that) apart), and the history the score is
-calibrated on spans `sustained_anomaly_min_history`. No agent has to see a failure
+calibrated on spans `sustained_anomaly_min_history`, and, where the failure model forecasts
+for the entity, once it has given a failure within its largest horizon at least
+CORROBORATE_FORECAST at a cycle of the run (`_sustained`). No agent has to see a failure
 mechanism: on servers whose capacities are unknown (min-max scaled metrics, ASD) the
 incidents are "unusual", not "filling up", and nothing else speaks for them. Rarity is the
 entity's own (1 in 500 windows at 0.998), held for half an hour, and only once the score
@@ -73,8 +75,9 @@ Shapes: E entities per cycle, R reference samples per entity (reference / sample
 State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
 and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
 minutes), 35 MB at 10 000 entities; plus, per entity, the start and last cycle of a run of
-extreme anomaly scores, the starts of the runs this rule raised or a restart excused, and
-the last cycle it reached a level (five float64); what a cycle computes from them goes ROW_BLOCK entities at a time (a few
+extreme anomaly scores, the starts of the runs this rule raised or a restart excused, the
+last cycle it reached a level and the start of that run at a level, and the last cycle the
+failure model backed it (seven float64); what a cycle computes from them goes ROW_BLOCK entities at a time (a few
 MiB of temporaries however many entities there are).
 """
 
@@ -89,7 +92,7 @@ import numpy as np
 
 from exporter.config import DecisionConfig
 from exporter.numeric import nan_percentile
-from exporter.results import Consensus, TopologyResult
+from exporter.results import Consensus, Forecast, TopologyResult
 from exporter.util import format_duration
 from exporter.windows import (
     NO_DATA_STEPS,
@@ -124,6 +127,10 @@ FLEET_MIN_ENTITIES = 3
 # What an explanation says where a restart excuses a sustained anomaly (`gate`; the backtest
 # report finds held runs by it).
 RESTART_EXCUSE = "is not raised: it came with a restart"
+# A sustained anomaly raises a level only where the failure model, when it forecasts for the
+# entity, gives a failure within its largest horizon at least this probability (`_sustained`):
+# the consensus's warning risk, the bar any agent's vote must reach to count towards a level.
+CORROBORATE_FORECAST = 0.5
 # Fleet-wide events (`fleet_wide_needed`): never fewer entities than this; independent alerts
 # at this many times the budget's rate (benign ones and, as often, real failures).
 FLEET_WIDE_MIN = 3
@@ -245,6 +252,9 @@ class DecisionStage:
         # (NaN: none).
         self.raised_ = np.empty(0, dtype=np.float64)
         self.excused_ = np.empty(0, dtype=np.float64)
+        # Per row: the last cycle the failure model gave a failure within its largest
+        # horizon at least CORROBORATE_FORECAST (NaN: never seen).
+        self.backed_ = np.empty(0, dtype=np.float64)
         # Per row: the last cycle it reached a level (before a fleet-wide hold; NaN: never)
         # and when its current run at a level began; since when a fleet-wide event has held
         # (NaN: none under way).
@@ -266,13 +276,16 @@ class DecisionStage:
     def decide(self, entities: Sequence[EntityKey], risk: np.ndarray, level: np.ndarray,
                now: float, anomaly: np.ndarray | None = None,
                history: np.ndarray | None = None,
-               values: np.ndarray | None = None) -> Decision:
+               values: np.ndarray | None = None,
+               forecast: np.ndarray | None = None) -> Decision:
         """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; raise level 0
         to 1 where the calibrated `anomaly` score [E] (0..1, NaN unknown; None: no topology
         this cycle) has stayed extreme (see the module docstring), given the seconds of
         `history` [E] it is calibrated on (None: the span of the entity's own risk
-        reference stands in) and the cycle's window `values` [E, S, T] (None: no
-        counter reset is known; see `_sustained`); then learn the risk.
+        reference stands in), the cycle's window `values` [E, S, T] (None: no
+        counter reset is known; see `_sustained`) and the failure model's probability of a
+        failure within its largest horizon `forecast` [E] (0..1, NaN: no forecast for the
+        entity; None: none this cycle; see `_sustained`); then learn the risk.
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -281,7 +294,7 @@ class DecisionStage:
         e = len(entities)
         if risk.shape != (e,) or level.shape != (e,):
             raise DecisionError(f"risk {risk.shape} / level {level.shape} for {e} entities")
-        for name, arr in (("anomaly", anomaly), ("history", history)):
+        for name, arr in (("anomaly", anomaly), ("history", history), ("forecast", forecast)):
             if arr is not None and np.shape(arr) != (e,):
                 raise DecisionError(f"{name} {np.shape(arr)} for {e} entities")
         if values is not None and (np.ndim(values) != 3 or np.shape(values)[0] != e):
@@ -321,7 +334,8 @@ class DecisionStage:
         usual = elevated & np.isfinite(threshold) & ~(np.nan_to_num(risk, nan=-1.0)
                                                        > threshold + MARGIN)
         gated = np.where(usual, 0, level)
-        escalated, since, excused = self._sustained(rows, anomaly, history, now, values)
+        escalated, since, excused = self._sustained(rows, anomaly, history, now, values,
+                                                    forecast)
         escalated &= gated == 0
         lit = (gated >= 1) | escalated
         wide, count, needed = self._fleet_wide(rows, lit, now)
@@ -356,7 +370,7 @@ class DecisionStage:
             "risk": self.risk_, "time": self.time_, "last": self.last_,
             "anomaly_since": self.since_, "anomaly_last": self.hot_,
             "anomaly_raised": self.raised_, "anomaly_excused": self.excused_,
-            "level_last": self.lit_, "level_onset": self.onset_,
+            "anomaly_backed": self.backed_, "level_last": self.lit_, "level_onset": self.onset_,
             "fleet_wide_since": np.array([self.event_since_]),
         }
 
@@ -380,15 +394,17 @@ class DecisionStage:
         # raised and excused runs were: none excused, and a run in progress that has lasted
         # long enough counts as raised (a firing warning is not withdrawn by a later restart).
         runs = []
+        # Saved before the failure model's backing was kept: none seen.
         for name in ("anomaly_since", "anomaly_last", "anomaly_raised", "anomaly_excused",
-                     "level_last", "level_onset"):
+                     "level_last", "level_onset", "anomaly_backed"):
             arr = np.array(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
             if arr.shape != (n,):
                 raise ValueError(f"decision state: {name} {arr.shape} for {n} entities")
             runs.append(arr)
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
-        self.since_, self.hot_, self.raised_, self.excused_, self.lit_, self.onset_ = runs
+        (self.since_, self.hot_, self.raised_, self.excused_, self.lit_, self.onset_,
+         self.backed_) = runs
         event = np.asarray(arrays.get("fleet_wide_since", [np.nan]), dtype=np.float64).ravel()
         self.event_since_ = float(event[0]) if event.size else math.nan
         if "anomaly_raised" not in arrays:
@@ -414,6 +430,7 @@ class DecisionStage:
         self.since_, self.hot_ = self.since_[keep], self.hot_[keep]
         self.raised_, self.excused_ = self.raised_[keep], self.excused_[keep]
         self.lit_, self.onset_ = self.lit_[keep], self.onset_[keep]
+        self.backed_ = self.backed_[keep]
         self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
@@ -435,6 +452,7 @@ class DecisionStage:
             self.excused_ = np.concatenate([self.excused_, np.full(grow, np.nan)])
             self.lit_ = np.concatenate([self.lit_, np.full(grow, np.nan)])
             self.onset_ = np.concatenate([self.onset_, np.full(grow, np.nan)])
+            self.backed_ = np.concatenate([self.backed_, np.full(grow, np.nan)])
             self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
@@ -565,6 +583,7 @@ class DecisionStage:
     def _sustained(self, rows: np.ndarray, anomaly: np.ndarray | None,
                    history: np.ndarray | None, now: float,
                    values: np.ndarray | None = None,
+                   forecast: np.ndarray | None = None,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row: whether a sustained extreme anomaly raises the level, since when the
         score has stayed at or above `sustained_anomaly_threshold` (NaN: below it, or
@@ -581,6 +600,15 @@ class DecisionStage:
         this rule raised it (`decide` records `raised_`), up to and including the cycle that
         would: from then on the run is the restart's. Only rows in such a run are checked,
         `row_block` at a time; a run raised already stays raised.
+
+        Where the failure model forecasts for the entity (`forecast` [E] finite), a run
+        raises the level only once the model's probability of a failure within its largest
+        horizon has reached CORROBORATE_FORECAST at some cycle of the run: rarity alone is what benign
+        first-time events have too (a week's first Sunday full backup on every replica, the
+        first Monday morning after a weekend, a batch host's heavier night). Where it does
+        not forecast (no model, or the model abstains for the analysis' window or step)
+        rarity alone raises it, as before. Measured: benchmarks/README.md, "Sustained
+        anomalies the failure model backs".
         """
         e = len(rows)
         cfg = self.cfg
@@ -609,6 +637,14 @@ class DecisionStage:
         self.hot_[rows] = np.where(hot, now, np.nan)
         with np.errstate(invalid="ignore"):
             held = hot & (now - since >= lasted)
+            if forecast is not None:
+                f = np.asarray(forecast, dtype=np.float64)
+                self.backed_[rows] = np.where(f >= CORROBORATE_FORECAST, now,
+                                              self.backed_[rows])
+                # Backed at a cycle of this run (NaN since or backed: False), or never
+                # forecast for (NaN now).
+                held &= (np.isnan(f) | (self.backed_[rows] >= since)
+                         | (self.raised_[rows] == since))
         if held.any():
             span = self._span(rows, now) if history is None else np.asarray(history, float)
             held &= span >= float(cfg.sustained_anomaly_min_history) - self.sample_every
@@ -787,10 +823,25 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
     return np.where(np.isfinite(out) & (lvl >= 0), banded, out)
 
 
+def forecast_within(forecast: Forecast | None, entities: int) -> np.ndarray | None:
+    """[E] each entity's probability of a failure within the forecast's largest horizon
+    (the highest of its horizons' probabilities: they are cumulative), NaN where it has
+    none; None without a forecast or when its shape does not match `entities`."""
+    if forecast is None or not forecast.horizons:
+        return None
+    p = np.asarray(forecast.probability, dtype=np.float64)
+    if p.ndim != 2 or p.shape[0] != entities or p.shape[1] == 0:
+        return None
+    out = np.full(entities, np.nan)
+    some = np.isfinite(p).any(axis=1)
+    out[some] = np.nanmax(p[some], axis=1)
+    return out
+
+
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
          now: float, topology: TopologyResult | None = None,
          values: np.ndarray | None = None, warning_risk: float = 0.5,
-         critical_risk: float = 0.8) -> Consensus:
+         critical_risk: float = 0.8, forecast: Forecast | None = None) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
     cycle's topology result (its anomaly score and history; None: none this cycle) and its
     window `values` [E, S, T] (None: no counter reset is known). The risk it returns is the
@@ -829,7 +880,8 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     d = stage.decide(entities, consensus.risk, consensus.level, now,
                      None if topo is None else topo.sustained(),
                      None if topo is None else topo.history_seconds,
-                     None if topo is None else values)
+                     None if topo is None else values,
+                     None if topo is None else forecast_within(forecast, len(entities)))
     # The anomaly score reads as risk only once it is calibrated on the history the
     # sustained-anomaly rule asks (a few hours of it cannot tell 1 in 500 from 1 in 50).
     # Producers always give history_seconds (exporter/tda); without it nothing is known of

@@ -639,7 +639,8 @@ class Pipeline:
             consensus = gate(rt.decision, cycle.window.entities, consensus, cycle.now,
                              cycle.topology, cycle.window.values,
                              warning_risk=self.cfg.agents.consensus.warning_risk,
-                             critical_risk=self.cfg.agents.consensus.critical_risk)
+                             critical_risk=self.cfg.agents.consensus.critical_risk,
+                             forecast=cycle.forecast)
         return consensus
 
     def _new_decision(self, rt: _AnalysisRuntime) -> Any:

@@ -400,6 +400,34 @@ def test_sustained_extreme_anomaly_raises_a_warning_once_held_and_history_is_lon
     assert all((x.level[1:] == 0).all() for x in d)
 
 
+def test_a_sustained_anomaly_needs_the_failure_model_where_it_forecasts() -> None:
+    """Rarity alone is what a week's first Sunday full backup or first Monday morning has
+    too: where the failure model forecasts for the entity, the run raises the level only at a
+    once its probability of a failure within its largest horizon has reached
+    CORROBORATE_FORECAST at a cycle of the run, and stays raised after; where it does not
+    forecast (NaN) rarity alone does."""
+    from exporter.decision import CORROBORATE_FORECAST
+
+    keys = [(f"e{i}",) for i in range(4)]
+
+    def run(forecasts):
+        stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+        t0 = _quiet_days(stage, 2.1)
+        out = []
+        for k, f in enumerate(forecasts):
+            anomaly = np.array([0.999, 0.5, 0.5, 0.5])
+            fc = np.array([f, 0.9, 0.9, 0.9])
+            out.append(int(stage.decide(keys, np.full(4, 0.1), np.zeros(4, int),
+                                        t0 + k * STEP, anomaly, forecast=fc).level[0]))
+        return out
+
+    low = CORROBORATE_FORECAST - 0.01
+    assert run([low] * 7) == [0] * 7  # held 30 min and more: the model sees nothing
+    assert run([low] * 4 + [CORROBORATE_FORECAST] + [low] * 2) == [0] * 4 + [1] * 3
+    assert run([CORROBORATE_FORECAST] + [low] * 4) == [0, 0, 0, 1, 1]  # backed early in the run
+    assert run([np.nan] * 5) == [0, 0, 0, 1, 1]  # no forecast for it: rarity alone
+
+
 def test_sustained_anomaly_needs_two_days_of_history() -> None:
     stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
     t0 = _quiet_days(stage, 1.5)
@@ -687,6 +715,29 @@ def test_gate_says_why_a_sustained_anomaly_after_a_restart_is_not_raised() -> No
     assert out[3].explanation == (
         "quiet; its sustained topology anomaly (30m) is not raised: it came with a restart "
         "(a signal reset like a counter in its window)", "quiet")
+
+
+def test_gate_hands_the_failure_models_largest_horizon_to_the_sustained_rule() -> None:
+    from exporter.decision import forecast_within
+    from exporter.results import Forecast, TopologyResult
+
+    fc = Forecast((3600.0, 14400.0), np.array([[0.1, 0.3], [0.4, 0.6], [np.nan, np.nan]]),
+                  np.full(3, np.nan))
+    np.testing.assert_array_equal(forecast_within(fc, 3), [0.3, 0.6, np.nan])
+    assert forecast_within(fc, 2) is None and forecast_within(None, 3) is None
+
+    def run(p0):
+        stage, t0, keys, c = _two_quiet_entities()
+        topo = TopologyResult(anomaly_score=np.array([0.9995, 0.3]), betti=np.zeros((2, 2)),
+                              entropy=np.zeros((2, 2)), features=np.zeros((2, 0)),
+                              feature_names=(), signal_contribution=np.full((2, 2), 0.5),
+                              fleet_betti=np.zeros(2), fleet_outlier=np.zeros(2))
+        f = Forecast((3600.0, 14400.0), np.array([[p0 / 2, p0], [0.9, 0.9]]), np.full(2, np.nan))
+        return [int(gate(stage, keys, c, t0 + k * STEP, topo, _windows(2, False),
+                         forecast=f).level[0]) for k in range(5)]
+
+    assert run(0.3) == [0] * 5  # rare, and the failure model sees nothing coming
+    assert run(0.6) == [0, 0, 0, 1, 1]
 
 
 def test_an_older_state_keeps_a_firing_warning_through_a_restart() -> None:
