@@ -39,10 +39,11 @@ score (exporter/tda/baseline.py: a tail probability under the entity's own histo
 stayed at or above `sustained_anomaly_threshold` at every cycle for `sustained_anomaly_for`
 (cycles at most max(`sample_every`, half that) apart), and the history the score is
 calibrated on spans `sustained_anomaly_min_history`, and, where the failure model forecasts
-for the entity, once it has given a failure within its largest horizon at least
-CORROBORATE_FORECAST at a cycle of the run (`_sustained`). No agent has to see a failure
-mechanism: on servers whose capacities are unknown (min-max scaled metrics, ASD) the
-incidents are "unusual", not "filling up", and nothing else speaks for them. Rarity is the
+for the entity, once it has given a failure within its largest horizon at least the warning
+risk at a cycle of the run (`_sustained`). No mechanism agent has to see it (the failure
+model, where it forecasts, must back it): on servers whose capacities are unknown (min-max
+scaled metrics, ASD) the incidents are "unusual", not "filling up", and no mechanism agent
+speaks for them. Rarity is the
 entity's own (1 in 500 windows at 0.998), held for half an hour, and only once the score
 has a calibrated history (two daily cycles); measured in benchmarks/README.md ("Sustained
 anomalies"). A run whose window holds a counter reset (`exporter.windows.counter_resets`:
@@ -76,9 +77,9 @@ State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, Na
 and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
 minutes), 35 MB at 10 000 entities; plus, per entity, the start and last cycle of a run of
 extreme anomaly scores, the starts of the runs this rule raised or a restart excused, the
-last cycle it reached a level and the start of that run at a level, and the last cycle the
-failure model backed it (seven float64); what a cycle computes from them goes ROW_BLOCK entities at a time (a few
-MiB of temporaries however many entities there are).
+last cycle it reached a level and the start of that run at a level, and the last cycles the
+failure model forecast for it and backed it (eight float64); what a cycle computes from them
+goes ROW_BLOCK entities at a time (a few MiB of temporaries however many entities there are).
 """
 
 from __future__ import annotations
@@ -128,8 +129,10 @@ FLEET_MIN_ENTITIES = 3
 # report finds held runs by it).
 RESTART_EXCUSE = "is not raised: it came with a restart"
 # A sustained anomaly raises a level only where the failure model, when it forecasts for the
-# entity, gives a failure within its largest horizon at least this probability (`_sustained`):
-# the consensus's warning risk, the bar any agent's vote must reach to count towards a level.
+# entity, gave a failure within its largest horizon at least this probability during the run
+# (`_sustained`): by default the consensus's default warning risk; `gate` passes the
+# configured `agents.consensus.warning_risk`, the bar any agent's vote must reach to count
+# towards a level.
 CORROBORATE_FORECAST = 0.5
 # Fleet-wide events (`fleet_wide_needed`): never fewer entities than this; independent alerts
 # at this many times the budget's rate (benign ones and, as often, real failures).
@@ -253,8 +256,9 @@ class DecisionStage:
         self.raised_ = np.empty(0, dtype=np.float64)
         self.excused_ = np.empty(0, dtype=np.float64)
         # Per row: the last cycle the failure model gave a failure within its largest
-        # horizon at least CORROBORATE_FORECAST (NaN: never seen).
+        # horizon at least the bar, and the last it forecast for the row at all (NaN: never).
         self.backed_ = np.empty(0, dtype=np.float64)
+        self.seen_ = np.empty(0, dtype=np.float64)
         # Per row: the last cycle it reached a level (before a fleet-wide hold; NaN: never)
         # and when its current run at a level began; since when a fleet-wide event has held
         # (NaN: none under way).
@@ -277,7 +281,8 @@ class DecisionStage:
                now: float, anomaly: np.ndarray | None = None,
                history: np.ndarray | None = None,
                values: np.ndarray | None = None,
-               forecast: np.ndarray | None = None) -> Decision:
+               forecast: np.ndarray | None = None,
+               forecast_bar: float = CORROBORATE_FORECAST) -> Decision:
         """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; raise level 0
         to 1 where the calibrated `anomaly` score [E] (0..1, NaN unknown; None: no topology
         this cycle) has stayed extreme (see the module docstring), given the seconds of
@@ -285,7 +290,8 @@ class DecisionStage:
         reference stands in), the cycle's window `values` [E, S, T] (None: no
         counter reset is known; see `_sustained`) and the failure model's probability of a
         failure within its largest horizon `forecast` [E] (0..1, NaN: no forecast for the
-        entity; None: none this cycle; see `_sustained`); then learn the risk.
+        entity; None: none this cycle), which must reach `forecast_bar` during a run (see
+        `_sustained`); then learn the risk.
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -335,7 +341,7 @@ class DecisionStage:
                                                        > threshold + MARGIN)
         gated = np.where(usual, 0, level)
         escalated, since, excused = self._sustained(rows, anomaly, history, now, values,
-                                                    forecast)
+                                                    forecast, forecast_bar)
         escalated &= gated == 0
         lit = (gated >= 1) | escalated
         wide, count, needed = self._fleet_wide(rows, lit, now)
@@ -370,7 +376,8 @@ class DecisionStage:
             "risk": self.risk_, "time": self.time_, "last": self.last_,
             "anomaly_since": self.since_, "anomaly_last": self.hot_,
             "anomaly_raised": self.raised_, "anomaly_excused": self.excused_,
-            "anomaly_backed": self.backed_, "level_last": self.lit_, "level_onset": self.onset_,
+            "anomaly_backed": self.backed_, "forecast_seen": self.seen_,
+            "level_last": self.lit_, "level_onset": self.onset_,
             "fleet_wide_since": np.array([self.event_since_]),
         }
 
@@ -396,7 +403,7 @@ class DecisionStage:
         runs = []
         # Saved before the failure model's backing was kept: none seen.
         for name in ("anomaly_since", "anomaly_last", "anomaly_raised", "anomaly_excused",
-                     "level_last", "level_onset", "anomaly_backed"):
+                     "level_last", "level_onset", "anomaly_backed", "forecast_seen"):
             arr = np.array(arrays.get(name, np.full(n, np.nan)), dtype=np.float64)
             if arr.shape != (n,):
                 raise ValueError(f"decision state: {name} {arr.shape} for {n} entities")
@@ -404,7 +411,7 @@ class DecisionStage:
         self.rows_ = {k: i for i, k in enumerate(keys)}
         self.risk_, self.time_, self.last_ = risk, times, last
         (self.since_, self.hot_, self.raised_, self.excused_, self.lit_, self.onset_,
-         self.backed_) = runs
+         self.backed_, self.seen_) = runs
         event = np.asarray(arrays.get("fleet_wide_since", [np.nan]), dtype=np.float64).ravel()
         self.event_since_ = float(event[0]) if event.size else math.nan
         if "anomaly_raised" not in arrays:
@@ -430,7 +437,7 @@ class DecisionStage:
         self.since_, self.hot_ = self.since_[keep], self.hot_[keep]
         self.raised_, self.excused_ = self.raised_[keep], self.excused_[keep]
         self.lit_, self.onset_ = self.lit_[keep], self.onset_[keep]
-        self.backed_ = self.backed_[keep]
+        self.backed_, self.seen_ = self.backed_[keep], self.seen_[keep]
         self._version += 1
 
     def _rows(self, entities: Sequence[EntityKey], now: float) -> np.ndarray:
@@ -453,6 +460,7 @@ class DecisionStage:
             self.lit_ = np.concatenate([self.lit_, np.full(grow, np.nan)])
             self.onset_ = np.concatenate([self.onset_, np.full(grow, np.nan)])
             self.backed_ = np.concatenate([self.backed_, np.full(grow, np.nan)])
+            self.seen_ = np.concatenate([self.seen_, np.full(grow, np.nan)])
             self._version += 1
         return np.fromiter((self.rows_[k] for k in entities), dtype=np.int64,
                            count=len(entities))
@@ -584,6 +592,7 @@ class DecisionStage:
                    history: np.ndarray | None, now: float,
                    values: np.ndarray | None = None,
                    forecast: np.ndarray | None = None,
+                   forecast_bar: float = CORROBORATE_FORECAST,
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row: whether a sustained extreme anomaly raises the level, since when the
         score has stayed at or above `sustained_anomaly_threshold` (NaN: below it, or
@@ -601,14 +610,16 @@ class DecisionStage:
         would: from then on the run is the restart's. Only rows in such a run are checked,
         `row_block` at a time; a run raised already stays raised.
 
-        Where the failure model forecasts for the entity (`forecast` [E] finite), a run
-        raises the level only once the model's probability of a failure within its largest
-        horizon has reached CORROBORATE_FORECAST at some cycle of the run: rarity alone is what benign
-        first-time events have too (a week's first Sunday full backup on every replica, the
-        first Monday morning after a weekend, a batch host's heavier night). Where it does
-        not forecast (no model, or the model abstains for the analysis' window or step)
-        rarity alone raises it, as before. Measured: benchmarks/README.md, "Sustained
-        anomalies the failure model backs".
+        Where the failure model forecasts for the entity (`forecast` [E] finite at some
+        cycle of the run), a run raises the level only once the model's probability of a
+        failure within its largest horizon has reached `forecast_bar` at a cycle of the
+        run: rarity alone is what benign first-time events have too (a week's first Sunday
+        full backup on every replica, the first Monday morning after a weekend, a batch
+        host's heavier night). Where it has not forecast for the entity at any cycle of the
+        run (no model, the model abstains for the analysis' window or step, the forecast
+        agent is off) rarity alone raises it, as before; a cycle without a forecast (the
+        forecast stage failed) amid cycles with one does not. Measured: benchmarks/README.md,
+        "Sustained anomalies the failure model backs".
         """
         e = len(rows)
         cfg = self.cfg
@@ -637,14 +648,14 @@ class DecisionStage:
         self.hot_[rows] = np.where(hot, now, np.nan)
         with np.errstate(invalid="ignore"):
             held = hot & (now - since >= lasted)
-            if forecast is not None:
-                f = np.asarray(forecast, dtype=np.float64)
-                self.backed_[rows] = np.where(f >= CORROBORATE_FORECAST, now,
-                                              self.backed_[rows])
-                # Backed at a cycle of this run (NaN since or backed: False), or never
-                # forecast for (NaN now).
-                held &= (np.isnan(f) | (self.backed_[rows] >= since)
-                         | (self.raised_[rows] == since))
+            f = np.full(e, np.nan) if forecast is None else \
+                np.asarray(forecast, dtype=np.float64)
+            self.backed_[rows] = np.where(f >= forecast_bar, now, self.backed_[rows])
+            self.seen_[rows] = np.where(np.isfinite(f), now, self.seen_[rows])
+            # Backed at a cycle of this run, or never forecast for during it (NaN
+            # compares False), or raised already.
+            held &= ((self.backed_[rows] >= since) | ~(self.seen_[rows] >= since)
+                     | (self.raised_[rows] == since))
         if held.any():
             span = self._span(rows, now) if history is None else np.asarray(history, float)
             held &= span >= float(cfg.sustained_anomaly_min_history) - self.sample_every
@@ -826,12 +837,13 @@ def exported_risk(risk: np.ndarray, threshold: np.ndarray, level: np.ndarray,
 def forecast_within(forecast: Forecast | None, entities: int) -> np.ndarray | None:
     """[E] each entity's probability of a failure within the forecast's largest horizon
     (the highest of its horizons' probabilities: they are cumulative), NaN where it has
-    none; None without a forecast or when its shape does not match `entities`."""
+    none; None without a forecast. Raises DecisionError when its shape does not match
+    `entities`."""
     if forecast is None or not forecast.horizons:
         return None
     p = np.asarray(forecast.probability, dtype=np.float64)
     if p.ndim != 2 or p.shape[0] != entities or p.shape[1] == 0:
-        return None
+        raise DecisionError(f"forecast probability {p.shape} for {entities} entities")
     out = np.full(entities, np.nan)
     some = np.isfinite(p).any(axis=1)
     out[some] = np.nanmax(p[some], axis=1)
@@ -881,7 +893,8 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                      None if topo is None else topo.sustained(),
                      None if topo is None else topo.history_seconds,
                      None if topo is None else values,
-                     None if topo is None else forecast_within(forecast, len(entities)))
+                     None if topo is None or "forecast" not in consensus.agents
+                     else forecast_within(forecast, len(entities)), warning_risk)
     # The anomaly score reads as risk only once it is calibrated on the history the
     # sustained-anomaly rule asks (a few hours of it cannot tell 1 in 500 from 1 in 50).
     # Producers always give history_seconds (exporter/tda); without it nothing is known of

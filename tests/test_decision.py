@@ -402,30 +402,75 @@ def test_sustained_extreme_anomaly_raises_a_warning_once_held_and_history_is_lon
 
 def test_a_sustained_anomaly_needs_the_failure_model_where_it_forecasts() -> None:
     """Rarity alone is what a week's first Sunday full backup or first Monday morning has
-    too: where the failure model forecasts for the entity, the run raises the level only at a
+    too: where the failure model forecasts for the entity, the run raises the level only
     once its probability of a failure within its largest horizon has reached
-    CORROBORATE_FORECAST at a cycle of the run, and stays raised after; where it does not
-    forecast (NaN) rarity alone does."""
+    CORROBORATE_FORECAST at a cycle of the run, and stays raised after; where it has not
+    forecast for the entity during the run (NaN), rarity alone does; a cycle without a
+    forecast amid cycles with one does not."""
     from exporter.decision import CORROBORATE_FORECAST
 
     keys = [(f"e{i}",) for i in range(4)]
 
-    def run(forecasts):
+    def run(forecasts, anomalies=None):
         stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
         t0 = _quiet_days(stage, 2.1)
         out = []
         for k, f in enumerate(forecasts):
-            anomaly = np.array([0.999, 0.5, 0.5, 0.5])
-            fc = np.array([f, 0.9, 0.9, 0.9])
+            a = 0.999 if anomalies is None else anomalies[k]
+            fc = None if f is None else np.array([f, 0.9, 0.9, 0.9])
             out.append(int(stage.decide(keys, np.full(4, 0.1), np.zeros(4, int),
-                                        t0 + k * STEP, anomaly, forecast=fc).level[0]))
+                                        t0 + k * STEP, np.array([a, 0.5, 0.5, 0.5]),
+                                        forecast=fc).level[0]))
         return out
 
-    low = CORROBORATE_FORECAST - 0.01
+    low, bar = CORROBORATE_FORECAST - 0.01, CORROBORATE_FORECAST
     assert run([low] * 7) == [0] * 7  # held 30 min and more: the model sees nothing
-    assert run([low] * 4 + [CORROBORATE_FORECAST] + [low] * 2) == [0] * 4 + [1] * 3
-    assert run([CORROBORATE_FORECAST] + [low] * 4) == [0, 0, 0, 1, 1]  # backed early in the run
-    assert run([np.nan] * 5) == [0, 0, 0, 1, 1]  # no forecast for it: rarity alone
+    assert run([low] * 4 + [bar] + [low] * 2) == [0] * 4 + [1] * 3  # backed late, then kept
+    assert run([bar] + [low] * 4) == [0, 0, 0, 1, 1]  # backed early in the run
+    # Backed before the run began (the anomaly not yet extreme): not this run's backing.
+    assert run([bar] + [low] * 6, [0.5] + [0.999] * 6) == [0] * 7
+    assert run([np.nan] * 5) == [0, 0, 0, 1, 1]  # never forecast for it: rarity alone
+    assert run([np.nan] * 4 + [low] * 3) == [0, 0, 0, 1, 1, 1, 1]  # raised, then kept
+    # A cycle without a forecast (a failed forecast stage) amid low ones raises nothing.
+    assert run([low] * 3 + [None] + [low] * 3) == [0] * 7
+    assert run([low] * 3 + [np.nan] + [low] * 3) == [0] * 7
+
+
+def test_the_failure_models_backing_survives_forgetting_and_a_restore() -> None:
+    """backed_ and seen_ stay row-aligned when rows are forgotten and round-trip through
+    state(); a state saved before them restores with none seen."""
+    from exporter.decision import CORROBORATE_FORECAST
+
+    stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    t0 = _quiet_days(stage, 2.1, n=4)
+    keys = [(f"e{i}",) for i in range(4)]
+    hot = np.array([0.999, 0.5, 0.5, 0.5])
+    fc = np.array([CORROBORATE_FORECAST, 0.1, 0.1, 0.1])
+    stage.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0, hot, forecast=fc)
+    low = np.full(4, 0.1)
+    saved = stage.state()
+    assert "anomaly_backed" in saved and "forecast_seen" in saved
+    twin = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    twin.restore(saved)
+    got = [int(twin.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + k * STEP, hot,
+                           forecast=low).level[0]) for k in range(1, 4)]
+    assert got == [0, 0, 1]  # backed at the run's first cycle, before the save
+    old = {k: v for k, v in saved.items() if k not in ("anomaly_backed", "forecast_seen")}
+    twin = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
+    twin.restore(old)
+    assert np.isnan(twin.backed_).all() and np.isnan(twin.seen_).all()
+    got = [int(twin.decide(keys, np.full(4, 0.1), np.zeros(4, int), t0 + k * STEP, hot,
+                           forecast=low).level[0]) for k in range(1, 5)]
+    assert got == [0, 0, 0, 0]  # the backing was not saved: low forecasts since hold it
+    # Forget e0..e2 (no sample for longer than the reference): e3's row keeps its own.
+    later = t0 + 10 * 86400.0
+    stage.decide([keys[3]], np.array([0.1]), np.zeros(1, int), later, np.array([0.5]),
+                 forecast=np.array([0.9]))
+    n = len(stage.rows_)
+    assert n == 1 and all(len(a) == n for a in (stage.since_, stage.hot_, stage.raised_,
+                                                 stage.excused_, stage.lit_, stage.onset_,
+                                                 stage.backed_, stage.seen_))
+    assert stage.backed_[0] == later and stage.seen_[0] == later
 
 
 def test_sustained_anomaly_needs_two_days_of_history() -> None:
@@ -724,10 +769,13 @@ def test_gate_hands_the_failure_models_largest_horizon_to_the_sustained_rule() -
     fc = Forecast((3600.0, 14400.0), np.array([[0.1, 0.3], [0.4, 0.6], [np.nan, np.nan]]),
                   np.full(3, np.nan))
     np.testing.assert_array_equal(forecast_within(fc, 3), [0.3, 0.6, np.nan])
-    assert forecast_within(fc, 2) is None and forecast_within(None, 3) is None
+    assert forecast_within(None, 3) is None
+    with pytest.raises(DecisionError, match="forecast probability"):
+        forecast_within(fc, 2)
 
-    def run(p0):
+    def run(p0, agents=("topology", "forecast")):
         stage, t0, keys, c = _two_quiet_entities()
+        c = replace(c, agents=agents)
         topo = TopologyResult(anomaly_score=np.array([0.9995, 0.3]), betti=np.zeros((2, 2)),
                               entropy=np.zeros((2, 2)), features=np.zeros((2, 0)),
                               feature_names=(), signal_contribution=np.full((2, 2), 0.5),
@@ -738,6 +786,8 @@ def test_gate_hands_the_failure_models_largest_horizon_to_the_sustained_rule() -
 
     assert run(0.3) == [0] * 5  # rare, and the failure model sees nothing coming
     assert run(0.6) == [0, 0, 0, 1, 1]
+    # The forecast agent off: the model's probabilities are not its vote, nor a veto.
+    assert run(0.3, ("topology", "capacity")) == [0, 0, 0, 1, 1]
 
 
 def test_an_older_state_keeps_a_firing_warning_through_a_restart() -> None:
