@@ -855,8 +855,10 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
          values: np.ndarray | None = None, warning_risk: float = 0.5,
          critical_risk: float = 0.8, forecast: Forecast | None = None) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
-    cycle's topology result (its anomaly score and history; None: none this cycle) and its
-    window `values` [E, S, T] (None: no counter reset is known). The risk it returns is the
+    cycle's topology result (its anomaly score and history; None: none this cycle), its
+    window `values` [E, S, T] (None: no counter reset is known) and its `forecast` (read
+    only where the forecast agent is among the consensus's agents: a sustained anomaly
+    needs its backing where it forecasts, at `warning_risk`). The risk it returns is the
     exported one (`exported_risk`, banded by `warning_risk` and `critical_risk`); the
     consensus's own stays in `consensus_risk`.
 
