@@ -246,6 +246,8 @@ class Scores:
     unagreed_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
     # [E, N] bool: a level held as part of a fleet-wide event (exporter.decision).
     fleet_wide: np.ndarray | None = None
+    # The consensus's explanation of each evaluation at a level >= 1, keyed (row, evaluation).
+    level_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
 
     @property
     def suppressed(self) -> int:
@@ -265,13 +267,16 @@ class Scores:
                     return _run_text(mask, texts, row, k)
         return ""
 
-    def why(self, row: int, k: int) -> tuple[str, str, str]:
-        """(top signal, supporting agents `a+b`, action) of entity `row` at evaluation `k`."""
+    def why(self, row: int, k: int) -> tuple[str, str, str, str]:
+        """(top signal, supporting agents `a+b`, action, explanation) of entity `row` at
+        evaluation `k` ("" each where unknown; the explanation only at a level >= 1)."""
+        text = self.level_text.get((row, k), "")
         if self.top is None or self.support is None or self.action is None:
-            return "", "", ""
+            return "", "", "", text
         t, m, a = int(self.top[row, k]), int(self.support[row, k]), int(self.action[row, k])
         agents = "+".join(name for j, name in enumerate(self.agents) if m >> j & 1)
-        return (self.signals[t] if t >= 0 else "", agents, self.actions[a] if a >= 0 else "")
+        return (self.signals[t] if t >= 0 else "", agents, self.actions[a] if a >= 0 else "",
+                text)
 
     def column(self, name: str) -> np.ndarray:
         """The [E, N] array an alert rule reads: `risk`, `level` or `anomaly_score`."""
@@ -408,6 +413,7 @@ class _Recorder:
         self.unagreed = np.zeros((e, n), dtype=bool)
         self.unagreed_text: dict[tuple[int, int], str] = {}
         self.fleet_wide = np.zeros((e, n), dtype=bool)
+        self.level_text: dict[tuple[int, int], str] = {}
 
     def add(self, k: int, results: Sequence[Any]) -> None:
         res = next((r for r in results if r.analysis == self.analysis.name), None)
@@ -456,6 +462,8 @@ class _Recorder:
                     self.unagreed[row, k] = True
                     if k == 0 or not self.unagreed[row, k - 1]:
                         self.unagreed_text[(row, k)] = text
+                elif level[j] >= 1:  # why an alert on this level fired (alerts.csv)
+                    self.level_text[(row, k)] = text
         if not up.any():
             return
         contrib = np.asarray(c.contribution, dtype=float)[ok]
@@ -476,7 +484,7 @@ class _Recorder:
         return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
                       self.prob, ttf, self.signals, self.agents, tuple(self.actions),
                       self.top, self.support, self.action, self.held, self.held_text,
-                      self.unagreed, self.unagreed_text, self.fleet_wide)
+                      self.unagreed, self.unagreed_text, self.fleet_wide, self.level_text)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -524,7 +532,8 @@ def write_scores_csv(path: Path, analysis: AnalysisConfig, scores: Scores) -> No
 
 def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
     """AURA's alerts on the scores: every rule of `alert_semantics(cfg)` with its `for:`
-    (backtest_report.alert_events), level alerts with their top signal, agents and action."""
+    (backtest_report.alert_events), level alerts with their top signal, agents, action and the
+    consensus's explanation at their start."""
     from exporter.backtest_report import alert_events
 
     out = []
@@ -534,9 +543,10 @@ def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
         for a in alert_events(rule.alertname, rule.severity, scores.entities, scores.times,
                               cond, rule.for_):
             k = int(np.searchsorted(scores.times, a.start))
-            top, agents, action = scores.why(index[a.entity], k) if rule.column == "level" \
-                else ("", "", "")
-            out.append(dataclasses.replace(a, top_signal=top, agents=agents, action=action))
+            top, agents, action, text = scores.why(index[a.entity], k) \
+                if rule.column == "level" else ("", "", "", "")
+            out.append(dataclasses.replace(a, top_signal=top, agents=agents, action=action,
+                                           explanation=text))
     return out
 
 

@@ -53,7 +53,8 @@ class AlertEvent:
     """One alert firing interval; AURA's carry why it fired (at its start), baselines do not.
 
     top_signal: the signal contributing most; agents: the agents supporting the level,
-    `+`-joined; action: the recommended action.
+    `+`-joined; action: the recommended action; explanation: the consensus's explanation
+    (the text the console and the entity API show).
     """
 
     alertname: str
@@ -64,6 +65,7 @@ class AlertEvent:
     top_signal: str = ""
     agents: str = ""
     action: str = ""
+    explanation: str = ""
 
     @property
     def cause(self) -> str:
@@ -204,14 +206,14 @@ def fmt_time(value: float | None) -> str:
 
 def write_alerts_csv(path: Path, label_names: Sequence[str], alerts: Iterable[AlertEvent]) -> None:
     """alerts.csv: alertname, severity, the entity labels, start, end (Unix s; empty while
-    firing), top_signal, agents, action; sorted by start. Raises OSError."""
+    firing), top_signal, agents, action, explanation; sorted by start. Raises OSError."""
     with path.open("w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["alertname", "severity", *label_names, "start", "end", "top_signal",
-                    "agents", "action"])
+                    "agents", "action", "explanation"])
         for a in sorted(alerts, key=lambda a: (a.start, a.alertname, a.entity)):
             w.writerow([a.alertname, a.severity, *a.entity, fmt_time(a.start), fmt_time(a.end),
-                        a.top_signal, a.agents, a.action])
+                        a.top_signal, a.agents, a.action, a.explanation])
 
 
 def false_alert_causes(alerts: Sequence[AlertEvent], incidents: Sequence[Incident], *,

@@ -82,11 +82,16 @@ def test_writes_outputs_with_exact_headers(backtest_run: dict) -> None:
                       "failure_probability_4h", "time_to_failure_seconds"]
     header, alert_rows = _rows(out / "alerts.csv")
     assert header == ["alertname", "severity", "instance", "start", "end", "top_signal", "agents",
-                      "action"]
-    # Every AURA failure alert says why it fired: the agents behind it and the action.
+                      "action", "explanation"]
+    # Every AURA failure alert says why it fired: the agents behind it, the action and the
+    # consensus's explanation at its start (a level's, never a hold's).
     failure = [a for a in alert_rows if a["alertname"].startswith("AuraFailure")]
     assert failure, "the fixture fleet should raise at least one failure alert"
     assert all(a["agents"] and a["action"] not in ("", "none") for a in failure)
+    assert all(a["explanation"] and not a["explanation"].startswith("usual for this entity")
+               for a in failure), [a["explanation"] for a in failure]
+    assert not any(a["explanation"] for a in alert_rows
+                   if not a["alertname"].startswith("Aura"))  # the baselines have none
     report = json.loads((out / "report.json").read_text())
     assert isinstance(report["false_alert_causes"], list)
     # Warm-up honoured: first evaluation at input start + window, then every 5 minutes.
