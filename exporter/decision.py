@@ -94,7 +94,7 @@ import numpy as np
 from exporter.config import DecisionConfig
 from exporter.numeric import nan_percentile
 from exporter.results import Consensus, Forecast, TopologyResult
-from exporter.util import format_duration
+from exporter.util import format_duration, humanize_seconds
 from exporter.windows import (
     NO_DATA_STEPS,
     EntityKey,
@@ -173,6 +173,8 @@ class Decision:
         `fleet_wide_window` (this cycle included, before the hold), in a run that began
         within the window or since an event began (`_fleet_wide`); fleet_wide_needed: how
         many make a fleet-wide event (0: the rule is off or the analysis too small).
+    history: [E] seconds of the entity's own risk history the reference reads (at most
+        `reference`; 0 where none; the span an explanation names).
     """
 
     level: np.ndarray
@@ -187,6 +189,7 @@ class Decision:
     fleet_wide: np.ndarray | None = None
     elevated_now: int = 0
     fleet_wide_needed: int = 0
+    history: np.ndarray | None = None
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -310,6 +313,7 @@ class DecisionStage:
         own_n = np.zeros(e, dtype=np.int64)
         bound = np.full(e, "", dtype=object)
         phase_high = np.full(e, np.nan)
+        span = np.zeros(e)
         if self.cfg.enabled and e:
             own_all, own_n_all = self._quantiles(now, lagged=True)
             own_n = own_n_all[rows]
@@ -328,7 +332,8 @@ class DecisionStage:
             # what is usual for this entity (its nightly backup has not happened yet). The
             # span counts every sample (the lag only keeps a precursor out of its reference);
             # a live cold start seeded from its bootstrap history is past it at once.
-            floor = np.where(self._span(rows, now) < float(self.cfg.min_reference)
+            span = np.minimum(self._span(rows, now), float(self.cfg.reference))
+            floor = np.where(span < float(self.cfg.min_reference)
                              - self.sample_every, float(self.cfg.cold_threshold) - MARGIN,
                              -np.inf)
             bar, phase_high = self._same_phase(rows, now)
@@ -351,7 +356,7 @@ class DecisionStage:
         gated = np.where(wide, 0, gated)
         self._learn(rows, risk, now)
         return Decision(gated, threshold, own_n, usual, bound, phase_high, escalated, since,
-                        excused & (gated == 0) & ~wide, wide, count, needed)
+                        excused & (gated == 0) & ~wide, wide, count, needed, span)
 
     def exclude(self, spans: Iterable[tuple[EntityKey, float, float | None]]) -> None:
         """Leave (entity, start, end) spans out of the reference (recorded incidents).
@@ -920,8 +925,12 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     ref = format_duration(stage.cfg.reference)
     for i in np.flatnonzero(d.suppressed):
         actions[i] = "none"
+        # The span its own reference holds: a day-old entity's "last 3d" is its one day.
+        own = ref if d.history is None or d.history[i] >= float(stage.cfg.reference) \
+            - stage.sample_every else humanize_seconds(max(float(d.history[i]),
+                                                           stage.sample_every))
         why = {
-            "own": f"the highest it reached in the last {ref}",
+            "own": f"the highest it reached in the last {own}",
             "fleet": f"what the fleet's entities usually reach (last {ref})",
             "cold": (f"the cold-start bar while it has less than "
                      f"{format_duration(stage.cfg.min_reference)} of history"),

@@ -1054,3 +1054,27 @@ def test_no_fleet_wide_hold_while_the_decision_stage_is_off() -> None:
     risk = np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1])
     d = stage.decide(entities, risk, _level(risk), 0.0)
     assert (d.level[:4] == 2).all() and not d.fleet_wide.any() and d.fleet_wide_needed == 0
+
+
+def _own_peak(steps: int) -> DecisionStage:
+    """A 4-entity fleet quiet at 0.1 for `steps` samples where e0 spent 5 h at 0.95 on its
+    first afternoon (hours 14-19)."""
+    risk = np.full((4, steps), 0.1)
+    risk[0, 84:114] = 0.95
+    stage = _stage()
+    _replay(stage, risk)
+    return stage
+
+
+@pytest.mark.parametrize("steps, span", [(300, "2d2h"), (500, "3d")])
+def test_suppressed_explanation_names_the_history_the_own_bound_read(steps, span) -> None:
+    """"the highest it reached in the last ..." names the span of the entity's own risk
+    history, at most `reference` (3d): a two-day-old entity's bar is not three days'."""
+    entities = [(f"e{i}",) for i in range(4)]
+    now = steps * STEP  # 2:00 or 11:20, off the peak's time of day
+    d = _own_peak(steps).decide(entities, np.array([0.9, 0.1, 0.1, 0.1]),
+                                np.array([2, 0, 0, 0]), now)
+    assert d.suppressed[0] and d.bound[0] == "own", (d.suppressed, d.bound)
+    out = gate(_own_peak(steps), entities, _consensus([0.9, 0.1, 0.1, 0.1]), now)
+    assert f"the highest it reached in the last {span} (" in out.explanation[0], \
+        out.explanation[0]
