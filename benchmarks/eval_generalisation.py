@@ -135,18 +135,21 @@ def _sim(work: Path, seed: int, quick: bool) -> tuple[Path, Path, Path, dict[str
     return config, data, incidents, {}
 
 
-def _healthy_alerting(out: Path, label: str, report: dict[str, Any]) -> float | None:
-    """Share of healthy evaluations (outside every match window) at level >= 1."""
+def _healthy_alerting(out: Path, labels: tuple[str, ...],
+                      report: dict[str, Any]) -> float | None:
+    """Share of healthy evaluations (outside every match window) at level >= 1; an entity is
+    identified by its `labels` (the analysis' entity labels)."""
     horizon = float(report["largest_horizon_seconds"])
-    windows: dict[str, list[tuple[float, float]]] = {}
+    windows: dict[tuple[str, ...], list[tuple[float, float]]] = {}
     for inc in report["incidents"]:
         end = inc["end"] if inc["end"] is not None else float("inf")
-        windows.setdefault(inc["entity"][label], []).append((inc["start"] - horizon, end))
+        key = tuple(inc["entity"][k] for k in labels)
+        windows.setdefault(key, []).append((inc["start"] - horizon, end))
     healthy = alerting = 0
     with (out / "scores.csv").open() as f:
         for r in csv.DictReader(f):
             t = float(r["timestamp"])
-            if any(a <= t <= b for a, b in windows.get(r[label], ())):
+            if any(a <= t <= b for a, b in windows.get(tuple(r[k] for k in labels), ())):
                 continue
             healthy += 1
             alerting += r["level"] in ("1", "2")
@@ -157,16 +160,16 @@ def evaluate(name: str, work: Path, quick: bool) -> dict[str, Any]:
     kind, _, seed = name.rpartition("-") if name != "asd" else ("asd", "", "")
     if kind == "asd":
         config, data, incidents, extra = _asd(work, quick)
-        label = "server"
+        labels: tuple[str, ...] = ("server",)
     elif kind in ("fleetgen", "fleetgen-long") and seed.isdigit():
         config, data, incidents, extra = _fleetgen(work, int(seed), quick, kind != "fleetgen")
-        label = "instance"
+        labels = ("instance",)
     elif kind in ("fleetgen3", "fleetgen4", "fleetgen5") and seed.isdigit():
         config, data, incidents, extra = _own_config_fleet(work, kind, int(seed), quick)
-        label = "pod" if kind == "fleetgen4" else "instance"
+        labels = ("pod",) if kind == "fleetgen4" else ("instance",)
     elif kind == "sim" and seed.isdigit():
         config, data, incidents, extra = _sim(work, int(seed), quick)
-        label = "instance"
+        labels = ("instance",)
     else:
         raise SystemExit(f"unknown source {name!r} (asd, fleetgen-SEED, fleetgen-long-SEED, "
                          "fleetgen3-SEED, fleetgen4-SEED, fleetgen5-SEED, sim-SEED)")
@@ -180,7 +183,7 @@ def evaluate(name: str, work: Path, quick: bool) -> dict[str, Any]:
         "source": name, "seconds": round(time.monotonic() - started, 1),
         "entity_days": report["entity_days"], "incidents": report["incidents_scored"],
         "sudden": report["sudden_incidents"],
-        "healthy_alerting": _healthy_alerting(out, label, report),
+        "healthy_alerting": _healthy_alerting(out, labels, report),
         "model_status": report.get("model", {}).get("status"),
         "false_alert_causes": report.get("false_alert_causes", [])[:5], **extra,
     }
