@@ -16,6 +16,9 @@ Runs `aura backtest` (the real CLI, one subprocess per source) on
      churn from rollouts and autoscaling), written the same way by another session;
      `fleetgen5-<seed>`: benchmarks/fleetgen5.py, a fifth, VM and database hosts over 8 days
      at 1 m (weekly cycle, backups, patch reboots, slow failures), written the same way;
+     `fleetgen6-<seed>`: benchmarks/fleetgen6.py, a sixth, microservices at the service
+     level (entities `namespace` + `service`, 3 days at 15 s: a call graph, deploys,
+     autoscaling, queue backlogs, cascades), written the same way;
   c. `sim-<seed>`: held-out seeds of AURA's own simulator (training used 1000-1059);
 
 and prints, per source, AURA's failure alerts (AuraFailurePredicted ∪ AuraFailureRisk) next
@@ -107,7 +110,8 @@ def _fleetgen(work: Path, seed: int, quick: bool,
 def _own_config_fleet(work: Path, generator: str, seed: int,
                       quick: bool) -> tuple[Path, Path, Path, dict[str, Any]]:
     """benchmarks/<generator>.py's fleet with its own aura.yml as a new user wrote it
-    (fleetgen3: 4 days at 1 m; fleetgen4: pods, 3 days at 30 s; fleetgen5: 8 days at 1 m);
+    (fleetgen3: 4 days at 1 m; fleetgen4: pods, 3 days at 30 s; fleetgen5: 8 days at 1 m;
+    fleetgen6: services, 3 days at 15 s);
     no quick form: the generators' sizes are fixed."""
     out = work / f"{generator}-{seed}"
     _run([sys.executable, f"benchmarks/{generator}.py", str(seed), str(out)],
@@ -164,15 +168,16 @@ def evaluate(name: str, work: Path, quick: bool) -> dict[str, Any]:
     elif kind in ("fleetgen", "fleetgen-long") and seed.isdigit():
         config, data, incidents, extra = _fleetgen(work, int(seed), quick, kind != "fleetgen")
         labels = ("instance",)
-    elif kind in ("fleetgen3", "fleetgen4", "fleetgen5") and seed.isdigit():
+    elif kind in ("fleetgen3", "fleetgen4", "fleetgen5", "fleetgen6") and seed.isdigit():
         config, data, incidents, extra = _own_config_fleet(work, kind, int(seed), quick)
-        labels = ("pod",) if kind == "fleetgen4" else ("instance",)
+        labels = {"fleetgen4": ("pod",), "fleetgen6": ("namespace", "service")}.get(
+            kind, ("instance",))
     elif kind == "sim" and seed.isdigit():
         config, data, incidents, extra = _sim(work, int(seed), quick)
         labels = ("instance",)
     else:
         raise SystemExit(f"unknown source {name!r} (asd, fleetgen-SEED, fleetgen-long-SEED, "
-                         "fleetgen3-SEED, fleetgen4-SEED, fleetgen5-SEED, sim-SEED)")
+                         "fleetgen3-SEED, fleetgen4-SEED, fleetgen5-SEED, fleetgen6-SEED, sim-SEED)")
     out = work / f"bt-{name}"
     started = time.monotonic()
     _run([*AURA, "backtest", f"--config.file={config}", f"--input={data}",
