@@ -41,7 +41,9 @@ def split_message(text: str) -> tuple[str, list[tuple[str, str]]]:
 
     Modules log either `msg="words" key=value ...` or `words key=value ...`; both give the
     words as the message and the rest as fields, so the formatter never nests `msg="msg=..."`.
-    A message whose tail is not `key=value` pairs is returned whole, without fields.
+    An unquoted value with spaces in it (`err=%r` of an exception: `ConnectionError('Cannot
+    connect to host')`) runs up to the next ` key=`; a message whose tail is not `key=value`
+    pairs even so is returned whole, without fields.
     """
     fields: list[tuple[str, str]] = []
     if text.startswith("msg=") and text[4:5] not in ("'", '"'):
@@ -51,12 +53,21 @@ def split_message(text: str) -> tuple[str, list[tuple[str, str]]]:
         return text, fields
     msg = text[: head.start()].strip()
     pos = head.start()
+    value_at = 0  # where the last field's value starts
     while pos < len(text):
         m = _FIELD.match(text, pos)
         if m is None or m.end() == pos:
-            return text, []
+            last = fields[-1][1] if fields else ""
+            if not last or last[0] in "\"'":
+                return text, []
+            # An unquoted value with spaces: it runs up to the next ` key=` (or the end).
+            nxt = _FIELD_START.search(text, pos)
+            end = nxt.start() if nxt is not None else len(text)
+            fields[-1] = (fields[-1][0], text[value_at:end].rstrip())
+            pos = end
+            continue
         fields.append((m.group(1), m.group(2)))
-        pos = m.end()
+        value_at, pos = m.start(2), m.end()
         if text[pos:].strip() == "":
             break
     if not msg and fields and fields[0][0] == "msg":

@@ -78,15 +78,16 @@ class StateStore:
             raise StateError(f"cannot write state {target}: {err.strerror or err}") from err
 
     def load(self, analysis_name: str) -> dict[str, np.ndarray] | None:
-        """The saved arrays, or None (with a warning) when missing, corrupt or incompatible."""
+        """The saved arrays, or None when missing (logged at info: a first start) or corrupt
+        or incompatible (a warning)."""
         try:
             target = self.path(analysis_name)
         except StateError as err:
             log.warning("msg=\"state not loaded\" analysis=%s reason=%r", analysis_name, str(err))
             return None
         if not target.exists():
-            log.warning("msg=\"no saved state; starting fresh\" analysis=%s file=%s",
-                        analysis_name, target)
+            log.info("msg=\"no saved state; starting fresh\" analysis=%s file=%s",
+                     analysis_name, target)
             return None
         try:
             with np.load(target, allow_pickle=False) as npz:

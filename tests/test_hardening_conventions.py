@@ -53,6 +53,11 @@ def test_process_and_python_metrics_are_served():
     ("source query failed analysis=n err='HTTP 500: x=1 y'", "source query failed",
      {"analysis": "n", "err": "HTTP 500: x=1 y"}),
     ("plain text", "plain text", {}),
+    # An exception's repr (`err=%r`): its spaces do not end the value, the next ` key=` does.
+    ("stage failed stage=ingest err=ConnectionError('Cannot connect to host a:9 [refused]') "
+     "analysis=n", "stage failed",
+     {"stage": "ingest", "err": "ConnectionError('Cannot connect to host a:9 [refused]')",
+      "analysis": "n"}),
 ])
 def test_log_lines_are_flat_logfmt_and_json(message, msg, fields):
     text, pairs = split_message(message)
