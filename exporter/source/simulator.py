@@ -227,14 +227,17 @@ def simulate_fleet(
 
 
 def demo_fleet(now: float, entities: int = 24, seed: int = 7, history: float = 26 * 3600,
-               future: float = 12 * 3600, step: float = 60) -> SimulatedFleet:
+               future: float = 7 * 86400, step: float = 60) -> SimulatedFleet:
     """The `aura demo` fleet: history before `now` (26 h: the 24 h topology bootstrap plus a
     window, so anomaly scores are calibrated from the first cycle), scripted failures after it.
 
     A memory leak exhausts host-03 about 2 h after `now` (its build-up started 2 h before),
     a traffic surge hits one service 40 min in (benign), a sudden crash follows at +3.5 h,
     a network degradation at +5 h, a disk fill at +8 h, a CPU saturation at +10 h. The fleet
-    runs `future` seconds past `now` because the demo replays it on an accelerated clock.
+    runs `future` seconds past `now` because the demo replays it on an accelerated clock: a
+    week by default (0.5 s to simulate; 2.8 h of a demo at x60), so a console opened late
+    still shows a live fleet, healthy after the story (12 h of it sent every entity to "no
+    data" 12 real minutes in: a new user's first look found a grey fleet).
     """
     if entities < 12:
         raise SimulationError(f"the demo needs at least 12 entities, got {entities}")

@@ -295,7 +295,7 @@
     ctx.drawImage(layer, 0, 0, W, H);
     if (!map.n) {
       ctx.fillStyle = css.getPropertyValue("--fg").trim();
-      ctx.fillText("no topology features yet (warming up)", W / 2 - 90, H / 2);
+      ctx.fillText("no topology features (warming up, or no recent samples)", W / 2 - 150, H / 2);
     }
     canvas.dataset.points = String(map.n);
     canvas.dataset.clusters = String(map.groups.length);
