@@ -246,7 +246,8 @@ class Scores:
     unagreed_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
     # [E, N] bool: a level held as part of a fleet-wide event (exporter.decision).
     fleet_wide: np.ndarray | None = None
-    # The consensus's explanation of each evaluation at a level >= 1, keyed (row, evaluation).
+    # The consensus's explanation of each evaluation at a level >= 1 (where an alert on it
+    # fires, alerts.csv), keyed (row, evaluation).
     level_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -462,10 +463,12 @@ class _Recorder:
                     self.unagreed[row, k] = True
                     if k == 0 or not self.unagreed[row, k - 1]:
                         self.unagreed_text[(row, k)] = text
-                elif level[j] >= 1:  # why an alert on this level fired (alerts.csv)
-                    self.level_text[(row, k)] = text
         if not up.any():
             return
+        if c.explanation:  # why an alert fired (alerts.csv; levels are rare: 0.3-0.5 % of
+            at = np.flatnonzero(ok)  # the evaluations on the independent fleets)
+            for u in np.flatnonzero(up).tolist():
+                self.level_text[(int(r[u]), k)] = c.explanation[int(at[u])]
         contrib = np.asarray(c.contribution, dtype=float)[ok]
         if contrib.size:
             known = np.isfinite(contrib).any(axis=1)
