@@ -639,6 +639,34 @@ def test_stability_single_restart_is_an_opinion_crash_loop_a_ballot(fleet):
     assert (StabilityAgent().assess(_inp(win)).confidence[loop] >= 0.6).all()
 
 
+def test_stability_an_error_ratio_falling_back_to_zero_is_no_restart():
+    """An error ratio (errors kind, a capacity of 1: it is a share) that a flaky endpoint
+    lifts to a few percent for a minute at a time, then 0 again, falls to under a fifth of
+    the samples before it at every blip; its ordinary step is 0, so every fall read as a
+    restart (healthy services on benchmarks/fleetgen6.py: "restarted about 6 times",
+    stability at 0.9 for hours). Errors stopping is no restart; usage collapsing still is."""
+    signals = (SignalConfig("mem_ratio", capacity=1.0, kind="resource"),
+               SignalConfig("error_ratio", capacity=1.0, kind="errors"),
+               SignalConfig("latency_p99_s", capacity=1.0, kind="latency"))
+    analysis = AnalysisConfig(name="services", signals=signals, step=15.0)
+    t_len = 480
+    rng = np.random.default_rng(5)
+    memory = np.tile(0.5 + 0.005 * rng.standard_normal(t_len), (2, 1))
+    memory[1, 400:] = 0.05  # entity 1: one restart, usage collapsing
+    errors = np.zeros((2, t_len))
+    latency = np.full((2, t_len), 0.2)
+    for k in range(20, t_len, 40):  # a blip of errors (and of latency) every 10 minutes
+        errors[:, k:k + 4] = 0.03
+        latency[:, k:k + 4] = 0.9
+    win = Window("services", ("service",), (("flaky",), ("restarted",)),
+                 tuple(s.name for s in signals), NOW - 15.0 * np.arange(t_len)[::-1],
+                 np.stack([memory, errors, latency], axis=1))
+    v = StabilityAgent().assess(AgentInput(analysis, win, None, None, NOW))
+    assert not any("restarted" in r for r in v.reasons[:1]), v.reasons
+    assert "restarted" in v.reasons[1] or v.risk[1] >= 0.3, (v.risk, v.reasons)
+    assert v.risk[0] < v.risk[1], v.risk
+
+
 def test_stability_demand_gauges_draining_or_flickering_are_not_restarts():
     """A pool whose in-use connections flicker between 1 and 0 of 16 (a capacity of 1: it is
     a share), a consumer lag that drains to near zero after each burst (a saturation without

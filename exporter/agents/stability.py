@@ -8,7 +8,8 @@ the independent fleet generator) looks like a crash loop to restart counting
 (exporter/consensus.py).
 - gaps: samples missing for the whole entity after it first reported (scrape failures), the
   share in the recent part and the number of separate gaps;
-- restarts: usage (a resource signal or one with a capacity, bad direction up) falling to
+- restarts: usage (a resource signal, or one with a capacity that is not an errors or
+  latency kind: an error ratio stopping is no restart; bad direction up) falling to
   under a fifth of its previous three samples, by more than RESTART_NOISE times its ordinary
   step changes (a process or host restart drops usage to near zero; a GC drop does not).
   Demand gauges without a capacity (a queue's depth, a consumer's lag, GC time, load) drain
@@ -49,6 +50,11 @@ OPINION_CONFIDENCE = 0.5
 # (`restart_noise`).
 RESTART_NOISE = 3.0
 RESTART_NOISE_QUANTILE = 75.0
+# Kinds whose level is never usage, even with a capacity (an error ratio's 1): a restart
+# drops usage to near zero, but errors stopping is no restart (an independent microservice
+# fleet, benchmarks/fleetgen6.py: a flaky endpoint's error ratio falling back to 0 read as
+# "restarted about 6 times" on healthy services).
+NOT_USAGE_KINDS = ("errors", "latency")
 
 
 def restart_noise(x: np.ndarray, collapse: np.ndarray | None = None) -> np.ndarray:
@@ -109,7 +115,9 @@ class StabilityAgent:
         # Restarts: usage collapsing relative to the previous three samples, by far more than
         # the signal's ordinary step changes (`restart_noise`).
         res_idx = [j for j, c in enumerate(cfgs)
-                   if (c.kind == "resource" or c.capacity is not None) and c.direction == "up"]
+                   if (c.kind == "resource" or (c.capacity is not None
+                                                and c.kind not in NOT_USAGE_KINDS))
+                   and c.direction == "up"]
         drops_per_signal = np.zeros((e, s))
         restart_score = np.zeros(e)
         if res_idx:
