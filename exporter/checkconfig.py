@@ -201,12 +201,13 @@ def run(args: argparse.Namespace) -> int:
         problems = model_problems(cfg) + problems
         notes += [f"{key} ({name}): {UNPROJECTABLE_ADVICE}"
                   for key, _, name in unprojectable_resources(cfg)]
-    for note in notes:
-        print(f"{args.file}: {note}", file=sys.stderr)
+    for note in notes:  # advice, not a problem: labelled so, and not counted as one
+        print(f"{args.file}: note: {note}", file=sys.stderr)
     if problems:
         for problem in problems:
             print(f"{args.file}: {problem}", file=sys.stderr)
-        print(f"FAILED: {len(problems)} problem(s)", file=sys.stderr)
+        also = f" (and {len(notes)} note(s))" if notes else ""
+        print(f"FAILED: {len(problems)} problem(s){also}", file=sys.stderr)
         return 1
     signals = sum(len(a.signals) for a in cfg.analyses)
     print(f"SUCCESS: {args.file}: {len(cfg.analyses)} analyses, {signals} signals")

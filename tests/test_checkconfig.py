@@ -106,7 +106,7 @@ def test_without_promtool_it_says_so_in_one_line_and_does_not_fail(tmp_path, cap
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert main(["check-config", str(cfg)]) == 0
     out = capsys.readouterr()
-    assert out.err.splitlines() == [f"{cfg}: {PROMTOOL_MISSING}"]
+    assert out.err.splitlines() == [f"{cfg}: note: {PROMTOOL_MISSING}"]
     assert PROMTOOL_MISSING == ("PromQL not checked: promtool not found; install the "
                                 "prometheus package")
     assert out.out.startswith("SUCCESS")
@@ -119,7 +119,7 @@ def test_a_function_this_promtool_does_not_know_is_a_note_not_a_problem(tmp_path
     assert main(["check-config", str(cfg)]) == 0
     err = capsys.readouterr().err
     if err:  # promtool older than the function
-        assert err.startswith(f"{cfg}: analyses[0].signals[0].query: ")
+        assert err.startswith(f"{cfg}: note: analyses[0].signals[0].query: ")
         assert 'unknown function with name "histogram_avg"' in err
         assert "not counted as a problem" in err and "promtool " in err
 
@@ -178,7 +178,16 @@ def test_a_rising_resource_without_capacity_is_a_note_not_a_problem(tmp_path, ca
         {"name": "load_per_cpu", "kind": "saturation"}]}]})
     assert main(["check-config", "--csv", str(cfg)]) == 0
     err = capsys.readouterr().err
-    assert f"{cfg}: analyses[0].signals[0] (mem_used_bytes): a resource without capacity" in err
+    assert (f"{cfg}: note: analyses[0].signals[0] (mem_used_bytes): a resource without "
+            "capacity") in err
     assert "capacity: 1" in err
     for other in ("mem_share", "free_bytes", "load_per_cpu"):
         assert other not in err
+    # Next to a real problem the note stays a note: labelled, and not counted.
+    bad = _write(tmp_path, {"analyses": [{"name": "n", "signals": [
+        {"name": "mem_used_bytes", "kind": "resource", "query": "sum(up"}]}]})
+    assert main(["check-config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}: note: analyses[0].signals[0] (mem_used_bytes)" in err
+    if "promtool not found" not in err:
+        assert "FAILED: 1 problem(s) (and 1 note(s))" in err
