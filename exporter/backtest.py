@@ -445,7 +445,9 @@ class _Recorder:
 
     def _why(self, r: np.ndarray, k: int, ok: np.ndarray, signals: tuple[str, ...],
              c: Any, level: np.ndarray) -> None:
-        """Record top signal, supporting agents and action of the entities at a level >= 1."""
+        """Record the holds (the decision stage's, and risks the consensus did not back) with
+        their texts at each run's start, and the top signal, supporting agents, action and
+        explanation of the entities at a level >= 1."""
         self.signals = self.signals or tuple(signals)
         self.agents = self.agents or tuple(c.agents)
         up = level >= 1

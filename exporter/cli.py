@@ -36,14 +36,39 @@ _FIELD_START = re.compile(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_.]*)=")
 _FIELD = re.compile(r"""\s*([A-Za-z_][A-Za-z0-9_.]*)=("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|\S*)""")
 
 
+def _value_end(text: str, i: int) -> int:
+    """Where the unquoted log field value starting at text[i] ends: the first whitespace
+    outside brackets and quotes (an exception's repr, `ConnectionError('Cannot connect to
+    host', port=9)`, is one value); the end of the text where they never close."""
+    depth, quote = 0, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth = max(depth - 1, 0)
+        elif ch.isspace() and depth == 0:
+            return i
+        i += 1
+    return len(text)
+
+
 def split_message(text: str) -> tuple[str, list[tuple[str, str]]]:
     """A log message -> (message text, [(key, raw value)]).
 
     Modules log either `msg="words" key=value ...` or `words key=value ...`; both give the
     words as the message and the rest as fields, so the formatter never nests `msg="msg=..."`.
-    An unquoted value with spaces in it (`err=%r` of an exception: `ConnectionError('Cannot
-    connect to host')`) runs up to the next ` key=`; a message whose tail is not `key=value`
-    pairs even so is returned whole, without fields.
+    An unquoted value runs to the first whitespace outside brackets and quotes (`err=%r` of
+    an exception: `ConnectionError('Cannot connect to host', port=9)` is one value), or, if
+    words without `=` follow it, up to the next ` key=`; a message whose tail is not
+    `key=value` pairs even so is returned whole, without fields.
     """
     fields: list[tuple[str, str]] = []
     if text.startswith("msg=") and text[4:5] not in ("'", '"'):
@@ -66,8 +91,9 @@ def split_message(text: str) -> tuple[str, list[tuple[str, str]]]:
             fields[-1] = (fields[-1][0], text[value_at:end].rstrip())
             pos = end
             continue
-        fields.append((m.group(1), m.group(2)))
-        value_at, pos = m.start(2), m.end()
+        end = m.end() if m.group(2)[:1] in ("'", '"') else _value_end(text, m.start(2))
+        fields.append((m.group(1), text[m.start(2):end]))
+        value_at, pos = m.start(2), end
         if text[pos:].strip() == "":
             break
     if not msg and fields and fields[0][0] == "msg":
@@ -93,7 +119,8 @@ class LogfmtFormatter(logging.Formatter):
     """`ts=... level=info logger=... msg="..."` followed by the record's key=value fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """One logfmt line: UTC millisecond `ts`, level, logger, `msg`, then the fields.
+        """One logfmt line: UTC millisecond `ts`, level, logger, `msg`, then the fields (first
+        wins; a field named like a fixed key is dropped, as in `JSONFormatter`).
 
         The exception of `record.exc_info`, if any, is reduced to its last line (`err=`).
         """
@@ -101,7 +128,11 @@ class LogfmtFormatter(logging.Formatter):
         msg, fields = split_message(record.getMessage())
         out = (f"ts={ts}.{int(record.msecs):03d}Z level={record.levelname.lower()} "
                f'logger={record.name} msg={_logfmt_value(msg) if msg else chr(34) * 2}')
-        for key, raw in fields:
+        seen = {"ts", "level", "logger", "msg"}
+        for key, raw in fields:  # a field named like a fixed key is dropped (as in JSON)
+            if key in seen:
+                continue
+            seen.add(key)
             value = _unquote(raw)
             out += f" {key}={_logfmt_value(value) if value else chr(34) * 2}"
         if record.exc_info:

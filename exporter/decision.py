@@ -173,8 +173,8 @@ class Decision:
         `fleet_wide_window` (this cycle included, before the hold), in a run that began
         within the window or since an event began (`_fleet_wide`); fleet_wide_needed: how
         many make a fleet-wide event (0: the rule is off or the analysis too small).
-    history: [E] seconds of the entity's own risk history the reference reads (at most
-        `reference`; 0 where none; the span an explanation names).
+    own_span: [E] seconds of the entity's own risk history the reference holds (0 where
+        none, and everywhere while the stage is disabled; the span an explanation names).
     """
 
     level: np.ndarray
@@ -189,7 +189,7 @@ class Decision:
     fleet_wide: np.ndarray | None = None
     elevated_now: int = 0
     fleet_wide_needed: int = 0
-    history: np.ndarray | None = None
+    own_span: np.ndarray | None = None
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -332,7 +332,7 @@ class DecisionStage:
             # what is usual for this entity (its nightly backup has not happened yet). The
             # span counts every sample (the lag only keeps a precursor out of its reference);
             # a live cold start seeded from its bootstrap history is past it at once.
-            span = np.minimum(self._span(rows, now), float(self.cfg.reference))
+            span = self._span(rows, now)
             floor = np.where(span < float(self.cfg.min_reference)
                              - self.sample_every, float(self.cfg.cold_threshold) - MARGIN,
                              -np.inf)
@@ -926,8 +926,8 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     for i in np.flatnonzero(d.suppressed):
         actions[i] = "none"
         # The span its own reference holds: a day-old entity's "last 3d" is its one day.
-        own = ref if d.history is None or d.history[i] >= float(stage.cfg.reference) \
-            - stage.sample_every else humanize_seconds(max(float(d.history[i]),
+        own = ref if d.own_span is None or d.own_span[i] >= float(stage.cfg.reference) \
+            - stage.sample_every else humanize_seconds(max(float(d.own_span[i]),
                                                            stage.sample_every))
         why = {
             "own": f"the highest it reached in the last {own}",

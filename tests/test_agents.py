@@ -654,7 +654,7 @@ def test_stability_an_error_ratio_falling_back_to_zero_is_no_restart():
     memory = np.tile(0.5 + 0.005 * rng.standard_normal(t_len), (2, 1))
     memory[1, 400:] = 0.05  # entity 1: one restart, usage collapsing
     errors = np.zeros((2, t_len))
-    latency = np.full((2, t_len), 0.2)
+    latency = np.full((2, t_len), 0.1)  # back from 0.9 to 0.1: under a fifth, like errors
     for k in range(20, t_len, 40):  # a blip of errors (and of latency) every 10 minutes
         errors[:, k:k + 4] = 0.03
         latency[:, k:k + 4] = 0.9

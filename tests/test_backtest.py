@@ -416,6 +416,40 @@ def test_first_hold_names_a_risk_the_consensus_did_not_back() -> None:
     assert _before_incident(scores, 0, 900.0, 1200.0)["first_held"] == ""
 
 
+def test_an_alerts_explanation_is_its_entitys_text_at_its_firing_evaluation() -> None:
+    """alerts.csv's explanation: the consensus's text of the alert's own entity at the
+    evaluation the alert fires at, also where the decision stage gave no threshold and where
+    the cycle's entities include one the replay does not know (the texts are indexed by the
+    cycle's entities, the rows by the replay's)."""
+    from types import SimpleNamespace
+
+    from exporter.backtest import _Recorder, aura_alerts
+    from exporter.config import AnalysisConfig, Config, Duration, SignalConfig
+
+    an = AnalysisConfig(name="a", entity_labels=("instance",), step=Duration(60),
+                        signals=(SignalConfig(name="memory", query="m"),))
+    rec = _Recorder(an, (("h1",), ("h2",)), 6)
+    for k in range(6):
+        up = k >= 2  # h2 at a warning from evaluation 2 on, h1 never
+        rec.add(k, [SimpleNamespace(
+            analysis="a", entities=(("ghost",), ("h2",), ("h1",)), signals=("memory",),
+            topology=None, forecast=None, consensus=SimpleNamespace(
+                risk=np.array([0.9, 0.7 if up else 0.1, 0.1]),
+                level=np.array([2, 1 if up else 0, 0]), threshold=None,
+                time_to_failure=np.full(3, np.nan),
+                explanation=("ghost text", f"h2 at {k}", f"h1 at {k}"),
+                contribution=np.ones((3, 1)), agreeing=np.ones((3, 1), dtype=bool),
+                agents=("capacity",), action=("free_disk", "free_disk", "none")))])
+    scores = rec.scores(np.arange(6) * 300.0)
+    assert scores.why(1, 1)[3] == "" and scores.why(0, 3)[3] == ""
+    assert scores.why(1, 2)[3] == "h2 at 2" and scores.why(1, 4)[3] == "h2 at 4"
+    alerts = [a for a in aura_alerts(Config(analyses=(an,)), scores)
+              if a.alertname == "AuraFailureRisk"]
+    assert len(alerts) == 1 and alerts[0].entity == ("h2",)
+    k = int(np.searchsorted(scores.times, alerts[0].start))
+    assert alerts[0].explanation == f"h2 at {k}" and k > 2  # fires after its for:
+
+
 def test_report_counts_levels_held_as_fleet_wide_events() -> None:
     """A surge held as a fleet-wide event must not look like "nothing happened" in the
     report (helper-60 found no trace of it): counted and named."""

@@ -53,11 +53,23 @@ def test_process_and_python_metrics_are_served():
     ("source query failed analysis=n err='HTTP 500: x=1 y'", "source query failed",
      {"analysis": "n", "err": "HTTP 500: x=1 y"}),
     ("plain text", "plain text", {}),
-    # An exception's repr (`err=%r`): its spaces do not end the value, the next ` key=` does.
+    # An exception's repr (`err=%r`) is one value: spaces, `=` and brackets inside its
+    # brackets and quotes do not end it.
     ("stage failed stage=ingest err=ConnectionError('Cannot connect to host a:9 [refused]') "
      "analysis=n", "stage failed",
      {"stage": "ingest", "err": "ConnectionError('Cannot connect to host a:9 [refused]')",
       "analysis": "n"}),
+    ("stage failed stage=x err=ValueError('bad value x=1 in y') analysis=n", "stage failed",
+     {"stage": "x", "err": "ValueError('bad value x=1 in y')", "analysis": "n"}),
+    ("stage failed stage=ingest analysis=n err=ClientConnectorError(ConnectionKey("
+     "host='127.0.0.1', port=9, is_ssl=False), ConnectionRefusedError(111, \"Connect call "
+     "failed ('127.0.0.1', 9)\"))", "stage failed",
+     {"stage": "ingest", "analysis": "n", "err": "ClientConnectorError(ConnectionKey("
+      "host='127.0.0.1', port=9, is_ssl=False), ConnectionRefusedError(111, \"Connect call "
+      "failed ('127.0.0.1', 9)\"))"}),
+    # Words without `=` after an unquoted value: they are its tail.
+    ("stage failed stage=ingest err=timeout after 30s analysis=n", "stage failed",
+     {"stage": "ingest", "err": "timeout after 30s", "analysis": "n"}),
 ])
 def test_log_lines_are_flat_logfmt_and_json(message, msg, fields):
     text, pairs = split_message(message)
@@ -68,6 +80,16 @@ def test_log_lines_are_flat_logfmt_and_json(message, msg, fields):
     assert f'msg="{msg}"' in line
     doc = json.loads(JSONFormatter().format(record))
     assert doc["msg"] == msg and {k: doc[k] for k in fields} == fields
+
+
+def test_a_field_named_like_a_fixed_key_is_dropped_in_both_formats():
+    record = logging.LogRecord("aura.t", logging.INFO, __file__, 1,
+                               "failed err=KeyError('a b') msg=ok level=x", None, None)
+    line = LogfmtFormatter().format(record)
+    assert line.count(" msg=") == 1 and line.count(" level=") == 1, line
+    assert "err=\"KeyError('a b')\"" in line
+    doc = json.loads(JSONFormatter().format(record))
+    assert doc["msg"] == "failed" and doc["level"] == "info"
 
 
 def test_log_values_never_span_lines():
