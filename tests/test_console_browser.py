@@ -283,6 +283,13 @@ def test_entity_diagram_has_a_point_per_bar(browser, server):
     assert "(simulated)" not in page.locator("main").text_content()
     summary = page.locator("#summary").text_content()
     assert data["action"] in summary and data["explanation"] in summary
+    # The time to failure says whose projection it is (the probabilities are the model's).
+    by = [v["agent"] for v in data["votes"] if v["role"] == "ballot" and v["ttf"] is not None
+          and v["risk"] is not None and v["risk"] >= 0.5]
+    if data["ttf"] is None:
+        assert "none projected" in summary
+    elif by:
+        assert f"(projected by {', '.join(by)}; the failure probabilities" in summary, summary
     page.screenshot(path=str(SHOTS / "entity.png"), full_page=True)
     page.goto(server.url + "/alerts")
     page.wait_for_selector("section[data-alert='AuraFailureRisk']")

@@ -28,6 +28,18 @@
 
   function link(href, text) { return href ? el("a", { href, text, target: "_blank", rel: "noopener" }) : null; }
 
+  // The time to failure is the agents' projection (the median of those that back the level),
+  // the probabilities the learned model's: say whose, or a near exhaustion next to a low
+  // P(1h) reads as a contradiction (a new user's first look at the demo).
+  function ttfText(d) {
+    const t = duration(d.ttf);
+    if (!t) return "none projected";
+    const by = (d.votes || []).filter((v) => v.role === "ballot" && v.ttf !== null &&
+      v.risk !== null && v.risk >= 0.5).map((v) => v.agent);
+    return by.length ? t + " (projected by " + by.join(", ") +
+      "; the failure probabilities are the learned model's own)" : t;
+  }
+
   function render(d) {
     const name = Object.values(d.labels).join(" / ");
     document.getElementById("entity-name").textContent = name + " (" + d.analysis + ")";
@@ -39,7 +51,7 @@
       ["level", level],
       ["risk", f2(d.risk)],
       ["failure probability", probs || "no forecast"],
-      ["time to failure", duration(d.ttf) || "none projected"],
+      ["time to failure", ttfText(d)],
       ["action", el("span", {}, d.action, d.runbook ? " — " : "", link(d.runbook, "runbook"))],
       ["explanation", d.explanation],
       ["anomaly score", d.anomaly === null ? "warming up" : f2(d.anomaly) +
