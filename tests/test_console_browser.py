@@ -283,13 +283,11 @@ def test_entity_diagram_has_a_point_per_bar(browser, server):
     assert "(simulated)" not in page.locator("main").text_content()
     summary = page.locator("#summary").text_content()
     assert data["action"] in summary and data["explanation"] in summary
-    # The time to failure says whose projection it is (the probabilities are the model's).
-    by = [v["agent"] for v in data["votes"] if v["role"] == "ballot" and v["ttf"] is not None
-          and v["risk"] is not None and v["risk"] >= 0.5]
-    if data["ttf"] is None:
-        assert "none projected" in summary
-    elif by:
-        assert f"(projected by {', '.join(by)}; the failure probabilities" in summary, summary
+    # The time to failure says whose projection it is (the probabilities are the model's):
+    # the supporters with a projection, here the leak's capacity agent.
+    assert data["ttf"] is not None and "capacity" in data["ttf_by"], data["ttf_by"]
+    assert all(v["ttf"] is not None for v in data["votes"] if v["agent"] in data["ttf_by"])
+    assert f"(projected by {', '.join(data['ttf_by'])}; the failure probabilities" in summary
     page.screenshot(path=str(SHOTS / "entity.png"), full_page=True)
     page.goto(server.url + "/alerts")
     page.wait_for_selector("section[data-alert='AuraFailureRisk']")

@@ -110,3 +110,15 @@ def test_backtest_report_inlines_plots_and_rejects_other_dirs(tmp_path, capsys):
 def test_report_needs_exactly_one_source(argv, tmp_path, capsys):
     assert main(["report", *argv, f"--output={tmp_path / 'r.html'}"]) == 1
     assert "give either --url" in capsys.readouterr().err
+
+
+def test_report_time_to_failure_names_the_agents_that_projected_it():
+    """The report's time to failure says whose projection it is (the console's
+    `projected_by`); the failure probabilities next to it are the learned model's."""
+    from exporter.console.report import _ttf
+
+    assert _ttf(None, ["capacity"]) == "none projected"
+    assert _ttf(5400.0, []) == "1h30m"
+    assert _ttf(5400.0, ["capacity", "network"]) == (
+        "1h30m (projected by capacity, network; the failure probabilities are the learned "
+        "model's own)")

@@ -28,12 +28,15 @@ def _f(v: Any, digits: int = 2) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def _ttf(seconds: Any) -> str:
+def _ttf(seconds: Any, by: list[str] | None = None) -> str:
+    """The time to failure, with the agents that projected it (`views.projected_by`)."""
     if seconds is None:
         return "none projected"
     from exporter.util import humanize_seconds
 
-    return humanize_seconds(float(seconds))
+    text = humanize_seconds(float(seconds))
+    return (f"{text} (projected by {', '.join(by)}; the failure probabilities are the learned "
+            "model's own)") if by else text
 
 
 def filename(detail: dict[str, Any], ext: str) -> str:
@@ -48,7 +51,8 @@ def _facts(detail: dict[str, Any]) -> list[tuple[str, str]]:
     return [("entity", detail["selector"]), ("level", _level(detail)),
             ("risk (aura_risk_score)", _f(detail["risk"])),
             ("failure probability", probs or "no forecast"),
-            ("time to failure", _ttf(detail["ttf"])), ("action", detail["action"]),
+            ("time to failure", _ttf(detail["ttf"], detail.get("ttf_by"))),
+            ("action", detail["action"]),
             ("runbook", detail["runbook"] or ""), ("explanation", detail["explanation"]),
             ("anomaly score", _f(detail["anomaly"]) or "warming up")]
 

@@ -258,6 +258,21 @@ def find_entity(snapshot: Any, analysis: str,
     return None
 
 
+def projected_by(result: AnalysisResult, i: int) -> list[str]:
+    """The agents whose projections entity `i`'s time to failure is the median of: the
+    consensus's supporters with a finite projection ([] without a time to failure). The
+    failure probabilities are the learned model's own; a screen that shows both must say
+    whose the time is (a near exhaustion next to a low P(1h) read as a contradiction)."""
+    c = result.consensus
+    if c is None or not math.isfinite(float(c.time_to_failure[i])):
+        return []
+    agree = np.asarray(c.agreeing, dtype=bool)
+    if agree.ndim != 2:
+        return []
+    return [v.agent for j, v in enumerate(result.votes)
+            if j < agree.shape[1] and agree[i, j] and math.isfinite(float(v.time_to_failure[i]))]
+
+
 def _num(x: Any, digits: int = 4) -> float | None:
     x = float(x)
     return round(x, digits) if math.isfinite(x) else None
@@ -454,6 +469,7 @@ def entity_detail(
         "nodata": nodata,
         "risk": _num(c.risk[i]) if c is not None else None,
         "ttf": _num(c.time_to_failure[i], 0) if c is not None else None,
+        "ttf_by": projected_by(result, i),
         "action": action,
         "runbook": runbook_url.format(alertname=alert) if runbook_url and alert else None,
         "explanation": c.explanation[i] if c is not None else "",

@@ -28,15 +28,12 @@
 
   function link(href, text) { return href ? el("a", { href, text, target: "_blank", rel: "noopener" }) : null; }
 
-  // The time to failure is the agents' projection (the median of those that back the level),
-  // the probabilities the learned model's: say whose, or a near exhaustion next to a low
-  // P(1h) reads as a contradiction (a new user's first look at the demo).
+  // The time to failure is the supporting agents' projection (`ttf_by`), the probabilities
+  // the learned model's: say whose (exporter/console/views.py `projected_by`).
   function ttfText(d) {
     const t = duration(d.ttf);
     if (!t) return "none projected";
-    const by = (d.votes || []).filter((v) => v.role === "ballot" && v.ttf !== null &&
-      v.risk !== null && v.risk >= 0.5).map((v) => v.agent);
-    return by.length ? t + " (projected by " + by.join(", ") +
+    return (d.ttf_by || []).length ? t + " (projected by " + d.ttf_by.join(", ") +
       "; the failure probabilities are the learned model's own)" : t;
   }
 
