@@ -26,7 +26,9 @@ to the `predict_linear` and static-threshold baselines computed in the same run:
 recall at lead >= 0 / 30 m / 2 h, predictable incidents detected at any lead (an alert
 before or during them), false alerts per entity-day, median lead, the share of
 healthy evaluations spent alerting (outside every incident's match window), and sudden
-failures alerted before their start. Results go to benchmarks/results/generalisation.json.
+failures alerted before their start. Results go to benchmarks/results/generalisation.json
+(merged by source: a run of some sources keeps the others' earlier results, each stamped
+with when it was measured).
 
     .venv/bin/python benchmarks/eval_generalisation.py [--sources asd,fleetgen-101,sim-4243]
         [--quick] [--keep DIR]
@@ -254,9 +256,29 @@ def main(argv: list[str] | None = None) -> int:
     after = os.getloadavg()
     print(f"\nload average before {load[0]:.1f}, after {after[0]:.1f}")
     dest = ROOT / "benchmarks" / "results" / "generalisation.json"
-    dest.write_text(json.dumps({"quick": args.quick, "load": [load[0], after[0]],
-                                "results": results}, indent=1, default=float))
+    dest.write_text(json.dumps(merge_results(dest, results, args.quick, [load[0], after[0]]),
+                               indent=1, default=float))
     return 0
+
+
+def merge_results(dest: Path, results: list[dict[str, Any]], quick: bool,
+                  load: list[float]) -> dict[str, Any]:
+    """The results file after this run: its sources replaced, every other source of an
+    earlier run of the same kind (`quick` or not) kept, each result stamped with when it was
+    measured and the load then (a run of one source used to overwrite the other nineteen).
+    An unreadable file, or one of the other kind, is replaced."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for r in results:
+        r.setdefault("measured_at", stamp)
+        r.setdefault("load", load)
+    try:
+        old = json.loads(dest.read_text())
+        kept = old["results"] if old.get("quick") == quick else []
+    except (OSError, ValueError, KeyError, TypeError):
+        kept = []
+    run = {r["source"] for r in results}
+    merged = [r for r in kept if r.get("source") not in run] + results
+    return {"quick": quick, "load": load, "results": merged}
 
 
 if __name__ == "__main__":
