@@ -291,6 +291,9 @@ def test_entity_diagram_has_a_point_per_bar(browser, server):
     page.screenshot(path=str(SHOTS / "entity.png"), full_page=True)
     page.goto(server.url + "/alerts")
     page.wait_for_selector("section[data-alert='AuraFailureRisk']")
+    # A rule only Prometheus evaluates is not called inactive.
+    down = page.locator("section[data-alert='AuraDown']").text_content()
+    assert "not evaluated here" in down and "inactive" not in down, down
     page.screenshot(path=str(SHOTS / "alerts.png"), full_page=True)
     assert not errors, errors
     context.close()

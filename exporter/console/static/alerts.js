@@ -13,7 +13,10 @@
         el("span", { class: "muted", text: `severity ${a.severity}, for ${a.for ? duration(a.for) : "0s"}, evaluated by ${a.evaluated}` }));
       const summary = el("p", { class: "small" }, el("code", { text: a.expr }), " — ",
         el("a", { href: a.runbook, target: "_blank", rel: "noopener", text: "runbook" }));
-      const count = el("p", { class: "small", text: a.active.length ? `${firing} firing, ${a.active.length - firing} pending or active` : "inactive" });
+      // A rule only Prometheus evaluates is not known here to be inactive (AuraDown fires
+      // when this exporter cannot answer at all): say where to look instead.
+      const state = a.evaluated === "prometheus only" ? "not evaluated here: see Prometheus or Alertmanager" : "inactive";
+      const count = el("p", { class: "small", text: a.active.length ? `${firing} firing, ${a.active.length - firing} pending or active` : state });
       let table = null;
       if (a.active.length && a.active[0].labels) {
         table = el("div", { class: "table-wrap" }, el("table", {},
