@@ -66,10 +66,9 @@ TIME_TO_FAILURE = _entity(
 )
 RISK_SCORE = _entity(
     "aura_risk_score",
-    "Consensus risk of the entity's agents read against what is usual for the entity (its "
-    "decision bar maps onto the warning risk), at least its topology anomaly's rarity below "
-    "the warning risk; its bands are the levels (below the warning risk at level 0, below "
-    "the critical risk at level 1, at least the critical risk at level 2); 0..1.",
+    "Risk of the entity, 0..1, read against what is usual for it; its bands are the levels of "
+    "aura_risk_level (below the warning risk ok, below the critical risk warning, else "
+    "critical).",
 )
 RISK_LEVEL = _entity("aura_risk_level", "Consensus risk level: 0 ok, 1 warning, 2 critical.")
 VOTERS = _entity(

@@ -40,11 +40,9 @@ def build(ctx: d.DashboardContext) -> Any:
             [(q(catalog.RISK_SCORE), "")],
             unit="percentunit",
             thresholds=d.risk_thresholds(ctx.cfg),
-            description="Consensus risk of the entity's agents read against what is usual "
-                        "for it (its decision bar maps onto the warning risk), at least its "
-                        "topology anomaly's rarity below that; its bands are the levels "
-                        "(warning from the warning risk, critical from the critical risk); "
-                        "0..1.",
+            description="Risk of the entity, 0..1, read against what is usual for it; its "
+                        "bands are the levels (warning from the warning risk, critical from "
+                        "the critical risk). README: how it works, decision.",
         ),
         d.stat(
             "Level",
