@@ -128,7 +128,8 @@ class FailurePredictor:
         takes no topology inputs (`lnn.features`, README "Design notes").
 
         Returns a Forecast on the analysis' horizons; rows of entities without recent samples
-        and columns beyond the model's largest horizon are NaN (see `info["status"]`). A signal
+        and columns beyond the model's largest horizon are NaN (the latter said in
+        `info["status"]`). A signal
         an entity has no sample of in the whole window is read as 0 (`absent_as_zero`).
         """
         import torch
@@ -168,9 +169,11 @@ class FailurePredictor:
             )
         t = window.values.shape[2]
         recent = window.values[:, :, t - max(1, int(t * RECENT_SHARE)):]
+        # Entities without recent samples (a scrape gap, a host down) get no forecast: their
+        # probabilities are absent, and the console shows them "no data". Not a status of the
+        # model: a count in `aura_model_info{status}` made a new series and a warning at every
+        # scrape gap (the demo's fleet logged one every few minutes).
         silent = ~np.isfinite(recent).any(axis=(1, 2))
-        if silent.any():
-            problems.append(f"abstaining on {int(silent.sum())} entities without recent samples")
         probability[silent] = np.nan
         projected = (p[:, -1] >= self.ttf_threshold) & ~silent
         time_to_failure = np.where(projected, np.clip(ttf, 0.0, self.horizons_[-1]), np.nan)
