@@ -607,6 +607,32 @@ def test_latency_with_idle_resources_points_at_dependency():
     assert set(np.array(v.action)[rows]) == {"investigate_dependency"}
 
 
+def test_network_evidence_near_the_top_names_the_action_every_cycle():
+    """Drops and latency rising together (a network degradation): with the plain maximum the
+    lead flipped between them from cycle to cycle, and so did the action label
+    (`investigate_network` / `investigate_dependency`: series churn for
+    aura_recommended_action_info). A network-kind signal within LEAD_TIE of the top names it;
+    latency far above a mild drop rise still points at the dependency."""
+    from exporter.agents.network import LEAD_TIE, _lead
+
+    network = np.array([False, True, False])  # latency, drops, errors
+    filled = np.array([[0.95, 0.9, 0.2], [0.9, 0.95, 0.2], [0.95, 0.4, 0.2],
+                       [0.95, 0.0, 0.96]])
+    assert _lead(filled, network).tolist() == [1, 1, 0, 2]
+    assert LEAD_TIE >= 0.05
+    win, kinds, _ = _fleet(seed=4)
+    rows = np.flatnonzero(_rows(kinds, "healthy"))
+    for k, drops in enumerate((4.0, 4.5, 5.0)):  # three cycles, drops a little above or below
+        values = win.values.copy()
+        values[rows, NAMES.index("latency"), -20:] *= 4.5
+        values[rows, NAMES.index("network_errors"), -20:] = drops * (
+            1 + np.nanmax(np.abs(values[rows, NAMES.index("network_errors")]), axis=1, keepdims=True))
+        v = NetworkAgent().assess(_inp(Window(win.analysis, win.label_names, win.entities,
+                                              win.signals, win.timestamps, values)))
+        assert (v.risk[rows] >= 0.7).all(), k
+        assert set(np.array(v.action)[rows]) == {"investigate_network"}, (k, v.reasons)
+
+
 # --------------------------------------------------------------------------------------------
 # Stability, topology, forecast
 

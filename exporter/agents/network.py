@@ -46,6 +46,8 @@ from exporter.numeric import mad_sigma, nanmedian_last
 from exporter.results import Votes
 
 RECENT_S = 900.0
+# A network-kind signal this close to the highest risk names the action (`_lead`).
+LEAD_TIE = 0.1
 QUALITY_NAME = re.compile(r"err|drop|loss|retrans|reset|fail|timeout|latenc|rtt|jitter", re.I)
 VOLUME_RISK_MAX = 0.2
 QUALITY_RISK_MAX = 0.95
@@ -136,6 +138,20 @@ def resolution(values: np.ndarray) -> np.ndarray:
         steps = np.where(steps > 0, steps, np.inf)
     low = steps.min(axis=-1)
     return np.where(np.isfinite(low), low, 0.0)
+
+
+def _lead(filled: np.ndarray, network: np.ndarray) -> np.ndarray:
+    """Per entity, the signal that names the action and the reason: the highest risk of
+    filled [E, C], but a network-kind signal (drops, retransmits: the more specific evidence)
+    within LEAD_TIE of it wins over latency or errors. With the plain maximum, a degradation
+    that raises both by about as much named `investigate_network` and `investigate_dependency`
+    by turns from cycle to cycle (a new user's demo: the `action` label churned its series)."""
+    if filled.shape[1] == 0:
+        return np.zeros(filled.shape[0], dtype=np.int64)
+    top = filled.max(axis=1, keepdims=True)
+    near = network[None, :] & (filled >= top - LEAD_TIE) & (filled > 0)
+    return np.where(near.any(axis=1), np.argmax(np.where(near, filled, -1.0), axis=1),
+                    np.argmax(filled, axis=1))
 
 
 def _detrended_sigma(values: np.ndarray) -> np.ndarray:
@@ -271,7 +287,7 @@ class NetworkAgent:
 
         strained = self._resources_strained(inp, cfgs, recent_steps, bounds,
                                             self.detrend_min_change)
-        lead = np.argmax(filled, axis=1)
+        lead = _lead(filled, np.array([cfgs[j].kind == "network" for j in net_idx]))
         contribution = np.zeros((e, s))
         contribution[:, net_idx] = filled
         contribution = normalise_rows(contribution)
