@@ -15,8 +15,15 @@ an odds factor (`_same_phase`): a recurring pattern peaks a little higher on som
 on others, and "higher than ever by 0.02" must not page for it;
 
 where the quantile comes from the configured **alert budget** (alerts per entity-day that
-benign behaviour may spend; see `threshold_quantile`). The reference leaves out the newest
-`exclude_recent` (default: the analysis' largest horizon), so a developing failure is
+benign behaviour may spend; see `threshold_quantile`). Each reference sample keeps the signal
+that led its risk (the consensus's largest contribution), and an entity at a level is read
+against its own samples (its reference and its daily pattern) that its current leading
+signal led, the others counted as risk 0: one host's disk log-rotation sawtooth that the
+capacity agent projects to risk 0.8 every two hours is usual for that disk, and must not
+hide a memory leak beginning on the same host for an hour. The fleet's bar still reads
+every sample (read by leading signal too, it let first-time events through on many signals;
+measured: benchmarks/README.md, "References by leading signal"). The reference leaves out
+the newest `exclude_recent` (default: the analysis' largest horizon), so a developing failure is
 compared with the days before it, not with its own precursor; a periodic benign pattern
 (a garbage-collection sawtooth, a nightly backup, a daily surge) sits in the reference after
 one period and stops alerting, without labels. Incidents recorded by the Alertmanager webhook
@@ -73,9 +80,10 @@ otherwise teach the fleet that surges are independent). Measured on an independe
 generator's fleets and on ASD (benchmarks/README.md, "Fleet-wide events").
 
 Shapes: E entities per cycle, R reference samples per entity (reference / sample_every).
-State is two ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN = empty)
-and sample time (uint32 Unix seconds): 3.5 KB per entity at the defaults (3 days at 10
-minutes), 35 MB at 10 000 entities; plus, per entity, the start and last cycle of a run of
+State is three ring buffers [E, R] keyed by the entity's labels, risk (float32, NaN =
+empty), sample time (uint32 Unix seconds) and leading signal (uint8, NO_LEAD unknown): 3.9 KB
+per entity at the defaults (3 days at 10 minutes), 39 MB at 10 000 entities; plus, per
+entity, the start and last cycle of a run of
 extreme anomaly scores, the starts of the runs this rule raised or a restart excused, the
 last cycle it reached a level and the start of that run at a level, and the last cycles the
 failure model forecast for it and backed it (eight float64); what a cycle computes from them
@@ -142,6 +150,9 @@ FLEET_WIDE_RATE = 2.0
 # held runs by it).
 FLEET_WIDE = "fleet-wide"
 _STATE_VERSION = 2
+# A reference sample whose leading signal is not known (learned before leads were kept, or
+# with no signal contributing): it counts against every signal.
+NO_LEAD = 255
 
 
 class DecisionError(RuntimeError):
@@ -249,6 +260,8 @@ class DecisionStage:
         self.rows_: dict[EntityKey, int] = {}
         self.risk_ = np.full((0, self.slots), np.nan, dtype=np.float32)
         self.time_ = np.zeros((0, self.slots), dtype=np.uint32)  # Unix s; empty: risk NaN
+        # The signal that led each sample's risk (its largest contribution; NO_LEAD unknown).
+        self.lead_ = np.full((0, self.slots), NO_LEAD, dtype=np.uint8)
         self.last_ = np.empty(0, dtype=np.float64)  # last admission time per row
         # Per row: since when the anomaly score has stayed at or above the sustained-anomaly
         # threshold, and the last cycle it was (Unix s; NaN: not in a run).
@@ -285,7 +298,8 @@ class DecisionStage:
                history: np.ndarray | None = None,
                values: np.ndarray | None = None,
                forecast: np.ndarray | None = None,
-               forecast_bar: float = CORROBORATE_FORECAST) -> Decision:
+               forecast_bar: float = CORROBORATE_FORECAST,
+               lead: np.ndarray | None = None) -> Decision:
         """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; raise level 0
         to 1 where the calibrated `anomaly` score [E] (0..1, NaN unknown; None: no topology
         this cycle) has stayed extreme (see the module docstring), given the seconds of
@@ -296,6 +310,15 @@ class DecisionStage:
         entity; None: none this cycle), which must reach `forecast_bar` during a run (see
         `_sustained`); then learn the risk.
 
+        `lead` [E] (signal index, -1 or NO_LEAD: unknown; None: none known) names the signal
+        that leads each risk (the consensus's largest contribution). An entity at a level is
+        then judged against its own reference and daily pattern with the samples another
+        signal led counted as risk 0 (`_by_lead`, `_same_phase`): a disk's log-rotation
+        sawtooth that reaches risk 0.8 every two hours is usual for the disk, not for a
+        memory leak that starts on the same host. The fleet's bar reads every sample,
+        whatever led it (measured: benchmarks/README.md, "References by leading signal").
+        It is learned with the risk.
+
         Raises DecisionError when the arrays do not match `entities`.
         """
         risk = np.asarray(risk, dtype=np.float64)
@@ -303,7 +326,8 @@ class DecisionStage:
         e = len(entities)
         if risk.shape != (e,) or level.shape != (e,):
             raise DecisionError(f"risk {risk.shape} / level {level.shape} for {e} entities")
-        for name, arr in (("anomaly", anomaly), ("history", history), ("forecast", forecast)):
+        for name, arr in (("anomaly", anomaly), ("history", history), ("forecast", forecast),
+                          ("lead", lead)):
             if arr is not None and np.shape(arr) != (e,):
                 raise DecisionError(f"{name} {np.shape(arr)} for {e} entities")
         if values is not None and (np.ndim(values) != 3 or np.shape(values)[0] != e):
@@ -338,6 +362,16 @@ class DecisionStage:
                              -np.inf)
             bar, phase_high = self._same_phase(rows, now)
             parts = np.stack([own, np.full(e, fleet), floor, bar])  # BOUNDS order
+            # An entity at a level is read against its own samples its leading signal led
+            # (`_by_lead`, `_same_phase`); the fleet's bar reads every sample.
+            led = np.zeros(e, dtype=bool) if lead is None else \
+                (level >= 1) & (np.asarray(lead) >= 0) & (np.asarray(lead) < NO_LEAD)
+            if led.any():
+                sub = np.flatnonzero(led)
+                s_lead = np.asarray(lead, dtype=np.int64)[sub]
+                parts[0, sub] = np.where(own_n[sub] >= self.fleet_min_samples,
+                                         self._by_lead(rows[sub], s_lead, now), np.nan)
+                parts[3, sub], phase_high[sub] = self._same_phase(rows[sub], now, s_lead)
             threshold = np.fmax.reduce(parts, axis=0)
             pick = np.argmax(np.where(np.isnan(parts), -np.inf, parts), axis=0)
             bound = np.where(np.isfinite(threshold), np.array(BOUNDS, dtype=object)[pick], "")
@@ -354,7 +388,7 @@ class DecisionStage:
         self.raised_[rows[escalated]] = since[escalated]
         gated = np.where(escalated, 1, gated)
         gated = np.where(wide, 0, gated)
-        self._learn(rows, risk, now)
+        self._learn(rows, risk, now, lead)
         return Decision(gated, threshold, own_n, usual, bound, phase_high, escalated, since,
                         excused & (gated == 0) & ~wide, wide, count, needed, span)
 
@@ -378,7 +412,7 @@ class DecisionStage:
         return {
             "version": np.array([_STATE_VERSION]),
             "keys": np.array([encode_entity_key(k) for k in keys], dtype=str),
-            "risk": self.risk_, "time": self.time_, "last": self.last_,
+            "risk": self.risk_, "time": self.time_, "last": self.last_, "lead": self.lead_,
             "anomaly_since": self.since_, "anomaly_last": self.hot_,
             "anomaly_raised": self.raised_, "anomaly_excused": self.excused_,
             "anomaly_backed": self.backed_, "forecast_seen": self.seen_,
@@ -413,8 +447,13 @@ class DecisionStage:
             if arr.shape != (n,):
                 raise ValueError(f"decision state: {name} {arr.shape} for {n} entities")
             runs.append(arr)
+        # Saved before leads were kept: every sample's lead unknown (it counts for all).
+        leads = np.array(arrays.get("lead", np.full((n, self.slots), NO_LEAD)), dtype=np.uint8)
+        if leads.shape != (n, self.slots):
+            raise ValueError(f"decision state: lead {leads.shape} does not fit {n} entities x "
+                             f"{self.slots} slots")
         self.rows_ = {k: i for i, k in enumerate(keys)}
-        self.risk_, self.time_, self.last_ = risk, times, last
+        self.risk_, self.time_, self.last_, self.lead_ = risk, times, last, leads
         (self.since_, self.hot_, self.raised_, self.excused_, self.lit_, self.onset_,
          self.backed_, self.seen_) = runs
         event = np.asarray(arrays.get("fleet_wide_since", [np.nan]), dtype=np.float64).ravel()
@@ -439,6 +478,7 @@ class DecisionStage:
         keys = sorted(self.rows_, key=self.rows_.__getitem__)
         self.rows_ = {keys[i]: j for j, i in enumerate(keep)}
         self.risk_, self.time_, self.last_ = self.risk_[keep], self.time_[keep], self.last_[keep]
+        self.lead_ = self.lead_[keep]
         self.since_, self.hot_ = self.since_[keep], self.hot_[keep]
         self.raised_, self.excused_ = self.raised_[keep], self.excused_[keep]
         self.lit_, self.onset_ = self.lit_[keep], self.onset_[keep]
@@ -457,6 +497,7 @@ class DecisionStage:
             grow = len(new)
             self.risk_ = np.vstack([self.risk_, np.full((grow, self.slots), np.nan, np.float32)])
             self.time_ = np.vstack([self.time_, np.zeros((grow, self.slots), np.uint32)])
+            self.lead_ = np.vstack([self.lead_, np.full((grow, self.slots), NO_LEAD, np.uint8)])
             self.last_ = np.concatenate([self.last_, np.full(grow, -np.inf)])
             self.since_ = np.concatenate([self.since_, np.full(grow, np.nan)])
             self.hot_ = np.concatenate([self.hot_, np.full(grow, np.nan)])
@@ -521,9 +562,33 @@ class DecisionStage:
         self._last_quantiles[lagged] = (signature, out, counts)
         return out.copy(), counts.copy()
 
-    def _same_phase(self, rows: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+    def _by_lead(self, rows: np.ndarray, lead: np.ndarray, now: float) -> np.ndarray:
+        """Per row: the quantile of its own (lagged) reference, as `_quantiles`, with the
+        samples a signal other than `lead` [rows] led counted as risk 0 (unknown leads count
+        as they are); NaN where the row has no sample in the reference. Only the rows at a
+        level are asked (a few per cycle): not cached."""
+        if self.excluded_:
+            self._drop_excluded(now)
+        lag = self.exclude_recent
+        bounds = _window(now - float(self.cfg.reference) - lag, now - lag)
+        out = np.full(len(rows), np.nan)
+        q = [100.0 * self.quantile]
+        for b in range(0, len(rows), self.row_block):
+            rb = rows[b:b + self.row_block]
+            ref = np.where(_inside(self.time_[rb], bounds), self.risk_[rb], np.float32(np.nan))
+            other = ~_same_lead(self.lead_[rb], lead[b:b + self.row_block]) & ~np.isnan(ref)
+            ref = np.where(other, np.float32(0.0), ref)
+            some = ~np.isnan(ref).all(axis=1)
+            if some.any():
+                part = out[b:b + self.row_block]
+                part[some] = nan_percentile(ref[some], q, axis=1, always_sort=True)[0]
+        return out
+
+    def _same_phase(self, rows: np.ndarray, now: float,
+                    lead: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the threshold a daily pattern sets (-inf where there is none) and the
-        earlier risk it comes from (NaN where none).
+        earlier risk it comes from (NaN where none); with `lead` [rows] (signal indices),
+        only earlier samples that signal led (or whose lead is unknown) count.
 
         The highest reference risk within PHASE_HALF_WIDTH of this time of day on each earlier
         day the reference holds; where that reached PHASE_MIN_RISK (risk 0.5: the entity was
@@ -549,6 +614,8 @@ class DecisionStage:
             for bounds in near_day:
                 hit |= _inside(t, bounds)
             hit &= ~np.isnan(r)
+            if lead is not None:
+                hit &= _same_lead(self.lead_[rb], lead[b:b + self.row_block])
             high[b:b + self.row_block] = np.max(np.where(hit, r, np.float32(-np.inf)), axis=1,
                                                 initial=-np.inf)
         p = np.clip(high, 1e-6, 1 - 1e-6)
@@ -693,13 +760,19 @@ class DecisionStage:
                 self.risk_[row, hit] = np.nan
                 self._version += 1
 
-    def _learn(self, rows: np.ndarray, risk: np.ndarray, now: float) -> None:
+    def _learn(self, rows: np.ndarray, risk: np.ndarray, now: float,
+               lead: np.ndarray | None = None) -> None:
         due = (now - self.last_[rows] >= self.sample_every - 1e-6) & np.isfinite(risk)
         if not due.any():
             return
         r = rows[due]
         slot = (np.floor(now / self.sample_every).astype(np.int64)) % self.slots
         self.risk_[r, slot] = risk[due].astype(np.float32)
+        if lead is None:
+            self.lead_[r, slot] = NO_LEAD
+        else:
+            k = np.asarray(lead, dtype=np.int64)[due]
+            self.lead_[r, slot] = np.where((k >= 0) & (k < NO_LEAD), k, NO_LEAD).astype(np.uint8)
         stamp = int(np.uint32(max(now, 0.0)))
         if stamp <= self._newest:  # not later than every sample held: see `_quantiles`
             self._version += 1
@@ -709,6 +782,12 @@ class DecisionStage:
 
 
 _TIME_MAX = int(np.iinfo(np.uint32).max)
+
+
+def _same_lead(leads: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """[R, slots] whether each sample of `leads` [R, slots] was led by its row's `lead` [R]
+    or by an unknown signal (NO_LEAD)."""
+    return (leads == np.asarray(lead)[:, None]) | (leads == NO_LEAD)
 _Bounds = tuple[np.uint32, np.uint32]  # an inclusive range of sample times
 
 
@@ -896,12 +975,13 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
             time_to_failure=np.where(stale, np.nan, consensus.time_to_failure),
             explanation=tuple(texts))
     topo = topology if topology is not None and "topology" in consensus.agents else None
+    lead = lead_signal(consensus.contribution, len(entities))
     d = stage.decide(entities, consensus.risk, consensus.level, now,
                      None if topo is None else topo.sustained(),
                      None if topo is None else topo.history_seconds,
                      None if topo is None else values,
                      None if topo is None or "forecast" not in consensus.agents
-                     else forecast_within(forecast, len(entities)), warning_risk)
+                     else forecast_within(forecast, len(entities)), warning_risk, lead)
     # The anomaly score reads as risk only once it is calibrated on the history the
     # sustained-anomaly rule asks (a few hours of it cannot tell 1 in 500 from 1 in 50).
     # Producers always give history_seconds (exporter/tda); without it nothing is known of
@@ -929,13 +1009,14 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
         own = ref if d.own_span is None or d.own_span[i] >= float(stage.cfg.reference) \
             - stage.sample_every else humanize_seconds(max(float(d.own_span[i]),
                                                            stage.sample_every))
+        led = " with the same signal leading" if lead[i] >= 0 else ""
         why = {
-            "own": f"the highest it reached in the last {own}",
+            "own": f"the highest it reached in the last {own}{led}",
             "fleet": f"what the fleet's entities usually reach (last {ref})",
             "cold": (f"the cold-start bar while it has less than "
                      f"{format_duration(stage.cfg.min_reference)} of history"),
-            "daily": (f"it reached {d.phase_high[i]:.2f} at this time of day on an earlier day "
-                      "with nothing recorded"),
+            "daily": (f"it reached {d.phase_high[i]:.2f} at this time of day on an earlier day"
+                      f"{' (the same signal leading)' if led else ''} with nothing recorded"),
         }[d.bound[i]]
         texts[i] = (f"usual for this entity: consensus risk {consensus.risk[i]:.2f} needs more "
                     f"than {d.threshold[i] + MARGIN:.2f}, {why} ({texts[i]})")
@@ -959,6 +1040,15 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                    explanation=tuple(texts), threshold=d.threshold,
                    consensus_risk=consensus.risk, fleet_wide_entities=d.elevated_now,
                    fleet_wide_needed=d.fleet_wide_needed)
+
+
+def lead_signal(contribution: np.ndarray | None, entities: int) -> np.ndarray:
+    """[E] the index of each entity's largest signal contribution (-1 where none is known)."""
+    c = np.asarray(contribution, dtype=np.float64) if contribution is not None else None
+    if c is None or c.ndim != 2 or c.shape[0] != entities or c.shape[1] == 0:
+        return np.full(entities, -1, dtype=np.int64)
+    known = (np.nan_to_num(c, nan=0.0) > 0).any(axis=1)
+    return np.where(known, np.argmax(np.nan_to_num(c, nan=-1.0), axis=1), -1)
 
 
 def _escalate(stage: DecisionStage, consensus: Consensus, topology: TopologyResult,

@@ -1078,3 +1078,134 @@ def test_suppressed_explanation_names_the_history_the_own_bound_read(steps, span
     out = gate(_own_peak(steps), entities, _consensus([0.9, 0.1, 0.1, 0.1]), now)
     assert f"the highest it reached in the last {span} (" in out.explanation[0], \
         out.explanation[0]
+
+
+# ------------------------------------------------------------ references by leading signal
+
+
+def _replay_led(stage: DecisionStage, risk: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """`_replay` with the leading signal [E, N] of each risk passed to the stage."""
+    entities = [(f"e{i}",) for i in range(risk.shape[0])]
+    out = np.zeros(risk.shape, dtype=int)
+    for k in range(risk.shape[1]):
+        out[:, k] = stage.decide(entities, risk[:, k], _level(risk[:, k]), k * STEP,
+                                 lead=lead[:, k]).level
+    return out
+
+
+def _disk_sawtooth_then(lead_at_end: int, rng: np.random.Generator):
+    """Three days of e0 whose disk (signal 0) reaches risk 0.9 every 3 h (a log-rotation
+    sawtooth the capacity agent projects), then 2 h of a new rise to 0.75 led by
+    `lead_at_end`; five quiet peers. Returns (risk, lead) [6, N]."""
+    n = 3 * 144
+    risk = np.vstack([_sawtooth(n, 18, rng)] + [np.clip(0.1 + 0.02 * rng.standard_normal(n),
+                                                         0, 1) for _ in range(5)])
+    lead = np.zeros(risk.shape, dtype=np.int64)
+    lead[:, 1::2] = 2  # quiet samples led by whatever moved most
+    lead[0, risk[0] > 0.5] = 0
+    risk[0, -12:] = np.linspace(0.55, 0.75, 12)
+    lead[0, -12:] = lead_at_end
+    return risk, lead
+
+
+def test_a_new_signal_rising_is_not_held_by_another_signals_usual_peaks() -> None:
+    """A disk sawtooth at risk 0.9 sits in e0's reference; a memory rise to 0.75 on the same
+    host is new for memory and alerts, the same rise led by the disk is usual and does not,
+    and without leads (the scalar reference) it is held as before."""
+    memory, disk = (_replay_led(_stage(), *_disk_sawtooth_then(k, np.random.default_rng(3)))
+                    for k in (1, 0))
+    assert (memory[0, -12:] >= 1).sum() >= 8
+    assert (disk[0, -12:] >= 1).sum() == 0
+    plain = _replay(_stage(), _disk_sawtooth_then(1, np.random.default_rng(3))[0])
+    assert (plain[0, -12:] >= 1).sum() == 0
+    # The sawtooth itself stays usual once the reference holds it, with leads as without.
+    own = int((86400 + 4 * H) / STEP) + 1
+    assert (memory[0, own:-12] >= 1).sum() == 0
+
+
+def test_the_fleets_bar_reads_every_sample_whatever_led_it() -> None:
+    """Read by leading signal, the fleet's bar let first-time events through on many
+    signals (benchmarks/README.md, "References by leading signal"): five peers whose disk
+    reaches 0.9 every 3 h hold e0, quiet for three days, at 0.75 led by its memory."""
+    rng = np.random.default_rng(4)
+    n = 3 * 144
+    risk = np.vstack([np.clip(0.1 + 0.02 * rng.standard_normal(n), 0, 1)]
+                     + [_sawtooth(n, 18, rng) for _ in range(5)])
+    lead = np.zeros(risk.shape, dtype=np.int64)
+    stage = _stage()
+    _replay_led(stage, risk[:, :-1], lead[:, :-1])
+    last = lead[:, -1].copy()
+    last[0] = 1
+    risk[0, -1] = 0.75
+    out = stage.decide([(f"e{i}",) for i in range(6)], risk[:, -1], _level(risk[:, -1]),
+                       (n - 1) * STEP, lead=last)
+    assert out.level[0] == 0 and out.bound[0] == "fleet"
+
+
+def test_the_daily_pattern_counts_only_the_same_leading_signal() -> None:
+    """Yesterday at 19:00 e0 reached 0.80 with its disk leading (a nightly job); today at
+    19:10 0.85 led by the disk is the daily pattern, led by memory it is not."""
+    quiet = np.full((4, 2 * 144), 0.1)
+    quiet[0, 114:120] = 0.80
+    lead = np.full(quiet.shape, 2, dtype=np.int64)
+    lead[0, 114:120] = 0
+    out = {}
+    for k in (0, 1):
+        stage = _stage()
+        _replay_led(stage, quiet, lead)
+        out[k] = stage.decide([(f"e{i}",) for i in range(4)], np.array([0.85, 0.1, 0.1, 0.1]),
+                              np.array([2, 0, 0, 0]), (144 + 115) * STEP,
+                              lead=np.array([k, 2, 2, 2]))
+    assert out[0].suppressed[0] and out[0].bound[0] == "daily"
+    assert out[0].phase_high[0] == pytest.approx(0.8)
+    assert not out[1].suppressed[0] and np.isnan(out[1].phase_high[0])
+
+
+def test_leads_are_saved_and_an_older_state_counts_them_for_every_signal() -> None:
+    rng = np.random.default_rng(5)
+    risk, lead = _disk_sawtooth_then(1, rng)
+    stage = _stage()
+    _replay_led(stage, risk[:, :-12], lead[:, :-12])
+    saved = stage.state()
+    again = _stage()
+    again.restore({k: v.copy() for k, v in saved.items()})
+    np.testing.assert_array_equal(again.lead_, stage.lead_)
+    assert (stage.lead_[0] == 0).any() and (stage.lead_[0] == 2).any()
+    older = {k: v.copy() for k, v in saved.items() if k != "lead"}
+    old = _stage()
+    old.restore(older)
+    assert (old.lead_ == 255).all()
+    keys = [(f"e{i}",) for i in range(6)]
+    now = (risk.shape[1] - 12) * STEP
+    # The memory rise: new for memory in the saved state, usual in the one without leads.
+    fresh = again.decide(keys, risk[:, -1], _level(risk[:, -1]), now, lead=lead[:, -1])
+    unknown = old.decide(keys, risk[:, -1], _level(risk[:, -1]), now, lead=lead[:, -1])
+    assert fresh.level[0] == 1 and unknown.level[0] == 0
+    with pytest.raises(ValueError):
+        bad = {k: v.copy() for k, v in saved.items()}
+        bad["lead"] = bad["lead"][:, :3]
+        _stage().restore(bad)
+
+
+def test_gate_reads_the_lead_from_the_contributions_and_says_so() -> None:
+    from exporter.decision import lead_signal
+
+    c = np.array([[0.2, 0.8], [np.nan, np.nan], [0.0, 0.0], [0.6, 0.4]])
+    assert lead_signal(c, 4).tolist() == [1, -1, -1, 0]
+    assert lead_signal(np.zeros((2, 0)), 2).tolist() == [-1, -1]
+    import copy
+
+    rng = np.random.default_rng(6)
+    stage = _stage()
+    risk = np.vstack([_sawtooth(300, 12, rng)] + [np.full(300, 0.1)] * 3)
+    _replay_led(stage, risk, np.zeros(risk.shape, dtype=np.int64))
+    out = {}
+    for name, row in (("disk", [1.0, 0.0]), ("memory", [0.1, 0.9])):
+        con = Consensus(agents=("capacity",), risk=np.array([0.9]), level=np.array([2]),
+                        voters=np.array([1]), action=("free_disk",),
+                        time_to_failure=np.array([600.0]), contribution=np.array([row]),
+                        agreeing=np.ones((1, 1), bool), explanation=(f"{name} rises",))
+        out[name] = gate(copy.deepcopy(stage), [("e0",)], con, 300 * STEP)
+    assert out["disk"].level[0] == 0 and out["memory"].level[0] == 2
+    assert "(the same signal leading)" in out["disk"].explanation[0]
+
