@@ -566,9 +566,8 @@ class DecisionStage:
         """Per row: the quantile of its own (lagged) reference, as `_quantiles`, with the
         samples a signal other than `lead` [rows] led counted as risk 0 (unknown leads count
         as they are); NaN where the row has no sample in the reference. Only the rows at a
-        level are asked (a few per cycle): not cached."""
-        if self.excluded_:
-            self._drop_excluded(now)
+        level are asked (a few per cycle): not cached. `decide` calls `_quantiles` first,
+        which has blanked the excluded spans."""
         lag = self.exclude_recent
         bounds = _window(now - float(self.cfg.reference) - lag, now - lag)
         out = np.full(len(rows), np.nan)
@@ -782,12 +781,6 @@ class DecisionStage:
 
 
 _TIME_MAX = int(np.iinfo(np.uint32).max)
-
-
-def _same_lead(leads: np.ndarray, lead: np.ndarray) -> np.ndarray:
-    """[R, slots] whether each sample of `leads` [R, slots] was led by its row's `lead` [R]
-    or by an unknown signal (NO_LEAD)."""
-    return (leads == np.asarray(lead)[:, None]) | (leads == NO_LEAD)
 _Bounds = tuple[np.uint32, np.uint32]  # an inclusive range of sample times
 
 
@@ -847,6 +840,12 @@ def _inside(times: np.ndarray, bounds: _Bounds | None) -> np.ndarray:
     if bounds is None:
         return np.zeros(times.shape, dtype=bool)
     return (times >= bounds[0]) & (times <= bounds[1])
+
+
+def _same_lead(leads: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """[R, slots] whether each sample of `leads` [R, slots] was led by its row's `lead` [R]
+    or by an unknown signal (NO_LEAD)."""
+    return (leads == np.asarray(lead)[:, None]) | (leads == NO_LEAD)
 
 
 def _under(bar: float, floor: float = 0.0) -> float:
