@@ -78,7 +78,8 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 
 @dataclass(frozen=True)
 class AlertSemantics:
-    """One entity alert as the backtest applies it: `column op threshold` held for `for_`."""
+    """One entity alert as the backtest applies it: `column op threshold` held for `for_`,
+    kept firing `keep_firing_for` seconds after it clears."""
 
     alertname: str
     severity: str
@@ -86,6 +87,7 @@ class AlertSemantics:
     op: str
     threshold: float
     for_: float
+    keep_firing_for: float = 0.0
 
     def condition(self, values: np.ndarray) -> np.ndarray:
         """True where the rule's expression would return a sample (NaN = absent = false)."""
@@ -112,7 +114,8 @@ def alert_semantics(cfg: Config) -> tuple[AlertSemantics, ...]:
             raise BacktestError(f"alert {a.name}: cannot replay {a.metric!r} {a.op!r} "
                                 f"{a.threshold!r} (expression {a.expr!r})")
         out.append(AlertSemantics(a.name, a.severity, _METRIC_COLUMN[a.metric], a.op,
-                                  float(a.threshold), float(a.for_)))
+                                  float(a.threshold), float(a.for_),
+                                  float(a.keep_firing_for)))
     return tuple(out)
 
 
@@ -546,7 +549,7 @@ def aura_alerts(cfg: Config, scores: Scores) -> list[Any]:
     for rule in alert_semantics(cfg):
         cond = rule.condition(scores.column(rule.column)) & scores.present
         for a in alert_events(rule.alertname, rule.severity, scores.entities, scores.times,
-                              cond, rule.for_):
+                              cond, rule.for_, rule.keep_firing_for):
             k = int(np.searchsorted(scores.times, a.start))
             top, agents, action, text = scores.why(index[a.entity], k) \
                 if rule.column == "level" else ("", "", "", "")

@@ -73,9 +73,15 @@ class AlertEvent:
         return f"{self.agents or '—'} / {self.top_signal or '—'} / {self.action or '—'}"
 
 
-def fire_intervals(times: np.ndarray, condition: np.ndarray,
-                   for_: float) -> list[tuple[int, float, float | None]]:
-    """Firing intervals (entity row, start, end|None) of `condition` [E, N] held for `for_`."""
+def fire_intervals(times: np.ndarray, condition: np.ndarray, for_: float,
+                   keep_firing_for: float = 0.0) -> list[tuple[int, float, float | None]]:
+    """Firing intervals (entity row, start, end|None) of `condition` [E, N] over evaluation
+    `times` [N] (Unix s), as Prometheus' alerting rules fire them: a run of true evaluations
+    fires once it has held `for_` seconds; a firing alert whose condition turns false keeps
+    firing for `keep_firing_for` seconds (the rule's `keep_firing_for`, Prometheus >= 2.42),
+    goes on as the same alert if the condition returns meanwhile (no new `for:`), and
+    resolves at the first evaluation at least that long after its condition first went
+    false (None: still firing at the last evaluation)."""
     times = np.asarray(times, dtype=np.float64)
     cond = np.asarray(condition, dtype=bool)
     e, n = cond.shape
@@ -89,19 +95,34 @@ def fire_intervals(times: np.ndarray, condition: np.ndarray,
     # Tolerance: evaluation grids built from floats must not miss `for` by a rounding error.
     fire_at = np.searchsorted(times, times[run_starts] + for_ - 1e-6, side="left")
     out: list[tuple[int, float, float | None]] = []
-    for row, k, j in zip(run_rows.tolist(), fire_at.tolist(), run_ends.tolist(), strict=True):
-        if k < j:
-            out.append((row, float(times[k]), float(times[j]) if j < n else None))
+    rows, starts, ends, fires = (run_rows.tolist(), run_starts.tolist(), run_ends.tolist(),
+                                 fire_at.tolist())
+    r = 0
+    while r < len(rows):
+        row, k, j = rows[r], fires[r], ends[r]
+        r += 1
+        if k >= j:
+            continue  # pending only: never fired
+        # Runs that start within keep_firing_for of the alert's condition going false are
+        # the same alert.
+        while j < n and r < len(rows) and rows[r] == row \
+                and times[starts[r]] < times[j] + keep_firing_for - 1e-6:
+            j = ends[r]
+            r += 1
+        resolved = j if keep_firing_for <= 0 or j >= n else int(np.searchsorted(
+            times, times[j] + keep_firing_for - 1e-6, side="left"))
+        out.append((row, float(times[k]), float(times[resolved]) if resolved < n else None))
     return out
 
 
 def alert_events(name: str, severity: str, entities: Sequence[EntityKey], times: np.ndarray,
-                 condition: np.ndarray, for_: float) -> list[AlertEvent]:
+                 condition: np.ndarray, for_: float,
+                 keep_firing_for: float = 0.0) -> list[AlertEvent]:
     """Alerts `name` of `severity` from condition[E, N] over evaluation `times` (Unix s): one
-    per run of true evaluations held at least `for_` seconds (`fire_intervals`), as
-    Prometheus' `for:` fires them."""
+    per firing interval (`fire_intervals`: held `for_` seconds to fire, kept firing
+    `keep_firing_for` seconds after it clears), as Prometheus fires them."""
     return [AlertEvent(name, severity, tuple(entities[row]), start, end)
-            for row, start, end in fire_intervals(times, condition, for_)]
+            for row, start, end in fire_intervals(times, condition, for_, keep_firing_for)]
 
 
 def scored_incidents(incidents: Iterable[Incident]) -> list[Incident]:

@@ -311,6 +311,11 @@ class RulesConfig:
 
     failure_predicted_for: Duration = Duration(600)
     failure_risk_for: Duration = Duration(900)
+    # `keep_firing_for` of the failure alerts (AuraFailurePredicted, AuraFailureRisk;
+    # Prometheus >= 2.42): a firing alert whose level dips below its bar for less than this
+    # stays the same alert instead of resolving and paging again when it returns. 0 leaves
+    # the field out.
+    keep_firing_for: Duration = Duration(900)
     topology_anomaly_threshold: float = 0.95
     topology_anomaly_for: Duration = Duration(1800)
     selector: str = ""

@@ -66,6 +66,8 @@ class Alert:
     metric: str = ""
     op: str = ""
     threshold: float = float("nan")
+    # Prometheus' `keep_firing_for` (seconds; 0: left out).
+    keep_firing_for: float = 0.0
 
 
 def _sel(metric: catalog.Metric, selector: str, *matchers: str) -> str:
@@ -170,6 +172,7 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             metric=catalog.RISK_LEVEL.name,
             op=">=",
             threshold=2.0,
+            keep_firing_for=float(r.keep_firing_for),
         ),
         Alert(
             "AuraFailureRisk",
@@ -187,6 +190,7 @@ def alerts(cfg: Config) -> tuple[Alert, ...]:
             metric=catalog.RISK_LEVEL.name,
             op=">=",
             threshold=1.0,
+            keep_firing_for=float(r.keep_firing_for),
         ),
         Alert(
             "AuraTopologyAnomaly",
@@ -347,6 +351,8 @@ def _alert_rule(a: Alert, cfg: Config) -> dict[str, Any]:
     }
     if a.for_ > 0:
         rule["for"] = format_duration(a.for_)
+    if a.keep_firing_for > 0:
+        rule["keep_firing_for"] = format_duration(a.keep_firing_for)
     return rule
 
 

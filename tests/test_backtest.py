@@ -180,32 +180,41 @@ def test_report_figures_recomputed_independently(backtest_run: dict) -> None:
 
 
 def test_scores_alerts_follow_for_semantics(backtest_run: dict) -> None:
-    """AURA alerts in alerts.csv are exactly the rules applied to scores.csv (level column)."""
+    """AURA alerts in alerts.csv are exactly the rules applied to scores.csv (level column),
+    evaluation by evaluation as Prometheus' rule manager does it (pending -> firing after
+    `for:`, kept firing `keep_firing_for` after the condition clears)."""
     out = backtest_run["out"]
     _, scores = _rows(out / "scores.csv")
     _, alerts = _rows(out / "alerts.csv")
     rules = RulesConfig()
+    keep = float(rules.keep_firing_for)
+    assert keep > 0
     by_entity: dict[str, list[tuple[float, str]]] = {}
     for r in scores:
         by_entity.setdefault(r["instance"], []).append((float(r["timestamp"]), r["level"]))
     want = []
     for inst, series in by_entity.items():
         series.sort()
-        since = None
-        fired = None
-        for t, lv in series + [(math.inf, "")]:
+        since = fired = cleared = None
+        for t, lv in series:
             true = lv != "" and int(lv) >= 1
-            if true and since is None:
-                since = t
-            if true and fired is None and t - since >= rules.failure_risk_for:
-                fired = t
-            if not true:
-                if fired is not None:
-                    want.append((inst, fired, "" if math.isinf(t) else t))
-                since = fired = None
+            if true:
+                cleared = None
+                since = t if since is None else since
+                if fired is None and t - since >= rules.failure_risk_for:
+                    fired = t
+            elif fired is not None:
+                cleared = t if cleared is None else cleared
+                if t - cleared >= keep:
+                    want.append((inst, fired, t))
+                    since = fired = cleared = None
+            else:
+                since = None
+        if fired is not None:
+            want.append((inst, fired, ""))
     got = [(a["instance"], float(a["start"]), a["end"] and float(a["end"]))
            for a in alerts if a["alertname"] == "AuraFailureRisk"]
-    assert sorted(got, key=str) == sorted(want, key=str)
+    assert got and sorted(got, key=str) == sorted(want, key=str)
 
 
 def test_for_semantics_unit() -> None:
@@ -222,6 +231,36 @@ def test_for_semantics_unit() -> None:
     assert zero == [(0, times[1], times[5]), (0, times[6], times[8]), (0, times[10], None)]
     # A gap in a run restarts the pending timer (run 6..7 is too short at for: 120 s).
     assert all(start != times[8] for _, start, _ in got)
+
+
+def test_keep_firing_for_semantics_unit() -> None:
+    """Prometheus' keep_firing_for: a firing alert whose condition clears keeps firing that
+    long, goes on as the same alert when the condition returns within it (without a new
+    `for:`), and resolves at the first evaluation that long after the condition cleared."""
+    times = 1000.0 + 60.0 * np.arange(16)
+    cond = np.array([
+        # fires at 3 (for 120 s), clears at 5, back at 6 (gap 60 s < 180 s): one alert; clears
+        # at 8, nothing by 11 (= 8 + 180 s): resolved at 11; the run at 13 fires on its own.
+        [0, 1, 1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1],
+        # pending only (never fired): nothing is kept.
+        [1, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        # fires at 2, clears at 14: still kept firing at the last evaluation.
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0],
+    ], dtype=bool)
+    got = fire_intervals(times, cond, 120.0, keep_firing_for=180.0)
+    assert got == [(0, times[3], times[11]), (0, times[15], None), (2, times[2], None)]
+    # A return after the keep ran out is a new alert that needs its `for:` again.
+    late = fire_intervals(times, cond[:1], 120.0, keep_firing_for=120.0)
+    assert late == [(0, times[3], times[10]), (0, times[15], None)]
+    # The series of rules/tests/aura-alerts.test.yml's keep_firing_for case, where promtool
+    # (Prometheus' own rule manager) fires AuraFailureRisk at 15m and resolves it at 48m.
+    minutes = 60.0 * np.arange(61)
+    level = np.array([1] * 21 + [0] * 6 + [1] * 6 + [0] * 28, dtype=bool)[None, :]
+    assert fire_intervals(minutes, level, 900.0, keep_firing_for=900.0) == \
+        [(0, minutes[15], minutes[48])]
+    # keep_firing_for 0 is the plain `for:` semantics.
+    assert fire_intervals(times, cond, 120.0, keep_firing_for=0.0) == \
+        fire_intervals(times, cond, 120.0)
 
 
 def test_alert_semantics_come_from_generated_rules() -> None:
