@@ -306,10 +306,23 @@ def test_entity_detail_of_the_leaking_host():
     assert d["risk"] == pytest.approx(float(r.consensus.risk[i]), abs=1e-4)
     memory = next(s for s in d["signals"] if s["name"] == "memory")
     assert memory["capacity"] == 1.0 and len(memory["band"][0]) == len(memory["values"])
+    # A unit only where the signal's name states one (Prometheus' base-unit suffixes).
+    units = {s["name"]: s["unit"] for s in d["signals"]}
+    assert units == {name: {"latency_seconds": "seconds", "error_ratio": "ratio"}.get(name)
+                     for name in r.signals}, units
     assert "label_replace(vector(1)" in urllib.parse.unquote_plus(memory["promql"])
     assert len(d["history"]["times"]) == len(snaps)
     expected = {2: "AuraFailurePredicted.md", 1: "AuraFailureRisk.md"}.get(d["level"])
     assert (d["runbook"] or "").endswith(expected) if expected else d["runbook"] is None
+
+
+def test_signal_unit_is_the_base_unit_its_name_ends_with():
+    assert views.signal_unit("latency_seconds") == "seconds"
+    assert views.signal_unit("heap_used_bytes") == "bytes"
+    assert views.signal_unit("ratio") == "ratio"
+    assert views.signal_unit("memory") is None  # a 0..1 ratio by the preset, but not named so
+    assert views.signal_unit("requests_total") is None  # a count, no unit
+    assert views.signal_unit("bytes_in") is None
 
 
 def test_alerts_follow_the_generated_rules_and_their_for():

@@ -7,8 +7,8 @@
   map cluster 0..k-1 (fleetmap.clusters; None for outliers and unplaced entities)),
   None where a value is absent. `diff_text` turns two consecutive states into the WebSocket
   update (changed cells only).
-- `entity_detail`: one entity's signals with its own baseline band (the fleet's while it has
-  none) and the capacity line, its history, persistence diagrams (current window and own
+- `entity_detail`: one entity's signals (with the unit their name states, `signal_unit`) with
+  its own baseline band (the fleet's while it has none) and the capacity line, its history, persistence diagrams (current window and own
   baseline), every agent's vote and the consensus arithmetic spelled out.
 
 Levels: 2 critical, 1 warning, 0 ok, -1 undecided (too few ballots, exporter.consensus); an
@@ -42,11 +42,22 @@ NONE = -(2**31)  # integer sentinel for "absent" inside the int64 row arrays
 # finer values would change every cycle and turn each WebSocket diff into the whole fleet.
 MAP_SCALE = 200
 ROWS_PER_CHUNK = 500  # rows per json.dumps call (FleetAnalysis.rows_json)
+# Prometheus' base-unit name suffixes (prometheus.io/docs/practices/naming): a signal named by
+# the convention (`latency_seconds`, `error_ratio`) states its unit. The configuration has no
+# unit key, so any other name gets none rather than a guess from its query or capacity.
+UNIT_SUFFIXES = frozenset({"seconds", "bytes", "ratio", "percent", "celsius", "volts",
+                           "amperes", "joules", "grams", "meters"})
 
 
 def _pct(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return np.where(np.isfinite(x), np.round(np.clip(x, 0, 1) * 100), NONE)
+
+
+def signal_unit(name: str) -> str | None:
+    """The unit a signal's name ends with (UNIT_SUFFIXES), else None."""
+    suffix = name.rsplit("_", 1)[-1]
+    return suffix if suffix in UNIT_SUFFIXES else None
 
 
 def no_data(result: AnalysisResult) -> np.ndarray:
@@ -425,6 +436,7 @@ def entity_detail(
     for s, name in enumerate(result.signals):
         item: dict[str, Any] = {
             "name": name,
+            "unit": signal_unit(name),
             "values": _series(w.values[i, s]),
             "capacity": capacities.get(name),
             "contribution": _num(contribution[s]) if contribution is not None else None,
