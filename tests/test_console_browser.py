@@ -12,7 +12,9 @@ import os
 import shutil
 import tempfile
 import threading
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -295,6 +297,88 @@ def test_entity_diagram_has_a_point_per_bar(browser, server):
     down = page.locator("section[data-alert='AuraDown']").text_content()
     assert "not evaluated here" in down and "inactive" not in down, down
     page.screenshot(path=str(SHOTS / "alerts.png"), full_page=True)
+    assert not errors, errors
+    context.close()
+
+
+def _ticks(chart, kind: str) -> list[tuple[float, str]]:
+    """(data-t, text) of a chart's time-axis ticks of `kind` ("x": clock times, "day")."""
+    return [(float(t.get_attribute("data-t")), t.text_content())
+            for t in chart.locator(f"text.tick.{kind}").all()]
+
+
+def test_entity_charts_have_clock_ticks_units_and_diagram_axes(browser, server):
+    # Kathmandu is UTC+5:45: ticks on round UTC times would read :15 and :45 there, so round
+    # local ticks prove the axis uses the page's local time, as every other time on it does.
+    zone = "Asia/Kathmandu"
+    context, page, errors = _page(browser, viewport={"width": 1280, "height": 1000},
+                                  timezone_id=zone, locale="en-US")
+    query = "analysis=fleet&instance=host-03:9100"
+    data = context.request.get(server.url + "/api/v1/console/entity?" + query).json()
+    page.goto(server.url + "/entity?" + query)
+    page.wait_for_selector("#score-baseline circle.pt")
+    start, step = data["window"]["start"], data["window"]["step"]
+    charts = page.locator("#signals section.signal")
+    assert charts.count() == len(data["signals"])
+    for k, signal in enumerate(data["signals"]):
+        chart = charts.nth(k)
+        ticks = _ticks(chart, "x")
+        end = start + (len(signal["values"]) - 1) * step  # a 2 h window: 30-minute ticks
+        assert 3 <= len(ticks) <= 6, ticks
+        assert all(start <= t <= end for t, _ in ticks), (start, end, ticks)
+        assert {b[0] - a[0] for a, b in zip(ticks, ticks[1:], strict=False)} == {1800.0}, ticks
+        local = [datetime.fromtimestamp(t, ZoneInfo(zone)) for t, _ in ticks]
+        assert [text for _, text in ticks] == [d.strftime("%H:%M") for d in local]
+        assert all(d.minute in (0, 30) for d in local), ticks
+        assert chart.locator("text.tick.day").count() == 0  # one day: no dates
+        # The unit the API knows, on the axis and by the name; none where it knows none.
+        unit = chart.locator("text.axis-name.y").all_text_contents()
+        heading = chart.locator("h3").text_content()
+        if signal["unit"]:
+            assert unit == [signal["unit"]], unit
+            assert heading.startswith(f"{signal['name']} ({signal['unit']})"), heading
+        else:
+            assert unit == [] and "(" not in heading, heading
+    units = {s["name"]: s["unit"] for s in data["signals"]}
+    assert units["latency_seconds"] == "seconds" and units["memory"] is None, units
+    history = page.locator("#history svg")
+    assert history.locator("text.tick.x").count() >= 1
+    assert history.locator("text.axis-name.y").all_text_contents() == ["0–1"]
+    # Both persistence-diagram axes are named and carry values from 0, with the diagonal.
+    for box in ("#diagram", "#score-current", "#score-baseline"):
+        plot = page.locator(box + " svg.diagram")
+        names = [plot.locator(f"text.axis-name.{a}").all_text_contents() for a in "xy"]
+        assert names == [["birth, filtration scale (robust units)"],
+                         ["death, filtration scale (robust units)"]], names
+        for axis in "xy":
+            values = [float(v) for v in plot.locator(f"text.tick.{axis}").all_text_contents()]
+            assert len(values) >= 3 and values[0] == 0 and values == sorted(values), values
+        assert plot.locator("line.diag").count() == 1
+        assert plot.get_attribute("role") == "img" and "birth" in plot.get_attribute("aria-label")
+    page.locator("section[aria-labelledby='h-signals']").screenshot(
+        path=str(SHOTS / "entity-signals-axes.png"))
+    # In the dark theme the ticks follow the theme's muted colour.
+    tick = "getComputedStyle(document.querySelector('#diagram text.tick.x')).fill"
+    light = page.evaluate(tick)
+    page.click("#theme-toggle")
+    assert page.evaluate(tick) != light
+    assert not errors, errors
+    context.close()
+    # Seven hours behind UTC the same window runs over midnight: the first tick and the
+    # first tick of the new day are dated.
+    zone = "America/Phoenix"
+    context, page, errors = _page(browser, viewport={"width": 1280, "height": 1000},
+                                  timezone_id=zone, locale="en-US")
+    page.goto(server.url + "/entity?" + query)
+    page.wait_for_selector("#signals section.signal text.tick.day")
+    chart = page.locator("#signals section.signal").first
+    ticks, days = _ticks(chart, "x"), _ticks(chart, "day")
+    midnight = next(t for t, text in ticks if text == "00:00")
+    assert days == [(ticks[0][0], datetime.fromtimestamp(ticks[0][0], ZoneInfo(zone))
+                     .strftime("%b %-d")),
+                    (midnight, datetime.fromtimestamp(midnight, ZoneInfo(zone))
+                     .strftime("%b %-d"))], (ticks, days)
+    page.screenshot(path=str(SHOTS / "entity-axes-phoenix.png"), full_page=True)
     assert not errors, errors
     context.close()
 

@@ -69,6 +69,27 @@ const AURA = (() => {
     return text + (real ? " (real time)" : " (simulated)");
   }
 
+  /* A Unix time's clock time (HH:MM) and day ("Jan 15"), local and in the browser's locale
+     as `time` writes them: the ticks of time axes. */
+  function clockTime(ts) {
+    return new Date(ts * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+  }
+  function day(ts) { return new Date(ts * 1000).toLocaleDateString([], { month: "short", day: "numeric" }); }
+
+  // Spacings of time-axis ticks, seconds: the first that fits, so ticks land on round times.
+  const TICK_STEPS = [60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+  /* Evenly spaced Unix times within [t0, t1], at most `most` of them, on round local clock
+     times (14:00, 14:30; midnight for days). */
+  function clockTicks(t0, t1, most) {
+    const tickStep = TICK_STEPS.find((s) => (t1 - t0) / s < most) ||
+      86400 * Math.ceil((t1 - t0) / 86400 / most);
+    const offset = -new Date(t0 * 1000).getTimezoneOffset() * 60;  // local time = UTC + offset
+    const ticks = [];
+    for (let t = Math.ceil((t0 + offset) / tickStep) * tickStep - offset; t <= t1; t += tickStep) ticks.push(t);
+    return ticks;
+  }
+
   /* The header's clock chip (simulated clocks only): what the clock is, and its time now. */
   function showClock(now) {
     const chip = document.getElementById("clock"), c = clock();
@@ -170,10 +191,12 @@ const AURA = (() => {
 
   /* A line chart: series [{values, cls, label}] over x = index (or `times`), optional band
      [lo[], hi[]], optional horizontal capacity line. `step`: each value holds until the next
-     x (a step function, drawn with horizontal and vertical segments only). `xLabel`: the x
-     axis' name, drawn under it with its first and last x. Returns the <svg>. */
-  function lineChart({ series, times, band, capacity, yMin, yMax, width, height, label, step, xLabel }) {
-    const W = width || 360, H = height || 120, L = 34, R = 6, T = 6, B = xLabel ? 28 : 16;
+     x (a step function, drawn with horizontal and vertical segments only). `timeAxis`:
+     `times` are Unix times, ticked at round local clock times (clockTicks), the day under
+     the first tick and each new day's when the span crosses days. `xLabel`: the x axis'
+     name, drawn under it (with its first and last x unless a time axis). `yLabel`: the y
+     axis' unit or name, above it. Returns the <svg>. */
+  function lineChart({ series, times, band, capacity, yMin, yMax, width, height, label, step, timeAxis, xLabel, yLabel }) {
     const all = [];
     series.forEach((s) => s.values.forEach((v) => { if (v !== null) all.push(v); }));
     if (band) band.forEach((b) => b.forEach((v) => { if (v !== null) all.push(v); }));
@@ -185,24 +208,42 @@ const AURA = (() => {
     const n = Math.max(1, ...series.map((s) => s.values.length));
     const xs = times && times.length ? times : null;
     const x0 = xs ? xs[0] : 0, x1 = xs ? xs[xs.length - 1] : n - 1;
-    const X = (i) => L + ((xs ? xs[i] : i) - x0) / Math.max(1e-9, x1 - x0) * (W - L - R);
+    const clocked = !!(timeAxis && xs), days = clocked && day(x0) !== day(x1);
+    const W = width || 360, H = height || 120, L = 34, R = clocked ? 16 : 6, T = yLabel ? 20 : 6;
+    const B = 16 + (clocked ? 6 + (days ? 10 : 0) : 0) + (xLabel ? 12 : 0);
+    const X = (x) => L + (x - x0) / Math.max(1e-9, x1 - x0) * (W - L - R);
+    const Xi = (i) => X(xs ? xs[i] : i);
     const Y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
     const root = svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img",
-      "aria-label": label || "chart" });
+      "aria-label": (label || "chart") + (yLabel ? " (" + yLabel + ")" : "") +
+        (clocked ? ", " + time(x0) + " to " + time(x1) : "") });
     root.append(svg("line", { class: "axis", x1: L, x2: W - R, y1: H - B, y2: H - B }));
     root.append(svg("line", { class: "axis", x1: L, x2: L, y1: T, y2: H - B }));
-    root.append(svg("text", { x: 2, y: T + 8, text: fmtAxis(hi) }));
-    root.append(svg("text", { x: 2, y: H - B, text: fmtAxis(lo) }));
-    if (xLabel) {
-      root.append(svg("text", { x: L, y: H - B + 12, text: fmtAxis(x0) }),
-        svg("text", { x: W - R, y: H - B + 12, "text-anchor": "end", text: fmtAxis(x1) }),
-        svg("text", { x: (L + W - R) / 2, y: H - 3, "text-anchor": "middle", text: xLabel }));
+    for (const [v, text] of niceTicks(lo, hi)) {
+      root.append(svg("line", { class: "axis", x1: L - 3, x2: L, y1: Y(v), y2: Y(v) }),
+        svg("text", { class: "tick y", x: L - 5, y: Y(v) + 3, "text-anchor": "end", text }));
     }
+    if (yLabel) root.append(svg("text", { class: "axis-name y", x: 2, y: 9, text: yLabel }));
+    if (clocked) {
+      let lastDay = null;
+      for (const t of clockTicks(x0, x1, Math.max(2, Math.floor((W - L - R) / 60)))) {
+        root.append(svg("line", { class: "axis", x1: X(t), x2: X(t), y1: H - B, y2: H - B + 3 }),
+          svg("text", { class: "tick x", "data-t": t, x: X(t), y: H - B + 12, "text-anchor": "middle", text: clockTime(t) }));
+        if (days && day(t) !== lastDay) {
+          root.append(svg("text", { class: "tick day", "data-t": t, x: X(t), y: H - B + 22, "text-anchor": "middle", text: day(t) }));
+        }
+        lastDay = day(t);
+      }
+    } else if (xLabel) {
+      root.append(svg("text", { x: L, y: H - B + 12, text: fmtAxis(x0) }),
+        svg("text", { x: W - R, y: H - B + 12, "text-anchor": "end", text: fmtAxis(x1) }));
+    }
+    if (xLabel) root.append(svg("text", { class: "axis-name x", x: (L + W - R) / 2, y: H - 3, "text-anchor": "middle", text: xLabel }));
     if (band && band[0].length) {
       const up = [], down = [];
-      band[1].forEach((v, i) => { if (v !== null && band[0][i] !== null) up.push(`${X(i)},${Y(v)}`); });
+      band[1].forEach((v, i) => { if (v !== null && band[0][i] !== null) up.push(`${Xi(i)},${Y(v)}`); });
       for (let i = band[0].length - 1; i >= 0; i--) {
-        if (band[0][i] !== null && band[1][i] !== null) down.push(`${X(i)},${Y(band[0][i])}`);
+        if (band[0][i] !== null && band[1][i] !== null) down.push(`${Xi(i)},${Y(band[0][i])}`);
       }
       if (up.length) root.append(svg("polygon", { class: "band", points: up.concat(down).join(" ") }));
     }
@@ -214,17 +255,33 @@ const AURA = (() => {
       let d = "", pen = false;
       s.values.forEach((v, i) => {
         if (v === null) { pen = false; return; }
-        if (step && pen) d += "H" + X(i).toFixed(1) + "V" + Y(v).toFixed(1);
-        else d += (pen ? "L" : "M") + X(i).toFixed(1) + "," + Y(v).toFixed(1);
+        if (step && pen) d += "H" + Xi(i).toFixed(1) + "V" + Y(v).toFixed(1);
+        else d += (pen ? "L" : "M") + Xi(i).toFixed(1) + "," + Y(v).toFixed(1);
         pen = true;
       });
       if (d) root.append(svg("path", { class: s.cls || "s" + k, d }, svg("title", { text: s.label || "" })));
       // A single point draws no line: mark it.
       if (s.values.length === 1 && s.values[0] !== null) {
-        root.append(svg("circle", { class: s.cls || "s" + k, cx: X(0), cy: Y(s.values[0]), r: 2.5 }));
+        root.append(svg("circle", { class: s.cls || "s" + k, cx: Xi(0), cy: Y(s.values[0]), r: 2.5 }));
       }
     });
     return root;
+  }
+
+  /* Round values within [lo, hi] (1, 2 or 5 × 10^k apart, two to five of them), each with
+     its label: as many decimals as the spacing needs, k/M for thousands and millions. */
+  function niceTicks(lo, hi) {
+    const raw = (hi - lo) / 4, mag = 10 ** Math.floor(Math.log10(raw));
+    const spacing = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw * (1 - 1e-9));
+    const big = Math.max(Math.abs(lo), Math.abs(hi));
+    const [unit, suffix] = big >= 1e6 ? [1e6, "M"] : big >= 1e3 ? [1e3, "k"] : [1, ""];
+    const digits = Math.max(0, -Math.floor(Math.log10(spacing / unit) + 1e-9));
+    const ticks = [];
+    for (let k = Math.ceil(lo / spacing - 1e-9); k * spacing <= hi + spacing * 1e-9; k++) {
+      const v = k * spacing;
+      ticks.push([v, v === 0 ? "0" : (v / unit).toFixed(digits) + suffix]);
+    }
+    return ticks;
   }
 
   function fmtAxis(v) {
@@ -241,7 +298,7 @@ const AURA = (() => {
   }
 
   return { el, svg, badge, levelName, pct, num, duration, time, clock, showClock, entityHref, getJSON, gauge,
-           setupTheme, live, lineChart, legend, LEVELS };
+           setupTheme, live, lineChart, niceTicks, legend, LEVELS };
 })();
 document.addEventListener("DOMContentLoaded", () => {
   AURA.setupTheme();

@@ -1,12 +1,16 @@
 /* AURA console: the entity page, refreshed on every cycle (WebSocket tick, else polling). */
 "use strict";
 (() => {
-  const { el, svg, badge, duration, getJSON, lineChart, legend, live } = AURA;
+  const { el, svg, badge, duration, getJSON, lineChart, niceTicks, legend, live, clock } = AURA;
   const params = new URLSearchParams(location.search);
   const api = "/api/v1/console/entity?" + params.toString();
   let lastSeq = -1;
 
   const f2 = (v) => v === null || v === undefined ? "" : Number(v).toFixed(2);
+  // The scale of the persistence diagrams, barcode and Betti curve, as the page names it.
+  const SCALE = "filtration scale (robust units)";
+  // Time axes say so when the clock is simulated (aura demo), as every time on the page does.
+  const timeName = () => clock().simulated ? "simulated time" : null;
 
   async function load() {
     let d;
@@ -74,7 +78,8 @@
     const series = [{ values: h.risk, label: "risk", cls: "s0" }, { values: h.anomaly, label: "anomaly score", cls: "s1" }];
     Object.entries(h.probability).forEach(([k, v], i) => series.push({ values: v, label: "P(" + k + ")", cls: "s" + (2 + i) }));
     box.replaceChildren(
-      lineChart({ series, times: h.times, yMin: 0, yMax: 1, label: "risk, failure probability and anomaly score over the last day" }),
+      lineChart({ series, times: h.times, timeAxis: true, xLabel: timeName(), yMin: 0, yMax: 1, yLabel: "0–1",
+        label: "risk, failure probability and anomaly score over the last day" }),
       legend(series.map((s) => ["sw-" + s.cls, s.label])),
       el("p", { class: "muted small", text: h.times.length + " points from " + AURA.time(h.times[0]) + " to " + AURA.time(h.times[h.times.length - 1]) }),
       d.links.risk ? el("p", { class: "small" }, link(d.links.risk, "risk in Prometheus"), " · ",
@@ -119,34 +124,43 @@
     const start = d.window.start, step = d.window.step;
     box.replaceChildren(...d.signals.map((s) => {
       const times = s.values.map((_, i) => start + i * step);
-      const chart = lineChart({ series: [{ values: s.values, label: s.name, cls: "s0" }], times,
-        band: s.band, capacity: s.capacity, label: "signal " + s.name });
+      const chart = lineChart({ series: [{ values: s.values, label: s.name, cls: "s0" }], times, timeAxis: true,
+        xLabel: timeName(), band: s.band, capacity: s.capacity, yLabel: s.unit, label: "signal " + s.name });
       const share = s.contribution === null ? "" : " — share of the risk " + f2(s.contribution);
       const bandText = s.band_source === "own" ? "band: own baseline (" + d.baseline.windows + " healthy windows)"
         : s.band_source === "fleet" ? "band: fleet 10–90 % (no own baseline yet)" : "no band";
       return el("section", { class: "panel signal", "data-band": s.band_source || "none" },
-        el("h3", { class: "small", text: s.name + share }), chart,
+        el("h3", { class: "small" }, s.name, s.unit ? el("span", { class: "unit muted", text: " (" + s.unit + ")" }) : null, share), chart,
         el("p", { class: "legend band-label" }, el("span", {}, el("i", { class: "sw-band" }), bandText)),
         s.promql ? el("p", { class: "small" }, link(s.promql, "PromQL in Prometheus")) : null);
     }));
   }
 
   const W = 300, H = 300, P = 28;
+  // The diagram's frame: room left of and under its square plot for tick values and names.
+  const DL = 46, DR = 10, DT = 10, DB = 46, SIDE = W - DL - DR;  // SIDE == H - DT - DB
   const barsOf = (dg) => dg.h0.map((b) => [0, b]).concat(dg.h1.map((b) => [1, b]));
   const topOf = (...dgs) => Math.max(1e-9, ...dgs.flatMap((dg) => barsOf(dg).map(([, b]) => b[1]))) * 1.05;
 
-  /* A persistence diagram (births against deaths) scaled to `top`. */
+  /* A persistence diagram (births against deaths, both on the filtration scale) scaled to
+     `top`, with the diagonal birth = death. */
   function diagramPlot(dg, top, what) {
-    const S = (v) => P + v / top * (W - 2 * P);
+    const X = (v) => DL + v / top * SIDE, Y = (v) => H - DB - v / top * SIDE;
     const plot = svg("svg", { class: "chart diagram", viewBox: `0 0 ${W} ${H}`, role: "img",
-      "aria-label": what + ": " + dg.h0.length + " H0 and " + dg.h1.length + " H1 points" });
-    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: W - P, y2: H - P }));
-    plot.append(svg("line", { class: "axis", x1: P, y1: H - P, x2: P, y2: P }));
-    plot.append(svg("line", { class: "diag", x1: P, y1: H - P, x2: W - P, y2: P }));
-    plot.append(svg("text", { x: W / 2 - 16, y: H - 8, text: "birth" }), svg("text", { x: 2, y: P - 8, text: "death" }),
-      svg("text", { x: W - P - 30, y: H - P - 4, text: top.toPrecision(2) }));
+      "aria-label": what + ": " + dg.h0.length + " H0 and " + dg.h1.length + " H1 points, death against birth on the " + SCALE });
+    plot.append(svg("line", { class: "axis", x1: X(0), y1: Y(0), x2: X(top), y2: Y(0) }));
+    plot.append(svg("line", { class: "axis", x1: X(0), y1: Y(0), x2: X(0), y2: Y(top) }));
+    plot.append(svg("line", { class: "diag", x1: X(0), y1: Y(0), x2: X(top), y2: Y(top) }));
+    for (const [t, text] of niceTicks(0, top)) {
+      plot.append(svg("line", { class: "axis", x1: X(t), x2: X(t), y1: Y(0), y2: Y(0) + 4 }),
+        svg("text", { class: "tick x", x: X(t), y: Y(0) + 14, "text-anchor": "middle", text }),
+        svg("line", { class: "axis", x1: X(0) - 4, x2: X(0), y1: Y(t), y2: Y(t) }),
+        svg("text", { class: "tick y", x: X(0) - 6, y: Y(t) + 3, "text-anchor": "end", text }));
+    }
+    plot.append(svg("text", { class: "axis-name x", x: DL + SIDE / 2, y: H - 10, "text-anchor": "middle", text: "birth, " + SCALE }),
+      svg("text", { class: "axis-name y", x: -(DT + SIDE / 2), y: 12, transform: "rotate(-90)", "text-anchor": "middle", text: "death, " + SCALE }));
     for (const [dim, b] of barsOf(dg)) {
-      plot.append(svg("circle", { class: "pt h" + dim, cx: S(b[0]), cy: H - S(b[1]), r: 3, "fill-opacity": 0.7 },
+      plot.append(svg("circle", { class: "pt h" + dim, cx: X(b[0]), cy: Y(b[1]), r: 3, "fill-opacity": 0.7 },
         svg("title", { text: "H" + dim + " (" + b[0] + ", " + b[1] + ")" })));
     }
     return plot;
@@ -189,14 +203,14 @@
     });
     const axisY = BH - AX + 4;
     code.append(svg("line", { class: "axis", x1: S(0), x2: S(top), y1: axisY, y2: axisY }));
-    for (const t of [0, top / 2, top]) {
+    for (const [t, text] of niceTicks(0, top)) {
       code.append(svg("line", { class: "axis", x1: S(t), x2: S(t), y1: axisY, y2: axisY + 4 }),
-        svg("text", { x: S(t), y: axisY + 14, "text-anchor": "middle", text: t ? t.toPrecision(2) : "0" }));
+        svg("text", { x: S(t), y: axisY + 14, "text-anchor": "middle", text }));
     }
-    code.append(svg("text", { x: W / 2, y: BH - 2, "text-anchor": "middle", text: "filtration scale (robust units)" }));
+    code.append(svg("text", { x: W / 2, y: BH - 2, "text-anchor": "middle", text: SCALE }));
     bBox.replaceChildren(code, legend([["sw-h0", "H0"], ["sw-h1", "H1"]]));
     cBox.replaceChildren(lineChart({ series: [{ values: dg.betti_curve.b0, label: "β0", cls: "s0" }, { values: dg.betti_curve.b1, label: "β1", cls: "s4" }],
-      times: dg.betti_curve.scale, yMin: 0, step: true, xLabel: "filtration scale (robust units)", label: "Betti curve" }),
+      times: dg.betti_curve.scale, yMin: 0, step: true, xLabel: SCALE, yLabel: "count", label: "Betti curve" }),
     legend([["sw-s0", "β0 (components)"], ["sw-s4", "β1 (loops)"]]));
   }
 
