@@ -345,6 +345,18 @@ def test_alerts_follow_the_generated_rules_and_their_for():
     assert state(early, "AuraFailureRisk") == [("e0", "pending")]
     assert state(late, "AuraFailureRisk") == [("e0", "firing")]
     assert state(late, "AuraFailurePredicted") == []
+    # keep_firing_for: e0's level drops after the alert fired; it fires on, kept, until
+    # rules.keep_firing_for after the first frame without the condition, then resolves.
+    keep = float(cfg.rules.keep_firing_for)
+    assert keep > 0
+    calm = _result([0, 0], [0.1, 0.1], np.ones((2, 1, 5)))
+    h.record(for_ + 60, (calm,))
+    kept = console_alerts.evaluate(_Snap((calm,), created=for_ + 120), cfg, h, {})
+    (row,) = [x for a in kept["alerts"] if a["name"] == "AuraFailureRisk" for x in a["active"]]
+    assert (row["labels"]["instance"], row["state"]) == ("e0", "firing")
+    assert row["kept_until"] == for_ + 60 + keep and row["since"] == for_
+    gone = console_alerts.evaluate(_Snap((calm,), created=for_ + 60 + keep), cfg, h, {})
+    assert state(gone, "AuraFailureRisk") == []
     down = console_alerts.evaluate(_Snap((base,), created=0), cfg, h, {"up": 0.0})
     assert any(a["name"] == "AuraSourceDown" and a["active"] for a in down["alerts"])
     assert not any(a["name"] == "AuraSourceDown" and a["active"] for a in late["alerts"])

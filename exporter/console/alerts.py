@@ -5,7 +5,9 @@ nothing here restates a threshold. An expression of the form `metric{selector} O
 over a per-entity metric the snapshot carries (risk level, risk score, anomaly score) is
 evaluated per entity; its `for:` is checked against the console's history: the alert is
 *firing* when the condition held in every recorded frame of the last `for:` seconds (and
-now), *pending* when it holds now but not yet that long. The history's frames are
+now), *pending* when it holds now but not yet that long; an alert whose condition cleared
+fires on for its rule's `keep_firing_for`, replayed over the frames as the backtest replays
+it (`fire_intervals`). The history's frames are
 `History.spacing` apart, so the start of a condition is known to that resolution. Self-metric
 alerts of the same form (`aura_up == 0`, cycle duration) are evaluated on the exporter's
 health now, without `for:`, and so is the per-analysis fleet-wide event (its value: how many
@@ -77,8 +79,9 @@ def evaluate(snapshot: Any, config: Config, history: History,
              health: dict[str, Any]) -> dict[str, Any]:
     """{alerts: [{name, severity, for, expr, evaluated, runbook, active: [...]}]}.
 
-    `active` lists per entity {analysis, labels, state: pending|firing, since, value}; for
-    self alerts {state, value}.
+    `active` lists per entity {analysis, labels, state: pending|firing, since, value}, plus
+    `kept_until` for an alert that fires on under its rule's `keep_firing_for` after its
+    condition cleared; for self alerts {state, value}.
     """
     now = float(getattr(snapshot, "created", 0.0))
     out = []
@@ -122,14 +125,43 @@ def _entity_alerts(a: Alert, parsed: tuple[str, str, float], snapshot: Any, hist
         values = np.asarray(values, dtype=np.float64)
         with np.errstate(invalid="ignore"):
             active = op(values, threshold) & np.isfinite(values)
-        if not active.any():
-            continue
-        since = _since(history, r, column, op, threshold, now, active)
-        for i in np.flatnonzero(active):
-            firing = now - since[i] >= a.for_
-            found.append({"analysis": r.analysis,
-                          "labels": dict(zip(r.label_names, r.entities[i], strict=True)),
-                          "state": "firing" if firing else "pending",
-                          "since": float(since[i]), "value": float(values[i])})
+        labels = [dict(zip(r.label_names, e, strict=True)) for e in r.entities]
+        if active.any():
+            since = _since(history, r, column, op, threshold, now, active)
+            for i in np.flatnonzero(active):
+                firing = now - since[i] >= a.for_
+                found.append({"analysis": r.analysis, "labels": labels[i],
+                              "state": "firing" if firing else "pending",
+                              "since": float(since[i]), "value": float(values[i])})
+        if a.keep_firing_for > 0 and not active.all():
+            found += _kept(a, r.analysis, labels, history.aligned(r.analysis, r.entities, column),
+                           op, threshold, values, active, now)
     found.sort(key=lambda x: (x["state"] != "firing", -x["value"]))
     return found
+
+
+def _kept(a: Alert, analysis: str, labels: list[dict[str, str]],
+          frames: tuple[np.ndarray, np.ndarray], op: Callable[[Any, Any], Any],
+          threshold: float, values: np.ndarray, active: np.ndarray,
+          now: float) -> list[dict[str, Any]]:
+    """Entities whose condition is false now but whose alert still fires under the rule's
+    `keep_firing_for`, replayed over the history's frames and now as the backtest replays it
+    (`fire_intervals`): state "firing", `kept_until` when it resolves unless the condition
+    returns, `since` when it fired."""
+    from exporter.backtest_report import fire_intervals
+
+    times, past = frames
+    keep = times < now
+    times = np.append(times[keep], now)
+    with np.errstate(invalid="ignore"):
+        cond = np.vstack([op(past[keep], threshold) & np.isfinite(past[keep]),
+                          active[None, :]]).T
+    out = []
+    for row, start, end in fire_intervals(times, cond, a.for_, a.keep_firing_for):
+        if end is None and not active[row]:
+            was = np.flatnonzero(cond[row])
+            cleared = float(times[was[-1] + 1]) if len(was) else now
+            out.append({"analysis": analysis, "labels": labels[row], "state": "firing",
+                        "since": start, "value": float(values[row]),
+                        "kept_until": cleared + a.keep_firing_for})
+    return out

@@ -26,7 +26,8 @@
             return el("tr", { class: "alert-row" },
               el("td", {}, el("a", { href: entityHref(x.analysis, names, values), text: values.join(" / ") }),
                 el("span", { class: "muted small", text: " " + x.analysis })),
-              el("td", {}, el("span", { class: "badge " + (x.state === "firing" ? "lvl-critical" : "lvl-warning"), text: x.state })),
+              el("td", {}, el("span", { class: "badge " + (x.state === "firing" ? "lvl-critical" : "lvl-warning"), text: x.state }),
+                x.kept_until ? el("span", { class: "muted small", text: ` kept: condition cleared, resolves ${AURA.time(x.kept_until)} unless it returns` }) : null),
               el("td", { text: AURA.time(x.since) }), el("td", { text: Number(x.value).toFixed(2) }));
           }))));
       }
