@@ -270,6 +270,13 @@ class DecisionConfig:
     # entity's own failure: their levels are held at 0 and say so. 0 turns it off.
     fleet_wide_alpha: float = 1e-4
     fleet_wide_window: Duration = Duration(1800)
+    # Symptoms of another entity's failure (exporter.cascade): an entity at a level whose
+    # leading signal (kind errors or latency) moves step by step with another entity's same
+    # signal over the window (first differences correlated at least `symptom_correlation`),
+    # where the other's rise is at least `symptom_rise_ratio` times its own, is a caller
+    # seeing a dependency's failure: held at 0, and says so. 0 turns it off.
+    symptom_correlation: float = 0.9
+    symptom_rise_ratio: float = 1.2
 
 
 @dataclass(frozen=True)
@@ -614,6 +621,12 @@ def _validate_agents(obj: AgentsConfig, path: str, problems: list[str]) -> None:
     if not 0 < obj.decision.sustained_anomaly_threshold <= 1:
         problems.append(f"{path}.decision.sustained_anomaly_threshold: must be in (0, 1] (1: off), got "
                         f"{obj.decision.sustained_anomaly_threshold}")
+    if not 0 <= obj.decision.symptom_correlation <= 1:
+        problems.append(f"{path}.decision.symptom_correlation: must be in [0, 1] (0: off), got "
+                        f"{obj.decision.symptom_correlation}")
+    if not obj.decision.symptom_rise_ratio >= 1:
+        problems.append(f"{path}.decision.symptom_rise_ratio: must be at least 1, got "
+                        f"{obj.decision.symptom_rise_ratio}")
     if not 0 <= obj.decision.fleet_wide_alpha < 1:
         problems.append(f"{path}.decision.fleet_wide_alpha: must be in [0, 1) (0: off), got "
                         f"{obj.decision.fleet_wide_alpha}")

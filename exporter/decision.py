@@ -99,7 +99,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from exporter.config import DecisionConfig
+from exporter.cascade import propagating_signals, symptoms
+from exporter.config import DecisionConfig, SignalConfig
 from exporter.numeric import nan_percentile
 from exporter.results import Consensus, Forecast, TopologyResult
 from exporter.util import format_duration, humanize_seconds
@@ -149,6 +150,8 @@ FLEET_WIDE_RATE = 2.0
 # How an explanation of a level held by a fleet-wide event starts (the backtest report finds
 # held runs by it).
 FLEET_WIDE = "fleet-wide"
+# How a level held as another entity's symptom (exporter.cascade) starts its explanation.
+SYMPTOM = "symptom of"
 _STATE_VERSION = 2
 # A reference sample whose leading signal is not known (learned before leads were kept, or
 # with no signal contributing): it counts against every signal.
@@ -936,7 +939,8 @@ def forecast_within(forecast: Forecast | None, entities: int) -> np.ndarray | No
 def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consensus,
          now: float, topology: TopologyResult | None = None,
          values: np.ndarray | None = None, warning_risk: float = 0.5,
-         critical_risk: float = 0.8, forecast: Forecast | None = None) -> Consensus:
+         critical_risk: float = 0.8, forecast: Forecast | None = None,
+         signals: Sequence[SignalConfig] | None = None) -> Consensus:
     """The consensus with its level gated by `stage` (see DecisionStage.decide), given the
     cycle's topology result (its anomaly score and history; None: none this cycle), its
     window `values` [E, S, T] (None: no counter reset is known) and its `forecast` (read
@@ -956,6 +960,13 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
     enabled (it is among the consensus's agents). An entity with no sample of any signal in
     the window's last NO_DATA_STEPS steps (`exporter.windows.no_recent_samples`) is made
     undecided first: level -1, no risk, action "none", an explanation saying "no data".
+
+    With the analysis' `signals` (their kinds, in the window's order) and the window, an
+    entity left at a level whose leading signal (an `errors` or `latency` one) moves with
+    another entity's same signal, which rose more, is held at 0 as that entity's symptom
+    (`exporter.cascade.symptoms`; `symptom_correlation`, `symptom_rise_ratio`): action
+    "none", no time to failure, an explanation starting "symptom of" naming the other
+    entity, the signal, the correlation and the rise ratio.
     """
     # No data (no sample of any signal in the window's last NO_DATA_STEPS steps: a host down,
     # a target gone): undecided, never ok on its older samples; its risk and level series
@@ -981,6 +992,25 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                      None if topo is None else values,
                      None if topo is None or "forecast" not in consensus.agents
                      else forecast_within(forecast, len(entities)), warning_risk, lead)
+    # A caller's errors and latency that follow another entity's, which rose more: that
+    # entity's failure seen from a caller (exporter.cascade).
+    held = np.zeros(len(entities), dtype=bool)
+    source = np.full(len(entities), -1)
+    corr = ratio = np.full(len(entities), np.nan)
+    if signals is not None and values is not None and len(entities) \
+            and np.ndim(values) == 3 and np.shape(values)[1] == len(signals) \
+            and float(stage.cfg.symptom_correlation) > 0:
+        wide_now = d.fleet_wide if d.fleet_wide is not None \
+            else np.zeros(len(d.level), dtype=bool)
+        at = (d.level >= 1) & ~wide_now
+        if at.any():
+            sym = symptoms(values, at, lead, propagating_signals([x.kind for x in signals]),
+                           float(stage.cfg.symptom_correlation),
+                           float(stage.cfg.symptom_rise_ratio))
+            source, corr, ratio = sym.source, sym.correlation, sym.rise_ratio
+            held = source >= 0
+    if held.any():
+        d = replace(d, level=np.where(held, 0, d.level))
     # The anomaly score reads as risk only once it is calibrated on the history the
     # sustained-anomaly rule asks (a few hours of it cannot tell 1 in 500 from 1 in 50).
     # Producers always give history_seconds (exporter/tda); without it nothing is known of
@@ -995,7 +1025,7 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                              float(stage.cfg.sustained_anomaly_threshold), critical_risk)
     wide = d.fleet_wide if d.fleet_wide is not None else np.zeros(len(d.level), dtype=bool)
     if not d.suppressed.any() and not d.escalated.any() and not d.excused.any() \
-            and not wide.any():
+            and not wide.any() and not held.any():
         return replace(consensus, risk=exported, threshold=d.threshold,
                        consensus_risk=consensus.risk, fleet_wide_entities=d.elevated_now,
                        fleet_wide_needed=d.fleet_wide_needed)
@@ -1033,8 +1063,17 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                     f"independent failures explain ({d.fleet_wide_needed} or more): a shared "
                     "cause (a traffic surge, a deploy wave, a dependency, scrape trouble), not "
                     f"this entity's own failure ({texts[i]})")
+    for i in np.flatnonzero(held):
+        k = int(source[i])
+        actions[i] = "none"
+        name = signals[int(lead[i])].name if signals is not None else "leading signal"
+        texts[i] = (f"{SYMPTOM} {'/'.join(str(v) for v in entities[k])}: its {name} moves "
+                    f"with {'/'.join(str(v) for v in entities[k])}'s step by step (r = "
+                    f"{corr[i]:.2f} over the window), which rose {ratio[i]:.1f}x as much: "
+                    f"that entity's failure seen from a caller, not this one's own "
+                    f"({texts[i]})")
     return replace(consensus, risk=exported, level=d.level, action=tuple(actions),
-                   time_to_failure=np.where(d.suppressed | wide, np.nan,
+                   time_to_failure=np.where(d.suppressed | wide | held, np.nan,
                                             consensus.time_to_failure),
                    explanation=tuple(texts), threshold=d.threshold,
                    consensus_risk=consensus.risk, fleet_wide_entities=d.elevated_now,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from exporter import stacking
-from exporter.config import AnalysisConfig, Config
+from exporter.config import AnalysisConfig, Config, SignalConfig
 from exporter.exposition import render
 from exporter.heap import release_free_heap
 from exporter.results import AnalysisResult, Consensus, Forecast, TopologyResult, Votes
@@ -640,7 +640,8 @@ class Pipeline:
                              cycle.topology, cycle.window.values,
                              warning_risk=self.cfg.agents.consensus.warning_risk,
                              critical_risk=self.cfg.agents.consensus.critical_risk,
-                             forecast=cycle.forecast)
+                             forecast=cycle.forecast, signals=_in_window_order(
+                                 rt.cfg.signals, cycle.window.signals))
         return consensus
 
     def _new_decision(self, rt: _AnalysisRuntime) -> Any:
@@ -942,3 +943,13 @@ class _CyclesAgent:
 
     def assess(self, inp: AgentInput) -> Votes:
         return self.agent.assess_cycles(inp, self.bounds)  # type: ignore[no-any-return]
+
+
+def _in_window_order(signals: Sequence[SignalConfig],
+                     names: Sequence[str]) -> list[SignalConfig] | None:
+    """The analysis' signal configs in the window's signal order (None where a window
+    signal has no config: the decision stage then reads no signal kinds)."""
+    by_name = {s.name: s for s in signals}
+    if any(n not in by_name for n in names):
+        return None
+    return [by_name[n] for n in names]
