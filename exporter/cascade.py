@@ -94,24 +94,52 @@ def symptoms(values: np.ndarray, candidates: np.ndarray, lead: np.ndarray,
     known = (ld >= 0) & (ld < s)
     rows = np.flatnonzero(cand & known)
     rows = rows[prop[ld[rows]]]
-    rises: dict[int, np.ndarray] = {}
-    diffs: dict[int, np.ndarray] = {}
+    per_signal: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for i in rows:
         j = int(ld[i])
-        if j not in rises:
-            rises[j] = relative_rise(v[:, j, :])
-            diffs[j] = np.diff(v[:, j, :], axis=1)
-        rise, d = rises[j], diffs[j]
-        if not (np.isfinite(rise[i]) and rise[i] > 0):
+        own = float(relative_rise(v[i, j, :]))
+        if not (np.isfinite(own) and own > 0):
             continue
-        r = _correlation(d[i], d)
+        if j not in per_signal:
+            d = np.diff(v[:, j, :], axis=1)
+            per_signal[j] = (d, *_standardized(d))
+        d, z, full = per_signal[j]
+        r = np.full(e, np.nan)
+        if full[i]:
+            # Rows without a gap: one matrix-vector product; the others pair by pair.
+            with np.errstate(invalid="ignore"):
+                r[full] = z[full] @ z[i] / z.shape[1]
+            r[~full] = _correlation(d[i], d[~full])
+        else:
+            r = _correlation(d[i], d)
         r[i] = np.nan
         with np.errstate(invalid="ignore"):
-            ok = (r >= min_correlation) & (rise >= min_rise_ratio * rise[i])
+            near = np.flatnonzero(r >= min_correlation)
+        if not len(near):
+            continue
+        rise = relative_rise(v[near, j, :])
+        with np.errstate(invalid="ignore"):
+            ok = rise >= min_rise_ratio * own
         if ok.any():
-            k = int(np.flatnonzero(ok)[np.argmax(rise[ok])])
-            source[i], corr[i], ratio[i] = k, r[k], rise[k] / rise[i]
+            best = int(np.argmax(np.where(ok, rise, -np.inf)))
+            k = int(near[best])
+            source[i], corr[i], ratio[i] = k, r[k], rise[best] / own
     return Symptoms(source, corr, ratio)
+
+
+def _standardized(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(z [E, N], full [E]): each gap-free row of `d` [E, N] centred and scaled to unit
+    population variance (NaN where constant), and which rows are gap-free; Pearson's r of
+    two such rows is their mean product."""
+    full = np.isfinite(d).all(axis=1)
+    z = np.full(d.shape, np.nan)
+    if d.shape[1] >= MIN_PAIRS and full.any():
+        x = d[full]
+        x = x - x.mean(axis=1, keepdims=True)
+        sd = np.sqrt((x * x).mean(axis=1, keepdims=True))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z[full] = np.where(sd > 0, x / sd, np.nan)
+    return z, full & (d.shape[1] >= MIN_PAIRS)
 
 
 def _correlation(x: np.ndarray, ys: np.ndarray) -> np.ndarray:
