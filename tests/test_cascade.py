@@ -9,7 +9,7 @@ from exporter.cascade import propagating_signals, relative_rise, symptoms
 from exporter.config import ConfigError, DecisionConfig, SignalConfig, parse_config
 from exporter.decision import SYMPTOM, DecisionStage, gate
 from exporter.results import Consensus
-from tests.test_decision import H, STEP, _level
+from tests.test_decision import STEP, H, _level
 
 T = 120  # a 2 h window at 1 m
 
