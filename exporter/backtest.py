@@ -40,7 +40,7 @@ from exporter.config import (
     unprojectable_resources,
 )
 from exporter.consensus import NOT_BACKED
-from exporter.decision import FLEET_WIDE, RESTART_EXCUSE
+from exporter.decision import FLEET_WIDE, RESTART_EXCUSE, SYMPTOM
 from exporter.source import Fetch, SourceError
 from exporter.windows import EntityKey, Window
 
@@ -458,7 +458,7 @@ class _Recorder:
             for j, i in enumerate(np.flatnonzero(ok)):
                 text = c.explanation[i]
                 row = int(r[j])
-                if text.startswith(("usual for this entity", FLEET_WIDE)) \
+                if text.startswith(("usual for this entity", FLEET_WIDE, SYMPTOM)) \
                         or RESTART_EXCUSE in text:
                     self.held[row, k] = True
                     self.fleet_wide[row, k] = text.startswith(FLEET_WIDE)
