@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +125,111 @@ def test_report_time_to_failure_names_the_agents_that_projected_it():
     assert _ttf(5400.0, ["capacity", "network"]) == (
         "1h30m (projected by capacity, network; the failure probabilities are the learned "
         "model's own)")
+
+
+@pytest.fixture(scope="module")
+def leaking_host() -> dict:
+    """The entity view model of the demo's leaking host, with three points of history."""
+    from exporter.console.history import History
+    from exporter.console.live import Live
+    from exporter.console.routes import Console
+
+    cfg, snaps = demo_snapshots()
+    history = History(86400, 60)
+    for snap in snaps:
+        history.record(snap.created, snap.results)
+    r = snaps[-1].results[0]
+    console = Console(Live(lambda: snaps[-1], history), history, cfg)
+    return console._detail(r, r.entities.index(("host-03:9100",)))
+
+
+def _charts(page: str) -> list[str]:
+    return re.findall(r"<svg .*?</svg>", page)
+
+
+def _texts(chart: str, cls: str) -> list[str]:
+    return re.findall(rf'<text class="{cls}"[^>]*>([^<]*)</text>', chart)
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M")
+
+
+def test_report_charts_have_utc_clock_ticks_y_ticks_and_the_signals_unit(leaking_host):
+    """As the console's entity charts: a time axis ticked at round clock times, y ticks and
+    the unit the API knows; a static file has no browser zone, so the times are UTC, said
+    on every time axis and next to the times written out."""
+    from exporter.console.report import html_report, markdown
+
+    d = leaking_host
+    page = html_report(d, now=1_800_000_200.0)
+    assert "Every time in this file is UTC" in page
+    history, *signals = _charts(page)
+    assert len(signals) == len(d["signals"])
+    assert _texts(history, "axis-name y") == ["risk, anomaly score (0–1)"]
+    assert _texts(history, "tick y") == ["0", "0.5", "1.0"]
+    assert _texts(history, "axis-name x") == ["time (UTC)"]
+    assert "3 points from 2027-01-15 08:00 to 2027-01-15 08:02 UTC." in page
+    start, step = d["window"]["start"], d["window"]["step"]
+    for chart, signal in zip(signals, d["signals"], strict=True):
+        end = start + (len(signal["values"]) - 1) * step  # a 2 h window: 30-minute ticks
+        want = [_utc(t) for t in range(math.ceil(start / 1800) * 1800, int(end) + 1, 1800)]
+        assert 3 <= len(want) <= 6 and _texts(chart, "tick x") == want, signal["name"]
+        assert _texts(chart, "tick day") == []  # one day: no dates
+        assert _texts(chart, "axis-name x") == ["time (UTC)"]
+        assert len(_texts(chart, "tick y")) >= 2
+        unit = {"latency_seconds": ["seconds"], "error_ratio": ["ratio"]}.get(signal["name"], [])
+        assert unit == ([signal["unit"]] if signal["unit"] else []), signal["name"]
+        assert _texts(chart, "axis-name y") == unit, signal["name"]
+    assert "<figcaption>latency_seconds (seconds) (band: own baseline" in page
+    assert "<figcaption>memory (band: own baseline" in page
+    text = markdown(d, now=1_800_000_200.0)
+    assert re.search(r"^- latency_seconds: last \d+\.\d{4} seconds,", text, re.M)
+    assert re.search(r"^- memory: last \d+\.\d{4},", text, re.M)
+    assert "\n3 points from 2027-01-15 08:00 to 2027-01-15 08:02 UTC; risk " in text
+
+
+def test_report_time_axis_dates_a_span_across_midnight_and_names_a_simulated_clock(
+        leaking_host):
+    from exporter.console.report import html_report
+
+    t0 = 1_800_000_000.0 - 12 * 3600  # 2027-01-14 20:00 UTC, 12 h to 08:00 the next day
+    times = [t0 + 600 * k for k in range(73)]
+    d = {**leaking_host, "clock": {"simulated": True, "speed": 60},
+         "history": {**leaking_host["history"], "times": times, "risk": [0.2] * 73,
+                     "anomaly": [0.1] * 73}}
+    history = _charts(html_report(d, now=1_800_000_200.0))[0]
+    assert _texts(history, "tick x") == ["21:00", "00:00", "03:00", "06:00"]
+    assert _texts(history, "tick day") == ["2027-01-14", "2027-01-15"]  # first, new day
+    assert _texts(history, "axis-name x") == ["simulated time (UTC)"]
+
+
+def test_report_is_the_same_in_any_machine_time_zone(leaking_host):
+    """UTC by construction: the same bytes under TZ=Asia/Kathmandu (UTC+5:45)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from exporter.console.report import html_report, markdown
+
+    code = ("import json, sys; from exporter.console.report import html_report, markdown; "
+            "d = json.load(sys.stdin); print(json.dumps([html_report(d, 1.8e9), "
+            "markdown(d, 1.8e9)]))")
+    out = subprocess.run([sys.executable, "-c", code], input=json.dumps(leaking_host),
+                         capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1],  # this checkout's exporter
+                         env={**os.environ, "TZ": "Asia/Kathmandu"}).stdout
+    assert json.loads(out) == [html_report(leaking_host, 1.8e9), markdown(leaking_host, 1.8e9)]
+
+
+def test_nice_ticks_are_round_values_with_k_m_g():
+    from exporter.console.report import clock_ticks, nice_ticks
+
+    assert nice_ticks(0, 1) == [(0.0, "0"), (0.5, "0.5"), (1.0, "1.0")]
+    assert [x for _, x in nice_ticks(0, 2.4e7)] == ["0", "10M", "20M"]
+    assert [x for _, x in nice_ticks(0, 7.9e9)] == ["0", "2G", "4G", "6G"]
+    assert [x for _, x in nice_ticks(0, 0.013)] == ["0", "0.005", "0.010"]
+    # 2 h in at most 5 ticks: every 30 minutes, on the half hour.
+    assert clock_ticks(1_800_000_100.0, 1_800_007_300.0, 5) == [
+        1_800_001_800.0 + 1800 * k for k in range(4)]
