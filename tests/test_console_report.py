@@ -79,6 +79,7 @@ def test_backtest_report_html_and_markdown(backtest_run, tmp_path):  # noqa: F81
     assert "<th>precision</th>" in page and "<script" not in page
     assert page.count("<tr>") >= len(alerts)  # every alert row (+ header) plus the summary
     assert page.count("<svg") >= 1 and "Risk (blue)" in page  # --no-plots: SVG from scores.csv
+    assert "time (UTC)" in page and "risk, anomaly score (0–1)" in page
     assert main(["report", f"--backtest-dir={out}", f"--output={tmp_path / 'b.md'}"]) == 0
     text = (tmp_path / "b.md").read_text()
     assert text.startswith("# AURA backtest") and "## Alerts" in text
@@ -107,6 +108,19 @@ def test_backtest_report_inlines_plots_and_rejects_other_dirs(tmp_path, capsys):
     empty.mkdir()
     assert main(["report", f"--backtest-dir={empty}", f"--output={tmp_path / 'e.html'}"]) == 1
     assert "has no alerts.csv" in capsys.readouterr().err
+
+
+def test_backtest_report_charts_keep_the_rows_around_an_unreadable_timestamp(tmp_path):
+    (tmp_path / "alerts.csv").write_text("alertname,severity,instance,start,end,top_signal,"
+                                         "agents,action\nAuraFailureRisk,warning,a,1,,cpu,"
+                                         "forecast,scale_up\n")
+    (tmp_path / "scores.csv").write_text(
+        "timestamp,instance,risk,level,anomaly_score\n1700000000,a,0.2,0,0.5\n"
+        "yesterday,a,0.3,0,0.6\n2023-11-14T22:23:20Z,a,0.9,1,0.99\n")
+    assert main(["report", f"--backtest-dir={tmp_path}", f"--output={tmp_path / 'o.html'}"]) == 0
+    page = (tmp_path / "o.html").read_text()
+    assert "Left out of the charts: 1 row(s) of scores.csv with an unreadable timestamp" in page
+    assert "time (UTC)" in page and page.count("<svg") == 1
 
 
 @pytest.mark.parametrize("argv", [["--entity=instance=a"], ["--url=http://x", "--backtest-dir=."]])

@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from exporter.console.errors import ReportError
+from exporter.util import parse_time
 
 MAX_ALERT_ROWS = 500
 MAX_CHARTS = 12
@@ -111,25 +112,35 @@ def _risk_charts(directory: Path, header: list[str], alerts: list[dict[str, str]
     labels = header[header.index("severity") + 1: header.index("start")]
     alerted = list(dict.fromkeys(tuple(a[k] for k in labels) for a in alerts
                                  if a["alertname"].startswith("Aura")))[:MAX_CHARTS]
-    series: dict[tuple[str, ...], list[tuple[float | None, float | None]]] = defaultdict(list)
+    series: dict[tuple[str, ...], list[tuple[float, float | None, float | None]]] = \
+        defaultdict(list)
     want = set(alerted)
 
     def num(x: str) -> float | None:
         return float(x) if x else None
 
+    unreadable = 0
     for row in _read_csv(scores)[1]:
         key = tuple(row[k] for k in labels)
         if key in want:
-            series[key].append((num(row["risk"]), num(row["anomaly_score"])))
+            try:
+                t = parse_time(row.get("timestamp") or "")
+            except ValueError:
+                unreadable += 1  # said under the charts; the other rows still draw
+                continue
+            series[key].append((t, num(row["risk"]), num(row["anomaly_score"])))
     figures = []
     for key in alerted:
         pts = series.get(key, [])
-        chart = _spark([([r for r, _ in pts], "#2f6fdb"), ([a for _, a in pts], "#b86e00")],
-                       lo=0, hi=1)
+        chart = _spark([([r for _, r, _ in pts], "#2f6fdb"), ([a for _, _, a in pts], "#b86e00")],
+                       lo=0, hi=1, times=[t for t, _, _ in pts], x_label="time (UTC)",
+                       y_label="risk, anomaly score (0–1)")
         figures.append(f"<figure><figcaption>{html.escape('/'.join(key))}</figcaption>"
                        f"{chart}</figure>")
+    note = (f"<p>Left out of the charts: {unreadable} row(s) of scores.csv with an "
+            "unreadable timestamp.</p>") if unreadable else ""
     return ("<h2>Risk (blue) and anomaly score (orange) of each alerted entity</h2>"
-            + "".join(figures)) if figures else ""
+            + "".join(figures) + note) if figures else ""
 
 
 def render(directory: Path, fmt: str) -> str:
