@@ -52,20 +52,26 @@ class Symptoms:
 
 
 def relative_rise(window: np.ndarray) -> np.ndarray:
-    """[...] how far each series of `window` [..., T] (NaN = missing) rose over its window:
-    (the mean of its newest max(3, T/8) values - the median of its older half) / (|that
-    median| + the older half's standard deviation), a unitless ratio (NaN where either part
-    has no value; 0/0 reads NaN, x/0 as x/1e-12)."""
+    """[...] how far each series of `window` [..., T] (NaN = missing) rose above its calm
+    level: (the mean of its newest max(3, T/8) values - the median of its calmest quarter,
+    the values at or below its 25th percentile) / (|that median| + the calmest quarter's
+    standard deviation), a unitless ratio (NaN where fewer than 4 values are known; x/0
+    reads as x/1e-12). The calm quarter, not the older half, is the base: an outage that
+    has filled half the window must still be measured from before it, or a caller passing
+    on a share of its dependency's errors rises as much as the dependency in relative
+    terms."""
     w = np.asarray(window, dtype=np.float64)
     t = w.shape[-1]
-    half = max(1, t // 2)
-    older, newest = w[..., :half], w[..., t - max(3, t // 8):]
+    newest = w[..., t - max(3, t // 8):]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN series: NaN, said above
-        base = np.nanmedian(older, axis=-1)
-        spread = np.nanstd(older, axis=-1)
+        q25 = np.nanpercentile(w, 25, axis=-1, keepdims=True)
+        calm = np.where(w <= q25, w, np.nan)
+        base = np.nanmedian(calm, axis=-1)
+        spread = np.nanstd(calm, axis=-1)
         now = np.nanmean(newest, axis=-1)
-    return (now - base) / (np.abs(base) + spread + 1e-12)
+    rise = (now - base) / (np.abs(base) + spread + 1e-12)
+    return np.where(np.isfinite(w).sum(axis=-1) >= 4, rise, np.nan)
 
 
 def symptoms(values: np.ndarray, candidates: np.ndarray, lead: np.ndarray,

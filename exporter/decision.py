@@ -99,7 +99,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from exporter.cascade import propagating_signals, symptoms
+from exporter.cascade import Symptoms, propagating_signals, symptoms
 from exporter.config import DecisionConfig, SignalConfig
 from exporter.numeric import nan_percentile
 from exporter.results import Consensus, Forecast, TopologyResult
@@ -189,6 +189,9 @@ class Decision:
         many make a fleet-wide event (0: the rule is off or the analysis too small).
     own_span: [E] seconds of the entity's own risk history the reference holds (0 where
         none, and everywhere while the stage is disabled; the span an explanation names).
+    symptoms: which entities at a level were held at 0 as another entity's symptom
+        (`exporter.cascade.symptoms`: `source` >= 0), before the fleet-wide count, which
+        they leave out; None where the rule did not run.
     """
 
     level: np.ndarray
@@ -204,6 +207,7 @@ class Decision:
     elevated_now: int = 0
     fleet_wide_needed: int = 0
     own_span: np.ndarray | None = None
+    symptoms: Symptoms | None = None
 
 
 def threshold_quantile(alert_budget: float, sample_every: float) -> float:
@@ -302,7 +306,9 @@ class DecisionStage:
                values: np.ndarray | None = None,
                forecast: np.ndarray | None = None,
                forecast_bar: float = CORROBORATE_FORECAST,
-               lead: np.ndarray | None = None) -> Decision:
+               lead: np.ndarray | None = None,
+               window: np.ndarray | None = None,
+               propagating: np.ndarray | None = None) -> Decision:
         """Gate `level` [E] by how rare `risk` [E] (0..1, NaN = undecided) is; raise level 0
         to 1 where the calibrated `anomaly` score [E] (0..1, NaN unknown; None: no topology
         this cycle) has stayed extreme (see the module docstring), given the seconds of
@@ -322,6 +328,14 @@ class DecisionStage:
         whatever led it (measured: benchmarks/README.md, "References by leading signal").
         It is learned with the risk.
 
+        With the cycle's window `window` [E, S, T] and which of its signals carry a
+        dependency's failure to its callers `propagating` [S] bool (kinds `errors`,
+        `latency`), an entity at a level whose leading signal follows another entity's,
+        which rose more (`exporter.cascade.symptoms`, `symptom_correlation`,
+        `symptom_rise_ratio`), is held at 0 as that entity's symptom, and is left out of
+        the fleet-wide count: a database and the two services calling it are one failure,
+        not a fleet-wide event that would hold the database too.
+
         Raises DecisionError when the arrays do not match `entities`.
         """
         risk = np.asarray(risk, dtype=np.float64)
@@ -333,8 +347,13 @@ class DecisionStage:
                           ("lead", lead)):
             if arr is not None and np.shape(arr) != (e,):
                 raise DecisionError(f"{name} {np.shape(arr)} for {e} entities")
-        if values is not None and (np.ndim(values) != 3 or np.shape(values)[0] != e):
-            raise DecisionError(f"window values {np.shape(values)} for {e} entities")
+        for name, win in (("window values", values), ("symptom window", window)):
+            if win is not None and (np.ndim(win) != 3 or np.shape(win)[0] != e):
+                raise DecisionError(f"{name} {np.shape(win)} for {e} entities")
+        if window is not None and propagating is not None \
+                and np.shape(propagating) != (np.shape(window)[1],):
+            raise DecisionError(f"propagating {np.shape(propagating)} for a window of "
+                                f"{np.shape(window)[1]} signals")
         rows = self._rows(entities, now)
         threshold = np.full(e, np.nan)
         own_n = np.zeros(e, dtype=np.int64)
@@ -386,14 +405,22 @@ class DecisionStage:
                                                     forecast, forecast_bar)
         escalated &= gated == 0
         lit = (gated >= 1) | escalated
+        sym = None
+        if window is not None and propagating is not None and lit.any() \
+                and float(self.cfg.symptom_correlation) > 0:
+            sym = symptoms(window, lit, np.full(e, -1) if lead is None else np.asarray(lead),
+                           propagating, float(self.cfg.symptom_correlation),
+                           float(self.cfg.symptom_rise_ratio))
+        symptom = np.zeros(e, dtype=bool) if sym is None else sym.source >= 0
+        lit &= ~symptom
         wide, count, needed = self._fleet_wide(rows, lit, now)
-        escalated &= ~wide
+        escalated &= ~wide & ~symptom
         self.raised_[rows[escalated]] = since[escalated]
         gated = np.where(escalated, 1, gated)
-        gated = np.where(wide, 0, gated)
+        gated = np.where(wide | symptom, 0, gated)
         self._learn(rows, risk, now, lead)
         return Decision(gated, threshold, own_n, usual, bound, phase_high, escalated, since,
-                        excused & (gated == 0) & ~wide, wide, count, needed, span)
+                        excused & (gated == 0) & ~wide, wide, count, needed, span, sym)
 
     def exclude(self, spans: Iterable[tuple[EntityKey, float, float | None]]) -> None:
         """Leave (entity, start, end) spans out of the reference (recorded incidents).
@@ -986,31 +1013,19 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
             explanation=tuple(texts))
     topo = topology if topology is not None and "topology" in consensus.agents else None
     lead = lead_signal(consensus.contribution, len(entities))
+    # The window and which of its signals carry a dependency's failure, for the symptom rule.
+    window = values if values is not None and signals is not None and np.ndim(values) == 3 \
+        and np.shape(values)[1] == len(signals) else None
     d = stage.decide(entities, consensus.risk, consensus.level, now,
                      None if topo is None else topo.sustained(),
                      None if topo is None else topo.history_seconds,
                      None if topo is None else values,
                      None if topo is None or "forecast" not in consensus.agents
-                     else forecast_within(forecast, len(entities)), warning_risk, lead)
-    # A caller's errors and latency that follow another entity's, which rose more: that
-    # entity's failure seen from a caller (exporter.cascade).
-    held = np.zeros(len(entities), dtype=bool)
-    source = np.full(len(entities), -1)
-    corr = ratio = np.full(len(entities), np.nan)
-    if signals is not None and values is not None and len(entities) \
-            and np.ndim(values) == 3 and np.shape(values)[1] == len(signals) \
-            and float(stage.cfg.symptom_correlation) > 0:
-        wide_now = d.fleet_wide if d.fleet_wide is not None \
-            else np.zeros(len(d.level), dtype=bool)
-        at = (d.level >= 1) & ~wide_now
-        if at.any():
-            sym = symptoms(values, at, lead, propagating_signals([x.kind for x in signals]),
-                           float(stage.cfg.symptom_correlation),
-                           float(stage.cfg.symptom_rise_ratio))
-            source, corr, ratio = sym.source, sym.correlation, sym.rise_ratio
-            held = source >= 0
-    if held.any():
-        d = replace(d, level=np.where(held, 0, d.level))
+                     else forecast_within(forecast, len(entities)), warning_risk, lead,
+                     window, None if window is None or signals is None
+                     else propagating_signals([x.kind for x in signals]))
+    held = np.zeros(len(entities), dtype=bool) if d.symptoms is None \
+        else d.symptoms.source >= 0
     # The anomaly score reads as risk only once it is calibrated on the history the
     # sustained-anomaly rule asks (a few hours of it cannot tell 1 in 500 from 1 in 50).
     # Producers always give history_seconds (exporter/tda); without it nothing is known of
@@ -1064,7 +1079,9 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                     "cause (a traffic surge, a deploy wave, a dependency, scrape trouble), not "
                     f"this entity's own failure ({texts[i]})")
     for i in np.flatnonzero(held):
-        k = int(source[i])
+        assert d.symptoms is not None
+        k = int(d.symptoms.source[i])
+        corr, ratio = d.symptoms.correlation, d.symptoms.rise_ratio
         actions[i] = "none"
         name = signals[int(lead[i])].name if signals is not None else "leading signal"
         texts[i] = (f"{SYMPTOM} {'/'.join(str(v) for v in entities[k])}: its {name} moves "

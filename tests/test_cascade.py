@@ -37,7 +37,11 @@ def _fleet_window(seed: int = 1) -> np.ndarray:
 def test_relative_rise_is_the_newest_mean_over_the_older_half() -> None:
     w = np.concatenate([np.full(60, 2.0), np.full(60, 5.0)])
     assert relative_rise(w) == pytest.approx(1.5)  # (5 - 2) / (|2| + 0)
-    assert relative_rise(w[::-1]) == pytest.approx(-0.6)  # (2 - 5) / 5: falling
+    assert relative_rise(w[::-1]) == pytest.approx(0.0)  # falling: now at its calm level
+    # The base is the calm quarter, not the older half: an outage that fills 3/4 of the
+    # window is still measured from before it.
+    outage = np.concatenate([np.full(30, 1.0), np.full(90, 10.0)])
+    assert relative_rise(outage) == pytest.approx(9.0)
     assert np.isnan(relative_rise(np.full(T, np.nan)))
 
 
@@ -95,20 +99,28 @@ def _consensus(level: list[int], lead: int) -> Consensus:
                      explanation=("error_ratio rises",) * n)
 
 
-def test_gate_holds_the_caller_and_names_the_dependency() -> None:
-    signals = [SignalConfig(name="cpu", query="c", kind="resource"),
-               SignalConfig(name="error_ratio", query="e", kind="errors")]
-    n = 20  # a fleet large enough that two entities at a level are no fleet-wide event
+SIGNALS = [SignalConfig(name="cpu", query="c", kind="resource"),
+           SignalConfig(name="error_ratio", query="e", kind="errors")]
+
+
+def _quiet_fleet(n: int) -> tuple[DecisionStage, list, float]:
+    """A decision stage after two quiet days (risk 0.1) of `n` services."""
     stage = DecisionStage(DecisionConfig(), exclude_recent=4 * H)
     entities = [(f"svc-{i}",) for i in range(n)]
     t, quiet = 0.0, np.full(n, 0.1)
     for _ in range(int(2 * 86400 / STEP)):
         stage.decide(entities, quiet, _level(quiet), t)
         t += STEP
+    return stage, entities, t
+
+
+def test_gate_holds_the_caller_and_names_the_dependency() -> None:
+    n = 20  # a fleet large enough that two entities at a level are no fleet-wide event
+    stage, entities, t = _quiet_fleet(n)
     v = np.concatenate([_fleet_window()[:4], np.repeat(_fleet_window()[3:4], n - 4, axis=0)])
     v[4:, 1] += 0.0003 * np.abs(np.random.default_rng(5).standard_normal((n - 4, T)))
     level = [2, 2] + [0] * (n - 2)
-    out = gate(stage, entities, _consensus(level, 1), t, values=v, signals=signals)
+    out = gate(stage, entities, _consensus(level, 1), t, values=v, signals=SIGNALS)
     assert list(out.level[:2]) == [2, 0]
     assert out.explanation[1].startswith(f"{SYMPTOM} svc-0: its error_ratio moves with "
                                          "svc-0's step by step (r = ")
@@ -119,9 +131,27 @@ def test_gate_holds_the_caller_and_names_the_dependency() -> None:
     off = DecisionStage(DecisionConfig(symptom_correlation=0.0), exclude_recent=4 * H)
     off.restore(stage.state())
     assert list(gate(off, entities, _consensus(level, 1), t + STEP, values=v,
-                     signals=signals).level[:2]) == [2, 2]
+                     signals=SIGNALS).level[:2]) == [2, 2]
     assert list(gate(stage, entities, _consensus(level, 1), t + 2 * STEP,
                      values=v).level[:2]) == [2, 2]
+
+
+def test_a_dependency_and_its_callers_are_no_fleet_wide_event() -> None:
+    """In a fleet of 8, a database and the two services calling it reaching a level at once
+    would be 3 of 8, a fleet-wide event that holds the database too: the callers are held
+    as its symptoms first and left out of the count, so the database pages."""
+    n = 8
+    stage, entities, t = _quiet_fleet(n)
+    v = np.concatenate([_fleet_window(), np.repeat(_fleet_window(2)[3:4], n - 5, axis=0)])
+    level = [2, 2, 0, 0, 2] + [0] * (n - 5)
+    plain = DecisionStage(DecisionConfig(symptom_correlation=0.0), exclude_recent=4 * H)
+    plain.restore(stage.state())
+    # Without the symptom rule: three at once is fleet-wide, the database held too.
+    wide = gate(plain, entities, _consensus(level, 1), t, values=v, signals=SIGNALS)
+    assert list(wide.level[[0, 1, 4]]) == [0, 0, 0] and wide.explanation[0].startswith("fleet")
+    out = gate(stage, entities, _consensus(level, 1), t, values=v, signals=SIGNALS)
+    assert list(out.level[[0, 1, 4]]) == [2, 0, 0]
+    assert out.explanation[1].startswith(f"{SYMPTOM} svc-0") and out.fleet_wide_entities == 1
 
 
 def test_symptom_settings_are_validated() -> None:
