@@ -252,6 +252,8 @@ class Scores:
     # The consensus's explanation of each evaluation at a level >= 1 (where an alert on it
     # fires, alerts.csv), keyed (row, evaluation).
     level_text: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+    # [E, N] bool: a level held as another entity's symptom (exporter.cascade).
+    symptom: np.ndarray | None = None
 
     @property
     def suppressed(self) -> int:
@@ -417,6 +419,7 @@ class _Recorder:
         self.unagreed = np.zeros((e, n), dtype=bool)
         self.unagreed_text: dict[tuple[int, int], str] = {}
         self.fleet_wide = np.zeros((e, n), dtype=bool)
+        self.symptom = np.zeros((e, n), dtype=bool)
         self.level_text: dict[tuple[int, int], str] = {}
 
     def add(self, k: int, results: Sequence[Any]) -> None:
@@ -462,6 +465,7 @@ class _Recorder:
                         or RESTART_EXCUSE in text:
                     self.held[row, k] = True
                     self.fleet_wide[row, k] = text.startswith(FLEET_WIDE)
+                    self.symptom[row, k] = text.startswith(SYMPTOM)
                     if k == 0 or not self.held[row, k - 1]:  # texts at run starts only
                         self.held_text[(row, k)] = text
                 elif level[j] == 0 and NOT_BACKED in text:
@@ -492,7 +496,8 @@ class _Recorder:
         return Scores(times, self.entities, self.present, self.risk, self.level, self.anomaly,
                       self.prob, ttf, self.signals, self.agents, tuple(self.actions),
                       self.top, self.support, self.action, self.held, self.held_text,
-                      self.unagreed, self.unagreed_text, self.fleet_wide, self.level_text)
+                      self.unagreed, self.unagreed_text, self.fleet_wide, self.level_text,
+                      self.symptom)
 
 
 def _replace(obj: Any, **changes: Any) -> Any:
@@ -664,22 +669,49 @@ def replayed_model_info(predictor: Any, model_info: dict[str, str],
     return {**model_info, "status": f"abstaining on analysis {analysis.name}: {reason}"}
 
 
-def coverage(scores: Scores) -> dict[str, int]:
+def coverage(scores: Scores) -> dict[str, Any]:
     """How many entity evaluations (an entity with samples at an evaluation) had a risk and
     an anomaly score: `entity_evaluations`, `risk_undecided` (no sample in the window's
     last steps, or fewer agents voted than `consensus.min_voters`: a forecast that abstains
     leaves the others' votes), `anomaly_unknown` (warming up, every signal constant or
-    two-state, or the window mostly missing: no exported score), and the levels held as part
-    of a fleet-wide event (`fleet_wide_held_evaluations`, `..._entities`)."""
+    two-state, or the window mostly missing: no exported score), the levels held as part
+    of a fleet-wide event (`fleet_wide_held_evaluations`, `..._entities`) and as another
+    entity's symptom (`symptom_held_evaluations`, `..._entities`, `symptom_examples`)."""
     present = np.asarray(scores.present, dtype=bool)
     wide = np.zeros_like(present) if scores.fleet_wide is None \
         else np.asarray(scores.fleet_wide, dtype=bool)
+    sym = np.zeros_like(present) if scores.symptom is None \
+        else np.asarray(scores.symptom, dtype=bool)
     return {"entity_evaluations": int(present.sum()),
             "risk_undecided": int((present & ~np.isfinite(scores.risk)).sum()),
             "anomaly_unknown": int((present & ~np.isfinite(scores.anomaly)).sum()),
             # Levels held as part of a fleet-wide event, and how many entities had one.
             "fleet_wide_held_evaluations": int(wide.sum()),
-            "fleet_wide_held_entities": int(wide.any(axis=1).sum())}
+            "fleet_wide_held_entities": int(wide.any(axis=1).sum()),
+            # Levels held as another entity's symptom, and the first explanation of each
+            # entity so held (up to SYMPTOM_EXAMPLES: a caller is no incident, so the
+            # per-incident table never shows it).
+            "symptom_held_evaluations": int(sym.sum()),
+            "symptom_held_entities": int(sym.any(axis=1).sum()),
+            "symptom_examples": _symptom_examples(scores, sym)}
+
+
+# How many held callers report.json and report.md name with their explanation.
+SYMPTOM_EXAMPLES = 5
+
+
+def _symptom_examples(scores: Scores, sym: np.ndarray) -> list[dict[str, Any]]:
+    """Up to SYMPTOM_EXAMPLES entities held as a symptom, most-held first: entity labels
+    (tuple of values), evaluations held, the explanation of the first such evaluation."""
+    out = []
+    counts = sym.sum(axis=1)
+    for row in np.argsort(-counts, kind="stable")[:SYMPTOM_EXAMPLES]:
+        if not counts[row]:
+            break
+        k = int(np.flatnonzero(sym[row])[0])
+        out.append({"entity": list(scores.entities[row]), "evaluations": int(counts[row]),
+                    "first": scores.held_because(int(row), k)})
+    return out
 
 
 def remove_earlier_outputs(out: Path, written: Collection[str]) -> list[str]:

@@ -7,8 +7,11 @@ Definitions (also in benchmarks/README.md and report.md):
 
 * An alert's condition is evaluated at every evaluation time. As in Prometheus, it becomes
   pending at the first true evaluation and fires at the first evaluation where
-  `now - first_true >= for`; it ends at the first evaluation where the condition is false
-  (`end` empty when it is still firing at the last evaluation). An absent value is false.
+  `now - first_true >= for`; it ends at the first evaluation where the condition is false,
+  or, for a rule with `keep_firing_for` (the failure alerts), at the first evaluation at
+  least that long after the condition went false, the condition returning meanwhile
+  continuing the same alert (`end` empty when it is still firing at the last evaluation).
+  An absent value is false.
 * An incident's *match window* is `[start - H, end]`, H = the analysis' largest horizon
   (`end` empty: up to the last evaluation). An alert of the same entity *overlaps* it when
   `alert.start <= window_end` and (`alert.end` empty or `alert.end > window_start`).
@@ -284,6 +287,15 @@ def _coverage_lines(report: dict[str, Any]) -> list[str]:
                      f"than independent failures explain; AuraFleetWideEvent instead): {wide} "
                      f"evaluations of {int(report.get('fleet_wide_held_entities', 0))} "
                      "entities; their explanations start \"fleet-wide\"")
+    sym = int(report.get("symptom_held_evaluations", 0))
+    if sym:
+        lines.append(f"- Levels held as another entity's symptom (a caller whose errors or "
+                     f"latency follow a dependency's, which rose more): {sym} evaluations of "
+                     f"{int(report.get('symptom_held_entities', 0))} entities; the most held:")
+        for x in report.get("symptom_examples") or []:
+            why = textwrap.shorten(str(x.get("first", "")), 400, placeholder=" …")
+            lines.append(f"  - {','.join(str(v) for v in x.get('entity', []))} "
+                         f"({x.get('evaluations', 0)} evaluations): {why}")
     return lines
 
 
@@ -361,7 +373,8 @@ def write_markdown(out_dir: Path, report: dict[str, Any], plots: dict[str, str])
                   "Lead of each system (— not alerted in the match window), AURA's peak "
                   "exported risk (`risk`, aura_risk_score) before the start, how many "
                   "evaluations the decision stage held at level 0 "
-                  "then (a level lowered as usual, or a sustained anomaly a restart excused), "
+                  "then (a level lowered as usual, a sustained anomaly a restart excused, a "
+                  "fleet-wide event, or another entity's symptom), "
                   "and the first explanation of a hold, by that stage or by the consensus (an "
                   "agent's risk at the warning bar that it did not back: no quorum, no agent "
                   "that sees a mechanism): why an alert came late or not at all.", "",

@@ -520,6 +520,44 @@ def test_report_counts_levels_held_as_fleet_wide_events() -> None:
         "entities" in line
 
 
+def test_symptom_holds_are_counted_and_named_in_the_report() -> None:
+    """A caller held as its dependency's symptom is no incident, so the per-incident table
+    never shows why it stayed quiet: the report counts such holds and names the most held
+    entities with their first explanation."""
+    from types import SimpleNamespace
+
+    from exporter.backtest import _Recorder, coverage
+    from exporter.backtest_report import _coverage_lines
+    from exporter.config import AnalysisConfig, Duration, SignalConfig
+    from exporter.decision import SYMPTOM
+
+    an = AnalysisConfig(name="a", entity_labels=("service",), step=Duration(60),
+                        signals=(SignalConfig(name="error_ratio", query="e", kind="errors"),))
+    ents = (("db",), ("orders",), ("payments",))
+    rec = _Recorder(an, ents, 3)
+    held = f"{SYMPTOM} db: its error_ratio moves with db's step by step (r = 0.98 ...)"
+    for k in range(3):
+        texts = ("error_ratio rises", held, held if k else "quiet")
+        rec.add(k, [SimpleNamespace(
+            analysis="a", entities=ents, signals=("error_ratio",), topology=None,
+            forecast=None, consensus=SimpleNamespace(
+                risk=np.array([0.9, 0.9, 0.9]), level=np.array([2, 0, 0]),
+                threshold=np.zeros(3), time_to_failure=np.full(3, np.nan), explanation=texts,
+                contribution=np.ones((3, 1)), agreeing=np.ones((3, 1), dtype=bool),
+                agents=("network",), action=("investigate_dependency", "none", "none")))])
+    counts = coverage(rec.scores(np.arange(3) * 300.0))
+    assert (counts["symptom_held_evaluations"], counts["symptom_held_entities"]) == (5, 2)
+    assert counts["fleet_wide_held_evaluations"] == 0
+    assert [x["entity"] for x in counts["symptom_examples"]] == [["orders"], ["payments"]]
+    assert counts["symptom_examples"][0] == {"entity": ["orders"], "evaluations": 3,
+                                             "first": held}
+    first, *named = _coverage_lines({**counts, "entity_evaluations": 9, "risk_undecided": 0,
+                                     "anomaly_unknown": 0})
+    assert first.startswith("- Levels held as another entity's symptom") \
+        and ": 5 evaluations of 2 entities" in first
+    assert named[0] == f"  - orders (3 evaluations): {held}"
+
+
 def test_false_alerts_per_entity_day_count_the_days_entities_were_observed() -> None:
     """Pods come and go (rollouts, autoscaling): an entity counts the evaluations it was
     present at, not the whole span (which read a churning fleet's false alerts 3-4x low)."""
@@ -734,10 +772,13 @@ def test_report_says_when_the_forecast_abstained_and_what_had_no_score(tmp_path)
         risk = np.array([[np.nan, 0.2, np.nan], [np.nan, np.nan, 0.1]])
         anomaly = np.array([[0.5, 0.6, np.nan], [np.nan, 0.7, 0.8]])
         fleet_wide = None
+        symptom = None
 
     cov = coverage(S())
     assert cov == {"entity_evaluations": 5, "risk_undecided": 3, "anomaly_unknown": 1,
-                   "fleet_wide_held_evaluations": 0, "fleet_wide_held_entities": 0}
+                   "fleet_wide_held_evaluations": 0, "fleet_wide_held_entities": 0,
+                   "symptom_held_evaluations": 0, "symptom_held_entities": 0,
+                   "symptom_examples": []}
     [line] = _coverage_lines(cov)
     assert line.startswith("- Entity evaluations: 5; without a risk")
     assert "no recent samples" in line
