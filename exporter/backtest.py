@@ -466,7 +466,10 @@ class _Recorder:
                     self.held[row, k] = True
                     self.fleet_wide[row, k] = text.startswith(FLEET_WIDE)
                     self.symptom[row, k] = text.startswith(SYMPTOM)
-                    if k == 0 or not self.held[row, k - 1]:  # texts at run starts only
+                    # Texts at run starts only, and where a held run turns into a symptom
+                    # hold (a fleet-wide hold first, then the caller seen as a symptom).
+                    if k == 0 or not self.held[row, k - 1] \
+                            or (self.symptom[row, k] and not self.symptom[row, k - 1]):
                         self.held_text[(row, k)] = text
                 elif level[j] == 0 and NOT_BACKED in text:
                     self.unagreed[row, k] = True

@@ -536,8 +536,10 @@ def test_symptom_holds_are_counted_and_named_in_the_report() -> None:
     ents = (("db",), ("orders",), ("payments",))
     rec = _Recorder(an, ents, 3)
     held = f"{SYMPTOM} db: its error_ratio moves with db's step by step (r = 0.98 ...)"
+    wide = "fleet-wide: 3 of 8 entities reached a level within 30m, ..."
     for k in range(3):
-        texts = ("error_ratio rises", held, held if k else "quiet")
+        # payments: held as fleet-wide first, then as db's symptom (its example names that).
+        texts = ("error_ratio rises", held, held if k == 2 else wide if k else "quiet")
         rec.add(k, [SimpleNamespace(
             analysis="a", entities=ents, signals=("error_ratio",), topology=None,
             forecast=None, consensus=SimpleNamespace(
@@ -546,15 +548,17 @@ def test_symptom_holds_are_counted_and_named_in_the_report() -> None:
                 contribution=np.ones((3, 1)), agreeing=np.ones((3, 1), dtype=bool),
                 agents=("network",), action=("investigate_dependency", "none", "none")))])
     counts = coverage(rec.scores(np.arange(3) * 300.0))
-    assert (counts["symptom_held_evaluations"], counts["symptom_held_entities"]) == (5, 2)
-    assert counts["fleet_wide_held_evaluations"] == 0
-    assert [x["entity"] for x in counts["symptom_examples"]] == [["orders"], ["payments"]]
+    assert (counts["symptom_held_evaluations"], counts["symptom_held_entities"]) == (4, 2)
+    assert counts["fleet_wide_held_evaluations"] == 1
+    assert counts["symptom_examples"][1] == {"entity": ["payments"], "evaluations": 1,
+                                             "first": held}
     assert counts["symptom_examples"][0] == {"entity": ["orders"], "evaluations": 3,
                                              "first": held}
-    first, *named = _coverage_lines({**counts, "entity_evaluations": 9, "risk_undecided": 0,
-                                     "anomaly_unknown": 0})
+    wide_line, first, *named = _coverage_lines({**counts, "entity_evaluations": 9,
+                                                "risk_undecided": 0, "anomaly_unknown": 0})
+    assert wide_line.startswith("- Levels held as fleet-wide events")
     assert first.startswith("- Levels held as another entity's symptom") \
-        and ": 5 evaluations of 2 entities" in first
+        and ": 4 evaluations of 2 entities" in first
     assert named[0] == f"  - orders (3 evaluations): {held}"
 
 
