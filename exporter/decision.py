@@ -332,9 +332,11 @@ class DecisionStage:
         dependency's failure to its callers `propagating` [S] bool (kinds `errors`,
         `latency`), an entity at a level whose leading signal follows another entity's,
         which rose more (`exporter.cascade.symptoms`, `symptom_correlation`,
-        `symptom_rise_ratio`), is held at 0 as that entity's symptom, and is left out of
-        the fleet-wide count: a database and the two services calling it are one failure,
-        not a fleet-wide event that would hold the database too.
+        `symptom_rise_ratio`), is held at 0 as that entity's symptom. Symptoms count
+        towards a fleet-wide event like any level, but the entity they follow, their cause,
+        is not held by one: a database and the two services calling it in a fleet of 8 are
+        one failure, and the database pages. (Leaving the symptoms out of the count instead
+        let the rest of a wide cascade page: measured, benchmarks/README.md.)
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -412,8 +414,14 @@ class DecisionStage:
                            propagating, float(self.cfg.symptom_correlation),
                            float(self.cfg.symptom_rise_ratio))
         symptom = np.zeros(e, dtype=bool) if sym is None else sym.source >= 0
-        lit &= ~symptom
         wide, count, needed = self._fleet_wide(rows, lit, now)
+        # The entity that held callers follow is their shared cause: a fleet-wide hold
+        # that its own callers made up must not silence it (a database and the two services
+        # calling it in a fleet of 8). The callers still count and stay held.
+        if sym is not None and symptom.any():
+            cause = np.zeros(e, dtype=bool)
+            cause[sym.source[symptom]] = True
+            wide &= ~(cause & ~symptom)
         escalated &= ~wide & ~symptom
         self.raised_[rows[escalated]] = since[escalated]
         gated = np.where(escalated, 1, gated)

@@ -136,10 +136,10 @@ def test_gate_holds_the_caller_and_names_the_dependency() -> None:
                      values=v).level[:2]) == [2, 2]
 
 
-def test_a_dependency_and_its_callers_are_no_fleet_wide_event() -> None:
+def test_a_fleet_wide_hold_does_not_silence_the_cause_of_its_callers_symptoms() -> None:
     """In a fleet of 8, a database and the two services calling it reaching a level at once
-    would be 3 of 8, a fleet-wide event that holds the database too: the callers are held
-    as its symptoms first and left out of the count, so the database pages."""
+    are 3 of 8, a fleet-wide event that held the database too: the callers, its symptoms,
+    count and stay held, but the database, their cause, pages."""
     n = 8
     stage, entities, t = _quiet_fleet(n)
     v = np.concatenate([_fleet_window(), np.repeat(_fleet_window(2)[3:4], n - 5, axis=0)])
@@ -151,7 +151,8 @@ def test_a_dependency_and_its_callers_are_no_fleet_wide_event() -> None:
     assert list(wide.level[[0, 1, 4]]) == [0, 0, 0] and wide.explanation[0].startswith("fleet")
     out = gate(stage, entities, _consensus(level, 1), t, values=v, signals=SIGNALS)
     assert list(out.level[[0, 1, 4]]) == [2, 0, 0]
-    assert out.explanation[1].startswith(f"{SYMPTOM} svc-0") and out.fleet_wide_entities == 1
+    assert out.explanation[1].startswith(f"{SYMPTOM} svc-0") and out.fleet_wide_entities == 3
+    assert out.fleet_wide_event and out.explanation[0] == "error_ratio rises"
 
 
 def test_symptom_settings_are_validated() -> None:
