@@ -13,13 +13,15 @@ another entity of the analysis when
 * the first differences of that signal over the window correlate with the other entity's
   same signal at least `min_correlation` (Pearson's r over the steps both have; at least
   MIN_PAIRS of them): the two move together step by step, not just both upwards, and
-* the other entity's relative rise of the signal (`relative_rise`) is at least
-  `min_rise_ratio` times this one's, which rises too: the other is nearer the cause.
+* the other entity's rise of the signal relative to its own calm level (`relative_rise`:
+  from the window's calmest quarter) is at least `min_rise_ratio` times this one's, which
+  rises too: the other is nearer the cause (a caller's own errors and latency are part of
+  its level, so it rises less relative to it).
 
 Independent failures that happen at the same time do not move together step by step, and a
-fleet-wide cause is left to the fleet-wide rule (exporter.decision). The entity the others
-point at keeps its level (it may be a symptom of another in turn; chains end at the
-strongest riser). Measured on six generators' fleets, ASD and the old simulator
+fleet-wide cause is left to the fleet-wide rule (exporter.decision), which does not hold the
+entity that symptoms follow. The entity the others point at keeps its level (it may be a
+symptom of another in turn; chains end at the strongest riser). Measured on six generators' fleets, ASD and the old simulator
 (benchmarks/README.md, "Symptoms of a dependency's failure"); a Granger-style lead-lag test
 in the spirit of the microservice root-cause literature (e.g. Chen et al., "CauseInfer",
 INFOCOM 2014), reduced to what one window shows.
