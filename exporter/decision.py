@@ -189,9 +189,9 @@ class Decision:
         many make a fleet-wide event (0: the rule is off or the analysis too small).
     own_span: [E] seconds of the entity's own risk history the reference holds (0 where
         none, and everywhere while the stage is disabled; the span an explanation names).
-    symptoms: which entities at a level were held at 0 as another entity's symptom
-        (`exporter.cascade.symptoms`: `source` >= 0), before the fleet-wide count, which
-        they leave out; None where the rule did not run.
+    symptoms: which entities at a level, not held by a fleet-wide event, were held at 0
+        as another entity's symptom (`exporter.cascade.symptoms`: `source` >= 0); None
+        where the rule did not run.
     """
 
     level: np.ndarray
@@ -332,11 +332,9 @@ class DecisionStage:
         dependency's failure to its callers `propagating` [S] bool (kinds `errors`,
         `latency`), an entity at a level whose leading signal follows another entity's,
         which rose more (`exporter.cascade.symptoms`, `symptom_correlation`,
-        `symptom_rise_ratio`), is held at 0 as that entity's symptom. Symptoms count
-        towards a fleet-wide event like any level, but the entity they follow, their cause,
-        is not held by one: a database and the two services calling it in a fleet of 8 are
-        one failure, and the database pages. (Leaving the symptoms out of the count instead
-        let the rest of a wide cascade page: measured, benchmarks/README.md.)
+        `symptom_rise_ratio`), is held at 0 as that entity's symptom; the rule reads the
+        entities a fleet-wide event does not hold (a database and its two callers that make
+        one in a small fleet are held together, and AuraFleetWideEvent fires instead).
 
         Raises DecisionError when the arrays do not match `entities`.
         """
@@ -407,22 +405,20 @@ class DecisionStage:
                                                     forecast, forecast_bar)
         escalated &= gated == 0
         lit = (gated >= 1) | escalated
+        wide, count, needed = self._fleet_wide(rows, lit, now)
+        escalated &= ~wide
+        # Symptoms, among the entities a fleet-wide event does not hold (symptoms that leave
+        # its count let the rest of a wide cascade page; a cause that a hold spares pages
+        # for a shared event too: both measured, benchmarks/README.md).
         sym = None
-        if window is not None and propagating is not None and lit.any() \
+        if window is not None and propagating is not None and (lit & ~wide).any() \
                 and float(self.cfg.symptom_correlation) > 0:
-            sym = symptoms(window, lit, np.full(e, -1) if lead is None else np.asarray(lead),
-                           propagating, float(self.cfg.symptom_correlation),
+            sym = symptoms(window, lit & ~wide,
+                           np.full(e, -1) if lead is None else np.asarray(lead), propagating,
+                           float(self.cfg.symptom_correlation),
                            float(self.cfg.symptom_rise_ratio))
         symptom = np.zeros(e, dtype=bool) if sym is None else sym.source >= 0
-        wide, count, needed = self._fleet_wide(rows, lit, now)
-        # The entity that held callers follow is their shared cause: a fleet-wide hold
-        # that its own callers made up must not silence it (a database and the two services
-        # calling it in a fleet of 8). The callers still count and stay held.
-        if sym is not None and symptom.any():
-            cause = np.zeros(e, dtype=bool)
-            cause[sym.source[symptom]] = True
-            wide &= ~(cause & ~symptom)
-        escalated &= ~wide & ~symptom
+        escalated &= ~symptom
         self.raised_[rows[escalated]] = since[escalated]
         gated = np.where(escalated, 1, gated)
         gated = np.where(wide | symptom, 0, gated)

@@ -136,23 +136,24 @@ def test_gate_holds_the_caller_and_names_the_dependency() -> None:
                      values=v).level[:2]) == [2, 2]
 
 
-def test_a_fleet_wide_hold_does_not_silence_the_cause_of_its_callers_symptoms() -> None:
+def test_a_dependency_and_its_callers_that_make_a_fleet_wide_event_are_held_together() -> None:
     """In a fleet of 8, a database and the two services calling it reaching a level at once
-    are 3 of 8, a fleet-wide event that held the database too: the callers, its symptoms,
-    count and stay held, but the database, their cause, pages."""
+    are 3 of 8: a fleet-wide event holds all three (AuraFleetWideEvent fires instead); the
+    symptom rule reads only the entities it does not hold. In a fleet of 20 the same three
+    are no fleet-wide event: the callers are held as the database's symptoms, it pages."""
     n = 8
     stage, entities, t = _quiet_fleet(n)
     v = np.concatenate([_fleet_window(), np.repeat(_fleet_window(2)[3:4], n - 5, axis=0)])
     level = [2, 2, 0, 0, 2] + [0] * (n - 5)
-    plain = DecisionStage(DecisionConfig(symptom_correlation=0.0), exclude_recent=4 * H)
-    plain.restore(stage.state())
-    # Without the symptom rule: three at once is fleet-wide, the database held too.
-    wide = gate(plain, entities, _consensus(level, 1), t, values=v, signals=SIGNALS)
-    assert list(wide.level[[0, 1, 4]]) == [0, 0, 0] and wide.explanation[0].startswith("fleet")
     out = gate(stage, entities, _consensus(level, 1), t, values=v, signals=SIGNALS)
-    assert list(out.level[[0, 1, 4]]) == [2, 0, 0]
-    assert out.explanation[1].startswith(f"{SYMPTOM} svc-0") and out.fleet_wide_entities == 3
-    assert out.fleet_wide_event and out.explanation[0] == "error_ratio rises"
+    assert list(out.level[[0, 1, 4]]) == [0, 0, 0] and out.fleet_wide_event
+    assert all(out.explanation[i].startswith("fleet-wide") for i in (0, 1, 4))
+    n = 20
+    stage, entities, t = _quiet_fleet(n)
+    v = np.concatenate([_fleet_window(), np.repeat(_fleet_window(2)[3:4], n - 5, axis=0)])
+    out = gate(stage, entities, _consensus(level + [0] * 12, 1), t, values=v, signals=SIGNALS)
+    assert list(out.level[[0, 1, 4]]) == [2, 0, 0] and not out.fleet_wide_event
+    assert out.explanation[1].startswith(f"{SYMPTOM} svc-0")
 
 
 def test_symptom_settings_are_validated() -> None:
