@@ -152,6 +152,8 @@ FLEET_WIDE_RATE = 2.0
 FLEET_WIDE = "fleet-wide"
 # How a level held as another entity's symptom (exporter.cascade) starts its explanation.
 SYMPTOM = "symptom of"
+# How many of the entities held as its symptoms an alerting entity's explanation names.
+FOLLOWERS_NAMED = 5
 _STATE_VERSION = 2
 # A reference sample whose leading signal is not known (learned before leads were kept, or
 # with no signal contributing): it counts against every signal.
@@ -1093,6 +1095,18 @@ def gate(stage: DecisionStage, entities: Sequence[EntityKey], consensus: Consens
                     f"{corr[i]:.2f} over the window), which rose {ratio[i]:.1f}x as much: "
                     f"that entity's failure seen from a caller, not this one's own "
                     f"({texts[i]})")
+    # The entity they follow says so: its alert is the one page for the whole group.
+    followers: dict[int, list[int]] = {}
+    for i in np.flatnonzero(held):
+        assert d.symptoms is not None
+        followers.setdefault(int(d.symptoms.source[i]), []).append(int(i))
+    for k, rows in followers.items():
+        if d.level[k] >= 1:
+            names = ", ".join("/".join(str(v) for v in entities[i]) for i in rows[:FOLLOWERS_NAMED])
+            more = f" and {len(rows) - FOLLOWERS_NAMED} more" if len(rows) > FOLLOWERS_NAMED else ""
+            texts[k] = (f"{texts[k]}; {len(rows)} "
+                        f"{'entity follows' if len(rows) == 1 else 'entities follow'} it, held "
+                        f"as its symptoms: {names}{more}")
     return replace(consensus, risk=exported, level=d.level, action=tuple(actions),
                    time_to_failure=np.where(d.suppressed | wide | held, np.nan,
                                             consensus.time_to_failure),

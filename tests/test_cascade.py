@@ -125,6 +125,9 @@ def test_gate_holds_the_caller_and_names_the_dependency() -> None:
     assert out.explanation[1].startswith(f"{SYMPTOM} svc-0: its error_ratio moves with "
                                          "svc-0's step by step (r = ")
     assert "error_ratio rises" in out.explanation[1]
+    # The database's own explanation names the caller that follows it.
+    assert out.explanation[0] == ("error_ratio rises; 1 entity follows it, held as its "
+                                  "symptoms: svc-1")
     assert out.action[1] == "none" and np.isnan(out.time_to_failure[1])
     assert out.risk[1] < 0.5 and out.consensus_risk[1] == pytest.approx(0.9)
     # Off at symptom_correlation 0, and without the signals' kinds.
