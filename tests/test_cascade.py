@@ -45,6 +45,31 @@ def test_relative_rise_is_the_newest_mean_over_the_older_half() -> None:
     assert np.isnan(relative_rise(np.full(T, np.nan)))
 
 
+def test_pearson_paths_agree_with_numpy_corrcoef() -> None:
+    """Both of the module's Pearson paths (gap-free rows by one matrix-vector product, rows
+    with gaps pair by pair) give numpy.corrcoef's r over the steps both series have."""
+    from exporter.cascade import MIN_PAIRS, _correlation, _standardized
+
+    rng = np.random.default_rng(3)
+    d = rng.standard_normal((40, 60))
+    d[5:10] += 2.0 * d[0]  # correlated with row 0
+    d[12, [3, 17, 40]] = np.nan  # gaps
+    d[13, :55] = np.nan  # fewer than MIN_PAIRS known: no r
+    d[14] = 1.0  # constant: no r
+    z, full = _standardized(d)
+    want = np.full(40, np.nan)
+    for k in range(40):
+        ok = np.isfinite(d[0]) & np.isfinite(d[k])
+        if ok.sum() >= MIN_PAIRS and np.std(d[k, ok]) > 0:
+            want[k] = np.corrcoef(d[0, ok], d[k, ok])[0, 1]
+    fast = np.full(40, np.nan)
+    with np.errstate(invalid="ignore"):
+        fast[full] = z[full] @ z[0] / z.shape[1]
+    np.testing.assert_allclose(fast[full], want[full], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(_correlation(d[0], d), want, rtol=1e-9, atol=1e-12)
+    assert not full[12] and np.isfinite(want[12]) and np.isnan(want[13]) and np.isnan(want[14])
+
+
 def test_a_caller_following_a_failing_dependency_is_its_symptom() -> None:
     v = _fleet_window()
     at = np.array([True, True, True, False, True])
